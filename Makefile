@@ -1,0 +1,120 @@
+# peernet — build, test, demo, bench, fuzz.
+#
+#   make          build/peernet and build/libpeernet.a
+#   make test     unit tests (ASan+UBSan), fuzz smoke runs, integration tests
+#   make demo     start a local network and show it working
+#   make bench    measure, write bench/RESULTS.md
+#   make fuzz     run every fuzz target for FUZZ_SECONDS each
+#
+# Every target first makes sure the Debian packages it needs are installed.
+
+CC      ?= gcc
+CLANG   ?= clang
+PYTHON  ?= /usr/bin/python3
+BUILD   ?= build
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 5
+
+PKGS_PC := libuv openssl
+CPPFLAGS := -Iinclude -Isrc -D_GNU_SOURCE
+WARN    := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wmissing-prototypes
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 $(WARN) -fno-strict-aliasing
+DEPCFLAGS = $(shell pkg-config --cflags $(PKGS_PC) 2>/dev/null)
+LDLIBS  = $(shell pkg-config --libs $(PKGS_PC) 2>/dev/null) -lm
+SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+LIB_SRCS := $(wildcard src/util/*.c src/wire/*.c src/crypto/*.c src/store/*.c src/proto/*.c src/net/*.c src/node/*.c)
+CLI_SRCS := $(wildcard src/cli/*.c)
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+FUZZ_SRCS := $(wildcard fuzz/fuzz_*.c)
+# The fuzz targets link only the layers without I/O.
+FUZZ_LIB_SRCS := $(wildcard src/util/*.c src/wire/*.c src/crypto/*.c src/store/*.c src/proto/*.c)
+
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+CLI_OBJS  := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
+ALIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/asan/obj/%.o)
+ACLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/asan/obj/%.o)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/asan/tests/%)
+FUZZ_BINS := $(FUZZ_SRCS:fuzz/%.c=$(BUILD)/fuzz/%)
+
+# Debian packages each target needs (binary name or file -> package).
+DEPS_BUILD := libuv1-dev libssl-dev pkg-config
+DEPS_TEST  := $(DEPS_BUILD) libcriterion-dev python3-pytest clang libclang-rt-14-dev
+DEPS_BENCH := $(DEPS_BUILD) nginx curl python3-matplotlib
+
+.PHONY: all test unit fuzz-smoke integration demo bench fuzz clean deps-build deps-test deps-bench asan
+
+all: deps-build $(BUILD)/peernet $(BUILD)/libpeernet.a
+
+deps-build:
+	@sh tools/ensure-deps.sh $(DEPS_BUILD)
+deps-test:
+	@sh tools/ensure-deps.sh $(DEPS_TEST)
+deps-bench:
+	@sh tools/ensure-deps.sh $(DEPS_BENCH)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(DEPCFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/asan/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(DEPCFLAGS) $(CFLAGS) $(SAN) -MMD -MP -c $< -o $@
+
+$(BUILD)/libpeernet.a: $(LIB_OBJS)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/asan/libpeernet.a: $(ALIB_OBJS)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/peernet: $(CLI_OBJS) $(BUILD)/libpeernet.a
+	$(CC) $(CFLAGS) -o $@ $(CLI_OBJS) $(BUILD)/libpeernet.a $(LDLIBS)
+
+$(BUILD)/asan/peernet: $(ACLI_OBJS) $(BUILD)/asan/libpeernet.a
+	$(CC) $(CFLAGS) $(SAN) -o $@ $(ACLI_OBJS) $(BUILD)/asan/libpeernet.a $(LDLIBS)
+
+$(BUILD)/asan/tests/%: tests/unit/%.c $(BUILD)/asan/libpeernet.a
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(DEPCFLAGS) $(CFLAGS) $(SAN) -o $@ $< $(BUILD)/asan/libpeernet.a $(LDLIBS) -lcriterion
+
+$(BUILD)/fuzz/%: fuzz/%.c $(FUZZ_LIB_SRCS)
+	@mkdir -p $(@D)
+	$(CLANG) $(CPPFLAGS) $(DEPCFLAGS) -g -O1 -std=c11 -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_LIB_SRCS) $(LDLIBS)
+
+asan: deps-build $(BUILD)/asan/peernet
+
+unit: deps-test $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t --jobs 2 --short-filename; done
+
+fuzz-smoke: deps-test $(FUZZ_BINS)
+	@set -e; for f in $(FUZZ_BINS); do n=$$(basename $$f); echo "== $$n ($(FUZZ_SMOKE_SECONDS)s)"; \
+	  mkdir -p $(BUILD)/fuzz/corpus/$$n; \
+	  $$f -max_total_time=$(FUZZ_SMOKE_SECONDS) -print_final_stats=0 $(BUILD)/fuzz/corpus/$$n fuzz/corpus/$$n 2>$(BUILD)/fuzz/$$n.log \
+	    || { tail -40 $(BUILD)/fuzz/$$n.log; exit 1; }; \
+	  grep -E '^#[0-9]+.*DONE' $(BUILD)/fuzz/$$n.log | tail -1; done
+
+integration: deps-test $(BUILD)/peernet $(BUILD)/asan/peernet
+	PEERNET_BIN=$(abspath $(BUILD)/asan/peernet) PEERNET_FAST_BIN=$(abspath $(BUILD)/peernet) \
+	  $(PYTHON) -m pytest -q -x tests/integration
+
+test: unit fuzz-smoke integration
+	@echo "all tests passed"
+
+fuzz: deps-test $(FUZZ_BINS)
+	@set -e; for f in $(FUZZ_BINS); do n=$$(basename $$f); echo "== $$n ($(FUZZ_SECONDS)s)"; \
+	  mkdir -p $(BUILD)/fuzz/corpus/$$n; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) $(BUILD)/fuzz/corpus/$$n fuzz/corpus/$$n 2>&1 | tail -3; done
+
+demo: deps-build $(BUILD)/peernet
+	@$(PYTHON) bench/demo.py --bin $(abspath $(BUILD)/peernet)
+
+bench: deps-bench $(BUILD)/peernet
+	$(PYTHON) bench/bench.py --bin $(abspath $(BUILD)/peernet) --out bench/RESULTS.md
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(ALIB_OBJS:.o=.d) $(ACLI_OBJS:.o=.d)

@@ -1,0 +1,92 @@
+/* Node identity, TLS 1.3 sessions over memory buffers, SHA-256.
+ *
+ * Everything here is OpenSSL's: no home-made handshake or cipher. The TLS
+ * session (struct pn_tls) does no I/O itself: ciphertext from the network is
+ * fed in, plaintext is read out, plaintext is written in and ciphertext is
+ * taken out for the network. src/net/ moves those bytes over sockets.
+ */
+#ifndef PN_CRYPTO_H
+#define PN_CRYPTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "peernet.h"
+
+/* ---- hashing ---- */
+
+/* SHA-256 of a buffer. Thread-safe. */
+void pn_sha256(const void *data, size_t len, uint8_t out[PN_HASH_BYTES]);
+
+/* ---- identity ---- */
+
+struct pn_identity {
+	void *pkey;  /* EVP_PKEY*: Ed25519 key pair, owned */
+	void *cert;  /* X509*: self-signed certificate over pkey, owned */
+	uint8_t node_id[PN_ID_BYTES]; /* SHA-256 of the 32-byte raw public key */
+};
+
+#define PN_IDENTITY_FILE "identity.pem"
+
+/* Loads DIR/identity.pem (PKCS#8 PEM private key), or creates it with mode 0600
+ * if it does not exist (creating DIR with 0700 if needed). Refuses a key file
+ * readable by group or others (PN_EACCES) and any key that is not Ed25519
+ * (PN_EINVAL). The certificate is made fresh from the key on each load. On
+ * success the caller owns *id and frees it with pn_identity_free(). */
+PN_MUST_CHECK int pn_identity_load_or_create(const char *dir, struct pn_identity *id);
+/* A fresh identity that lives only in memory (clients without a data directory). */
+PN_MUST_CHECK int pn_identity_ephemeral(struct pn_identity *id);
+void pn_identity_free(struct pn_identity *id);
+
+/* Node IDs print as 64 lower-case hex digits. Parse accepts either case. */
+void pn_node_id_format(const uint8_t id[PN_ID_BYTES], char out[PN_NODE_ID_STR_LEN + 1]);
+PN_MUST_CHECK int pn_node_id_parse(const char *s, uint8_t out[PN_ID_BYTES]);
+
+/* ---- TLS ---- */
+
+/* A TLS 1.3-only context presenting `id`, requiring and accepting the peer's
+ * self-signed Ed25519 certificate (identity is checked by node ID, not by a
+ * CA), ALPN "peernet/1". Returns an SSL_CTX* as void*, or NULL. The context
+ * holds its own references to the key and certificate. Free with pn_tls_ctx_free. */
+void *pn_tls_ctx_new(const struct pn_identity *id, bool is_server);
+void pn_tls_ctx_free(void *ctx);
+
+struct pn_tls; /* one session, opaque */
+
+/* A session on ctx. If expected_id is not NULL the peer must present that
+ * node ID or the handshake fails with PN_EPEERID. Caller frees with pn_tls_free. */
+struct pn_tls *pn_tls_new(void *ctx, bool is_server, const uint8_t *expected_id);
+void pn_tls_free(struct pn_tls *t);
+
+/* Hands ciphertext from the network to the session. Always consumes all of it
+ * (the memory BIO grows); callers bound how much they feed before reading. */
+PN_MUST_CHECK int pn_tls_feed(struct pn_tls *t, const void *ct, size_t len);
+
+/* Advances the handshake. Returns PN_OK when it is complete, PN_EAGAIN when it
+ * needs more input, PN_ETLS or PN_EPEERID on failure. */
+PN_MUST_CHECK int pn_tls_handshake(struct pn_tls *t);
+bool pn_tls_established(const struct pn_tls *t);
+
+/* Reads decrypted bytes: returns the count (> 0), PN_EAGAIN if none are ready,
+ * PN_ECLOSED on a clean close_notify, PN_ETLS on failure. */
+PN_MUST_CHECK long pn_tls_read(struct pn_tls *t, void *buf, size_t cap);
+
+/* Encrypts plaintext; the ciphertext is then taken with pn_tls_take_out.
+ * Returns PN_OK or PN_ETLS. */
+PN_MUST_CHECK int pn_tls_write(struct pn_tls *t, const void *pt, size_t len);
+
+/* Ciphertext waiting to go to the network. Moves up to cap bytes into buf and
+ * returns the count (0 if none). */
+size_t pn_tls_take_out(struct pn_tls *t, void *buf, size_t cap);
+size_t pn_tls_pending_out(const struct pn_tls *t);
+
+/* Sends close_notify (taken out like any other ciphertext). */
+void pn_tls_shutdown(struct pn_tls *t);
+
+/* The peer's node ID, valid once established. */
+PN_MUST_CHECK int pn_tls_peer_id(const struct pn_tls *t, uint8_t out[PN_ID_BYTES]);
+
+/* A one-line description of the last TLS failure (static buffer per session). */
+const char *pn_tls_last_error(const struct pn_tls *t);
+
+#endif

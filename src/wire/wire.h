@@ -1,0 +1,200 @@
+/* Wire format: framing and every message's encode/decode. Pure functions, no I/O.
+ *
+ * A frame is: u32 body length (big-endian), then the body: u8 type, payload.
+ * The byte-by-byte layout of each message is in docs/PROTOCOL.md.
+ *
+ * Decoded messages point into the frame buffer they were decoded from
+ * (names, hash lists, chunk data, list entries): they are valid only as long
+ * as that buffer is, and are never freed separately.
+ */
+#ifndef PN_WIRE_H
+#define PN_WIRE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "peernet.h"
+#include "util/buf.h"
+
+#define PN_FRAME_HDR 4                          /* u32 length */
+#define PN_CHUNK_MSG_HDR (1 + 4 + PN_CID_BYTES + 4) /* type, req_id, cid, index */
+#define PN_FRAME_MAX (PN_CHUNK_MSG_HDR + PN_CHUNK_SIZE) /* largest body of any type */
+#define PN_HASHES_MAX 8192                      /* hashes in one HASHES message (256 KiB) */
+#define PN_LIST_MAX 256                         /* entries in one LIST message */
+#define PN_ERRMSG_MAX 255                       /* bytes of an ERROR message's text */
+
+enum pn_msg_type {
+	PN_MSG_HELLO = 0x01,
+	PN_MSG_ERROR = 0x02,
+	PN_MSG_PING = 0x03,
+	PN_MSG_PONG = 0x04,
+
+	PN_MSG_META_REQ = 0x10,
+	PN_MSG_META = 0x11,
+	PN_MSG_HASH_REQ = 0x12,
+	PN_MSG_HASHES = 0x13,
+	PN_MSG_CHUNK_REQ = 0x14,
+	PN_MSG_CHUNK = 0x15,
+	PN_MSG_CANCEL = 0x16,
+
+	PN_MSG_LIST_REQ = 0x20,
+	PN_MSG_LIST = 0x21,
+
+	PN_MSG_PUT_BEGIN = 0x30,
+	PN_MSG_PUT_STATUS = 0x31,
+	PN_MSG_PUT_END = 0x32,
+	PN_MSG_PUT_DONE = 0x33,
+};
+
+enum pn_role { PN_ROLE_CLIENT = 1, PN_ROLE_SERVER = 2, PN_ROLE_NODE = 3, PN_ROLE_DIRECTORY = 4 };
+
+/* Error codes carried in an ERROR message (stable on the wire). */
+enum pn_wire_err {
+	PN_WERR_PROTOCOL = 1,   /* malformed or unexpected message; connection closes */
+	PN_WERR_NOT_FOUND = 2,  /* no such content */
+	PN_WERR_LIMIT = 3,      /* a bound was exceeded (size, rate, count) */
+	PN_WERR_CORRUPT = 4,    /* uploaded data failed its hash check */
+	PN_WERR_INTERNAL = 5,   /* the peer failed (disk full, I/O error) */
+	PN_WERR_BUSY = 6,       /* try again later */
+};
+
+struct pn_msg_hello {
+	uint8_t version;   /* PN_PROTOCOL_VERSION */
+	uint8_t role;      /* enum pn_role */
+	uint16_t listen_port; /* port the sender accepts peers on, 0 for none */
+	uint32_t features; /* bit set, 0 for now; unknown bits are ignored */
+};
+
+struct pn_msg_error {
+	uint32_t req_id;   /* request this answers, 0 for the connection */
+	uint16_t code;     /* enum pn_wire_err */
+	uint16_t text_len; /* <= PN_ERRMSG_MAX */
+	const char *text;  /* not NUL-terminated */
+};
+
+struct pn_msg_ping { uint64_t nonce; };
+
+/* META_REQ, CHUNK_REQ, CANCEL, PUT_END, PUT_DONE share this shape. */
+struct pn_msg_ref {
+	uint32_t req_id;
+	struct pn_cid cid;
+	uint32_t index; /* CHUNK_REQ, CANCEL: chunk index; otherwise 0 and not on the wire */
+};
+
+struct pn_msg_meta { /* also PUT_BEGIN */
+	uint32_t req_id;
+	struct pn_cid cid;
+	uint16_t name_len; /* 1..PN_NAME_MAX, no '/', no NUL */
+	const char *name;  /* not NUL-terminated */
+};
+
+struct pn_msg_hash_req {
+	uint32_t req_id;
+	struct pn_cid cid;
+	uint32_t first;
+	uint32_t count; /* 1..PN_HASHES_MAX, first+count <= chunks(cid) */
+};
+
+struct pn_msg_hashes {
+	uint32_t req_id;
+	struct pn_cid cid;
+	uint32_t first;
+	uint32_t count;         /* 1..PN_HASHES_MAX, first+count <= chunks(cid) */
+	const uint8_t *hashes;  /* count * 32 bytes */
+};
+
+struct pn_msg_chunk {
+	uint32_t req_id;
+	struct pn_cid cid;
+	uint32_t index;        /* < chunks(cid) */
+	uint32_t len;          /* == pn_cid_chunk_len(cid, index) */
+	const uint8_t *data;
+};
+
+struct pn_msg_list_req {
+	uint32_t req_id;
+	uint32_t cursor; /* 0 for the first page, else the LIST's next_cursor */
+};
+
+struct pn_list_entry {
+	struct pn_cid cid;
+	uint16_t name_len;
+	const char *name;
+};
+
+struct pn_msg_list {
+	uint32_t req_id;
+	uint32_t next_cursor; /* 0 when this is the last page */
+	uint16_t count;       /* <= PN_LIST_MAX */
+	/* Entries are decoded one at a time with pn_list_next() from these bytes. */
+	const uint8_t *entries;
+	size_t entries_len;
+};
+
+struct pn_msg_put_status {
+	uint32_t req_id;
+	struct pn_cid cid;
+	uint8_t flags;          /* bit 0: the receiver already has the complete hash list */
+	uint32_t nchunks;       /* == chunks(cid) */
+	const uint8_t *bitmap;  /* ceil(nchunks/8) bytes; bit i (MSB first) = has chunk i */
+};
+#define PN_PUT_HAVE_HASHES 0x01
+
+struct pn_msg {
+	uint8_t type;
+	union {
+		struct pn_msg_hello hello;
+		struct pn_msg_error error;
+		struct pn_msg_ping ping;      /* PING, PONG */
+		struct pn_msg_ref ref;        /* META_REQ, CHUNK_REQ, CANCEL, PUT_END, PUT_DONE */
+		struct pn_msg_meta meta;      /* META, PUT_BEGIN */
+		struct pn_msg_hash_req hash_req;
+		struct pn_msg_hashes hashes;
+		struct pn_msg_chunk chunk;
+		struct pn_msg_list_req list_req;
+		struct pn_msg_list list;
+		struct pn_msg_put_status put_status;
+	} u;
+};
+
+/* Splits a stream: given the bytes received so far, returns PN_OK and sets
+ * *body_len when a whole frame is present (the body starts at buf+PN_FRAME_HDR),
+ * PN_EAGAIN when more bytes are needed, PN_ETOOBIG when the declared length
+ * exceeds max_body, PN_EPROTO when it is 0. */
+PN_MUST_CHECK int pn_frame_check(const uint8_t *buf, size_t len, size_t max_body, size_t *body_len);
+
+/* Largest body a message of this type may have; 0 for an unknown type. */
+size_t pn_msg_max_body(uint8_t type);
+
+/* Decodes one frame body (type byte first). Checks every field against its
+ * limit, and that the body has no trailing bytes. Returns PN_OK, PN_EPROTO
+ * (malformed, unknown type, field out of range) or PN_ETOOBIG. On error *out
+ * is unspecified. */
+PN_MUST_CHECK int pn_msg_decode(const uint8_t *body, size_t len, struct pn_msg *out);
+
+/* Encodes a whole frame (length prefix included) into w. Returns PN_OK,
+ * PN_EINVAL if a field is out of range, PN_ETOOBIG if w is too small. */
+PN_MUST_CHECK int pn_msg_encode(const struct pn_msg *m, struct pn_writer *w);
+
+/* Encodes only the frame header and message header of a CHUNK of `len` bytes
+ * (PN_FRAME_HDR + PN_CHUNK_MSG_HDR bytes into hdr), so the data can be read
+ * from disk straight after it. */
+void pn_chunk_hdr_encode(uint8_t hdr[PN_FRAME_HDR + PN_CHUNK_MSG_HDR], uint32_t req_id,
+			 const struct pn_cid *cid, uint32_t index, uint32_t len);
+
+/* Iterates LIST entries: *off starts at 0. Returns PN_OK with *e filled, PN_EAGAIN
+ * at the end, PN_EPROTO on a malformed entry (cannot happen after pn_msg_decode
+ * accepted the message). */
+PN_MUST_CHECK int pn_list_next(const struct pn_msg_list *l, size_t *off, struct pn_list_entry *e);
+/* Appends one LIST entry in wire form to w (for building a LIST body). */
+void pn_list_entry_encode(struct pn_writer *w, const struct pn_list_entry *e);
+
+/* A file name is valid on the wire if 1..PN_NAME_MAX bytes, no '/', no NUL,
+ * no control byte < 0x20, and not "." or "..". */
+bool pn_name_valid(const char *name, size_t len);
+
+/* Wire form of a content ID: root[32] || size u64 BE. Decode rejects size > PN_MAX_FILE_SIZE. */
+void pn_cid_write(struct pn_writer *w, const struct pn_cid *cid);
+void pn_cid_read(struct pn_reader *r, struct pn_cid *cid);
+
+#endif
