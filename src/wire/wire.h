@@ -18,8 +18,12 @@
 
 #define PN_FRAME_HDR 4                          /* u32 length */
 #define PN_CHUNK_MSG_HDR (1 + 4 + PN_CID_BYTES + 4) /* type, req_id, cid, index */
-#define PN_FRAME_MAX (PN_CHUNK_MSG_HDR + PN_CHUNK_SIZE) /* largest body of any type */
+#define PN_HASHES_MSG_HDR (1 + 4 + PN_CID_BYTES + 4 + 4) /* type, req_id, cid, first, count */
 #define PN_HASHES_MAX 8192                      /* hashes in one HASHES message (256 KiB) */
+#define PN_CHUNK_BODY_MAX (PN_CHUNK_MSG_HDR + PN_CHUNK_SIZE)
+#define PN_HASHES_BODY_MAX (PN_HASHES_MSG_HDR + PN_HASHES_MAX * PN_HASH_BYTES)
+/* Largest body of any type: a full HASHES page, 4 bytes more than a full CHUNK. */
+#define PN_FRAME_MAX (PN_HASHES_BODY_MAX > PN_CHUNK_BODY_MAX ? PN_HASHES_BODY_MAX : PN_CHUNK_BODY_MAX)
 #define PN_LIST_MAX 256                         /* entries in one LIST message */
 #define PN_ERRMSG_MAX 255                       /* bytes of an ERROR message's text */
 
@@ -67,7 +71,7 @@ struct pn_msg_hello {
 
 struct pn_msg_error {
 	uint32_t req_id;   /* request this answers, 0 for the connection */
-	uint16_t code;     /* enum pn_wire_err */
+	uint16_t code;     /* enum pn_wire_err; never 0, unknown codes are allowed */
 	uint16_t text_len; /* <= PN_ERRMSG_MAX */
 	const char *text;  /* not NUL-terminated */
 };
@@ -78,13 +82,14 @@ struct pn_msg_ping { uint64_t nonce; };
 struct pn_msg_ref {
 	uint32_t req_id;
 	struct pn_cid cid;
-	uint32_t index; /* CHUNK_REQ, CANCEL: chunk index; otherwise 0 and not on the wire */
+	uint32_t index; /* CHUNK_REQ, CANCEL: chunk index < chunks(cid); otherwise not on
+			 * the wire, 0 after decode, and encode rejects a non-zero one */
 };
 
 struct pn_msg_meta { /* also PUT_BEGIN */
 	uint32_t req_id;
 	struct pn_cid cid;
-	uint16_t name_len; /* 1..PN_NAME_MAX, no '/', no NUL */
+	uint16_t name_len; /* pn_name_valid(name, name_len) */
 	const char *name;  /* not NUL-terminated */
 };
 
@@ -160,7 +165,10 @@ struct pn_msg {
 /* Splits a stream: given the bytes received so far, returns PN_OK and sets
  * *body_len when a whole frame is present (the body starts at buf+PN_FRAME_HDR),
  * PN_EAGAIN when more bytes are needed, PN_ETOOBIG when the declared length
- * exceeds max_body, PN_EPROTO when it is 0. */
+ * exceeds max_body, PN_EPROTO when it is 0. As soon as the type byte has
+ * arrived it also returns PN_ETOOBIG if the length exceeds pn_msg_max_body()
+ * of a known type, so an oversized frame is refused before it is buffered.
+ * (Unknown types are left to pn_msg_decode, which says PN_EPROTO.) */
 PN_MUST_CHECK int pn_frame_check(const uint8_t *buf, size_t len, size_t max_body, size_t *body_len);
 
 /* Largest body a message of this type may have; 0 for an unknown type. */
@@ -168,17 +176,20 @@ size_t pn_msg_max_body(uint8_t type);
 
 /* Decodes one frame body (type byte first). Checks every field against its
  * limit, and that the body has no trailing bytes. Returns PN_OK, PN_EPROTO
- * (malformed, unknown type, field out of range) or PN_ETOOBIG. On error *out
- * is unspecified. */
+ * (malformed, truncated, unknown type, field out of range) or PN_ETOOBIG
+ * (len exceeds pn_msg_max_body of the type). On error *out is unspecified. */
 PN_MUST_CHECK int pn_msg_decode(const uint8_t *body, size_t len, struct pn_msg *out);
 
 /* Encodes a whole frame (length prefix included) into w. Returns PN_OK,
- * PN_EINVAL if a field is out of range, PN_ETOOBIG if w is too small. */
+ * PN_EINVAL if a field is out of range (anything pn_msg_decode would reject;
+ * nothing is written then), PN_ETOOBIG if w is too small (w->err is then
+ * set and what was written is garbage). decode(encode(m)) == m always. */
 PN_MUST_CHECK int pn_msg_encode(const struct pn_msg *m, struct pn_writer *w);
 
 /* Encodes only the frame header and message header of a CHUNK of `len` bytes
  * (PN_FRAME_HDR + PN_CHUNK_MSG_HDR bytes into hdr), so the data can be read
- * from disk straight after it. */
+ * from disk straight after it. Trusted input: the caller makes sure that
+ * index < chunks(cid) and len == pn_cid_chunk_len(cid, index). */
 void pn_chunk_hdr_encode(uint8_t hdr[PN_FRAME_HDR + PN_CHUNK_MSG_HDR], uint32_t req_id,
 			 const struct pn_cid *cid, uint32_t index, uint32_t len);
 
@@ -186,14 +197,19 @@ void pn_chunk_hdr_encode(uint8_t hdr[PN_FRAME_HDR + PN_CHUNK_MSG_HDR], uint32_t 
  * at the end, PN_EPROTO on a malformed entry (cannot happen after pn_msg_decode
  * accepted the message). */
 PN_MUST_CHECK int pn_list_next(const struct pn_msg_list *l, size_t *off, struct pn_list_entry *e);
-/* Appends one LIST entry in wire form to w (for building a LIST body). */
+/* Appends one LIST entry in wire form to w (for building the entries of a
+ * struct pn_msg_list to pass to pn_msg_encode). An invalid entry (bad name,
+ * size > PN_MAX_FILE_SIZE) writes nothing and sets w->err to PN_EINVAL. */
 void pn_list_entry_encode(struct pn_writer *w, const struct pn_list_entry *e);
 
-/* A file name is valid on the wire if 1..PN_NAME_MAX bytes, no '/', no NUL,
- * no control byte < 0x20, and not "." or "..". */
+/* A file name is valid on the wire if 1..PN_NAME_MAX bytes of well-formed
+ * UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF), with no
+ * '/', no '\\', no control character (U+0000..U+001F, U+007F, U+0080..U+009F),
+ * and not "." or "..". */
 bool pn_name_valid(const char *name, size_t len);
 
-/* Wire form of a content ID: root[32] || size u64 BE. Decode rejects size > PN_MAX_FILE_SIZE. */
+/* Wire form of a content ID: root[32] || size u64 BE. pn_cid_read fails the
+ * reader with PN_EPROTO when size > PN_MAX_FILE_SIZE. */
 void pn_cid_write(struct pn_writer *w, const struct pn_cid *cid);
 void pn_cid_read(struct pn_reader *r, struct pn_cid *cid);
 

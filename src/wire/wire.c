@@ -1,0 +1,561 @@
+/* Wire format: framing and every message's encode/decode (docs/PROTOCOL.md).
+ *
+ * Decoding is two steps: parse the layout through a struct pn_reader (which
+ * catches truncation), then check the fields with the same validate_*()
+ * function that pn_msg_encode() runs before writing. Encoder and decoder can
+ * therefore never disagree about what is valid.
+ */
+#include <string.h>
+#include "wire/wire.h"
+
+/* Field sizes. */
+#define TYPE_LEN 1
+#define U8_LEN 1
+#define U16_LEN 2
+#define U32_LEN 4
+#define U64_LEN 8
+#define REQ_ID_LEN U32_LEN
+#define BITS_PER_BYTE 8
+
+/* Fixed parts of bodies, type byte included. */
+#define HELLO_BODY (TYPE_LEN + U8_LEN + U8_LEN + U16_LEN + U32_LEN)
+#define ERROR_HDR (TYPE_LEN + REQ_ID_LEN + U16_LEN + U16_LEN)
+#define PING_BODY (TYPE_LEN + U64_LEN)
+#define REF_BODY (TYPE_LEN + REQ_ID_LEN + PN_CID_BYTES)
+#define REF_INDEX_BODY (REF_BODY + U32_LEN)
+#define META_HDR (REF_BODY + U16_LEN)
+#define HASH_REQ_BODY (REF_BODY + U32_LEN + U32_LEN)
+#define LIST_REQ_BODY (TYPE_LEN + REQ_ID_LEN + U32_LEN)
+#define LIST_HDR (TYPE_LEN + REQ_ID_LEN + U32_LEN + U16_LEN)
+#define LIST_ENTRY_MAX (PN_CID_BYTES + U16_LEN + PN_NAME_MAX)
+#define PUT_STATUS_HDR (REF_BODY + U8_LEN + U32_LEN)
+#define BITMAP_MAX ((PN_MAX_CHUNKS + BITS_PER_BYTE - 1) / BITS_PER_BYTE)
+
+/* Largest body of each type. */
+#define ERROR_BODY_MAX (ERROR_HDR + PN_ERRMSG_MAX)
+#define META_BODY_MAX (META_HDR + PN_NAME_MAX)
+#define LIST_BODY_MAX (LIST_HDR + PN_LIST_MAX * LIST_ENTRY_MAX)
+#define PUT_STATUS_BODY_MAX (PUT_STATUS_HDR + BITMAP_MAX)
+
+_Static_assert(REF_INDEX_BODY == PN_CHUNK_MSG_HDR, "CHUNK header layout");
+_Static_assert(HASH_REQ_BODY == PN_HASHES_MSG_HDR, "HASHES header layout");
+_Static_assert(PN_FRAME_MAX >= LIST_BODY_MAX && PN_FRAME_MAX >= PUT_STATUS_BODY_MAX,
+	       "PN_FRAME_MAX covers every type");
+
+/* UTF-8 code point limits. */
+#define UTF8_MAX_CP 0x10ffffu
+#define UTF8_SURR_LO 0xd800u
+#define UTF8_SURR_HI 0xdfffu
+#define C1_LO 0x80u
+#define C1_HI 0x9fu
+#define ASCII_CTRL_END 0x20u
+#define ASCII_DEL 0x7fu
+
+size_t pn_msg_max_body(uint8_t type)
+{
+	switch (type) {
+	case PN_MSG_HELLO: return HELLO_BODY;
+	case PN_MSG_ERROR: return ERROR_BODY_MAX;
+	case PN_MSG_PING:
+	case PN_MSG_PONG: return PING_BODY;
+	case PN_MSG_META_REQ:
+	case PN_MSG_PUT_END:
+	case PN_MSG_PUT_DONE: return REF_BODY;
+	case PN_MSG_CHUNK_REQ:
+	case PN_MSG_CANCEL: return REF_INDEX_BODY;
+	case PN_MSG_META:
+	case PN_MSG_PUT_BEGIN: return META_BODY_MAX;
+	case PN_MSG_HASH_REQ: return HASH_REQ_BODY;
+	case PN_MSG_HASHES: return PN_HASHES_BODY_MAX;
+	case PN_MSG_CHUNK: return PN_CHUNK_BODY_MAX;
+	case PN_MSG_LIST_REQ: return LIST_REQ_BODY;
+	case PN_MSG_LIST: return LIST_BODY_MAX;
+	case PN_MSG_PUT_STATUS: return PUT_STATUS_BODY_MAX;
+	default: return 0;
+	}
+}
+
+int pn_frame_check(const uint8_t *buf, size_t len, size_t max_body, size_t *body_len)
+{
+	struct pn_reader r;
+	uint32_t declared;
+	size_t type_max;
+
+	pn_rd_init(&r, buf, len);
+	declared = pn_rd_u32(&r);
+	if (r.err)
+		return PN_EAGAIN;
+	if (declared == 0)
+		return PN_EPROTO;
+	if (declared > max_body)
+		return PN_ETOOBIG;
+	if (pn_rd_left(&r) >= TYPE_LEN) {
+		type_max = pn_msg_max_body(pn_rd_u8(&r));
+		if (type_max && declared > type_max)
+			return PN_ETOOBIG;
+	}
+	if (len - PN_FRAME_HDR < declared)
+		return PN_EAGAIN;
+	*body_len = declared;
+	return PN_OK;
+}
+
+/* ---- field checks shared by encoder and decoder ---- */
+
+/* Reads one UTF-8 sequence whose lead byte `lead` (>= 0x80) was just read.
+ * Returns the code point, or UINT32_MAX if the sequence is malformed,
+ * overlong, truncated, a surrogate, or above U+10FFFF. */
+static uint32_t utf8_rest(struct pn_reader *r, uint8_t lead)
+{
+	uint32_t cp, min;
+	int extra;
+
+	if ((lead & 0xe0) == 0xc0) {
+		cp = lead & 0x1f;
+		extra = 1;
+		min = 0x80;
+	} else if ((lead & 0xf0) == 0xe0) {
+		cp = lead & 0x0f;
+		extra = 2;
+		min = 0x800;
+	} else if ((lead & 0xf8) == 0xf0) {
+		cp = lead & 0x07;
+		extra = 3;
+		min = 0x10000;
+	} else {
+		return UINT32_MAX;
+	}
+	while (extra--) {
+		if (pn_rd_left(r) == 0)
+			return UINT32_MAX;
+		uint8_t cont = pn_rd_u8(r);
+		if ((cont & 0xc0) != 0x80)
+			return UINT32_MAX;
+		cp = (cp << 6) | (cont & 0x3f);
+	}
+	if (cp < min || cp > UTF8_MAX_CP || (cp >= UTF8_SURR_LO && cp <= UTF8_SURR_HI))
+		return UINT32_MAX;
+	return cp;
+}
+
+bool pn_name_valid(const char *name, size_t len)
+{
+	struct pn_reader r;
+
+	if (!name || len == 0 || len > PN_NAME_MAX)
+		return false;
+	if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
+		return false;
+	pn_rd_init(&r, name, len);
+	while (pn_rd_left(&r)) {
+		uint8_t b = pn_rd_u8(&r);
+		if (b < C1_LO) {
+			if (b < ASCII_CTRL_END || b == ASCII_DEL || b == '/' || b == '\\')
+				return false;
+			continue;
+		}
+		uint32_t cp = utf8_rest(&r, b);
+		if (cp == UINT32_MAX || (cp >= C1_LO && cp <= C1_HI))
+			return false;
+	}
+	return true;
+}
+
+static bool cid_valid(const struct pn_cid *cid)
+{
+	return cid->size <= PN_MAX_FILE_SIZE;
+}
+
+/* first..first+count is a non-empty page of at most PN_HASHES_MAX chunks of cid. */
+static bool hash_range_valid(const struct pn_cid *cid, uint32_t first, uint32_t count)
+{
+	uint32_t n = pn_cid_chunks(cid);
+
+	return cid_valid(cid) && count >= 1 && count <= PN_HASHES_MAX &&
+	       first < n && count <= n - first;
+}
+
+static size_t bitmap_len(uint32_t nchunks)
+{
+	return ((size_t)nchunks + BITS_PER_BYTE - 1) / BITS_PER_BYTE;
+}
+
+static bool validate_hello(const struct pn_msg_hello *m)
+{
+	return m->version >= 1 && m->role >= PN_ROLE_CLIENT && m->role <= PN_ROLE_DIRECTORY;
+}
+
+static bool validate_error(const struct pn_msg_error *m)
+{
+	return m->code != 0 && m->text_len <= PN_ERRMSG_MAX && (m->text || m->text_len == 0);
+}
+
+static bool validate_ref(const struct pn_msg_ref *m, bool has_index)
+{
+	if (!cid_valid(&m->cid))
+		return false;
+	return has_index ? m->index < pn_cid_chunks(&m->cid) : m->index == 0;
+}
+
+static bool validate_meta(const struct pn_msg_meta *m)
+{
+	return cid_valid(&m->cid) && pn_name_valid(m->name, m->name_len);
+}
+
+static bool validate_hashes(const struct pn_msg_hashes *m)
+{
+	return hash_range_valid(&m->cid, m->first, m->count) && m->hashes;
+}
+
+static bool validate_chunk(const struct pn_msg_chunk *m)
+{
+	return cid_valid(&m->cid) && m->index < pn_cid_chunks(&m->cid) &&
+	       m->len == pn_cid_chunk_len(&m->cid, m->index) && (m->data || m->len == 0);
+}
+
+/* Every entry parses, there are exactly `count` of them, and they fill entries_len. */
+static bool validate_list(const struct pn_msg_list *m)
+{
+	struct pn_list_entry e;
+	size_t off = 0;
+
+	if (m->count > PN_LIST_MAX || m->entries_len > LIST_BODY_MAX - LIST_HDR)
+		return false;
+	if (m->entries_len && !m->entries)
+		return false;
+	for (uint16_t i = 0; i < m->count; i++)
+		if (pn_list_next(m, &off, &e) != PN_OK)
+			return false;
+	return off == m->entries_len;
+}
+
+static bool validate_put_status(const struct pn_msg_put_status *m)
+{
+	size_t nbytes;
+
+	if (!cid_valid(&m->cid) || (m->flags & ~PN_PUT_HAVE_HASHES) != 0)
+		return false;
+	if (m->nchunks != pn_cid_chunks(&m->cid) || !m->bitmap)
+		return false;
+	nbytes = bitmap_len(m->nchunks);
+	if (m->nchunks % BITS_PER_BYTE) {
+		uint8_t unused = (uint8_t)(0xffu >> (m->nchunks % BITS_PER_BYTE));
+		if (m->bitmap[nbytes - 1] & unused)
+			return false;
+	}
+	return true;
+}
+
+static bool validate(const struct pn_msg *m)
+{
+	switch (m->type) {
+	case PN_MSG_HELLO: return validate_hello(&m->u.hello);
+	case PN_MSG_ERROR: return validate_error(&m->u.error);
+	case PN_MSG_PING:
+	case PN_MSG_PONG: return true;
+	case PN_MSG_META_REQ:
+	case PN_MSG_PUT_END:
+	case PN_MSG_PUT_DONE: return validate_ref(&m->u.ref, false);
+	case PN_MSG_CHUNK_REQ:
+	case PN_MSG_CANCEL: return validate_ref(&m->u.ref, true);
+	case PN_MSG_META:
+	case PN_MSG_PUT_BEGIN: return validate_meta(&m->u.meta);
+	case PN_MSG_HASH_REQ:
+		return hash_range_valid(&m->u.hash_req.cid, m->u.hash_req.first, m->u.hash_req.count);
+	case PN_MSG_HASHES: return validate_hashes(&m->u.hashes);
+	case PN_MSG_CHUNK: return validate_chunk(&m->u.chunk);
+	case PN_MSG_LIST_REQ: return true;
+	case PN_MSG_LIST: return validate_list(&m->u.list);
+	case PN_MSG_PUT_STATUS: return validate_put_status(&m->u.put_status);
+	default: return false;
+	}
+}
+
+/* ---- content IDs and list entries ---- */
+
+void pn_cid_write(struct pn_writer *w, const struct pn_cid *cid)
+{
+	pn_wr_bytes(w, cid->root, PN_HASH_BYTES);
+	pn_wr_u64(w, cid->size);
+}
+
+void pn_cid_read(struct pn_reader *r, struct pn_cid *cid)
+{
+	pn_rd_bytes(r, cid->root, PN_HASH_BYTES);
+	cid->size = pn_rd_u64(r);
+	if (cid->size > PN_MAX_FILE_SIZE)
+		pn_rd_fail(r, PN_EPROTO);
+}
+
+int pn_list_next(const struct pn_msg_list *l, size_t *off, struct pn_list_entry *e)
+{
+	struct pn_reader r;
+
+	if (*off == l->entries_len)
+		return PN_EAGAIN;
+	if (*off > l->entries_len)
+		return PN_EPROTO;
+	pn_rd_init(&r, l->entries, l->entries_len);
+	(void)pn_rd_ptr(&r, *off); /* skip what was already iterated */
+	pn_cid_read(&r, &e->cid);
+	e->name_len = pn_rd_u16(&r);
+	e->name = (const char *)pn_rd_ptr(&r, e->name_len);
+	if (r.err || !pn_name_valid(e->name, e->name_len))
+		return PN_EPROTO;
+	*off = r.off;
+	return PN_OK;
+}
+
+void pn_list_entry_encode(struct pn_writer *w, const struct pn_list_entry *e)
+{
+	if (!cid_valid(&e->cid) || !pn_name_valid(e->name, e->name_len)) {
+		if (!w->err)
+			w->err = PN_EINVAL;
+		return;
+	}
+	pn_cid_write(w, &e->cid);
+	pn_wr_u16(w, e->name_len);
+	pn_wr_bytes(w, e->name, e->name_len);
+}
+
+/* ---- decode ---- */
+
+static void read_hello(struct pn_reader *r, struct pn_msg_hello *m)
+{
+	m->version = pn_rd_u8(r);
+	m->role = pn_rd_u8(r);
+	m->listen_port = pn_rd_u16(r);
+	m->features = pn_rd_u32(r);
+}
+
+static void read_error(struct pn_reader *r, struct pn_msg_error *m)
+{
+	m->req_id = pn_rd_u32(r);
+	m->code = pn_rd_u16(r);
+	m->text_len = pn_rd_u16(r);
+	m->text = (const char *)pn_rd_ptr(r, m->text_len);
+}
+
+static void read_ref(struct pn_reader *r, struct pn_msg_ref *m, bool has_index)
+{
+	m->req_id = pn_rd_u32(r);
+	pn_cid_read(r, &m->cid);
+	m->index = has_index ? pn_rd_u32(r) : 0;
+}
+
+static void read_meta(struct pn_reader *r, struct pn_msg_meta *m)
+{
+	m->req_id = pn_rd_u32(r);
+	pn_cid_read(r, &m->cid);
+	m->name_len = pn_rd_u16(r);
+	m->name = (const char *)pn_rd_ptr(r, m->name_len);
+}
+
+static void read_hash_req(struct pn_reader *r, struct pn_msg_hash_req *m)
+{
+	m->req_id = pn_rd_u32(r);
+	pn_cid_read(r, &m->cid);
+	m->first = pn_rd_u32(r);
+	m->count = pn_rd_u32(r);
+}
+
+static void read_hashes(struct pn_reader *r, struct pn_msg_hashes *m)
+{
+	m->req_id = pn_rd_u32(r);
+	pn_cid_read(r, &m->cid);
+	m->first = pn_rd_u32(r);
+	m->count = pn_rd_u32(r);
+	if (m->count > PN_HASHES_MAX)
+		pn_rd_fail(r, PN_EPROTO);
+	m->hashes = pn_rd_ptr(r, (size_t)m->count * PN_HASH_BYTES);
+}
+
+static void read_chunk(struct pn_reader *r, struct pn_msg_chunk *m)
+{
+	size_t data_len;
+
+	m->req_id = pn_rd_u32(r);
+	pn_cid_read(r, &m->cid);
+	m->index = pn_rd_u32(r);
+	data_len = pn_rd_left(r); /* <= PN_CHUNK_SIZE: the body length was capped */
+	m->len = (uint32_t)data_len;
+	m->data = pn_rd_ptr(r, data_len);
+}
+
+static void read_list_req(struct pn_reader *r, struct pn_msg_list_req *m)
+{
+	m->req_id = pn_rd_u32(r);
+	m->cursor = pn_rd_u32(r);
+}
+
+static void read_list(struct pn_reader *r, struct pn_msg_list *m)
+{
+	m->req_id = pn_rd_u32(r);
+	m->next_cursor = pn_rd_u32(r);
+	m->count = pn_rd_u16(r);
+	m->entries_len = pn_rd_left(r);
+	m->entries = pn_rd_ptr(r, m->entries_len);
+}
+
+static void read_put_status(struct pn_reader *r, struct pn_msg_put_status *m)
+{
+	m->req_id = pn_rd_u32(r);
+	pn_cid_read(r, &m->cid);
+	m->flags = pn_rd_u8(r);
+	m->nchunks = pn_rd_u32(r);
+	if (m->nchunks > PN_MAX_CHUNKS)
+		pn_rd_fail(r, PN_EPROTO);
+	m->bitmap = pn_rd_ptr(r, bitmap_len(m->nchunks));
+}
+
+int pn_msg_decode(const uint8_t *body, size_t len, struct pn_msg *out)
+{
+	struct pn_reader r;
+	size_t max;
+
+	memset(out, 0, sizeof(*out));
+	pn_rd_init(&r, body, len);
+	out->type = pn_rd_u8(&r);
+	if (r.err)
+		return PN_EPROTO;
+	max = pn_msg_max_body(out->type);
+	if (max == 0)
+		return PN_EPROTO;
+	if (len > max)
+		return PN_ETOOBIG;
+
+	switch (out->type) {
+	case PN_MSG_HELLO: read_hello(&r, &out->u.hello); break;
+	case PN_MSG_ERROR: read_error(&r, &out->u.error); break;
+	case PN_MSG_PING:
+	case PN_MSG_PONG: out->u.ping.nonce = pn_rd_u64(&r); break;
+	case PN_MSG_META_REQ:
+	case PN_MSG_PUT_END:
+	case PN_MSG_PUT_DONE: read_ref(&r, &out->u.ref, false); break;
+	case PN_MSG_CHUNK_REQ:
+	case PN_MSG_CANCEL: read_ref(&r, &out->u.ref, true); break;
+	case PN_MSG_META:
+	case PN_MSG_PUT_BEGIN: read_meta(&r, &out->u.meta); break;
+	case PN_MSG_HASH_REQ: read_hash_req(&r, &out->u.hash_req); break;
+	case PN_MSG_HASHES: read_hashes(&r, &out->u.hashes); break;
+	case PN_MSG_CHUNK: read_chunk(&r, &out->u.chunk); break;
+	case PN_MSG_LIST_REQ: read_list_req(&r, &out->u.list_req); break;
+	case PN_MSG_LIST: read_list(&r, &out->u.list); break;
+	case PN_MSG_PUT_STATUS: read_put_status(&r, &out->u.put_status); break;
+	}
+	if (r.err || pn_rd_left(&r) != 0)
+		return PN_EPROTO;
+	return validate(out) ? PN_OK : PN_EPROTO;
+}
+
+/* ---- encode ---- */
+
+static void write_body(const struct pn_msg *m, struct pn_writer *w)
+{
+	pn_wr_u8(w, m->type);
+	switch (m->type) {
+	case PN_MSG_HELLO:
+		pn_wr_u8(w, m->u.hello.version);
+		pn_wr_u8(w, m->u.hello.role);
+		pn_wr_u16(w, m->u.hello.listen_port);
+		pn_wr_u32(w, m->u.hello.features);
+		break;
+	case PN_MSG_ERROR:
+		pn_wr_u32(w, m->u.error.req_id);
+		pn_wr_u16(w, m->u.error.code);
+		pn_wr_u16(w, m->u.error.text_len);
+		pn_wr_bytes(w, m->u.error.text, m->u.error.text_len);
+		break;
+	case PN_MSG_PING:
+	case PN_MSG_PONG:
+		pn_wr_u64(w, m->u.ping.nonce);
+		break;
+	case PN_MSG_META_REQ:
+	case PN_MSG_PUT_END:
+	case PN_MSG_PUT_DONE:
+	case PN_MSG_CHUNK_REQ:
+	case PN_MSG_CANCEL:
+		pn_wr_u32(w, m->u.ref.req_id);
+		pn_cid_write(w, &m->u.ref.cid);
+		if (m->type == PN_MSG_CHUNK_REQ || m->type == PN_MSG_CANCEL)
+			pn_wr_u32(w, m->u.ref.index);
+		break;
+	case PN_MSG_META:
+	case PN_MSG_PUT_BEGIN:
+		pn_wr_u32(w, m->u.meta.req_id);
+		pn_cid_write(w, &m->u.meta.cid);
+		pn_wr_u16(w, m->u.meta.name_len);
+		pn_wr_bytes(w, m->u.meta.name, m->u.meta.name_len);
+		break;
+	case PN_MSG_HASH_REQ:
+		pn_wr_u32(w, m->u.hash_req.req_id);
+		pn_cid_write(w, &m->u.hash_req.cid);
+		pn_wr_u32(w, m->u.hash_req.first);
+		pn_wr_u32(w, m->u.hash_req.count);
+		break;
+	case PN_MSG_HASHES:
+		pn_wr_u32(w, m->u.hashes.req_id);
+		pn_cid_write(w, &m->u.hashes.cid);
+		pn_wr_u32(w, m->u.hashes.first);
+		pn_wr_u32(w, m->u.hashes.count);
+		pn_wr_bytes(w, m->u.hashes.hashes, (size_t)m->u.hashes.count * PN_HASH_BYTES);
+		break;
+	case PN_MSG_CHUNK:
+		pn_wr_u32(w, m->u.chunk.req_id);
+		pn_cid_write(w, &m->u.chunk.cid);
+		pn_wr_u32(w, m->u.chunk.index);
+		pn_wr_bytes(w, m->u.chunk.data, m->u.chunk.len);
+		break;
+	case PN_MSG_LIST_REQ:
+		pn_wr_u32(w, m->u.list_req.req_id);
+		pn_wr_u32(w, m->u.list_req.cursor);
+		break;
+	case PN_MSG_LIST:
+		pn_wr_u32(w, m->u.list.req_id);
+		pn_wr_u32(w, m->u.list.next_cursor);
+		pn_wr_u16(w, m->u.list.count);
+		pn_wr_bytes(w, m->u.list.entries, m->u.list.entries_len);
+		break;
+	case PN_MSG_PUT_STATUS:
+		pn_wr_u32(w, m->u.put_status.req_id);
+		pn_cid_write(w, &m->u.put_status.cid);
+		pn_wr_u8(w, m->u.put_status.flags);
+		pn_wr_u32(w, m->u.put_status.nchunks);
+		pn_wr_bytes(w, m->u.put_status.bitmap, bitmap_len(m->u.put_status.nchunks));
+		break;
+	}
+}
+
+int pn_msg_encode(const struct pn_msg *m, struct pn_writer *w)
+{
+	uint8_t *len_field;
+	size_t start;
+
+	if (!validate(m))
+		return PN_EINVAL;
+	if (w->err)
+		return PN_ETOOBIG;
+	len_field = pn_wr_reserve(w, PN_FRAME_HDR);
+	start = w->len;
+	write_body(m, w);
+	if (w->err)
+		return PN_ETOOBIG;
+	/* validate() bounds every variable part, so this cannot trigger. */
+	if (w->len - start > pn_msg_max_body(m->type))
+		return PN_EINVAL;
+	pn_put_u32(len_field, (uint32_t)(w->len - start));
+	return PN_OK;
+}
+
+void pn_chunk_hdr_encode(uint8_t hdr[PN_FRAME_HDR + PN_CHUNK_MSG_HDR], uint32_t req_id,
+			 const struct pn_cid *cid, uint32_t index, uint32_t len)
+{
+	struct pn_writer w;
+
+	pn_wr_init(&w, hdr, PN_FRAME_HDR + PN_CHUNK_MSG_HDR);
+	pn_wr_u32(&w, PN_CHUNK_MSG_HDR + len);
+	pn_wr_u8(&w, PN_MSG_CHUNK);
+	pn_wr_u32(&w, req_id);
+	pn_cid_write(&w, cid);
+	pn_wr_u32(&w, index);
+}
