@@ -1,0 +1,29 @@
+/* Command-line front end: one file per command. */
+#ifndef PN_CLI_H
+#define PN_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define PN_EXIT_OK 0
+#define PN_EXIT_FAIL 1
+#define PN_EXIT_USAGE 2
+
+int cmd_serve(int argc, char **argv);
+int cmd_put(int argc, char **argv);
+int cmd_get(int argc, char **argv);
+int cmd_ls(int argc, char **argv);
+
+/* Prints "peernet CMD: message" on stderr. */
+void cli_err(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints a usage error plus "try 'peernet CMD --help'" and returns PN_EXIT_USAGE. */
+int cli_usage_err(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Writes s as a JSON string literal (quotes included). */
+void cli_json_str(FILE *f, const char *s);
+/* Parses seconds (integer or decimal) into milliseconds; false if malformed or out of range. */
+bool cli_parse_seconds(const char *s, uint32_t *ms);
+/* Parses a positive integer within [min, max]. */
+bool cli_parse_uint(const char *s, uint32_t min, uint32_t max, uint32_t *out);
+
+#endif

@@ -1,0 +1,242 @@
+/* put, get, ls: the client side of the client-server model. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "cli/cli.h"
+#include "crypto/crypto.h"
+#include "node/client.h"
+#include "node/progress.h"
+
+#define CLIENT_OPTS \
+	"  --server ADDR:PORT        the server (or PEERNET_SERVER in the environment)\n" \
+	"  --server-id ID            refuse any server whose node ID is not ID\n" \
+	"  --data DIR                use the identity kept in DIR (default: a new one each run)\n" \
+	"  --timeout SECONDS         give up when the server is silent this long (default 30)\n" \
+	"  --json                    machine-readable output\n" \
+	"  -h, --help                this text\n"
+
+static const char put_help[] =
+	"usage: peernet put --server ADDR:PORT [OPTIONS] FILE...\n"
+	"\n"
+	"Uploads files to a server and prints 'ID  NAME' for each, like sha256sum.\n"
+	"Content the server already holds is not sent again; an interrupted upload\n"
+	"resumes where it stopped.\n\n" CLIENT_OPTS
+	"  --progress / --no-progress  force the progress bar on or off (default: on a terminal)\n";
+
+static const char get_help[] =
+	"usage: peernet get --server ADDR:PORT [OPTIONS] ID [-o PATH]\n"
+	"\n"
+	"Downloads content by ID, verifying every chunk against the ID. Without -o the\n"
+	"file is saved under its name in the current directory; '-o -' writes to\n"
+	"standard output. An interrupted download resumes from PATH.pnpart.\n\n" CLIENT_OPTS
+	"  -o, --output PATH         where to write the file ('-' for standard output)\n"
+	"  -f, --force               overwrite PATH if it exists\n"
+	"  --window N                chunk requests in flight (default 16)\n"
+	"  --progress / --no-progress  force the progress bar on or off (default: on a terminal)\n";
+
+static const char ls_help[] =
+	"usage: peernet ls --server ADDR:PORT [OPTIONS]\n"
+	"\n"
+	"Lists what the server holds: ID, size and name of each file.\n\n" CLIENT_OPTS;
+
+struct client_args {
+	struct pn_client_opts o;
+	uint8_t server_id[PN_ID_BYTES];
+	bool json;
+	const char *output;
+	bool force;
+	int progress; /* -1 auto, 0 off, 1 on */
+	int json_count;
+};
+
+/* Parses the options every client command shares, plus -o/-f for get.
+ * Returns -1 to go on, or an exit status. */
+static int parse_client(const char *cmd, const char *help, int argc, char **argv, struct client_args *a)
+{
+	static const struct option longopts[] = {
+		{"server", required_argument, NULL, 's'},
+		{"server-id", required_argument, NULL, 'I'},
+		{"data", required_argument, NULL, 'd'},
+		{"timeout", required_argument, NULL, 't'},
+		{"json", no_argument, NULL, 'j'},
+		{"output", required_argument, NULL, 'o'},
+		{"force", no_argument, NULL, 'f'},
+		{"window", required_argument, NULL, 'w'},
+		{"progress", no_argument, NULL, 'P'},
+		{"no-progress", no_argument, NULL, 'N'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	bool is_get = !strcmp(cmd, "get");
+	memset(a, 0, sizeof *a);
+	a->progress = -1;
+	a->o.server = getenv("PEERNET_SERVER");
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, is_get ? "o:fh" : "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 's': a->o.server = optarg; break;
+		case 'I':
+			if (pn_node_id_parse(optarg, a->server_id) != 0)
+				return cli_usage_err(cmd, "bad --server-id '%s': expected 64 hex digits", optarg);
+			a->o.server_id = a->server_id;
+			break;
+		case 'd': a->o.data_dir = optarg; break;
+		case 't':
+			if (!cli_parse_seconds(optarg, &a->o.timeout_ms))
+				return cli_usage_err(cmd, "bad --timeout '%s': expected seconds", optarg);
+			break;
+		case 'j': a->json = true; break;
+		case 'o':
+			if (!is_get)
+				return cli_usage_err(cmd, "-o applies to get only");
+			a->output = optarg;
+			break;
+		case 'f': a->force = true; break;
+		case 'w':
+			if (!cli_parse_uint(optarg, 1, 256, &a->o.window))
+				return cli_usage_err(cmd, "bad --window '%s': expected 1 to 256", optarg);
+			break;
+		case 'P': a->progress = 1; break;
+		case 'N': a->progress = 0; break;
+		case 'h': fputs(help, stdout); return PN_EXIT_OK;
+		default: return cli_usage_err(cmd, "bad option");
+		}
+	}
+	if (!a->o.server)
+		return cli_usage_err(cmd, "--server ADDR:PORT is required");
+	/* The bar goes to stderr, and only when a person is watching stdout. */
+	if (a->progress < 0)
+		a->o.progress = !a->json && isatty(STDOUT_FILENO) && isatty(STDERR_FILENO);
+	else
+		a->o.progress = a->progress;
+	return -1;
+}
+
+static void put_print(void *ud, const struct pn_put_result *r)
+{
+	struct client_args *a = ud;
+	char id[PN_CID_STR_LEN + 1];
+	pn_cid_format(&r->cid, id);
+	if (a->json) {
+		printf("%s{\"id\":\"%s\",\"name\":", a->json_count++ ? "," : "[", id);
+		cli_json_str(stdout, r->name);
+		printf(",\"size\":%llu,\"bytes_sent\":%llu}", (unsigned long long)r->cid.size,
+		       (unsigned long long)r->bytes_sent);
+	} else {
+		printf("%s  %s\n", id, r->name);
+	}
+	fflush(stdout);
+}
+
+int cmd_put(int argc, char **argv)
+{
+	struct client_args a;
+	int r = parse_client("put", put_help, argc, argv, &a);
+	if (r >= 0)
+		return r;
+	if (optind >= argc)
+		return cli_usage_err("put", "no FILE given");
+	r = pn_client_put(&a.o, argv + optind, argc - optind, put_print, &a);
+	/* Close the array even after a failure, so what was stored still parses. */
+	if (a.json)
+		fputs(a.json_count ? "]\n" : "[]\n", stdout);
+	if (r != 0) {
+		cli_err("put", "%s", pn_client_error());
+		return PN_EXIT_FAIL;
+	}
+	return PN_EXIT_OK;
+}
+
+int cmd_get(int argc, char **argv)
+{
+	struct client_args a;
+	int r = parse_client("get", get_help, argc, argv, &a);
+	if (r >= 0)
+		return r;
+	if (optind >= argc)
+		return cli_usage_err("get", "no ID given");
+	if (optind + 1 < argc)
+		return cli_usage_err("get", "one ID at a time ('%s' is extra)", argv[optind + 1]);
+	struct pn_cid cid;
+	if (pn_cid_parse(argv[optind], &cid) != 0)
+		return cli_usage_err("get", "'%s' is not a content ID (expected pn1 followed by 64 base32 characters, as put prints)",
+				     argv[optind]);
+	if (a.output && !strcmp(a.output, "-") && a.json)
+		return cli_usage_err("get", "--json cannot be combined with -o - (both use standard output)");
+	struct pn_get_result res;
+	r = pn_client_get(&a.o, &cid, a.output, a.force, &res);
+	if (r != 0) {
+		cli_err("get", "%s", pn_client_error());
+		if (a.json) {
+			char id[PN_CID_STR_LEN + 1];
+			pn_cid_format(&cid, id);
+			printf("{\"id\":\"%s\",\"ok\":false,\"error\":", id);
+			cli_json_str(stdout, pn_client_error());
+			printf(",\"bytes_downloaded\":%llu,\"bytes_resumed\":%llu}\n",
+			       (unsigned long long)res.bytes_downloaded, (unsigned long long)res.bytes_resumed);
+		}
+		return PN_EXIT_FAIL;
+	}
+	if (a.json) {
+		char id[PN_CID_STR_LEN + 1];
+		pn_cid_format(&cid, id);
+		double mibs = res.seconds > 0 ? (double)res.bytes_downloaded / res.seconds / 1048576.0 : 0;
+		printf("{\"id\":\"%s\",\"ok\":true,\"name\":", id);
+		cli_json_str(stdout, res.name);
+		printf(",\"path\":");
+		cli_json_str(stdout, res.path);
+		printf(",\"size\":%llu,\"bytes_downloaded\":%llu,\"bytes_resumed\":%llu,\"seconds\":%.3f,"
+		       "\"mib_per_s\":%.1f}\n",
+		       (unsigned long long)cid.size, (unsigned long long)res.bytes_downloaded,
+		       (unsigned long long)res.bytes_resumed, res.seconds, mibs);
+	}
+	return PN_EXIT_OK;
+}
+
+struct ls_state {
+	bool json;
+	int count;
+	uint64_t total;
+};
+
+static void ls_print(void *ud, const struct pn_cid *cid, const char *name)
+{
+	struct ls_state *st = ud;
+	char id[PN_CID_STR_LEN + 1];
+	pn_cid_format(cid, id);
+	if (st->json) {
+		printf("%s{\"id\":\"%s\",\"name\":", st->count ? "," : "", id);
+		cli_json_str(stdout, name);
+		printf(",\"size\":%llu}", (unsigned long long)cid->size);
+	} else {
+		char size[16];
+		pn_format_bytes(cid->size, size);
+		printf("%s  %10s  %s\n", id, size, name);
+	}
+	st->count++;
+	st->total += cid->size;
+}
+
+int cmd_ls(int argc, char **argv)
+{
+	struct client_args a;
+	int r = parse_client("ls", ls_help, argc, argv, &a);
+	if (r >= 0)
+		return r;
+	if (optind < argc)
+		return cli_usage_err("ls", "unexpected argument '%s'", argv[optind]);
+	struct ls_state st = {.json = a.json};
+	if (a.json)
+		fputs("[", stdout);
+	r = pn_client_ls(&a.o, ls_print, &st);
+	if (a.json)
+		fputs("]\n", stdout);
+	if (r != 0) {
+		cli_err("ls", "%s", pn_client_error());
+		return PN_EXIT_FAIL;
+	}
+	return PN_EXIT_OK;
+}

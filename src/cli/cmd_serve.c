@@ -1,0 +1,71 @@
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cli/cli.h"
+#include "node/server.h"
+#include "util/log.h"
+
+static const char serve_help[] =
+	"usage: peernet serve --listen ADDR:PORT --data DIR [OPTIONS]\n"
+	"\n"
+	"Runs the central server of the client-server model: stores what clients put,\n"
+	"serves what they get, over TLS 1.3. Prints its node ID at start (clients can pin\n"
+	"it with --server-id). SIGINT or SIGTERM stops it cleanly.\n"
+	"\n"
+	"  --listen ADDR:PORT        address to listen on (port 0 picks a free one)\n"
+	"  --data DIR                data directory: identity and stored content\n"
+	"  --idle-timeout SECONDS    close a connection silent this long (default 120)\n"
+	"  --handshake-timeout SECONDS  close a connection that has not finished TLS (default 10)\n"
+	"  --max-connections N       refuse connections beyond N (default 4096)\n"
+	"  --port-file PATH          write the bound port to PATH once listening\n"
+	"  -v, --verbose             log every connection\n"
+	"  -h, --help                this text\n";
+
+int cmd_serve(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"listen", required_argument, NULL, 'l'},
+		{"data", required_argument, NULL, 'd'},
+		{"idle-timeout", required_argument, NULL, 'i'},
+		{"handshake-timeout", required_argument, NULL, 'H'},
+		{"max-connections", required_argument, NULL, 'm'},
+		{"port-file", required_argument, NULL, 'p'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct pn_server_opts o = {0};
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "l:d:vh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'l': o.listen = optarg; break;
+		case 'd': o.data_dir = optarg; break;
+		case 'i':
+			if (!cli_parse_seconds(optarg, &o.idle_timeout_ms))
+				return cli_usage_err("serve", "bad --idle-timeout '%s': expected seconds", optarg);
+			break;
+		case 'H':
+			if (!cli_parse_seconds(optarg, &o.handshake_timeout_ms))
+				return cli_usage_err("serve", "bad --handshake-timeout '%s': expected seconds", optarg);
+			break;
+		case 'm':
+			if (!cli_parse_uint(optarg, 1, 1000000, &o.max_conns))
+				return cli_usage_err("serve", "bad --max-connections '%s'", optarg);
+			break;
+		case 'p': o.port_file = optarg; break;
+		case 'v': pn_log_set_level(PN_LOG_DEBUG); break;
+		case 'h': fputs(serve_help, stdout); return PN_EXIT_OK;
+		default: return cli_usage_err("serve", "bad option");
+		}
+	}
+	if (optind < argc)
+		return cli_usage_err("serve", "unexpected argument '%s'", argv[optind]);
+	if (!o.listen)
+		return cli_usage_err("serve", "--listen ADDR:PORT is required");
+	if (!o.data_dir)
+		return cli_usage_err("serve", "--data DIR is required");
+	pn_log_set_tag("peernet serve");
+	return pn_server_run(&o) == 0 ? PN_EXIT_OK : PN_EXIT_FAIL;
+}

@@ -1,0 +1,66 @@
+/* peernet: one program for every role. */
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include "cli/cli.h"
+#include "peernet.h"
+#include "util/log.h"
+
+static const char usage[] =
+	"usage: peernet COMMAND [OPTIONS]\n"
+	"\n"
+	"Client-server model:\n"
+	"  serve   run the central server          peernet serve --listen 0.0.0.0:7070 --data DIR\n"
+	"  put     upload files to a server        peernet put --server HOST:PORT FILE...\n"
+	"  get     download by content ID          peernet get --server HOST:PORT ID [-o PATH]\n"
+	"  ls      list what a server holds        peernet ls --server HOST:PORT [--json]\n"
+	"\n"
+	"Run 'peernet COMMAND --help' for a command's options.\n"
+	"Options for every command: --help, --version. PEERNET_LOG=debug|info|warn|error sets the log level.\n";
+
+struct command {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+};
+
+static const struct command commands[] = {
+	{"serve", cmd_serve},
+	{"put", cmd_put},
+	{"get", cmd_get},
+	{"ls", cmd_ls},
+};
+
+/* Many connections (a busy server, a benchmark) need more descriptors than the
+ * default soft limit; raise it to the hard limit. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	pn_log_init_from_env();
+	raise_fd_limit();
+	if (argc < 2) {
+		fputs(usage, stderr);
+		return PN_EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		fputs(usage, stdout);
+		return PN_EXIT_OK;
+	}
+	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V") || !strcmp(argv[1], "version")) {
+		printf("peernet %s (protocol %d)\n", PN_VERSION_STRING, PN_PROTOCOL_VERSION);
+		return PN_EXIT_OK;
+	}
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+		if (!strcmp(argv[1], commands[i].name))
+			return commands[i].fn(argc - 1, argv + 1);
+	}
+	fprintf(stderr, "peernet: unknown command '%s' (try 'peernet --help')\n", argv[1]);
+	return PN_EXIT_USAGE;
+}

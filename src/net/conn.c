@@ -1,0 +1,774 @@
+/* TCP + TLS 1.3 + framing on the libuv loop. See net.h. */
+#include <errno.h>
+#include <netdb.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include "net/net.h"
+#include "util/log.h"
+#include "wire/wire.h"
+
+#define SWEEP_INTERVAL_MS 1000
+#define SWEEP_JITTER_MS 200
+#define DRAIN_TIMEOUT_MS 5000
+#define IN_BUF_MIN (16 * 1024 + 64)
+#define IN_BUF_KEEP (64 * 1024)  /* an idle connection keeps no buffer above this */
+
+struct pn_net {
+	uv_loop_t *loop;
+	const struct pn_identity *id;
+	void *ctx_server;
+	void *ctx_client;
+	struct pn_net_opts opts;
+	uv_tcp_t listener;
+	bool listening;
+	pn_accept_cb accept_cb;
+	uv_timer_t sweep;
+	struct pn_conn *conns;
+	size_t nconns;
+	bool closing;
+	int open_handles; /* listener + sweep timer: the net is freed when 0 and no conns */
+};
+
+struct write_req {
+	uv_write_t req;
+	struct pn_conn *conn;
+	size_t len;
+	uint8_t data[];
+};
+
+struct pn_conn {
+	struct pn_net *net;
+	struct pn_conn *prev, *next;
+	uv_tcp_t tcp;
+	uv_connect_t connect_req;
+	uv_shutdown_t shutdown_req;
+	struct pn_tls *tls;
+	const struct pn_conn_cbs *cbs;
+	void *data;
+	uint8_t *in;
+	size_t in_len, in_cap;
+	size_t max_body;
+	uint64_t created_ms, last_rx_ms, last_tx_ms, closing_ms;
+	size_t queued;
+	uint64_t bytes_in, bytes_out;
+	int close_err;
+	bool established, closing, handle_closed, paused, reading, above_high;
+	bool is_server, has_expected, processing, reprocess, draining;
+	uint8_t expected_id[PN_ID_BYTES];
+	uint8_t peer_id[PN_ID_BYTES];
+	char peer_addr[PN_ADDR_STR_MAX];
+};
+
+static uint8_t read_buf[PN_NET_READ_BUF];
+
+static void process(struct pn_conn *c);
+static void conn_finish_close(struct pn_conn *c);
+static void write_cb(uv_write_t *req, int status);
+
+void pn_net_opts_default(struct pn_net_opts *o)
+{
+	o->handshake_timeout_ms = PN_HANDSHAKE_TIMEOUT_MS;
+	o->idle_timeout_ms = PN_IDLE_TIMEOUT_MS;
+	o->write_stall_timeout_ms = PN_WRITE_STALL_TIMEOUT_MS;
+	o->max_conns = 4096;
+}
+
+/* ---- addresses ---- */
+
+int pn_addr_parse(const char *addr, struct sockaddr_storage *ss, bool allow_empty_host)
+{
+	char host[256];
+	const char *port_str;
+	if (!addr || !*addr)
+		return PN_EINVAL;
+	if (addr[0] == '[') {
+		const char *end = strchr(addr, ']');
+		if (!end || end[1] != ':' || (size_t)(end - addr - 1) >= sizeof host)
+			return PN_EINVAL;
+		memcpy(host, addr + 1, (size_t)(end - addr - 1));
+		host[end - addr - 1] = 0;
+		port_str = end + 2;
+	} else {
+		const char *colon = strrchr(addr, ':');
+		if (!colon) {
+			host[0] = 0;
+			port_str = addr;
+		} else {
+			if (strchr(addr, ':') != colon || (size_t)(colon - addr) >= sizeof host)
+				return PN_EINVAL;
+			memcpy(host, addr, (size_t)(colon - addr));
+			host[colon - addr] = 0;
+			port_str = colon + 1;
+		}
+	}
+	if (!*port_str || strlen(port_str) > 5)
+		return PN_EINVAL;
+	unsigned long port = 0;
+	for (const char *p = port_str; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return PN_EINVAL;
+		port = port * 10 + (unsigned long)(*p - '0');
+	}
+	if (port > 65535)
+		return PN_EINVAL;
+	if (!host[0]) {
+		if (!allow_empty_host)
+			return PN_EINVAL;
+		strcpy(host, "0.0.0.0");
+	}
+	memset(ss, 0, sizeof *ss);
+	struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
+	if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+		v4->sin_family = AF_INET;
+		v4->sin_port = htons((uint16_t)port);
+		return PN_OK;
+	}
+	if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+		v6->sin6_family = AF_INET6;
+		v6->sin6_port = htons((uint16_t)port);
+		return PN_OK;
+	}
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+	struct addrinfo *res = NULL;
+	if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res)
+		return PN_ENOTFOUND;
+	memcpy(ss, res->ai_addr, res->ai_addrlen);
+	if (ss->ss_family == AF_INET)
+		v4->sin_port = htons((uint16_t)port);
+	else
+		v6->sin6_port = htons((uint16_t)port);
+	freeaddrinfo(res);
+	return PN_OK;
+}
+
+void pn_addr_format(const struct sockaddr *sa, char out[PN_ADDR_STR_MAX])
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *v4 = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &v4->sin_addr, ip, sizeof ip);
+		snprintf(out, PN_ADDR_STR_MAX, "%s:%u", ip, ntohs(v4->sin_port));
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)sa;
+		inet_ntop(AF_INET6, &v6->sin6_addr, ip, sizeof ip);
+		snprintf(out, PN_ADDR_STR_MAX, "[%s]:%u", ip, ntohs(v6->sin6_port));
+	} else {
+		snprintf(out, PN_ADDR_STR_MAX, "?");
+	}
+}
+
+/* ---- net ---- */
+
+static void net_maybe_free(struct pn_net *net)
+{
+	if (net->closing && net->open_handles == 0 && net->nconns == 0) {
+		pn_tls_ctx_free(net->ctx_server);
+		pn_tls_ctx_free(net->ctx_client);
+		free(net);
+	}
+}
+
+static void net_handle_closed_cb(uv_handle_t *h)
+{
+	struct pn_net *net = h->data;
+	net->open_handles--;
+	net_maybe_free(net);
+}
+
+static void sweep_cb(uv_timer_t *t)
+{
+	struct pn_net *net = t->data;
+	uint64_t now = uv_now(net->loop);
+	struct pn_conn *c = net->conns, *next;
+	for (; c; c = next) {
+		next = c->next;
+		if (c->closing) {
+			if (c->draining && now - c->closing_ms > DRAIN_TIMEOUT_MS) {
+				c->draining = false;
+				conn_finish_close(c);
+			}
+			continue;
+		}
+		if (!c->established) {
+			if (now - c->created_ms > net->opts.handshake_timeout_ms)
+				pn_conn_close(c, PN_ETIMEDOUT);
+			continue;
+		}
+		if (c->queued && net->opts.write_stall_timeout_ms &&
+		    now - c->last_tx_ms > net->opts.write_stall_timeout_ms) {
+			pn_conn_close(c, PN_ETIMEDOUT);
+			continue;
+		}
+		if (net->opts.idle_timeout_ms && !c->queued && now - c->last_rx_ms > net->opts.idle_timeout_ms)
+			pn_conn_close(c, PN_ETIMEDOUT);
+	}
+	uv_timer_set_repeat(t, SWEEP_INTERVAL_MS + (uint64_t)(rand() % SWEEP_JITTER_MS));
+}
+
+int pn_net_new(uv_loop_t *loop, const struct pn_identity *id, const struct pn_net_opts *opts,
+	       struct pn_net **out)
+{
+	struct pn_net *net = calloc(1, sizeof *net);
+	if (!net)
+		return PN_ENOMEM;
+	net->loop = loop;
+	net->id = id;
+	if (opts)
+		net->opts = *opts;
+	else
+		pn_net_opts_default(&net->opts);
+	net->ctx_server = pn_tls_ctx_new(id, true);
+	net->ctx_client = pn_tls_ctx_new(id, false);
+	if (!net->ctx_server || !net->ctx_client) {
+		pn_tls_ctx_free(net->ctx_server);
+		pn_tls_ctx_free(net->ctx_client);
+		free(net);
+		return PN_ETLS;
+	}
+	uv_timer_init(loop, &net->sweep);
+	net->sweep.data = net;
+	net->open_handles = 1;
+	uv_timer_start(&net->sweep, sweep_cb, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
+	uv_unref((uv_handle_t *)&net->sweep);
+	*out = net;
+	return PN_OK;
+}
+
+uv_loop_t *pn_net_loop(struct pn_net *net) { return net->loop; }
+size_t pn_net_conn_count(const struct pn_net *net) { return net->nconns; }
+
+void pn_net_close(struct pn_net *net)
+{
+	if (net->closing)
+		return;
+	net->closing = true;
+	struct pn_conn *c = net->conns, *next;
+	for (; c; c = next) {
+		next = c->next;
+		pn_conn_close(c, 0);
+	}
+	if (net->listening)
+		uv_close((uv_handle_t *)&net->listener, net_handle_closed_cb);
+	uv_close((uv_handle_t *)&net->sweep, net_handle_closed_cb);
+}
+
+/* ---- connections ---- */
+
+static struct pn_conn *conn_new(struct pn_net *net, bool is_server)
+{
+	struct pn_conn *c = calloc(1, sizeof *c);
+	if (!c)
+		return NULL;
+	c->net = net;
+	c->is_server = is_server;
+	c->max_body = PN_FRAME_MAX;
+	c->created_ms = c->last_rx_ms = c->last_tx_ms = uv_now(net->loop);
+	uv_tcp_init(net->loop, &c->tcp);
+	c->tcp.data = c;
+	c->next = net->conns;
+	if (net->conns)
+		net->conns->prev = c;
+	net->conns = c;
+	net->nconns++;
+	return c;
+}
+
+static void conn_unlink(struct pn_conn *c)
+{
+	struct pn_net *net = c->net;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		net->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	net->nconns--;
+}
+
+static void tcp_closed_cb(uv_handle_t *h)
+{
+	struct pn_conn *c = h->data;
+	struct pn_net *net = c->net;
+	conn_unlink(c);
+	if (c->cbs && c->cbs->close_cb)
+		c->cbs->close_cb(c, c->close_err);
+	pn_tls_free(c->tls);
+	free(c->in);
+	free(c);
+	net_maybe_free(net);
+}
+
+static void conn_finish_close(struct pn_conn *c)
+{
+	if (c->handle_closed)
+		return;
+	c->handle_closed = true;
+	uv_close((uv_handle_t *)&c->tcp, tcp_closed_cb);
+}
+
+static void shutdown_cb(uv_shutdown_t *req, int status)
+{
+	struct pn_conn *c = req->data;
+	c->draining = false;
+	conn_finish_close(c);
+}
+
+void pn_conn_close(struct pn_conn *c, int err)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	c->close_err = err;
+	c->closing_ms = uv_now(c->net->loop);
+	if (c->reading) {
+		uv_read_stop((uv_stream_t *)&c->tcp);
+		c->reading = false;
+	}
+	/* A connection that was up gets close_notify and whatever is still
+	 * queued (an ERROR frame, say), unless it is the writes that stalled. */
+	if (c->established && err != PN_ETIMEDOUT && uv_is_writable((uv_stream_t *)&c->tcp)) {
+		pn_tls_shutdown(c->tls);
+		size_t n = pn_tls_pending_out(c->tls);
+		if (n) {
+			struct write_req *w = malloc(sizeof *w + n);
+			if (w) {
+				w->conn = c;
+				w->len = pn_tls_take_out(c->tls, w->data, n);
+				uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)w->len);
+				w->req.data = w;
+				if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_cb) == 0)
+					c->queued += w->len;
+				else
+					free(w);
+			}
+		}
+		c->shutdown_req.data = c;
+		if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, shutdown_cb) == 0) {
+			c->draining = true;
+			return;
+		}
+	}
+	conn_finish_close(c);
+}
+
+static void write_cb(uv_write_t *req, int status)
+{
+	struct write_req *w = req->data;
+	struct pn_conn *c = w->conn;
+	c->queued -= w->len;
+	free(w);
+	if (status < 0) {
+		if (!c->closing)
+			pn_conn_close(c, status == UV_EPIPE || status == UV_ECONNRESET ? PN_ECLOSED : PN_EIO);
+		return;
+	}
+	c->last_tx_ms = uv_now(c->net->loop);
+	if (c->closing)
+		return;
+	if (c->queued < PN_CONN_LOW_WATER) {
+		if (c->above_high) {
+			c->above_high = false;
+			if (c->cbs && c->cbs->writable_cb)
+				c->cbs->writable_cb(c);
+		}
+		if (c->paused && !c->closing)
+			pn_conn_resume(c);
+	}
+}
+
+/* Moves the TLS session's pending ciphertext to the socket. */
+static int flush_out(struct pn_conn *c)
+{
+	size_t n = pn_tls_pending_out(c->tls);
+	if (!n || c->handle_closed)
+		return PN_OK;
+	struct write_req *w = malloc(sizeof *w + n);
+	if (!w)
+		return PN_ENOMEM;
+	w->conn = c;
+	w->len = pn_tls_take_out(c->tls, w->data, n);
+	size_t off = 0;
+	if (!c->queued) {
+		uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)w->len);
+		int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+		if (r > 0)
+			off = (size_t)r;
+		else if (r < 0 && r != UV_EAGAIN) {
+			free(w);
+			return r == UV_EPIPE || r == UV_ECONNRESET ? PN_ECLOSED : PN_EIO;
+		}
+		if (off == w->len) {
+			free(w);
+			c->last_tx_ms = uv_now(c->net->loop);
+			return PN_OK;
+		}
+	}
+	if (off) {
+		memmove(w->data, w->data + off, w->len - off);
+		w->len -= off;
+	}
+	uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)w->len);
+	w->req.data = w;
+	int r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
+	if (r < 0) {
+		free(w);
+		return PN_EIO;
+	}
+	if (!c->queued)
+		c->last_tx_ms = uv_now(c->net->loop);
+	c->queued += w->len;
+	if (c->queued > PN_CONN_HIGH_WATER)
+		c->above_high = true;
+	return PN_OK;
+}
+
+int pn_conn_send2(struct pn_conn *c, const void *a, size_t alen, const void *b, size_t blen)
+{
+	if (c->closing || !c->established)
+		return PN_ECLOSED;
+	int r = pn_tls_write(c->tls, a, alen);
+	if (r == PN_OK && blen)
+		r = pn_tls_write(c->tls, b, blen);
+	if (r == PN_OK)
+		r = flush_out(c);
+	if (r != PN_OK) {
+		pn_conn_close(c, r);
+		return r;
+	}
+	c->bytes_out += alen + blen;
+	return PN_OK;
+}
+
+int pn_conn_send(struct pn_conn *c, const void *frame, size_t len)
+{
+	return pn_conn_send2(c, frame, len, NULL, 0);
+}
+
+bool pn_conn_congested(const struct pn_conn *c) { return c->queued > PN_CONN_HIGH_WATER; }
+size_t pn_conn_queued(const struct pn_conn *c) { return c->queued; }
+void pn_conn_set_data(struct pn_conn *c, void *data) { c->data = data; }
+void *pn_conn_data(const struct pn_conn *c) { return c->data; }
+const struct pn_conn_cbs *pn_conn_cbs_get(const struct pn_conn *c) { return c->cbs; }
+const char *pn_conn_peer_addr(const struct pn_conn *c) { return c->peer_addr; }
+const uint8_t *pn_conn_peer_id(const struct pn_conn *c) { return c->peer_id; }
+bool pn_conn_is_established(const struct pn_conn *c) { return c->established; }
+struct pn_net *pn_conn_net(const struct pn_conn *c) { return c->net; }
+uint64_t pn_conn_bytes_in(const struct pn_conn *c) { return c->bytes_in; }
+uint64_t pn_conn_bytes_out(const struct pn_conn *c) { return c->bytes_out; }
+void pn_conn_set_max_frame(struct pn_conn *c, size_t max_body) { c->max_body = max_body; }
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	/* One buffer for the whole loop: read_cb consumes it before the next alloc. */
+	buf->base = (char *)read_buf;
+	buf->len = sizeof read_buf;
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct pn_conn *c = s->data;
+	if (c->closing)
+		return;
+	if (nread < 0) {
+		pn_conn_close(c, nread == UV_EOF ? PN_ECLOSED : PN_EIO);
+		return;
+	}
+	if (nread == 0)
+		return;
+	if (pn_tls_feed(c->tls, buf->base, (size_t)nread) != PN_OK) {
+		pn_conn_close(c, PN_ENOMEM);
+		return;
+	}
+	process(c);
+}
+
+static void start_reading(struct pn_conn *c)
+{
+	if (!c->reading && !c->closing && !c->paused) {
+		if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) == 0)
+			c->reading = true;
+	}
+}
+
+void pn_conn_resume(struct pn_conn *c)
+{
+	if (c->closing)
+		return;
+	c->paused = false;
+	start_reading(c);
+	process(c);
+}
+
+/* Hands every whole frame in the plaintext buffer to the owner. Returns
+ * false if the connection closed or paused. */
+static bool deliver_frames(struct pn_conn *c)
+{
+	size_t off = 0;
+	bool go_on = true;
+	while (!c->closing) {
+		const uint8_t *p = c->in + off;
+		size_t avail = c->in_len - off;
+		size_t body_len;
+		if (avail >= PN_FRAME_HDR + 1) {
+			uint32_t declared = pn_get_u32(p);
+			size_t type_max = pn_msg_max_body(p[PN_FRAME_HDR]);
+			if (type_max == 0) {
+				pn_log_info("%s: unknown message type 0x%02x, closing", c->peer_addr, p[PN_FRAME_HDR]);
+				pn_conn_close(c, PN_EPROTO);
+				go_on = false;
+				break;
+			}
+			if (declared > type_max || declared > c->max_body) {
+				pn_log_info("%s: frame of %u bytes exceeds the limit for type 0x%02x, closing",
+					    c->peer_addr, declared, p[PN_FRAME_HDR]);
+				pn_conn_close(c, PN_ETOOBIG);
+				go_on = false;
+				break;
+			}
+		}
+		int r = pn_frame_check(p, avail, c->max_body, &body_len);
+		if (r == PN_EAGAIN)
+			break;
+		if (r != PN_OK) {
+			pn_log_info("%s: bad frame (%s), closing", c->peer_addr, pn_strerror(r));
+			pn_conn_close(c, r);
+			go_on = false;
+			break;
+		}
+		c->last_rx_ms = uv_now(c->net->loop);
+		r = c->cbs->frame_cb(c, p + PN_FRAME_HDR, body_len);
+		if (r == PN_EAGAIN) {
+			c->paused = true;
+			if (c->reading) {
+				uv_read_stop((uv_stream_t *)&c->tcp);
+				c->reading = false;
+			}
+			go_on = false;
+			break;
+		}
+		if (r != PN_OK) {
+			pn_conn_close(c, r);
+			go_on = false;
+			break;
+		}
+		c->bytes_in += PN_FRAME_HDR + body_len;
+		off += PN_FRAME_HDR + body_len;
+	}
+	if (c->closing)
+		return false;
+	if (off) {
+		memmove(c->in, c->in + off, c->in_len - off);
+		c->in_len -= off;
+	}
+	if (c->in_len == 0 && c->in_cap > IN_BUF_KEEP) {
+		free(c->in);
+		c->in = NULL;
+		c->in_cap = 0;
+	}
+	return go_on;
+}
+
+/* Makes room for more plaintext: enough for the frame being received. */
+static int in_reserve(struct pn_conn *c)
+{
+	size_t want = IN_BUF_MIN;
+	if (c->in_len >= PN_FRAME_HDR) {
+		size_t frame = PN_FRAME_HDR + (size_t)pn_get_u32(c->in);
+		if (frame > want)
+			want = frame;
+	}
+	if (c->in_len + 1 > want)
+		want = c->in_len + IN_BUF_MIN;
+	if (want > PN_FRAME_HDR + c->max_body + IN_BUF_MIN)
+		want = PN_FRAME_HDR + c->max_body + IN_BUF_MIN;
+	if (c->in_cap >= want && c->in_cap > c->in_len)
+		return PN_OK;
+	if (want <= c->in_len)
+		return PN_ETOOBIG;
+	uint8_t *n = realloc(c->in, want);
+	if (!n)
+		return PN_ENOMEM;
+	c->in = n;
+	c->in_cap = want;
+	return PN_OK;
+}
+
+static void process(struct pn_conn *c)
+{
+	if (c->processing) {
+		c->reprocess = true;
+		return;
+	}
+	c->processing = true;
+	do {
+		c->reprocess = false;
+		if (c->closing)
+			break;
+		if (!c->established) {
+			int r = pn_tls_handshake(c->tls);
+			int fr = flush_out(c);
+			if (r == PN_EAGAIN && fr == PN_OK)
+				break;
+			if (r != PN_OK || fr != PN_OK) {
+				int err = r != PN_OK ? r : fr;
+				pn_log_info("%s: handshake failed: %s", c->peer_addr,
+					    r == PN_OK ? pn_strerror(fr) : pn_tls_last_error(c->tls));
+				pn_conn_close(c, err);
+				break;
+			}
+			c->established = true;
+			c->last_rx_ms = uv_now(c->net->loop);
+			if (pn_tls_peer_id(c->tls, c->peer_id) != PN_OK) {
+				pn_conn_close(c, PN_ETLS);
+				break;
+			}
+			if (c->cbs->established_cb)
+				c->cbs->established_cb(c);
+			if (c->closing)
+				break;
+		}
+		for (int rounds = 0; rounds < 1024 && !c->closing && !c->paused; rounds++) {
+			if (!deliver_frames(c))
+				break;
+			int r = in_reserve(c);
+			if (r != PN_OK) {
+				pn_conn_close(c, r);
+				break;
+			}
+			long n = pn_tls_read(c->tls, c->in + c->in_len, c->in_cap - c->in_len);
+			if (n == PN_EAGAIN)
+				break;
+			if (n < 0) {
+				if (n != PN_ECLOSED)
+					pn_log_info("%s: TLS error: %s", c->peer_addr, pn_tls_last_error(c->tls));
+				pn_conn_close(c, n == PN_ECLOSED ? PN_ECLOSED : PN_ETLS);
+				break;
+			}
+			c->in_len += (size_t)n;
+		}
+		if (!c->closing) {
+			int r = flush_out(c);
+			if (r != PN_OK)
+				pn_conn_close(c, r);
+		}
+	} while (c->reprocess && !c->closing);
+	c->processing = false;
+}
+
+static void connection_cb(uv_stream_t *server, int status)
+{
+	struct pn_net *net = server->data;
+	if (status < 0 || net->closing)
+		return;
+	struct pn_conn *c = conn_new(net, true);
+	if (!c)
+		return;
+	if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+		c->closing = true;
+		conn_finish_close(c);
+		return;
+	}
+	struct sockaddr_storage ss;
+	int sl = sizeof ss;
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0)
+		pn_addr_format((struct sockaddr *)&ss, c->peer_addr);
+	else
+		strcpy(c->peer_addr, "?");
+	if (net->nconns > net->opts.max_conns) {
+		pn_log_warn("%s: refused, %zu connections already", c->peer_addr, net->nconns - 1);
+		c->closing = true;
+		conn_finish_close(c);
+		return;
+	}
+	uv_tcp_nodelay(&c->tcp, 1);
+	c->tls = pn_tls_new(net->ctx_server, true, NULL);
+	c->cbs = c->tls ? net->accept_cb(net, c) : NULL;
+	if (!c->cbs) {
+		c->closing = true;
+		conn_finish_close(c);
+		return;
+	}
+	start_reading(c);
+}
+
+int pn_net_listen(struct pn_net *net, const char *addr, pn_accept_cb accept_cb, uint16_t *bound_port)
+{
+	struct sockaddr_storage ss;
+	int r = pn_addr_parse(addr, &ss, true);
+	if (r != PN_OK)
+		return r;
+	uv_tcp_init(net->loop, &net->listener);
+	net->listener.data = net;
+	net->listening = true;
+	net->open_handles++;
+	net->accept_cb = accept_cb;
+	r = uv_tcp_bind(&net->listener, (struct sockaddr *)&ss, 0);
+	if (r == 0)
+		r = uv_listen((uv_stream_t *)&net->listener, 511, connection_cb);
+	if (r != 0) {
+		errno = -r;
+		return r == UV_EADDRINUSE ? PN_EEXIST : r == UV_EACCES ? PN_EACCES : PN_EIO;
+	}
+	if (bound_port) {
+		struct sockaddr_storage b;
+		int bl = sizeof b;
+		uv_tcp_getsockname(&net->listener, (struct sockaddr *)&b, &bl);
+		*bound_port = ntohs(b.ss_family == AF_INET ? ((struct sockaddr_in *)&b)->sin_port
+						       : ((struct sockaddr_in6 *)&b)->sin6_port);
+	}
+	return PN_OK;
+}
+
+static void connect_cb(uv_connect_t *req, int status)
+{
+	struct pn_conn *c = req->data;
+	if (c->closing)
+		return;
+	if (status < 0) {
+		pn_conn_close(c, status == UV_ETIMEDOUT ? PN_ETIMEDOUT : PN_ECONNREFUSED);
+		return;
+	}
+	uv_tcp_nodelay(&c->tcp, 1);
+	start_reading(c);
+	process(c); /* sends the ClientHello */
+}
+
+int pn_net_connect(struct pn_net *net, const char *addr, const uint8_t *expected_id,
+		   const struct pn_conn_cbs *cbs, void *data, struct pn_conn **out)
+{
+	struct sockaddr_storage ss;
+	int r = pn_addr_parse(addr, &ss, false);
+	if (r != PN_OK)
+		return r;
+	struct pn_conn *c = conn_new(net, false);
+	if (!c)
+		return PN_ENOMEM;
+	c->cbs = cbs;
+	c->data = data;
+	pn_addr_format((struct sockaddr *)&ss, c->peer_addr);
+	if (expected_id) {
+		c->has_expected = true;
+		memcpy(c->expected_id, expected_id, PN_ID_BYTES);
+	}
+	c->tls = pn_tls_new(net->ctx_client, false, expected_id);
+	if (!c->tls) {
+		c->closing = true;
+		c->close_err = PN_ETLS;
+		conn_finish_close(c);
+		return PN_ETLS;
+	}
+	c->connect_req.data = c;
+	r = uv_tcp_connect(&c->connect_req, &c->tcp, (struct sockaddr *)&ss, connect_cb);
+	if (r != 0) {
+		c->closing = true;
+		c->close_err = PN_ECONNREFUSED;
+		c->cbs = NULL;
+		conn_finish_close(c);
+		return PN_ECONNREFUSED;
+	}
+	*out = c;
+	return PN_OK;
+}

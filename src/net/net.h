@@ -1,0 +1,110 @@
+/* The libuv driver: TCP connections carrying TLS 1.3 and framed messages.
+ *
+ * A struct pn_net holds the loop-wide parts (the TLS context, the connection
+ * list, the timeout sweep). A struct pn_conn is one connection: it reads
+ * ciphertext, drives the TLS session, splits frames, checks each frame's
+ * length against its type's limit before buffering it, and hands whole frame
+ * bodies to its owner. Writes are queued and counted so the owner can stop
+ * producing when a peer stops reading.
+ *
+ * Lifetime: a connection is freed only after its on_close callback ran, and
+ * on_close runs exactly once, from the loop, after pn_conn_close() or a fault.
+ */
+#ifndef PN_NET_H
+#define PN_NET_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+#include "peernet.h"
+#include "crypto/crypto.h"
+
+#define PN_NET_READ_BUF (64 * 1024)
+#define PN_CONN_HIGH_WATER (2u * 1024 * 1024)  /* stop producing above this many queued bytes */
+#define PN_CONN_LOW_WATER (512u * 1024)        /* resume below this */
+#define PN_HANDSHAKE_TIMEOUT_MS 10000
+#define PN_IDLE_TIMEOUT_MS 120000
+#define PN_WRITE_STALL_TIMEOUT_MS 30000
+#define PN_ADDR_STR_MAX 64
+
+struct pn_conn;
+struct pn_net;
+
+struct pn_conn_cbs {
+	/* TLS is up and the peer's identity checked. */
+	void (*established_cb)(struct pn_conn *c);
+	/* One whole frame body (type byte first), valid only during the call.
+	 * Return PN_OK when handled; PN_EAGAIN to be handed the same frame again
+	 * later (reading pauses until pn_conn_resume, or until the write queue
+	 * drains below PN_CONN_LOW_WATER); any other negative code closes the
+	 * connection with that error. */
+	int (*frame_cb)(struct pn_conn *c, const uint8_t *body, size_t len);
+	/* The write queue fell below PN_CONN_LOW_WATER after being above it. May be NULL. */
+	void (*writable_cb)(struct pn_conn *c);
+	/* Last call for this connection; err is 0 for a clean close. */
+	void (*close_cb)(struct pn_conn *c, int err);
+};
+
+struct pn_net_opts {
+	uint32_t handshake_timeout_ms;
+	uint32_t idle_timeout_ms;       /* no frame received for this long: close (0 = never) */
+	uint32_t write_stall_timeout_ms;/* bytes queued but none written for this long: close */
+	uint32_t max_conns;             /* accepted connections beyond this are refused */
+};
+
+void pn_net_opts_default(struct pn_net_opts *o);
+
+/* Creates the loop-wide state. identity is borrowed and must outlive net. */
+PN_MUST_CHECK int pn_net_new(uv_loop_t *loop, const struct pn_identity *id, const struct pn_net_opts *opts,
+			     struct pn_net **out);
+/* Closes every connection (their close_cb run) and the listener; the net is
+ * freed once the loop has run their close callbacks. */
+void pn_net_close(struct pn_net *net);
+uv_loop_t *pn_net_loop(struct pn_net *net);
+size_t pn_net_conn_count(const struct pn_net *net);
+
+/* Listens on addr ("host:port", "[v6]:port", ":port" or "port"); each accepted
+ * connection gets cbs and user data from accept_cb's return; accept_cb may
+ * return NULL cbs to refuse. *bound_port gets the port actually bound. */
+typedef const struct pn_conn_cbs *(*pn_accept_cb)(struct pn_net *net, struct pn_conn *c);
+PN_MUST_CHECK int pn_net_listen(struct pn_net *net, const char *addr, pn_accept_cb accept_cb,
+				uint16_t *bound_port);
+
+/* Starts a connection to addr. If expected_id is not NULL the peer must have
+ * that node ID. established_cb or close_cb follows. */
+PN_MUST_CHECK int pn_net_connect(struct pn_net *net, const char *addr, const uint8_t *expected_id,
+				 const struct pn_conn_cbs *cbs, void *data, struct pn_conn **out);
+
+/* Parses "host:port" (with [v6] brackets) into a socket address, resolving host. */
+PN_MUST_CHECK int pn_addr_parse(const char *addr, struct sockaddr_storage *ss, bool allow_empty_host);
+void pn_addr_format(const struct sockaddr *sa, char out[PN_ADDR_STR_MAX]);
+
+/* Sends one whole frame (length prefix included). The bytes are copied
+ * (encrypted) before return. Returns PN_OK or an error (the connection is
+ * then closing). Sending never blocks: check pn_conn_congested(). */
+PN_MUST_CHECK int pn_conn_send(struct pn_conn *c, const void *frame, size_t len);
+/* Like pn_conn_send for a frame given in two pieces (header + data). */
+PN_MUST_CHECK int pn_conn_send2(struct pn_conn *c, const void *a, size_t alen, const void *b, size_t blen);
+bool pn_conn_congested(const struct pn_conn *c);
+size_t pn_conn_queued(const struct pn_conn *c);
+
+/* Closes the connection (flushing what is queued if possible); close_cb follows
+ * from the loop. Safe to call more than once and from inside callbacks. */
+void pn_conn_close(struct pn_conn *c, int err);
+/* Resumes handing frames after a frame_cb returned PN_EAGAIN. */
+void pn_conn_resume(struct pn_conn *c);
+
+void pn_conn_set_data(struct pn_conn *c, void *data);
+void *pn_conn_data(const struct pn_conn *c);
+const struct pn_conn_cbs *pn_conn_cbs_get(const struct pn_conn *c);
+const char *pn_conn_peer_addr(const struct pn_conn *c); /* "ip:port" */
+const uint8_t *pn_conn_peer_id(const struct pn_conn *c); /* valid once established */
+bool pn_conn_is_established(const struct pn_conn *c);
+struct pn_net *pn_conn_net(const struct pn_conn *c);
+uint64_t pn_conn_bytes_in(const struct pn_conn *c);  /* plaintext frame bytes received */
+uint64_t pn_conn_bytes_out(const struct pn_conn *c); /* plaintext frame bytes sent */
+/* Tighten the frame limit (max body) for this connection; default PN_FRAME_MAX. */
+void pn_conn_set_max_frame(struct pn_conn *c, size_t max_body);
+
+#endif

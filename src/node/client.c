@@ -1,0 +1,833 @@
+/* Client side of the client-server model. See client.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+#include "node/client.h"
+#include "node/progress.h"
+#include "crypto/crypto.h"
+#include "net/net.h"
+#include "store/store.h"
+#include "util/log.h"
+#include "wire/wire.h"
+
+#define DEFAULT_WINDOW 16             /* 4 MiB of chunk requests in flight */
+#define MAX_WINDOW 256
+#define DEFAULT_TIMEOUT_MS 30000
+#define PROGRESS_INTERVAL_MS 200
+
+static char client_err[1024];
+
+const char *pn_client_error(void) { return client_err; }
+
+static void set_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void set_err(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(client_err, sizeof client_err, fmt, ap);
+	va_end(ap);
+}
+
+enum op { OP_GET, OP_PUT, OP_LS };
+
+struct session {
+	uv_loop_t loop;
+	struct pn_identity id;
+	struct pn_net *net;
+	struct pn_conn *conn;
+	const struct pn_client_opts *opts;
+	enum op op;
+	int result;          /* PN_EAGAIN while running */
+	bool failed_msg_set; /* client_err already says why */
+	uint32_t next_req;
+	uint8_t *out;        /* scratch for one frame */
+	size_t out_cap;
+	uv_timer_t progress_timer;
+	bool progress_on;
+	struct pn_progress bar;
+	uint64_t t0;
+
+	/* get */
+	struct pn_cid cid;
+	const char *out_arg;
+	bool overwrite;
+	bool to_stdout;
+	struct store_partial *part;
+	char data_path[PATH_MAX + 16], state_path[PATH_MAX + 32];
+	struct pn_get_result *res;
+	uint32_t nchunks;
+	uint32_t next_chunk;     /* next index to consider requesting */
+	uint32_t inflight;
+	uint32_t window;
+	uint8_t *requested;      /* one byte per chunk: requested and not yet answered */
+	uint32_t stdout_next;    /* next chunk to copy to stdout */
+	uint32_t meta_req, hash_req;
+
+	/* put */
+	char *const *paths;
+	int npaths, cur;
+	int put_fd;
+	uint8_t *put_hashes;
+	struct pn_put_result put_res;
+	uint32_t put_req;
+	uint8_t *put_bitmap;     /* server's bitmap, copied */
+	uint32_t put_next;       /* next chunk to consider sending */
+	bool put_sending;
+	pn_put_done_cb put_cb;
+	void *put_ud;
+
+	/* ls */
+	pn_ls_entry_cb ls_cb;
+	void *ls_ud;
+};
+
+static void finish(struct session *s, int result)
+{
+	if (s->result != PN_EAGAIN)
+		return;
+	s->result = result;
+	if (s->progress_on) {
+		uv_timer_stop(&s->progress_timer);
+		uv_close((uv_handle_t *)&s->progress_timer, NULL);
+		s->progress_on = false;
+		if (result == PN_OK)
+			pn_progress_done(&s->bar);
+		else
+			pn_progress_clear(&s->bar);
+	}
+	if (s->conn)
+		pn_conn_close(s->conn, 0);
+	pn_net_close(s->net);
+}
+
+static void fail(struct session *s, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void fail(struct session *s, int err, const char *fmt, ...)
+{
+	if (s->result != PN_EAGAIN)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(client_err, sizeof client_err, fmt, ap);
+	va_end(ap);
+	s->failed_msg_set = true;
+	finish(s, err);
+}
+
+/* Fails with the message already in client_err. */
+static void fail_keep(struct session *s, int err)
+{
+	if (s->result != PN_EAGAIN)
+		return;
+	s->failed_msg_set = true;
+	finish(s, err);
+}
+
+static int send_msg(struct session *s, const struct pn_msg *m)
+{
+	struct pn_writer w;
+	pn_wr_init(&w, s->out, s->out_cap);
+	int r = pn_msg_encode(m, &w);
+	if (r != PN_OK)
+		return r;
+	return pn_conn_send(s->conn, w.data, w.len);
+}
+
+static const char *partial_hint(struct session *s)
+{
+	static char hint[PATH_MAX + 128];
+	if (s->op == OP_GET && s->part && !s->to_stdout)
+		snprintf(hint, sizeof hint, "; partial download kept in %s, run the same command again to resume",
+			 s->data_path);
+	else
+		hint[0] = 0;
+	return hint;
+}
+
+static void progress_cb(uv_timer_t *t)
+{
+	struct session *s = t->data;
+	pn_progress_draw(&s->bar, uv_now(&s->loop));
+}
+
+static void start_progress(struct session *s, const char *label, uint64_t total, uint64_t done)
+{
+	if (!s->opts->progress || s->progress_on)
+		return;
+	pn_progress_init(&s->bar, label, total, done, uv_now(&s->loop));
+	uv_timer_init(&s->loop, &s->progress_timer);
+	s->progress_timer.data = s;
+	uv_timer_start(&s->progress_timer, progress_cb, 0, PROGRESS_INTERVAL_MS);
+	s->progress_on = true;
+}
+
+/* ---------------------------------------------------------------- get */
+
+static int get_request_more(struct session *s)
+{
+	while (s->inflight < s->window && s->next_chunk < s->nchunks) {
+		uint32_t i = s->next_chunk++;
+		if (store_partial_has_chunk(s->part, i) || s->requested[i])
+			continue;
+		struct pn_msg m = {.type = PN_MSG_CHUNK_REQ};
+		m.u.ref.req_id = ++s->next_req;
+		m.u.ref.cid = s->cid;
+		m.u.ref.index = i;
+		int r = send_msg(s, &m);
+		if (r != PN_OK)
+			return r;
+		s->requested[i] = 1;
+		s->inflight++;
+	}
+	return PN_OK;
+}
+
+/* Copies every newly contiguous verified chunk to stdout. */
+static int get_stream_stdout(struct session *s)
+{
+	uint8_t *buf = s->out;
+	while (s->stdout_next < s->nchunks && store_partial_has_chunk(s->part, s->stdout_next)) {
+		uint32_t len;
+		int r = store_partial_read_chunk(s->part, s->stdout_next, buf, &len);
+		if (r != PN_OK)
+			return r;
+		size_t off = 0;
+		while (off < len) {
+			ssize_t w = write(STDOUT_FILENO, buf + off, len - off);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0) {
+				set_err("writing to standard output: %s", strerror(errno));
+				return PN_EIO;
+			}
+			off += (size_t)w;
+		}
+		s->stdout_next++;
+	}
+	return PN_OK;
+}
+
+static void get_complete(struct session *s)
+{
+	struct pn_get_result *res = s->res;
+	if (s->to_stdout) {
+		store_partial_discard(s->part);
+		s->part = NULL;
+	} else {
+		int r = store_partial_complete(s->part, s->res->path, s->overwrite);
+		if (r == PN_EEXIST) {
+			fail(s, r, "%s already exists; use --force to overwrite it (download kept in %s)", res->path,
+			     s->data_path);
+			return;
+		}
+		if (r != PN_OK) {
+			fail(s, r, "cannot complete %s: %s%s", res->path, pn_strerror(r), partial_hint(s));
+			return;
+		}
+		s->part = NULL;
+	}
+	res->seconds = (double)(uv_hrtime() - s->t0) / 1e9;
+	finish(s, PN_OK);
+}
+
+static void get_start_chunks(struct session *s)
+{
+	uint64_t ok = 0;
+	int r = store_partial_verify_existing(s->part, &ok);
+	if (r != PN_OK) {
+		fail(s, r, "cannot read the partial download %s: %s", s->data_path, pn_strerror(r));
+		return;
+	}
+	s->res->bytes_resumed = ok;
+	s->requested = calloc(s->nchunks, 1);
+	if (!s->requested) {
+		fail(s, PN_ENOMEM, "out of memory");
+		return;
+	}
+	start_progress(s, s->res->name, s->cid.size, ok);
+	if (s->to_stdout && (r = get_stream_stdout(s)) != PN_OK) {
+		fail_keep(s, r);
+		return;
+	}
+	if (store_partial_have_count(s->part) == s->nchunks) {
+		get_complete(s);
+		return;
+	}
+	r = get_request_more(s);
+	if (r != PN_OK)
+		fail(s, r, "cannot send a request: %s", pn_strerror(r));
+}
+
+static int get_request_hashes(struct session *s)
+{
+	uint32_t first, count;
+	if (!store_partial_missing_hashes(s->part, PN_HASHES_MAX, &first, &count))
+		return PN_OK;
+	struct pn_msg m = {.type = PN_MSG_HASH_REQ};
+	m.u.hash_req.req_id = s->hash_req = ++s->next_req;
+	m.u.hash_req.cid = s->cid;
+	m.u.hash_req.first = first;
+	m.u.hash_req.count = count;
+	return send_msg(s, &m);
+}
+
+/* Opens the partial download for s->res->path (which must be set). */
+static int get_open_partial(struct session *s, const char *name)
+{
+	if (s->to_stdout) {
+		const char *tmp = getenv("TMPDIR");
+		char id[PN_CID_STR_LEN + 1];
+		pn_cid_format(&s->cid, id);
+		snprintf(s->data_path, sizeof s->data_path, "%s/peernet-%s.%d.part", tmp ? tmp : "/tmp", id,
+			 (int)getpid());
+	} else {
+		snprintf(s->data_path, sizeof s->data_path, "%s.pnpart", s->res->path);
+	}
+	snprintf(s->state_path, sizeof s->state_path, "%s.state", s->data_path);
+	if (!s->to_stdout && !s->overwrite && access(s->res->path, F_OK) == 0) {
+		set_err("%s already exists; use --force to overwrite it", s->res->path);
+		return PN_EEXIST;
+	}
+	int r = store_partial_open(s->data_path, s->state_path, &s->cid, name, &s->part);
+	if (r != PN_OK) {
+		set_err("cannot write %s: %s", s->data_path,
+			r == PN_EIO && errno ? strerror(errno) : pn_strerror(r));
+		return r;
+	}
+	return PN_OK;
+}
+
+static void get_on_meta(struct session *s, const struct pn_msg_meta *m)
+{
+	if (memcmp(&m->cid, &s->cid, sizeof s->cid)) {
+		fail(s, PN_EPROTO, "server answered for another content ID");
+		return;
+	}
+	memcpy(s->res->name, m->name, m->name_len);
+	s->res->name[m->name_len] = 0;
+	if (!s->part) {
+		/* No -o: save under the server's name in the current directory. The
+		 * name was checked by the decoder: no '/', not "." or "..". */
+		snprintf(s->res->path, sizeof s->res->path, "%s", s->res->name);
+		int r = get_open_partial(s, s->res->name);
+		if (r != PN_OK) {
+			fail_keep(s, r);
+			return;
+		}
+	}
+	if (store_partial_has_hashes(s->part)) {
+		get_start_chunks(s);
+		return;
+	}
+	int r = get_request_hashes(s);
+	if (r != PN_OK)
+		fail(s, r, "cannot send a request: %s", pn_strerror(r));
+}
+
+static void get_on_hashes(struct session *s, const struct pn_msg_hashes *m)
+{
+	if (memcmp(&m->cid, &s->cid, sizeof s->cid) || m->req_id != s->hash_req) {
+		fail(s, PN_EPROTO, "server sent a hash list that was not asked for");
+		return;
+	}
+	int r = store_partial_add_hashes(s->part, m->first, m->count, m->hashes);
+	if (r == PN_ECORRUPT) {
+		fail(s, r, "server sent a hash list that does not match the content ID; nothing was written");
+		return;
+	}
+	if (r != PN_OK) {
+		fail(s, r, "cannot store the hash list in %s: %s", s->state_path, pn_strerror(r));
+		return;
+	}
+	if (store_partial_has_hashes(s->part)) {
+		get_start_chunks(s);
+		return;
+	}
+	r = get_request_hashes(s);
+	if (r != PN_OK)
+		fail(s, r, "cannot send a request: %s", pn_strerror(r));
+}
+
+static void get_on_chunk(struct session *s, const struct pn_msg_chunk *m)
+{
+	if (memcmp(&m->cid, &s->cid, sizeof s->cid) || !s->requested || !s->requested[m->index]) {
+		fail(s, PN_EPROTO, "server sent a chunk that was not asked for");
+		return;
+	}
+	s->requested[m->index] = 0;
+	s->inflight--;
+	int r = store_partial_write_chunk(s->part, m->index, m->data, m->len);
+	if (r == PN_ECORRUPT) {
+		fail(s, r, "server sent chunk %u that does not match its hash; it was not written%s", m->index,
+		     partial_hint(s));
+		return;
+	}
+	if (r != PN_OK) {
+		fail(s, r, "cannot write %s: %s%s", s->data_path, pn_strerror(r), partial_hint(s));
+		return;
+	}
+	s->res->bytes_downloaded += m->len;
+	if (s->progress_on)
+		pn_progress_add(&s->bar, m->len);
+	if (s->to_stdout && (r = get_stream_stdout(s)) != PN_OK) {
+		fail_keep(s, r);
+		return;
+	}
+	if (store_partial_have_count(s->part) == s->nchunks) {
+		get_complete(s);
+		return;
+	}
+	r = get_request_more(s);
+	if (r != PN_OK)
+		fail(s, r, "cannot send a request: %s", pn_strerror(r));
+}
+
+/* ---------------------------------------------------------------- put */
+
+static void put_next_file(struct session *s);
+
+static int put_send_hashes(struct session *s)
+{
+	uint32_t n = pn_cid_chunks(&s->put_res.cid);
+	for (uint32_t first = 0; first < n; first += PN_HASHES_MAX) {
+		struct pn_msg m = {.type = PN_MSG_HASHES};
+		m.u.hashes.req_id = s->put_req;
+		m.u.hashes.cid = s->put_res.cid;
+		m.u.hashes.first = first;
+		m.u.hashes.count = n - first < PN_HASHES_MAX ? n - first : PN_HASHES_MAX;
+		m.u.hashes.hashes = s->put_hashes + (size_t)first * PN_HASH_BYTES;
+		int r = send_msg(s, &m);
+		if (r != PN_OK)
+			return r;
+	}
+	return PN_OK;
+}
+
+/* Sends missing chunks until the connection is congested or all are sent,
+ * then PUT_END. Called again from writable_cb. */
+static void put_pump(struct session *s)
+{
+	const struct pn_cid *cid = &s->put_res.cid;
+	uint32_t n = pn_cid_chunks(cid);
+	while (s->put_sending && s->put_next < n && !pn_conn_congested(s->conn)) {
+		uint32_t i = s->put_next++;
+		if (s->put_bitmap[i / 8] & (0x80 >> (i % 8)))
+			continue;
+		uint32_t len = pn_cid_chunk_len(cid, i);
+		uint8_t *data = s->out + PN_FRAME_HDR + PN_CHUNK_MSG_HDR;
+		ssize_t got = pread(s->put_fd, data, len, (off_t)i * PN_CHUNK_SIZE);
+		if (got != (ssize_t)len) {
+			fail(s, PN_EIO, "reading %s: %s", s->paths[s->cur], got < 0 ? strerror(errno) : "file changed while uploading");
+			return;
+		}
+		if (!store_chunk_ok(s->put_hashes + (size_t)i * PN_HASH_BYTES, data, len)) {
+			fail(s, PN_ECORRUPT, "%s changed while uploading; run the command again", s->paths[s->cur]);
+			return;
+		}
+		pn_chunk_hdr_encode(s->out, s->put_req, cid, i, len);
+		if (pn_conn_send(s->conn, s->out, PN_FRAME_HDR + PN_CHUNK_MSG_HDR + len) != PN_OK)
+			return; /* close_cb reports it */
+		s->put_res.bytes_sent += len;
+		if (s->progress_on)
+			pn_progress_add(&s->bar, len);
+	}
+	if (s->put_sending && s->put_next >= n) {
+		s->put_sending = false;
+		struct pn_msg m = {.type = PN_MSG_PUT_END};
+		m.u.ref.req_id = s->put_req;
+		m.u.ref.cid = *cid;
+		(void)send_msg(s, &m);
+	}
+}
+
+static void put_on_status(struct session *s, const struct pn_msg_put_status *m)
+{
+	if (m->req_id != s->put_req || memcmp(&m->cid, &s->put_res.cid, sizeof m->cid)) {
+		fail(s, PN_EPROTO, "server answered for another upload");
+		return;
+	}
+	size_t bm_len = ((size_t)m->nchunks + 7) / 8;
+	free(s->put_bitmap);
+	s->put_bitmap = malloc(bm_len);
+	if (!s->put_bitmap) {
+		fail(s, PN_ENOMEM, "out of memory");
+		return;
+	}
+	memcpy(s->put_bitmap, m->bitmap, bm_len);
+	uint64_t have = 0;
+	for (uint32_t i = 0; i < m->nchunks; i++)
+		if (m->bitmap[i / 8] & (0x80 >> (i % 8)))
+			have += pn_cid_chunk_len(&m->cid, i);
+	if (s->opts->progress && have < m->cid.size)
+		start_progress(s, s->put_res.name, m->cid.size, have);
+	if (!(m->flags & PN_PUT_HAVE_HASHES)) {
+		int r = put_send_hashes(s);
+		if (r != PN_OK)
+			return;
+	}
+	s->put_next = 0;
+	s->put_sending = true;
+	put_pump(s);
+}
+
+static void put_on_done(struct session *s, const struct pn_msg_ref *m)
+{
+	if (m->req_id != s->put_req || memcmp(&m->cid, &s->put_res.cid, sizeof m->cid)) {
+		fail(s, PN_EPROTO, "server confirmed another upload");
+		return;
+	}
+	if (s->progress_on) {
+		uv_timer_stop(&s->progress_timer);
+		uv_close((uv_handle_t *)&s->progress_timer, NULL);
+		s->progress_on = false;
+		pn_progress_done(&s->bar);
+	}
+	if (s->put_cb)
+		s->put_cb(s->put_ud, &s->put_res);
+	close(s->put_fd);
+	s->put_fd = -1;
+	free(s->put_hashes);
+	s->put_hashes = NULL;
+	s->cur++;
+	put_next_file(s);
+}
+
+static void put_next_file(struct session *s)
+{
+	if (s->cur >= s->npaths) {
+		finish(s, PN_OK);
+		return;
+	}
+	const char *path = s->paths[s->cur];
+	memset(&s->put_res, 0, sizeof s->put_res);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		fail(s, PN_EIO, "cannot read %s: %s", path, strerror(errno));
+		return;
+	}
+	struct stat st;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		fail(s, PN_EINVAL, "%s is not a regular file", path);
+		return;
+	}
+	char tmp[PATH_MAX];
+	snprintf(tmp, sizeof tmp, "%s", path);
+	const char *base = basename(tmp);
+	if (!pn_name_valid(base, strlen(base))) {
+		close(fd);
+		fail(s, PN_EINVAL, "%s: the file name is not valid on the network (1-255 bytes of UTF-8, no control characters)", path);
+		return;
+	}
+	snprintf(s->put_res.name, sizeof s->put_res.name, "%s", base);
+	int r = store_hash_fd(fd, (uint64_t)st.st_size, &s->put_res.cid, &s->put_hashes);
+	if (r != PN_OK) {
+		close(fd);
+		fail(s, r, "cannot hash %s: %s", path, r == PN_ETOOBIG ? "larger than 64 GiB" : pn_strerror(r));
+		return;
+	}
+	s->put_fd = fd;
+	struct pn_msg m = {.type = PN_MSG_PUT_BEGIN};
+	m.u.meta.req_id = s->put_req = ++s->next_req;
+	m.u.meta.cid = s->put_res.cid;
+	m.u.meta.name = s->put_res.name;
+	m.u.meta.name_len = (uint16_t)strlen(s->put_res.name);
+	(void)send_msg(s, &m);
+}
+
+/* ---------------------------------------------------------------- ls */
+
+static int ls_request(struct session *s, uint32_t cursor)
+{
+	struct pn_msg m = {.type = PN_MSG_LIST_REQ};
+	m.u.list_req.req_id = ++s->next_req;
+	m.u.list_req.cursor = cursor;
+	return send_msg(s, &m);
+}
+
+static void ls_on_list(struct session *s, const struct pn_msg_list *l)
+{
+	size_t off = 0;
+	struct pn_list_entry e;
+	while (pn_list_next(l, &off, &e) == PN_OK) {
+		char name[PN_NAME_MAX + 1];
+		memcpy(name, e.name, e.name_len);
+		name[e.name_len] = 0;
+		s->ls_cb(s->ls_ud, &e.cid, name);
+	}
+	if (l->next_cursor)
+		(void)ls_request(s, l->next_cursor);
+	else
+		finish(s, PN_OK);
+}
+
+/* ---------------------------------------------------------------- connection */
+
+static void established_cb(struct pn_conn *c)
+{
+	struct session *s = pn_conn_data(c);
+	struct pn_msg m = {.type = PN_MSG_HELLO};
+	m.u.hello.version = PN_PROTOCOL_VERSION;
+	m.u.hello.role = PN_ROLE_CLIENT;
+	if (send_msg(s, &m) != PN_OK)
+		return;
+	switch (s->op) {
+	case OP_GET: {
+		struct pn_msg q = {.type = PN_MSG_META_REQ};
+		q.u.ref.req_id = s->meta_req = ++s->next_req;
+		q.u.ref.cid = s->cid;
+		(void)send_msg(s, &q);
+		break;
+	}
+	case OP_PUT:
+		put_next_file(s);
+		break;
+	case OP_LS:
+		(void)ls_request(s, 0);
+		break;
+	}
+}
+
+static void on_error_msg(struct session *s, const struct pn_msg_error *e)
+{
+	char text[PN_ERRMSG_MAX + 1];
+	size_t n = 0;
+	for (size_t i = 0; i < e->text_len; i++) /* never print a peer's control bytes */
+		text[n++] = (e->text[i] >= 0x20 && e->text[i] != 0x7f) ? e->text[i] : '?';
+	text[n] = 0;
+	if (e->code == PN_WERR_NOT_FOUND && s->op == OP_GET) {
+		char id[PN_CID_STR_LEN + 1];
+		pn_cid_format(&s->cid, id);
+		fail(s, PN_ENOTFOUND, "server %s has no content with ID %s", s->opts->server, id);
+		return;
+	}
+	fail(s, e->code == PN_WERR_NOT_FOUND ? PN_ENOTFOUND : PN_EPROTO, "server %s refused: %s%s", s->opts->server,
+	     text, partial_hint(s));
+}
+
+static int frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
+{
+	struct session *s = pn_conn_data(c);
+	struct pn_msg m;
+	if (s->result != PN_EAGAIN)
+		return PN_OK;
+	int r = pn_msg_decode(body, len, &m);
+	if (r != PN_OK) {
+		fail(s, PN_EPROTO, "server %s sent a malformed message (type 0x%02x)%s", s->opts->server,
+		     len ? body[0] : 0, partial_hint(s));
+		return PN_OK;
+	}
+	switch (m.type) {
+	case PN_MSG_HELLO:
+		if (m.u.hello.role != PN_ROLE_SERVER)
+			fail(s, PN_EPROTO, "%s is not a peernet server (it is a %s)", s->opts->server,
+			     m.u.hello.role == PN_ROLE_NODE ? "peer node" : m.u.hello.role == PN_ROLE_DIRECTORY ? "directory" : "client");
+		return PN_OK;
+	case PN_MSG_ERROR:
+		on_error_msg(s, &m.u.error);
+		return PN_OK;
+	case PN_MSG_PING: {
+		struct pn_msg pong = {.type = PN_MSG_PONG};
+		pong.u.ping.nonce = m.u.ping.nonce;
+		(void)send_msg(s, &pong);
+		return PN_OK;
+	}
+	case PN_MSG_PONG:
+		return PN_OK;
+	default:
+		break;
+	}
+	if (s->op == OP_GET && m.type == PN_MSG_META)
+		get_on_meta(s, &m.u.meta);
+	else if (s->op == OP_GET && m.type == PN_MSG_HASHES)
+		get_on_hashes(s, &m.u.hashes);
+	else if (s->op == OP_GET && m.type == PN_MSG_CHUNK)
+		get_on_chunk(s, &m.u.chunk);
+	else if (s->op == OP_PUT && m.type == PN_MSG_PUT_STATUS)
+		put_on_status(s, &m.u.put_status);
+	else if (s->op == OP_PUT && m.type == PN_MSG_PUT_DONE)
+		put_on_done(s, &m.u.ref);
+	else if (s->op == OP_LS && m.type == PN_MSG_LIST)
+		ls_on_list(s, &m.u.list);
+	else
+		fail(s, PN_EPROTO, "server %s sent an unexpected message (type 0x%02x)", s->opts->server, m.type);
+	return PN_OK;
+}
+
+static void writable_cb(struct pn_conn *c)
+{
+	struct session *s = pn_conn_data(c);
+	if (s->op == OP_PUT && s->result == PN_EAGAIN)
+		put_pump(s);
+}
+
+static void close_cb(struct pn_conn *c, int err)
+{
+	struct session *s = pn_conn_data(c);
+	s->conn = NULL;
+	if (s->result != PN_EAGAIN)
+		return;
+	const char *srv = s->opts->server;
+	switch (err) {
+	case PN_ECONNREFUSED:
+		fail(s, err, "cannot connect to %s: connection refused or unreachable; is `peernet serve` running there?%s",
+		     srv, partial_hint(s));
+		break;
+	case PN_EPEERID:
+		fail(s, err, "server at %s is not the one given by --server-id (identity mismatch); refusing to talk to it",
+		     srv);
+		break;
+	case PN_ETIMEDOUT:
+		fail(s, err, "server %s stopped answering (timed out)%s", srv, partial_hint(s));
+		break;
+	case PN_ETLS:
+		fail(s, err, "secure connection to %s failed (is it a peernet server?)%s", srv, partial_hint(s));
+		break;
+	default:
+		fail(s, err ? err : PN_ECLOSED, "connection to %s lost: %s%s", srv, pn_strerror(err ? err : PN_ECLOSED),
+		     partial_hint(s));
+	}
+}
+
+static const struct pn_conn_cbs client_cbs = {
+	.established_cb = established_cb,
+	.frame_cb = frame_cb,
+	.writable_cb = writable_cb,
+	.close_cb = close_cb,
+};
+
+static int session_init(struct session *s, const struct pn_client_opts *o, enum op op)
+{
+	memset(s, 0, sizeof *s);
+	client_err[0] = 0;
+	s->opts = o;
+	s->op = op;
+	s->result = PN_EAGAIN;
+	s->put_fd = -1;
+	s->window = o->window ? (o->window > MAX_WINDOW ? MAX_WINDOW : o->window) : DEFAULT_WINDOW;
+	s->t0 = uv_hrtime();
+	s->out_cap = PN_FRAME_HDR + PN_FRAME_MAX;
+	s->out = malloc(s->out_cap);
+	if (!s->out) {
+		set_err("out of memory");
+		return PN_ENOMEM;
+	}
+	int r = o->data_dir ? pn_identity_load_or_create(o->data_dir, &s->id) : pn_identity_ephemeral(&s->id);
+	if (r != PN_OK) {
+		set_err("cannot load an identity%s%s: %s", o->data_dir ? " from " : "", o->data_dir ? o->data_dir : "",
+			pn_strerror(r));
+		free(s->out);
+		return r;
+	}
+	uv_loop_init(&s->loop);
+	return PN_OK;
+}
+
+/* Connects and runs the loop until the operation ends. */
+static int session_run(struct session *s)
+{
+	struct pn_net_opts nopts;
+	pn_net_opts_default(&nopts);
+	nopts.idle_timeout_ms = s->opts->timeout_ms ? s->opts->timeout_ms : DEFAULT_TIMEOUT_MS;
+	nopts.handshake_timeout_ms = nopts.idle_timeout_ms < PN_HANDSHAKE_TIMEOUT_MS ? nopts.idle_timeout_ms
+										: PN_HANDSHAKE_TIMEOUT_MS;
+	nopts.write_stall_timeout_ms = nopts.idle_timeout_ms;
+	int r = pn_net_new(&s->loop, &s->id, &nopts, &s->net);
+	if (r != PN_OK) {
+		set_err("cannot set up TLS: %s", pn_strerror(r));
+		return r;
+	}
+	uv_ref((uv_handle_t *)&s->loop); /* no-op; the connection keeps the loop alive */
+	r = pn_net_connect(s->net, s->opts->server, s->opts->server_id, &client_cbs, s, &s->conn);
+	if (r != PN_OK) {
+		if (r == PN_EINVAL)
+			set_err("bad server address '%s': expected HOST:PORT", s->opts->server);
+		else if (r == PN_ENOTFOUND)
+			set_err("cannot resolve the server address '%s'", s->opts->server);
+		else
+			set_err("cannot connect to %s: %s", s->opts->server, pn_strerror(r));
+		s->result = r;
+		pn_net_close(s->net);
+	}
+	uv_run(&s->loop, UV_RUN_DEFAULT);
+	return s->result == PN_EAGAIN ? PN_ECLOSED : s->result;
+}
+
+static void session_end(struct session *s)
+{
+	uv_run(&s->loop, UV_RUN_DEFAULT);
+	if (uv_loop_close(&s->loop) != 0)
+		pn_log_debug("client loop still had handles at exit");
+	pn_identity_free(&s->id);
+	free(s->out);
+	free(s->requested);
+	free(s->put_bitmap);
+	free(s->put_hashes);
+	if (s->put_fd >= 0)
+		close(s->put_fd);
+	if (s->part)
+		store_partial_close(s->part);
+}
+
+int pn_client_get(const struct pn_client_opts *o, const struct pn_cid *cid, const char *out_path, bool overwrite,
+		  struct pn_get_result *res)
+{
+	struct session s;
+	memset(res, 0, sizeof *res);
+	int r = session_init(&s, o, OP_GET);
+	if (r != PN_OK)
+		return r;
+	s.cid = *cid;
+	s.res = res;
+	s.nchunks = pn_cid_chunks(cid);
+	s.overwrite = overwrite;
+	res->cid = *cid;
+	s.to_stdout = out_path && !strcmp(out_path, "-");
+	if (out_path) {
+		snprintf(res->path, sizeof res->path, "%s", s.to_stdout ? "-" : out_path);
+		/* Open (and check) the output before asking the network for anything. */
+		r = get_open_partial(&s, NULL);
+		if (r != PN_OK) {
+			s.result = r;
+			goto out;
+		}
+	}
+	r = session_run(&s);
+out:
+	session_end(&s);
+	return s.result == PN_EAGAIN ? r : s.result;
+}
+
+int pn_client_put(const struct pn_client_opts *o, char *const *paths, int npaths, pn_put_done_cb cb, void *ud)
+{
+	struct session s;
+	int r = session_init(&s, o, OP_PUT);
+	if (r != PN_OK)
+		return r;
+	s.paths = paths;
+	s.npaths = npaths;
+	s.put_cb = cb;
+	s.put_ud = ud;
+	r = session_run(&s);
+	session_end(&s);
+	return r;
+}
+
+int pn_client_ls(const struct pn_client_opts *o, pn_ls_entry_cb cb, void *ud)
+{
+	struct session s;
+	int r = session_init(&s, o, OP_LS);
+	if (r != PN_OK)
+		return r;
+	s.ls_cb = cb;
+	s.ls_ud = ud;
+	r = session_run(&s);
+	session_end(&s);
+	return r;
+}

@@ -1,0 +1,51 @@
+/* Client side of the client-server model: put, get, ls against a server.
+ * Each call runs its own libuv loop until the operation ends. On failure the
+ * functions return a PN_E* code and pn_client_error() says what went wrong
+ * and what to do, in one line. */
+#ifndef PN_NODE_CLIENT_H
+#define PN_NODE_CLIENT_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "peernet.h"
+
+struct pn_client_opts {
+	const char *server;        /* "host:port" */
+	const uint8_t *server_id;  /* refuse any other server; NULL: any */
+	const char *data_dir;      /* identity from here; NULL: ephemeral identity */
+	bool progress;             /* draw a progress bar on stderr */
+	uint32_t window;           /* chunk requests in flight; 0: default */
+	uint32_t timeout_ms;       /* no answer for this long: fail; 0: default */
+};
+
+struct pn_get_result {
+	struct pn_cid cid;
+	char name[PN_NAME_MAX + 1];
+	char path[PATH_MAX];
+	uint64_t bytes_downloaded; /* chunk bytes fetched in this run */
+	uint64_t bytes_resumed;    /* verified bytes reused from an earlier attempt */
+	double seconds;
+};
+
+/* Downloads cid. out_path NULL: the server's name in the current directory;
+ * "-": standard output. An existing file is kept unless overwrite. */
+int pn_client_get(const struct pn_client_opts *o, const struct pn_cid *cid, const char *out_path, bool overwrite,
+		  struct pn_get_result *res);
+
+struct pn_put_result {
+	struct pn_cid cid;
+	char name[PN_NAME_MAX + 1];
+	uint64_t bytes_sent;   /* chunk bytes uploaded (0 if the server had them all) */
+};
+/* Called after each file is stored. */
+typedef void (*pn_put_done_cb)(void *ud, const struct pn_put_result *r);
+/* Uploads files in order on one connection. */
+int pn_client_put(const struct pn_client_opts *o, char *const *paths, int npaths, pn_put_done_cb cb, void *ud);
+
+typedef void (*pn_ls_entry_cb)(void *ud, const struct pn_cid *cid, const char *name);
+int pn_client_ls(const struct pn_client_opts *o, pn_ls_entry_cb cb, void *ud);
+
+const char *pn_client_error(void);
+
+#endif

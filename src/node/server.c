@@ -1,0 +1,486 @@
+/* The client-server model's server. See server.h and docs/PROTOCOL.md. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+#include "node/server.h"
+#include "crypto/crypto.h"
+#include "net/net.h"
+#include "store/store.h"
+#include "util/log.h"
+#include "wire/wire.h"
+
+#define HELLO_MAX_BODY 64            /* before HELLO, no frame may be larger */
+#define MAX_ACTIVE_UPLOADS 64        /* uploads in progress at once, server-wide */
+#define LIST_PAGE_BYTES (64 * 1024)  /* a LIST answer stays under this */
+
+struct server {
+	uv_loop_t *loop;
+	struct pn_net *net;
+	struct store *store;
+	struct pn_identity id;
+	uv_signal_t sig_int, sig_term;
+	uint8_t *out;          /* scratch for one outgoing frame, PN_FRAME_HDR + PN_FRAME_MAX */
+	size_t out_cap;
+	unsigned active_uploads;
+	uint64_t bytes_served;
+	uint64_t conns_total;
+	int stop_signal;
+};
+
+struct client {
+	struct server *srv;
+	bool hello;
+	struct store_partial *put; /* upload in progress on this connection, or NULL */
+	bool put_done_already;     /* the object existed when PUT_BEGIN came */
+	struct pn_cid put_cid;
+	uint32_t put_req;
+};
+
+static int send_msg(struct pn_conn *c, struct server *srv, const struct pn_msg *m)
+{
+	struct pn_writer w;
+	pn_wr_init(&w, srv->out, srv->out_cap);
+	int r = pn_msg_encode(m, &w);
+	if (r != PN_OK)
+		return r;
+	return pn_conn_send(c, w.data, w.len);
+}
+
+static int send_error(struct pn_conn *c, struct server *srv, uint32_t req_id, uint16_t code, const char *text)
+{
+	struct pn_msg m = {.type = PN_MSG_ERROR};
+	m.u.error.req_id = req_id;
+	m.u.error.code = code;
+	m.u.error.text = text;
+	m.u.error.text_len = (uint16_t)strlen(text);
+	return send_msg(c, srv, &m);
+}
+
+/* Ends the upload on this connection, if any, keeping what it wrote. */
+static void put_release(struct client *cl)
+{
+	if (cl->put) {
+		store_put_release(cl->srv->store, cl->put);
+		cl->put = NULL;
+		cl->srv->active_uploads--;
+	}
+	cl->put_done_already = false;
+}
+
+static int on_meta_req(struct pn_conn *c, struct server *srv, const struct pn_msg_ref *q)
+{
+	const struct store_object *o = store_get(srv->store, &q->cid);
+	if (!o)
+		return send_error(c, srv, q->req_id, PN_WERR_NOT_FOUND, "no such content");
+	struct pn_msg m = {.type = PN_MSG_META};
+	m.u.meta.req_id = q->req_id;
+	m.u.meta.cid = o->cid;
+	m.u.meta.name = o->name;
+	m.u.meta.name_len = (uint16_t)strlen(o->name);
+	return send_msg(c, srv, &m);
+}
+
+static int on_hash_req(struct pn_conn *c, struct server *srv, const struct pn_msg_hash_req *q)
+{
+	const struct store_object *o = store_get(srv->store, &q->cid);
+	if (!o)
+		return send_error(c, srv, q->req_id, PN_WERR_NOT_FOUND, "no such content");
+	struct pn_msg m = {.type = PN_MSG_HASHES};
+	m.u.hashes.req_id = q->req_id;
+	m.u.hashes.cid = o->cid;
+	m.u.hashes.first = q->first;
+	m.u.hashes.count = q->count;
+	m.u.hashes.hashes = o->hashes + (size_t)q->first * PN_HASH_BYTES;
+	return send_msg(c, srv, &m);
+}
+
+static int on_chunk_req(struct pn_conn *c, struct server *srv, const struct pn_msg_ref *q)
+{
+	if (pn_conn_congested(c))
+		return PN_EAGAIN; /* the client is not reading: wait before reading more requests */
+	const struct store_object *o = store_get(srv->store, &q->cid);
+	if (!o)
+		return send_error(c, srv, q->req_id, PN_WERR_NOT_FOUND, "no such content");
+	uint8_t *hdr = srv->out;
+	uint8_t *data = srv->out + PN_FRAME_HDR + PN_CHUNK_MSG_HDR;
+	uint32_t len;
+	int r = store_read_chunk(srv->store, o, q->index, data, &len);
+	if (r != PN_OK) {
+		pn_log_error("reading chunk %u of %s: %s", q->index, o->name, pn_strerror(r));
+		return send_error(c, srv, q->req_id, PN_WERR_INTERNAL, "server failed to read the content");
+	}
+	pn_chunk_hdr_encode(hdr, q->req_id, &o->cid, q->index, len);
+	srv->bytes_served += len;
+	return pn_conn_send(c, hdr, PN_FRAME_HDR + PN_CHUNK_MSG_HDR + len);
+}
+
+static int on_list_req(struct pn_conn *c, struct server *srv, const struct pn_msg_list_req *q)
+{
+	size_t total = store_count(srv->store);
+	size_t i = q->cursor;
+	uint8_t *entries = srv->out + PN_FRAME_HDR + 64; /* build entries after room for the header */
+	struct pn_writer w;
+	pn_wr_init(&w, entries, LIST_PAGE_BYTES);
+	uint16_t count = 0;
+	for (; i < total && count < PN_LIST_MAX; i++) {
+		const struct store_object *o = store_at(srv->store, i);
+		struct pn_list_entry e = {.cid = o->cid, .name = o->name, .name_len = (uint16_t)strlen(o->name)};
+		size_t before = w.len;
+		pn_list_entry_encode(&w, &e);
+		if (w.err) {
+			w.len = before;
+			w.err = 0;
+			break;
+		}
+		count++;
+	}
+	/* Copy the entries out of the scratch buffer: encode writes into it too. */
+	uint8_t *copy = malloc(w.len ? w.len : 1);
+	if (!copy)
+		return PN_ENOMEM;
+	memcpy(copy, entries, w.len);
+	struct pn_msg m = {.type = PN_MSG_LIST};
+	m.u.list.req_id = q->req_id;
+	m.u.list.next_cursor = i < total ? (uint32_t)i : 0;
+	m.u.list.count = count;
+	m.u.list.entries = copy;
+	m.u.list.entries_len = w.len;
+	int r = send_msg(c, srv, &m);
+	free(copy);
+	return r;
+}
+
+static int send_put_status(struct pn_conn *c, struct server *srv, uint32_t req_id, const struct pn_cid *cid,
+			   struct store_partial *p)
+{
+	uint32_t n = pn_cid_chunks(cid);
+	size_t bm_len = (n + 7) / 8;
+	uint8_t *full = NULL;
+	struct pn_msg m = {.type = PN_MSG_PUT_STATUS};
+	m.u.put_status.req_id = req_id;
+	m.u.put_status.cid = *cid;
+	m.u.put_status.nchunks = n;
+	if (p) {
+		m.u.put_status.flags = store_partial_has_hashes(p) ? PN_PUT_HAVE_HASHES : 0;
+		m.u.put_status.bitmap = store_partial_bitmap(p);
+	} else {
+		full = calloc(1, bm_len);
+		if (!full)
+			return PN_ENOMEM;
+		for (uint32_t i = 0; i < n; i++)
+			full[i / 8] |= (uint8_t)(0x80 >> (i % 8));
+		m.u.put_status.flags = PN_PUT_HAVE_HASHES;
+		m.u.put_status.bitmap = full;
+	}
+	int r = send_msg(c, srv, &m);
+	free(full);
+	return r;
+}
+
+static int on_put_begin(struct pn_conn *c, struct server *srv, struct client *cl, const struct pn_msg_meta *q)
+{
+	put_release(cl);
+	char name[PN_NAME_MAX + 1];
+	memcpy(name, q->name, q->name_len);
+	name[q->name_len] = 0;
+	cl->put_cid = q->cid;
+	cl->put_req = q->req_id;
+	if (store_get(srv->store, &q->cid)) {
+		cl->put_done_already = true;
+		return send_put_status(c, srv, q->req_id, &q->cid, NULL);
+	}
+	if (srv->active_uploads >= MAX_ACTIVE_UPLOADS)
+		return send_error(c, srv, q->req_id, PN_WERR_BUSY, "too many uploads in progress, try again later");
+	struct store_partial *p;
+	int r = store_put_begin(srv->store, &q->cid, name, &p);
+	if (r == PN_EEXIST) {
+		cl->put_done_already = true;
+		return send_put_status(c, srv, q->req_id, &q->cid, NULL);
+	}
+	if (r != PN_OK) {
+		pn_log_error("%s: cannot start upload of %s: %s", pn_conn_peer_addr(c), name, pn_strerror(r));
+		return send_error(c, srv, q->req_id, r == PN_ENOSPC ? PN_WERR_INTERNAL : PN_WERR_INTERNAL,
+				  r == PN_ENOSPC ? "server disk full" : "server cannot store the upload");
+	}
+	cl->put = p;
+	srv->active_uploads++;
+	return send_put_status(c, srv, q->req_id, &q->cid, p);
+}
+
+static bool put_matches(struct client *cl, const struct pn_cid *cid)
+{
+	return cl->put && !memcmp(&cl->put_cid, cid, sizeof *cid);
+}
+
+static int on_put_hashes(struct pn_conn *c, struct server *srv, struct client *cl, const struct pn_msg_hashes *q)
+{
+	if (cl->put_done_already && !memcmp(&cl->put_cid, &q->cid, sizeof q->cid))
+		return PN_OK;
+	if (!put_matches(cl, &q->cid)) {
+		send_error(c, srv, q->req_id, PN_WERR_PROTOCOL, "HASHES without PUT_BEGIN");
+		return PN_EPROTO;
+	}
+	if (store_partial_has_hashes(cl->put))
+		return PN_OK;
+	int r = store_partial_add_hashes(cl->put, q->first, q->count, q->hashes);
+	if (r == PN_ECORRUPT) {
+		pn_log_info("%s: uploaded hash list does not match its content ID, closing", pn_conn_peer_addr(c));
+		send_error(c, srv, q->req_id, PN_WERR_CORRUPT, "hash list does not match the content ID");
+		return PN_ECORRUPT;
+	}
+	if (r != PN_OK)
+		return send_error(c, srv, q->req_id, PN_WERR_INTERNAL, "server cannot store the hash list");
+	return PN_OK;
+}
+
+static int on_put_chunk(struct pn_conn *c, struct server *srv, struct client *cl, const struct pn_msg_chunk *q)
+{
+	if (cl->put_done_already && !memcmp(&cl->put_cid, &q->cid, sizeof q->cid))
+		return PN_OK;
+	if (!put_matches(cl, &q->cid) || !store_partial_has_hashes(cl->put)) {
+		send_error(c, srv, q->req_id, PN_WERR_PROTOCOL, "CHUNK without PUT_BEGIN and hash list");
+		return PN_EPROTO;
+	}
+	if (store_partial_has_chunk(cl->put, q->index))
+		return PN_OK;
+	int r = store_partial_write_chunk(cl->put, q->index, q->data, q->len);
+	if (r == PN_ECORRUPT) {
+		pn_log_info("%s: uploaded chunk %u does not match its hash, closing", pn_conn_peer_addr(c), q->index);
+		send_error(c, srv, q->req_id, PN_WERR_CORRUPT, "chunk does not match its hash");
+		return PN_ECORRUPT;
+	}
+	if (r != PN_OK) {
+		pn_log_error("writing upload chunk: %s", pn_strerror(r));
+		send_error(c, srv, q->req_id, PN_WERR_INTERNAL,
+			   r == PN_ENOSPC ? "server disk full" : "server failed to write the upload");
+		return r;
+	}
+	return PN_OK;
+}
+
+static int on_put_end(struct pn_conn *c, struct server *srv, struct client *cl, const struct pn_msg_ref *q)
+{
+	struct pn_msg m = {.type = PN_MSG_PUT_DONE};
+	m.u.ref.req_id = q->req_id;
+	m.u.ref.cid = q->cid;
+	if (cl->put_done_already && !memcmp(&cl->put_cid, &q->cid, sizeof q->cid)) {
+		cl->put_done_already = false;
+		return send_msg(c, srv, &m);
+	}
+	if (!put_matches(cl, &q->cid)) {
+		send_error(c, srv, q->req_id, PN_WERR_PROTOCOL, "PUT_END without PUT_BEGIN");
+		return PN_EPROTO;
+	}
+	if (!store_partial_has_hashes(cl->put) ||
+	    store_partial_have_count(cl->put) != store_partial_nchunks(cl->put))
+		return send_error(c, srv, q->req_id, PN_WERR_PROTOCOL, "upload is missing chunks");
+	const struct store_object *o = NULL;
+	int r = store_put_finish(srv->store, cl->put, &o);
+	if (r == PN_OK) {
+		cl->put = NULL;
+		srv->active_uploads--;
+		char id[PN_CID_STR_LEN + 1];
+		pn_cid_format(&q->cid, id);
+		pn_log_info("stored %s  %s (%llu bytes) from %s", id, o ? o->name : "?",
+			    (unsigned long long)q->cid.size, pn_conn_peer_addr(c));
+		return send_msg(c, srv, &m);
+	}
+	if (r == PN_EEXIST) { /* another uploader finished it first */
+		put_release(cl);
+		return send_msg(c, srv, &m);
+	}
+	pn_log_error("finishing upload: %s", pn_strerror(r));
+	return send_error(c, srv, q->req_id, PN_WERR_INTERNAL,
+			  r == PN_ENOSPC ? "server disk full" : "server failed to store the upload");
+}
+
+static int frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
+{
+	struct client *cl = pn_conn_data(c);
+	struct server *srv = cl->srv;
+	struct pn_msg m;
+	int r = pn_msg_decode(body, len, &m);
+	if (r != PN_OK) {
+		pn_log_info("%s: malformed message (type 0x%02x, %zu bytes), closing", pn_conn_peer_addr(c),
+			    len ? body[0] : 0, len);
+		send_error(c, srv, 0, PN_WERR_PROTOCOL, "malformed message");
+		return PN_EPROTO;
+	}
+	if (!cl->hello) {
+		if (m.type != PN_MSG_HELLO) {
+			pn_log_info("%s: first message is not HELLO, closing", pn_conn_peer_addr(c));
+			send_error(c, srv, 0, PN_WERR_PROTOCOL, "expected HELLO");
+			return PN_EPROTO;
+		}
+		cl->hello = true;
+		pn_conn_set_max_frame(c, PN_FRAME_MAX);
+		return PN_OK;
+	}
+	switch (m.type) {
+	case PN_MSG_PING: {
+		struct pn_msg pong = {.type = PN_MSG_PONG};
+		pong.u.ping.nonce = m.u.ping.nonce;
+		return send_msg(c, srv, &pong);
+	}
+	case PN_MSG_PONG:
+		return PN_OK;
+	case PN_MSG_META_REQ:
+		return on_meta_req(c, srv, &m.u.ref);
+	case PN_MSG_HASH_REQ:
+		return on_hash_req(c, srv, &m.u.hash_req);
+	case PN_MSG_CHUNK_REQ:
+		return on_chunk_req(c, srv, &m.u.ref);
+	case PN_MSG_CANCEL:
+		return PN_OK; /* requests are answered in order; nothing queued to cancel */
+	case PN_MSG_LIST_REQ:
+		return on_list_req(c, srv, &m.u.list_req);
+	case PN_MSG_PUT_BEGIN:
+		return on_put_begin(c, srv, cl, &m.u.meta);
+	case PN_MSG_HASHES:
+		return on_put_hashes(c, srv, cl, &m.u.hashes);
+	case PN_MSG_CHUNK:
+		return on_put_chunk(c, srv, cl, &m.u.chunk);
+	case PN_MSG_PUT_END:
+		return on_put_end(c, srv, cl, &m.u.ref);
+	default:
+		pn_log_info("%s: unexpected message type 0x%02x, closing", pn_conn_peer_addr(c), m.type);
+		send_error(c, srv, 0, PN_WERR_PROTOCOL, "unexpected message");
+		return PN_EPROTO;
+	}
+}
+
+static void established_cb(struct pn_conn *c)
+{
+	struct client *cl = pn_conn_data(c);
+	struct pn_msg m = {.type = PN_MSG_HELLO};
+	m.u.hello.version = PN_PROTOCOL_VERSION;
+	m.u.hello.role = PN_ROLE_SERVER;
+	(void)send_msg(c, cl->srv, &m);
+}
+
+static void close_cb(struct pn_conn *c, int err)
+{
+	struct client *cl = pn_conn_data(c);
+	if (!cl)
+		return;
+	if (err && err != PN_ECLOSED)
+		pn_log_info("%s: connection closed: %s", pn_conn_peer_addr(c), pn_strerror(err));
+	else
+		pn_log_debug("%s: connection closed", pn_conn_peer_addr(c));
+	put_release(cl);
+	free(cl);
+}
+
+static const struct pn_conn_cbs server_cbs = {
+	.established_cb = established_cb,
+	.frame_cb = frame_cb,
+	.close_cb = close_cb,
+};
+
+static struct server *the_server; /* for accept_cb only; one server per process */
+
+static const struct pn_conn_cbs *accept_cb(struct pn_net *net, struct pn_conn *c)
+{
+	struct client *cl = calloc(1, sizeof *cl);
+	if (!cl)
+		return NULL;
+	cl->srv = the_server;
+	the_server->conns_total++;
+	pn_conn_set_data(c, cl);
+	pn_conn_set_max_frame(c, HELLO_MAX_BODY);
+	pn_log_debug("%s: connected", pn_conn_peer_addr(c));
+	return &server_cbs;
+}
+
+static void signal_cb(uv_signal_t *s, int signum)
+{
+	struct server *srv = s->data;
+	srv->stop_signal = signum;
+	pn_log_info("signal %d: stopping", signum);
+	uv_signal_stop(&srv->sig_int);
+	uv_signal_stop(&srv->sig_term);
+	uv_close((uv_handle_t *)&srv->sig_int, NULL);
+	uv_close((uv_handle_t *)&srv->sig_term, NULL);
+	pn_net_close(srv->net);
+}
+
+int pn_server_run(const struct pn_server_opts *opts)
+{
+	struct server srv = {0};
+	int r;
+	the_server = &srv;
+	signal(SIGPIPE, SIG_IGN);
+	srv.loop = uv_default_loop();
+	srv.out_cap = PN_FRAME_HDR + PN_FRAME_MAX;
+	srv.out = malloc(srv.out_cap);
+	if (!srv.out)
+		return PN_ENOMEM;
+	r = pn_identity_load_or_create(opts->data_dir, &srv.id);
+	if (r != PN_OK) {
+		fprintf(stderr, "peernet serve: cannot load or create the identity in %s: %s\n", opts->data_dir,
+			pn_strerror(r));
+		goto out_buf;
+	}
+	r = store_open(opts->data_dir, &srv.store);
+	if (r != PN_OK) {
+		fprintf(stderr, "peernet serve: cannot open the store in %s: %s\n", opts->data_dir, pn_strerror(r));
+		goto out_id;
+	}
+	struct pn_net_opts nopts;
+	pn_net_opts_default(&nopts);
+	if (opts->handshake_timeout_ms)
+		nopts.handshake_timeout_ms = opts->handshake_timeout_ms;
+	if (opts->idle_timeout_ms)
+		nopts.idle_timeout_ms = opts->idle_timeout_ms;
+	if (opts->max_conns)
+		nopts.max_conns = opts->max_conns;
+	r = pn_net_new(srv.loop, &srv.id, &nopts, &srv.net);
+	if (r != PN_OK) {
+		fprintf(stderr, "peernet serve: cannot set up TLS: %s\n", pn_strerror(r));
+		goto out_store;
+	}
+	uint16_t port = 0;
+	r = pn_net_listen(srv.net, opts->listen, accept_cb, &port);
+	if (r != PN_OK) {
+		fprintf(stderr, "peernet serve: cannot listen on %s: %s%s\n", opts->listen,
+			r == PN_EEXIST ? "address already in use" : pn_strerror(r),
+			r == PN_EINVAL ? " (expected HOST:PORT)" : "");
+		pn_net_close(srv.net);
+		uv_run(srv.loop, UV_RUN_DEFAULT);
+		goto out_store;
+	}
+	uv_signal_init(srv.loop, &srv.sig_int);
+	uv_signal_init(srv.loop, &srv.sig_term);
+	srv.sig_int.data = srv.sig_term.data = &srv;
+	uv_signal_start(&srv.sig_int, signal_cb, SIGINT);
+	uv_signal_start(&srv.sig_term, signal_cb, SIGTERM);
+
+	char idhex[PN_NODE_ID_STR_LEN + 1];
+	pn_node_id_format(srv.id.node_id, idhex);
+	printf("peernet server %s listening on port %u, %zu objects (%llu bytes) in %s\n", idhex, port,
+	       store_count(srv.store), (unsigned long long)store_total_bytes(srv.store), opts->data_dir);
+	printf("node-id %s\n", idhex);
+	fflush(stdout);
+	if (opts->port_file) {
+		FILE *f = fopen(opts->port_file, "w");
+		if (f) {
+			fprintf(f, "%u\n", port);
+			fclose(f);
+		}
+	}
+	uv_run(srv.loop, UV_RUN_DEFAULT);
+	pn_log_info("stopped after %llu connections, %llu bytes served", (unsigned long long)srv.conns_total,
+		    (unsigned long long)srv.bytes_served);
+	r = PN_OK;
+out_store:
+	store_close(srv.store);
+out_id:
+	pn_identity_free(&srv.id);
+out_buf:
+	free(srv.out);
+	uv_loop_close(srv.loop);
+	return r;
+}
