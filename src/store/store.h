@@ -131,9 +131,42 @@ void store_put_release(struct store *s, struct store_partial *p);
  * The partial is released by this call on success. PN_EAGAIN if chunks are missing. */
 PN_MUST_CHECK int store_put_finish(struct store *s, struct store_partial *p, const struct store_object **out);
 
+/* Hashes an existing regular file and copies it into the store (a snapshot:
+ * the copy is what gets hashed, so a file changing meanwhile cannot give a
+ * wrong ID). name NULL means the path's last component. On success *out (may
+ * be NULL) is the new object. If the content is already stored: PN_EEXIST and
+ * *out is the existing object. PN_EINVAL for a bad name or a non-regular file. */
+PN_MUST_CHECK int store_add_local(struct store *s, const char *path, const char *name,
+				  const struct store_object **out);
+
+/* A usable file name: at most PN_NAME_MAX bytes of valid UTF-8, no control
+ * character, no '/', not "." or "..". The empty name (unknown) is valid. */
+bool store_name_valid(const char *name, size_t len);
+
+/* Sets the name recorded in a partial's state file (rewritten atomically).
+ * PN_EINVAL if the name is not valid. */
+PN_MUST_CHECK int store_partial_set_name(struct store_partial *p, const char *name);
+
 /* Parsers of the two on-disk formats, exposed for tests and fuzzing. They
- * never trust the file: every length is checked. */
+ * never trust the file: every length is checked. Both return PN_EPROTO for a
+ * malformed file (bad magic, truncated, trailing bytes, bad name, a field out
+ * of range), PN_ETOOBIG for a size above PN_MAX_FILE_SIZE and PN_ECORRUPT when
+ * a hash list that must be complete does not give the cid's root.
+ * store_meta_parse: on success *hashes_out is malloc'd (chunks*32), caller frees. */
 PN_MUST_CHECK int store_meta_parse(const uint8_t *buf, size_t len, struct pn_cid *cid, char name[PN_NAME_MAX + 1],
 				   uint8_t **hashes_out);
+
+/* A parsed state file. hashes and bitmap point into the parsed buffer. The
+ * bitmap's bits past nchunks are zero; it is all zero unless the hash list is
+ * complete (flags bit0), in which case the hashes give the cid's root. */
+struct store_state {
+	struct pn_cid cid;
+	uint8_t flags;
+	char name[PN_NAME_MAX + 1];
+	uint32_t nchunks;
+	const uint8_t *hashes; /* nchunks*32; an all-zero entry is unknown */
+	const uint8_t *bitmap; /* ceil(nchunks/8), MSB first */
+};
+PN_MUST_CHECK int store_state_parse(const uint8_t *buf, size_t len, struct store_state *out);
 
 #endif

@@ -1,0 +1,129 @@
+/* Chunk hashing and the hash tree.
+ *
+ * Leaves are the SHA-256 of each chunk; a pair becomes SHA-256(0x01 || L || R);
+ * an odd node at the end of a level is carried up unchanged. That rule gives
+ * the same tree as splitting a range of n leaves at the largest power of two
+ * below n, so the root is folded from a stack of complete subtrees without
+ * allocating anything.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <openssl/evp.h>
+#include "store/store.h"
+#include "store/store_int.h"
+
+#define TREE_NODE_PREFIX 0x01
+#define TREE_STACK_MAX 33           /* log2(UINT32_MAX) + 1 subtrees at most */
+#define HASH_READ_BLOCK (4u * PN_CHUNK_SIZE) /* bytes per pread in store_hash_fd */
+
+struct subtree {
+	uint8_t hash[PN_HASH_BYTES];
+	uint32_t leaves;
+};
+
+/* Interior node: SHA-256(0x01 || left || right). */
+void store_tree_node(const uint8_t left[PN_HASH_BYTES], const uint8_t right[PN_HASH_BYTES],
+		     uint8_t out[PN_HASH_BYTES])
+{
+	uint8_t buf[1 + 2 * PN_HASH_BYTES];
+
+	buf[0] = TREE_NODE_PREFIX;
+	memcpy(buf + 1, left, PN_HASH_BYTES);
+	memcpy(buf + 1 + PN_HASH_BYTES, right, PN_HASH_BYTES);
+	store_sha256(buf, sizeof buf, out);
+}
+
+void store_tree_root(const uint8_t *hashes, uint32_t n, uint8_t root[PN_HASH_BYTES])
+{
+	struct subtree stack[TREE_STACK_MAX];
+	size_t depth = 0;
+
+	if (n == 0) {
+		memset(root, 0, PN_HASH_BYTES);
+		return;
+	}
+	/* Push each leaf; merge while the two top subtrees have the same size. */
+	for (uint32_t i = 0; i < n; i++) {
+		memcpy(stack[depth].hash, hashes + (size_t)i * PN_HASH_BYTES, PN_HASH_BYTES);
+		stack[depth].leaves = 1;
+		depth++;
+		while (depth >= 2 && stack[depth - 1].leaves == stack[depth - 2].leaves) {
+			store_tree_node(stack[depth - 2].hash, stack[depth - 1].hash, stack[depth - 2].hash);
+			stack[depth - 2].leaves *= 2;
+			depth--;
+		}
+	}
+	/* Left-over subtrees shrink from bottom to top: fold them right to left. */
+	while (depth >= 2) {
+		store_tree_node(stack[depth - 2].hash, stack[depth - 1].hash, stack[depth - 2].hash);
+		stack[depth - 2].leaves += stack[depth - 1].leaves;
+		depth--;
+	}
+	memcpy(root, stack[0].hash, PN_HASH_BYTES);
+}
+
+void store_sha256(const void *data, size_t len, uint8_t out[PN_HASH_BYTES])
+{
+	unsigned int out_len = 0;
+
+	/* EVP_Digest only fails on allocation failure inside OpenSSL. */
+	if (!EVP_Digest(data, len, out, &out_len, EVP_sha256(), NULL))
+		abort();
+}
+
+bool store_chunk_ok(const uint8_t expected[PN_HASH_BYTES], const void *data, size_t len)
+{
+	uint8_t got[PN_HASH_BYTES];
+
+	if (len > PN_CHUNK_SIZE)
+		return false;
+	store_sha256(data, len, got);
+	return CRYPTO_memcmp(got, expected, PN_HASH_BYTES) == 0;
+}
+
+/* Reads the file in blocks of a few chunks and hashes each chunk. The caller
+ * owns *hashes_out on success; nothing is allocated on failure. */
+int store_hash_fd(int fd, uint64_t size, struct pn_cid *cid, uint8_t **hashes_out)
+{
+	uint8_t *hashes = NULL, *block = NULL;
+	uint32_t nchunks;
+	uint64_t off = 0;
+	int err;
+
+	if (size > PN_MAX_FILE_SIZE)
+		return PN_ETOOBIG;
+	cid->size = size;
+	nchunks = pn_cid_chunks(cid);
+	hashes = malloc((size_t)nchunks * PN_HASH_BYTES);
+	block = malloc(HASH_READ_BLOCK);
+	if (!hashes || !block) {
+		err = PN_ENOMEM;
+		goto fail;
+	}
+	if (size == 0)
+		store_sha256("", 0, hashes);
+	while (off < size) {
+		size_t want = size - off < HASH_READ_BLOCK ? (size_t)(size - off) : HASH_READ_BLOCK;
+
+		err = store_read_all(fd, block, want, off);
+		if (err)
+			goto fail;
+		for (size_t pos = 0; pos < want; pos += PN_CHUNK_SIZE) {
+			size_t clen = want - pos < PN_CHUNK_SIZE ? want - pos : PN_CHUNK_SIZE;
+			uint32_t index = (uint32_t)((off + pos) / PN_CHUNK_SIZE);
+
+			store_sha256(block + pos, clen, hashes + (size_t)index * PN_HASH_BYTES);
+		}
+		off += want;
+	}
+	store_tree_root(hashes, nchunks, cid->root);
+	free(block);
+	*hashes_out = hashes;
+	return 0;
+fail:
+	free(block);
+	free(hashes);
+	return err;
+}
