@@ -47,7 +47,9 @@ PN_MUST_CHECK int pn_node_id_parse(const char *s, uint8_t out[PN_ID_BYTES]);
 /* A TLS 1.3-only context presenting `id`, requiring and accepting the peer's
  * self-signed Ed25519 certificate (identity is checked by node ID, not by a
  * CA), ALPN "peernet/1". Returns an SSL_CTX* as void*, or NULL. The context
- * holds its own references to the key and certificate. Free with pn_tls_ctx_free. */
+ * holds its own references to the key and certificate. Free with pn_tls_ctx_free.
+ * The context is set up for both roles: a node may dial and accept with one
+ * context; the role of each session is pn_tls_new's is_server. */
 void *pn_tls_ctx_new(const struct pn_identity *id, bool is_server);
 void pn_tls_ctx_free(void *ctx);
 
@@ -63,16 +65,22 @@ void pn_tls_free(struct pn_tls *t);
 PN_MUST_CHECK int pn_tls_feed(struct pn_tls *t, const void *ct, size_t len);
 
 /* Advances the handshake. Returns PN_OK when it is complete, PN_EAGAIN when it
- * needs more input, PN_ETLS or PN_EPEERID on failure. */
+ * needs more input, PN_ETLS or PN_EPEERID on failure. After each call, send
+ * what pn_tls_pending_out reports (on failure that is the alert). A failed
+ * session stays failed. In TLS 1.3 a client completes before the server has
+ * checked the client's certificate, so the server may still refuse: its
+ * alert then arrives as PN_ETLS from pn_tls_read. */
 PN_MUST_CHECK int pn_tls_handshake(struct pn_tls *t);
 bool pn_tls_established(const struct pn_tls *t);
 
 /* Reads decrypted bytes: returns the count (> 0), PN_EAGAIN if none are ready,
- * PN_ECLOSED on a clean close_notify, PN_ETLS on failure. */
+ * PN_ECLOSED on a clean close_notify, PN_ETLS on failure or if the session is
+ * not established. Reading may queue ciphertext (a KeyUpdate reply): check
+ * pn_tls_pending_out afterwards. */
 PN_MUST_CHECK long pn_tls_read(struct pn_tls *t, void *buf, size_t cap);
 
 /* Encrypts plaintext; the ciphertext is then taken with pn_tls_take_out.
- * Returns PN_OK or PN_ETLS. */
+ * Returns PN_OK or PN_ETLS (also if the session is not established). */
 PN_MUST_CHECK int pn_tls_write(struct pn_tls *t, const void *pt, size_t len);
 
 /* Ciphertext waiting to go to the network. Moves up to cap bytes into buf and
@@ -83,7 +91,7 @@ size_t pn_tls_pending_out(const struct pn_tls *t);
 /* Sends close_notify (taken out like any other ciphertext). */
 void pn_tls_shutdown(struct pn_tls *t);
 
-/* The peer's node ID, valid once established. */
+/* The peer's node ID once established; PN_EINVAL before. */
 PN_MUST_CHECK int pn_tls_peer_id(const struct pn_tls *t, uint8_t out[PN_ID_BYTES]);
 
 /* A one-line description of the last TLS failure (static buffer per session). */

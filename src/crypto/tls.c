@@ -21,6 +21,8 @@
 #define PN_TLS_CIPHERSUITES \
 	"TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 #define PN_TLS_SIGALGS "ed25519"
+/* Key exchange: a client sends an X25519 key share; P-256 is accepted. */
+#define PN_TLS_GROUPS "X25519:P-256"
 #define PN_ALPN_NAME "peernet/1"
 #define PN_ALPN_NAME_LEN (sizeof PN_ALPN_NAME - 1)
 #define PN_TLS_ERR_LEN 192
@@ -204,7 +206,8 @@ void *pn_tls_ctx_new(const struct pn_identity *id, bool is_server)
 	if (SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) != 1 ||
 	    SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) != 1 ||
 	    SSL_CTX_set_ciphersuites(ctx, PN_TLS_CIPHERSUITES) != 1 ||
-	    SSL_CTX_set1_sigalgs_list(ctx, PN_TLS_SIGALGS) != 1)
+	    SSL_CTX_set1_sigalgs_list(ctx, PN_TLS_SIGALGS) != 1 ||
+	    SSL_CTX_set1_groups_list(ctx, PN_TLS_GROUPS) != 1)
 		goto fail;
 	if (SSL_CTX_use_certificate(ctx, id->cert) != 1 ||
 	    SSL_CTX_use_PrivateKey(ctx, id->pkey) != 1 ||
