@@ -41,7 +41,7 @@ FUZZ_BINS := $(FUZZ_SRCS:fuzz/%.c=$(BUILD)/fuzz/%)
 # Debian packages each target needs (binary name or file -> package).
 DEPS_BUILD := libuv1-dev libssl-dev pkg-config
 DEPS_TEST  := $(DEPS_BUILD) libcriterion-dev python3-pytest clang libclang-rt-14-dev
-DEPS_BENCH := $(DEPS_BUILD) nginx curl python3-matplotlib
+DEPS_BENCH := $(DEPS_BUILD) nginx curl python3-matplotlib linux-perf
 
 .PHONY: all test unit fuzz-smoke integration demo bench fuzz clean deps-build deps-test deps-bench asan
 
@@ -111,7 +111,10 @@ fuzz: deps-test $(FUZZ_BINS)
 demo: deps-build $(BUILD)/peernet
 	@$(PYTHON) bench/demo.py --bin $(abspath $(BUILD)/peernet)
 
-bench: deps-bench $(BUILD)/peernet
+$(BUILD)/idle-clients: bench/idle_clients.c $(BUILD)/libpeernet.a
+	$(CC) $(CPPFLAGS) $(DEPCFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libpeernet.a $(LDLIBS)
+
+bench: deps-bench $(BUILD)/peernet $(BUILD)/idle-clients
 	$(PYTHON) bench/bench.py --bin $(abspath $(BUILD)/peernet) --out bench/RESULTS.md
 
 clean:
