@@ -1,0 +1,81 @@
+/* Swarm download scheduler: which chunk to ask which peer for, and when.
+ *
+ * Sans-I/O: no sockets, clocks or timers. The caller (src/node) hands in
+ * events with the current time in milliseconds and then drains the actions
+ * the scheduler wants performed with swarm_next_action(). Peers are named by
+ * a caller-chosen uint32_t key. Every table is bounded: at most
+ * SWARM_MAX_PEERS peers, per-peer requests at most opts.per_peer_inflight.
+ *
+ * Policy: rarest first among the chunks a peer has and we lack (ties broken
+ * by a seeded PRNG, so runs repeat); several requests in flight per peer;
+ * when every missing chunk is requested, end game: the last chunks are also
+ * asked of other peers that have them (at most SWARM_ENDGAME_DUP copies), and
+ * when one copy arrives the others are cancelled. A peer that sends a chunk
+ * failing its hash is dropped and refused for the rest of the session; its
+ * requests go to others. A request unanswered for opts.request_timeout_ms is
+ * re-issued elsewhere (and the slow peer's slots are reduced).
+ */
+#ifndef PN_PROTO_SWARM_H
+#define PN_PROTO_SWARM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define SWARM_MAX_PEERS 256
+#define SWARM_ENDGAME_DUP 2
+
+enum swarm_action_type {
+	SWARM_REQUEST = 1, /* send CHUNK_REQ for index to peer */
+	SWARM_CANCEL,      /* send CANCEL for index to peer */
+	SWARM_DROP_PEER,   /* close the connection to peer and never use it again for this content */
+	SWARM_DONE,        /* every chunk is verified (emitted once) */
+};
+
+struct swarm_action {
+	enum swarm_action_type type;
+	uint32_t peer;
+	uint32_t index;
+};
+
+struct swarm_opts {
+	uint32_t nchunks;
+	uint32_t per_peer_inflight;  /* default 8 when 0 */
+	uint32_t request_timeout_ms; /* default 15000 when 0 */
+	uint64_t seed;               /* PRNG seed for tie-breaks */
+};
+
+struct swarm;
+
+/* have: ceil(nchunks/8) bytes, MSB first, chunks already verified (may be NULL).
+ * Returns NULL on allocation failure. Free with swarm_free. */
+struct swarm *swarm_new(const struct swarm_opts *opts, const uint8_t *have);
+void swarm_free(struct swarm *s);
+
+/* A peer joined with the chunks in bitmap (NULL: none yet). Starts choked.
+ * Returns 0, or PN_ELIMIT when SWARM_MAX_PEERS are present, or PN_EACCES for a banned peer. */
+int swarm_peer_add(struct swarm *s, uint32_t peer, const uint8_t *bitmap, uint64_t now);
+void swarm_peer_remove(struct swarm *s, uint32_t peer);     /* its requests are re-queued */
+void swarm_peer_have(struct swarm *s, uint32_t peer, uint32_t index, uint64_t now);
+void swarm_peer_bitfield(struct swarm *s, uint32_t peer, const uint8_t *bitmap, uint64_t now);
+void swarm_peer_choked(struct swarm *s, uint32_t peer, bool choked, uint64_t now); /* choke drops its requests */
+bool swarm_peer_banned(const struct swarm *s, uint32_t peer);
+
+/* A chunk arrived from peer and passed its hash check (ok) or failed it (!ok).
+ * A chunk that was not requested from that peer is ignored (returns false). */
+bool swarm_chunk_received(struct swarm *s, uint32_t peer, uint32_t index, bool ok, uint64_t now);
+
+/* Time passes: re-issues timed-out requests. */
+void swarm_tick(struct swarm *s, uint64_t now);
+/* When swarm_tick next needs to run (UINT64_MAX: never). */
+uint64_t swarm_next_wakeup(const struct swarm *s);
+
+/* Pops the next action; false when none is pending. */
+bool swarm_next_action(struct swarm *s, struct swarm_action *out);
+
+bool swarm_has(const struct swarm *s, uint32_t index);
+uint32_t swarm_have_count(const struct swarm *s);
+uint32_t swarm_nchunks(const struct swarm *s);
+/* How many connected, unbanned peers have chunk index. */
+uint32_t swarm_availability(const struct swarm *s, uint32_t index);
+
+#endif
