@@ -327,6 +327,9 @@ int pn_tls_feed(struct pn_tls *t, const void *ct, size_t len)
 {
 	const uint8_t *p = ct;
 
+	/* A failed session reads nothing more: drop the bytes, keep no memory. */
+	if (t->state == TLS_FAILED)
+		return PN_OK;
 	while (len > 0) {
 		size_t chunk = len > INT_MAX ? INT_MAX : len;
 		size_t written = 0;

@@ -3,6 +3,7 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,42 @@ Test(sha256, fips180_vectors)
 	assert_sha256(million, 1000000,
 		      "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
 	free(million);
+}
+
+#define HASH_THREADS 4
+#define HASH_ROUNDS 2000
+
+/* Each thread hashes "abc" repeatedly; every digest must be right. */
+static void *hash_worker(void *arg)
+{
+	static const uint8_t want[PN_HASH_BYTES] = {
+		0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40, 0xde,
+		0x5d, 0xae, 0x22, 0x23, 0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c,
+		0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad,
+	};
+	uint8_t digest[PN_HASH_BYTES];
+	long bad = 0;
+
+	(void)arg;
+	for (int i = 0; i < HASH_ROUNDS; i++) {
+		pn_sha256("abc", 3, digest);
+		bad += memcmp(digest, want, sizeof want) != 0;
+	}
+	return (void *)bad;
+}
+
+Test(sha256, concurrent_callers)
+{
+	pthread_t threads[HASH_THREADS];
+
+	/* the first calls race on the one-time digest fetch */
+	for (int i = 0; i < HASH_THREADS; i++)
+		cr_assert_eq(pthread_create(&threads[i], NULL, hash_worker, NULL), 0);
+	for (int i = 0; i < HASH_THREADS; i++) {
+		void *bad;
+		cr_assert_eq(pthread_join(threads[i], &bad), 0);
+		cr_assert_null(bad, "wrong digests in thread %d", i);
+	}
 }
 
 /* ---- identity ---- */
@@ -579,6 +616,9 @@ Test(tls, garbage_to_server_fails)
 	cr_assert_eq(ERR_peek_error(), 0, "error queue leaked");
 	uint8_t buf[16];
 	cr_assert_eq(pn_tls_read(P.server, buf, sizeof buf), PN_ETLS);
+	/* a failed session swallows further input without keeping it */
+	cr_assert_eq(pn_tls_feed(P.server, junk, sizeof junk), PN_OK);
+	cr_assert_eq(pn_tls_handshake(P.server), PN_ETLS);
 
 	/* many random inputs: each either waits for more or fails, never more */
 	for (int round = 0; round < 300; round++) {
