@@ -48,6 +48,25 @@ enum pn_msg_type {
 	PN_MSG_PUT_STATUS = 0x31,
 	PN_MSG_PUT_END = 0x32,
 	PN_MSG_PUT_DONE = 0x33,
+
+	/* swarm: between peer nodes (issue 3) */
+	PN_MSG_INTERESTED = 0x40,     /* cid: I want this content */
+	PN_MSG_NOT_INTERESTED = 0x41, /* cid */
+	PN_MSG_BITFIELD = 0x42,       /* cid, nchunks, bitmap: what I hold of it */
+	PN_MSG_HAVE = 0x43,           /* cid, index: I now hold this chunk */
+	PN_MSG_CHOKE = 0x44,          /* (empty) I will not serve your chunk requests */
+	PN_MSG_UNCHOKE = 0x45,        /* (empty) I will */
+
+	/* directory: node <-> central look-up service (issue 3) */
+	PN_MSG_DIR_REGISTER = 0x50,
+	PN_MSG_DIR_OK = 0x51,
+	PN_MSG_DIR_OFFER = 0x52,
+	PN_MSG_DIR_WITHDRAW = 0x53,
+	PN_MSG_DIR_FIND = 0x54,
+	PN_MSG_DIR_PROVIDERS = 0x55,
+	PN_MSG_DIR_SEARCH = 0x56,
+	PN_MSG_DIR_RESULTS = 0x57,
+	PN_MSG_DIR_BYE = 0x58,
 };
 
 enum pn_role { PN_ROLE_CLIENT = 1, PN_ROLE_SERVER = 2, PN_ROLE_NODE = 3, PN_ROLE_DIRECTORY = 4 };
@@ -145,6 +164,103 @@ struct pn_msg_put_status {
 };
 #define PN_PUT_HAVE_HASHES 0x01
 
+/* ---- swarm ---- */
+
+/* INTERESTED, NOT_INTERESTED: u8 type, cid. HAVE: cid, u32 index (< chunks). */
+struct pn_msg_cidref {
+	struct pn_cid cid;
+	uint32_t index; /* HAVE only */
+};
+
+/* BITFIELD: cid, u32 nchunks (== chunks(cid)), ceil(nchunks/8) bitmap bytes,
+ * MSB first, trailing bits zero. CHOKE and UNCHOKE have an empty payload. */
+struct pn_msg_bitfield {
+	struct pn_cid cid;
+	uint32_t nchunks;
+	const uint8_t *bitmap;
+};
+
+/* ---- directory ---- */
+
+#define PN_DIR_ADDR_MAX 63      /* bytes of "ip:port" / "[v6]:port" / host */
+#define PN_DIR_OFFER_MAX 256    /* entries in one DIR_OFFER */
+#define PN_DIR_RESULTS_MAX 100  /* entries in DIR_PROVIDERS / DIR_RESULTS */
+#define PN_DIR_QUERY_MAX 255    /* bytes of a search query */
+
+/* DIR_REGISTER: u32 req_id, u16 listen_port (1..65535), u8 host_len (0..63),
+ * host (printable ASCII, no space; empty: the directory uses the address the
+ * connection comes from). */
+struct pn_msg_dir_register {
+	uint32_t req_id;
+	uint16_t listen_port;
+	uint8_t host_len;
+	const char *host;
+};
+
+/* DIR_OK: u32 req_id, u32 heartbeat_ms (how often the node should PING; 0 in
+ * answers other than to DIR_REGISTER). */
+struct pn_msg_dir_ok {
+	uint32_t req_id;
+	uint32_t heartbeat_ms;
+};
+
+/* DIR_OFFER: u32 req_id, u16 count (1..PN_DIR_OFFER_MAX), count entries each
+ * cid, u16 name_len, name (pn_name_valid). Iterate with pn_list_next-like
+ * pn_dir_offer_next(). */
+struct pn_msg_dir_offer {
+	uint32_t req_id;
+	uint16_t count;
+	const uint8_t *entries;
+	size_t entries_len;
+};
+
+/* DIR_WITHDRAW, DIR_FIND: u32 req_id, cid. DIR_BYE: u32 req_id only (cid zero, not on the wire). */
+struct pn_msg_dir_ref {
+	uint32_t req_id;
+	struct pn_cid cid;
+};
+
+/* DIR_PROVIDERS: u32 req_id, cid, u32 total (providers known), u16 count
+ * (<= PN_DIR_RESULTS_MAX, <= total), count entries each node_id[32],
+ * u8 addr_len (1..63), addr (printable ASCII, no space). */
+struct pn_msg_dir_providers {
+	uint32_t req_id;
+	struct pn_cid cid;
+	uint32_t total;
+	uint16_t count;
+	const uint8_t *entries;
+	size_t entries_len;
+};
+
+struct pn_dir_provider_entry {
+	const uint8_t *node_id; /* 32 bytes */
+	uint8_t addr_len;
+	const char *addr;
+};
+
+/* DIR_SEARCH: u32 req_id, u16 query_len (1..PN_DIR_QUERY_MAX), query (UTF-8). */
+struct pn_msg_dir_search {
+	uint32_t req_id;
+	uint16_t query_len;
+	const char *query;
+};
+
+/* DIR_RESULTS: u32 req_id, u16 count (<= PN_DIR_RESULTS_MAX), count entries
+ * each cid, u32 providers, u16 name_len, name (pn_name_valid). */
+struct pn_msg_dir_results {
+	uint32_t req_id;
+	uint16_t count;
+	const uint8_t *entries;
+	size_t entries_len;
+};
+
+struct pn_dir_result_entry {
+	struct pn_cid cid;
+	uint32_t providers;
+	uint16_t name_len;
+	const char *name;
+};
+
 struct pn_msg {
 	uint8_t type;
 	union {
@@ -159,6 +275,15 @@ struct pn_msg {
 		struct pn_msg_list_req list_req;
 		struct pn_msg_list list;
 		struct pn_msg_put_status put_status;
+		struct pn_msg_cidref cidref;  /* INTERESTED, NOT_INTERESTED, HAVE */
+		struct pn_msg_bitfield bitfield;
+		struct pn_msg_dir_register dir_register;
+		struct pn_msg_dir_ok dir_ok;
+		struct pn_msg_dir_offer dir_offer;
+		struct pn_msg_dir_ref dir_ref; /* DIR_WITHDRAW, DIR_FIND, DIR_BYE */
+		struct pn_msg_dir_providers dir_providers;
+		struct pn_msg_dir_search dir_search;
+		struct pn_msg_dir_results dir_results;
 	} u;
 };
 
@@ -201,6 +326,17 @@ PN_MUST_CHECK int pn_list_next(const struct pn_msg_list *l, size_t *off, struct 
  * struct pn_msg_list to pass to pn_msg_encode). An invalid entry (bad name,
  * size > PN_MAX_FILE_SIZE) writes nothing and sets w->err to PN_EINVAL. */
 void pn_list_entry_encode(struct pn_writer *w, const struct pn_list_entry *e);
+
+/* Iterators and entry encoders of the directory lists, same contract as
+ * pn_list_next / pn_list_entry_encode. A DIR_OFFER entry is a pn_list_entry. */
+PN_MUST_CHECK int pn_dir_offer_next(const struct pn_msg_dir_offer *m, size_t *off, struct pn_list_entry *e);
+PN_MUST_CHECK int pn_dir_provider_next(const struct pn_msg_dir_providers *m, size_t *off,
+				       struct pn_dir_provider_entry *e);
+void pn_dir_provider_encode(struct pn_writer *w, const struct pn_dir_provider_entry *e);
+PN_MUST_CHECK int pn_dir_result_next(const struct pn_msg_dir_results *m, size_t *off, struct pn_dir_result_entry *e);
+void pn_dir_result_encode(struct pn_writer *w, const struct pn_dir_result_entry *e);
+/* Printable ASCII (0x21..0x7e), 1..PN_DIR_ADDR_MAX bytes (0 allowed if allow_empty). */
+bool pn_addr_text_valid(const char *s, size_t len, bool allow_empty);
 
 /* A file name is valid on the wire if 1..PN_NAME_MAX bytes of well-formed
  * UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF), with no
