@@ -115,7 +115,8 @@ int store_read_file(const char *path, size_t max, uint8_t **out, size_t *len)
 	uint8_t *buf = NULL;
 	int fd, err;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO in place of the file must not hang us. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return store_err_open(errno);
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {

@@ -319,6 +319,21 @@ out:
 	return err;
 }
 
+/* Removes incoming/add-* copies left by a crash during store_add_local. */
+static void remove_stale_adds(const struct store *s)
+{
+	size_t prefix = strlen(ADD_TEMPLATE) - strlen("XXXXXX");
+	struct dirent *de;
+	DIR *d = opendir(s->incoming_dir);
+
+	if (!d)
+		return;
+	while ((de = readdir(d)) != NULL)
+		if (!strncmp(de->d_name, ADD_TEMPLATE, prefix) && strlen(de->d_name) == strlen(ADD_TEMPLATE))
+			unlinkat(dirfd(d), de->d_name, 0);
+	closedir(d);
+}
+
 /* Resources: s and its two paths; the ladder frees whatever was made. */
 int store_open(const char *dir, struct store **out)
 {
@@ -349,6 +364,7 @@ int store_open(const char *dir, struct store **out)
 		err = make_dir(s->incoming_dir);
 	if (err)
 		goto fail;
+	remove_stale_adds(s);
 	err = index_reserve(s);
 	if (!err)
 		err = load_all(s);

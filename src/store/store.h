@@ -82,7 +82,8 @@ PN_MUST_CHECK int store_partial_write_verified(struct store_partial *p, uint32_t
 
 /* With every chunk present: fsync the data, rename it to final_path, remove
  * the state file, free p. If final_path exists and !overwrite: PN_EEXIST and p
- * stays open. On other errors p stays open too. */
+ * stays open. PN_EAGAIN (p open) if a chunk is missing. On other errors p
+ * stays open too. */
 PN_MUST_CHECK int store_partial_complete(struct store_partial *p, const char *final_path, bool overwrite);
 
 /* Reads chunk `index` of a partial that has it (for serving). buf holds

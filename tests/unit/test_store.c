@@ -991,3 +991,29 @@ Test(meta_parse, valid_truncations_and_fields)
 	cr_assert_eq(store_meta_parse(m, len, &cid, name, &hashes), PN_ETOOBIG, "size");
 	content_free(&c);
 }
+
+Test(store, leftovers_of_a_crash)
+{
+	struct content c;
+	struct store *s = sopen_ok();
+	const struct store_object *o;
+
+	store_close(s);
+	content_make(&c, C + 3, 60);
+	/* An object file without its .meta (crash between the two renames),
+	 * and a half-made copy of store_add_local. */
+	write_file(object_path(&c, ""), "stale", 5);
+	write_file(tpath("store/incoming/add-abc123"), "half", 4);
+	write_file(tpath("store/incoming/keep-me"), "other", 5);
+	s = sopen_ok();
+	cr_assert_eq(store_count(s), 0);
+	cr_assert_not(exists(tpath("store/incoming/add-abc123")));
+	cr_assert(exists(tpath("store/incoming/keep-me")));
+	o = upload(s, &c, "c");
+	cr_assert_eq(store_get(s, &c.cid), o);
+	store_close(s);
+	s = sopen_ok();
+	cr_assert_eq(store_count(s), 1);
+	store_close(s);
+	content_free(&c);
+}
