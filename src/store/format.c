@@ -11,8 +11,11 @@
 #define ASCII_DEL 0x7f
 #define ASCII_SPACE 0x20
 
+#define C1_FIRST 0x80 /* C1 control characters U+0080..U+009F */
+#define C1_LAST 0x9f
+
 /* Length of the UTF-8 sequence at s (at most left bytes), 0 if invalid:
- * no overlong forms, no surrogates, nothing above U+10FFFF. */
+ * no overlong forms, no surrogates, no C1 controls, nothing above U+10FFFF. */
 static size_t utf8_seq(const uint8_t *s, size_t left)
 {
 	uint32_t cp;
@@ -41,7 +44,7 @@ static size_t utf8_seq(const uint8_t *s, size_t left)
 	}
 	if ((n == 3 && cp < 0x800) || (n == UTF8_MAX_SEQ && (cp < 0x10000 || cp > 0x10ffff)))
 		return 0;
-	if (cp >= 0xd800 && cp <= 0xdfff)
+	if ((cp >= 0xd800 && cp <= 0xdfff) || (cp >= C1_FIRST && cp <= C1_LAST))
 		return 0;
 	return n;
 }
@@ -58,7 +61,7 @@ bool store_name_valid(const char *name, size_t len)
 	while (i < len) {
 		size_t n;
 
-		if (s[i] < ASCII_SPACE || s[i] == ASCII_DEL || s[i] == '/')
+		if (s[i] < ASCII_SPACE || s[i] == ASCII_DEL || s[i] == '/' || s[i] == '\\')
 			return false;
 		n = utf8_seq(s + i, len - i);
 		if (n == 0)

@@ -645,7 +645,7 @@ int store_add_local(struct store *s, const char *path, const char *name, const s
 		return PN_EINVAL;
 	if (!name)
 		name = base_name(path);
-	if (!store_name_valid(name, strlen(name)))
+	if (!name[0] || !store_name_valid(name, strlen(name)))
 		return PN_EINVAL;
 	src = open(path, O_RDONLY | O_CLOEXEC);
 	if (src < 0)

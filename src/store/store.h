@@ -141,7 +141,9 @@ PN_MUST_CHECK int store_add_local(struct store *s, const char *path, const char 
 				  const struct store_object **out);
 
 /* A usable file name: at most PN_NAME_MAX bytes of valid UTF-8, no control
- * character, no '/', not "." or "..". The empty name (unknown) is valid. */
+ * character (C0, DEL, C1), no '/' or backslash, not "." or "..". The same rule as
+ * pn_name_valid() in src/wire, except that the empty name ("unknown") is
+ * valid here. */
 bool store_name_valid(const char *name, size_t len);
 
 /* Sets the name recorded in a partial's state file (rewritten atomically).

@@ -273,6 +273,9 @@ Test(tree, name_rule)
 	cr_assert_not(store_name_valid(".", 1));
 	cr_assert_not(store_name_valid("..", 2));
 	cr_assert_not(store_name_valid("a/b", 3));
+	cr_assert_not(store_name_valid("a\\b", 3));
+	cr_assert_not(store_name_valid("a\xc2\x85", 3), "C1 control");
+	cr_assert(store_name_valid("a\xc2\xa0", 3), "no-break space");
 	cr_assert_not(store_name_valid("a\nb", 3));
 	cr_assert_not(store_name_valid("a\0b", 3));
 	cr_assert_not(store_name_valid("\xc0\xaf", 2), "overlong");
