@@ -5,6 +5,7 @@
 #include "cli/cli.h"
 #include "node/server.h"
 #include "util/log.h"
+#include "util/ratelimit.h"
 
 static const char serve_help[] =
 	"usage: peernet serve --listen ADDR:PORT --data DIR [OPTIONS]\n"
@@ -18,6 +19,8 @@ static const char serve_help[] =
 	"  --idle-timeout SECONDS    close a connection silent this long (default 120)\n"
 	"  --handshake-timeout SECONDS  close a connection that has not finished TLS (default 10)\n"
 	"  --max-connections N       refuse connections beyond N (default 4096)\n"
+	"  --up-rate RATE            cap the upload rate, e.g. 500K, 2M (bytes/s; K, M, G = 1024^n)\n"
+	"  --down-rate RATE          cap the download rate\n"
 	"  --port-file PATH          write the bound port to PATH once listening\n"
 	"  -v, --verbose             log every connection\n"
 	"  -h, --help                this text\n";
@@ -31,6 +34,8 @@ int cmd_serve(int argc, char **argv)
 		{"handshake-timeout", required_argument, NULL, 'H'},
 		{"max-connections", required_argument, NULL, 'm'},
 		{"port-file", required_argument, NULL, 'p'},
+		{"up-rate", required_argument, NULL, 'U'},
+		{"down-rate", required_argument, NULL, 'D'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -55,6 +60,14 @@ int cmd_serve(int argc, char **argv)
 				return cli_usage_err("serve", "bad --max-connections '%s'", optarg);
 			break;
 		case 'p': o.port_file = optarg; break;
+		case 'U':
+			if (pn_parse_rate(optarg, &o.up_rate) != 0)
+				return cli_usage_err("serve", "bad --up-rate '%s': expected bytes per second like 500K or 2M", optarg);
+			break;
+		case 'D':
+			if (pn_parse_rate(optarg, &o.down_rate) != 0)
+				return cli_usage_err("serve", "bad --down-rate '%s': expected bytes per second like 500K or 2M", optarg);
+			break;
 		case 'v': pn_log_set_level(PN_LOG_DEBUG); break;
 		case 'h': fputs(serve_help, stdout); return PN_EXIT_OK;
 		default: return cli_usage_err("serve", "bad option");

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include "net/net.h"
 #include "util/log.h"
+#include "util/ratelimit.h"
 #include "wire/wire.h"
 
 #define SWEEP_INTERVAL_MS 1000
@@ -14,6 +15,8 @@
 #define DRAIN_TIMEOUT_MS 5000
 #define IN_BUF_MIN (16 * 1024 + 64)
 #define IN_BUF_KEEP (64 * 1024)  /* an idle connection keeps no buffer above this */
+#define SHAPE_TICK_MS 5
+#define SHAPED_HIGH_WATER (512u * 1024) /* a rate-capped connection congests sooner */
 
 struct pn_net {
 	uv_loop_t *loop;
@@ -28,12 +31,18 @@ struct pn_net {
 	struct pn_conn *conns;
 	size_t nconns;
 	bool closing;
-	int open_handles; /* listener + sweep timer: the net is freed when 0 and no conns */
+	int open_handles; /* listener + sweep + shape timers: the net is freed when 0 and no conns */
+	struct pn_bucket up, down;
+	uv_timer_t shape;
+	bool shape_armed;
+	size_t shape_rr; /* round-robin position of the shaper */
+	uint64_t bytes_up, bytes_down; /* ciphertext bytes written / read, all connections */
 };
 
 struct write_req {
 	uv_write_t req;
 	struct pn_conn *conn;
+	struct write_req *next; /* in the connection's shaped queue */
 	size_t len;
 	uint8_t data[];
 };
@@ -56,6 +65,8 @@ struct pn_conn {
 	int close_err;
 	bool established, closing, handle_closed, paused, reading, above_high;
 	bool is_server, has_expected, processing, reprocess, draining;
+	bool read_throttled;           /* reading stopped until the download bucket recovers */
+	struct write_req *shaped_head, *shaped_tail; /* waiting for upload tokens */
 	uint8_t expected_id[PN_ID_BYTES];
 	uint8_t peer_id[PN_ID_BYTES];
 	char peer_addr[PN_ADDR_STR_MAX];
@@ -233,6 +244,11 @@ int pn_net_new(uv_loop_t *loop, const struct pn_identity *id, const struct pn_ne
 	net->open_handles = 1;
 	uv_timer_start(&net->sweep, sweep_cb, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
 	uv_unref((uv_handle_t *)&net->sweep);
+	uv_timer_init(loop, &net->shape);
+	net->shape.data = net;
+	net->open_handles++;
+	pn_bucket_init(&net->up, 0, 0, uv_now(loop));
+	pn_bucket_init(&net->down, 0, 0, uv_now(loop));
 	*out = net;
 	return PN_OK;
 }
@@ -253,6 +269,7 @@ void pn_net_close(struct pn_net *net)
 	if (net->listening)
 		uv_close((uv_handle_t *)&net->listener, net_handle_closed_cb);
 	uv_close((uv_handle_t *)&net->sweep, net_handle_closed_cb);
+	uv_close((uv_handle_t *)&net->shape, net_handle_closed_cb);
 }
 
 /* ---- connections ---- */
@@ -293,6 +310,11 @@ static void tcp_closed_cb(uv_handle_t *h)
 	struct pn_conn *c = h->data;
 	struct pn_net *net = c->net;
 	conn_unlink(c);
+	while (c->shaped_head) {
+		struct write_req *w = c->shaped_head;
+		c->shaped_head = w->next;
+		free(w);
+	}
 	if (c->cbs && c->cbs->close_cb)
 		c->cbs->close_cb(c, c->close_err);
 	pn_tls_free(c->tls);
@@ -368,7 +390,7 @@ static void write_cb(uv_write_t *req, int status)
 	c->last_tx_ms = uv_now(c->net->loop);
 	if (c->closing)
 		return;
-	if (c->queued < PN_CONN_LOW_WATER) {
+	if (c->queued < (c->net->up.rate ? SHAPED_HIGH_WATER / 2 : PN_CONN_LOW_WATER)) {
 		if (c->above_high) {
 			c->above_high = false;
 			if (c->cbs && c->cbs->writable_cb)
@@ -379,9 +401,39 @@ static void write_cb(uv_write_t *req, int status)
 	}
 }
 
-/* Moves the TLS session's pending ciphertext to the socket. */
+static void shape_cb(uv_timer_t *t);
+
+static void arm_shape(struct pn_net *net)
+{
+	if (net->shape_armed || net->closing)
+		return;
+	uint64_t now = uv_now(net->loop);
+	uint64_t wait = pn_bucket_wait_ms(&net->up, now);
+	uint64_t wd = pn_bucket_wait_ms(&net->down, now);
+	if (wd > wait)
+		wait = wd;
+	net->shape_armed = true;
+	uv_timer_start(&net->shape, shape_cb, wait > SHAPE_TICK_MS ? wait : SHAPE_TICK_MS, 0);
+}
+
+/* Hands a write to libuv (after the upload bucket allowed it). */
+static int submit_write(struct pn_conn *c, struct write_req *w)
+{
+	uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)w->len);
+	w->req.data = w;
+	int r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
+	if (r < 0)
+		return PN_EIO;
+	pn_bucket_take(&c->net->up, w->len, uv_now(c->net->loop));
+	c->net->bytes_up += w->len;
+	return PN_OK;
+}
+
+/* Moves the TLS session's pending ciphertext to the socket, or to the
+ * connection's shaped queue when an upload cap is in debt. */
 static int flush_out(struct pn_conn *c)
 {
+	struct pn_net *net = c->net;
 	size_t n = pn_tls_pending_out(c->tls);
 	if (!n || c->handle_closed)
 		return PN_OK;
@@ -389,40 +441,118 @@ static int flush_out(struct pn_conn *c)
 	if (!w)
 		return PN_ENOMEM;
 	w->conn = c;
+	w->next = NULL;
 	w->len = pn_tls_take_out(c->tls, w->data, n);
-	size_t off = 0;
-	if (!c->queued) {
+	uint64_t now = uv_now(net->loop);
+	if (!c->queued)
+		c->last_tx_ms = now;
+	bool capped = net->up.rate != 0;
+	if (capped) {
+		/* Capped: every write waits its turn in the shaped queues, released
+		 * round-robin by shape_cb, so connections share the rate evenly. */
+		if (c->shaped_tail)
+			c->shaped_tail->next = w;
+		else
+			c->shaped_head = w;
+		c->shaped_tail = w;
+		c->queued += w->len;
+		arm_shape(net);
+	} else if (!c->queued && !capped) {
+		/* Fast path: the socket usually takes it all at once. */
 		uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)w->len);
 		int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-		if (r > 0)
-			off = (size_t)r;
-		else if (r < 0 && r != UV_EAGAIN) {
+		if (r < 0 && r != UV_EAGAIN) {
 			free(w);
 			return r == UV_EPIPE || r == UV_ECONNRESET ? PN_ECLOSED : PN_EIO;
 		}
+		size_t off = r > 0 ? (size_t)r : 0;
+		net->bytes_up += off;
 		if (off == w->len) {
 			free(w);
-			c->last_tx_ms = uv_now(c->net->loop);
 			return PN_OK;
 		}
+		if (off) {
+			memmove(w->data, w->data + off, w->len - off);
+			w->len -= off;
+		}
+		if (submit_write(c, w) != PN_OK) {
+			free(w);
+			return PN_EIO;
+		}
+		c->queued += w->len;
+	} else {
+		if (submit_write(c, w) != PN_OK) {
+			free(w);
+			return PN_EIO;
+		}
+		c->queued += w->len;
 	}
-	if (off) {
-		memmove(w->data, w->data + off, w->len - off);
-		w->len -= off;
-	}
-	uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)w->len);
-	w->req.data = w;
-	int r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
-	if (r < 0) {
-		free(w);
-		return PN_EIO;
-	}
-	if (!c->queued)
-		c->last_tx_ms = uv_now(c->net->loop);
-	c->queued += w->len;
-	if (c->queued > PN_CONN_HIGH_WATER)
+	if (pn_conn_congested(c))
 		c->above_high = true;
 	return PN_OK;
+}
+
+static void start_reading(struct pn_conn *c);
+
+/* Releases shaped writes while the upload bucket has tokens, one write per
+ * connection per round so capped connections share the rate; restarts
+ * connections whose reading was throttled. */
+static void shape_cb(uv_timer_t *t)
+{
+	struct pn_net *net = t->data;
+	net->shape_armed = false;
+	uint64_t now = uv_now(net->loop);
+	bool pending = false;
+	/* Round-robin from where the last round stopped, one write per turn. */
+	size_t n = net->nconns, idle_turns = 0;
+	while (n && idle_turns < n && pn_bucket_ready(&net->up, now)) {
+		size_t start = net->shape_rr++ % n;
+		struct pn_conn *c = net->conns;
+		for (size_t i = 0; c && i < start; i++)
+			c = c->next;
+		struct write_req *w = c ? c->shaped_head : NULL;
+		if (!w || c->closing) {
+			idle_turns++;
+			continue;
+		}
+		idle_turns = 0;
+		c->shaped_head = w->next;
+		if (!c->shaped_head)
+			c->shaped_tail = NULL;
+		if (submit_write(c, w) != PN_OK) {
+			c->queued -= w->len;
+			free(w);
+			pn_conn_close(c, PN_EIO);
+		}
+	}
+	bool down_ok = pn_bucket_ready(&net->down, now);
+	for (struct pn_conn *c = net->conns; c; c = c->next) {
+		if (c->shaped_head && !c->closing)
+			pending = true;
+		if (c->read_throttled) {
+			if (down_ok && !c->closing) {
+				c->read_throttled = false;
+				start_reading(c);
+			} else if (!c->closing) {
+				pending = true;
+			}
+		}
+	}
+	if (pending)
+		arm_shape(net);
+}
+
+void pn_net_set_rates(struct pn_net *net, uint64_t up_bps, uint64_t down_bps)
+{
+	uint64_t now = uv_now(net->loop);
+	pn_bucket_init(&net->up, up_bps, 0, now);
+	pn_bucket_init(&net->down, down_bps, 0, now);
+}
+
+void pn_net_bytes(const struct pn_net *net, uint64_t *up, uint64_t *down)
+{
+	*up = net->bytes_up;
+	*down = net->bytes_down;
 }
 
 int pn_conn_send2(struct pn_conn *c, const void *a, size_t alen, const void *b, size_t blen)
@@ -447,7 +577,10 @@ int pn_conn_send(struct pn_conn *c, const void *frame, size_t len)
 	return pn_conn_send2(c, frame, len, NULL, 0);
 }
 
-bool pn_conn_congested(const struct pn_conn *c) { return c->queued > PN_CONN_HIGH_WATER; }
+bool pn_conn_congested(const struct pn_conn *c)
+{
+	return c->queued > (c->net->up.rate ? SHAPED_HIGH_WATER : PN_CONN_HIGH_WATER);
+}
 size_t pn_conn_queued(const struct pn_conn *c) { return c->queued; }
 void pn_conn_set_data(struct pn_conn *c, void *data) { c->data = data; }
 void *pn_conn_data(const struct pn_conn *c) { return c->data; }
@@ -478,6 +611,18 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	}
 	if (nread == 0)
 		return;
+	struct pn_net *net = c->net;
+	net->bytes_down += (uint64_t)nread;
+	if (net->down.rate) {
+		uint64_t now = uv_now(net->loop);
+		pn_bucket_take(&net->down, (uint64_t)nread, now);
+		if (!pn_bucket_ready(&net->down, now) && c->reading) {
+			uv_read_stop((uv_stream_t *)&c->tcp);
+			c->reading = false;
+			c->read_throttled = true;
+			arm_shape(net);
+		}
+	}
 	if (pn_tls_feed(c->tls, buf->base, (size_t)nread) != PN_OK) {
 		pn_conn_close(c, PN_ENOMEM);
 		return;
@@ -487,7 +632,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 static void start_reading(struct pn_conn *c)
 {
-	if (!c->reading && !c->closing && !c->paused) {
+	if (!c->reading && !c->closing && !c->paused && !c->read_throttled) {
 		if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) == 0)
 			c->reading = true;
 	}

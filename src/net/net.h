@@ -104,6 +104,12 @@ bool pn_conn_is_established(const struct pn_conn *c);
 struct pn_net *pn_conn_net(const struct pn_conn *c);
 uint64_t pn_conn_bytes_in(const struct pn_conn *c);  /* plaintext frame bytes received */
 uint64_t pn_conn_bytes_out(const struct pn_conn *c); /* plaintext frame bytes sent */
+/* Caps the bytes per second all connections of net send (up) and receive
+ * (down) together; 0 = no cap. */
+void pn_net_set_rates(struct pn_net *net, uint64_t up_bps, uint64_t down_bps);
+/* Ciphertext bytes sent and received by all connections so far. */
+void pn_net_bytes(const struct pn_net *net, uint64_t *up, uint64_t *down);
+
 /* Tighten the frame limit (max body) for this connection; default PN_FRAME_MAX. */
 void pn_conn_set_max_frame(struct pn_conn *c, size_t max_body);
 

@@ -442,6 +442,7 @@ int pn_server_run(const struct pn_server_opts *opts)
 		fprintf(stderr, "peernet serve: cannot set up TLS: %s\n", pn_strerror(r));
 		goto out_store;
 	}
+	pn_net_set_rates(srv.net, opts->up_rate, opts->down_rate);
 	uint16_t port = 0;
 	r = pn_net_listen(srv.net, opts->listen, accept_cb, &port);
 	if (r != PN_OK) {

@@ -12,6 +12,7 @@ struct pn_server_opts {
 	uint32_t handshake_timeout_ms; /* 0 = default */
 	uint32_t idle_timeout_ms;      /* 0 = default */
 	uint32_t max_conns;            /* 0 = default */
+	uint64_t up_rate, down_rate;   /* bytes per second, 0 = no cap */
 	const char *port_file;         /* if set, the bound port is written here once listening */
 };
 

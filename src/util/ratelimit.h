@@ -1,0 +1,35 @@
+/* Token bucket, driven by the caller's clock (no time source of its own).
+ *
+ * Debt-based: a take always succeeds and may leave the bucket negative, so a
+ * sender can push a whole chunk and then wait for the debt to be paid off.
+ * This keeps the long-run rate exact whatever the message sizes.
+ */
+#ifndef PN_UTIL_RATELIMIT_H
+#define PN_UTIL_RATELIMIT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct pn_bucket {
+	uint64_t rate;   /* bytes per second; 0 = unlimited */
+	int64_t burst;   /* most tokens that accrue while idle */
+	int64_t tokens;  /* may go negative (debt) */
+	uint64_t last_ms;
+};
+
+/* burst 0 picks max(rate/10, 16 KiB). */
+void pn_bucket_init(struct pn_bucket *b, uint64_t rate, uint64_t burst, uint64_t now_ms);
+/* Adds the tokens accrued since the last call. */
+void pn_bucket_refill(struct pn_bucket *b, uint64_t now_ms);
+/* Spends n tokens (may go into debt). */
+void pn_bucket_take(struct pn_bucket *b, uint64_t n, uint64_t now_ms);
+/* True if the bucket is not in debt (always true when unlimited). */
+bool pn_bucket_ready(struct pn_bucket *b, uint64_t now_ms);
+/* Milliseconds until the bucket is out of debt (0 if it is now). */
+uint64_t pn_bucket_wait_ms(struct pn_bucket *b, uint64_t now_ms);
+
+/* Parses a rate such as "500K", "2M", "1.5G", "800" (bytes per second;
+ * K/M/G are powers of 1024; "0" or "unlimited" mean no cap). -1 on error. */
+int pn_parse_rate(const char *s, uint64_t *out);
+
+#endif
