@@ -17,12 +17,15 @@
 #define DIR_QUERY_MAX 255 /* bytes of a keyword query */
 #define DIR_WORDS_MAX 8   /* words in a query */
 
+/* A field left 0 takes its default. */
 struct dir_opts {
 	uint32_t max_nodes;          /* default 10000 */
 	uint32_t max_offers_per_node;/* default 10000 */
 	uint32_t max_results;        /* default 50: providers per find, results per search */
 	uint32_t node_timeout_ms;    /* no heartbeat for this long: dropped; default 30000 */
-	uint64_t seed;               /* for picking which providers to return when there are more */
+	uint64_t seed;               /* for picking which providers to return when there are more,
+				      * and the key of the table hashes */
+	uint32_t max_offers;         /* offers over all nodes; default 1000000 */
 };
 
 struct dir_provider {
@@ -38,32 +41,52 @@ struct dir_result {
 
 struct dir;
 
+/* opts may be NULL (every default). NULL when out of memory. Free with dir_free. */
 struct dir *dir_new(const struct dir_opts *opts);
 void dir_free(struct dir *d);
+
+/* Every call that takes `now` first drops the nodes whose last sign of life
+ * (register, heartbeat or offer) is node_timeout_ms or more before now, as
+ * dir_tick() would. Time must not go backwards (it is clamped if it does). */
 
 /* Registers or refreshes a node at addr. 0, PN_ELIMIT (table full), PN_EINVAL (bad addr). */
 int dir_register(struct dir *d, const uint8_t node_id[PN_ID_BYTES], const char *addr, uint64_t now);
 /* Heartbeat: 0, or PN_ENOTFOUND if the node is not registered (it must register again). */
 int dir_heartbeat(struct dir *d, const uint8_t node_id[PN_ID_BYTES], uint64_t now);
 void dir_unregister(struct dir *d, const uint8_t node_id[PN_ID_BYTES]);
-/* Adds an offer (idempotent). 0, PN_ENOTFOUND (not registered), PN_ELIMIT (per-node cap), PN_EINVAL (bad name). */
+/* Adds an offer (idempotent) and counts as a heartbeat. 0, PN_ENOTFOUND (not
+ * registered), PN_ELIMIT (per-node cap or max_offers), PN_EINVAL (bad name:
+ * NUL-terminated and pn_name_valid), PN_ENOMEM. A content keeps the name it was
+ * first offered under while any provider remains; it goes with its last provider. */
 int dir_offer(struct dir *d, const uint8_t node_id[PN_ID_BYTES], const struct pn_cid *cid, const char *name,
 	      uint64_t now);
 void dir_withdraw(struct dir *d, const uint8_t node_id[PN_ID_BYTES], const struct pn_cid *cid);
 
-/* Up to max providers of cid (a random subset if there are more), excluding
- * `exclude` (the asker; may be NULL). Returns the count written, and sets *total to how many exist. */
+/* Up to min(max, max_results) providers of cid (a uniformly random subset, in
+ * random order, if there are more), excluding `exclude` (the asker; may be
+ * NULL). Returns the count written, and sets *total (may be NULL) to how many
+ * exist, the asker not counted. */
 size_t dir_find(struct dir *d, const struct pn_cid *cid, const uint8_t *exclude, struct dir_provider *out,
 		size_t max, uint32_t *total);
-/* Content whose name contains every word of query (split on spaces and
- * punctuation, case-insensitive ASCII; at most DIR_WORDS_MAX words), most
- * providers first, up to max. Returns the count, or PN_EINVAL for an empty or too long query. */
+/* Content whose name contains every word of query, most providers first
+ * (then by name, bytewise), up to min(max, max_results). Query and names are
+ * split into words on every byte that is not an ASCII letter or digit or a
+ * byte >= 0x80 (so UTF-8 stays inside words); comparison is ASCII
+ * case-insensitive; a query word matches a word of the name it is a prefix of
+ * ("quart" finds "Quarterly"). Returns the count, or PN_EINVAL for a query that
+ * is empty, longer than DIR_QUERY_MAX, without words or with more than
+ * DIR_WORDS_MAX. */
 int dir_search(struct dir *d, const char *query, struct dir_result *out, size_t max);
 
-/* Drops nodes whose last heartbeat is older than node_timeout_ms; returns how many. */
+/* Drops nodes whose last heartbeat is node_timeout_ms or more before now; returns how many. */
 size_t dir_tick(struct dir *d, uint64_t now);
+/* When dir_tick next has work: the oldest node's deadline, UINT64_MAX when there is no node. */
 uint64_t dir_next_wakeup(const struct dir *d);
 size_t dir_node_count(const struct dir *d);
 size_t dir_content_count(const struct dir *d);
+size_t dir_offer_count(const struct dir *d);
+/* Walks every table and checks that they agree and respect the limits:
+ * 0 or PN_ECORRUPT. O(size); for tests and fuzzing. */
+int dir_check(const struct dir *d);
 
 #endif
