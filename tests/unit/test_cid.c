@@ -205,7 +205,7 @@ Test(frame, max_body_per_type)
 	cr_assert_eq(pn_msg_max_body(PN_MSG_PUT_STATUS), 50 + 262144 / 8);
 	cr_assert_eq(pn_msg_max_body(0x00), 0);
 	cr_assert_eq(pn_msg_max_body(0x05), 0);
-	cr_assert_eq(pn_msg_max_body(0x40), 0);
+	cr_assert_eq(pn_msg_max_body(0x70), 0);
 	cr_assert_eq(pn_msg_max_body(0xff), 0);
 	cr_assert_eq(PN_FRAME_MAX, 53 + 8192 * 32);
 	for (unsigned t = 0; t < 256; t++)

@@ -202,8 +202,10 @@ Test(decode, empty_and_unknown_types)
 {
 	uint8_t body[16] = { 0 };
 	struct pn_msg m;
+	/* Types no version of this protocol defines (0x40..0x6f are reserved for
+	 * the swarm and discovery messages, see PROTOCOL.md, so not listed). */
 	static const uint8_t unknown[] = { 0x00, 0x05, 0x0f, 0x17, 0x1f, 0x22, 0x2f, 0x34,
-					   0x40, 0x4f, 0x50, 0x6f, 0x70, 0x80, 0xff };
+					   0x3f, 0x70, 0x80, 0xfe, 0xff };
 
 	cr_assert_eq(pn_msg_decode(guard_copy(body, 0), 0, &m), PN_EPROTO);
 	for (size_t i = 0; i < sizeof(unknown); i++) {

@@ -1,0 +1,151 @@
+/* libFuzzer target for the wire layer.
+ *
+ * The input is tried two ways: as a stream (pn_frame_check) and as one frame
+ * body (pn_msg_decode). A body that decodes must re-encode to exactly the
+ * same bytes, and decoding that again must give the same fields: the wire
+ * form is canonical. Any disagreement aborts.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "wire/wire.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define FRAME_CAP (PN_FRAME_HDR + PN_FRAME_MAX)
+
+static uint8_t frame[FRAME_CAP];
+
+static void check(bool ok)
+{
+	if (!ok)
+		abort();
+}
+
+static bool bytes_eq(const void *a, const void *b, size_t n)
+{
+	return n == 0 || (a && b && memcmp(a, b, n) == 0);
+}
+
+static bool cid_eq(const struct pn_cid *a, const struct pn_cid *b)
+{
+	return a->size == b->size && memcmp(a->root, b->root, PN_HASH_BYTES) == 0;
+}
+
+/* Field-by-field equality, following pointers. */
+static bool msg_eq(const struct pn_msg *a, const struct pn_msg *b)
+{
+	if (a->type != b->type)
+		return false;
+	switch (a->type) {
+	case PN_MSG_HELLO:
+		return memcmp(&a->u.hello, &b->u.hello, sizeof(a->u.hello)) == 0;
+	case PN_MSG_ERROR:
+		return a->u.error.req_id == b->u.error.req_id && a->u.error.code == b->u.error.code &&
+		       a->u.error.text_len == b->u.error.text_len &&
+		       bytes_eq(a->u.error.text, b->u.error.text, a->u.error.text_len);
+	case PN_MSG_PING:
+	case PN_MSG_PONG:
+		return a->u.ping.nonce == b->u.ping.nonce;
+	case PN_MSG_META_REQ: case PN_MSG_PUT_END: case PN_MSG_PUT_DONE:
+	case PN_MSG_CHUNK_REQ: case PN_MSG_CANCEL:
+		return a->u.ref.req_id == b->u.ref.req_id && cid_eq(&a->u.ref.cid, &b->u.ref.cid) &&
+		       a->u.ref.index == b->u.ref.index;
+	case PN_MSG_META:
+	case PN_MSG_PUT_BEGIN:
+		return a->u.meta.req_id == b->u.meta.req_id && cid_eq(&a->u.meta.cid, &b->u.meta.cid) &&
+		       a->u.meta.name_len == b->u.meta.name_len &&
+		       bytes_eq(a->u.meta.name, b->u.meta.name, a->u.meta.name_len);
+	case PN_MSG_HASH_REQ:
+		return a->u.hash_req.req_id == b->u.hash_req.req_id &&
+		       cid_eq(&a->u.hash_req.cid, &b->u.hash_req.cid) &&
+		       a->u.hash_req.first == b->u.hash_req.first && a->u.hash_req.count == b->u.hash_req.count;
+	case PN_MSG_HASHES:
+		return a->u.hashes.req_id == b->u.hashes.req_id &&
+		       cid_eq(&a->u.hashes.cid, &b->u.hashes.cid) &&
+		       a->u.hashes.first == b->u.hashes.first && a->u.hashes.count == b->u.hashes.count &&
+		       bytes_eq(a->u.hashes.hashes, b->u.hashes.hashes,
+				(size_t)a->u.hashes.count * PN_HASH_BYTES);
+	case PN_MSG_CHUNK:
+		return a->u.chunk.req_id == b->u.chunk.req_id && cid_eq(&a->u.chunk.cid, &b->u.chunk.cid) &&
+		       a->u.chunk.index == b->u.chunk.index && a->u.chunk.len == b->u.chunk.len &&
+		       bytes_eq(a->u.chunk.data, b->u.chunk.data, a->u.chunk.len);
+	case PN_MSG_LIST_REQ:
+		return a->u.list_req.req_id == b->u.list_req.req_id &&
+		       a->u.list_req.cursor == b->u.list_req.cursor;
+	case PN_MSG_LIST:
+		return a->u.list.req_id == b->u.list.req_id &&
+		       a->u.list.next_cursor == b->u.list.next_cursor &&
+		       a->u.list.count == b->u.list.count && a->u.list.entries_len == b->u.list.entries_len &&
+		       bytes_eq(a->u.list.entries, b->u.list.entries, a->u.list.entries_len);
+	case PN_MSG_PUT_STATUS:
+		return a->u.put_status.req_id == b->u.put_status.req_id &&
+		       cid_eq(&a->u.put_status.cid, &b->u.put_status.cid) &&
+		       a->u.put_status.flags == b->u.put_status.flags &&
+		       a->u.put_status.nchunks == b->u.put_status.nchunks &&
+		       bytes_eq(a->u.put_status.bitmap, b->u.put_status.bitmap,
+				((size_t)a->u.put_status.nchunks + 7) / 8);
+	default:
+		return false;
+	}
+}
+
+/* Walks a decoded LIST: exactly `count` valid entries that fill the bytes. */
+static void check_list(const struct pn_msg_list *l)
+{
+	struct pn_list_entry e;
+	size_t off = 0, seen = 0;
+	int err;
+
+	while ((err = pn_list_next(l, &off, &e)) == PN_OK) {
+		check(pn_name_valid(e.name, e.name_len));
+		check(e.cid.size <= PN_MAX_FILE_SIZE);
+		seen++;
+	}
+	check(err == PN_EAGAIN);
+	check(seen == l->count && off == l->entries_len);
+}
+
+static void check_stream(const uint8_t *data, size_t size)
+{
+	size_t body_len = 0;
+	int err = pn_frame_check(data, size, PN_FRAME_MAX, &body_len);
+
+	check(err == PN_OK || err == PN_EAGAIN || err == PN_EPROTO || err == PN_ETOOBIG);
+	if (err != PN_OK)
+		return;
+	check(body_len > 0 && body_len <= PN_FRAME_MAX && body_len <= size - PN_FRAME_HDR);
+	struct pn_msg m;
+	(void)pn_msg_decode(data + PN_FRAME_HDR, body_len, &m);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct pn_msg m, again;
+	struct pn_writer w;
+	size_t body_len;
+
+	check_stream(data, size);
+
+	int err = pn_msg_decode(data, size, &m);
+	check(err == PN_OK || err == PN_EPROTO || err == PN_ETOOBIG);
+	if (err != PN_OK)
+		return 0;
+	check(size <= pn_msg_max_body(m.type));
+	if (m.type == PN_MSG_LIST)
+		check_list(&m.u.list);
+
+	pn_wr_init(&w, frame, sizeof(frame));
+	check(pn_msg_encode(&m, &w) == PN_OK);
+	check(w.len == PN_FRAME_HDR + size);
+	check(memcmp(frame + PN_FRAME_HDR, data, size) == 0);
+	check(pn_frame_check(frame, w.len, PN_FRAME_MAX, &body_len) == PN_OK && body_len == size);
+	check(pn_msg_decode(frame + PN_FRAME_HDR, body_len, &again) == PN_OK);
+	check(msg_eq(&m, &again));
+
+	if (m.type == PN_MSG_CHUNK) {
+		uint8_t hdr[PN_FRAME_HDR + PN_CHUNK_MSG_HDR];
+		pn_chunk_hdr_encode(hdr, m.u.chunk.req_id, &m.u.chunk.cid, m.u.chunk.index, m.u.chunk.len);
+		check(memcmp(hdr, frame, sizeof(hdr)) == 0);
+	}
+	return 0;
+}
