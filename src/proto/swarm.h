@@ -52,16 +52,22 @@ struct swarm *swarm_new(const struct swarm_opts *opts, const uint8_t *have);
 void swarm_free(struct swarm *s);
 
 /* A peer joined with the chunks in bitmap (NULL: none yet). Starts choked.
- * Returns 0, or PN_ELIMIT when SWARM_MAX_PEERS are present, or PN_EACCES for a banned peer. */
+ * Returns 0, or PN_ELIMIT when SWARM_MAX_PEERS are present, PN_EACCES for a
+ * banned peer, PN_EEXIST if the key is already present, PN_ENOMEM. */
 int swarm_peer_add(struct swarm *s, uint32_t peer, const uint8_t *bitmap, uint64_t now);
 void swarm_peer_remove(struct swarm *s, uint32_t peer);     /* its requests are re-queued */
 void swarm_peer_have(struct swarm *s, uint32_t peer, uint32_t index, uint64_t now);
 void swarm_peer_bitfield(struct swarm *s, uint32_t peer, const uint8_t *bitmap, uint64_t now);
 void swarm_peer_choked(struct swarm *s, uint32_t peer, bool choked, uint64_t now); /* choke drops its requests */
 bool swarm_peer_banned(const struct swarm *s, uint32_t peer);
+/* How many chunks this peer has that we lack (0 for an unknown peer): the
+ * caller is interested in the peer exactly when this is non-zero. */
+uint32_t swarm_peer_wanted(const struct swarm *s, uint32_t peer);
 
 /* A chunk arrived from peer and passed its hash check (ok) or failed it (!ok).
- * A chunk that was not requested from that peer is ignored (returns false). */
+ * Returns true when it was requested from that peer (also after a timeout,
+ * until the request is dropped); a chunk that was not is ignored (returns
+ * false). A bad one drops and bans the peer (SWARM_DROP_PEER follows). */
 bool swarm_chunk_received(struct swarm *s, uint32_t peer, uint32_t index, bool ok, uint64_t now);
 
 /* Time passes: re-issues timed-out requests. */
@@ -69,7 +75,10 @@ void swarm_tick(struct swarm *s, uint64_t now);
 /* When swarm_tick next needs to run (UINT64_MAX: never). */
 uint64_t swarm_next_wakeup(const struct swarm *s);
 
-/* Pops the next action; false when none is pending. */
+/* Pops the next action; false when none is pending. CANCEL and DROP_PEER
+ * come first; then REQUESTs are made on demand, one at a time round-robin
+ * over unchoked peers with free slots, stamped with the latest time any call
+ * handed in. Drain it after every event. */
 bool swarm_next_action(struct swarm *s, struct swarm_action *out);
 
 bool swarm_has(const struct swarm *s, uint32_t index);
