@@ -40,6 +40,8 @@ void choker_free(struct choker *c);
 /* Returns 0, or PN_ELIMIT beyond CHOKER_MAX_PEERS. Peers start choked and not interested. */
 int choker_peer_add(struct choker *c, uint32_t peer, uint64_t now);
 void choker_peer_remove(struct choker *c, uint32_t peer);
+/* Losing interest chokes the peer at once; a slot freed this way or by
+ * choker_peer_remove goes at once to a waiting interested peer. */
 void choker_interested(struct choker *c, uint32_t peer, bool interested, uint64_t now);
 /* seeding: we hold everything this peer wants (affects the ranking). */
 void choker_set_seeding(struct choker *c, bool seeding);
@@ -49,6 +51,9 @@ bool choker_is_unchoked(const struct choker *c, uint32_t peer);
 
 void choker_tick(struct choker *c, uint64_t now);
 uint64_t choker_next_wakeup(const struct choker *c);
+/* Pops the next CHOKE/UNCHOKE; false when none is pending. Actions are
+ * coalesced: at most one is pending per peer (a choke then an unchoke before
+ * a drain cancel out), and a removed peer is told nothing. */
 bool choker_next_action(struct choker *c, struct choker_action *out);
 
 #endif
