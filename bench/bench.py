@@ -310,7 +310,7 @@ CATEGORIES = [
     "memory-BIO swap (shrink_bio: BIO free + OPENSSL_cleanse + realloc)",
     "copy: ciphertext into read BIO (pn_tls_feed)",
     "copy: ciphertext out of write BIO (pn_tls_take_out)",
-    "copy: inside TLS (record assembly, plaintext out)",
+    "copy: inside SSL_write/SSL_read (records into the write BIO, plaintext out)",
     "copy: frame buffer (deliver_frames / flush_out memmove)",
     "copy: other user-space memcpy/memmove",
     "malloc/free",
@@ -370,11 +370,11 @@ def classify(frames):
         return CATEGORIES[13]
     if re.match(r"__(memmove|memcpy|mempcpy)", leaf) or leaf in ("memcpy", "memmove"):
         for s in syms[1:]:
-            if s.startswith(("pn_tls_feed", "BIO_write")):
+            if s.startswith("pn_tls_feed"):
                 return CATEGORIES[3]
-            if s.startswith(("pn_tls_take_out", "BIO_read")):
+            if s.startswith("pn_tls_take_out"):
                 return CATEGORIES[4]
-            if s.startswith(("SSL_read", "SSL_write")):
+            if s.startswith(("pn_tls_write", "pn_tls_read", "SSL_read", "SSL_write")):
                 return CATEGORIES[5]
             if s.startswith(("deliver_frames", "flush_out", "process")):
                 return CATEGORIES[6]
