@@ -1,0 +1,87 @@
+"""The server process itself: identity, signals, a silent server seen from a client."""
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+
+from conftest import (BIN, CHUNK, CLI_TIMEOUT, assert_one_error_line, make_file, poll, run, sha256_file,
+                      state_chunks_done)
+from tcpproxy import TcpProxy
+
+MIB = 1024 * 1024
+
+
+def test_identity_private_and_stable(server_factory):
+    srv = server_factory()
+    ids = [f for f in os.listdir(srv.data_dir) if "identity" in f or f.endswith(".pem") or f.endswith(".key")]
+    assert ids, os.listdir(srv.data_dir)
+    for f in ids:
+        mode = stat.S_IMODE(os.stat(os.path.join(srv.data_dir, f)).st_mode)
+        assert mode & 0o077 == 0, "%s has mode %o" % (f, mode)
+    first = srv.node_id
+    assert srv.stop() == 0
+    srv2 = server_factory(data_dir=srv.data_dir)
+    assert srv2.node_id == first
+    other = server_factory()
+    assert other.node_id != first
+
+
+def test_sigint_and_sigterm_stop_cleanly(server_factory):
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        srv = server_factory()
+        assert srv.stop(sig) == 0
+        assert "stopping" in srv.log()
+
+
+def test_sigterm_during_download(server_factory, workdir, procs):
+    """SIGTERM while a client downloads: the server exits 0, the client fails
+    cleanly and keeps its partial, and a later run completes it."""
+    srv = server_factory()
+    size = 8 * MIB
+    nchunks = size // CHUNK
+    src = os.path.join(workdir, "f.bin")
+    digest = make_file(src, size, seed=51)
+    cid = srv.put_id(src)
+    out = os.path.join(workdir, "out.bin")
+    state = out + ".pnpart.state"
+    with TcpProxy(srv.port, down_rate=1 * MIB) as proxy:
+        p = subprocess.Popen([BIN, "get", "--server", proxy.addr, "--timeout", "10", cid, "-o", out],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        procs.append(p)
+
+        def progressed():
+            assert p.poll() is None, p.communicate()
+            return state_chunks_done(state, nchunks) >= 2
+        poll(progressed, 60, what="download progress")
+        assert srv.stop(signal.SIGTERM) == 0
+        stdout, stderr = p.communicate(timeout=40)
+    assert p.returncode == 1
+    line = assert_one_error_line(subprocess.CompletedProcess(p.args, 1, stdout, stderr), "get")
+    assert "partial" in line
+    srv2 = server_factory(data_dir=srv.data_dir)
+    res = srv2.get(cid, out)
+    assert res["ok"] and res["bytes_resumed"] > 0 and sha256_file(out) == digest
+
+
+def test_silent_server_times_out(workdir):
+    """A listener that accepts and never answers: the client gives up with a clear error."""
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(4)
+    port = lst.getsockname()[1]
+    try:
+        p = run(["ls", "--server", "127.0.0.1:%d" % port, "--timeout", "2"], timeout=60)
+        assert p.returncode == 1
+        line = assert_one_error_line(p, "ls")
+        assert "timed out" in line or "answer" in line, line
+    finally:
+        lst.close()
+
+
+def test_port_in_use(server, workdir):
+    p = run(["serve", "--listen", server.addr, "--data", os.path.join(workdir, "other")], timeout=30)
+    assert p.returncode == 1
+    line = assert_one_error_line(p, "serve")
+    assert "in use" in line
