@@ -103,3 +103,27 @@ def test_server_id_wrong_writes_nothing(server, workdir):
     assert p.returncode == 1
     assert not os.path.exists(out)
     assert sorted(f for f in os.listdir(workdir) if f.startswith("out.bin")) == []
+
+
+def test_node_id_is_sha256_of_presented_key(server, workdir):
+    """The server presents an Ed25519 certificate over TLS 1.3 with ALPN
+    peernet/1, and the node ID it prints is the SHA-256 of that public key."""
+    import hashlib
+    import socket
+    import pnwire as w
+    c = w.make_ed25519_cert(workdir)
+    if c is None:
+        pytest.skip("openssl cannot make an Ed25519 certificate")
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    s = w.client_context(*c).wrap_socket(raw, server_hostname=None)
+    try:
+        assert s.version() == "TLSv1.3"
+        assert s.selected_alpn_protocol() == "peernet/1"
+        der = s.getpeercert(binary_form=True)
+    finally:
+        s.close()
+    spki_prefix = bytes.fromhex("302a300506032b6570032100")  # SubjectPublicKeyInfo of an Ed25519 key
+    i = der.find(spki_prefix)
+    assert i >= 0, "server certificate key is not Ed25519"
+    pub = der[i + len(spki_prefix):i + len(spki_prefix) + 32]
+    assert hashlib.sha256(pub).hexdigest() == server.node_id
