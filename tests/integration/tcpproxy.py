@@ -1,5 +1,5 @@
 """A small test-only TCP proxy: forwards bytes both ways between clients and one
-upstream address, optionally rate-limits the server->client direction, and
+upstream address, optionally rate-limits either direction (down_rate, up_rate), and
 optionally records every byte in both directions.
 
 Threads, bounded: every socket has a timeout, every loop checks the stop flag,
@@ -14,9 +14,10 @@ BLOCK = 16 * 1024
 
 class TcpProxy:
     def __init__(self, upstream_port, upstream_host="127.0.0.1", down_rate=None, record=False,
-                 record_max=256 * 1024 * 1024):
+                 record_max=256 * 1024 * 1024, up_rate=None):
         self.upstream = (upstream_host, upstream_port)
         self.down_rate = down_rate        # bytes/s server->client, None for unlimited
+        self.up_rate = up_rate            # bytes/s client->server, None for unlimited
         self.record = record
         self.record_max = record_max
         self.up = bytearray()             # client->server bytes, in order
@@ -72,7 +73,7 @@ class TcpProxy:
         sent = 0
         try:
             while not self._stop.is_set():
-                rate = self.down_rate if downstream else None
+                rate = self.down_rate if downstream else self.up_rate
                 n = BLOCK if not rate else max(1, min(BLOCK, rate // 20))
                 try:
                     data = src.recv(n)

@@ -162,3 +162,33 @@ def test_server_disk_full_put_fails_clearly(server_factory, workdir, small_tmpfs
     assert p.returncode == 1
     line = assert_one_error_line(p, "put")
     assert "disk full" in line or "space" in line.lower(), line
+
+
+def test_put_kill9_then_resume(server, workdir, procs):
+    """An upload killed mid-way resumes: the second put sends only what the server lacks."""
+    size = 12 * MIB
+    nchunks = size // CHUNK
+    src = os.path.join(workdir, "up.bin")
+    digest = make_file(src, size, seed=26)
+    incoming = os.path.join(server.data_dir, "incoming")
+
+    def server_has():
+        states = [f for f in os.listdir(incoming) if f.endswith(".state")] if os.path.isdir(incoming) else []
+        return max([state_chunks_done(os.path.join(incoming, f), nchunks) for f in states] or [0])
+
+    with TcpProxy(server.port, up_rate=SLOW_RATE) as proxy:
+        p = subprocess.Popen([BIN, "put", "--server", proxy.addr, "--json", src], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        procs.append(p)
+
+        def progressed():
+            assert p.poll() is None, "the upload ended before it could be interrupted: %r" % (p.communicate(),)
+            return server_has() >= 4
+        poll(progressed, 60, what="the server to hold 4 chunks of the upload")
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait(timeout=10)
+    assert server.ls() == []  # not listed until complete
+    res = server.put(src)[0]
+    assert 0 < res["bytes_sent"] < size
+    out = os.path.join(workdir, "back.bin")
+    assert server.get(res["id"], out)["ok"] and sha256_file(out) == digest

@@ -176,3 +176,35 @@ def test_existing_output_needs_force(server, workdir):
 
     res = server.get(cid, dst, "--force")
     assert res["ok"] and sha256_file(dst) == digest
+
+
+def test_ls_pages(server, workdir):
+    """More entries than one LIST page holds (256 entries, 64 KiB): ls shows them all."""
+    d = os.path.join(workdir, "many")
+    os.makedirs(d)
+    paths = []
+    for i in range(300):
+        name = "%03d-" % i + "n" * 200
+        path = os.path.join(d, name)
+        with open(path, "wb") as f:
+            f.write(b"content %d" % i)
+        paths.append(path)
+    res = server.put(*paths)
+    assert len(res) == 300 and len({e["id"] for e in res}) == 300
+    listed = server.ls()
+    assert sorted(e["name"] for e in listed) == sorted(os.path.basename(p) for p in paths)
+    plain = run(["ls", "--server", server.addr], check=0).stdout.decode().splitlines()
+    assert len(plain) == 300
+
+
+def test_put_rejects_bad_inputs(server, workdir):
+    p = run(["put", "--server", server.addr, workdir])
+    assert p.returncode == 1
+    assert "not a regular file" in assert_one_error_line(p, "put")
+    bad = os.path.join(workdir, "bad\x01name.bin")
+    with open(bad, "wb") as f:
+        f.write(b"x")
+    p = run(["put", "--server", server.addr, bad])
+    assert p.returncode == 1
+    assert_one_error_line(p, "put")
+    assert server.ls() == []
