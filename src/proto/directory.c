@@ -76,10 +76,10 @@ struct dir_content {
 	struct dir_offer **providers;
 	uint32_t provider_count, provider_cap;
 	size_t slot; /* index in d->content_list, or NOT_LISTED */
-	struct word_ref refs[NAME_KEYS_MAX];
+	struct word_ref *refs; /* one per index key of the name; same allocation */
 	uint32_t nrefs;
 	size_t name_len;
-	char name[]; /* the first name offered, NUL-terminated */
+	char *name; /* the first name offered, NUL-terminated; same allocation */
 };
 
 struct dir_offer {
@@ -475,10 +475,12 @@ static struct dir_content *content_new(struct dir *d, const struct pn_cid *cid, 
 {
 	uint32_t keys[NAME_KEYS_MAX];
 	uint32_t nkeys = name_keys(name, name_len, keys);
-	struct dir_content *c = calloc(1, sizeof(*c) + name_len + 1);
+	struct dir_content *c = calloc(1, sizeof(*c) + nkeys * sizeof(struct word_ref) + name_len + 1);
 
 	if (!c)
 		return NULL;
+	c->refs = (struct word_ref *)(c + 1);
+	c->name = (char *)(c->refs + nkeys);
 	c->cid = *cid;
 	c->link.hash = hash_cid(d, cid);
 	c->slot = NOT_LISTED;
