@@ -87,6 +87,17 @@ PN_MUST_CHECK int pn_tls_write(struct pn_tls *t, const void *pt, size_t len);
  * returns the count (0 if none). */
 size_t pn_tls_take_out(struct pn_tls *t, void *buf, size_t cap);
 size_t pn_tls_pending_out(const struct pn_tls *t);
+/* Takes all pending ciphertext at once, without copying: returns a malloc'd
+ * buffer the caller frees with free() (NULL and *len 0 if none). */
+uint8_t *pn_tls_take_out_buf(struct pn_tls *t, size_t *len);
+/* Makes room for the ciphertext of `plaintext` bytes about to be written, so
+ * the output buffer grows once rather than record by record. */
+void pn_tls_reserve_out(struct pn_tls *t, size_t plaintext);
+
+/* Gives back the memory of drained buffers that grew during a transfer.
+ * Buffers are kept while data flows (re-growing them for every record costs
+ * more than the transfer); the caller trims a session once it goes quiet. */
+void pn_tls_trim(struct pn_tls *t);
 
 /* Sends close_notify (taken out like any other ciphertext). */
 void pn_tls_shutdown(struct pn_tls *t);

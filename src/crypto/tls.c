@@ -39,7 +39,9 @@ enum tls_state { TLS_HANDSHAKING, TLS_ESTABLISHED, TLS_FAILED };
 struct pn_tls {
 	SSL *ssl;
 	BIO *rbio;              /* ciphertext in; owned by ssl */
-	BIO *wbio;              /* ciphertext out; owned by ssl */
+	BIO *wbio;              /* ciphertext out (appends to out); owned by ssl */
+	uint8_t *out;           /* ciphertext waiting for the network */
+	size_t out_len, out_cap;
 	enum tls_state state;
 	int fail_rc;            /* PN_ETLS or PN_EPEERID once failed */
 	bool is_server;
@@ -240,6 +242,93 @@ void pn_tls_ctx_free(void *ctx)
 	SSL_CTX_free(ctx);
 }
 
+/* ---- the output BIO ----
+ * Ciphertext is appended straight into t->out, a plain buffer that the
+ * caller can take whole (pn_tls_take_out_buf) and hand to the socket without
+ * another copy. A memory BIO would add a copy, and clean and regrow its
+ * buffer as it drains. */
+
+#define OUT_MIN_CAP (16u * 1024u)
+#define TLS_RECORD_OVERHEAD 32u /* header, tag and content type of one TLS 1.3 record, rounded up */
+#define TLS_RECORD_MAX 16384u
+
+static BIO_METHOD *out_method;
+static CRYPTO_ONCE out_method_once = CRYPTO_ONCE_STATIC_INIT;
+
+static int out_reserve(struct pn_tls *t, size_t more)
+{
+	if (t->out_cap - t->out_len >= more)
+		return 1;
+	size_t cap = t->out_cap ? t->out_cap : OUT_MIN_CAP;
+	while (cap - t->out_len < more) {
+		if (cap > SIZE_MAX / 2)
+			return 0;
+		cap *= 2;
+	}
+	uint8_t *n = realloc(t->out, cap);
+	if (!n)
+		return 0;
+	t->out = n;
+	t->out_cap = cap;
+	return 1;
+}
+
+static int out_write(BIO *b, const char *data, size_t len, size_t *written)
+{
+	struct pn_tls *t = BIO_get_data(b);
+	if (!t || !out_reserve(t, len))
+		return 0;
+	memcpy(t->out + t->out_len, data, len);
+	t->out_len += len;
+	*written = len;
+	return 1;
+}
+
+static long out_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	struct pn_tls *t = BIO_get_data(b);
+	switch (cmd) {
+	case BIO_CTRL_FLUSH:
+		return 1;
+	case BIO_CTRL_PENDING:
+	case BIO_CTRL_WPENDING:
+		return t ? (long)t->out_len : 0;
+	default:
+		return 0;
+	}
+}
+
+static int out_create(BIO *b)
+{
+	BIO_set_init(b, 1);
+	return 1;
+}
+
+static int out_destroy(BIO *b)
+{
+	return 1; /* t->out belongs to the session */
+}
+
+static void out_method_init(void)
+{
+	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "peernet-out");
+	if (m && BIO_meth_set_write_ex(m, out_write) && BIO_meth_set_ctrl(m, out_ctrl) &&
+	    BIO_meth_set_create(m, out_create) && BIO_meth_set_destroy(m, out_destroy))
+		out_method = m;
+	else
+		BIO_meth_free(m);
+}
+
+static BIO *new_out_bio(struct pn_tls *t)
+{
+	if (!CRYPTO_THREAD_run_once(&out_method_once, out_method_init) || !out_method)
+		return NULL;
+	BIO *b = BIO_new(out_method);
+	if (b)
+		BIO_set_data(b, t);
+	return b;
+}
+
 static BIO *new_mem_bio(void)
 {
 	BIO *bio = BIO_new(BIO_s_mem());
@@ -263,7 +352,7 @@ struct pn_tls *pn_tls_new(void *ctx, bool is_server, const uint8_t *expected_id)
 	ERR_clear_error();
 	t->ssl = SSL_new(ctx);
 	rbio = new_mem_bio();
-	wbio = new_mem_bio();
+	wbio = new_out_bio(t);
 	if (!t->ssl || !rbio || !wbio)
 		goto fail;
 	SSL_set_bio(t->ssl, rbio, wbio); /* ssl owns both from here */
@@ -295,6 +384,7 @@ void pn_tls_free(struct pn_tls *t)
 	if (!t)
 		return;
 	SSL_free(t->ssl); /* frees both BIOs; OpenSSL wipes the key schedule */
+	free(t->out);
 	free(t);
 }
 
@@ -303,7 +393,15 @@ void pn_tls_free(struct pn_tls *t)
  * life of an idle connection. */
 static void shrink_bio(struct pn_tls *t, bool out)
 {
-	BIO *bio = out ? t->wbio : t->rbio;
+	if (out) {
+		if (!t->out_len) {
+			free(t->out);
+			t->out = NULL;
+			t->out_cap = 0;
+		}
+		return;
+	}
+	BIO *bio = t->rbio;
 	BUF_MEM *mem = NULL;
 	BIO *fresh;
 
@@ -399,7 +497,6 @@ long pn_tls_read(struct pn_tls *t, void *buf, size_t cap)
 	switch (SSL_get_error(t->ssl, r)) {
 	case SSL_ERROR_WANT_READ:
 		ERR_clear_error();
-		shrink_bio(t, false);
 		return PN_EAGAIN;
 	case SSL_ERROR_ZERO_RETURN:
 		ERR_clear_error();
@@ -429,22 +526,45 @@ int pn_tls_write(struct pn_tls *t, const void *pt, size_t len)
 
 size_t pn_tls_take_out(struct pn_tls *t, void *buf, size_t cap)
 {
-	size_t n = 0;
-
-	if (cap > INT_MAX)
-		cap = INT_MAX;
-	if (cap == 0 || BIO_read_ex(t->wbio, buf, cap, &n) != 1) {
-		ERR_clear_error();
+	size_t n = t->out_len < cap ? t->out_len : cap;
+	if (!n)
 		return 0;
-	}
-	shrink_bio(t, true);
+	memcpy(buf, t->out, n);
+	memmove(t->out, t->out + n, t->out_len - n);
+	t->out_len -= n;
 	return n;
+}
+
+uint8_t *pn_tls_take_out_buf(struct pn_tls *t, size_t *len)
+{
+	uint8_t *b = t->out;
+	*len = t->out_len;
+	if (!b || !t->out_len) {
+		*len = 0;
+		return NULL;
+	}
+	t->out = NULL;
+	t->out_len = t->out_cap = 0;
+	return b;
+}
+
+void pn_tls_reserve_out(struct pn_tls *t, size_t plaintext)
+{
+	size_t records = plaintext / TLS_RECORD_MAX + 1;
+	(void)out_reserve(t, plaintext + records * TLS_RECORD_OVERHEAD);
 }
 
 size_t pn_tls_pending_out(const struct pn_tls *t)
 {
-	return BIO_ctrl_pending(t->wbio);
+	return t->out_len;
 }
+
+void pn_tls_trim(struct pn_tls *t)
+{
+	shrink_bio(t, false);
+	shrink_bio(t, true);
+}
+
 
 void pn_tls_shutdown(struct pn_tls *t)
 {

@@ -44,8 +44,17 @@ struct write_req {
 	struct pn_conn *conn;
 	struct write_req *next; /* in the connection's shaped queue */
 	size_t len;
-	uint8_t data[];
+	uint8_t *buf;           /* malloc'd by the TLS session; data = buf + off */
+	uint8_t *data;
 };
+
+static void write_req_free(struct write_req *w)
+{
+	free(w->buf);
+	free(w);
+}
+
+
 
 struct pn_conn {
 	struct pn_net *net;
@@ -71,6 +80,25 @@ struct pn_conn {
 	uint8_t peer_id[PN_ID_BYTES];
 	char peer_addr[PN_ADDR_STR_MAX];
 };
+
+/* Wraps all of the session's pending ciphertext in a write request (no copy). */
+static struct write_req *take_pending(struct pn_conn *c)
+{
+	size_t n;
+	uint8_t *buf = pn_tls_take_out_buf(c->tls, &n);
+	if (!buf)
+		return NULL;
+	struct write_req *w = malloc(sizeof *w);
+	if (!w) {
+		free(buf);
+		return NULL;
+	}
+	w->conn = c;
+	w->next = NULL;
+	w->buf = w->data = buf;
+	w->len = n;
+	return w;
+}
 
 static uint8_t read_buf[PN_NET_READ_BUF];
 
@@ -208,6 +236,9 @@ static void sweep_cb(uv_timer_t *t)
 				pn_conn_close(c, PN_ETIMEDOUT);
 			continue;
 		}
+		/* Quiet for a while: give back the TLS buffers a transfer grew. */
+		if (!c->queued && now - c->last_rx_ms > SWEEP_INTERVAL_MS && now - c->last_tx_ms > SWEEP_INTERVAL_MS)
+			pn_tls_trim(c->tls);
 		if (c->queued && net->opts.write_stall_timeout_ms &&
 		    now - c->last_tx_ms > net->opts.write_stall_timeout_ms) {
 			pn_conn_close(c, PN_ETIMEDOUT);
@@ -313,7 +344,7 @@ static void tcp_closed_cb(uv_handle_t *h)
 	while (c->shaped_head) {
 		struct write_req *w = c->shaped_head;
 		c->shaped_head = w->next;
-		free(w);
+		write_req_free(w);
 	}
 	if (c->cbs && c->cbs->close_cb)
 		c->cbs->close_cb(c, c->close_err);
@@ -353,19 +384,14 @@ void pn_conn_close(struct pn_conn *c, int err)
 	 * queued (an ERROR frame, say), unless it is the writes that stalled. */
 	if (c->established && err != PN_ETIMEDOUT && uv_is_writable((uv_stream_t *)&c->tcp)) {
 		pn_tls_shutdown(c->tls);
-		size_t n = pn_tls_pending_out(c->tls);
-		if (n) {
-			struct write_req *w = malloc(sizeof *w + n);
-			if (w) {
-				w->conn = c;
-				w->len = pn_tls_take_out(c->tls, w->data, n);
-				uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)w->len);
-				w->req.data = w;
-				if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_cb) == 0)
-					c->queued += w->len;
-				else
-					free(w);
-			}
+		struct write_req *w = take_pending(c);
+		if (w) {
+			uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)w->len);
+			w->req.data = w;
+			if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_cb) == 0)
+				c->queued += w->len;
+			else
+				write_req_free(w);
 		}
 		c->shutdown_req.data = c;
 		if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, shutdown_cb) == 0) {
@@ -381,7 +407,7 @@ static void write_cb(uv_write_t *req, int status)
 	struct write_req *w = req->data;
 	struct pn_conn *c = w->conn;
 	c->queued -= w->len;
-	free(w);
+	write_req_free(w);
 	if (status < 0) {
 		if (!c->closing)
 			pn_conn_close(c, status == UV_EPIPE || status == UV_ECONNRESET ? PN_ECLOSED : PN_EIO);
@@ -434,15 +460,11 @@ static int submit_write(struct pn_conn *c, struct write_req *w)
 static int flush_out(struct pn_conn *c)
 {
 	struct pn_net *net = c->net;
-	size_t n = pn_tls_pending_out(c->tls);
-	if (!n || c->handle_closed)
+	if (!pn_tls_pending_out(c->tls) || c->handle_closed)
 		return PN_OK;
-	struct write_req *w = malloc(sizeof *w + n);
+	struct write_req *w = take_pending(c);
 	if (!w)
 		return PN_ENOMEM;
-	w->conn = c;
-	w->next = NULL;
-	w->len = pn_tls_take_out(c->tls, w->data, n);
 	uint64_t now = uv_now(net->loop);
 	if (!c->queued)
 		c->last_tx_ms = now;
@@ -462,27 +484,25 @@ static int flush_out(struct pn_conn *c)
 		uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)w->len);
 		int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
 		if (r < 0 && r != UV_EAGAIN) {
-			free(w);
+			write_req_free(w);
 			return r == UV_EPIPE || r == UV_ECONNRESET ? PN_ECLOSED : PN_EIO;
 		}
 		size_t off = r > 0 ? (size_t)r : 0;
 		net->bytes_up += off;
 		if (off == w->len) {
-			free(w);
+			write_req_free(w);
 			return PN_OK;
 		}
-		if (off) {
-			memmove(w->data, w->data + off, w->len - off);
-			w->len -= off;
-		}
+		w->data += off;
+		w->len -= off;
 		if (submit_write(c, w) != PN_OK) {
-			free(w);
+			write_req_free(w);
 			return PN_EIO;
 		}
 		c->queued += w->len;
 	} else {
 		if (submit_write(c, w) != PN_OK) {
-			free(w);
+			write_req_free(w);
 			return PN_EIO;
 		}
 		c->queued += w->len;
@@ -521,7 +541,7 @@ static void shape_cb(uv_timer_t *t)
 			c->shaped_tail = NULL;
 		if (submit_write(c, w) != PN_OK) {
 			c->queued -= w->len;
-			free(w);
+			write_req_free(w);
 			pn_conn_close(c, PN_EIO);
 		}
 	}
@@ -559,6 +579,7 @@ int pn_conn_send2(struct pn_conn *c, const void *a, size_t alen, const void *b, 
 {
 	if (c->closing || !c->established)
 		return PN_ECLOSED;
+	pn_tls_reserve_out(c->tls, alen + blen);
 	int r = pn_tls_write(c->tls, a, alen);
 	if (r == PN_OK && blen)
 		r = pn_tls_write(c->tls, b, blen);
