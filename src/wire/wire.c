@@ -31,16 +31,46 @@
 #define PUT_STATUS_HDR (REF_BODY + U8_LEN + U32_LEN)
 #define BITMAP_MAX ((PN_MAX_CHUNKS + BITS_PER_BYTE - 1) / BITS_PER_BYTE)
 
+/* Swarm and directory messages (issue 3). */
+#define EMPTY_BODY TYPE_LEN                               /* CHOKE, UNCHOKE */
+#define CIDREF_BODY (TYPE_LEN + PN_CID_BYTES)             /* INTERESTED, NOT_INTERESTED */
+#define HAVE_BODY (CIDREF_BODY + U32_LEN)
+#define BITFIELD_HDR (CIDREF_BODY + U32_LEN)
+#define DIR_REGISTER_HDR (TYPE_LEN + REQ_ID_LEN + U16_LEN + U8_LEN)
+#define DIR_OK_BODY (TYPE_LEN + REQ_ID_LEN + U32_LEN)
+#define DIR_OFFER_HDR (TYPE_LEN + REQ_ID_LEN + U16_LEN)
+#define DIR_REF_BODY (TYPE_LEN + REQ_ID_LEN + PN_CID_BYTES) /* DIR_WITHDRAW, DIR_FIND */
+#define DIR_BYE_BODY (TYPE_LEN + REQ_ID_LEN)
+#define DIR_PROVIDERS_HDR (TYPE_LEN + REQ_ID_LEN + PN_CID_BYTES + U32_LEN + U16_LEN)
+#define DIR_PROVIDER_ENTRY_MAX (PN_ID_BYTES + U8_LEN + PN_DIR_ADDR_MAX)
+#define DIR_SEARCH_HDR (TYPE_LEN + REQ_ID_LEN + U16_LEN)
+#define DIR_RESULTS_HDR (TYPE_LEN + REQ_ID_LEN + U16_LEN)
+#define DIR_RESULT_ENTRY_MAX (PN_CID_BYTES + U32_LEN + U16_LEN + PN_NAME_MAX)
+
 /* Largest body of each type. */
 #define ERROR_BODY_MAX (ERROR_HDR + PN_ERRMSG_MAX)
 #define META_BODY_MAX (META_HDR + PN_NAME_MAX)
 #define LIST_BODY_MAX (LIST_HDR + PN_LIST_MAX * LIST_ENTRY_MAX)
 #define PUT_STATUS_BODY_MAX (PUT_STATUS_HDR + BITMAP_MAX)
+#define BITFIELD_BODY_MAX (BITFIELD_HDR + BITMAP_MAX)
+#define DIR_REGISTER_BODY_MAX (DIR_REGISTER_HDR + PN_DIR_ADDR_MAX)
+#define DIR_OFFER_BODY_MAX (DIR_OFFER_HDR + PN_DIR_OFFER_MAX * LIST_ENTRY_MAX)
+#define DIR_PROVIDERS_BODY_MAX (DIR_PROVIDERS_HDR + PN_DIR_RESULTS_MAX * DIR_PROVIDER_ENTRY_MAX)
+#define DIR_SEARCH_BODY_MAX (DIR_SEARCH_HDR + PN_DIR_QUERY_MAX)
+#define DIR_RESULTS_BODY_MAX (DIR_RESULTS_HDR + PN_DIR_RESULTS_MAX * DIR_RESULT_ENTRY_MAX)
 
 _Static_assert(REF_INDEX_BODY == PN_CHUNK_MSG_HDR, "CHUNK header layout");
 _Static_assert(HASH_REQ_BODY == PN_HASHES_MSG_HDR, "HASHES header layout");
 _Static_assert(PN_FRAME_MAX >= LIST_BODY_MAX && PN_FRAME_MAX >= PUT_STATUS_BODY_MAX,
 	       "PN_FRAME_MAX covers every type");
+_Static_assert(PN_FRAME_MAX >= BITFIELD_BODY_MAX && PN_FRAME_MAX >= DIR_OFFER_BODY_MAX &&
+	       PN_FRAME_MAX >= DIR_PROVIDERS_BODY_MAX && PN_FRAME_MAX >= DIR_RESULTS_BODY_MAX &&
+	       PN_FRAME_MAX >= DIR_REGISTER_BODY_MAX && PN_FRAME_MAX >= DIR_SEARCH_BODY_MAX,
+	       "PN_FRAME_MAX covers every swarm and directory type");
+/* A u8 addr_len / host_len must be able to say PN_DIR_ADDR_MAX. */
+_Static_assert(PN_DIR_ADDR_MAX <= UINT8_MAX, "address length fits a u8");
+_Static_assert(PN_DIR_OFFER_MAX <= UINT16_MAX && PN_DIR_RESULTS_MAX <= UINT16_MAX &&
+	       PN_DIR_QUERY_MAX <= UINT16_MAX, "counts fit a u16");
 
 /* UTF-8 code point limits. */
 #define UTF8_MAX_CP 0x10ffffu
@@ -50,6 +80,8 @@ _Static_assert(PN_FRAME_MAX >= LIST_BODY_MAX && PN_FRAME_MAX >= PUT_STATUS_BODY_
 #define C1_HI 0x9fu
 #define ASCII_CTRL_END 0x20u
 #define ASCII_DEL 0x7fu
+#define ASCII_GRAPH_LO 0x21u /* '!' */
+#define ASCII_GRAPH_HI 0x7eu /* '~' */
 
 size_t pn_msg_max_body(uint8_t type)
 {
@@ -71,6 +103,21 @@ size_t pn_msg_max_body(uint8_t type)
 	case PN_MSG_LIST_REQ: return LIST_REQ_BODY;
 	case PN_MSG_LIST: return LIST_BODY_MAX;
 	case PN_MSG_PUT_STATUS: return PUT_STATUS_BODY_MAX;
+	case PN_MSG_INTERESTED:
+	case PN_MSG_NOT_INTERESTED: return CIDREF_BODY;
+	case PN_MSG_BITFIELD: return BITFIELD_BODY_MAX;
+	case PN_MSG_HAVE: return HAVE_BODY;
+	case PN_MSG_CHOKE:
+	case PN_MSG_UNCHOKE: return EMPTY_BODY;
+	case PN_MSG_DIR_REGISTER: return DIR_REGISTER_BODY_MAX;
+	case PN_MSG_DIR_OK: return DIR_OK_BODY;
+	case PN_MSG_DIR_OFFER: return DIR_OFFER_BODY_MAX;
+	case PN_MSG_DIR_WITHDRAW:
+	case PN_MSG_DIR_FIND: return DIR_REF_BODY;
+	case PN_MSG_DIR_PROVIDERS: return DIR_PROVIDERS_BODY_MAX;
+	case PN_MSG_DIR_SEARCH: return DIR_SEARCH_BODY_MAX;
+	case PN_MSG_DIR_RESULTS: return DIR_RESULTS_BODY_MAX;
+	case PN_MSG_DIR_BYE: return DIR_BYE_BODY;
 	default: return 0;
 	}
 }
@@ -138,24 +185,58 @@ static uint32_t utf8_rest(struct pn_reader *r, uint8_t lead)
 	return cp;
 }
 
-bool pn_name_valid(const char *name, size_t len)
+/* Well-formed UTF-8 with no control character (U+0000..U+001F, U+007F,
+ * U+0080..U+009F); with no_slashes, no '/' or '\\' either. */
+static bool text_valid(const char *s, size_t len, bool no_slashes)
 {
 	struct pn_reader r;
 
-	if (!name || len == 0 || len > PN_NAME_MAX)
-		return false;
-	if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
-		return false;
-	pn_rd_init(&r, name, len);
+	pn_rd_init(&r, s, len);
 	while (pn_rd_left(&r)) {
 		uint8_t b = pn_rd_u8(&r);
 		if (b < C1_LO) {
-			if (b < ASCII_CTRL_END || b == ASCII_DEL || b == '/' || b == '\\')
+			if (b < ASCII_CTRL_END || b == ASCII_DEL)
+				return false;
+			if (no_slashes && (b == '/' || b == '\\'))
 				return false;
 			continue;
 		}
 		uint32_t cp = utf8_rest(&r, b);
 		if (cp == UINT32_MAX || (cp >= C1_LO && cp <= C1_HI))
+			return false;
+	}
+	return true;
+}
+
+bool pn_name_valid(const char *name, size_t len)
+{
+	if (!name || len == 0 || len > PN_NAME_MAX)
+		return false;
+	if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
+		return false;
+	return text_valid(name, len, true);
+}
+
+/* A DIR_SEARCH query: 1..PN_DIR_QUERY_MAX bytes of text as in a name, but
+ * '/', '\\', "." and ".." are allowed (it is a phrase, not a label). */
+static bool query_valid(const char *query, size_t len)
+{
+	return query && len >= 1 && len <= PN_DIR_QUERY_MAX && text_valid(query, len, false);
+}
+
+bool pn_addr_text_valid(const char *s, size_t len, bool allow_empty)
+{
+	struct pn_reader r;
+
+	if (len == 0)
+		return allow_empty;
+	if (!s || len > PN_DIR_ADDR_MAX)
+		return false;
+
+	pn_rd_init(&r, s, len);
+	while (pn_rd_left(&r)) {
+		uint8_t b = pn_rd_u8(&r);
+		if (b < ASCII_GRAPH_LO || b > ASCII_GRAPH_HI)
 			return false;
 	}
 	return true;
@@ -229,21 +310,96 @@ static bool validate_list(const struct pn_msg_list *m)
 	return off == m->entries_len;
 }
 
-static bool validate_put_status(const struct pn_msg_put_status *m)
+/* PUT_STATUS and BITFIELD: nchunks == chunks(cid), and the unused low bits
+ * of the bitmap's last byte are zero. */
+static bool bitmap_valid(const struct pn_cid *cid, uint32_t nchunks, const uint8_t *bitmap)
 {
 	size_t nbytes;
 
-	if (!cid_valid(&m->cid) || (m->flags & ~PN_PUT_HAVE_HASHES) != 0)
+	if (!cid_valid(cid) || nchunks != pn_cid_chunks(cid) || !bitmap)
 		return false;
-	if (m->nchunks != pn_cid_chunks(&m->cid) || !m->bitmap)
-		return false;
-	nbytes = bitmap_len(m->nchunks);
-	if (m->nchunks % BITS_PER_BYTE) {
-		uint8_t unused = (uint8_t)(0xffu >> (m->nchunks % BITS_PER_BYTE));
-		if (m->bitmap[nbytes - 1] & unused)
+	nbytes = bitmap_len(nchunks);
+	if (nchunks % BITS_PER_BYTE) {
+		uint8_t unused = (uint8_t)(0xffu >> (nchunks % BITS_PER_BYTE));
+		if (bitmap[nbytes - 1] & unused)
 			return false;
 	}
 	return true;
+}
+
+static bool validate_put_status(const struct pn_msg_put_status *m)
+{
+	if ((m->flags & ~PN_PUT_HAVE_HASHES) != 0)
+		return false;
+	return bitmap_valid(&m->cid, m->nchunks, m->bitmap);
+}
+
+/* INTERESTED, NOT_INTERESTED (index not on the wire, must be 0) and HAVE. */
+static bool validate_cidref(const struct pn_msg_cidref *m, bool has_index)
+{
+	if (!cid_valid(&m->cid))
+		return false;
+	return has_index ? m->index < pn_cid_chunks(&m->cid) : m->index == 0;
+}
+
+static bool validate_dir_register(const struct pn_msg_dir_register *m)
+{
+	return m->listen_port != 0 && pn_addr_text_valid(m->host, m->host_len, true);
+}
+
+static bool validate_dir_offer(const struct pn_msg_dir_offer *m)
+{
+	struct pn_list_entry e;
+	size_t off = 0;
+
+	if (m->count < 1 || m->count > PN_DIR_OFFER_MAX || m->entries_len > DIR_OFFER_BODY_MAX - DIR_OFFER_HDR)
+		return false;
+	if (m->entries_len && !m->entries)
+		return false;
+	for (uint16_t i = 0; i < m->count; i++)
+		if (pn_dir_offer_next(m, &off, &e) != PN_OK)
+			return false;
+	return off == m->entries_len;
+}
+
+/* DIR_WITHDRAW, DIR_FIND carry a cid; DIR_BYE does not (it must be all zero). */
+static bool validate_dir_ref(const struct pn_msg_dir_ref *m, bool has_cid)
+{
+	static const struct pn_cid zero;
+
+	if (has_cid)
+		return cid_valid(&m->cid);
+	return m->cid.size == 0 && memcmp(m->cid.root, zero.root, PN_HASH_BYTES) == 0;
+}
+
+static bool validate_dir_providers(const struct pn_msg_dir_providers *m)
+{
+	struct pn_dir_provider_entry e;
+	size_t off = 0;
+
+	if (!cid_valid(&m->cid) || m->count > PN_DIR_RESULTS_MAX || m->count > m->total)
+		return false;
+	if (m->entries_len > DIR_PROVIDERS_BODY_MAX - DIR_PROVIDERS_HDR || (m->entries_len && !m->entries))
+		return false;
+	for (uint16_t i = 0; i < m->count; i++)
+		if (pn_dir_provider_next(m, &off, &e) != PN_OK)
+			return false;
+	return off == m->entries_len;
+}
+
+static bool validate_dir_results(const struct pn_msg_dir_results *m)
+{
+	struct pn_dir_result_entry e;
+	size_t off = 0;
+
+	if (m->count > PN_DIR_RESULTS_MAX || m->entries_len > DIR_RESULTS_BODY_MAX - DIR_RESULTS_HDR)
+		return false;
+	if (m->entries_len && !m->entries)
+		return false;
+	for (uint16_t i = 0; i < m->count; i++)
+		if (pn_dir_result_next(m, &off, &e) != PN_OK)
+			return false;
+	return off == m->entries_len;
 }
 
 static bool validate(const struct pn_msg *m)
@@ -267,6 +423,22 @@ static bool validate(const struct pn_msg *m)
 	case PN_MSG_LIST_REQ: return true;
 	case PN_MSG_LIST: return validate_list(&m->u.list);
 	case PN_MSG_PUT_STATUS: return validate_put_status(&m->u.put_status);
+	case PN_MSG_INTERESTED:
+	case PN_MSG_NOT_INTERESTED: return validate_cidref(&m->u.cidref, false);
+	case PN_MSG_HAVE: return validate_cidref(&m->u.cidref, true);
+	case PN_MSG_BITFIELD:
+		return bitmap_valid(&m->u.bitfield.cid, m->u.bitfield.nchunks, m->u.bitfield.bitmap);
+	case PN_MSG_CHOKE:
+	case PN_MSG_UNCHOKE: return true;
+	case PN_MSG_DIR_REGISTER: return validate_dir_register(&m->u.dir_register);
+	case PN_MSG_DIR_OK: return true;
+	case PN_MSG_DIR_OFFER: return validate_dir_offer(&m->u.dir_offer);
+	case PN_MSG_DIR_WITHDRAW:
+	case PN_MSG_DIR_FIND: return validate_dir_ref(&m->u.dir_ref, true);
+	case PN_MSG_DIR_BYE: return validate_dir_ref(&m->u.dir_ref, false);
+	case PN_MSG_DIR_PROVIDERS: return validate_dir_providers(&m->u.dir_providers);
+	case PN_MSG_DIR_SEARCH: return query_valid(m->u.dir_search.query, m->u.dir_search.query_len);
+	case PN_MSG_DIR_RESULTS: return validate_dir_results(&m->u.dir_results);
 	default: return false;
 	}
 }
@@ -287,16 +459,27 @@ void pn_cid_read(struct pn_reader *r, struct pn_cid *cid)
 		pn_rd_fail(r, PN_EPROTO);
 }
 
-int pn_list_next(const struct pn_msg_list *l, size_t *off, struct pn_list_entry *e)
+/* Starts reading the entry at *off of entries[0..len). Returns PN_OK with r
+ * positioned there, PN_EAGAIN at the end, PN_EPROTO past it. */
+static int entry_start(struct pn_reader *r, const uint8_t *entries, size_t len, size_t off)
+{
+	if (off == len)
+		return PN_EAGAIN;
+	if (off > len)
+		return PN_EPROTO;
+	pn_rd_init(r, entries, len);
+	(void)pn_rd_ptr(r, off); /* skip what was already iterated */
+	return PN_OK;
+}
+
+/* One LIST / DIR_OFFER entry: cid, u16 name_len, name. */
+static int list_entry_next(const uint8_t *entries, size_t len, size_t *off, struct pn_list_entry *e)
 {
 	struct pn_reader r;
+	int err = entry_start(&r, entries, len, *off);
 
-	if (*off == l->entries_len)
-		return PN_EAGAIN;
-	if (*off > l->entries_len)
-		return PN_EPROTO;
-	pn_rd_init(&r, l->entries, l->entries_len);
-	(void)pn_rd_ptr(&r, *off); /* skip what was already iterated */
+	if (err)
+		return err;
 	pn_cid_read(&r, &e->cid);
 	e->name_len = pn_rd_u16(&r);
 	e->name = (const char *)pn_rd_ptr(&r, e->name_len);
@@ -306,14 +489,86 @@ int pn_list_next(const struct pn_msg_list *l, size_t *off, struct pn_list_entry 
 	return PN_OK;
 }
 
+int pn_list_next(const struct pn_msg_list *l, size_t *off, struct pn_list_entry *e)
+{
+	return list_entry_next(l->entries, l->entries_len, off, e);
+}
+
+int pn_dir_offer_next(const struct pn_msg_dir_offer *m, size_t *off, struct pn_list_entry *e)
+{
+	return list_entry_next(m->entries, m->entries_len, off, e);
+}
+
+int pn_dir_provider_next(const struct pn_msg_dir_providers *m, size_t *off, struct pn_dir_provider_entry *e)
+{
+	struct pn_reader r;
+	int err = entry_start(&r, m->entries, m->entries_len, *off);
+
+	if (err)
+		return err;
+	e->node_id = pn_rd_ptr(&r, PN_ID_BYTES);
+	e->addr_len = pn_rd_u8(&r);
+	e->addr = (const char *)pn_rd_ptr(&r, e->addr_len);
+	if (r.err || !pn_addr_text_valid(e->addr, e->addr_len, false))
+		return PN_EPROTO;
+	*off = r.off;
+	return PN_OK;
+}
+
+int pn_dir_result_next(const struct pn_msg_dir_results *m, size_t *off, struct pn_dir_result_entry *e)
+{
+	struct pn_reader r;
+	int err = entry_start(&r, m->entries, m->entries_len, *off);
+
+	if (err)
+		return err;
+	pn_cid_read(&r, &e->cid);
+	e->providers = pn_rd_u32(&r);
+	e->name_len = pn_rd_u16(&r);
+	e->name = (const char *)pn_rd_ptr(&r, e->name_len);
+	if (r.err || !pn_name_valid(e->name, e->name_len))
+		return PN_EPROTO;
+	*off = r.off;
+	return PN_OK;
+}
+
+/* Marks w as given an invalid entry (first error wins). */
+static void entry_reject(struct pn_writer *w)
+{
+	if (!w->err)
+		w->err = PN_EINVAL;
+}
+
 void pn_list_entry_encode(struct pn_writer *w, const struct pn_list_entry *e)
 {
 	if (!cid_valid(&e->cid) || !pn_name_valid(e->name, e->name_len)) {
-		if (!w->err)
-			w->err = PN_EINVAL;
+		entry_reject(w);
 		return;
 	}
 	pn_cid_write(w, &e->cid);
+	pn_wr_u16(w, e->name_len);
+	pn_wr_bytes(w, e->name, e->name_len);
+}
+
+void pn_dir_provider_encode(struct pn_writer *w, const struct pn_dir_provider_entry *e)
+{
+	if (!e->node_id || !pn_addr_text_valid(e->addr, e->addr_len, false)) {
+		entry_reject(w);
+		return;
+	}
+	pn_wr_bytes(w, e->node_id, PN_ID_BYTES);
+	pn_wr_u8(w, e->addr_len);
+	pn_wr_bytes(w, e->addr, e->addr_len);
+}
+
+void pn_dir_result_encode(struct pn_writer *w, const struct pn_dir_result_entry *e)
+{
+	if (!cid_valid(&e->cid) || !pn_name_valid(e->name, e->name_len)) {
+		entry_reject(w);
+		return;
+	}
+	pn_cid_write(w, &e->cid);
+	pn_wr_u32(w, e->providers);
 	pn_wr_u16(w, e->name_len);
 	pn_wr_bytes(w, e->name, e->name_len);
 }
@@ -408,6 +663,75 @@ static void read_put_status(struct pn_reader *r, struct pn_msg_put_status *m)
 	m->bitmap = pn_rd_ptr(r, bitmap_len(m->nchunks));
 }
 
+static void read_cidref(struct pn_reader *r, struct pn_msg_cidref *m, bool has_index)
+{
+	pn_cid_read(r, &m->cid);
+	m->index = has_index ? pn_rd_u32(r) : 0;
+}
+
+static void read_bitfield(struct pn_reader *r, struct pn_msg_bitfield *m)
+{
+	pn_cid_read(r, &m->cid);
+	m->nchunks = pn_rd_u32(r);
+	if (m->nchunks > PN_MAX_CHUNKS)
+		pn_rd_fail(r, PN_EPROTO);
+	m->bitmap = pn_rd_ptr(r, bitmap_len(m->nchunks));
+}
+
+static void read_dir_register(struct pn_reader *r, struct pn_msg_dir_register *m)
+{
+	m->req_id = pn_rd_u32(r);
+	m->listen_port = pn_rd_u16(r);
+	m->host_len = pn_rd_u8(r);
+	m->host = (const char *)pn_rd_ptr(r, m->host_len);
+}
+
+static void read_dir_ok(struct pn_reader *r, struct pn_msg_dir_ok *m)
+{
+	m->req_id = pn_rd_u32(r);
+	m->heartbeat_ms = pn_rd_u32(r);
+}
+
+static void read_dir_offer(struct pn_reader *r, struct pn_msg_dir_offer *m)
+{
+	m->req_id = pn_rd_u32(r);
+	m->count = pn_rd_u16(r);
+	m->entries_len = pn_rd_left(r);
+	m->entries = pn_rd_ptr(r, m->entries_len);
+}
+
+static void read_dir_ref(struct pn_reader *r, struct pn_msg_dir_ref *m, bool has_cid)
+{
+	m->req_id = pn_rd_u32(r);
+	if (has_cid)
+		pn_cid_read(r, &m->cid);
+}
+
+static void read_dir_providers(struct pn_reader *r, struct pn_msg_dir_providers *m)
+{
+	m->req_id = pn_rd_u32(r);
+	pn_cid_read(r, &m->cid);
+	m->total = pn_rd_u32(r);
+	m->count = pn_rd_u16(r);
+	m->entries_len = pn_rd_left(r);
+	m->entries = pn_rd_ptr(r, m->entries_len);
+}
+
+static void read_dir_search(struct pn_reader *r, struct pn_msg_dir_search *m)
+{
+	m->req_id = pn_rd_u32(r);
+	m->query_len = pn_rd_u16(r);
+	m->query = (const char *)pn_rd_ptr(r, m->query_len);
+}
+
+static void read_dir_results(struct pn_reader *r, struct pn_msg_dir_results *m)
+{
+	m->req_id = pn_rd_u32(r);
+	m->count = pn_rd_u16(r);
+	m->entries_len = pn_rd_left(r);
+	m->entries = pn_rd_ptr(r, m->entries_len);
+}
+
 int pn_msg_decode(const uint8_t *body, size_t len, struct pn_msg *out)
 {
 	struct pn_reader r;
@@ -442,6 +766,21 @@ int pn_msg_decode(const uint8_t *body, size_t len, struct pn_msg *out)
 	case PN_MSG_LIST_REQ: read_list_req(&r, &out->u.list_req); break;
 	case PN_MSG_LIST: read_list(&r, &out->u.list); break;
 	case PN_MSG_PUT_STATUS: read_put_status(&r, &out->u.put_status); break;
+	case PN_MSG_INTERESTED:
+	case PN_MSG_NOT_INTERESTED: read_cidref(&r, &out->u.cidref, false); break;
+	case PN_MSG_HAVE: read_cidref(&r, &out->u.cidref, true); break;
+	case PN_MSG_BITFIELD: read_bitfield(&r, &out->u.bitfield); break;
+	case PN_MSG_CHOKE:
+	case PN_MSG_UNCHOKE: break;
+	case PN_MSG_DIR_REGISTER: read_dir_register(&r, &out->u.dir_register); break;
+	case PN_MSG_DIR_OK: read_dir_ok(&r, &out->u.dir_ok); break;
+	case PN_MSG_DIR_OFFER: read_dir_offer(&r, &out->u.dir_offer); break;
+	case PN_MSG_DIR_WITHDRAW:
+	case PN_MSG_DIR_FIND: read_dir_ref(&r, &out->u.dir_ref, true); break;
+	case PN_MSG_DIR_BYE: read_dir_ref(&r, &out->u.dir_ref, false); break;
+	case PN_MSG_DIR_PROVIDERS: read_dir_providers(&r, &out->u.dir_providers); break;
+	case PN_MSG_DIR_SEARCH: read_dir_search(&r, &out->u.dir_search); break;
+	case PN_MSG_DIR_RESULTS: read_dir_results(&r, &out->u.dir_results); break;
 	}
 	if (r.err || pn_rd_left(&r) != 0)
 		return PN_EPROTO;
@@ -522,6 +861,60 @@ static void write_body(const struct pn_msg *m, struct pn_writer *w)
 		pn_wr_u8(w, m->u.put_status.flags);
 		pn_wr_u32(w, m->u.put_status.nchunks);
 		pn_wr_bytes(w, m->u.put_status.bitmap, bitmap_len(m->u.put_status.nchunks));
+		break;
+	case PN_MSG_INTERESTED:
+	case PN_MSG_NOT_INTERESTED:
+	case PN_MSG_HAVE:
+		pn_cid_write(w, &m->u.cidref.cid);
+		if (m->type == PN_MSG_HAVE)
+			pn_wr_u32(w, m->u.cidref.index);
+		break;
+	case PN_MSG_BITFIELD:
+		pn_cid_write(w, &m->u.bitfield.cid);
+		pn_wr_u32(w, m->u.bitfield.nchunks);
+		pn_wr_bytes(w, m->u.bitfield.bitmap, bitmap_len(m->u.bitfield.nchunks));
+		break;
+	case PN_MSG_CHOKE:
+	case PN_MSG_UNCHOKE:
+		break;
+	case PN_MSG_DIR_REGISTER:
+		pn_wr_u32(w, m->u.dir_register.req_id);
+		pn_wr_u16(w, m->u.dir_register.listen_port);
+		pn_wr_u8(w, m->u.dir_register.host_len);
+		pn_wr_bytes(w, m->u.dir_register.host, m->u.dir_register.host_len);
+		break;
+	case PN_MSG_DIR_OK:
+		pn_wr_u32(w, m->u.dir_ok.req_id);
+		pn_wr_u32(w, m->u.dir_ok.heartbeat_ms);
+		break;
+	case PN_MSG_DIR_OFFER:
+		pn_wr_u32(w, m->u.dir_offer.req_id);
+		pn_wr_u16(w, m->u.dir_offer.count);
+		pn_wr_bytes(w, m->u.dir_offer.entries, m->u.dir_offer.entries_len);
+		break;
+	case PN_MSG_DIR_WITHDRAW:
+	case PN_MSG_DIR_FIND:
+	case PN_MSG_DIR_BYE:
+		pn_wr_u32(w, m->u.dir_ref.req_id);
+		if (m->type != PN_MSG_DIR_BYE)
+			pn_cid_write(w, &m->u.dir_ref.cid);
+		break;
+	case PN_MSG_DIR_PROVIDERS:
+		pn_wr_u32(w, m->u.dir_providers.req_id);
+		pn_cid_write(w, &m->u.dir_providers.cid);
+		pn_wr_u32(w, m->u.dir_providers.total);
+		pn_wr_u16(w, m->u.dir_providers.count);
+		pn_wr_bytes(w, m->u.dir_providers.entries, m->u.dir_providers.entries_len);
+		break;
+	case PN_MSG_DIR_SEARCH:
+		pn_wr_u32(w, m->u.dir_search.req_id);
+		pn_wr_u16(w, m->u.dir_search.query_len);
+		pn_wr_bytes(w, m->u.dir_search.query, m->u.dir_search.query_len);
+		break;
+	case PN_MSG_DIR_RESULTS:
+		pn_wr_u32(w, m->u.dir_results.req_id);
+		pn_wr_u16(w, m->u.dir_results.count);
+		pn_wr_bytes(w, m->u.dir_results.entries, m->u.dir_results.entries_len);
 		break;
 	}
 }
