@@ -66,6 +66,16 @@ $(BUILD)/libpeernet.a: $(LIB_OBJS)
 	@mkdir -p $(@D)
 	rm -f $@ && ar rcs $@ $^
 
+# A test-only build whose node damages every chunk it serves (tests/integration
+# uses it as a corrupting provider). Never installed, never a run-time option.
+COBJS := $(LIB_SRCS:%.c=$(BUILD)/corrupt/obj/%.o) $(CLI_SRCS:%.c=$(BUILD)/corrupt/obj/%.o)
+$(BUILD)/corrupt/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(DEPCFLAGS) $(CFLAGS) -DPN_TEST_CORRUPT -MMD -MP -c $< -o $@
+
+$(BUILD)/peernet-corrupt: $(COBJS)
+	$(CC) $(CFLAGS) -o $@ $(COBJS) $(LDLIBS)
+
 $(BUILD)/asan/libpeernet.a: $(ALIB_OBJS)
 	@mkdir -p $(@D)
 	rm -f $@ && ar rcs $@ $^
@@ -96,8 +106,9 @@ fuzz-smoke: deps-test $(FUZZ_BINS)
 	    || { tail -40 $(BUILD)/fuzz/$$n.log; exit 1; }; \
 	  grep -E '^#[0-9]+.*DONE' $(BUILD)/fuzz/$$n.log | tail -1; done
 
-integration: deps-test $(BUILD)/peernet $(BUILD)/asan/peernet
+integration: deps-test $(BUILD)/peernet $(BUILD)/asan/peernet $(BUILD)/peernet-corrupt
 	PEERNET_BIN=$(abspath $(BUILD)/asan/peernet) PEERNET_FAST_BIN=$(abspath $(BUILD)/peernet) \
+	  PEERNET_CORRUPT_BIN=$(abspath $(BUILD)/peernet-corrupt) \
 	  $(PYTHON) -m pytest -q -x tests/integration
 
 test: unit fuzz-smoke integration
@@ -120,4 +131,5 @@ bench: deps-bench $(BUILD)/peernet $(BUILD)/idle-clients
 clean:
 	rm -rf $(BUILD)
 
+-include $(COBJS:.o=.d)
 -include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(ALIB_OBJS:.o=.d) $(ACLI_OBJS:.o=.d)

@@ -14,6 +14,13 @@ int cmd_serve(int argc, char **argv);
 int cmd_put(int argc, char **argv);
 int cmd_get(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
+int cmd_node(int argc, char **argv);
+int cmd_directory(int argc, char **argv);
+int cmd_add(int argc, char **argv);
+int cmd_search(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_stop(int argc, char **argv);
+int cmd_get_node(int argc, char **argv);
 
 /* Prints "peernet CMD: message" on stderr. */
 void cli_err(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

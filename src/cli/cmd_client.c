@@ -150,8 +150,21 @@ int cmd_put(int argc, char **argv)
 	return PN_EXIT_OK;
 }
 
+/* get goes to a server with --server (or PEERNET_SERVER), else to the running node. */
+static bool wants_server(int argc, char **argv)
+{
+	if (getenv("PEERNET_SERVER"))
+		return true;
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--server") || !strncmp(argv[i], "--server=", 9))
+			return true;
+	return false;
+}
+
 int cmd_get(int argc, char **argv)
 {
+	if (!wants_server(argc, argv))
+		return cmd_get_node(argc, argv);
 	struct client_args a;
 	int r = parse_client("get", get_help, argc, argv, &a);
 	if (r >= 0)

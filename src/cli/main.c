@@ -15,6 +15,15 @@ static const char usage[] =
 	"  get     download by content ID          peernet get --server HOST:PORT ID [-o PATH]\n"
 	"  ls      list what a server holds        peernet ls --server HOST:PORT [--json]\n"
 	"\n"
+	"Peer-to-peer model:\n"
+	"  directory  run the central look-up service   peernet directory --listen 0.0.0.0:7071\n"
+	"  node    run a peer                      peernet node --listen 0.0.0.0:7072 --directory HOST:7071\n"
+	"  add     share files through the node    peernet add FILE...\n"
+	"  search  keyword search on the network   peernet search WORDS...\n"
+	"  get     swarm download (no --server)    peernet get ID [-o PATH]\n"
+	"  status  the node's peers, shares, transfers  peernet status [--json]\n"
+	"  stop    stop the node                   peernet stop\n"
+	"\n"
 	"Run 'peernet COMMAND --help' for a command's options.\n"
 	"Options for every command: --help, --version. PEERNET_LOG=debug|info|warn|error sets the log level.\n";
 
@@ -28,6 +37,12 @@ static const struct command commands[] = {
 	{"put", cmd_put},
 	{"get", cmd_get},
 	{"ls", cmd_ls},
+	{"node", cmd_node},
+	{"directory", cmd_directory},
+	{"add", cmd_add},
+	{"search", cmd_search},
+	{"status", cmd_status},
+	{"stop", cmd_stop},
 };
 
 /* Many connections (a busy server, a benchmark) need more descriptors than the

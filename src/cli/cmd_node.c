@@ -1,0 +1,628 @@
+/* node, directory, and the commands that talk to a running node through its
+ * control socket: add, search, status, stop, and get without --server. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include "cli/cli.h"
+#include "node/directory_server.h"
+#include "node/node.h"
+#include "node/progress.h"
+#include "util/log.h"
+#include "util/ratelimit.h"
+#include "wire/wire.h"
+
+#define CTL_REPLY_MAX (512 * 1024)
+
+static const char node_help[] =
+	"usage: peernet node --listen ADDR:PORT [--data DIR] --discovery directory --directory ADDR:PORT\n"
+	"                    [--share PATH]... [--up-rate RATE] [--down-rate RATE]\n"
+	"\n"
+	"Runs a peer: serves what it holds, finds providers through the discovery\n"
+	"method, downloads from all of them at once, and takes commands (add, search,\n"
+	"get, status, stop) on a control socket in its data directory.\n"
+	"\n"
+	"  --listen ADDR:PORT        where other peers reach this node\n"
+	"  --data DIR                identity, store and control socket (default ~/.local/share/peernet)\n"
+	"  --control PATH            the control socket (default DATA/control.sock)\n"
+	"  --discovery MODE          directory (central look-up service)\n"
+	"  --directory ADDR:PORT     the look-up service\n"
+	"  --announce HOST           the host the directory gives out for this node (default: as seen)\n"
+	"  --share PATH              share a file, or the files in a directory (repeatable)\n"
+	"  --up-rate RATE            cap uploads, e.g. 500K, 2M (bytes/s; K, M, G = 1024^n)\n"
+	"  --down-rate RATE          cap downloads\n"
+	"  --peer-timeout SECONDS    a get fails when no provider is reachable this long (default 30)\n"
+	"  --upload-slots N          peers uploaded to at once, besides one optimistic slot (default 4)\n"
+	"  --port-file PATH          write the bound port to PATH once listening\n"
+	"  -v, --verbose             log more\n";
+
+static const char directory_help[] =
+	"usage: peernet directory --listen ADDR:PORT [--data DIR]\n"
+	"\n"
+	"Runs the central look-up service: nodes register what they offer, and ask\n"
+	"who provides a content ID or search names by keywords.\n"
+	"\n"
+	"  --listen ADDR:PORT        address to listen on\n"
+	"  --data DIR                keep the identity here (default: a new one each start)\n"
+	"  --heartbeat SECONDS       how often nodes must check in (default 10; dropped after 3 missed)\n"
+	"  --max-nodes N             registered nodes at most (default 10000)\n"
+	"  --rate N                  requests per second per connection (default 200)\n"
+	"  --port-file PATH          write the bound port to PATH once listening\n";
+
+static bool parse_rate_opt(const char *cmd, const char *opt, const char *arg, uint64_t *out)
+{
+	if (pn_parse_rate(arg, out) == 0)
+		return true;
+	cli_usage_err(cmd, "bad %s '%s': expected bytes per second like 500K or 2M", opt, arg);
+	return false;
+}
+
+int cmd_node(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"listen", required_argument, NULL, 'l'},
+		{"data", required_argument, NULL, 'd'},
+		{"control", required_argument, NULL, 'c'},
+		{"discovery", required_argument, NULL, 'D'},
+		{"directory", required_argument, NULL, 'r'},
+		{"announce", required_argument, NULL, 'a'},
+		{"share", required_argument, NULL, 's'},
+		{"up-rate", required_argument, NULL, 'U'},
+		{"down-rate", required_argument, NULL, 'W'},
+		{"peer-timeout", required_argument, NULL, 'T'},
+		{"upload-slots", required_argument, NULL, 'S'},
+		{"port-file", required_argument, NULL, 'p'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct pn_node_opts o = {0};
+	static char data[PATH_MAX];
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "l:d:vh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'l': o.listen = optarg; break;
+		case 'd': o.data_dir = optarg; break;
+		case 'c': o.control_path = optarg; break;
+		case 'D':
+			if (!strcmp(optarg, "directory"))
+				o.discovery = PN_DISCOVERY_DIRECTORY;
+			else if (!strcmp(optarg, "flood") || !strcmp(optarg, "dht"))
+				return cli_usage_err("node", "--discovery %s is not available in this version; use directory", optarg);
+			else
+				return cli_usage_err("node", "bad --discovery '%s': expected directory", optarg);
+			break;
+		case 'r': o.directory = optarg; break;
+		case 'a': o.announce_host = optarg; break;
+		case 's':
+			if (o.nshares >= PN_NODE_MAX_SHARES)
+				return cli_usage_err("node", "at most %d --share options", PN_NODE_MAX_SHARES);
+			o.shares[o.nshares++] = optarg;
+			break;
+		case 'U': if (!parse_rate_opt("node", "--up-rate", optarg, &o.up_rate)) return PN_EXIT_USAGE; break;
+		case 'W': if (!parse_rate_opt("node", "--down-rate", optarg, &o.down_rate)) return PN_EXIT_USAGE; break;
+		case 'T':
+			if (!cli_parse_seconds(optarg, &o.peer_timeout_ms))
+				return cli_usage_err("node", "bad --peer-timeout '%s': expected seconds", optarg);
+			break;
+		case 'S':
+			if (!cli_parse_uint(optarg, 1, 64, &o.upload_slots))
+				return cli_usage_err("node", "bad --upload-slots '%s': expected 1 to 64", optarg);
+			break;
+		case 'p': o.port_file = optarg; break;
+		case 'v': pn_log_set_level(PN_LOG_DEBUG); break;
+		case 'h': fputs(node_help, stdout); return PN_EXIT_OK;
+		default: return cli_usage_err("node", "bad option");
+		}
+	}
+	if (optind < argc)
+		return cli_usage_err("node", "unexpected argument '%s'", argv[optind]);
+	if (!o.listen)
+		return cli_usage_err("node", "--listen ADDR:PORT is required");
+	if (!o.discovery)
+		o.discovery = PN_DISCOVERY_DIRECTORY;
+	if (o.discovery == PN_DISCOVERY_DIRECTORY && !o.directory)
+		return cli_usage_err("node", "--discovery directory needs --directory ADDR:PORT");
+	if (!o.data_dir) {
+		pn_default_data_dir(data, sizeof data);
+		o.data_dir = data;
+	}
+	pn_log_set_tag("peernet node");
+	return pn_node_run(&o) == 0 ? PN_EXIT_OK : PN_EXIT_FAIL;
+}
+
+int cmd_directory(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"listen", required_argument, NULL, 'l'},
+		{"data", required_argument, NULL, 'd'},
+		{"heartbeat", required_argument, NULL, 'H'},
+		{"max-nodes", required_argument, NULL, 'm'},
+		{"rate", required_argument, NULL, 'R'},
+		{"port-file", required_argument, NULL, 'p'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct pn_directory_opts o = {0};
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "l:d:vh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'l': o.listen = optarg; break;
+		case 'd': o.data_dir = optarg; break;
+		case 'H':
+			if (!cli_parse_seconds(optarg, &o.heartbeat_ms))
+				return cli_usage_err("directory", "bad --heartbeat '%s': expected seconds", optarg);
+			break;
+		case 'm':
+			if (!cli_parse_uint(optarg, 1, 1000000, &o.max_nodes))
+				return cli_usage_err("directory", "bad --max-nodes '%s'", optarg);
+			break;
+		case 'R':
+			if (!cli_parse_uint(optarg, 1, 1000000, &o.rate_per_s))
+				return cli_usage_err("directory", "bad --rate '%s'", optarg);
+			break;
+		case 'p': o.port_file = optarg; break;
+		case 'v': pn_log_set_level(PN_LOG_DEBUG); break;
+		case 'h': fputs(directory_help, stdout); return PN_EXIT_OK;
+		default: return cli_usage_err("directory", "bad option");
+		}
+	}
+	if (optind < argc)
+		return cli_usage_err("directory", "unexpected argument '%s'", argv[optind]);
+	if (!o.listen)
+		return cli_usage_err("directory", "--listen ADDR:PORT is required");
+	pn_log_set_tag("peernet directory");
+	return pn_directory_run(&o) == 0 ? PN_EXIT_OK : PN_EXIT_FAIL;
+}
+
+/* ---------------------------------------------------------------- control client */
+
+struct ctl_conn {
+	int fd;
+	char buf[CTL_REPLY_MAX];
+	size_t len, off;
+};
+
+/* Finds the control socket: --control, else --data DIR/control.sock, else the default data dir. */
+static void control_path(const char *control, const char *data, char *out, size_t len)
+{
+	if (control) {
+		snprintf(out, len, "%s", control);
+		return;
+	}
+	char dir[PATH_MAX];
+	if (data)
+		snprintf(dir, sizeof dir, "%s", data);
+	else
+		pn_default_data_dir(dir, sizeof dir);
+	snprintf(out, len, "%s/%s", dir, PN_CONTROL_SOCKET);
+}
+
+static int ctl_open(const char *cmd, const char *path, struct ctl_conn *cc)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	if (strlen(path) >= sizeof sun.sun_path) {
+		cli_err(cmd, "control socket path too long: %s", path);
+		return -1;
+	}
+	strcpy(sun.sun_path, path);
+	cc->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (cc->fd < 0 || connect(cc->fd, (struct sockaddr *)&sun, sizeof sun) != 0) {
+		cli_err(cmd, "no node is running at %s (%s); start one with 'peernet node', or name it with --data DIR or --control PATH",
+			path, strerror(errno));
+		if (cc->fd >= 0)
+			close(cc->fd);
+		return -1;
+	}
+	cc->len = cc->off = 0;
+	return 0;
+}
+
+static int ctl_send(struct ctl_conn *cc, const char *line)
+{
+	size_t len = strlen(line), off = 0;
+	while (off < len) {
+		ssize_t w = write(cc->fd, line + off, len - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		off += (size_t)w;
+	}
+	return 0;
+}
+
+/* Next reply line (NUL-terminated, without the newline), or NULL at EOF. */
+static char *ctl_line(struct ctl_conn *cc)
+{
+	for (;;) {
+		char *nl = memchr(cc->buf + cc->off, '\n', cc->len - cc->off);
+		if (nl) {
+			*nl = 0;
+			char *line = cc->buf + cc->off;
+			cc->off = (size_t)(nl - cc->buf) + 1;
+			return line;
+		}
+		if (cc->off) {
+			memmove(cc->buf, cc->buf + cc->off, cc->len - cc->off);
+			cc->len -= cc->off;
+			cc->off = 0;
+		}
+		if (cc->len >= sizeof cc->buf - 1)
+			return NULL;
+		ssize_t r = read(cc->fd, cc->buf + cc->len, sizeof cc->buf - 1 - cc->len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return NULL;
+		cc->len += (size_t)r;
+	}
+}
+
+/* Splits a reply line on TABs in place. */
+static int split(char *line, char **f, int max)
+{
+	int n = 0;
+	for (char *p = line; n < max;) {
+		f[n++] = p;
+		char *t = strchr(p, '\t');
+		if (!t)
+			break;
+		*t = 0;
+		p = t + 1;
+	}
+	return n;
+}
+
+struct ctl_args {
+	const char *data, *control;
+	bool json;
+	const char *output;
+	bool force;
+	int progress;
+};
+
+static int parse_ctl(const char *cmd, const char *help, int argc, char **argv, struct ctl_args *a, bool get)
+{
+	static const struct option longopts[] = {
+		{"data", required_argument, NULL, 'd'},
+		{"control", required_argument, NULL, 'c'},
+		{"json", no_argument, NULL, 'j'},
+		{"output", required_argument, NULL, 'o'},
+		{"force", no_argument, NULL, 'f'},
+		{"progress", no_argument, NULL, 'P'},
+		{"no-progress", no_argument, NULL, 'N'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	memset(a, 0, sizeof *a);
+	a->progress = -1;
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, get ? "o:fh" : "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'd': a->data = optarg; break;
+		case 'c': a->control = optarg; break;
+		case 'j': a->json = true; break;
+		case 'o': a->output = optarg; break;
+		case 'f': a->force = true; break;
+		case 'P': a->progress = 1; break;
+		case 'N': a->progress = 0; break;
+		case 'h': fputs(help, stdout); return PN_EXIT_OK;
+		default: return cli_usage_err(cmd, "bad option");
+		}
+	}
+	return -1;
+}
+
+#define CTL_OPTS \
+	"  --data DIR                the node's data directory (default ~/.local/share/peernet)\n" \
+	"  --control PATH            the node's control socket (instead of --data)\n" \
+	"  --json                    machine-readable output\n" \
+	"  -h, --help                this text\n"
+
+static const char add_help[] = "usage: peernet add [OPTIONS] PATH...\n\nShares files through the running node; prints 'ID  NAME' per file.\n\n" CTL_OPTS;
+static const char search_help[] = "usage: peernet search [OPTIONS] WORDS...\n\nKeyword search across the network: names that contain every word (or a word\nstarting with it), case-insensitive.\n\n" CTL_OPTS;
+static const char status_help[] = "usage: peernet status [OPTIONS]\n\nThe running node's ID, address, discovery mode, peers, shares, transfers and totals.\n\n" CTL_OPTS;
+static const char stop_help[] = "usage: peernet stop [OPTIONS]\n\nStops the running node.\n\n" CTL_OPTS;
+
+/* Reads the answer to the end; prints err lines. Returns 0 on "ok". */
+static int ctl_finish_reply(const char *cmd, struct ctl_conn *cc, char *line)
+{
+	if (!line) {
+		cli_err(cmd, "the node closed the control connection without answering");
+		return -1;
+	}
+	if (!strcmp(line, "ok"))
+		return 0;
+	if (!strncmp(line, "err\t", 4)) {
+		cli_err(cmd, "%s", line + 4);
+		return -1;
+	}
+	cli_err(cmd, "unexpected answer from the node");
+	return -1;
+}
+
+int cmd_add(int argc, char **argv)
+{
+	struct ctl_args a;
+	int r = parse_ctl("add", add_help, argc, argv, &a, false);
+	if (r >= 0)
+		return r;
+	if (optind >= argc)
+		return cli_usage_err("add", "no PATH given");
+	char path[PATH_MAX], req[CTL_REPLY_MAX / 4];
+	size_t len = (size_t)snprintf(req, sizeof req, "add");
+	for (int i = optind; i < argc; i++) {
+		char abs[PATH_MAX];
+		if (!realpath(argv[i], abs)) {
+			cli_err("add", "cannot share %s: %s", argv[i], strerror(errno));
+			return PN_EXIT_FAIL;
+		}
+		if (strpbrk(abs, "\t\n")) {
+			cli_err("add", "cannot share %s: the path contains a tab or newline", argv[i]);
+			return PN_EXIT_FAIL;
+		}
+		len += (size_t)snprintf(req + len, sizeof req - len, "\t%s", abs);
+		if (len >= sizeof req - 2)
+			return cli_usage_err("add", "too many paths at once");
+	}
+	snprintf(req + len, sizeof req - len, "\n");
+	control_path(a.control, a.data, path, sizeof path);
+	struct ctl_conn *cc = malloc(sizeof *cc);
+	if (!cc || ctl_open("add", path, cc) != 0) {
+		free(cc);
+		return PN_EXIT_FAIL;
+	}
+	ctl_send(cc, req);
+	char *line;
+	int n = 0;
+	if (a.json)
+		fputs("[", stdout);
+	while ((line = ctl_line(cc)) && !strncmp(line, "file\t", 5)) {
+		char *f[4];
+		if (split(line, f, 4) != 4)
+			continue;
+		if (a.json) {
+			printf("%s{\"id\":\"%s\",\"name\":", n ? "," : "", f[1]);
+			cli_json_str(stdout, f[2]);
+			printf(",\"size\":%s}", f[3]);
+		} else {
+			printf("%s  %s\n", f[1], f[2]);
+		}
+		n++;
+	}
+	if (a.json)
+		fputs("]\n", stdout);
+	r = ctl_finish_reply("add", cc, line);
+	close(cc->fd);
+	free(cc);
+	return r ? PN_EXIT_FAIL : PN_EXIT_OK;
+}
+
+int cmd_search(int argc, char **argv)
+{
+	struct ctl_args a;
+	int r = parse_ctl("search", search_help, argc, argv, &a, false);
+	if (r >= 0)
+		return r;
+	if (optind >= argc)
+		return cli_usage_err("search", "no WORDS given");
+	char query[PN_DIR_QUERY_MAX + 2];
+	size_t len = 0;
+	for (int i = optind; i < argc; i++) {
+		len += (size_t)snprintf(query + len, sizeof query - len, "%s%s", len ? " " : "", argv[i]);
+		if (len > PN_DIR_QUERY_MAX)
+			return cli_usage_err("search", "the query is longer than %d bytes", PN_DIR_QUERY_MAX);
+	}
+	if (strpbrk(query, "\t\n"))
+		return cli_usage_err("search", "the query contains a tab or newline");
+	char path[PATH_MAX], req[PN_DIR_QUERY_MAX + 16];
+	snprintf(req, sizeof req, "search\t%s\n", query);
+	control_path(a.control, a.data, path, sizeof path);
+	struct ctl_conn *cc = malloc(sizeof *cc);
+	if (!cc || ctl_open("search", path, cc) != 0) {
+		free(cc);
+		return PN_EXIT_FAIL;
+	}
+	ctl_send(cc, req);
+	char *line;
+	int n = 0;
+	if (a.json)
+		fputs("[", stdout);
+	while ((line = ctl_line(cc)) && !strncmp(line, "result\t", 7)) {
+		char *f[5];
+		if (split(line, f, 5) != 5)
+			continue;
+		if (a.json) {
+			printf("%s{\"id\":\"%s\",\"name\":", n ? "," : "", f[1]);
+			cli_json_str(stdout, f[4]);
+			printf(",\"size\":%s,\"providers\":%s}", f[3], f[2]);
+		} else {
+			char size[16];
+			pn_format_bytes(strtoull(f[3], NULL, 10), size);
+			printf("%s  %10s  %3s peer%s  %s\n", f[1], size, f[2], strcmp(f[2], "1") ? "s" : " ", f[4]);
+		}
+		n++;
+	}
+	if (a.json)
+		fputs("]\n", stdout);
+	r = ctl_finish_reply("search", cc, line);
+	if (r == 0 && n == 0 && !a.json)
+		fprintf(stderr, "peernet search: nothing on the network matches '%s'\n", query);
+	close(cc->fd);
+	free(cc);
+	return r ? PN_EXIT_FAIL : PN_EXIT_OK;
+}
+
+static int simple_ctl(const char *cmd, const char *help, const char *req, int argc, char **argv)
+{
+	struct ctl_args a;
+	int r = parse_ctl(cmd, help, argc, argv, &a, false);
+	if (r >= 0)
+		return r;
+	if (optind < argc)
+		return cli_usage_err(cmd, "unexpected argument '%s'", argv[optind]);
+	char path[PATH_MAX];
+	control_path(a.control, a.data, path, sizeof path);
+	struct ctl_conn *cc = malloc(sizeof *cc);
+	if (!cc || ctl_open(cmd, path, cc) != 0) {
+		free(cc);
+		return PN_EXIT_FAIL;
+	}
+	ctl_send(cc, req);
+	char *line;
+	while ((line = ctl_line(cc)) && (!strncmp(line, "json\t", 5) || !strncmp(line, "text\t", 5))) {
+		if (a.json == !strncmp(line, "json\t", 5))
+			printf("%s\n", line + 5);
+	}
+	r = ctl_finish_reply(cmd, cc, line);
+	close(cc->fd);
+	free(cc);
+	return r ? PN_EXIT_FAIL : PN_EXIT_OK;
+}
+
+int cmd_status(int argc, char **argv)
+{
+	return simple_ctl("status", status_help, "status\n", argc, argv);
+}
+
+int cmd_stop(int argc, char **argv)
+{
+	return simple_ctl("stop", stop_help, "stop\n", argc, argv);
+}
+
+/* get through the node: progress lines, then the result. */
+int cmd_get_node(int argc, char **argv)
+{
+	static const char help[] =
+		"usage: peernet get [OPTIONS] ID [-o PATH]\n"
+		"\n"
+		"Asks the running node to download ID from every peer that has it (swarm\n"
+		"download). Without -o the file is saved under its name in the current\n"
+		"directory; '-o -' writes it to standard output. With --server ADDR:PORT\n"
+		"it downloads from a central server instead (see 'peernet get --server').\n\n" CTL_OPTS
+		"  -o, --output PATH         where to write the file\n"
+		"  -f, --force               overwrite PATH if it exists\n"
+		"  --progress / --no-progress  force the progress bar on or off\n";
+	struct ctl_args a;
+	int r = parse_ctl("get", help, argc, argv, &a, true);
+	if (r >= 0)
+		return r;
+	if (optind >= argc)
+		return cli_usage_err("get", "no ID given");
+	if (optind + 1 < argc)
+		return cli_usage_err("get", "one ID at a time ('%s' is extra)", argv[optind + 1]);
+	struct pn_cid cid;
+	if (pn_cid_parse(argv[optind], &cid) != 0)
+		return cli_usage_err("get", "'%s' is not a content ID (expected pn1 followed by 64 base32 characters)",
+				     argv[optind]);
+	bool to_stdout = a.output && !strcmp(a.output, "-");
+	if (to_stdout && a.json)
+		return cli_usage_err("get", "--json cannot be combined with -o - (both use standard output)");
+	char cwd[PATH_MAX];
+	if (!getcwd(cwd, sizeof cwd)) {
+		cli_err("get", "cannot read the current directory: %s", strerror(errno));
+		return PN_EXIT_FAIL;
+	}
+	if ((a.output && strpbrk(a.output, "\t\n")) || strpbrk(cwd, "\t\n"))
+		return cli_usage_err("get", "the output path contains a tab or newline");
+	bool progress = a.progress < 0 ? (!a.json && isatty(STDOUT_FILENO) && isatty(STDERR_FILENO)) : a.progress;
+	char path[PATH_MAX], req[2 * PATH_MAX + 128];
+	snprintf(req, sizeof req, "get\t%s\t%s\t%s\t%d\n", argv[optind], a.output ? a.output : "", cwd, a.force ? 1 : 0);
+	control_path(a.control, a.data, path, sizeof path);
+	struct ctl_conn *cc = malloc(sizeof *cc);
+	if (!cc || ctl_open("get", path, cc) != 0) {
+		free(cc);
+		return PN_EXIT_FAIL;
+	}
+	ctl_send(cc, req);
+	char *line;
+	struct pn_progress bar;
+	bool bar_on = false;
+	int rc = PN_EXIT_FAIL;
+	while ((line = ctl_line(cc))) {
+		char *f[10];
+		int nf = split(line, f, 10);
+		if (!strcmp(f[0], "progress") && nf >= 5) {
+			if (progress) {
+				uint64_t now = (uint64_t)time(NULL) * 1000;
+				if (!bar_on) {
+					pn_progress_init(&bar, *f[4] ? f[4] : argv[optind], strtoull(f[2], NULL, 10),
+							 strtoull(f[1], NULL, 10), now);
+					bar_on = true;
+				}
+				bar.done = strtoull(f[1], NULL, 10);
+				struct timespec ts;
+				clock_gettime(CLOCK_MONOTONIC, &ts);
+				pn_progress_draw(&bar, (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
+			}
+			continue;
+		}
+		if (!strcmp(f[0], "got") && nf == 9) {
+			if (bar_on) {
+				bar.done = bar.total;
+				pn_progress_done(&bar);
+				bar_on = false;
+			}
+			if (to_stdout) {
+				int fd = open(f[3], O_RDONLY | O_CLOEXEC);
+				if (fd < 0) {
+					cli_err("get", "cannot read %s: %s", f[3], strerror(errno));
+					break;
+				}
+				char buf[65536];
+				ssize_t k;
+				bool ok = true;
+				while ((k = read(fd, buf, sizeof buf)) > 0)
+					if (fwrite(buf, 1, (size_t)k, stdout) != (size_t)k) {
+						ok = false;
+						break;
+					}
+				close(fd);
+				if (!ok || fflush(stdout) != 0) {
+					cli_err("get", "writing to standard output: %s", strerror(errno));
+					break;
+				}
+			} else if (a.json) {
+				printf("{\"id\":\"%s\",\"ok\":true,\"name\":", f[1]);
+				cli_json_str(stdout, f[2]);
+				printf(",\"path\":");
+				cli_json_str(stdout, f[3]);
+				printf(",\"size\":%s,\"bytes_downloaded\":%s,\"bytes_resumed\":%s,\"seconds\":%s,\"peers\":%s}\n",
+				       f[4], f[5], f[6], f[7], f[8]);
+			}
+			continue;
+		}
+		if (!strcmp(f[0], "ok")) {
+			rc = PN_EXIT_OK;
+			break;
+		}
+		if (!strcmp(f[0], "err")) {
+			if (bar_on)
+				pn_progress_clear(&bar);
+			cli_err("get", "%s", nf > 1 ? f[1] : "failed");
+			if (a.json) {
+				printf("{\"id\":\"%s\",\"ok\":false,\"error\":", argv[optind]);
+				cli_json_str(stdout, nf > 1 ? f[1] : "failed");
+				printf("}\n");
+			}
+			break;
+		}
+	}
+	if (!line)
+		cli_err("get", "the node closed the control connection (did it stop?)");
+	close(cc->fd);
+	free(cc);
+	return rc;
+}

@@ -1,0 +1,398 @@
+/* peernet directory: drives the sans-I/O directory core (src/proto/directory.c)
+ * over TLS connections. Nodes keep one connection open: they register, offer,
+ * heartbeat with PING, ask FIND and SEARCH, and say BYE. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+#include "node/directory_server.h"
+#include "crypto/crypto.h"
+#include "net/net.h"
+#include "proto/directory.h"
+#include "util/log.h"
+#include "util/ratelimit.h"
+#include "wire/wire.h"
+
+#define DEFAULT_HEARTBEAT_MS 10000
+#define MISSED_HEARTBEATS 3
+#define DEFAULT_RATE 200            /* requests per second per connection */
+#define RATE_STRIKES_MAX 50         /* requests refused for rate before the connection is dropped */
+#define TICK_MS 1000
+
+struct dserver {
+	uv_loop_t *loop;
+	struct pn_net *net;
+	struct pn_identity id;
+	struct dir *dir;
+	uv_timer_t tick;
+	uv_signal_t sig_int, sig_term;
+	uint8_t *out;
+	size_t out_cap;
+	uint32_t heartbeat_ms;
+	uint32_t rate;
+	uint64_t requests, finds, searches;
+};
+
+struct dclient {
+	struct dserver *ds;
+	bool hello, registered;
+	uint8_t node_id[PN_ID_BYTES];
+	struct pn_bucket bucket; /* request rate, one token per request */
+	uint32_t strikes;
+};
+
+static struct dserver *the_ds;
+
+static int dsend(struct dserver *ds, struct pn_conn *c, const struct pn_msg *m)
+{
+	struct pn_writer w;
+	pn_wr_init(&w, ds->out, ds->out_cap);
+	int r = pn_msg_encode(m, &w);
+	if (r != PN_OK) {
+		pn_log_error("encoding message 0x%02x: %s", m->type, pn_strerror(r));
+		return r;
+	}
+	return pn_conn_send(c, w.data, w.len);
+}
+
+static int derror(struct dserver *ds, struct pn_conn *c, uint32_t req_id, uint16_t code, const char *text)
+{
+	struct pn_msg m = {.type = PN_MSG_ERROR};
+	m.u.error.req_id = req_id;
+	m.u.error.code = code;
+	m.u.error.text = text;
+	m.u.error.text_len = (uint16_t)strlen(text);
+	return dsend(ds, c, &m);
+}
+
+static int dok(struct dserver *ds, struct pn_conn *c, uint32_t req_id, uint32_t heartbeat_ms)
+{
+	struct pn_msg m = {.type = PN_MSG_DIR_OK};
+	m.u.dir_ok.req_id = req_id;
+	m.u.dir_ok.heartbeat_ms = heartbeat_ms;
+	return dsend(ds, c, &m);
+}
+
+/* The address a node is reached at: its own host if it gave one, else the
+ * address its connection comes from, with the port it listens on. */
+static void node_addr(struct pn_conn *c, const struct pn_msg_dir_register *r, char out[DIR_ADDR_MAX + 1])
+{
+	char host[PN_DIR_ADDR_MAX + 1];
+	if (r->host_len) {
+		memcpy(host, r->host, r->host_len);
+		host[r->host_len] = 0;
+	} else {
+		snprintf(host, sizeof host, "%s", pn_conn_peer_addr(c));
+		char *colon = strrchr(host, ':');
+		if (colon)
+			*colon = 0;
+	}
+	snprintf(out, DIR_ADDR_MAX + 1, "%s:%u", host, r->listen_port);
+}
+
+static int on_find(struct dserver *ds, struct pn_conn *c, struct dclient *dc, const struct pn_msg_dir_ref *q)
+{
+	struct dir_provider prov[PN_DIR_RESULTS_MAX];
+	uint32_t total = 0;
+	size_t n = dir_find(ds->dir, &q->cid, dc->registered ? dc->node_id : NULL, prov, PN_DIR_RESULTS_MAX, &total);
+	size_t cap = n * (PN_ID_BYTES + 1 + DIR_ADDR_MAX) + 1;
+	uint8_t *entries = malloc(cap);
+	if (!entries)
+		return PN_ENOMEM;
+	struct pn_writer w;
+	pn_wr_init(&w, entries, cap);
+	for (size_t i = 0; i < n; i++) {
+		struct pn_dir_provider_entry e = {.node_id = prov[i].node_id, .addr = prov[i].addr,
+						  .addr_len = (uint8_t)strlen(prov[i].addr)};
+		pn_dir_provider_encode(&w, &e);
+	}
+	struct pn_msg m = {.type = PN_MSG_DIR_PROVIDERS};
+	m.u.dir_providers.req_id = q->req_id;
+	m.u.dir_providers.cid = q->cid;
+	m.u.dir_providers.total = total;
+	m.u.dir_providers.count = (uint16_t)n;
+	m.u.dir_providers.entries = entries;
+	m.u.dir_providers.entries_len = w.len;
+	int r = dsend(ds, c, &m);
+	free(entries);
+	ds->finds++;
+	return r;
+}
+
+static int on_search(struct dserver *ds, struct pn_conn *c, const struct pn_msg_dir_search *q)
+{
+	char query[PN_DIR_QUERY_MAX + 1];
+	memcpy(query, q->query, q->query_len);
+	query[q->query_len] = 0;
+	struct dir_result *res = malloc(sizeof *res * PN_DIR_RESULTS_MAX);
+	if (!res)
+		return PN_ENOMEM;
+	int n = dir_search(ds->dir, query, res, PN_DIR_RESULTS_MAX);
+	if (n < 0) {
+		free(res);
+		return derror(ds, c, q->req_id, PN_WERR_LIMIT, "the query needs 1 to 8 words");
+	}
+	size_t cap = (size_t)n * (PN_CID_BYTES + 4 + 2 + PN_NAME_MAX) + 1;
+	uint8_t *entries = malloc(cap);
+	if (!entries) {
+		free(res);
+		return PN_ENOMEM;
+	}
+	struct pn_writer w;
+	pn_wr_init(&w, entries, cap);
+	uint16_t count = 0;
+	for (int i = 0; i < n; i++) {
+		if (!pn_name_valid(res[i].name, strlen(res[i].name)))
+			continue;
+		struct pn_dir_result_entry e = {.cid = res[i].cid, .providers = res[i].providers, .name = res[i].name,
+						.name_len = (uint16_t)strlen(res[i].name)};
+		pn_dir_result_encode(&w, &e);
+		count++;
+	}
+	struct pn_msg m = {.type = PN_MSG_DIR_RESULTS};
+	m.u.dir_results.req_id = q->req_id;
+	m.u.dir_results.count = count;
+	m.u.dir_results.entries = entries;
+	m.u.dir_results.entries_len = w.len;
+	int r = dsend(ds, c, &m);
+	free(entries);
+	free(res);
+	ds->searches++;
+	return r;
+}
+
+static int on_offer(struct dserver *ds, struct pn_conn *c, struct dclient *dc, const struct pn_msg_dir_offer *q)
+{
+	uint64_t now = uv_now(ds->loop);
+	size_t off = 0;
+	struct pn_list_entry e;
+	while (pn_dir_offer_next(q, &off, &e) == PN_OK) {
+		char name[PN_NAME_MAX + 1];
+		memcpy(name, e.name, e.name_len);
+		name[e.name_len] = 0;
+		int r = dir_offer(ds->dir, dc->node_id, &e.cid, name, now);
+		if (r == PN_ELIMIT)
+			return derror(ds, c, q->req_id, PN_WERR_LIMIT, "too many offers from this node");
+		if (r == PN_ENOTFOUND)
+			return derror(ds, c, q->req_id, PN_WERR_NOT_FOUND, "not registered");
+	}
+	return dok(ds, c, q->req_id, 0);
+}
+
+static int frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
+{
+	struct dclient *dc = pn_conn_data(c);
+	struct dserver *ds = dc->ds;
+	struct pn_msg m;
+	if (pn_msg_decode(body, len, &m) != PN_OK) {
+		pn_log_info("%s: malformed message (type 0x%02x, %zu bytes), closing", pn_conn_peer_addr(c),
+			    len ? body[0] : 0, len);
+		derror(ds, c, 0, PN_WERR_PROTOCOL, "malformed message");
+		return PN_EPROTO;
+	}
+	if (!dc->hello) {
+		if (m.type != PN_MSG_HELLO) {
+			pn_log_info("%s: first message is not HELLO, closing", pn_conn_peer_addr(c));
+			return PN_EPROTO;
+		}
+		dc->hello = true;
+		pn_conn_set_max_frame(c, pn_msg_max_body(PN_MSG_DIR_OFFER));
+		return PN_OK;
+	}
+	uint64_t now = uv_now(ds->loop);
+	ds->requests++;
+	/* Every request costs a token; a connection out of tokens is refused, then dropped. */
+	if (!pn_bucket_ready(&dc->bucket, now)) {
+		if (++dc->strikes > RATE_STRIKES_MAX) {
+			pn_log_info("%s: too many requests, closing", pn_conn_peer_addr(c));
+			return PN_ELIMIT;
+		}
+		uint32_t req = m.type == PN_MSG_DIR_FIND || m.type == PN_MSG_DIR_WITHDRAW ? m.u.dir_ref.req_id
+			       : m.type == PN_MSG_DIR_SEARCH ? m.u.dir_search.req_id : 0;
+		return derror(ds, c, req, PN_WERR_BUSY, "too many requests; slow down");
+	}
+	pn_bucket_take(&dc->bucket, 1, now);
+	switch (m.type) {
+	case PN_MSG_PING: {
+		if (dc->registered && dir_heartbeat(ds->dir, dc->node_id, now) == PN_ENOTFOUND) {
+			dc->registered = false;
+			return derror(ds, c, 0, PN_WERR_NOT_FOUND, "not registered (missed heartbeats); register again");
+		}
+		struct pn_msg pong = {.type = PN_MSG_PONG};
+		pong.u.ping.nonce = m.u.ping.nonce;
+		return dsend(ds, c, &pong);
+	}
+	case PN_MSG_PONG:
+		return PN_OK;
+	case PN_MSG_DIR_REGISTER: {
+		char addr[DIR_ADDR_MAX + 1];
+		node_addr(c, &m.u.dir_register, addr);
+		memcpy(dc->node_id, pn_conn_peer_id(c), PN_ID_BYTES);
+		int r = dir_register(ds->dir, dc->node_id, addr, now);
+		if (r == PN_ELIMIT)
+			return derror(ds, c, m.u.dir_register.req_id, PN_WERR_BUSY, "directory full");
+		if (r != PN_OK)
+			return derror(ds, c, m.u.dir_register.req_id, PN_WERR_PROTOCOL, "bad address");
+		dc->registered = true;
+		char idhex[PN_NODE_ID_STR_LEN + 1];
+		pn_node_id_format(dc->node_id, idhex);
+		pn_log_info("node %.16s registered at %s", idhex, addr);
+		return dok(ds, c, m.u.dir_register.req_id, ds->heartbeat_ms);
+	}
+	case PN_MSG_DIR_OFFER:
+		if (!dc->registered)
+			return derror(ds, c, m.u.dir_offer.req_id, PN_WERR_NOT_FOUND, "not registered");
+		return on_offer(ds, c, dc, &m.u.dir_offer);
+	case PN_MSG_DIR_WITHDRAW:
+		if (dc->registered)
+			dir_withdraw(ds->dir, dc->node_id, &m.u.dir_ref.cid);
+		return dok(ds, c, m.u.dir_ref.req_id, 0);
+	case PN_MSG_DIR_FIND:
+		return on_find(ds, c, dc, &m.u.dir_ref);
+	case PN_MSG_DIR_SEARCH:
+		return on_search(ds, c, &m.u.dir_search);
+	case PN_MSG_DIR_BYE:
+		if (dc->registered) {
+			dir_unregister(ds->dir, dc->node_id);
+			dc->registered = false;
+		}
+		return dok(ds, c, m.u.dir_ref.req_id, 0);
+	default:
+		pn_log_info("%s: unexpected message type 0x%02x, closing", pn_conn_peer_addr(c), m.type);
+		derror(ds, c, 0, PN_WERR_PROTOCOL, "unexpected message");
+		return PN_EPROTO;
+	}
+}
+
+static void established_cb(struct pn_conn *c)
+{
+	struct dclient *dc = pn_conn_data(c);
+	struct pn_msg m = {.type = PN_MSG_HELLO};
+	m.u.hello.version = PN_PROTOCOL_VERSION;
+	m.u.hello.role = PN_ROLE_DIRECTORY;
+	(void)dsend(dc->ds, c, &m);
+}
+
+static void close_cb(struct pn_conn *c, int err)
+{
+	struct dclient *dc = pn_conn_data(c);
+	if (!dc)
+		return;
+	if (err && err != PN_ECLOSED)
+		pn_log_info("%s: connection closed: %s", pn_conn_peer_addr(c), pn_strerror(err));
+	/* A node that vanished without BYE stays until its heartbeats are missed. */
+	free(dc);
+}
+
+static const struct pn_conn_cbs dir_cbs = {
+	.established_cb = established_cb,
+	.frame_cb = frame_cb,
+	.close_cb = close_cb,
+};
+
+static const struct pn_conn_cbs *accept_cb(struct pn_net *net, struct pn_conn *c)
+{
+	struct dclient *dc = calloc(1, sizeof *dc);
+	if (!dc)
+		return NULL;
+	dc->ds = the_ds;
+	pn_bucket_init(&dc->bucket, the_ds->rate, the_ds->rate * 2, uv_now(the_ds->loop));
+	pn_conn_set_data(c, dc);
+	pn_conn_set_max_frame(c, 64);
+	return &dir_cbs;
+}
+
+static void tick_cb(uv_timer_t *t)
+{
+	struct dserver *ds = t->data;
+	size_t gone = dir_tick(ds->dir, uv_now(ds->loop));
+	if (gone)
+		pn_log_info("%zu nodes dropped after missing their heartbeats", gone);
+}
+
+static void signal_cb(uv_signal_t *s, int signum)
+{
+	struct dserver *ds = s->data;
+	pn_log_info("signal %d: stopping", signum);
+	uv_close((uv_handle_t *)&ds->sig_int, NULL);
+	uv_close((uv_handle_t *)&ds->sig_term, NULL);
+	uv_close((uv_handle_t *)&ds->tick, NULL);
+	pn_net_close(ds->net);
+}
+
+int pn_directory_run(const struct pn_directory_opts *opts)
+{
+	struct dserver ds = {0};
+	int r;
+	the_ds = &ds;
+	signal(SIGPIPE, SIG_IGN);
+	ds.loop = uv_default_loop();
+	ds.heartbeat_ms = opts->heartbeat_ms ? opts->heartbeat_ms : DEFAULT_HEARTBEAT_MS;
+	ds.rate = opts->rate_per_s ? opts->rate_per_s : DEFAULT_RATE;
+	ds.out_cap = PN_FRAME_HDR + PN_FRAME_MAX;
+	ds.out = malloc(ds.out_cap);
+	if (!ds.out)
+		return PN_ENOMEM;
+	r = opts->data_dir ? pn_identity_load_or_create(opts->data_dir, &ds.id) : pn_identity_ephemeral(&ds.id);
+	if (r != PN_OK) {
+		fprintf(stderr, "peernet directory: cannot load or create an identity: %s\n", pn_strerror(r));
+		goto out_buf;
+	}
+	struct dir_opts dopts = {
+		.max_nodes = opts->max_nodes,
+		.node_timeout_ms = ds.heartbeat_ms * MISSED_HEARTBEATS,
+		.seed = ds.id.node_id[0] | (uint64_t)ds.id.node_id[1] << 8,
+	};
+	ds.dir = dir_new(&dopts);
+	if (!ds.dir) {
+		r = PN_ENOMEM;
+		goto out_id;
+	}
+	r = pn_net_new(ds.loop, &ds.id, NULL, &ds.net);
+	if (r != PN_OK) {
+		fprintf(stderr, "peernet directory: cannot set up TLS: %s\n", pn_strerror(r));
+		goto out_dir;
+	}
+	uint16_t port;
+	r = pn_net_listen(ds.net, opts->listen, accept_cb, &port);
+	if (r != PN_OK) {
+		fprintf(stderr, "peernet directory: cannot listen on %s: %s\n", opts->listen,
+			r == PN_EEXIST ? "address already in use" : pn_strerror(r));
+		pn_net_close(ds.net);
+		uv_run(ds.loop, UV_RUN_DEFAULT);
+		goto out_dir;
+	}
+	uv_timer_init(ds.loop, &ds.tick);
+	ds.tick.data = &ds;
+	uv_timer_start(&ds.tick, tick_cb, TICK_MS, TICK_MS);
+	uv_signal_init(ds.loop, &ds.sig_int);
+	uv_signal_init(ds.loop, &ds.sig_term);
+	ds.sig_int.data = ds.sig_term.data = &ds;
+	uv_signal_start(&ds.sig_int, signal_cb, SIGINT);
+	uv_signal_start(&ds.sig_term, signal_cb, SIGTERM);
+	char idhex[PN_NODE_ID_STR_LEN + 1];
+	pn_node_id_format(ds.id.node_id, idhex);
+	printf("peernet directory %s listening on port %u\n", idhex, port);
+	printf("node-id %s\n", idhex);
+	fflush(stdout);
+	if (opts->port_file) {
+		FILE *f = fopen(opts->port_file, "w");
+		if (f) {
+			fprintf(f, "%u\n", port);
+			fclose(f);
+		}
+	}
+	uv_run(ds.loop, UV_RUN_DEFAULT);
+	pn_log_info("stopped after %llu requests (%llu finds, %llu searches)", (unsigned long long)ds.requests,
+		    (unsigned long long)ds.finds, (unsigned long long)ds.searches);
+	r = PN_OK;
+out_dir:
+	dir_free(ds.dir);
+out_id:
+	pn_identity_free(&ds.id);
+out_buf:
+	free(ds.out);
+	uv_loop_close(ds.loop);
+	return r;
+}

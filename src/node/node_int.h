@@ -1,0 +1,155 @@
+/* Private to src/node: the parts of a peer node shared by node.c (peers and
+ * transfers), node_dir.c (the directory client) and node_ctl.c (the control
+ * socket). */
+#ifndef PN_NODE_INT_H
+#define PN_NODE_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+#include "node/node.h"
+#include "crypto/crypto.h"
+#include "net/net.h"
+#include "proto/choker.h"
+#include "proto/swarm.h"
+#include "store/store.h"
+#include "wire/wire.h"
+
+#define NODE_TICK_MS 100
+#define NODE_MAX_PEERS 128
+#define PEER_MAX_CIDS 32          /* contents one peer connection may swarm on */
+#define NODE_MAX_DOWNLOADS 32
+#define NODE_DEFAULT_PEER_TIMEOUT_MS 30000
+#define NODE_REFIND_MS 5000       /* ask the directory for more providers this often while downloading */
+#define CTL_LINE_MAX 8192
+#define NODE_MAX_BANNED 256
+
+struct node;
+struct download;
+struct ctl_client;
+
+/* What a peer connection knows of one content. */
+struct peer_cid {
+	struct pn_cid cid;
+	uint8_t *bitmap;     /* their chunks, NULL until BITFIELD */
+	bool they_want;      /* they sent INTERESTED */
+	bool we_want;        /* we sent INTERESTED */
+	bool in_swarm;       /* added to the download's swarm */
+};
+
+struct peer {
+	struct node *node;
+	struct pn_conn *conn;
+	struct peer *next;
+	uint32_t key;
+	uint8_t id[PN_ID_BYTES];
+	char addr[PN_ADDR_STR_MAX];   /* dialled address, or where it came from */
+	bool outgoing, established, hello;
+	bool am_choking;              /* we refuse their requests */
+	bool peer_choking;            /* they refuse ours */
+	bool in_choker;
+	uint16_t listen_port;         /* from their HELLO */
+	struct peer_cid cids[PEER_MAX_CIDS];
+	int ncids;
+	uint64_t bytes_to, bytes_from;/* chunk payload */
+	uint32_t meta_req, hash_req;  /* outstanding requests for a download, 0 if none */
+};
+
+struct ctl_waiter {
+	struct ctl_client *client;
+	char out_path[4096];          /* "": CWD/name of the content */
+	char cwd[4096];
+	bool to_stdout, force;
+	struct ctl_waiter *next;
+};
+
+struct download {
+	struct node *node;
+	struct download *next;
+	struct pn_cid cid;
+	char name[PN_NAME_MAX + 1];
+	struct store_partial *part;
+	struct swarm *swarm;          /* once the hash list is complete */
+	bool have_meta;
+	uint32_t hash_peer;           /* peer key asked for hashes, 0 none */
+	uint64_t started_ms, last_progress_ms, last_find_ms;
+	uint64_t bytes_down, bytes_resumed;
+	struct ctl_waiter *waiters;
+	bool finding;                 /* a DIR_FIND is outstanding */
+	bool done;
+	uint32_t providers_seen;
+};
+
+struct ctl_client {
+	struct node *node;
+	uv_pipe_t pipe;
+	struct ctl_client *next;
+	char buf[CTL_LINE_MAX];
+	size_t len;
+	bool handled, closing;
+	/* search in progress */
+	uint32_t search_req;
+};
+
+struct node {
+	uv_loop_t *loop;
+	struct pn_node_opts opts;
+	struct pn_identity id;
+	struct store *store;
+	struct pn_net *net;
+	uint16_t port;
+	char control_path[4096];
+	uv_pipe_t ctl_server;
+	bool ctl_listening;
+	struct ctl_client *ctl_clients;
+	uv_timer_t tick;
+	uv_signal_t sig_int, sig_term;
+	bool stopping;
+	struct peer *peers;
+	uint32_t next_key;
+	struct download *downloads;
+	struct choker *choker;
+	uint8_t banned[NODE_MAX_BANNED][PN_ID_BYTES];
+	int nbanned;
+	uint8_t *out;                 /* scratch for one outgoing frame */
+	size_t out_cap;
+	uint64_t bytes_uploaded, bytes_downloaded;
+	uint64_t lookups, lookup_msgs;
+	/* directory client */
+	struct pn_conn *dir_conn;
+	bool dir_connected, dir_registered;
+	uint32_t dir_heartbeat_ms;
+	uint64_t dir_next_attempt_ms, dir_backoff_ms, dir_last_ping_ms;
+	uint32_t next_req;
+	char dir_last_error[256];
+};
+
+/* node.c */
+int node_send(struct node *n, struct pn_conn *c, const struct pn_msg *m);
+struct peer *node_peer_by_id(struct node *n, const uint8_t id[PN_ID_BYTES]);
+void node_connect_provider(struct node *n, const uint8_t id[PN_ID_BYTES], const char *addr, const struct pn_cid *cid);
+struct download *node_download_find(struct node *n, const struct pn_cid *cid);
+void node_download_providers(struct node *n, const struct pn_cid *cid, uint32_t total);
+int node_start_get(struct node *n, struct ctl_client *cc, const struct pn_cid *cid, const char *out_path,
+		   const char *cwd, bool to_stdout, bool force);
+void node_stop(struct node *n);
+uint64_t node_now(struct node *n);
+
+/* node_dir.c */
+void dir_client_tick(struct node *n, uint64_t now);
+bool dir_client_ready(struct node *n);
+int dir_client_find(struct node *n, const struct pn_cid *cid);
+int dir_client_search(struct node *n, const char *query, uint32_t *req_id);
+void dir_client_offer(struct node *n, const struct pn_cid *cid, const char *name);
+void dir_client_close(struct node *n);
+
+/* node_ctl.c */
+int ctl_listen(struct node *n);
+void ctl_close_all(struct node *n);
+void ctl_reply(struct ctl_client *cc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void ctl_finish(struct ctl_client *cc, const char *err_fmt, ...) __attribute__((format(printf, 2, 3)));
+void ctl_search_results(struct node *n, const struct pn_msg_dir_results *m);
+void ctl_search_failed(struct node *n, uint32_t req_id, const char *why);
+void ctl_client_gone(struct node *n, struct ctl_client *cc);
+
+#endif
