@@ -8,6 +8,7 @@
 #include "crypto/crypto.h"
 #include "node/client.h"
 #include "node/progress.h"
+#include "util/log.h"
 
 #define CLIENT_OPTS \
 	"  --server ADDR:PORT        the server (or PEERNET_SERVER in the environment)\n" \
@@ -71,6 +72,10 @@ static int parse_client(const char *cmd, const char *help, int argc, char **argv
 	};
 	bool is_get = !strcmp(cmd, "get");
 	memset(a, 0, sizeof *a);
+	/* The command's own error line says what went wrong; the connection layer's
+	 * informational lines would only repeat it. PEERNET_LOG=info shows them. */
+	if (!getenv("PEERNET_LOG"))
+		pn_log_set_level(PN_LOG_WARN);
 	a->progress = -1;
 	a->o.server = getenv("PEERNET_SERVER");
 	int c;

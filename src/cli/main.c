@@ -1,4 +1,5 @@
 /* peernet: one program for every role. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -58,6 +59,7 @@ static void raise_fd_limit(void)
 
 int main(int argc, char **argv)
 {
+	signal(SIGPIPE, SIG_IGN); /* a closed socket is an error to handle, not a reason to die */
 	pn_log_init_from_env();
 	raise_fd_limit();
 	if (argc < 2) {

@@ -75,6 +75,7 @@ struct pn_conn {
 	bool established, closing, handle_closed, paused, reading, above_high;
 	bool is_server, has_expected, processing, reprocess, draining;
 	bool read_throttled;           /* reading stopped until the download bucket recovers */
+	bool write_dead;               /* the peer closed its side: drop writes, read to the end */
 	struct write_req *shaped_head, *shaped_tail; /* waiting for upload tokens */
 	uint8_t expected_id[PN_ID_BYTES];
 	uint8_t peer_id[PN_ID_BYTES];
@@ -409,8 +410,12 @@ static void write_cb(uv_write_t *req, int status)
 	c->queued -= w->len;
 	write_req_free(w);
 	if (status < 0) {
-		if (!c->closing)
-			pn_conn_close(c, status == UV_EPIPE || status == UV_ECONNRESET ? PN_ECLOSED : PN_EIO);
+		if (c->closing)
+			return;
+		if (status == UV_EPIPE || status == UV_ECONNRESET)
+			c->write_dead = true; /* read what the peer said before it went */
+		else
+			pn_conn_close(c, PN_EIO);
 		return;
 	}
 	c->last_tx_ms = uv_now(c->net->loop);
@@ -462,6 +467,11 @@ static int flush_out(struct pn_conn *c)
 	struct pn_net *net = c->net;
 	if (!pn_tls_pending_out(c->tls) || c->handle_closed)
 		return PN_OK;
+	if (c->write_dead) {
+		size_t n;
+		free(pn_tls_take_out_buf(c->tls, &n));
+		return PN_OK;
+	}
 	struct write_req *w = take_pending(c);
 	if (!w)
 		return PN_ENOMEM;
@@ -483,9 +493,16 @@ static int flush_out(struct pn_conn *c)
 		/* Fast path: the socket usually takes it all at once. */
 		uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)w->len);
 		int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+		if (r == UV_EPIPE || r == UV_ECONNRESET) {
+			/* The peer is gone for writing, but what it sent before closing
+			 * (often an ERROR saying why) is still to be read. */
+			write_req_free(w);
+			c->write_dead = true;
+			return PN_OK;
+		}
 		if (r < 0 && r != UV_EAGAIN) {
 			write_req_free(w);
-			return r == UV_EPIPE || r == UV_ECONNRESET ? PN_ECLOSED : PN_EIO;
+			return PN_EIO;
 		}
 		size_t off = r > 0 ? (size_t)r : 0;
 		net->bytes_up += off;

@@ -142,7 +142,7 @@ static int send_msg(struct session *s, const struct pn_msg *m)
 static const char *partial_hint(struct session *s)
 {
 	static char hint[PATH_MAX + 128];
-	if (s->op == OP_GET && s->part && !s->to_stdout)
+	if (s->op == OP_GET && s->part && !s->to_stdout && store_partial_have_count(s->part) > 0)
 		snprintf(hint, sizeof hint, "; partial download kept in %s, run the same command again to resume",
 			 s->data_path);
 	else
@@ -771,8 +771,13 @@ static void session_end(struct session *s)
 	free(s->put_hashes);
 	if (s->put_fd >= 0)
 		close(s->put_fd);
-	if (s->part)
-		store_partial_close(s->part);
+	if (s->part) {
+		/* Keep a partial download only if it holds something worth resuming. */
+		if (store_partial_have_count(s->part) == 0)
+			store_partial_discard(s->part);
+		else
+			store_partial_close(s->part);
+	}
 }
 
 int pn_client_get(const struct pn_client_opts *o, const struct pn_cid *cid, const char *out_path, bool overwrite,

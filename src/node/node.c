@@ -189,6 +189,26 @@ static void peer_on_hello(struct node *n, struct peer *p, const struct pn_msg_he
 		pn_conn_close(p->conn, PN_EACCES);
 		return;
 	}
+	/* Two nodes that dial each other at once end up with two connections: both
+	 * keep the one dialled by the node with the smaller ID and close the other,
+	 * moving what it was about onto the one kept. */
+	for (struct peer *q = n->peers; q; q = q->next) {
+		if (q == p || !q->hello || memcmp(q->id, p->id, PN_ID_BYTES))
+			continue;
+		bool me_smaller = memcmp(n->id.node_id, p->id, PN_ID_BYTES) < 0;
+		bool keep_p = p->outgoing == me_smaller;
+		struct peer *keep = keep_p ? p : q, *drop = keep_p ? q : p;
+		for (int i = 0; i < drop->ncids; i++)
+			(void)peer_cid_get(keep, &drop->cids[i].cid, true);
+		pn_conn_close(drop->conn, 0);
+		if (!keep_p) {
+			for (int i = 0; i < q->ncids; i++)
+				if (node_download_find(n, &q->cids[i].cid))
+					peer_send_interested(n, q, &q->cids[i]);
+			return;
+		}
+		break;
+	}
 	if (choker_peer_add(n->choker, p->key, node_now(n)) == PN_OK)
 		p->in_choker = true;
 	for (int i = 0; i < p->ncids; i++) {

@@ -20,7 +20,7 @@
 #define PEER_MAX_CIDS 32          /* contents one peer connection may swarm on */
 #define NODE_MAX_DOWNLOADS 32
 #define NODE_DEFAULT_PEER_TIMEOUT_MS 30000
-#define NODE_REFIND_MS 5000       /* ask the directory for more providers this often while downloading */
+#define NODE_REFIND_MS 2000       /* ask the directory for more providers this often while downloading */
 #define CTL_LINE_MAX 8192
 #define NODE_MAX_BANNED 256
 

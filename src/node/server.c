@@ -15,6 +15,7 @@
 #define HELLO_MAX_BODY 64            /* before HELLO, no frame may be larger */
 #define MAX_ACTIVE_UPLOADS 64        /* uploads in progress at once, server-wide */
 #define LIST_PAGE_BYTES (64 * 1024)  /* a LIST answer stays under this */
+#define UPLOAD_STATE_BUDGET (40u * 1024 * 1024) /* memory for the hash lists of uploads in progress */
 
 struct server {
 	uv_loop_t *loop;
@@ -25,6 +26,7 @@ struct server {
 	uint8_t *out;          /* scratch for one outgoing frame, PN_FRAME_HDR + PN_FRAME_MAX */
 	size_t out_cap;
 	unsigned active_uploads;
+	uint64_t upload_state_bytes; /* what the active uploads' hash lists and bitmaps cost */
 	uint64_t bytes_served;
 	uint64_t conns_total;
 	int stop_signal;
@@ -37,7 +39,14 @@ struct client {
 	bool put_done_already;     /* the object existed when PUT_BEGIN came */
 	struct pn_cid put_cid;
 	uint32_t put_req;
+	uint64_t put_cost;         /* counted in srv->upload_state_bytes */
 };
+
+/* Memory an upload in progress holds: hash list and bitmaps (and their state-file image). */
+static uint64_t upload_cost(const struct pn_cid *cid)
+{
+	return (uint64_t)pn_cid_chunks(cid) * (PN_HASH_BYTES * 2 + 1);
+}
 
 static int send_msg(struct pn_conn *c, struct server *srv, const struct pn_msg *m)
 {
@@ -66,6 +75,8 @@ static void put_release(struct client *cl)
 		store_put_release(cl->srv->store, cl->put);
 		cl->put = NULL;
 		cl->srv->active_uploads--;
+		cl->srv->upload_state_bytes -= cl->put_cost;
+		cl->put_cost = 0;
 	}
 	cl->put_done_already = false;
 }
@@ -192,7 +203,8 @@ static int on_put_begin(struct pn_conn *c, struct server *srv, struct client *cl
 		cl->put_done_already = true;
 		return send_put_status(c, srv, q->req_id, &q->cid, NULL);
 	}
-	if (srv->active_uploads >= MAX_ACTIVE_UPLOADS)
+	if (srv->active_uploads >= MAX_ACTIVE_UPLOADS ||
+	    srv->upload_state_bytes + upload_cost(&q->cid) > UPLOAD_STATE_BUDGET)
 		return send_error(c, srv, q->req_id, PN_WERR_BUSY, "too many uploads in progress, try again later");
 	struct store_partial *p;
 	int r = store_put_begin(srv->store, &q->cid, name, &p);
@@ -207,6 +219,8 @@ static int on_put_begin(struct pn_conn *c, struct server *srv, struct client *cl
 	}
 	cl->put = p;
 	srv->active_uploads++;
+	cl->put_cost = upload_cost(&q->cid);
+	srv->upload_state_bytes += cl->put_cost;
 	return send_put_status(c, srv, q->req_id, &q->cid, p);
 }
 
@@ -282,6 +296,8 @@ static int on_put_end(struct pn_conn *c, struct server *srv, struct client *cl, 
 	if (r == PN_OK) {
 		cl->put = NULL;
 		srv->active_uploads--;
+		srv->upload_state_bytes -= cl->put_cost;
+		cl->put_cost = 0;
 		char id[PN_CID_STR_LEN + 1];
 		pn_cid_format(&q->cid, id);
 		pn_log_info("stored %s  %s (%llu bytes) from %s", id, o ? o->name : "?",
@@ -366,10 +382,11 @@ static void close_cb(struct pn_conn *c, int err)
 	struct client *cl = pn_conn_data(c);
 	if (!cl)
 		return;
-	if (err && err != PN_ECLOSED)
+	/* Protocol and TLS faults were logged where they were found; log the rest here, once. */
+	if (err == PN_ETIMEDOUT || err == PN_EIO || err == PN_ENOMEM || err == PN_ELIMIT)
 		pn_log_info("%s: connection closed: %s", pn_conn_peer_addr(c), pn_strerror(err));
 	else
-		pn_log_debug("%s: connection closed", pn_conn_peer_addr(c));
+		pn_log_debug("%s: connection closed: %s", pn_conn_peer_addr(c), err ? pn_strerror(err) : "by peer");
 	put_release(cl);
 	free(cl);
 }
@@ -433,8 +450,12 @@ int pn_server_run(const struct pn_server_opts *opts)
 	pn_net_opts_default(&nopts);
 	if (opts->handshake_timeout_ms)
 		nopts.handshake_timeout_ms = opts->handshake_timeout_ms;
-	if (opts->idle_timeout_ms)
+	if (opts->idle_timeout_ms) {
 		nopts.idle_timeout_ms = opts->idle_timeout_ms;
+		/* A client that stops reading is idle too. */
+		if (opts->idle_timeout_ms < nopts.write_stall_timeout_ms)
+			nopts.write_stall_timeout_ms = opts->idle_timeout_ms;
+	}
 	if (opts->max_conns)
 		nopts.max_conns = opts->max_conns;
 	r = pn_net_new(srv.loop, &srv.id, &nopts, &srv.net);

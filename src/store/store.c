@@ -478,7 +478,9 @@ static void put_unref(struct store *s, struct put_entry *e)
 
 	if (--e->refs > 0)
 		return;
-	if (!store_partial_finalized(p) && store_get(s, store_partial_cid(p)))
+	/* Nothing worth resuming (no verified chunk), or already complete: drop the files. */
+	if (!store_partial_finalized(p) &&
+	    (store_get(s, store_partial_cid(p)) || store_partial_have_count(p) == 0))
 		store_partial_discard(p);
 	else
 		store_partial_free(p);

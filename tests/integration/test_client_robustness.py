@@ -158,9 +158,6 @@ def test_error_text_is_sanitised(cert, content, workdir):
     assert not any(c in p.stderr for c in (b"\x1b", b"\r", b"\x07"))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a server's oversized frame makes get print two lines on stderr: "
-                   "src/net/conn.c deliver_frames logs 'peernet info: ...: frame of N bytes exceeds the limit "
-                   "...' at info level in the client too, before the command's error line")
 def test_oversized_frame_from_server_one_line(cert, content, workdir):
     def handler(body):
         if body[0] == w.T_META_REQ:

@@ -152,10 +152,6 @@ def test_server_disk_full_server_still_serves(server_factory, workdir, small_tmp
     assert srv.get(small_cid, out)["ok"] and sha256_file(out) == small_digest
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: put dies of SIGPIPE (exit -13, no message) when the server "
-                   "closes after 'server disk full': the client never ignores SIGPIPE (src/node/client.c "
-                   "session_init / src/cli/main.c); with SIGPIPE ignored it says only 'connection lost: "
-                   "connection closed', because the ERROR frame is lost behind the EPIPE")
 def test_server_disk_full_put_fails_clearly(server_factory, workdir, small_tmpfs):
     srv, small_cid, small_digest, big = start_on_small_tmpfs(server_factory, workdir, small_tmpfs)
     p = run(["put", "--server", srv.addr, "--timeout", "20", big])

@@ -80,10 +80,6 @@ def test_server_id_wrong_refused(server, workdir):
     assert dir_files(server.data_dir) == before
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a wrong --server-id prints two lines on stderr: the net layer's "
-                   "'peernet info: ...: handshake failed: peer identity mismatch' log line "
-                   "(src/net/conn.c process(), pn_log_info on handshake failure, shown at the client's "
-                   "default log level) before the command's own error line")
 def test_server_id_wrong_one_error_line(server, workdir):
     cid = put_one(server, workdir)
     p = run(["get", "--server", server.addr, "--server-id", wrong_id(server), cid, "-o",
@@ -92,10 +88,6 @@ def test_server_id_wrong_one_error_line(server, workdir):
     assert_one_error_line(p, "get")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a get refused by --server-id still leaves PATH.pnpart (a sparse "
-                   "file of the full size) and PATH.pnpart.state behind: pn_client_get() opens the partial "
-                   "before connecting (src/node/client.c, get_open_partial called from pn_client_get), and "
-                   "nothing removes an empty partial when the server is refused")
 def test_server_id_wrong_writes_nothing(server, workdir):
     cid = put_one(server, workdir)
     out = os.path.join(workdir, "out.bin")
