@@ -138,6 +138,15 @@ static void peer_send_bitfield(struct node *n, struct peer *p, const struct pn_c
 {
 	uint8_t *tmp;
 	uint32_t nchunks = pn_cid_chunks(cid);
+	struct peer_cid *pc = peer_cid_get(p, cid, false);
+	if (pc && pc->they_want && store_get(n->store, cid) && (pc->revealed || seed_start(n, p, pc) == PN_OK)) {
+		struct pn_msg m = {.type = PN_MSG_BITFIELD};
+		m.u.bitfield.cid = *cid;
+		m.u.bitfield.nchunks = nchunks;
+		m.u.bitfield.bitmap = pc->revealed;
+		(void)node_send(n, p->conn, &m);
+		return;
+	}
 	const uint8_t *bm = our_bitmap(n, cid, &tmp);
 	uint8_t *zeros = NULL;
 	if (!bm) {
@@ -277,6 +286,8 @@ static int peer_on_have(struct node *n, struct peer *p, const struct pn_msg_cidr
 	if (!pc->bitmap && !(pc->bitmap = calloc(1, (nchunks + 7) / 8)))
 		return PN_ENOMEM;
 	pc->bitmap[m->index / 8] |= (uint8_t)(0x80 >> (m->index % 8));
+	if (pc->revealed)
+		seed_on_have(n, p, pc, m->index);
 	struct download *d = node_download_find(n, &m->cid);
 	if (!d)
 		return PN_OK;
@@ -608,8 +619,10 @@ static void peer_close_cb(struct pn_conn *c, int err)
 		pp = &(*pp)->next;
 	if (*pp)
 		*pp = p->next;
-	for (int i = 0; i < p->ncids; i++)
+	for (int i = 0; i < p->ncids; i++) {
 		free(p->cids[i].bitmap);
+		free(p->cids[i].revealed);
+	}
 	free(p);
 	/* Others may now be able to take over the hash list or the requests. */
 	for (struct download *d = n->downloads; d; d = d->next)
@@ -1050,7 +1063,9 @@ static void tick_cb(uv_timer_t *t)
 			download_fail(d, "no provider of %s reachable for %u s", id, timeout / 1000);
 			continue;
 		}
-		if (!d->finding && now - d->last_find_ms > NODE_REFIND_MS && dir_client_ready(n)) {
+		/* Early in a download ask often: fellow downloaders register as they start. */
+		uint64_t refind = now - d->started_ms < NODE_EARLY_MS ? NODE_REFIND_EARLY_MS : NODE_REFIND_MS;
+		if (!d->finding && now - d->last_find_ms > refind && dir_client_ready(n)) {
 			d->last_find_ms = now;
 			if (dir_client_find(n, &d->cid) == PN_OK)
 				d->finding = true;
@@ -1158,6 +1173,7 @@ int pn_node_run(const struct pn_node_opts *opts)
 	the_node = n;
 	n->opts = *opts;
 	n->loop = uv_default_loop();
+	n->rng = uv_hrtime() ^ (uint64_t)getpid() << 32;
 	signal(SIGPIPE, SIG_IGN);
 	n->out_cap = PN_FRAME_HDR + PN_FRAME_MAX;
 	n->out = malloc(n->out_cap);
@@ -1234,6 +1250,7 @@ out_net:
 	uv_run(n->loop, UV_RUN_DEFAULT);
 out_choker:
 	choker_free(n->choker);
+	seed_free_all(n);
 out_store:
 	store_close(n->store);
 out_id:

@@ -21,6 +21,8 @@
 #define NODE_MAX_DOWNLOADS 32
 #define NODE_DEFAULT_PEER_TIMEOUT_MS 30000
 #define NODE_REFIND_MS 2000       /* ask the directory for more providers this often while downloading */
+#define NODE_REFIND_EARLY_MS 300  /* ... and this often during its first NODE_EARLY_MS */
+#define NODE_EARLY_MS 3000
 #define CTL_LINE_MAX 8192
 #define NODE_MAX_BANNED 256
 
@@ -35,6 +37,22 @@ struct peer_cid {
 	bool they_want;      /* they sent INTERESTED */
 	bool we_want;        /* we sent INTERESTED */
 	bool in_swarm;       /* added to the download's swarm */
+	uint8_t *revealed;   /* super-seeding: the chunks we have announced to them */
+};
+
+/* Super-seeding (as in BEP 16): a node holding a whole file announces only a
+ * few chunks to each downloader, the ones least announced so far, and one more
+ * each time the downloader reports it holds one of them. Each chunk then
+ * leaves the source about once and the downloaders trade the rest among
+ * themselves, which is what lets distribution approach F/u_s. */
+#define SEED_REVEAL_AHEAD 4       /* chunks announced ahead to each downloader */
+#define NODE_MAX_SEED_CTX 64
+
+struct seed_ctx {
+	struct pn_cid cid;
+	uint32_t nchunks;
+	uint32_t *announced;          /* per chunk: to how many downloaders */
+	struct seed_ctx *next;
 };
 
 struct peer {
@@ -115,6 +133,9 @@ struct node {
 	size_t out_cap;
 	uint64_t bytes_uploaded, bytes_downloaded;
 	uint64_t lookups, lookup_msgs;
+	struct seed_ctx *seeds;
+	int nseeds;
+	uint64_t rng;
 	/* directory client */
 	struct pn_conn *dir_conn;
 	bool dir_connected, dir_registered;
@@ -134,6 +155,14 @@ int node_start_get(struct node *n, struct ctl_client *cc, const struct pn_cid *c
 		   const char *cwd, bool to_stdout, bool force);
 void node_stop(struct node *n);
 uint64_t node_now(struct node *n);
+
+/* seeding.c */
+/* Fills pc->revealed with the first chunks to announce to p. 0, or PN_ELIMIT when
+ * super-seeding is not possible (too many contents at once): announce everything. */
+int seed_start(struct node *n, struct peer *p, struct peer_cid *pc);
+/* p reported chunk index: announce one more if it was one we announced. */
+void seed_on_have(struct node *n, struct peer *p, struct peer_cid *pc, uint32_t index);
+void seed_free_all(struct node *n);
 
 /* node_dir.c */
 void dir_client_tick(struct node *n, uint64_t now);
