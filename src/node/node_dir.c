@@ -8,40 +8,29 @@
 #define DIR_BACKOFF_MIN_MS 500
 #define DIR_BACKOFF_MAX_MS 10000
 #define DIR_DEFAULT_HEARTBEAT_MS 10000
-#define DIR_PENDING_MAX 64
 
-enum pending_kind { PEND_FIND = 1, PEND_SEARCH };
-
-struct pending {
-	uint32_t req_id;
-	enum pending_kind kind;
-	struct pn_cid cid;
-};
 
 /* Requests waiting for the directory's answer (bounded; the oldest is forgotten). */
-static struct pending pending[DIR_PENDING_MAX];
-static int npending;
-
-static void pending_add(uint32_t req_id, enum pending_kind kind, const struct pn_cid *cid)
+static void pending_add(struct node *n, uint32_t req_id, enum pending_kind kind, const struct pn_cid *cid)
 {
-	if (npending == DIR_PENDING_MAX) {
-		memmove(pending, pending + 1, sizeof pending[0] * (DIR_PENDING_MAX - 1));
-		npending--;
+	if (n->dir_npending == DIR_PENDING_MAX) {
+		memmove(n->dir_pending, n->dir_pending + 1, sizeof n->dir_pending[0] * (DIR_PENDING_MAX - 1));
+		n->dir_npending--;
 	}
-	pending[npending].req_id = req_id;
-	pending[npending].kind = kind;
+	n->dir_pending[n->dir_npending].req_id = req_id;
+	n->dir_pending[n->dir_npending].kind = kind;
 	if (cid)
-		pending[npending].cid = *cid;
-	npending++;
+		n->dir_pending[n->dir_npending].cid = *cid;
+	n->dir_npending++;
 }
 
-static bool pending_take(uint32_t req_id, struct pending *out)
+static bool pending_take(struct node *n, uint32_t req_id, struct pending *out)
 {
-	for (int i = 0; i < npending; i++) {
-		if (pending[i].req_id == req_id) {
-			*out = pending[i];
-			memmove(pending + i, pending + i + 1, sizeof pending[0] * (size_t)(npending - i - 1));
-			npending--;
+	for (int i = 0; i < n->dir_npending; i++) {
+		if (n->dir_pending[i].req_id == req_id) {
+			*out = n->dir_pending[i];
+			memmove(n->dir_pending + i, n->dir_pending + i + 1, sizeof n->dir_pending[0] * (size_t)(n->dir_npending - i - 1));
+			n->dir_npending--;
 			return true;
 		}
 	}
@@ -115,7 +104,7 @@ int dir_client_find(struct node *n, const struct pn_cid *cid)
 	m.u.dir_ref.cid = *cid;
 	int r = node_send(n, n->dir_conn, &m);
 	if (r == PN_OK) {
-		pending_add(m.u.dir_ref.req_id, PEND_FIND, cid);
+		pending_add(n, m.u.dir_ref.req_id, PEND_FIND, cid);
 		n->lookups++;
 		n->lookup_msgs += 2; /* one request, one answer */
 	}
@@ -135,7 +124,7 @@ int dir_client_search(struct node *n, const char *query, uint32_t *req_id)
 	m.u.dir_search.query_len = (uint16_t)len;
 	int r = node_send(n, n->dir_conn, &m);
 	if (r == PN_OK) {
-		pending_add(m.u.dir_search.req_id, PEND_SEARCH, NULL);
+		pending_add(n, m.u.dir_search.req_id, PEND_SEARCH, NULL);
 		*req_id = m.u.dir_search.req_id;
 		n->lookups++;
 		n->lookup_msgs += 2;
@@ -146,7 +135,7 @@ int dir_client_search(struct node *n, const char *query, uint32_t *req_id)
 static void on_providers(struct node *n, const struct pn_msg_dir_providers *m)
 {
 	struct pending pd;
-	if (!pending_take(m->req_id, &pd))
+	if (!pending_take(n, m->req_id, &pd))
 		return;
 	size_t off = 0;
 	struct pn_dir_provider_entry e;
@@ -197,11 +186,11 @@ static int dir_frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
 		on_providers(n, &m.u.dir_providers);
 		return PN_OK;
 	case PN_MSG_DIR_RESULTS:
-		if (pending_take(m.u.dir_results.req_id, &pd))
+		if (pending_take(n, m.u.dir_results.req_id, &pd))
 			ctl_search_results(n, &m.u.dir_results);
 		return PN_OK;
 	case PN_MSG_ERROR:
-		if (pending_take(m.u.error.req_id, &pd)) {
+		if (pending_take(n, m.u.error.req_id, &pd)) {
 			char text[PN_ERRMSG_MAX + 1];
 			size_t k = 0;
 			for (size_t i = 0; i < m.u.error.text_len; i++)
@@ -256,13 +245,13 @@ static void dir_close_cb(struct pn_conn *c, int err)
 	if (was)
 		pn_log_warn("lost the directory at %s (%s); retrying", n->opts.directory, n->dir_last_error);
 	/* Every look-up in flight fails now. */
-	for (int i = 0; i < npending; i++) {
-		if (pending[i].kind == PEND_SEARCH)
-			ctl_search_failed(n, pending[i].req_id, "the directory went away");
+	for (int i = 0; i < n->dir_npending; i++) {
+		if (n->dir_pending[i].kind == PEND_SEARCH)
+			ctl_search_failed(n, n->dir_pending[i].req_id, "the directory went away");
 		else
-			node_download_providers(n, &pending[i].cid, 0);
+			node_download_providers(n, &n->dir_pending[i].cid, 0);
 	}
-	npending = 0;
+	n->dir_npending = 0;
 	for (struct download *d = n->downloads; d; d = d->next)
 		d->finding = false;
 	if (n->stopping)

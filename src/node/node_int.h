@@ -98,6 +98,16 @@ struct download {
 	uint32_t providers_seen;
 };
 
+#define DIR_PENDING_MAX 64
+enum pending_kind { PEND_FIND = 1, PEND_SEARCH };
+
+/* A request to the directory waiting for its answer. */
+struct pending {
+	uint32_t req_id;
+	enum pending_kind kind;
+	struct pn_cid cid;
+};
+
 struct ctl_client {
 	struct node *node;
 	uv_pipe_t pipe;
@@ -143,6 +153,8 @@ struct node {
 	uint64_t dir_next_attempt_ms, dir_backoff_ms, dir_last_ping_ms;
 	uint32_t next_req;
 	char dir_last_error[256];
+	struct pending dir_pending[DIR_PENDING_MAX];
+	int dir_npending;
 };
 
 /* node.c */
