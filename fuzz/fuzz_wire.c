@@ -3,7 +3,9 @@
  * The input is tried two ways: as a stream (pn_frame_check) and as one frame
  * body (pn_msg_decode). A body that decodes must re-encode to exactly the
  * same bytes, and decoding that again must give the same fields: the wire
- * form is canonical. Any disagreement aborts.
+ * form is canonical. Entries of LIST, DIR_OFFER, DIR_PROVIDERS and
+ * DIR_RESULTS are iterated and re-encoded one by one, which must give back
+ * the same bytes. Any disagreement aborts.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +86,48 @@ static bool msg_eq(const struct pn_msg *a, const struct pn_msg *b)
 		       a->u.put_status.nchunks == b->u.put_status.nchunks &&
 		       bytes_eq(a->u.put_status.bitmap, b->u.put_status.bitmap,
 				((size_t)a->u.put_status.nchunks + 7) / 8);
+	case PN_MSG_INTERESTED: case PN_MSG_NOT_INTERESTED: case PN_MSG_HAVE:
+		return cid_eq(&a->u.cidref.cid, &b->u.cidref.cid) && a->u.cidref.index == b->u.cidref.index;
+	case PN_MSG_BITFIELD:
+		return cid_eq(&a->u.bitfield.cid, &b->u.bitfield.cid) &&
+		       a->u.bitfield.nchunks == b->u.bitfield.nchunks &&
+		       bytes_eq(a->u.bitfield.bitmap, b->u.bitfield.bitmap,
+				((size_t)a->u.bitfield.nchunks + 7) / 8);
+	case PN_MSG_CHOKE:
+	case PN_MSG_UNCHOKE:
+		return true;
+	case PN_MSG_DIR_REGISTER:
+		return a->u.dir_register.req_id == b->u.dir_register.req_id &&
+		       a->u.dir_register.listen_port == b->u.dir_register.listen_port &&
+		       a->u.dir_register.host_len == b->u.dir_register.host_len &&
+		       bytes_eq(a->u.dir_register.host, b->u.dir_register.host, a->u.dir_register.host_len);
+	case PN_MSG_DIR_OK:
+		return a->u.dir_ok.req_id == b->u.dir_ok.req_id &&
+		       a->u.dir_ok.heartbeat_ms == b->u.dir_ok.heartbeat_ms;
+	case PN_MSG_DIR_OFFER:
+		return a->u.dir_offer.req_id == b->u.dir_offer.req_id &&
+		       a->u.dir_offer.count == b->u.dir_offer.count &&
+		       a->u.dir_offer.entries_len == b->u.dir_offer.entries_len &&
+		       bytes_eq(a->u.dir_offer.entries, b->u.dir_offer.entries, a->u.dir_offer.entries_len);
+	case PN_MSG_DIR_WITHDRAW: case PN_MSG_DIR_FIND: case PN_MSG_DIR_BYE:
+		return a->u.dir_ref.req_id == b->u.dir_ref.req_id && cid_eq(&a->u.dir_ref.cid, &b->u.dir_ref.cid);
+	case PN_MSG_DIR_PROVIDERS:
+		return a->u.dir_providers.req_id == b->u.dir_providers.req_id &&
+		       cid_eq(&a->u.dir_providers.cid, &b->u.dir_providers.cid) &&
+		       a->u.dir_providers.total == b->u.dir_providers.total &&
+		       a->u.dir_providers.count == b->u.dir_providers.count &&
+		       a->u.dir_providers.entries_len == b->u.dir_providers.entries_len &&
+		       bytes_eq(a->u.dir_providers.entries, b->u.dir_providers.entries,
+				a->u.dir_providers.entries_len);
+	case PN_MSG_DIR_SEARCH:
+		return a->u.dir_search.req_id == b->u.dir_search.req_id &&
+		       a->u.dir_search.query_len == b->u.dir_search.query_len &&
+		       bytes_eq(a->u.dir_search.query, b->u.dir_search.query, a->u.dir_search.query_len);
+	case PN_MSG_DIR_RESULTS:
+		return a->u.dir_results.req_id == b->u.dir_results.req_id &&
+		       a->u.dir_results.count == b->u.dir_results.count &&
+		       a->u.dir_results.entries_len == b->u.dir_results.entries_len &&
+		       bytes_eq(a->u.dir_results.entries, b->u.dir_results.entries, a->u.dir_results.entries_len);
 	default:
 		return false;
 	}
@@ -103,6 +147,111 @@ static void check_list(const struct pn_msg_list *l)
 	}
 	check(err == PN_EAGAIN);
 	check(seen == l->count && off == l->entries_len);
+}
+
+/* Re-encoding the entries one by one gives back exactly the entry bytes. */
+static uint8_t entry_copy[PN_FRAME_MAX];
+
+static bool printable(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if ((uint8_t)s[i] < 0x21 || (uint8_t)s[i] > 0x7e)
+			return false;
+	return true;
+}
+
+/* Walks a decoded DIR_OFFER: exactly `count` (>= 1) valid entries that fill
+ * the bytes, and they re-encode to the same bytes. */
+static void check_dir_offer(const struct pn_msg_dir_offer *m)
+{
+	struct pn_list_entry e;
+	struct pn_writer w;
+	size_t off = 0, seen = 0;
+	int err;
+
+	pn_wr_init(&w, entry_copy, sizeof(entry_copy));
+	while ((err = pn_dir_offer_next(m, &off, &e)) == PN_OK) {
+		check(pn_name_valid(e.name, e.name_len));
+		check(e.cid.size <= PN_MAX_FILE_SIZE);
+		pn_list_entry_encode(&w, &e);
+		seen++;
+	}
+	check(err == PN_EAGAIN && w.err == 0);
+	check(seen >= 1 && seen <= PN_DIR_OFFER_MAX && seen == m->count && off == m->entries_len);
+	check(w.len == m->entries_len && bytes_eq(entry_copy, m->entries, w.len));
+}
+
+static void check_dir_providers(const struct pn_msg_dir_providers *m)
+{
+	struct pn_dir_provider_entry e;
+	struct pn_writer w;
+	size_t off = 0, seen = 0;
+	int err;
+
+	pn_wr_init(&w, entry_copy, sizeof(entry_copy));
+	while ((err = pn_dir_provider_next(m, &off, &e)) == PN_OK) {
+		check(e.node_id && e.addr_len >= 1 && e.addr_len <= PN_DIR_ADDR_MAX);
+		check(printable(e.addr, e.addr_len));
+		pn_dir_provider_encode(&w, &e);
+		seen++;
+	}
+	check(err == PN_EAGAIN && w.err == 0);
+	check(seen <= PN_DIR_RESULTS_MAX && seen <= m->total && seen == m->count && off == m->entries_len);
+	check(w.len == m->entries_len && bytes_eq(entry_copy, m->entries, w.len));
+}
+
+static void check_dir_results(const struct pn_msg_dir_results *m)
+{
+	struct pn_dir_result_entry e;
+	struct pn_writer w;
+	size_t off = 0, seen = 0;
+	int err;
+
+	pn_wr_init(&w, entry_copy, sizeof(entry_copy));
+	while ((err = pn_dir_result_next(m, &off, &e)) == PN_OK) {
+		check(pn_name_valid(e.name, e.name_len));
+		check(e.cid.size <= PN_MAX_FILE_SIZE);
+		pn_dir_result_encode(&w, &e);
+		seen++;
+	}
+	check(err == PN_EAGAIN && w.err == 0);
+	check(seen <= PN_DIR_RESULTS_MAX && seen == m->count && off == m->entries_len);
+	check(w.len == m->entries_len && bytes_eq(entry_copy, m->entries, w.len));
+}
+
+/* Fields the validators promise, checked independently of them. */
+static void check_fields(const struct pn_msg *m)
+{
+	switch (m->type) {
+	case PN_MSG_LIST: check_list(&m->u.list); break;
+	case PN_MSG_DIR_OFFER: check_dir_offer(&m->u.dir_offer); break;
+	case PN_MSG_DIR_PROVIDERS: check_dir_providers(&m->u.dir_providers); break;
+	case PN_MSG_DIR_RESULTS: check_dir_results(&m->u.dir_results); break;
+	case PN_MSG_HAVE:
+		check(m->u.cidref.index < pn_cid_chunks(&m->u.cidref.cid));
+		break;
+	case PN_MSG_INTERESTED:
+	case PN_MSG_NOT_INTERESTED:
+		check(m->u.cidref.index == 0);
+		break;
+	case PN_MSG_BITFIELD:
+		check(m->u.bitfield.nchunks == pn_cid_chunks(&m->u.bitfield.cid));
+		break;
+	case PN_MSG_DIR_REGISTER:
+		check(m->u.dir_register.listen_port != 0 && m->u.dir_register.host_len <= PN_DIR_ADDR_MAX);
+		check(printable(m->u.dir_register.host, m->u.dir_register.host_len));
+		break;
+	case PN_MSG_DIR_SEARCH:
+		check(m->u.dir_search.query_len >= 1 && m->u.dir_search.query_len <= PN_DIR_QUERY_MAX);
+		for (size_t i = 0; i < m->u.dir_search.query_len; i++)
+			check((uint8_t)m->u.dir_search.query[i] >= 0x20 && (uint8_t)m->u.dir_search.query[i] != 0x7f);
+		break;
+	case PN_MSG_DIR_BYE:
+		check(m->u.dir_ref.cid.size == 0);
+		break;
+	default:
+		break;
+	}
 }
 
 static void check_stream(const uint8_t *data, size_t size)
@@ -131,8 +280,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (err != PN_OK)
 		return 0;
 	check(size <= pn_msg_max_body(m.type));
-	if (m.type == PN_MSG_LIST)
-		check_list(&m.u.list);
+	check_fields(&m);
 
 	pn_wr_init(&w, frame, sizeof(frame));
 	check(pn_msg_encode(&m, &w) == PN_OK);

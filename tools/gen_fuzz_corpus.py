@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Writes the seed corpora of the wire fuzz targets.
 
-fuzz/corpus/fuzz_wire/: one valid frame body per message type (and a few
-edge cases), built here from docs/PROTOCOL.md independently of the C code,
+fuzz/corpus/fuzz_wire/: one valid frame body per message type, the swarm
+and directory messages included (and a few edge cases), built here from docs/PROTOCOL.md independently of the C code,
 so the seeds double as a cross-check of the spec. fuzz/corpus/fuzz_cid/: a
 few printed content IDs. Run from the repository root:
 
@@ -15,6 +15,7 @@ import struct
 
 CHUNK_SIZE = 256 * 1024
 MAX_CHUNKS = 256 * 1024
+DIR_ADDR_MAX = 63
 ROOT = bytes(range(32))
 
 
@@ -35,6 +36,18 @@ def u64(v): return struct.pack(">Q", v)
 def entry(size, name):
     n = name.encode()
     return cid(size) + u16(len(n)) + n
+
+
+def provider(node_id, addr):
+    a = addr.encode()
+    assert len(node_id) == 32 and 1 <= len(a) <= DIR_ADDR_MAX
+    assert all(0x21 <= b <= 0x7e for b in a)
+    return node_id + u8(len(a)) + a
+
+
+def result(size, providers, name):
+    n = name.encode()
+    return cid(size) + u32(providers) + u16(len(n)) + n
 
 
 def bodies():
@@ -63,6 +76,37 @@ def bodies():
     yield "put_status", u8(0x31) + u32(9) + cid(ten) + u8(1) + u32(10) + bytes([0xa5, 0x40])
     yield "put_end", u8(0x32) + u32(3) + cid(two)
     yield "put_done", u8(0x33) + u32(3) + cid(two)
+    # swarm (0x40-0x45)
+    yield "interested", u8(0x40) + cid(two)
+    yield "not_interested", u8(0x41) + cid(two)
+    yield "bitfield", u8(0x42) + cid(ten) + u32(10) + bytes([0xa5, 0x40])
+    yield "bitfield_none", u8(0x42) + cid(0) + u32(1) + b"\x00"
+    yield "bitfield_full8", u8(0x42) + cid(8 * CHUNK_SIZE) + u32(8) + b"\xff"
+    yield "have", u8(0x43) + cid(two) + u32(1)
+    yield "have_largest", u8(0x43) + cid(MAX_CHUNKS * CHUNK_SIZE) + u32(MAX_CHUNKS - 1)
+    yield "choke", u8(0x44)
+    yield "unchoke", u8(0x45)
+    # directory (0x50-0x58)
+    yield "dir_register", u8(0x50) + u32(1) + u16(7070) + u8(0)
+    host = b"10.0.0.1"
+    yield "dir_register_host", u8(0x50) + u32(2) + u16(7071) + u8(len(host)) + host
+    yield "dir_register_host63", u8(0x50) + u32(2) + u16(1) + u8(DIR_ADDR_MAX) + b"~" * DIR_ADDR_MAX
+    yield "dir_ok", u8(0x51) + u32(1) + u32(10000)
+    yield "dir_offer", u8(0x52) + u32(3) + u16(2) + ents
+    yield "dir_offer_one", u8(0x52) + u32(3) + u16(1) + entry(ten, "x y.z")
+    yield "dir_withdraw", u8(0x53) + u32(4) + cid(two)
+    yield "dir_find", u8(0x54) + u32(5) + cid(two)
+    provs = provider(b"\xa1" * 32, "127.0.0.1:7070") + provider(b"\xb2" * 32, "[::1]:7071")
+    yield "dir_providers", u8(0x55) + u32(6) + cid(two) + u32(3) + u16(2) + provs
+    yield "dir_providers_none", u8(0x55) + u32(6) + cid(two) + u32(0) + u16(0)
+    query = "report pdf".encode()
+    yield "dir_search", u8(0x56) + u32(7) + u16(len(query)) + query
+    query = "caf\u00e9 a/b \u65e5\u672c".encode()
+    yield "dir_search_utf8", u8(0x56) + u32(7) + u16(len(query)) + query
+    res = result(two, 3, "a") + result(0, 1, "b.txt\u00e9")
+    yield "dir_results", u8(0x57) + u32(8) + u16(2) + res
+    yield "dir_results_none", u8(0x57) + u32(8) + u16(0)
+    yield "dir_bye", u8(0x58) + u32(9)
 
 
 def printed(c):
