@@ -127,6 +127,10 @@ int cmd_node(int argc, char **argv)
 		return cli_usage_err("node", "unexpected argument '%s'", argv[optind]);
 	if (!o.listen)
 		return cli_usage_err("node", "--listen ADDR:PORT is required");
+	if (o.announce_host && (!pn_addr_text_valid(o.announce_host, strlen(o.announce_host), false) ||
+				strlen(o.announce_host) > PN_DIR_ADDR_MAX - 6))
+		return cli_usage_err("node", "bad --announce '%s': a host name or address of at most %d printable characters",
+				     o.announce_host, PN_DIR_ADDR_MAX - 6);
 	if (!o.discovery)
 		o.discovery = PN_DISCOVERY_DIRECTORY;
 	if (o.discovery == PN_DISCOVERY_DIRECTORY && !o.directory)
@@ -205,7 +209,8 @@ static void control_path(const char *control, const char *data, char *out, size_
 		snprintf(dir, sizeof dir, "%s", data);
 	else
 		pn_default_data_dir(dir, sizeof dir);
-	snprintf(out, len, "%s/%s", dir, PN_CONTROL_SOCKET);
+	if (snprintf(out, len, "%s/%s", dir, PN_CONTROL_SOCKET) >= (int)len)
+		out[0] = 0; /* ctl_open then reports it */
 }
 
 static int ctl_open(const char *cmd, const char *path, struct ctl_conn *cc)

@@ -88,7 +88,8 @@ static void node_addr(struct pn_conn *c, const struct pn_msg_dir_register *r, ch
 		if (colon)
 			*colon = 0;
 	}
-	snprintf(out, DIR_ADDR_MAX + 1, "%s:%u", host, r->listen_port);
+	if (snprintf(out, DIR_ADDR_MAX + 1, "%s:%u", host, r->listen_port) > DIR_ADDR_MAX)
+		out[0] = 0; /* too long: dir_register refuses the empty address */
 }
 
 static int on_find(struct dserver *ds, struct pn_conn *c, struct dclient *dc, const struct pn_msg_dir_ref *q)
@@ -180,6 +181,20 @@ static int on_offer(struct dserver *ds, struct pn_conn *c, struct dclient *dc, c
 	return dok(ds, c, q->req_id, 0);
 }
 
+/* The req_id a request carries, so even a refusal names what it refuses. */
+static uint32_t request_id(const struct pn_msg *m)
+{
+	switch (m->type) {
+	case PN_MSG_DIR_REGISTER: return m->u.dir_register.req_id;
+	case PN_MSG_DIR_OFFER: return m->u.dir_offer.req_id;
+	case PN_MSG_DIR_WITHDRAW:
+	case PN_MSG_DIR_FIND:
+	case PN_MSG_DIR_BYE: return m->u.dir_ref.req_id;
+	case PN_MSG_DIR_SEARCH: return m->u.dir_search.req_id;
+	default: return 0;
+	}
+}
+
 static int frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
 {
 	struct dclient *dc = pn_conn_data(c);
@@ -208,9 +223,7 @@ static int frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
 			pn_log_info("%s: too many requests, closing", pn_conn_peer_addr(c));
 			return PN_ELIMIT;
 		}
-		uint32_t req = m.type == PN_MSG_DIR_FIND || m.type == PN_MSG_DIR_WITHDRAW ? m.u.dir_ref.req_id
-			       : m.type == PN_MSG_DIR_SEARCH ? m.u.dir_search.req_id : 0;
-		return derror(ds, c, req, PN_WERR_BUSY, "too many requests; slow down");
+		return derror(ds, c, request_id(&m), PN_WERR_BUSY, "too many requests; slow down");
 	}
 	pn_bucket_take(&dc->bucket, 1, now);
 	switch (m.type) {

@@ -754,7 +754,10 @@ static int deliver_file(struct node *n, const struct store_object *o, const char
 		snprintf(err, errlen, "%s already exists; use --force to overwrite it", path);
 		return -1;
 	}
-	snprintf(tmp, sizeof tmp, "%s.pntmp", path);
+	if (snprintf(tmp, sizeof tmp, "%s.pntmp", path) >= (int)sizeof tmp) {
+		snprintf(err, errlen, "output path too long");
+		return -1;
+	}
 	int in = open(src, O_RDONLY | O_CLOEXEC);
 	if (in < 0) {
 		snprintf(err, errlen, "cannot read %s: %s", src, strerror(errno));
@@ -809,10 +812,12 @@ static void report_done(struct node *n, struct ctl_waiter *w, const struct store
 		snprintf(path, sizeof path, "%s/objects/%s", n->opts.data_dir, id);
 	} else {
 		char err[8400];
-		if (!w->out_path[0])
-			snprintf(path, sizeof path, "%s/%s", w->cwd, o->name);
-		else
-			snprintf(path, sizeof path, "%s", w->out_path);
+		int len = w->out_path[0] ? snprintf(path, sizeof path, "%s", w->out_path)
+					 : snprintf(path, sizeof path, "%s/%s", w->cwd, o->name);
+		if (len >= (int)sizeof path) {
+			ctl_finish(w->client, "output path too long (the node keeps the file in its store)");
+			return;
+		}
 		if (deliver_file(n, o, path, w->force, err, sizeof err) != 0) {
 			ctl_finish(w->client, "%s (the node keeps the file in its store)", err);
 			return;

@@ -465,7 +465,12 @@ int ctl_listen(struct node *n)
 		/* Probe: a connect that succeeds means another node is running. */
 		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		struct sockaddr_un sun = {.sun_family = AF_UNIX};
-		snprintf(sun.sun_path, sizeof sun.sun_path, "%s", n->control_path);
+		if (snprintf(sun.sun_path, sizeof sun.sun_path, "%s", n->control_path) >= (int)sizeof sun.sun_path) {
+			fprintf(stderr, "peernet node: control socket path too long: %s\n", n->control_path);
+			if (probe >= 0)
+				close(probe);
+			return PN_EINVAL;
+		}
 		bool live = probe >= 0 && connect(probe, (struct sockaddr *)&sun, sizeof sun) == 0;
 		if (probe >= 0)
 			close(probe);

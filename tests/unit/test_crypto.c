@@ -22,7 +22,7 @@
 
 /* RFC 8032 section 7.1, TEST 1, as a PKCS#8 PEM; its public key is
  * d75a9801...f707511a and the node ID below is SHA-256 of those 32 bytes.
- * docs/PROTOCOL-secure-channel.md quotes the same vector. */
+ * docs/PROTOCOL.md (Secure channel) quotes the same vector. */
 static const char rfc8032_key_pem[] =
 	"-----BEGIN PRIVATE KEY-----\n"
 	"MC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g\n"
