@@ -67,6 +67,12 @@ enum pn_msg_type {
 	PN_MSG_DIR_SEARCH = 0x56,
 	PN_MSG_DIR_RESULTS = 0x57,
 	PN_MSG_DIR_BYE = 0x58,
+
+	/* flooding: between neighbour nodes (issue 4) */
+	PN_MSG_PEERS_REQ = 0x60,      /* (empty) who else do you know? */
+	PN_MSG_PEERS = 0x61,          /* addresses of other nodes */
+	PN_MSG_QUERY = 0x62,          /* a flooded query */
+	PN_MSG_QUERY_HIT = 0x63,      /* an answer, routed back along the query's path */
 };
 
 enum pn_role { PN_ROLE_CLIENT = 1, PN_ROLE_SERVER = 2, PN_ROLE_NODE = 3, PN_ROLE_DIRECTORY = 4 };
@@ -261,6 +267,50 @@ struct pn_dir_result_entry {
 	const char *name;
 };
 
+/* ---- flooding ---- */
+
+#define PN_QID_BYTES 16
+#define PN_PEERS_MAX 32         /* entries in one PEERS */
+#define PN_QUERY_DATA_MAX 255   /* bytes of a query's keywords or content ID */
+#define PN_HIT_RESULTS_MAX 32   /* results in one QUERY_HIT */
+#define PN_FLOOD_MAX_TTL 7
+
+/* PEERS: u8 count (<= PN_PEERS_MAX), entries each node_id[32], u8 addr_len
+ * (1..PN_DIR_ADDR_MAX), addr (pn_addr_text_valid) — the same entry layout
+ * as DIR_PROVIDERS; iterate with pn_peers_next. */
+struct pn_msg_peers {
+	uint8_t count;
+	const uint8_t *entries;
+	size_t entries_len;
+};
+
+/* QUERY: qid[16], u8 ttl (1..PN_FLOOD_MAX_TTL... receivers clamp, so any
+ * value 0..255 decodes), u8 hops, u8 kind (1 keywords, 2 content ID),
+ * u16 len, data: kind 1: 1..PN_QUERY_DATA_MAX bytes of UTF-8 without
+ * control bytes; kind 2: exactly 40 bytes, a content ID in wire form. */
+struct pn_msg_query {
+	uint8_t qid[PN_QID_BYTES];
+	uint8_t ttl;
+	uint8_t hops;
+	uint8_t kind;
+	uint16_t len;
+	const uint8_t *data;
+};
+
+/* QUERY_HIT: qid[16], node_id[32] of the provider, u8 addr_len
+ * (1..PN_DIR_ADDR_MAX), addr, u16 count (1..PN_HIT_RESULTS_MAX), entries each
+ * cid, u16 name_len, name (pn_name_valid) — LIST entry layout; iterate with
+ * pn_hit_next. */
+struct pn_msg_query_hit {
+	uint8_t qid[PN_QID_BYTES];
+	const uint8_t *node_id;
+	uint8_t addr_len;
+	const char *addr;
+	uint16_t count;
+	const uint8_t *entries;
+	size_t entries_len;
+};
+
 struct pn_msg {
 	uint8_t type;
 	union {
@@ -284,6 +334,9 @@ struct pn_msg {
 		struct pn_msg_dir_providers dir_providers;
 		struct pn_msg_dir_search dir_search;
 		struct pn_msg_dir_results dir_results;
+		struct pn_msg_peers peers;
+		struct pn_msg_query query;
+		struct pn_msg_query_hit query_hit;
 	} u;
 };
 
@@ -335,6 +388,11 @@ PN_MUST_CHECK int pn_dir_provider_next(const struct pn_msg_dir_providers *m, siz
 void pn_dir_provider_encode(struct pn_writer *w, const struct pn_dir_provider_entry *e);
 PN_MUST_CHECK int pn_dir_result_next(const struct pn_msg_dir_results *m, size_t *off, struct pn_dir_result_entry *e);
 void pn_dir_result_encode(struct pn_writer *w, const struct pn_dir_result_entry *e);
+/* PEERS entries (same form as DIR_PROVIDERS entries) and QUERY_HIT results
+ * (same form as LIST entries). */
+PN_MUST_CHECK int pn_peers_next(const struct pn_msg_peers *m, size_t *off, struct pn_dir_provider_entry *e);
+PN_MUST_CHECK int pn_hit_next(const struct pn_msg_query_hit *m, size_t *off, struct pn_list_entry *e);
+
 /* Printable ASCII (0x21..0x7e), 1..PN_DIR_ADDR_MAX bytes (0 allowed if allow_empty). */
 bool pn_addr_text_valid(const char *s, size_t len, bool allow_empty);
 
