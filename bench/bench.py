@@ -10,7 +10,10 @@ Measures, in one run:
   b. what bounds peernet: perf profiles of client and server during a
      transfer, and `openssl speed` for AES-128-GCM and SHA-256 alone;
   c. 64 concurrent clients: aggregate throughput and the server's peak RSS;
-  d. the server's RSS with 1,000 idle TLS clients (build/idle-clients).
+  d. the server's RSS with 1,000 idle TLS clients (build/idle-clients);
+  e. distribution time of one file to N nodes, client-server against
+     peer-to-peer, beside the Kurose-Ross bounds (bench/distribution.py,
+     which also draws bench/distribution.svg).
 
 Every process started here is stopped by its PID; every wait is bounded. A
 slow result is reported, never a failure; a broken run (a transfer that fails
@@ -32,6 +35,8 @@ import sys
 import tempfile
 import threading
 import time
+
+import distribution
 
 MIB = 1024 * 1024
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -542,6 +547,12 @@ def main():
     ap.add_argument("--many-size-mib", type=int, default=64, help="file size for the concurrent run")
     ap.add_argument("--idle", type=int, default=1000, help="idle connections")
     ap.add_argument("--no-perf", action="store_true")
+    ap.add_argument("--dist-ns", default=",".join(map(str, distribution.DEFAULT_NS)),
+                    help="e: N values for the distribution-time runs")
+    ap.add_argument("--dist-size-mib", type=float, default=8, help="e: F")
+    ap.add_argument("--dist-source-rate", default="2M", help="e: u_s, the source's upload cap")
+    ap.add_argument("--dist-node-rate", default="2M", help="e: u, each peer's upload cap")
+    ap.add_argument("--no-dist", action="store_true", help="skip e")
     args = ap.parse_args()
 
     binary = os.path.abspath(args.bin)
@@ -739,6 +750,17 @@ def main():
         if failed:
             raise BenchError(f"{failed} of {args.idle} idle connections failed")
 
+        # ---- e: distribution time, client-server vs peer-to-peer
+        if not args.no_dist:
+            print("bench: distribution time, client-server vs peer-to-peer")
+            R["dist"] = distribution.measure(
+                binary, ns=[int(x) for x in args.dist_ns.split(",")], size=int(args.dist_size_mib * MIB),
+                us=distribution.parse_rate(args.dist_source_rate), u=distribution.parse_rate(args.dist_node_rate),
+                log=lambda m: print(m, flush=True), keep_timeline=False)
+            svg = os.path.join(os.path.dirname(os.path.abspath(args.out)), "distribution.svg")
+            R["dist_plot"] = distribution.plot(R["dist"], svg)
+            print(f"bench: plot by {R['dist_plot']} -> {svg}")
+
         R["load_end"] = loadavg()
         R["finished"] = datetime.datetime.now(datetime.timezone.utc)
         text = render(R, args)
@@ -750,7 +772,7 @@ def main():
     except (KeyboardInterrupt, Stop) as e:
         print(f"\nbench: interrupted ({str(e) or 'Ctrl-C'}); {args.out} not written", file=sys.stderr)
         return 130
-    except (BenchError, subprocess.TimeoutExpired, OSError, ValueError) as e:
+    except (BenchError, distribution.DistError, subprocess.TimeoutExpired, OSError, ValueError) as e:
         print(f"bench: broken run: {e}", file=sys.stderr)
         return 1
     finally:
@@ -775,7 +797,8 @@ def summary(R):
             f"  {R['many']} clients: {rate(R['many'] * R['many_size'], R['many_wall']):.0f} MiB/s aggregate, "
             f"server peak RSS {R['many_hwm'] / 1024:.1f} MiB\n"
             f"  {R['idle']} idle clients: server RSS {R['idle_rss_with'] / 1024:.1f} MiB "
-            f"(before {R['idle_rss_before'] / 1024:.1f} MiB)")
+            f"(before {R['idle_rss_before'] / 1024:.1f} MiB)"
+            + ("\n" + distribution.summary(R["dist"]) if R.get("dist") else ""))
 
 
 def render(R, args):
@@ -969,6 +992,8 @@ def render(R, args):
     w("")
     w(analysis(R, pn_rates, cu_rates, client_bound, many_rate, per))
     w("")
+    if R.get("dist"):
+        w(distribution.render(R["dist"], "distribution.svg", plot_tool=R.get("dist_plot")))
     return "\n".join(L)
 
 
