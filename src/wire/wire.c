@@ -47,6 +47,13 @@
 #define DIR_RESULTS_HDR (TYPE_LEN + REQ_ID_LEN + U16_LEN)
 #define DIR_RESULT_ENTRY_MAX (PN_CID_BYTES + U32_LEN + U16_LEN + PN_NAME_MAX)
 
+/* Flooding messages (issue 4). PEERS_REQ is an EMPTY_BODY. */
+#define PEERS_HDR (TYPE_LEN + U8_LEN)
+#define QUERY_HDR (TYPE_LEN + PN_QID_BYTES + U8_LEN + U8_LEN + U8_LEN + U16_LEN)
+#define QUERY_HIT_FIXED (TYPE_LEN + PN_QID_BYTES + PN_ID_BYTES + U8_LEN + U16_LEN) /* addr not counted */
+#define QUERY_KIND_KEYWORDS 1
+#define QUERY_KIND_CID 2
+
 /* Largest body of each type. */
 #define ERROR_BODY_MAX (ERROR_HDR + PN_ERRMSG_MAX)
 #define META_BODY_MAX (META_HDR + PN_NAME_MAX)
@@ -58,6 +65,10 @@
 #define DIR_PROVIDERS_BODY_MAX (DIR_PROVIDERS_HDR + PN_DIR_RESULTS_MAX * DIR_PROVIDER_ENTRY_MAX)
 #define DIR_SEARCH_BODY_MAX (DIR_SEARCH_HDR + PN_DIR_QUERY_MAX)
 #define DIR_RESULTS_BODY_MAX (DIR_RESULTS_HDR + PN_DIR_RESULTS_MAX * DIR_RESULT_ENTRY_MAX)
+#define PEERS_BODY_MAX (PEERS_HDR + PN_PEERS_MAX * DIR_PROVIDER_ENTRY_MAX)
+#define QUERY_BODY_MAX (QUERY_HDR + PN_QUERY_DATA_MAX)
+#define QUERY_HIT_ENTRIES_MAX (PN_HIT_RESULTS_MAX * LIST_ENTRY_MAX)
+#define QUERY_HIT_BODY_MAX (QUERY_HIT_FIXED + PN_DIR_ADDR_MAX + QUERY_HIT_ENTRIES_MAX)
 
 _Static_assert(REF_INDEX_BODY == PN_CHUNK_MSG_HDR, "CHUNK header layout");
 _Static_assert(HASH_REQ_BODY == PN_HASHES_MSG_HDR, "HASHES header layout");
@@ -71,6 +82,13 @@ _Static_assert(PN_FRAME_MAX >= BITFIELD_BODY_MAX && PN_FRAME_MAX >= DIR_OFFER_BO
 _Static_assert(PN_DIR_ADDR_MAX <= UINT8_MAX, "address length fits a u8");
 _Static_assert(PN_DIR_OFFER_MAX <= UINT16_MAX && PN_DIR_RESULTS_MAX <= UINT16_MAX &&
 	       PN_DIR_QUERY_MAX <= UINT16_MAX, "counts fit a u16");
+_Static_assert(PN_FRAME_MAX >= PEERS_BODY_MAX && PN_FRAME_MAX >= QUERY_BODY_MAX &&
+	       PN_FRAME_MAX >= QUERY_HIT_BODY_MAX, "PN_FRAME_MAX covers every flooding type");
+_Static_assert(PN_PEERS_MAX <= UINT8_MAX && PN_HIT_RESULTS_MAX <= UINT16_MAX &&
+	       PN_QUERY_DATA_MAX <= UINT16_MAX, "flooding counts fit their fields");
+/* A keyword QUERY is checked as a DIR_SEARCH query, so it may not be longer. */
+_Static_assert(PN_QUERY_DATA_MAX <= PN_DIR_QUERY_MAX, "QUERY text within the search-query limit");
+_Static_assert(PN_CID_BYTES <= PN_QUERY_DATA_MAX, "a content-ID QUERY fits the data limit");
 
 /* UTF-8 code point limits. */
 #define UTF8_MAX_CP 0x10ffffu
@@ -118,6 +136,10 @@ size_t pn_msg_max_body(uint8_t type)
 	case PN_MSG_DIR_SEARCH: return DIR_SEARCH_BODY_MAX;
 	case PN_MSG_DIR_RESULTS: return DIR_RESULTS_BODY_MAX;
 	case PN_MSG_DIR_BYE: return DIR_BYE_BODY;
+	case PN_MSG_PEERS_REQ: return EMPTY_BODY;
+	case PN_MSG_PEERS: return PEERS_BODY_MAX;
+	case PN_MSG_QUERY: return QUERY_BODY_MAX;
+	case PN_MSG_QUERY_HIT: return QUERY_HIT_BODY_MAX;
 	default: return 0;
 	}
 }
@@ -402,6 +424,62 @@ static bool validate_dir_results(const struct pn_msg_dir_results *m)
 	return off == m->entries_len;
 }
 
+static bool validate_peers(const struct pn_msg_peers *m)
+{
+	struct pn_dir_provider_entry e;
+	size_t off = 0;
+
+	if (m->count > PN_PEERS_MAX || m->entries_len > PEERS_BODY_MAX - PEERS_HDR)
+		return false;
+	if (m->entries_len && !m->entries)
+		return false;
+	for (uint8_t i = 0; i < m->count; i++)
+		if (pn_peers_next(m, &off, &e) != PN_OK)
+			return false;
+	return off == m->entries_len;
+}
+
+/* kind 1: keywords, a DIR_SEARCH-style query of 1..PN_QUERY_DATA_MAX bytes;
+ * kind 2: exactly one content ID in wire form. ttl and hops take any value
+ * (receivers clamp them); qid is any 16 bytes. */
+static bool validate_query(const struct pn_msg_query *m)
+{
+	struct pn_reader r;
+	struct pn_cid cid;
+
+	if (!m->data)
+		return false;
+	switch (m->kind) {
+	case QUERY_KIND_KEYWORDS:
+		return m->len <= PN_QUERY_DATA_MAX && query_valid((const char *)m->data, m->len);
+	case QUERY_KIND_CID:
+		if (m->len != PN_CID_BYTES)
+			return false;
+		pn_rd_init(&r, m->data, m->len);
+		pn_cid_read(&r, &cid);
+		return r.err == 0 && pn_rd_left(&r) == 0;
+	default:
+		return false;
+	}
+}
+
+static bool validate_query_hit(const struct pn_msg_query_hit *m)
+{
+	struct pn_list_entry e;
+	size_t off = 0;
+
+	if (!m->node_id || !pn_addr_text_valid(m->addr, m->addr_len, false))
+		return false;
+	if (m->count < 1 || m->count > PN_HIT_RESULTS_MAX || m->entries_len > QUERY_HIT_ENTRIES_MAX)
+		return false;
+	if (!m->entries) /* count >= 1, so there are entry bytes */
+		return false;
+	for (uint16_t i = 0; i < m->count; i++)
+		if (pn_hit_next(m, &off, &e) != PN_OK)
+			return false;
+	return off == m->entries_len;
+}
+
 static bool validate(const struct pn_msg *m)
 {
 	switch (m->type) {
@@ -439,6 +517,10 @@ static bool validate(const struct pn_msg *m)
 	case PN_MSG_DIR_PROVIDERS: return validate_dir_providers(&m->u.dir_providers);
 	case PN_MSG_DIR_SEARCH: return query_valid(m->u.dir_search.query, m->u.dir_search.query_len);
 	case PN_MSG_DIR_RESULTS: return validate_dir_results(&m->u.dir_results);
+	case PN_MSG_PEERS_REQ: return true;
+	case PN_MSG_PEERS: return validate_peers(&m->u.peers);
+	case PN_MSG_QUERY: return validate_query(&m->u.query);
+	case PN_MSG_QUERY_HIT: return validate_query_hit(&m->u.query_hit);
 	default: return false;
 	}
 }
@@ -499,10 +581,16 @@ int pn_dir_offer_next(const struct pn_msg_dir_offer *m, size_t *off, struct pn_l
 	return list_entry_next(m->entries, m->entries_len, off, e);
 }
 
-int pn_dir_provider_next(const struct pn_msg_dir_providers *m, size_t *off, struct pn_dir_provider_entry *e)
+int pn_hit_next(const struct pn_msg_query_hit *m, size_t *off, struct pn_list_entry *e)
+{
+	return list_entry_next(m->entries, m->entries_len, off, e);
+}
+
+/* One DIR_PROVIDERS / PEERS entry: node_id[32], u8 addr_len, addr (not empty). */
+static int provider_entry_next(const uint8_t *entries, size_t len, size_t *off, struct pn_dir_provider_entry *e)
 {
 	struct pn_reader r;
-	int err = entry_start(&r, m->entries, m->entries_len, *off);
+	int err = entry_start(&r, entries, len, *off);
 
 	if (err)
 		return err;
@@ -513,6 +601,16 @@ int pn_dir_provider_next(const struct pn_msg_dir_providers *m, size_t *off, stru
 		return PN_EPROTO;
 	*off = r.off;
 	return PN_OK;
+}
+
+int pn_dir_provider_next(const struct pn_msg_dir_providers *m, size_t *off, struct pn_dir_provider_entry *e)
+{
+	return provider_entry_next(m->entries, m->entries_len, off, e);
+}
+
+int pn_peers_next(const struct pn_msg_peers *m, size_t *off, struct pn_dir_provider_entry *e)
+{
+	return provider_entry_next(m->entries, m->entries_len, off, e);
 }
 
 int pn_dir_result_next(const struct pn_msg_dir_results *m, size_t *off, struct pn_dir_result_entry *e)
@@ -732,6 +830,34 @@ static void read_dir_results(struct pn_reader *r, struct pn_msg_dir_results *m)
 	m->entries = pn_rd_ptr(r, m->entries_len);
 }
 
+static void read_peers(struct pn_reader *r, struct pn_msg_peers *m)
+{
+	m->count = pn_rd_u8(r);
+	m->entries_len = pn_rd_left(r);
+	m->entries = pn_rd_ptr(r, m->entries_len);
+}
+
+static void read_query(struct pn_reader *r, struct pn_msg_query *m)
+{
+	pn_rd_bytes(r, m->qid, PN_QID_BYTES);
+	m->ttl = pn_rd_u8(r);
+	m->hops = pn_rd_u8(r);
+	m->kind = pn_rd_u8(r);
+	m->len = pn_rd_u16(r);
+	m->data = pn_rd_ptr(r, m->len);
+}
+
+static void read_query_hit(struct pn_reader *r, struct pn_msg_query_hit *m)
+{
+	pn_rd_bytes(r, m->qid, PN_QID_BYTES);
+	m->node_id = pn_rd_ptr(r, PN_ID_BYTES);
+	m->addr_len = pn_rd_u8(r);
+	m->addr = (const char *)pn_rd_ptr(r, m->addr_len);
+	m->count = pn_rd_u16(r);
+	m->entries_len = pn_rd_left(r);
+	m->entries = pn_rd_ptr(r, m->entries_len);
+}
+
 int pn_msg_decode(const uint8_t *body, size_t len, struct pn_msg *out)
 {
 	struct pn_reader r;
@@ -781,6 +907,10 @@ int pn_msg_decode(const uint8_t *body, size_t len, struct pn_msg *out)
 	case PN_MSG_DIR_PROVIDERS: read_dir_providers(&r, &out->u.dir_providers); break;
 	case PN_MSG_DIR_SEARCH: read_dir_search(&r, &out->u.dir_search); break;
 	case PN_MSG_DIR_RESULTS: read_dir_results(&r, &out->u.dir_results); break;
+	case PN_MSG_PEERS_REQ: break;
+	case PN_MSG_PEERS: read_peers(&r, &out->u.peers); break;
+	case PN_MSG_QUERY: read_query(&r, &out->u.query); break;
+	case PN_MSG_QUERY_HIT: read_query_hit(&r, &out->u.query_hit); break;
 	}
 	if (r.err || pn_rd_left(&r) != 0)
 		return PN_EPROTO;
@@ -915,6 +1045,28 @@ static void write_body(const struct pn_msg *m, struct pn_writer *w)
 		pn_wr_u32(w, m->u.dir_results.req_id);
 		pn_wr_u16(w, m->u.dir_results.count);
 		pn_wr_bytes(w, m->u.dir_results.entries, m->u.dir_results.entries_len);
+		break;
+	case PN_MSG_PEERS_REQ:
+		break;
+	case PN_MSG_PEERS:
+		pn_wr_u8(w, m->u.peers.count);
+		pn_wr_bytes(w, m->u.peers.entries, m->u.peers.entries_len);
+		break;
+	case PN_MSG_QUERY:
+		pn_wr_bytes(w, m->u.query.qid, PN_QID_BYTES);
+		pn_wr_u8(w, m->u.query.ttl);
+		pn_wr_u8(w, m->u.query.hops);
+		pn_wr_u8(w, m->u.query.kind);
+		pn_wr_u16(w, m->u.query.len);
+		pn_wr_bytes(w, m->u.query.data, m->u.query.len);
+		break;
+	case PN_MSG_QUERY_HIT:
+		pn_wr_bytes(w, m->u.query_hit.qid, PN_QID_BYTES);
+		pn_wr_bytes(w, m->u.query_hit.node_id, PN_ID_BYTES);
+		pn_wr_u8(w, m->u.query_hit.addr_len);
+		pn_wr_bytes(w, m->u.query_hit.addr, m->u.query_hit.addr_len);
+		pn_wr_u16(w, m->u.query_hit.count);
+		pn_wr_bytes(w, m->u.query_hit.entries, m->u.query_hit.entries_len);
 		break;
 	}
 }
