@@ -125,6 +125,11 @@ demo: deps-build $(BUILD)/peernet
 $(BUILD)/idle-clients: bench/idle_clients.c $(BUILD)/libpeernet.a
 	$(CC) $(CPPFLAGS) $(DEPCFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libpeernet.a $(LDLIBS)
 
+# The flood simulator: sim/ drives the sans-I/O cores with virtual time.
+SIM_SRCS := $(wildcard sim/*.c)
+$(BUILD)/flood-sim: $(SIM_SRCS) $(wildcard sim/*.h) $(LIB_OBJS) $(BUILD)/libpeernet.a
+	$(CC) $(CPPFLAGS) $(DEPCFLAGS) $(CFLAGS) -o $@ $(SIM_SRCS) $(BUILD)/libpeernet.a $(LDLIBS)
+
 bench: deps-bench $(BUILD)/peernet $(BUILD)/idle-clients
 	$(PYTHON) bench/bench.py --bin $(abspath $(BUILD)/peernet) --out bench/RESULTS.md
 
