@@ -3,9 +3,9 @@
  * The input is tried two ways: as a stream (pn_frame_check) and as one frame
  * body (pn_msg_decode). A body that decodes must re-encode to exactly the
  * same bytes, and decoding that again must give the same fields: the wire
- * form is canonical. Entries of LIST, DIR_OFFER, DIR_PROVIDERS and
- * DIR_RESULTS are iterated and re-encoded one by one, which must give back
- * the same bytes. Any disagreement aborts.
+ * form is canonical. Entries of LIST, DIR_OFFER, DIR_PROVIDERS, DIR_RESULTS,
+ * PEERS and QUERY_HIT are iterated and re-encoded one by one, which must give
+ * back the same bytes. Any disagreement aborts.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -128,6 +128,24 @@ static bool msg_eq(const struct pn_msg *a, const struct pn_msg *b)
 		       a->u.dir_results.count == b->u.dir_results.count &&
 		       a->u.dir_results.entries_len == b->u.dir_results.entries_len &&
 		       bytes_eq(a->u.dir_results.entries, b->u.dir_results.entries, a->u.dir_results.entries_len);
+	case PN_MSG_PEERS_REQ:
+		return true;
+	case PN_MSG_PEERS:
+		return a->u.peers.count == b->u.peers.count && a->u.peers.entries_len == b->u.peers.entries_len &&
+		       bytes_eq(a->u.peers.entries, b->u.peers.entries, a->u.peers.entries_len);
+	case PN_MSG_QUERY:
+		return memcmp(a->u.query.qid, b->u.query.qid, PN_QID_BYTES) == 0 &&
+		       a->u.query.ttl == b->u.query.ttl && a->u.query.hops == b->u.query.hops &&
+		       a->u.query.kind == b->u.query.kind && a->u.query.len == b->u.query.len &&
+		       bytes_eq(a->u.query.data, b->u.query.data, a->u.query.len);
+	case PN_MSG_QUERY_HIT:
+		return memcmp(a->u.query_hit.qid, b->u.query_hit.qid, PN_QID_BYTES) == 0 &&
+		       bytes_eq(a->u.query_hit.node_id, b->u.query_hit.node_id, PN_ID_BYTES) &&
+		       a->u.query_hit.addr_len == b->u.query_hit.addr_len &&
+		       bytes_eq(a->u.query_hit.addr, b->u.query_hit.addr, a->u.query_hit.addr_len) &&
+		       a->u.query_hit.count == b->u.query_hit.count &&
+		       a->u.query_hit.entries_len == b->u.query_hit.entries_len &&
+		       bytes_eq(a->u.query_hit.entries, b->u.query_hit.entries, a->u.query_hit.entries_len);
 	default:
 		return false;
 	}
@@ -219,6 +237,69 @@ static void check_dir_results(const struct pn_msg_dir_results *m)
 	check(w.len == m->entries_len && bytes_eq(entry_copy, m->entries, w.len));
 }
 
+static void check_peers(const struct pn_msg_peers *m)
+{
+	struct pn_dir_provider_entry e;
+	struct pn_writer w;
+	size_t off = 0, seen = 0;
+	int err;
+
+	pn_wr_init(&w, entry_copy, sizeof(entry_copy));
+	while ((err = pn_peers_next(m, &off, &e)) == PN_OK) {
+		check(e.node_id && e.addr_len >= 1 && e.addr_len <= PN_DIR_ADDR_MAX);
+		check(printable(e.addr, e.addr_len));
+		pn_dir_provider_encode(&w, &e);
+		seen++;
+	}
+	check(err == PN_EAGAIN && w.err == 0);
+	check(seen <= PN_PEERS_MAX && seen == m->count && off == m->entries_len);
+	check(w.len == m->entries_len && bytes_eq(entry_copy, m->entries, w.len));
+}
+
+/* kind 1: 1..255 bytes, no ASCII control byte; kind 2: one valid content ID
+ * whose wire form is the data. */
+static void check_query(const struct pn_msg_query *m)
+{
+	if (m->kind == 1) {
+		check(m->len >= 1 && m->len <= PN_QUERY_DATA_MAX);
+		for (size_t i = 0; i < m->len; i++)
+			check(m->data[i] >= 0x20 && m->data[i] != 0x7f);
+		return;
+	}
+	check(m->kind == 2 && m->len == PN_CID_BYTES);
+	struct pn_reader r;
+	struct pn_cid cid;
+	uint8_t again[PN_CID_BYTES];
+	struct pn_writer w;
+	pn_rd_init(&r, m->data, m->len);
+	pn_cid_read(&r, &cid);
+	check(r.err == 0 && cid.size <= PN_MAX_FILE_SIZE);
+	pn_wr_init(&w, again, sizeof(again));
+	pn_cid_write(&w, &cid);
+	check(w.err == 0 && w.len == PN_CID_BYTES && memcmp(again, m->data, PN_CID_BYTES) == 0);
+}
+
+static void check_query_hit(const struct pn_msg_query_hit *m)
+{
+	struct pn_list_entry e;
+	struct pn_writer w;
+	size_t off = 0, seen = 0;
+	int err;
+
+	check(m->node_id && m->addr_len >= 1 && m->addr_len <= PN_DIR_ADDR_MAX);
+	check(printable(m->addr, m->addr_len));
+	pn_wr_init(&w, entry_copy, sizeof(entry_copy));
+	while ((err = pn_hit_next(m, &off, &e)) == PN_OK) {
+		check(pn_name_valid(e.name, e.name_len));
+		check(e.cid.size <= PN_MAX_FILE_SIZE);
+		pn_list_entry_encode(&w, &e);
+		seen++;
+	}
+	check(err == PN_EAGAIN && w.err == 0);
+	check(seen >= 1 && seen <= PN_HIT_RESULTS_MAX && seen == m->count && off == m->entries_len);
+	check(w.len == m->entries_len && bytes_eq(entry_copy, m->entries, w.len));
+}
+
 /* Fields the validators promise, checked independently of them. */
 static void check_fields(const struct pn_msg *m)
 {
@@ -227,6 +308,9 @@ static void check_fields(const struct pn_msg *m)
 	case PN_MSG_DIR_OFFER: check_dir_offer(&m->u.dir_offer); break;
 	case PN_MSG_DIR_PROVIDERS: check_dir_providers(&m->u.dir_providers); break;
 	case PN_MSG_DIR_RESULTS: check_dir_results(&m->u.dir_results); break;
+	case PN_MSG_PEERS: check_peers(&m->u.peers); break;
+	case PN_MSG_QUERY: check_query(&m->u.query); break;
+	case PN_MSG_QUERY_HIT: check_query_hit(&m->u.query_hit); break;
 	case PN_MSG_HAVE:
 		check(m->u.cidref.index < pn_cid_chunks(&m->u.cidref.cid));
 		break;

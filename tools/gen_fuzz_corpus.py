@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Writes the seed corpora of the wire fuzz targets.
 
-fuzz/corpus/fuzz_wire/: one valid frame body per message type, the swarm
-and directory messages included (and a few edge cases), built here from docs/PROTOCOL.md independently of the C code,
+fuzz/corpus/fuzz_wire/: one valid frame body per message type, the swarm,
+directory and flooding messages included (and a few edge cases), built here from docs/PROTOCOL.md independently of the C code,
 so the seeds double as a cross-check of the spec. fuzz/corpus/fuzz_cid/: a
 few printed content IDs. Run from the repository root:
 
@@ -16,6 +16,10 @@ import struct
 CHUNK_SIZE = 256 * 1024
 MAX_CHUNKS = 256 * 1024
 DIR_ADDR_MAX = 63
+NAME_MAX = 255
+PEERS_MAX = 32
+HIT_RESULTS_MAX = 32
+QUERY_DATA_MAX = 255
 ROOT = bytes(range(32))
 
 
@@ -107,6 +111,27 @@ def bodies():
     yield "dir_results", u8(0x57) + u32(8) + u16(2) + res
     yield "dir_results_none", u8(0x57) + u32(8) + u16(0)
     yield "dir_bye", u8(0x58) + u32(9)
+    # flooding (0x60-0x63)
+    qid = bytes(range(0xc0, 0xd0))
+    yield "peers_req", u8(0x60)
+    yield "peers", u8(0x61) + u8(2) + provs
+    yield "peers_none", u8(0x61) + u8(0)
+    full = b"".join(provider(bytes([i]) * 32, "~" * DIR_ADDR_MAX) for i in range(PEERS_MAX))
+    yield "peers_full", u8(0x61) + u8(PEERS_MAX) + full
+    query = "report pdf".encode()
+    yield "query_keywords", u8(0x62) + qid + u8(5) + u8(0) + u8(1) + u16(len(query)) + query
+    query = "caf\u00e9 a/b \u65e5\u672c".encode()
+    yield "query_utf8", u8(0x62) + qid + u8(7) + u8(0) + u8(1) + u16(len(query)) + query
+    yield "query_longest", u8(0x62) + qid + u8(1) + u8(6) + u8(1) + u16(QUERY_DATA_MAX) + b"w" * QUERY_DATA_MAX
+    yield "query_cid", u8(0x62) + qid + u8(3) + u8(2) + u8(2) + u16(40) + cid(two)
+    yield "query_cid_ttl255", u8(0x62) + b"\xff" * 16 + u8(255) + u8(255) + u8(2) + u16(40) + cid(0)
+    node = b"\xa1" * 32
+    addr = b"127.0.0.1:7070"
+    yield "query_hit", u8(0x63) + qid + node + u8(len(addr)) + addr + u16(2) + ents
+    yield "query_hit_one", u8(0x63) + qid + node + u8(1) + b"~" + u16(1) + entry(ten, "x y.z")
+    results = b"".join(entry(i, "n" * NAME_MAX) for i in range(HIT_RESULTS_MAX))
+    yield "query_hit_full", (u8(0x63) + qid + node + u8(DIR_ADDR_MAX) + b"q" * DIR_ADDR_MAX
+                             + u16(HIT_RESULTS_MAX) + results)
 
 
 def printed(c):
