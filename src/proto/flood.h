@@ -65,7 +65,7 @@ struct flood_opts {
 	uint32_t max_strikes;   /* rate-limited queries before a drop, default 50 */
 	uint8_t ring_first_ttl; /* default 1 */
 	uint32_t ring_wait_ms;  /* wait per hop of ttl before widening, default 250 */
-	uint64_t seed;          /* query IDs and tie-breaks */
+	uint64_t seed;          /* query IDs and the cache's hash key: give every node its own */
 };
 
 enum flood_action_type {
@@ -77,7 +77,10 @@ enum flood_action_type {
 	FLOOD_QUERY_DONE,     /* the query `handle` is over; `hits` came back */
 };
 
-/* Pointers in an action (q.data, payload) stay valid until the next call into the core. */
+/* Pointers in an action (q.data, payload) stay valid until the next call into
+ * the core other than flood_next_action(). The queue is bounded: a caller
+ * that does not drain after each call may see actions dropped (counted in
+ * actions_dropped); QUERY_DONE is never dropped, only delayed to a later tick. */
 struct flood_action {
 	enum flood_action_type type;
 	uint32_t nb;
@@ -97,7 +100,13 @@ struct flood_stats {
 	uint64_t rate_limited;
 	uint64_t hits_sent;           /* hit messages sent (own answers and forwarded) */
 	uint64_t hits_received;
-	uint64_t hits_unroutable;     /* for an unknown or expired query ID */
+	uint64_t hits_unroutable;     /* for an unknown or expired query ID, a finished
+				       * query, or a back-link that has gone */
+	uint64_t queries_invalid;     /* bad kind or length, ttl 0 after the clamp, or not from a neighbour */
+	uint64_t queries_reforwarded; /* later copies forwarded again because they had more ttl */
+	uint64_t hits_delivered;      /* DELIVER_HIT actions handed out */
+	uint64_t hits_dropped;        /* over FLOOD_MAX_HITS_PER_QUERY, too long, or no room */
+	uint64_t actions_dropped;     /* no room in the action queue (caller did not drain) */
 };
 
 struct flood;
@@ -135,5 +144,7 @@ void flood_tick(struct flood *f, uint64_t now);
 uint64_t flood_next_wakeup(const struct flood *f);
 bool flood_next_action(struct flood *f, struct flood_action *out);
 const struct flood_stats *flood_get_stats(const struct flood *f);
+/* Entries in the seen-cache now (<= opts.cache_max). */
+size_t flood_cache_count(const struct flood *f);
 
 #endif
