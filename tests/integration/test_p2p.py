@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from conftest import (BIN, CHUNK, FAST_BIN, CLI_TIMEOUT, assert_one_error_line, cid_raw, make_file, poll, run,
+from conftest import (BIN, CHUNK, FAST_BIN, CLI_TIMEOUT, assert_one_error_line, cid_raw, cid_str, make_file, poll, run,
                       sha256_file, state_chunks_done)
 from p2p import CORRUPT_BIN, MiB, Net, wait_found, wait_procs
 from pnwire import client_context, frame, make_ed25519_cert, parse_frames
@@ -580,3 +580,34 @@ def test_stop_capped_node_says_bye(net, workdir):
     finally:
         tls_errors = [l for l in d.log_lines() if "bad record mac" in l or "TLS error" in l]
     assert not tls_errors, tls_errors
+
+
+def test_get_unknown_and_held_content(net, workdir):
+    """A content ID nobody offers fails at once with one line saying so (exit 1),
+    leaving nothing behind; a content the node holds is delivered without the
+    network; sharing a missing file is one clear line."""
+    src = os.path.join(workdir, "mine.bin")
+    digest = make_file(src, CHUNK + 5, seed=12)
+    d = net.directory()
+    a = net.node("a", d, bin=BIN, args=["--peer-timeout", "30"])
+    a.wait_registered()
+    cid = a.add_id(src)
+    unknown = cid_str(bytes(range(32)), 12345)
+    out = os.path.join(workdir, "nobody.bin")
+    p = a.cli("get", unknown, "-o", out, timeout=20)
+    assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
+    line = assert_one_error_line(p, "get")
+    assert "no node offers" in line and unknown in line, line
+    assert not os.path.exists(out)
+    assert a.status()["transfers"] == []
+
+    out = os.path.join(workdir, "held.bin")
+    res = a.get(cid, out)
+    assert sha256_file(out) == digest and res["bytes_downloaded"] == 0, res
+    # Without --force an existing file is kept.
+    p = a.cli("get", cid, "-o", out, timeout=20)
+    assert p.returncode == 1 and "already exists" in assert_one_error_line(p, "get")
+
+    p = a.cli("add", os.path.join(workdir, "missing.bin"), timeout=20)
+    assert p.returncode == 1
+    assert "missing.bin" in assert_one_error_line(p, "add")
