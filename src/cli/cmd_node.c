@@ -23,6 +23,7 @@
 
 static const char node_help[] =
 	"usage: peernet node --listen ADDR:PORT [--data DIR] --discovery directory --directory ADDR:PORT\n"
+	"       peernet node --listen ADDR:PORT [--data DIR] --discovery flood --bootstrap ADDR:PORT...\n"
 	"                    [--share PATH]... [--up-rate RATE] [--down-rate RATE]\n"
 	"\n"
 	"Runs a peer: serves what it holds, finds providers through the discovery\n"
@@ -32,8 +33,15 @@ static const char node_help[] =
 	"  --listen ADDR:PORT        where other peers reach this node\n"
 	"  --data DIR                identity, store and control socket (default ~/.local/share/peernet)\n"
 	"  --control PATH            the control socket (default DATA/control.sock)\n"
-	"  --discovery MODE          directory (central look-up service)\n"
-	"  --directory ADDR:PORT     the look-up service\n"
+	"  --discovery MODE          directory (central look-up service) or flood (ask the neighbours)\n"
+	"  --directory ADDR:PORT     the look-up service (directory mode)\n"
+	"  --bootstrap ADDR:PORT     a node to join through (flood mode; repeatable); good peers are\n"
+	"                            remembered in DATA/peers and tried first next time\n"
+	"  --min-neighbors N         flood mode: keep at least N neighbours (default 4)\n"
+	"  --max-neighbors N         flood mode: accept at most N neighbours (default 8)\n"
+	"  --ttl N                   flood mode: hop limit of queries, 1 to 7 (default 5)\n"
+	"  --plain-flood             flood mode: send each query once with the full hop limit\n"
+	"                            (default: expanding ring, widening only while too few answer)\n"
 	"  --announce HOST           the host the directory gives out for this node (default: as seen)\n"
 	"  --share PATH              share a file, or the files in a directory (repeatable)\n"
 	"  --up-rate RATE            cap uploads, e.g. 500K, 2M (bytes/s; K, M, G = 1024^n)\n"
@@ -79,11 +87,17 @@ int cmd_node(int argc, char **argv)
 		{"peer-timeout", required_argument, NULL, 'T'},
 		{"upload-slots", required_argument, NULL, 'S'},
 		{"port-file", required_argument, NULL, 'p'},
+		{"bootstrap", required_argument, NULL, 'b'},
+		{"min-neighbors", required_argument, NULL, 'n'},
+		{"max-neighbors", required_argument, NULL, 'x'},
+		{"ttl", required_argument, NULL, 't'},
+		{"plain-flood", no_argument, NULL, 'F'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	struct pn_node_opts o = {0};
+	uint32_t v;
 	static char data[PATH_MAX];
 	int c;
 	optind = 1;
@@ -95,11 +109,36 @@ int cmd_node(int argc, char **argv)
 		case 'D':
 			if (!strcmp(optarg, "directory"))
 				o.discovery = PN_DISCOVERY_DIRECTORY;
-			else if (!strcmp(optarg, "flood") || !strcmp(optarg, "dht"))
-				return cli_usage_err("node", "--discovery %s is not available in this version; use directory", optarg);
+			else if (!strcmp(optarg, "flood"))
+				o.discovery = PN_DISCOVERY_FLOOD;
+			else if (!strcmp(optarg, "dht"))
+				return cli_usage_err("node", "--discovery dht is not available in this version; use directory or flood");
 			else
-				return cli_usage_err("node", "bad --discovery '%s': expected directory", optarg);
+				return cli_usage_err("node", "bad --discovery '%s': expected directory or flood", optarg);
 			break;
+		case 'b':
+			if (o.nbootstrap >= PN_NODE_MAX_SHARES)
+				return cli_usage_err("node", "at most %d --bootstrap options", PN_NODE_MAX_SHARES);
+			if (strlen(optarg) > PN_DIR_ADDR_MAX || !pn_addr_text_valid(optarg, strlen(optarg), false))
+				return cli_usage_err("node", "bad --bootstrap '%s': expected HOST:PORT", optarg);
+			o.bootstrap[o.nbootstrap++] = optarg;
+			break;
+		case 'n':
+			if (!cli_parse_uint(optarg, 1, 64, &v))
+				return cli_usage_err("node", "bad --min-neighbors '%s': expected 1 to 64", optarg);
+			o.min_neighbors = v;
+			break;
+		case 'x':
+			if (!cli_parse_uint(optarg, 1, 64, &v))
+				return cli_usage_err("node", "bad --max-neighbors '%s': expected 1 to 64", optarg);
+			o.max_neighbors = v;
+			break;
+		case 't':
+			if (!cli_parse_uint(optarg, 1, 7, &v))
+				return cli_usage_err("node", "bad --ttl '%s': expected a hop limit of 1 to 7", optarg);
+			o.ttl = (uint8_t)v;
+			break;
+		case 'F': o.plain_flood = true; break;
 		case 'r': o.directory = optarg; break;
 		case 'a': o.announce_host = optarg; break;
 		case 's':
@@ -132,9 +171,11 @@ int cmd_node(int argc, char **argv)
 		return cli_usage_err("node", "bad --announce '%s': a host name or address of at most %d printable characters",
 				     o.announce_host, PN_DIR_ADDR_MAX - 6);
 	if (!o.discovery)
-		o.discovery = PN_DISCOVERY_DIRECTORY;
+		o.discovery = o.nbootstrap && !o.directory ? PN_DISCOVERY_FLOOD : PN_DISCOVERY_DIRECTORY;
 	if (o.discovery == PN_DISCOVERY_DIRECTORY && !o.directory)
 		return cli_usage_err("node", "--discovery directory needs --directory ADDR:PORT");
+	if (o.min_neighbors && o.max_neighbors && o.min_neighbors > o.max_neighbors)
+		return cli_usage_err("node", "--min-neighbors is above --max-neighbors");
 	if (!o.data_dir) {
 		pn_default_data_dir(data, sizeof data);
 		o.data_dir = data;

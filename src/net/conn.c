@@ -626,6 +626,19 @@ const struct pn_conn_cbs *pn_conn_cbs_get(const struct pn_conn *c) { return c->c
 const char *pn_conn_peer_addr(const struct pn_conn *c) { return c->peer_addr; }
 const uint8_t *pn_conn_peer_id(const struct pn_conn *c) { return c->peer_id; }
 bool pn_conn_is_established(const struct pn_conn *c) { return c->established; }
+
+int pn_conn_local_ip(const struct pn_conn *c, char out[PN_ADDR_STR_MAX])
+{
+	struct sockaddr_storage ss;
+	int len = sizeof ss;
+	if (uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
+		return PN_EIO;
+	pn_addr_format((struct sockaddr *)&ss, out);
+	char *colon = strrchr(out, ':');
+	if (colon)
+		*colon = 0;
+	return PN_OK;
+}
 struct pn_net *pn_conn_net(const struct pn_conn *c) { return c->net; }
 uint64_t pn_conn_bytes_in(const struct pn_conn *c) { return c->bytes_in; }
 uint64_t pn_conn_bytes_out(const struct pn_conn *c) { return c->bytes_out; }

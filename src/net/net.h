@@ -100,6 +100,8 @@ void *pn_conn_data(const struct pn_conn *c);
 const struct pn_conn_cbs *pn_conn_cbs_get(const struct pn_conn *c);
 const char *pn_conn_peer_addr(const struct pn_conn *c); /* "ip:port" */
 const uint8_t *pn_conn_peer_id(const struct pn_conn *c); /* valid once established */
+/* The IP of this end of the connection (the address the peer reached us at), without the port. */
+int pn_conn_local_ip(const struct pn_conn *c, char out[PN_ADDR_STR_MAX]);
 bool pn_conn_is_established(const struct pn_conn *c);
 struct pn_net *pn_conn_net(const struct pn_conn *c);
 uint64_t pn_conn_bytes_in(const struct pn_conn *c);  /* plaintext frame bytes received */

@@ -58,7 +58,7 @@ struct peer *node_peer_by_id(struct node *n, const uint8_t id[PN_ID_BYTES])
 	return NULL;
 }
 
-static struct peer *peer_by_key(struct node *n, uint32_t key)
+struct peer *node_peer_by_key(struct node *n, uint32_t key)
 {
 	for (struct peer *p = n->peers; p; p = p->next)
 		if (p->key == key)
@@ -87,7 +87,7 @@ static struct peer_cid *peer_cid_get(struct peer *p, const struct pn_cid *cid, b
 	return pc;
 }
 
-static struct peer *peer_new(struct node *n, struct pn_conn *c, bool outgoing)
+struct peer *node_peer_new(struct node *n, struct pn_conn *c, bool outgoing)
 {
 	struct peer *p = calloc(1, sizeof *p);
 	if (!p)
@@ -98,6 +98,7 @@ static struct peer *peer_new(struct node *n, struct pn_conn *c, bool outgoing)
 	p->key = ++n->next_key;
 	p->am_choking = true;
 	p->peer_choking = true;
+	p->cand = -1;
 	p->next = n->peers;
 	n->peers = p;
 	return p;
@@ -201,8 +202,9 @@ static void peer_on_hello(struct node *n, struct peer *p, const struct pn_msg_he
 	/* Two nodes that dial each other at once end up with two connections: both
 	 * keep the one dialled by the node with the smaller ID and close the other,
 	 * moving what it was about onto the one kept. */
-	for (struct peer *q = n->peers; q; q = q->next) {
-		if (q == p || !q->hello || memcmp(q->id, p->id, PN_ID_BYTES))
+	bool flood_link = n->flood && (h->features & 1u);
+	for (struct peer *q = n->peers; q && !flood_link; q = q->next) {
+		if (q == p || !q->hello || q->neighbor || memcmp(q->id, p->id, PN_ID_BYTES))
 			continue;
 		bool me_smaller = memcmp(n->id.node_id, p->id, PN_ID_BYTES) < 0;
 		bool keep_p = p->outgoing == me_smaller;
@@ -218,6 +220,8 @@ static void peer_on_hello(struct node *n, struct peer *p, const struct pn_msg_he
 		}
 		break;
 	}
+	if (!flood_on_hello(n, p, h))
+		return;
 	if (choker_peer_add(n->choker, p->key, node_now(n)) == PN_OK)
 		p->in_choker = true;
 	for (int i = 0; i < p->ncids; i++) {
@@ -581,6 +585,14 @@ static int peer_frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
 	case PN_MSG_META: return peer_on_meta(n, p, &m.u.meta);
 	case PN_MSG_HASHES: return peer_on_hashes(n, p, &m.u.hashes);
 	case PN_MSG_CHUNK: return peer_on_chunk(n, p, &m.u.chunk);
+	case PN_MSG_PEERS_REQ:
+	case PN_MSG_PEERS:
+	case PN_MSG_QUERY:
+	case PN_MSG_QUERY_HIT:
+		if (flood_on_msg(n, p, &m, body, len) == PN_OK)
+			return PN_OK;
+		pn_log_info("%s: flooding message 0x%02x but this node does not flood, closing", p->addr, m.type);
+		return PN_EPROTO;
 	default:
 		pn_log_info("%s: unexpected message type 0x%02x from a peer, closing", p->addr, m.type);
 		return PN_EPROTO;
@@ -596,6 +608,7 @@ static void peer_established_cb(struct pn_conn *c)
 	m.u.hello.version = PN_PROTOCOL_VERSION;
 	m.u.hello.role = PN_ROLE_NODE;
 	m.u.hello.listen_port = n->port;
+	m.u.hello.features = flood_hello_features(n, p);
 	(void)node_send(n, c, &m);
 }
 
@@ -614,6 +627,7 @@ static void peer_close_cb(struct pn_conn *c, int err)
 	}
 	if (p->in_choker)
 		choker_peer_remove(n->choker, p->key);
+	flood_peer_closed(n, p);
 	struct peer **pp = &n->peers;
 	while (*pp && *pp != p)
 		pp = &(*pp)->next;
@@ -630,7 +644,7 @@ static void peer_close_cb(struct pn_conn *c, int err)
 			download_pump(d);
 }
 
-static const struct pn_conn_cbs peer_cbs = {
+const struct pn_conn_cbs node_peer_cbs = {
 	.established_cb = peer_established_cb,
 	.frame_cb = peer_frame_cb,
 	.close_cb = peer_close_cb,
@@ -643,13 +657,13 @@ static const struct pn_conn_cbs *accept_cb(struct pn_net *net, struct pn_conn *c
 		pn_log_warn("%s: refused, %zu peers already", pn_conn_peer_addr(c), peer_count(n));
 		return NULL;
 	}
-	struct peer *p = peer_new(n, c, false);
+	struct peer *p = node_peer_new(n, c, false);
 	if (!p)
 		return NULL;
 	snprintf(p->addr, sizeof p->addr, "%s", pn_conn_peer_addr(c));
 	pn_conn_set_data(c, p);
 	pn_conn_set_max_frame(c, 64);
-	return &peer_cbs;
+	return &node_peer_cbs;
 }
 
 void node_connect_provider(struct node *n, const uint8_t id[PN_ID_BYTES], const char *addr, const struct pn_cid *cid)
@@ -674,13 +688,13 @@ void node_connect_provider(struct node *n, const uint8_t id[PN_ID_BYTES], const 
 	if (peer_count(n) >= NODE_MAX_PEERS)
 		return;
 	struct pn_conn *c;
-	p = peer_new(n, NULL, true);
+	p = node_peer_new(n, NULL, true);
 	if (!p)
 		return;
 	memcpy(p->id, id, PN_ID_BYTES);
 	snprintf(p->addr, sizeof p->addr, "%s", addr);
 	peer_cid_get(p, cid, true);
-	int r = pn_net_connect(n->net, addr, id, &peer_cbs, p, &c);
+	int r = pn_net_connect(n->net, addr, id, &node_peer_cbs, p, &c);
 	if (r != PN_OK) {
 		pn_log_info("cannot dial provider %s: %s", addr, pn_strerror(r));
 		n->peers = p->next;
@@ -897,7 +911,7 @@ static void download_pump(struct download *d)
 	if (!d->swarm)
 		return;
 	while (!d->done && swarm_next_action(d->swarm, &a)) {
-		struct peer *p = a.type == SWARM_DONE ? NULL : peer_by_key(n, a.peer);
+		struct peer *p = a.type == SWARM_DONE ? NULL : node_peer_by_key(n, a.peer);
 		switch (a.type) {
 		case SWARM_REQUEST:
 		case SWARM_CANCEL:
@@ -929,13 +943,17 @@ void node_download_providers(struct node *n, const struct pn_cid *cid, uint32_t 
 	struct download *d = node_download_find(n, cid);
 	if (!d)
 		return;
-	d->finding = false;
+	if (!n->flood || total == 0)
+		d->finding = false; /* a flood query goes on after its first hit */
 	if (total > d->providers_seen)
 		d->providers_seen = total;
 	if (d->providers_seen == 0 && !d->swarm) {
 		char id[PN_CID_STR_LEN + 1];
 		cid_str(cid, id);
-		download_fail(d, "no node offers %s", id);
+		if (n->flood)
+			download_fail(d, "no node within %u hops has %s", n->opts.ttl ? n->opts.ttl : FLOOD_DEFAULT_TTL, id);
+		else
+			download_fail(d, "no node offers %s", id);
 	}
 }
 
@@ -962,7 +980,12 @@ int node_start_get(struct node *n, struct ctl_client *cc, const struct pn_cid *c
 		d->waiters = w;
 		return PN_OK;
 	}
-	if (!dir_client_ready(n)) {
+	if (n->flood && !flood_ready(n)) {
+		free(w);
+		ctl_finish(cc, "not connected to any peer (the bootstrap peers are unreachable); the node keeps retrying");
+		return PN_OK;
+	}
+	if (!n->flood && !dir_client_ready(n)) {
 		free(w);
 		ctl_finish(cc, "the directory at %s is unreachable (%s); running downloads go on, new look-ups fail until it is back",
 			   n->opts.directory ? n->opts.directory : "(none)", n->dir_last_error[0] ? n->dir_last_error : "not connected");
@@ -1006,9 +1029,19 @@ int node_start_get(struct node *n, struct ctl_client *cc, const struct pn_cid *c
 		download_start_swarm(d);
 	d->finding = true;
 	d->last_find_ms = node_now(n);
-	if (dir_client_find(n, cid) != PN_OK)
+	if ((n->flood ? flood_find(n, cid) : dir_client_find(n, cid)) != PN_OK)
 		d->finding = false;
 	return PN_OK;
+}
+
+static bool download_has_peers(struct download *d)
+{
+	for (struct peer *p = d->node->peers; p; p = p->next) {
+		struct peer_cid *pc = peer_cid_get(p, &d->cid, false);
+		if (pc && pc->bitmap)
+			return true;
+	}
+	return false;
 }
 
 /* Progress lines for control clients waiting on downloads. */
@@ -1042,10 +1075,11 @@ static void tick_cb(uv_timer_t *t)
 	uint64_t now = node_now(n);
 	static uint64_t last_progress;
 	dir_client_tick(n, now);
+	flood_node_tick(n, now);
 	choker_tick(n->choker, now);
 	struct choker_action ca;
 	while (choker_next_action(n->choker, &ca)) {
-		struct peer *p = peer_by_key(n, ca.peer);
+		struct peer *p = node_peer_by_key(n, ca.peer);
 		if (!p || !p->hello)
 			continue;
 		struct pn_msg m = {.type = ca.type == CHOKER_UNCHOKE ? PN_MSG_UNCHOKE : PN_MSG_CHOKE};
@@ -1070,7 +1104,14 @@ static void tick_cb(uv_timer_t *t)
 		}
 		/* Early in a download ask often: fellow downloaders register as they start. */
 		uint64_t refind = now - d->started_ms < NODE_EARLY_MS ? NODE_REFIND_EARLY_MS : NODE_REFIND_MS;
-		if (!d->finding && now - d->last_find_ms > refind && dir_client_ready(n)) {
+		if (n->flood) {
+			/* Flooding is costly: ask again only while no provider is connected. */
+			if (!d->finding && now - d->last_find_ms > NODE_REFIND_FLOOD_MS && !download_has_peers(d) &&
+			    flood_find(n, &d->cid) == PN_OK) {
+				d->last_find_ms = now;
+				d->finding = true;
+			}
+		} else if (!d->finding && now - d->last_find_ms > refind && dir_client_ready(n)) {
 			d->last_find_ms = now;
 			if (dir_client_find(n, &d->cid) == PN_OK)
 				d->finding = true;
@@ -1103,6 +1144,7 @@ void node_stop(struct node *n)
 		download_free(d);
 	}
 	dir_client_close(n);
+	flood_teardown(n);
 	uv_timer_stop(&n->tick);
 	uv_close((uv_handle_t *)&n->tick, NULL);
 	uv_close((uv_handle_t *)&n->sig_int, NULL);
@@ -1216,6 +1258,9 @@ int pn_node_run(const struct pn_node_opts *opts)
 			r == PN_EEXIST ? "address already in use" : pn_strerror(r));
 		goto out_net;
 	}
+	r = flood_setup(n);
+	if (r != PN_OK)
+		goto out_net;
 	r = ctl_listen(n);
 	if (r != PN_OK)
 		goto out_net;
@@ -1256,6 +1301,7 @@ out_net:
 out_choker:
 	choker_free(n->choker);
 	seed_free_all(n);
+	flood_teardown(n);
 out_store:
 	store_close(n->store);
 out_id:

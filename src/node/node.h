@@ -26,6 +26,12 @@ struct pn_node_opts {
 	uint32_t peer_timeout_ms;    /* no provider reachable for this long: a get fails; 0 = default */
 	uint32_t upload_slots;       /* 0 = default */
 	const char *port_file;
+	/* flood discovery */
+	const char *bootstrap[PN_NODE_MAX_SHARES];
+	int nbootstrap;
+	uint32_t min_neighbors, max_neighbors; /* 0 = defaults 4 and 8 */
+	uint8_t ttl;                 /* hop limit of queries, 0 = default 5, at most 7 */
+	bool plain_flood;            /* no expanding ring */
 };
 
 /* Runs the node until `peernet stop`, SIGINT or SIGTERM. 0 after a clean stop. */

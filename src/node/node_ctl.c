@@ -122,6 +122,7 @@ void ctl_finish(struct ctl_client *cc, const char *err_fmt, ...)
 
 void ctl_client_gone(struct node *n, struct ctl_client *cc)
 {
+	flood_ctl_gone(n, cc);
 	for (struct download *d = n->downloads; d; d = d->next)
 		for (struct ctl_waiter *w = d->waiters; w; w = w->next)
 			if (w->client == cc)
@@ -199,6 +200,15 @@ static void do_status(struct node *n, struct ctl_client *cc)
 		json_str(q, sizeof q, n->opts.directory);
 		J(",\"directory\":{\"address\":%s,\"connected\":%s}", q, dir_client_ready(n) ? "true" : "false");
 	}
+	if (n->flood) {
+		const struct flood_stats *fs = flood_get_stats(n->flood);
+		J(",\"flood\":{\"neighbors\":%zu,\"queries_started\":%llu,\"queries_sent\":%llu,\"queries_received\":%llu,"
+		  "\"duplicates_dropped\":%llu,\"rate_limited\":%llu,\"hits_sent\":%llu,\"hits_received\":%llu}",
+		  flood_neighbor_count(n->flood), (unsigned long long)fs->queries_started,
+		  (unsigned long long)fs->queries_sent, (unsigned long long)fs->queries_received,
+		  (unsigned long long)fs->duplicates_dropped, (unsigned long long)fs->rate_limited,
+		  (unsigned long long)fs->hits_sent, (unsigned long long)fs->hits_received);
+	}
 	J(",\"peers\":[");
 	int np = 0;
 	for (struct peer *p = n->peers; p; p = p->next) {
@@ -207,9 +217,10 @@ static void do_status(struct node *n, struct ctl_client *cc)
 		char pid[PN_NODE_ID_STR_LEN + 1];
 		pn_node_id_format(p->id, pid);
 		json_str(q, sizeof q, p->addr);
-		J("%s{\"id\":\"%s\",\"address\":%s,\"direction\":\"%s\",\"choking_us\":%s,\"we_choke\":%s,"
+		J("%s{\"id\":\"%s\",\"address\":%s,\"direction\":\"%s\",\"neighbor\":%s,\"choking_us\":%s,\"we_choke\":%s,"
 		  "\"bytes_to\":%llu,\"bytes_from\":%llu}",
-		  np++ ? "," : "", pid, q, p->outgoing ? "out" : "in", p->peer_choking ? "true" : "false",
+		  np++ ? "," : "", pid, q, p->outgoing ? "out" : "in", p->neighbor ? "true" : "false",
+		  p->peer_choking ? "true" : "false",
 		  p->am_choking ? "true" : "false", (unsigned long long)p->bytes_to, (unsigned long long)p->bytes_from);
 	}
 	J("],\"shares\":[");
@@ -263,6 +274,12 @@ static void do_status(struct node *n, struct ctl_client *cc)
 	if (n->opts.directory)
 		ctl_reply(cc, "text\tdirectory  %s, %s\n", n->opts.directory,
 			  dir_client_ready(n) ? "registered" : "unreachable, retrying");
+	if (n->flood) {
+		const struct flood_stats *fs = flood_get_stats(n->flood);
+		ctl_reply(cc, "text\tflood      %zu neighbours, %llu queries sent, %llu received, %llu duplicates dropped\n",
+			  flood_neighbor_count(n->flood), (unsigned long long)fs->queries_sent,
+			  (unsigned long long)fs->queries_received, (unsigned long long)fs->duplicates_dropped);
+	}
 	ctl_reply(cc, "text\tpeers      %d\n", np);
 	for (struct peer *p = n->peers; p; p = p->next) {
 		if (!p->hello)
@@ -322,8 +339,14 @@ static void do_search(struct node *n, struct ctl_client *cc, char **f, int nf)
 		ctl_finish(cc, "search: no words given");
 		return;
 	}
-	if (n->opts.discovery != PN_DISCOVERY_DIRECTORY) {
-		ctl_finish(cc, "search is not available with this discovery mode yet");
+	if (n->flood) {
+		int fr = flood_search(n, cc, f[1]);
+		if (fr == PN_EINVAL)
+			ctl_finish(cc, "search: the query must be 1 to %d bytes", PN_QUERY_DATA_MAX);
+		else if (fr == PN_ECLOSED)
+			ctl_finish(cc, "not connected to any peer (the bootstrap peers are unreachable); the node keeps retrying");
+		else if (fr != PN_OK)
+			ctl_finish(cc, "search failed: %s", pn_strerror(fr));
 		return;
 	}
 	int r = dir_client_search(n, f[1], &cc->search_req);

@@ -11,6 +11,7 @@
 #include "crypto/crypto.h"
 #include "net/net.h"
 #include "proto/choker.h"
+#include "proto/flood.h"
 #include "proto/swarm.h"
 #include "store/store.h"
 #include "wire/wire.h"
@@ -23,6 +24,7 @@
 #define NODE_REFIND_MS 2000       /* ask the directory for more providers this often while downloading */
 #define NODE_REFIND_EARLY_MS 300  /* ... and this often during its first NODE_EARLY_MS */
 #define NODE_EARLY_MS 3000
+#define NODE_REFIND_FLOOD_MS 5000 /* flood mode: re-query this often while no provider is connected */
 #define CTL_LINE_MAX 8192
 #define NODE_MAX_BANNED 256
 
@@ -71,6 +73,38 @@ struct peer {
 	int ncids;
 	uint64_t bytes_to, bytes_from;/* chunk payload */
 	uint32_t meta_req, hash_req;  /* outstanding requests for a download, 0 if none */
+	bool want_neighbor;           /* we dialled it to be a flood neighbour */
+	bool neighbor;                /* a flood neighbour link */
+	int cand;                     /* index in node->cands it was dialled from, -1 */
+};
+
+/* A node we might take as a flood neighbour. */
+#define NODE_MAX_CANDS 256
+struct cand {
+	char addr[PN_ADDR_STR_MAX];
+	uint8_t id[PN_ID_BYTES];
+	bool id_known, good, busy;    /* good: was a neighbour once; busy: a connection exists */
+	uint32_t fails;
+	uint64_t next_try_ms;
+};
+
+/* A query this node started through the flood core. */
+#define NODE_MAX_FLOOD_RESULTS 100
+struct fresult {
+	struct pn_cid cid;
+	char name[PN_NAME_MAX + 1];
+	uint32_t providers;
+	uint8_t last_node[PN_ID_BYTES];
+};
+struct fquery {
+	uint32_t handle;
+	struct ctl_client *client;    /* search: who asked */
+	struct pn_cid cid;            /* get: what for */
+	bool is_get;
+	struct fresult *results;
+	int nresults;
+	uint32_t hits;
+	struct fquery *next;
 };
 
 struct ctl_waiter {
@@ -155,11 +189,21 @@ struct node {
 	char dir_last_error[256];
 	struct pending dir_pending[DIR_PENDING_MAX];
 	int dir_npending;
+	/* flood discovery */
+	struct flood *flood;
+	struct cand cands[NODE_MAX_CANDS];
+	int ncands;
+	struct fquery *fqueries;
+	uint64_t flood_next_peers_req_ms, flood_next_save_ms, flood_warned_ms;
+	bool peers_dirty;
 };
 
 /* node.c */
 int node_send(struct node *n, struct pn_conn *c, const struct pn_msg *m);
 struct peer *node_peer_by_id(struct node *n, const uint8_t id[PN_ID_BYTES]);
+struct peer *node_peer_by_key(struct node *n, uint32_t key);
+struct peer *node_peer_new(struct node *n, struct pn_conn *c, bool outgoing);
+extern const struct pn_conn_cbs node_peer_cbs;
 void node_connect_provider(struct node *n, const uint8_t id[PN_ID_BYTES], const char *addr, const struct pn_cid *cid);
 struct download *node_download_find(struct node *n, const struct pn_cid *cid);
 void node_download_providers(struct node *n, const struct pn_cid *cid, uint32_t total);
@@ -167,6 +211,21 @@ int node_start_get(struct node *n, struct ctl_client *cc, const struct pn_cid *c
 		   const char *cwd, bool to_stdout, bool force);
 void node_stop(struct node *n);
 uint64_t node_now(struct node *n);
+
+/* node_flood.c */
+int flood_setup(struct node *n);
+void flood_teardown(struct node *n);
+void flood_node_tick(struct node *n, uint64_t now);
+/* HELLO arrived from p: decides whether p becomes a neighbour. false: p was closed. */
+bool flood_on_hello(struct node *n, struct peer *p, const struct pn_msg_hello *h);
+void flood_peer_closed(struct node *n, struct peer *p);
+/* Handles PEERS_REQ, PEERS, QUERY, QUERY_HIT; other types return PN_ENOTSUP. */
+int flood_on_msg(struct node *n, struct peer *p, const struct pn_msg *m, const uint8_t *body, size_t len);
+int flood_find(struct node *n, const struct pn_cid *cid);
+int flood_search(struct node *n, struct ctl_client *cc, const char *query);
+bool flood_ready(struct node *n);
+void flood_ctl_gone(struct node *n, struct ctl_client *cc);
+uint32_t flood_hello_features(struct node *n, struct peer *p);
 
 /* seeding.c */
 /* Fills pc->revealed with the first chunks to announce to p. 0, or PN_ELIMIT when
