@@ -21,6 +21,7 @@ int cmd_search(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_stop(int argc, char **argv);
 int cmd_get_node(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
 
 /* Prints "peernet CMD: message" on stderr. */
 void cli_err(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

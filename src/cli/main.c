@@ -25,6 +25,9 @@ static const char usage[] =
 	"  status  the node's peers, shares, transfers  peernet status [--json]\n"
 	"  stop    stop the node                   peernet stop\n"
 	"\n"
+	"Both models side by side:\n"
+	"  demo    distribute one file three ways on loopback, compare  peernet demo [--nodes N]\n"
+	"\n"
 	"Run 'peernet COMMAND --help' for a command's options.\n"
 	"Options for every command: --help, --version. PEERNET_LOG=debug|info|warn|error sets the log level.\n";
 
@@ -44,6 +47,7 @@ static const struct command commands[] = {
 	{"search", cmd_search},
 	{"status", cmd_status},
 	{"stop", cmd_stop},
+	{"demo", cmd_demo},
 };
 
 /* Many connections (a busy server, a benchmark) need more descriptors than the

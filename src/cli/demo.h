@@ -1,0 +1,90 @@
+/* peernet demo: children, progress and a small JSON reader, shared by
+ * cmd_demo.c (the story) and demo_proc.c (the machinery). */
+#ifndef PN_CLI_DEMO_H
+#define PN_CLI_DEMO_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define DEMO_MAX_CHILDREN 256
+#define DEMO_NAME_MAX 32
+#define DEMO_ERR_MAX 256
+#define DEMO_OUT_MAX (256 * 1024)  /* captured stdout per child */
+#define DEMO_STOP_GRACE_MS 3000    /* SIGTERM -> SIGKILL */
+#define DEMO_TICK_MS 100
+
+/* Results of the waits below. */
+enum { DEMO_OK = 0, DEMO_FAIL = -1, DEMO_TIMEOUT = -2, DEMO_INTR = -3 };
+
+struct demo_child {
+	bool used;
+	bool running;
+	pid_t pid;
+	int status;                 /* exit code, or 128 + signal */
+	char name[DEMO_NAME_MAX];
+	double t_start, t_end;      /* monotonic seconds */
+	int out_fd, err_fd;         /* pipes, or -1 */
+	char *out;                  /* captured stdout, NUL-terminated */
+	size_t out_len;
+	char pend[DEMO_ERR_MAX];    /* stderr since the last \r or \n */
+	size_t pend_len;
+	char err_line[DEMO_ERR_MAX]; /* the last stderr line that is not a progress bar */
+	double frac;                /* progress 0..1, parsed from the bar */
+};
+
+extern volatile sig_atomic_t demo_interrupted;
+
+double demo_now(void);
+void demo_install_signals(void);
+
+/* Starts /proc/self/exe with argv (argv[0] is the name shown) in cwd, in
+ * its own process group. log_path: stdout and stderr go there; NULL: both
+ * are pipes read by demo_pump(). NULL on failure (message printed). */
+struct demo_child *demo_spawn(const char *name, const char *cwd, const char *log_path, char *const argv[]);
+/* Reads the pipes of every running child for up to timeout_ms, reaps. */
+void demo_pump(int timeout_ms);
+/* Frees a finished child's slot. */
+void demo_release(struct demo_child *c);
+/* SIGKILL, then reap (bounded). */
+void demo_kill(struct demo_child *c);
+/* SIGTERM every running child, SIGKILL what is left after grace_ms. */
+void demo_stop_all(int grace_ms);
+/* Running children with their names, for the interrupt message. */
+int demo_running_count(void);
+
+/* Runs a short command to the end (bounded by timeout_ms; killed after).
+ * Returns DEMO_OK with *rc its exit code, or DEMO_TIMEOUT / DEMO_INTR / DEMO_FAIL.
+ * out (may be NULL) gets its stdout, err its last stderr line. */
+int demo_run(const char *cwd, int timeout_ms, char *const argv[], int *rc, double *secs, char *out, size_t outsz,
+	     char *err, size_t errsz);
+/* Waits until the child wrote a port to port_file. */
+int demo_wait_port(struct demo_child *c, const char *port_file, int timeout_ms, unsigned *port);
+
+/* /proc/PID/io wchar: bytes the process passed to write(2) and friends. */
+bool demo_proc_wchar(pid_t pid, uint64_t *out);
+bool demo_sha256_file(const char *path, uint8_t out[32]);
+/* "12.3 MiB" */
+void demo_fmt_bytes(double bytes, char *out, size_t n);
+/* Removes a tree (no symlinks followed). */
+void demo_rmtree(const char *path);
+
+/* A JSON value: the text span [s, e). Only what the demo reads. */
+struct jv {
+	const char *s, *e;
+};
+/* The whole document, if it is one well-formed value (bounded depth). */
+bool json_doc(const char *text, struct jv *out);
+bool json_get(struct jv obj, const char *key, struct jv *out);
+bool json_index(struct jv arr, size_t i, struct jv *out);
+bool json_u64(struct jv v, uint64_t *out);
+bool json_double(struct jv v, double *out);
+bool json_true(struct jv v);
+/* Copies a string without escapes; false if it has any or does not fit. */
+bool json_str(struct jv v, char *buf, size_t n);
+/* json_get(obj, a) then json_get(., b) ... then json_u64; NULL ends the path. */
+bool json_path_u64(struct jv doc, uint64_t *out, ...);
+
+#endif
