@@ -40,7 +40,7 @@ FUZZ_BINS := $(FUZZ_SRCS:fuzz/%.c=$(BUILD)/fuzz/%)
 
 # Debian packages each target needs (binary name or file -> package).
 DEPS_BUILD := libuv1-dev libssl-dev pkg-config
-DEPS_TEST  := $(DEPS_BUILD) libcriterion-dev python3-pytest clang libclang-rt-14-dev
+DEPS_TEST  := $(DEPS_BUILD) libcriterion-dev python3-pytest clang libclang-rt-14-dev openssl
 DEPS_BENCH := $(DEPS_BUILD) nginx curl python3-matplotlib linux-perf
 
 .PHONY: all test unit fuzz-smoke integration demo bench fuzz clean deps-build deps-test deps-bench asan
