@@ -37,6 +37,7 @@ struct pn_net {
 	bool shape_armed;
 	size_t shape_rr; /* round-robin position of the shaper */
 	uint64_t bytes_up, bytes_down; /* ciphertext bytes written / read, all connections */
+	void *data;
 };
 
 struct write_req {
@@ -286,6 +287,8 @@ int pn_net_new(uv_loop_t *loop, const struct pn_identity *id, const struct pn_ne
 }
 
 uv_loop_t *pn_net_loop(struct pn_net *net) { return net->loop; }
+void pn_net_set_data(struct pn_net *net, void *data) { net->data = data; }
+void *pn_net_data(const struct pn_net *net) { return net->data; }
 size_t pn_net_conn_count(const struct pn_net *net) { return net->nconns; }
 
 void pn_net_close(struct pn_net *net)

@@ -62,6 +62,9 @@ PN_MUST_CHECK int pn_net_new(uv_loop_t *loop, const struct pn_identity *id, cons
  * freed once the loop has run their close callbacks. */
 void pn_net_close(struct pn_net *net);
 uv_loop_t *pn_net_loop(struct pn_net *net);
+/* The owner's pointer, for accept_cb. */
+void pn_net_set_data(struct pn_net *net, void *data);
+void *pn_net_data(const struct pn_net *net);
 size_t pn_net_conn_count(const struct pn_net *net);
 
 /* Listens on addr ("host:port", "[v6]:port", ":port" or "port"); each accepted

@@ -42,7 +42,6 @@ struct dclient {
 	uint32_t strikes;
 };
 
-static struct dserver *the_ds;
 
 static int dsend(struct dserver *ds, struct pn_conn *c, const struct pn_msg *m)
 {
@@ -309,8 +308,8 @@ static const struct pn_conn_cbs *accept_cb(struct pn_net *net, struct pn_conn *c
 	struct dclient *dc = calloc(1, sizeof *dc);
 	if (!dc)
 		return NULL;
-	dc->ds = the_ds;
-	pn_bucket_init(&dc->bucket, the_ds->rate, the_ds->rate * 2, uv_now(the_ds->loop));
+	dc->ds = pn_net_data(net);
+	pn_bucket_init(&dc->bucket, dc->ds->rate, dc->ds->rate * 2, uv_now(dc->ds->loop));
 	pn_conn_set_data(c, dc);
 	pn_conn_set_max_frame(c, 64);
 	return &dir_cbs;
@@ -338,7 +337,6 @@ int pn_directory_run(const struct pn_directory_opts *opts)
 {
 	struct dserver ds = {0};
 	int r;
-	the_ds = &ds;
 	signal(SIGPIPE, SIG_IGN);
 	ds.loop = uv_default_loop();
 	ds.heartbeat_ms = opts->heartbeat_ms ? opts->heartbeat_ms : DEFAULT_HEARTBEAT_MS;
@@ -367,6 +365,7 @@ int pn_directory_run(const struct pn_directory_opts *opts)
 		fprintf(stderr, "peernet directory: cannot set up TLS: %s\n", pn_strerror(r));
 		goto out_dir;
 	}
+	pn_net_set_data(ds.net, &ds);
 	uint16_t port;
 	r = pn_net_listen(ds.net, opts->listen, accept_cb, &port);
 	if (r != PN_OK) {

@@ -15,7 +15,6 @@
 #include "node/node_int.h"
 #include "util/log.h"
 
-static struct node *the_node; /* accept_cb has no user pointer; one node per process */
 
 uint64_t node_now(struct node *n) { return uv_now(n->loop); }
 
@@ -652,7 +651,7 @@ const struct pn_conn_cbs node_peer_cbs = {
 
 static const struct pn_conn_cbs *accept_cb(struct pn_net *net, struct pn_conn *c)
 {
-	struct node *n = the_node;
+	struct node *n = pn_net_data(net);
 	if (n->stopping || peer_count(n) >= NODE_MAX_PEERS) {
 		pn_log_warn("%s: refused, %zu peers already", pn_conn_peer_addr(c), peer_count(n));
 		return NULL;
@@ -1217,7 +1216,6 @@ int pn_node_run(const struct pn_node_opts *opts)
 	int r;
 	if (!n)
 		return PN_ENOMEM;
-	the_node = n;
 	n->opts = *opts;
 	n->loop = uv_default_loop();
 	n->rng = uv_hrtime() ^ (uint64_t)getpid() << 32;
@@ -1251,6 +1249,7 @@ int pn_node_run(const struct pn_node_opts *opts)
 		fprintf(stderr, "peernet node: cannot set up TLS: %s\n", pn_strerror(r));
 		goto out_choker;
 	}
+	pn_net_set_data(n->net, n);
 	pn_net_set_rates(n->net, opts->up_rate, opts->down_rate);
 	r = pn_net_listen(n->net, opts->listen, accept_cb, &n->port);
 	if (r != PN_OK) {

@@ -397,15 +397,14 @@ static const struct pn_conn_cbs server_cbs = {
 	.close_cb = close_cb,
 };
 
-static struct server *the_server; /* for accept_cb only; one server per process */
 
 static const struct pn_conn_cbs *accept_cb(struct pn_net *net, struct pn_conn *c)
 {
 	struct client *cl = calloc(1, sizeof *cl);
 	if (!cl)
 		return NULL;
-	cl->srv = the_server;
-	the_server->conns_total++;
+	cl->srv = pn_net_data(net);
+	cl->srv->conns_total++;
 	pn_conn_set_data(c, cl);
 	pn_conn_set_max_frame(c, HELLO_MAX_BODY);
 	pn_log_debug("%s: connected", pn_conn_peer_addr(c));
@@ -428,7 +427,6 @@ int pn_server_run(const struct pn_server_opts *opts)
 {
 	struct server srv = {0};
 	int r;
-	the_server = &srv;
 	signal(SIGPIPE, SIG_IGN);
 	srv.loop = uv_default_loop();
 	srv.out_cap = PN_FRAME_HDR + PN_FRAME_MAX;
@@ -463,6 +461,7 @@ int pn_server_run(const struct pn_server_opts *opts)
 		fprintf(stderr, "peernet serve: cannot set up TLS: %s\n", pn_strerror(r));
 		goto out_store;
 	}
+	pn_net_set_data(srv.net, &srv);
 	pn_net_set_rates(srv.net, opts->up_rate, opts->down_rate);
 	uint16_t port = 0;
 	r = pn_net_listen(srv.net, opts->listen, accept_cb, &port);
