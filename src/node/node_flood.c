@@ -392,6 +392,9 @@ static void query_done(struct node *n, const struct flood_action *a)
 	if (!q)
 		return;
 	if (q->is_get) {
+		struct download *d = node_download_find(n, &q->cid);
+		if (d)
+			d->finding = false; /* may ask again later if no provider connects */
 		if (!q->hits)
 			node_download_providers(n, &q->cid, 0);
 	} else if (q->client) {
