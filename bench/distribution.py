@@ -409,6 +409,11 @@ def run_p2p(binary, work, outdir, n, size, src, want, us, u, timeout, log):
             row["meshed"] = sum(1 for s in sts[1:] if len(s.get("peers", [])) >= 2)
             row["peers"] = sum(len(s.get("peers", [])) for s in sts[1:])
             row["cpu"] = sum((proc_cpu(p.pid) or 0.0) for p in long_running)
+            # per node (seed first): chunk bytes down, up, peers, peers not choking it
+            row["down"] = [s["totals"]["bytes_downloaded"] - b["bytes_downloaded"] for s, b in zip(sts, st0)]
+            row["up"] = [s["totals"]["bytes_uploaded"] - b["bytes_uploaded"] for s, b in zip(sts, st0)]
+            row["npeers"] = [len(s.get("peers", [])) for s in sts]
+            row["unchoked_by"] = [sum(1 for q in s.get("peers", []) if not q.get("choking_us")) for s in sts]
             timeline.append(row)
 
         ps, t0, t_spawned = launch_clients(procs, argvs, outdir)
@@ -433,7 +438,26 @@ def run_p2p(binary, work, outdir, n, size, src, want, us, u, timeout, log):
         t_copy = next((r["t"] for r in tl if r["seed_up"] >= size), None)
         t_mesh = next((r["t"] for r in tl if r["meshed"] >= n), None) if n > 1 else None
         t_relay = next((r["t"] for r in tl if r["nodes_up"] > 0), None)
+        # Stalls: per node, the longest stretch of samples without a new byte while incomplete;
+        # the seed's idle tail: from its last upload to D.
+        stall = [0.0] * n
+        for i in range(n):
+            since = None
+            for r in tl:
+                if "down" not in r:
+                    continue
+                if r["down"][i + 1] >= size:
+                    break
+                if since is None or r["down"][i + 1] > since[1]:
+                    since = (r["t"], r["down"][i + 1])
+                stall[i] = max(stall[i], r["t"] - since[0])
+        ups = [r for r in tl if "up" in r]
+        seed_last = next((r["t"] for r in reversed(ups) if r["up"][0] < ups[-1]["up"][0]), 0.0) if ups else 0.0
+        seed_last = min(wall, seed_last + SAMPLE_S) if seed_last else 0.0
         return {
+            "stall_max": max(stall) if stall else 0.0,
+            "stalled_nodes": sum(1 for x in stall if x >= 2.0),
+            "seed_idle_tail": max(0.0, wall - seed_last) if ups else None,
             "n": n, "wall": wall, "self_max": max(c["seconds"] for c in clients),
             "first": min(c["end"] for c in clients), "spawn_s": t_spawned - t0, "setup_s": setup_s,
             "clients": [{"end": c["end"], "seconds": c["seconds"], "peers": c["peers"]} for c in clients],
@@ -462,7 +486,8 @@ def bound_p2p(n, size, us, u, dmin=None):
     return max(size / us, size / dmin if dmin else 0.0, n * size / (us + n * u))
 
 
-def measure(binary, ns=DEFAULT_NS, size=8 * MIB, us=2 * MIB, u=2 * MIB, log=print, keep_timeline=True):
+def measure(binary, ns=DEFAULT_NS, size=8 * MIB, us=2 * MIB, u=2 * MIB, log=print, keep_timeline=True,
+            models=("cs", "p2p")):
     """Runs both models for every N; returns a dict of figures (render() and plot() take it)."""
     binary = os.path.abspath(binary)
     work = tempfile.mkdtemp(prefix="peernet-dist-")
@@ -474,7 +499,7 @@ def measure(binary, ns=DEFAULT_NS, size=8 * MIB, us=2 * MIB, u=2 * MIB, log=prin
     try:
         src = os.path.join(work, "file.bin")
         want = make_random_file(src, size)
-        for n in ns:
+        for n in (ns if "cs" in models else ()):
             b = bound_cs(n, size, us)
             log(f"distribution: client-server N={n:<2} (bound {b:6.2f} s) ...")
             r = run_cs(binary, work, outdir, n, size, src, want, us, timeout=max(60.0, 3 * b + 30), log=log)
@@ -482,7 +507,7 @@ def measure(binary, ns=DEFAULT_NS, size=8 * MIB, us=2 * MIB, u=2 * MIB, log=prin
             R["cs"].append(r)
             log(f"    D = {r['wall']:6.2f} s (clients' own max {r['self_max']:6.2f} s) = {r['wall'] / b:.2f}x bound; "
                 f"CPU {r['cpu_total']:.1f} s ({r['cpu_total'] / r['wall']:.2f} cores avg)")
-        for n in ns:
+        for n in (ns if "p2p" in models else ()):
             b = bound_p2p(n, size, us, u)
             log(f"distribution: peer-to-peer  N={n:<2} (bound {b:6.2f} s) ...")
             r = run_p2p(binary, work, outdir, n, size, src, want, us, u, timeout=max(90.0, 10 * b + 60), log=log)
@@ -648,14 +673,35 @@ def analysis(R):
         before = [p["seed_up_before_relay"] / F for p in multi if p["seed_up_before_relay"] is not None]
         refind = src_constant("NODE_REFIND_MS")
         if relay:
-            out.append(f"  * *The swarm forms late.* No node uploaded a byte to another node before "
-                       f"{min(relay):.2f}–{max(relay):.2f} s after the gets started (N ≥ 2); until then the "
-                       f"seed alone served every node, like a server, and had sent "
-                       f"{min(before):.2f}–{max(before):.2f} copies of F by then."
-                       + (f" A node learns of other downloaders only from the directory, and it asks again "
-                          f"only every NODE_REFIND_MS = {refind} ms (src/node/node_int.h); at its first "
-                          "look-up, when the gets start, the only provider registered is the seed."
-                          if refind else ""))
+            late = refind and max(relay) >= 0.75 * refind / 1000
+            out.append(f"  * *Swarm formation:* the first node-to-node chunk came {min(relay):.2f}–"
+                       f"{max(relay):.2f} s after the gets started (N ≥ 2); until then the seed alone served "
+                       f"every node, like a server, and had sent {min(before):.2f}–{max(before):.2f} copies "
+                       "of F by then."
+                       + (f" That is the directory re-find: a node learns of other downloaders only from "
+                          f"the directory, and asks again only every NODE_REFIND_MS = {refind} ms "
+                          "(src/node/node_int.h); at its first look-up the only provider is the seed."
+                          if late else " So forming the swarm costs little here."))
+        stalls = [p for p in multi if p["stalled_nodes"]]
+        if stalls:
+            worst = max(multi, key=lambda p: p["stall_max"])
+            rechoke = src_constant("CHOKER_DEFAULT_RECHOKE_MS", "src/proto/choker.c") or \
+                src_constant("CHOKER_DEFAULT_RECHOKE_MS", "src/proto/choker.h")
+            import glob
+            import re
+            node_src = "".join(open(f).read() for f in glob.glob(os.path.join(
+                os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src/node/*.c")))
+            never_sent = node_src and not re.search(r"type\s*=\s*PN_MSG_NOT_INTERESTED", node_src)
+            out.append(f"  * *Starved nodes set D (the tail).* At N = {', '.join(str(p['n']) for p in stalls)} "
+                       f"some nodes got no byte at all for ≥ 2 s while incomplete (worst: {worst['stall_max']:.1f} s "
+                       f"at N = {worst['n']}, {worst['stalled_nodes']} nodes), and the seed's uplink sat idle for the "
+                       f"last {opt(worst['seed_idle_tail'])} s of that run while they waited: every uploader kept "
+                       "its unchoke slots on peers that had already finished, and the slots moved only at the "
+                       "periodic rechoke"
+                       + (f" (CHOKER_DEFAULT_RECHOKE_MS = {rechoke} ms)" if rechoke else "")
+                       + (". No code in src/node sends NOT_INTERESTED when a download completes, so an uploader "
+                          "never learns that a slot is free (choker_interested(…, false) would hand it at once "
+                          "to a waiting peer)." if never_sent else "."))
         copies = [p["seed_up"] / F for p in multi]
         out.append(f"  * *The source sends more than one copy:* {min(copies):.2f}–{max(copies):.2f} copies "
                    "(seed's bytes_uploaded / F) for N ≥ 2; every extra copy costs F/u_s = "
@@ -666,7 +712,7 @@ def analysis(R):
                    "end-game copies of the same chunk that were sent in full.")
         util = [(p["seed_up"] + p["nodes_up"]) / ((us + p["n"] * u) * p["wall"]) for p in multi]
         out.append(f"  * *Upload capacity used:* all peers together uploaded {min(util):.2f}–{max(util):.2f} "
-                   "of (u_s + N·u)·D, so the nodes' uplinks sit idle much of the time.")
+                   "of (u_s + N·u)·D; the rest of the swarm's upload capacity went unused.")
         tail = [p["wall"] - p["first"] for p in multi]
         out.append(f"  * *Finish spread:* the last node finished {min(tail):.2f}–{max(tail):.2f} s after the first.")
     return "\n".join(out)
@@ -731,8 +777,9 @@ def render(R, svg_rel="distribution.svg", plot_tool=None):
     w("| N | first / last node done (s) | every node linked to another node at (s) | "
       "first node-to-node chunk at (s) | seed's copies sent by then | seed sent 1 copy at (s) | "
       "seed upload rate / u_s | all peers' upload / (u_s + N·u)·D | chunk bytes received / N·F | "
-      "wire bytes received / N·F | peers per node (get) |")
-    w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+      "wire bytes received / N·F | peers per node (get) | longest stall of a node (s) | "
+      "nodes stalled ≥ 2 s | seed idle at the end (s) |")
+    w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for p in R["p2p"]:
         n, D = p["n"], p["wall"]
         cap = (us + n * u) * D
@@ -743,7 +790,8 @@ def render(R, svg_rel="distribution.svg", plot_tool=None):
           f"{opt(p['t_seed_copy'])} | "
           f"{p['seed_up'] / D / us:.2f} | {(p['seed_up'] + p['nodes_up']) / cap:.2f} | "
           f"{p['nodes_down'] / (n * F):.2f} | {p['nodes_wire_in'] / (n * F):.2f} | "
-          f"{min(peers) if peers else '-'}–{max(peers) if peers else '-'} |")
+          f"{min(peers) if peers else '-'}–{max(peers) if peers else '-'} | {p['stall_max']:.2f} | "
+          f"{p['stalled_nodes']} | {opt(p['seed_idle_tail'])} |")
     w("")
     # ---- CPU
     w(f"CPU (the machine has {R['cpus']} logical CPUs): CPU seconds of every process of the run "
@@ -800,6 +848,7 @@ def main():
     ap.add_argument("--svg", default=None, help="write the plot here")
     ap.add_argument("--md", default=None, help="write the markdown section here (default: stdout)")
     ap.add_argument("--json", default=None, help="write every figure here")
+    ap.add_argument("--models", default="cs,p2p", help="cs, p2p or both (diagnostics)")
     args = ap.parse_args()
     ns = [int(x) for x in args.ns.split(",")] if args.ns else (QUICK_NS if args.quick else DEFAULT_NS)
 
@@ -809,21 +858,24 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
     try:
         R = measure(args.bin, ns=ns, size=int(args.size_mib * MIB), us=parse_rate(args.source_rate),
-                    u=parse_rate(args.node_rate))
+                    u=parse_rate(args.node_rate), models=args.models.split(","))
     except (KeyboardInterrupt, Interrupted) as e:
         print(f"\ndistribution: interrupted ({str(e) or 'Ctrl-C'})", file=sys.stderr)
         return 130
     except (DistError, subprocess.TimeoutExpired, OSError, ValueError) as e:
         print(f"distribution: broken run: {e}", file=sys.stderr)
         return 1
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(R, f, indent=1)
     svg_rel, tool = "distribution.svg", None
     if args.svg:
         tool = plot(R, args.svg)
         print(f"distribution: plot by {tool} -> {args.svg}")
         svg_rel = os.path.basename(args.svg)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(R, f, indent=1)
+
+    if not (R["cs"] and R["p2p"]):
+        return 0  # a diagnostic run of one model: figures in --json only
     text = render(R, svg_rel, plot_tool=tool)
     print(summary(R))
     if args.md:
