@@ -120,7 +120,7 @@ fuzz: deps-test $(FUZZ_BINS)
 	  $$f -max_total_time=$(FUZZ_SECONDS) $(BUILD)/fuzz/corpus/$$n fuzz/corpus/$$n 2>&1 | tail -3; done
 
 demo: deps-build $(BUILD)/peernet
-	@$(PYTHON) bench/demo.py --bin $(abspath $(BUILD)/peernet)
+	@$(BUILD)/peernet demo $(DEMO_ARGS)
 
 $(BUILD)/idle-clients: bench/idle_clients.c $(BUILD)/libpeernet.a
 	$(CC) $(CPPFLAGS) $(DEPCFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libpeernet.a $(LDLIBS)

@@ -527,8 +527,12 @@ static int start_nodes(struct demo *d, int model)
 			       d->node_port[model][i], BIG_NAME, SMALL_NAME);
 		}
 	}
-	if (model == 0)
-		printf("  %d nodes    ports %u..., each capped at %s bytes/s up\n", d->n, d->node_port[0][1], rate);
+	if (model == 0) {
+		printf("  %d nodes      ports", d->n);
+		for (int i = 1; i <= d->n; i++)
+			printf(" %u", d->node_port[0][i]);
+		printf("\n");
+	}
 	return DEMO_OK;
 }
 
