@@ -100,16 +100,21 @@ static struct sim *build(const struct opts *o, uint32_t n, double loss)
 	return s;
 }
 
-static void check_counts(const struct sim *s, uint32_t n)
-{
-	uint64_t ours = sim_msgs_sent(s), core = sim_core_msgs_sent(s);
+/* The cores' own counters must agree with ours; kept for the last table. */
+static struct flood_stats core_stats[NSIZES];
+static uint64_t core_queries[NSIZES];
 
-	if (ours != core)
+static void check_counts(const struct sim *s, uint32_t n, struct flood_stats *st)
+{
+	uint64_t ours = sim_msgs_sent(s);
+
+	sim_core_stats(s, st);
+	if (ours != st->queries_sent + st->hits_sent)
 		fprintf(stderr, "flood-sim: N=%u: %" PRIu64 " messages sent but the cores count %" PRIu64 "\n", n,
-			ours, core);
-	if (sim_core_rate_limited(s))
-		fprintf(stderr, "flood-sim: N=%u: %" PRIu64 " queries rate-limited\n", n,
-			sim_core_rate_limited(s));
+			ours, st->queries_sent + st->hits_sent);
+	if (st->rate_limited || st->actions_dropped)
+		fprintf(stderr, "flood-sim: N=%u: %" PRIu64 " queries rate-limited, %" PRIu64 " actions dropped\n",
+			n, st->rate_limited, st->actions_dropped);
 }
 
 static void run_size(const struct opts *o, unsigned si, struct sim_degree *deg)
@@ -136,14 +141,16 @@ static void run_size(const struct opts *o, unsigned si, struct sim_degree *deg)
 					continue;
 				struct cellres *c = &res[si][r][t][ring];
 
+				sim_queries_seed(s, o->seed + r);
 				rc = sim_cell_run(s, o->queries, (uint8_t)t, ring, RING_WANT, &c->c);
 				if (rc)
 					die("sim_cell_run", rc);
 				c->have = true;
+				core_queries[si] += c->c.queries;
 			}
 		}
 	}
-	check_counts(s, n);
+	check_counts(s, n, &core_stats[si]);
 	fprintf(stderr, "flood-sim: N=%u done in %.1f s CPU\n", n, (double)(clock() - t0) / CLOCKS_PER_SEC);
 	sim_free(s);
 }
@@ -159,13 +166,16 @@ static void run_loss(const struct opts *o)
 			if (rc)
 				die("sim_items_random", rc);
 			for (int ring = 0; ring < 2; ring++) {
+				sim_queries_seed(s, o->seed + r);
 				rc = sim_cell_run(s, o->queries, TTL_SWEEP, ring, RING_WANT, &loss_res[li][r][ring].c);
 				if (rc)
 					die("sim_cell_run", rc);
 				loss_res[li][r][ring].have = true;
 			}
 		}
-		check_counts(s, LOSS_SWEEP_NODES);
+		struct flood_stats st;
+
+		check_counts(s, LOSS_SWEEP_NODES, &st);
 		sim_free(s);
 	}
 }
@@ -296,6 +306,24 @@ static void table_loss(const struct opts *o)
 	}
 }
 
+static void table_core(void)
+{
+	printf("\n### 6. What the flood cores counted, over every query at each size\n\n");
+	printf("| N | queries | query msgs | re-forwarded (more ttl) | duplicates dropped | hits sent | hits dropped (cap %d) | hits unroutable | rate-limited |\n",
+	       FLOOD_MAX_HITS_PER_QUERY);
+	printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+	for (unsigned si = 0; si < NSIZES; si++) {
+		const struct flood_stats *st = &core_stats[si];
+
+		if (!core_queries[si])
+			continue;
+		printf("| %u | %" PRIu64 " | %" PRIu64 " | %" PRIu64 " | %" PRIu64 " | %" PRIu64 " | %" PRIu64 " | %" PRIu64
+		       " | %" PRIu64 " |\n",
+		       sizes[si], core_queries[si], st->queries_sent, st->queries_reforwarded, st->duplicates_dropped,
+		       st->hits_sent, st->hits_dropped, st->hits_unroutable, st->rate_limited);
+	}
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: flood-sim [--seed S] [--queries Q] [--items M] [--loss P] [--quick]\n");
@@ -361,5 +389,6 @@ int main(int argc, char **argv)
 	table_ring();
 	table_size();
 	table_loss(&o);
+	table_core();
 	return 0;
 }

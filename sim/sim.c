@@ -13,7 +13,6 @@
 #include "proto/prng.h"
 #include "sim.h"
 
-#define SIM_DEFAULT_CACHE_MAX 2048
 #define SIM_QUERY_GAP_MS 1000       /* idle time between two queries */
 #define SIM_QUERY_LIMIT_MS 600000   /* a query that runs longer is a bug */
 #define SIM_MSG_DATA 256            /* >= FLOOD_MAX_QUERY_DATA; our hits are smaller */
@@ -29,6 +28,7 @@
 #define SIM_STREAM_NET 0x6e6574u
 #define SIM_STREAM_WORK 0x776f726bu
 #define SIM_STREAM_NODE 0x6e6f6465u
+#define SIM_STREAM_QUERY 0x71756572u
 
 enum ev_kind { EV_MSG = 1, EV_TIMER };
 
@@ -85,7 +85,7 @@ struct sim {
 	size_t words;          /* bitmap words per item */
 	uint64_t *holds;       /* items * words */
 
-	struct pn_prng topo, net, work;
+	struct pn_prng topo, net, work, ask;
 	struct cur cur;
 	uint64_t sent;         /* every message sent, for the cross-check */
 	uint64_t oversize;
@@ -427,8 +427,6 @@ static struct sim *sim_alloc(const struct sim_params *p)
 		d.lat_min_ms = SIM_DEFAULT_LAT_MIN_MS;
 		d.lat_max_ms = SIM_DEFAULT_LAT_MAX_MS;
 	}
-	if (!d.cache_max)
-		d.cache_max = SIM_DEFAULT_CACHE_MAX;
 	if (d.nodes < 2 || d.min_degree > d.max_degree || d.max_degree > SIM_MAX_DEGREE ||
 	    d.lat_min_ms > d.lat_max_ms || d.loss < 0 || d.loss >= 1)
 		return NULL;
@@ -444,6 +442,7 @@ static struct sim *sim_alloc(const struct sim_params *p)
 	pn_prng_seed(&s->topo, d.seed ^ ((uint64_t)SIM_STREAM_TOPO << 32));
 	pn_prng_seed(&s->net, d.seed ^ ((uint64_t)SIM_STREAM_NET << 32));
 	pn_prng_seed(&s->work, d.seed ^ ((uint64_t)SIM_STREAM_WORK << 32));
+	pn_prng_seed(&s->ask, d.seed ^ ((uint64_t)SIM_STREAM_QUERY << 32));
 	s->nodes = calloc(s->n, sizeof(*s->nodes));
 	s->adj = calloc((size_t)s->n * SIM_MAX_DEGREE, sizeof(*s->adj));
 	if (!s->nodes || !s->adj)
@@ -671,6 +670,11 @@ int sim_query(struct sim *s, uint32_t from, uint32_t item, uint8_t ttl, bool rin
 	return 0;
 }
 
+void sim_queries_seed(struct sim *s, uint64_t seed)
+{
+	pn_prng_seed(&s->ask, seed ^ ((uint64_t)SIM_STREAM_QUERY << 32));
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -687,12 +691,12 @@ int sim_cell_run(struct sim *s, uint32_t queries, uint8_t ttl, bool ring, uint32
 		return PN_ENOMEM;
 	memset(out, 0, sizeof(*out));
 	for (uint32_t q = 0; q < queries && rc == 0; q++) {
-		uint32_t item = pn_prng_below(&s->work, s->items);
+		uint32_t item = pn_prng_below(&s->ask, s->items);
 		uint32_t from = SIM_NONE;
 		struct sim_query_result r;
 
 		for (uint32_t t = 0; t < SIM_PICK_TRIES && from == SIM_NONE; t++) {
-			uint32_t c = pn_prng_below(&s->work, s->n);
+			uint32_t c = pn_prng_below(&s->ask, s->n);
 
 			if (!holds(s, item, c))
 				from = c;
@@ -722,25 +726,26 @@ int sim_cell_run(struct sim *s, uint32_t queries, uint8_t ttl, bool ring, uint32
 	return rc;
 }
 
-uint64_t sim_core_msgs_sent(const struct sim *s)
+void sim_core_stats(const struct sim *s, struct flood_stats *sum)
 {
-	uint64_t sum = 0;
-
+	memset(sum, 0, sizeof(*sum));
 	for (uint32_t i = 0; i < s->n; i++) {
 		const struct flood_stats *st = flood_get_stats(s->nodes[i].f);
 
-		sum += st->queries_sent + st->hits_sent;
+		sum->queries_started += st->queries_started;
+		sum->queries_sent += st->queries_sent;
+		sum->queries_received += st->queries_received;
+		sum->duplicates_dropped += st->duplicates_dropped;
+		sum->rate_limited += st->rate_limited;
+		sum->hits_sent += st->hits_sent;
+		sum->hits_received += st->hits_received;
+		sum->hits_unroutable += st->hits_unroutable;
+		sum->queries_invalid += st->queries_invalid;
+		sum->queries_reforwarded += st->queries_reforwarded;
+		sum->hits_delivered += st->hits_delivered;
+		sum->hits_dropped += st->hits_dropped;
+		sum->actions_dropped += st->actions_dropped;
 	}
-	return sum;
-}
-
-uint64_t sim_core_rate_limited(const struct sim *s)
-{
-	uint64_t sum = 0;
-
-	for (uint32_t i = 0; i < s->n; i++)
-		sum += flood_get_stats(s->nodes[i].f)->rate_limited;
-	return sum;
 }
 
 uint64_t sim_msgs_sent(const struct sim *s)

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "proto/flood.h"
 
 #define SIM_DEFAULT_MIN_DEGREE 4 /* like the real node's neighbour bounds */
 #define SIM_DEFAULT_MAX_DEGREE 8
@@ -29,7 +30,7 @@ struct sim_params {
 	uint32_t lat_min_ms;
 	uint32_t lat_max_ms;
 	double loss;          /* probability that a message is dropped */
-	uint32_t cache_max;   /* flood seen-cache entries per node; default 2048 */
+	uint32_t cache_max;   /* flood seen-cache entries per node; 0: the core's default */
 	uint64_t seed;
 };
 
@@ -84,12 +85,15 @@ void sim_hold(struct sim *s, uint32_t item, uint32_t node);
  * expanding ring up to ttl that stops at `want` hits. 0 or a PN_E* code. */
 int sim_query(struct sim *s, uint32_t from, uint32_t item, uint8_t ttl, bool ring, uint32_t want,
 	      struct sim_query_result *out);
+/* Restarts the stream that picks queriers and items: cells started from the
+ * same value ask the same questions, so they compare pair by pair. */
+void sim_queries_seed(struct sim *s, uint64_t seed);
 /* `queries` queries from random nodes for random items (drawn from the seed). */
 int sim_cell_run(struct sim *s, uint32_t queries, uint8_t ttl, bool ring, uint32_t want, struct sim_cell *out);
 
-/* Core counters summed over every node: messages sent must match ours. */
-uint64_t sim_core_msgs_sent(const struct sim *s);
-uint64_t sim_core_rate_limited(const struct sim *s);
+/* Every core's counters summed; queries_sent + hits_sent must equal
+ * sim_msgs_sent(), the messages the simulator carried (or lost). */
+void sim_core_stats(const struct sim *s, struct flood_stats *sum);
 uint64_t sim_msgs_sent(const struct sim *s);
 
 #endif
