@@ -387,6 +387,19 @@ void pn_conn_close(struct pn_conn *c, int err)
 	/* A connection that was up gets close_notify and whatever is still
 	 * queued (an ERROR frame, say), unless it is the writes that stalled. */
 	if (c->established && err != PN_ETIMEDOUT && uv_is_writable((uv_stream_t *)&c->tcp)) {
+		/* What the upload cap held back goes first, in order: the TLS records
+		 * that follow (close_notify) must not overtake it. */
+		while (c->shaped_head) {
+			struct write_req *w = c->shaped_head;
+			c->shaped_head = w->next;
+			uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)w->len);
+			w->req.data = w;
+			if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_cb) != 0) {
+				c->queued -= w->len;
+				write_req_free(w);
+			}
+		}
+		c->shaped_tail = NULL;
 		pn_tls_shutdown(c->tls);
 		struct write_req *w = take_pending(c);
 		if (w) {

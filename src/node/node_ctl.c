@@ -194,7 +194,13 @@ static void do_status(struct node *n, struct ctl_client *cc)
 		return;
 	}
 #define J(...) do { if (len < cap) len += (size_t)snprintf(js + len, cap - len, __VA_ARGS__); } while (0)
-	json_str(q, sizeof q, n->opts.listen);
+	/* The address actually bound: the --listen host with the port the system chose. */
+	char bound[PN_ADDR_STR_MAX + 8];
+	snprintf(bound, sizeof bound, "%s", n->opts.listen);
+	char *colon = strrchr(bound, ':');
+	if (colon)
+		snprintf(colon, sizeof bound - (size_t)(colon - bound), ":%u", n->port);
+	json_str(q, sizeof q, bound);
 	J("{\"node_id\":\"%s\",\"listen\":%s,\"port\":%u,\"discovery\":\"%s\"", idhex, q, n->port, mode);
 	if (n->opts.directory) {
 		json_str(q, sizeof q, n->opts.directory);
@@ -270,7 +276,7 @@ static void do_status(struct node *n, struct ctl_client *cc)
 	free(js);
 	/* The plain form, for people. */
 	ctl_reply(cc, "text\tnode       %s\n", idhex);
-	ctl_reply(cc, "text\tlistening  %s (port %u), discovery %s\n", n->opts.listen, n->port, mode);
+	ctl_reply(cc, "text\tlistening  %s, discovery %s\n", bound, mode);
 	if (n->opts.directory)
 		ctl_reply(cc, "text\tdirectory  %s, %s\n", n->opts.directory,
 			  dir_client_ready(n) ? "registered" : "unreachable, retrying");

@@ -242,7 +242,7 @@ static void dir_close_cb(struct pn_conn *c, int err)
 	if (!n->dir_last_error[0] || err)
 		snprintf(n->dir_last_error, sizeof n->dir_last_error, "%s",
 			 err ? pn_strerror(err) : "connection closed");
-	if (was)
+	if (was && !n->stopping)
 		pn_log_warn("lost the directory at %s (%s); retrying", n->opts.directory, n->dir_last_error);
 	/* Every look-up in flight fails now. */
 	for (int i = 0; i < n->dir_npending; i++) {

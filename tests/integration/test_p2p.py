@@ -555,13 +555,6 @@ def test_stop_command(net, workdir):
     assert "no node is running" in assert_one_error_line(p, "status")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: src/net/conn.c pn_conn_close(): on a node with --up-rate, frames still waiting in the "
-    "connection's shaped queue (c->shaped_head) are never sent (shape_cb skips closing connections) "
-    "while close_notify is written straight to the socket, so the peer reads a TLS record out of "
-    "sequence ('decryption failed or bad record mac') and the last frames are lost. Repro: node with "
-    "--up-rate 1M --share F; 'peernet stop': the BYE never reaches the directory, which logs the TLS "
-    "error and keeps listing the node as a provider until its heartbeats run out."))
 def test_stop_capped_node_says_bye(net, workdir):
     src = os.path.join(workdir, "capped-bye.bin")
     make_file(src, 1000, seed=11)
