@@ -1237,7 +1237,11 @@ int pn_node_run(const struct pn_node_opts *opts)
 		fprintf(stderr, "peernet node: cannot open the store in %s: %s\n", opts->data_dir, pn_strerror(r));
 		goto out_id;
 	}
-	struct choker_opts co = {.slots = opts->upload_slots, .seed = n->id.node_id[2] | (uint64_t)n->id.node_id[3] << 8};
+	/* Rechoke every 5 s and move the optimistic slot every 15 s (BitTorrent uses
+	 * 10 s and 30 s): swarms here often last seconds, and a peer choked by
+	 * everyone would otherwise wait out most of the transfer. */
+	struct choker_opts co = {.slots = opts->upload_slots, .rechoke_ms = 5000, .optimistic_ms = 15000,
+				 .seed = n->id.node_id[2] | (uint64_t)n->id.node_id[3] << 8};
 	n->choker = choker_new(&co, uv_now(n->loop));
 	if (!n->choker) {
 		r = PN_ENOMEM;
