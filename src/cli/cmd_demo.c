@@ -38,7 +38,8 @@
 #define GET_SLACK_S 30.0         /* a distribution may take 2x its bound plus this */
 #define CLIENT_TIMEOUT "5"       /* seconds a CS client waits on a silent server */
 #define PEER_TIMEOUT "10"        /* seconds a node's get waits for a reachable provider */
-#define PLAIN_EVERY_S 1.0
+#define PLAIN_EVERY_S 1.0        /* a progress line per second when stdout is not a terminal */
+#define TTY_EVERY_S 0.1          /* redraws on a terminal */
 #define BAR_WIDTH 30
 #define ARGS_MAX 48
 #define ARGS_BUF 8192
@@ -344,7 +345,7 @@ static int distribute(struct demo *d, enum model m, struct args *av, char (*outs
 			break;
 		}
 		demo_pump(DEMO_TICK_MS);
-		if (d->tty || demo_now() - last_plain >= PLAIN_EVERY_S) {
+		if (demo_now() - last_plain >= (d->tty ? TTY_EVERY_S : PLAIN_EVERY_S)) {
 			draw_progress(d, m, g, n, t0, false);
 			last_plain = demo_now();
 		}
