@@ -237,6 +237,8 @@ static void drain(struct net *net, uint32_t x, const uint8_t *path, uint32_t npa
 		case FLOOD_SEND_QUERY: {
 			struct msg *m = msg_new(net, x, a.nb, path, npath);
 
+			cr_assert_leq(a.q.ttl + a.q.hops, FLOOD_MAX_TTL, "a sent query is within the hop limit");
+			cr_assert_geq(a.q.ttl, 1);
 			memcpy(m->qid, a.q.id, FLOOD_QID_BYTES);
 			m->ttl = a.q.ttl;
 			m->hops = a.q.hops;
@@ -913,6 +915,8 @@ Test(flood, ring_near_item_is_cheap)
 	cr_assert_eq(ringnet->nsent, 1);
 	cr_assert_eq(ringnet->sent[0].ttl, 1);
 	cr_assert_eq(total_sent(ringnet), degree(ringnet, 0));
+	cr_log_info("messages: ring %lu, flood ttl 5 %lu", (unsigned long)total_sent(ringnet),
+		    (unsigned long)total_sent(floodnet));
 	cr_assert_lt(total_sent(ringnet) * 3, total_sent(floodnet), "ring %lu vs flood %lu",
 		     (unsigned long)total_sent(ringnet), (unsigned long)total_sent(floodnet));
 	check_hit_paths(ringnet);
@@ -1111,5 +1115,39 @@ Test(flood, bad_queries_dropped)
 	cr_assert_not(flood_next_action(f, &a));
 	cr_assert_eq(flood_get_stats(f)->queries_invalid, 4);
 	cr_assert_eq(flood_get_stats(f)->queries_received, 4);
+	flood_free(f);
+}
+
+/* The node answers while it drains (inside the LOCAL_QUERY case): the rest of
+ * the queue must come out intact, with the hit after it. */
+Test(flood, answer_while_draining)
+{
+	struct flood *f = flood_new(NULL);
+	struct flood_action a;
+	uint8_t data[3] = { 'a', 'b', 'c' }, payload[2] = { 4, 2 };
+	struct flood_query q = { .id = { 5 }, .ttl = 3, .kind = FLOOD_KEYWORDS, .len = 3, .data = data };
+	uint32_t sends = 0, hits = 0;
+
+	for (uint32_t nb = 1; nb <= 3; nb++)
+		cr_assert_eq(flood_neighbor_add(f, nb, 0), 0);
+	flood_on_query(f, 1, &q, 0);
+	while (flood_next_action(f, &a)) {
+		if (a.type == FLOOD_LOCAL_QUERY) {
+			flood_answer(f, a.q.id, payload, sizeof(payload), 0);
+		} else if (a.type == FLOOD_SEND_QUERY) {
+			cr_assert_neq(a.nb, 1);
+			cr_assert_eq(a.q.ttl, 2);
+			cr_assert_eq(a.q.hops, 1);
+			cr_assert_eq(memcmp(a.q.data, data, sizeof(data)), 0);
+			sends++;
+		} else {
+			cr_assert_eq(a.type, FLOOD_SEND_HIT);
+			cr_assert_eq(a.nb, 1);
+			cr_assert_eq(memcmp(a.payload, payload, sizeof(payload)), 0);
+			hits++;
+		}
+	}
+	cr_assert_eq(sends, 2);
+	cr_assert_eq(hits, 1);
 	flood_free(f);
 }
