@@ -94,7 +94,9 @@ def main():
         "time, so every message in the network belongs to the query being counted. "
         "The flood cores run with their default options (hop limit at most 7, "
         "seen-cache expiry 60 s, 20 queries per second per neighbour, "
-        "250 ms wait per hop of ttl).",
+        "250 ms wait per hop of ttl). Table 7 alone runs many queries at once "
+        "(Poisson arrivals), so that the per-neighbour rate limit meets real "
+        "traffic; links a core asks to drop are cut and not replaced.",
         "",
         tables.rstrip(),
         "",

@@ -28,6 +28,8 @@
 #define PCT_FIVE 5
 #define QUICK_QUERIES 40
 #define LOSS_SWEEP_NODES 1000
+#define LOAD_NODES 1000
+#define LOAD_MS 20000          /* virtual time queries keep arriving */
 
 static const uint32_t sizes[] = { 1000, 2000, 5000, 10000 };
 #define NSIZES (sizeof(sizes) / sizeof(sizes[0]))
@@ -46,6 +48,9 @@ static struct cellres res[NSIZES][NREPL][TTL_MAX + 1][2];
 static double loss_rates[] = { 0.01, 0.05, 0.20 };
 #define NLOSS (sizeof(loss_rates) / sizeof(loss_rates[0]))
 static struct cellres loss_res[NLOSS][NREPL][2];
+static const double load_qps[] = { 5, 10, 20, 40, 80 };
+#define NLOAD (sizeof(load_qps) / sizeof(load_qps[0]))
+static struct sim_load load_res[NLOAD][2];
 
 struct opts {
 	uint64_t seed;
@@ -177,6 +182,26 @@ static void run_loss(const struct opts *o)
 
 		check_counts(s, LOSS_SWEEP_NODES, &st);
 		sim_free(s);
+	}
+}
+
+/* Many queries at once: the per-neighbour rate limit against the whole
+ * network's query rate. A fresh overlay each time: drops cut links. */
+static void run_load(const struct opts *o)
+{
+	for (unsigned li = 0; li < NLOAD; li++) {
+		for (int ring = 0; ring < 2; ring++) {
+			struct sim *s = build(o, LOAD_NODES, o->loss);
+			int rc = sim_items_random(s, o->items, replicas(R_PCT1, LOAD_NODES));
+
+			if (rc)
+				die("sim_items_random", rc);
+			sim_queries_seed(s, o->seed + R_PCT1);
+			rc = sim_load_run(s, load_qps[li], LOAD_MS, TTL_SWEEP, ring, RING_WANT, &load_res[li][ring]);
+			if (rc)
+				die("sim_load_run", rc);
+			sim_free(s);
+		}
 	}
 }
 
@@ -324,6 +349,24 @@ static void table_core(void)
 	}
 }
 
+static void table_load(void)
+{
+	printf("\n### 7. Many queries at once: N = %u, hop limit %u, r = 1%%, queries arriving for %u s\n\n",
+	       LOAD_NODES, TTL_SWEEP, LOAD_MS / 1000);
+	printf("| queries/s network-wide | mode | queries | answered | msgs/query | rate-limited | links dropped | mean degree after |\n");
+	printf("|---:|---|---:|---:|---:|---:|---:|---:|\n");
+	for (unsigned li = 0; li < NLOAD; li++) {
+		for (int ring = 0; ring < 2; ring++) {
+			const struct sim_load *l = &load_res[li][ring];
+
+			printf("| %g | %s | %u | %.0f%% | %.0f | %" PRIu64 " | %" PRIu64 " | %.2f |\n", load_qps[li],
+			       ring ? "ring" : "flood", l->started, l->started ? 100.0 * l->answered / l->started : 0,
+			       l->started ? (double)l->msgs / l->started : 0, l->rate_limited, l->links_dropped,
+			       l->degree_after);
+		}
+	}
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: flood-sim [--seed S] [--queries Q] [--items M] [--loss P] [--quick]\n");
@@ -376,6 +419,7 @@ int main(int argc, char **argv)
 		if (!o.quick || si < BIG_SIZES_FROM)
 			run_size(&o, si, &deg[si]);
 	run_loss(&o);
+	run_load(&o);
 
 	printf("Seed %" PRIu64 ", %u queries per cell, %u items, replication r per cell; latency %u-%u ms per message, loss %g%%.\n",
 	       o.seed, o.queries, o.items, SIM_DEFAULT_LAT_MIN_MS, SIM_DEFAULT_LAT_MAX_MS, 100 * o.loss);
@@ -390,5 +434,6 @@ int main(int argc, char **argv)
 	table_size();
 	table_loss(&o);
 	table_core();
+	table_load();
 	return 0;
 }

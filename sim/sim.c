@@ -5,6 +5,7 @@
  * is the same on every machine. A message is counted when a core asks to
  * send it, whether or not the network then loses it.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 #define SIM_DIAL_TRIES 256          /* random picks per missing neighbour */
 #define SIM_PICK_TRIES 1000         /* random queriers tried per query */
 #define SIM_MAX_ANSWERS 16          /* LOCAL_QUERYs answered per drain */
+#define SIM_MAX_ACTIVE 1024         /* queries at once in a load run */
 
 /* Independent streams, so that e.g. the overlay does not change with loss. */
 #define SIM_STREAM_TOPO 0x746f706fu
@@ -30,7 +32,7 @@
 #define SIM_STREAM_NODE 0x6e6f6465u
 #define SIM_STREAM_QUERY 0x71756572u
 
-enum ev_kind { EV_MSG = 1, EV_TIMER };
+enum ev_kind { EV_MSG = 1, EV_TIMER, EV_START };
 
 struct ev {
 	uint64_t at;
@@ -66,6 +68,13 @@ struct cur {
 	struct sim_query_result res;
 };
 
+/* A query of a load run, while it lasts. */
+struct active {
+	uint32_t from;
+	int handle;
+	uint32_t hits;
+};
+
 struct sim {
 	struct sim_params p;
 	uint32_t n;
@@ -87,6 +96,16 @@ struct sim {
 
 	struct pn_prng topo, net, work, ask;
 	struct cur cur;
+
+	bool load;             /* a load run: many queries at once */
+	struct active *act;
+	uint32_t nact;
+	struct sim_load *lr;
+	uint8_t load_ttl;
+	bool load_ring;
+	uint32_t load_want;
+	uint32_t load_pending; /* starts queued, not yet run */
+	uint64_t drops;        /* links cut on FLOOD_DROP_NEIGHBOR */
 	uint64_t sent;         /* every message sent, for the cross-check */
 	uint64_t oversize;
 };
@@ -266,6 +285,62 @@ static uint32_t cid_decode(const struct sim *s, const struct flood_query *q)
 
 /* ---------------- driving the cores ---------------- */
 
+static bool adjacent(const struct sim *s, uint32_t a, uint32_t b);
+
+/* a asked to drop b: the link goes, on both sides. */
+static void unlink_nodes(struct sim *s, uint32_t a, uint32_t b)
+{
+	uint32_t ends[2] = { a, b };
+
+	if (b >= s->n || !adjacent(s, a, b))
+		return;
+	for (int k = 0; k < 2; k++) {
+		uint32_t x = ends[k], y = ends[1 - k];
+		uint32_t *l = s->adj + (size_t)x * SIM_MAX_DEGREE;
+
+		for (uint32_t i = 0; i < s->nodes[x].deg; i++) {
+			if (l[i] == y) {
+				l[i] = l[--s->nodes[x].deg];
+				break;
+			}
+		}
+		flood_neighbor_remove(s->nodes[x].f, y);
+	}
+	s->drops++;
+}
+
+static struct active *load_find(struct sim *s, uint32_t node, uint32_t handle, uint32_t *slot)
+{
+	for (uint32_t i = 0; i < s->nact; i++) {
+		if (s->act[i].from == node && (uint32_t)s->act[i].handle == handle) {
+			*slot = i;
+			return &s->act[i];
+		}
+	}
+	return NULL;
+}
+
+static void load_hit(struct sim *s, uint32_t node, uint32_t handle)
+{
+	uint32_t slot;
+	struct active *q = load_find(s, node, handle, &slot);
+
+	if (q)
+		q->hits++;
+}
+
+static void load_done(struct sim *s, uint32_t node, uint32_t handle, uint32_t hits)
+{
+	uint32_t slot;
+	struct active *q = load_find(s, node, handle, &slot);
+
+	if (!q)
+		return;
+	s->lr->done++;
+	s->lr->answered += q->hits > 0;
+	s->act[slot] = s->act[--s->nact];
+}
+
 static void schedule_timer(struct sim *s, uint32_t id)
 {
 	struct node *nd = &s->nodes[id];
@@ -311,17 +386,20 @@ static int drain(struct sim *s, uint32_t id)
 				break;
 			}
 			case FLOOD_DELIVER_HIT:
-				if (id == s->cur.from && (int)a.handle == s->cur.handle && !s->cur.done) {
+				if (s->load)
+					load_hit(s, id, a.handle);
+				else if (id == s->cur.from && (int)a.handle == s->cur.handle && !s->cur.done) {
 					if (s->cur.res.hits++ == 0)
 						s->cur.res.first_hit_ms = s->now - s->cur.start;
 				}
 				break;
 			case FLOOD_DROP_NEIGHBOR:
-				fprintf(stderr, "flood-sim: node %u drops neighbour %u at %llu ms\n", id, a.nb,
-					(unsigned long long)s->now);
+				unlink_nodes(s, id, a.nb);
 				break;
 			case FLOOD_QUERY_DONE:
-				if (id == s->cur.from && (int)a.handle == s->cur.handle) {
+				if (s->load)
+					load_done(s, id, a.handle, a.hits);
+				else if (id == s->cur.from && (int)a.handle == s->cur.handle) {
 					s->cur.done = true;
 					s->cur.res.done_ms = s->now - s->cur.start;
 				}
@@ -346,11 +424,15 @@ static int drain(struct sim *s, uint32_t id)
 	return 0;
 }
 
+static int load_start(struct sim *s);
+
 static int step(struct sim *s)
 {
 	struct ev e = heap_pop(s);
 
 	s->now = e.at;
+	if (e.kind == EV_START)
+		return load_start(s);
 	if (e.kind == EV_TIMER) {
 		struct node *nd = &s->nodes[e.arg];
 
@@ -746,6 +828,116 @@ void sim_core_stats(const struct sim *s, struct flood_stats *sum)
 		sum->hits_dropped += st->hits_dropped;
 		sum->actions_dropped += st->actions_dropped;
 	}
+}
+
+/* ---------------- load ---------------- */
+
+/* A random node that lacks a random item; false if none was found. */
+static bool pick_query(struct sim *s, uint32_t *from, uint32_t *item)
+{
+	*item = pn_prng_below(&s->ask, s->items);
+	for (uint32_t t = 0; t < SIM_PICK_TRIES; t++) {
+		uint32_t c = pn_prng_below(&s->ask, s->n);
+
+		if (!holds(s, *item, c)) {
+			*from = c;
+			return true;
+		}
+	}
+	return false;
+}
+
+static int load_start(struct sim *s)
+{
+	uint8_t cid[SIM_CID_BYTES];
+	uint32_t from, item;
+
+	s->load_pending--;
+	if (!pick_query(s, &from, &item) || s->nact == SIM_MAX_ACTIVE) {
+		s->lr->refused++;
+		return 0;
+	}
+	cid_encode(item, cid);
+	int h = flood_start(s->nodes[from].f, FLOOD_CID, cid, SIM_CID_BYTES, s->load_ttl, s->load_ring,
+			    s->load_want, s->now);
+
+	if (h < 0) {
+		s->lr->refused++;
+		return 0;
+	}
+	s->act[s->nact++] = (struct active){ .from = from, .handle = h };
+	s->lr->started++;
+	return drain(s, from);
+}
+
+static uint64_t rate_limited_sum(const struct sim *s)
+{
+	struct flood_stats st;
+
+	sim_core_stats(s, &st);
+	return st.rate_limited;
+}
+
+int sim_load_run(struct sim *s, double qps, uint32_t duration_ms, uint8_t ttl, bool ring, uint32_t want,
+		 struct sim_load *out)
+{
+	uint64_t drops0 = s->drops, limited0 = rate_limited_sum(s);
+	int rc;
+
+	if (qps <= 0 || !s->items)
+		return PN_EINVAL;
+	memset(out, 0, sizeof(*out));
+	rc = run_until(s, s->now + SIM_QUERY_GAP_MS);
+	if (rc)
+		return rc;
+	s->act = calloc(SIM_MAX_ACTIVE, sizeof(*s->act));
+	if (!s->act)
+		return PN_ENOMEM;
+	s->load = true;
+	s->nact = 0;
+	s->lr = out;
+	s->load_ttl = ttl;
+	s->load_ring = ring;
+	s->load_want = want;
+	memset(&s->cur.res, 0, sizeof(s->cur.res));
+	s->cur.serial++;
+	s->cur.from = SIM_NONE;
+
+	/* Poisson arrivals over the whole network */
+	uint64_t t0 = s->now;
+	double t = 0;
+
+	for (;;) {
+		double u = (double)((pn_prng_next(&s->ask) >> 11) + 1) * 0x1.0p-53; /* (0, 1] */
+
+		t += -log(u) * 1000.0 / qps;
+		if (t >= duration_ms)
+			break;
+		rc = heap_push(s, t0 + (uint64_t)t, EV_START, 0);
+		if (rc)
+			goto out;
+		s->load_pending++;
+	}
+	while (s->load_pending || s->nact || s->inflight) {
+		if (s->nheap == 0 || s->now - t0 > duration_ms + (uint64_t)SIM_QUERY_LIMIT_MS) {
+			rc = PN_ETIMEDOUT;
+			goto out;
+		}
+		rc = step(s);
+		if (rc)
+			goto out;
+	}
+out:
+	out->msgs = s->cur.res.query_msgs + s->cur.res.hit_msgs;
+	out->rate_limited = rate_limited_sum(s) - limited0;
+	out->links_dropped = s->drops - drops0;
+	out->degree_after = sim_degree_stats(s).mean;
+	s->load = false;
+	s->lr = NULL;
+	free(s->act);
+	s->act = NULL;
+	s->nact = 0;
+	return rc;
 }
 
 uint64_t sim_msgs_sent(const struct sim *s)

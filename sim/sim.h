@@ -91,6 +91,22 @@ void sim_queries_seed(struct sim *s, uint64_t seed);
 /* `queries` queries from random nodes for random items (drawn from the seed). */
 int sim_cell_run(struct sim *s, uint32_t queries, uint8_t ttl, bool ring, uint32_t want, struct sim_cell *out);
 
+/* A load run: queries arrive network-wide at `qps` (Poisson) for
+ * duration_ms, many at once; neighbours a core asks to drop are cut. */
+struct sim_load {
+	uint32_t started;
+	uint32_t refused;       /* flood_start refused (PN_ELIMIT) */
+	uint32_t done;
+	uint32_t answered;
+	uint64_t msgs;
+	uint64_t rate_limited;  /* queries the cores dropped for their rate */
+	uint64_t links_dropped; /* on FLOOD_DROP_NEIGHBOR */
+	double degree_after;
+};
+
+int sim_load_run(struct sim *s, double qps, uint32_t duration_ms, uint8_t ttl, bool ring, uint32_t want,
+		 struct sim_load *out);
+
 /* Every core's counters summed; queries_sent + hits_sent must equal
  * sim_msgs_sent(), the messages the simulator carried (or lost). */
 void sim_core_stats(const struct sim *s, struct flood_stats *sum);

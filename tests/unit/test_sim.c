@@ -12,6 +12,8 @@
 #define RAND_ITEMS 20
 #define RAND_REPL 3
 #define RAND_TTL 4
+#define LOAD_QPS 2
+#define LOAD_MS 5000
 
 static const uint32_t line5[][2] = { { 0, 1 }, { 1, 2 }, { 2, 3 }, { 3, 4 } };
 static const uint32_t ring4[][2] = { { 0, 1 }, { 1, 2 }, { 2, 3 }, { 3, 0 } };
@@ -177,4 +179,27 @@ Test(sim, random_overlay_is_connected_and_bounded)
 	free(stack);
 	free(seen);
 	sim_free(s);
+}
+
+/* Many queries at once: repeats for a seed; a gentle rate is never limited. */
+Test(sim, load_run_repeats_and_gentle_rate_is_not_limited)
+{
+	struct sim_load l[2];
+
+	for (int k = 0; k < 2; k++) {
+		struct sim_params p = { .nodes = RAND_NODES, .seed = 5 };
+		struct sim *s = sim_new(&p);
+
+		cr_assert_not_null(s);
+		cr_assert_eq(sim_items_random(s, RAND_ITEMS, RAND_REPL), 0);
+		cr_assert_eq(sim_load_run(s, LOAD_QPS, LOAD_MS, RAND_TTL, false, 1, &l[k]), 0);
+		sim_free(s);
+	}
+	cr_assert_gt(l[0].started, 0);
+	cr_assert_eq(l[0].started, l[1].started);
+	cr_assert_eq(l[0].done, l[0].started);
+	cr_assert_eq(l[0].answered, l[1].answered);
+	cr_assert_eq(l[0].msgs, l[1].msgs);
+	cr_assert_eq(l[0].rate_limited, 0);
+	cr_assert_eq(l[0].links_dropped, 0);
 }
