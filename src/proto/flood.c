@@ -26,7 +26,7 @@
 #define FLOOD_BURST_FACTOR 2          /* a neighbour may burst 2 seconds' worth */
 #define FLOOD_DEFAULT_STRIKES 50
 #define FLOOD_DEFAULT_RING_FIRST 1
-#define FLOOD_DEFAULT_RING_WAIT_MS 250
+#define FLOOD_DEFAULT_RING_WAIT_MS 150
 #define FLOOD_RING_MAX_STEPS FLOOD_MAX_TTL /* ttl grows by >= 1 a step */
 #define FLOOD_RING_SMALL_TTL 3        /* below this the ring grows by 1, then by 2 */
 #define FLOOD_BUCKETS_INITIAL 16
@@ -548,8 +548,6 @@ void flood_on_query(struct flood *f, uint32_t nb, const struct flood_query *q, u
 		f->stats.rate_limited++;
 		return;
 	}
-	if (!rate_ok(f, n, now))
-		return;
 	/* Clamp so that ttl + hops <= max_ttl; nothing is left of a query that
 	 * has already travelled the whole limit. */
 	uint8_t ttl = q->ttl;
@@ -569,12 +567,17 @@ void flood_on_query(struct flood *f, uint32_t nb, const struct flood_query *q, u
 		f->stats.duplicates_dropped++; /* our own, come back after its entry expired */
 		return;
 	}
+	if (e && (e->handle || ttl <= e->best_ttl)) {
+		/* Duplicates cost nothing to drop, so they are not charged to the
+		 * sender's rate: a flood crosses most links twice, and charging the
+		 * copies would make honest neighbours look like abusers. */
+		f->stats.duplicates_dropped++;
+		return;
+	}
+	if (!rate_ok(f, n, now))
+		return;
 	if (e) {
 		/* A copy with more ttl left than any before reaches further: forward it. */
-		if (e->handle || ttl <= e->best_ttl) {
-			f->stats.duplicates_dropped++;
-			return;
-		}
 		e->best_ttl = ttl;
 		f->stats.queries_reforwarded++;
 	} else {

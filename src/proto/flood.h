@@ -64,7 +64,7 @@ struct flood_opts {
 	uint32_t rate_per_s;    /* queries per neighbour per second, default 20 */
 	uint32_t max_strikes;   /* rate-limited queries before a drop, default 50 */
 	uint8_t ring_first_ttl; /* default 1 */
-	uint32_t ring_wait_ms;  /* wait per hop of ttl before widening, default 250 */
+	uint32_t ring_wait_ms;  /* wait per hop of ttl before widening, default 150 */
 	uint64_t seed;          /* query IDs and the cache's hash key: give every node its own */
 };
 
