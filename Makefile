@@ -86,7 +86,7 @@ $(BUILD)/peernet: $(CLI_OBJS) $(BUILD)/libpeernet.a
 $(BUILD)/asan/peernet: $(ACLI_OBJS) $(BUILD)/asan/libpeernet.a
 	$(CC) $(CFLAGS) $(SAN) -o $@ $(ACLI_OBJS) $(BUILD)/asan/libpeernet.a $(LDLIBS)
 
-$(BUILD)/asan/tests/%: tests/unit/%.c $(BUILD)/asan/libpeernet.a
+$(BUILD)/asan/tests/%: tests/unit/%.c $(BUILD)/asan/libpeernet.a $(wildcard sim/*.c sim/*.h tests/unit/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(DEPCFLAGS) $(CFLAGS) $(SAN) -o $@ $< $(BUILD)/asan/libpeernet.a $(LDLIBS) -lcriterion
 
