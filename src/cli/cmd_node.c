@@ -602,16 +602,16 @@ int cmd_get_node(int argc, char **argv)
 		int nf = split(line, f, 10);
 		if (!strcmp(f[0], "progress") && nf >= 5) {
 			if (progress) {
-				uint64_t now = (uint64_t)time(NULL) * 1000;
+				struct timespec ts;
+				clock_gettime(CLOCK_MONOTONIC, &ts);
+				uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 				if (!bar_on) {
 					pn_progress_init(&bar, *f[4] ? f[4] : argv[optind], strtoull(f[2], NULL, 10),
 							 strtoull(f[1], NULL, 10), now);
 					bar_on = true;
 				}
 				bar.done = strtoull(f[1], NULL, 10);
-				struct timespec ts;
-				clock_gettime(CLOCK_MONOTONIC, &ts);
-				pn_progress_draw(&bar, (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
+				pn_progress_draw(&bar, now);
 			}
 			continue;
 		}

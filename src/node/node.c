@@ -1105,7 +1105,10 @@ static void tick_cb(uv_timer_t *t)
 		uint64_t refind = now - d->started_ms < NODE_EARLY_MS ? NODE_REFIND_EARLY_MS : NODE_REFIND_MS;
 		if (n->flood) {
 			/* Flooding is costly: ask again only while no provider is connected. */
-			if (!d->finding && now - d->last_find_ms > NODE_REFIND_FLOOD_MS && !download_has_peers(d) &&
+			/* Early on, ask again now and then: fellow downloaders answer once they hold chunks. */
+			bool early = now - d->started_ms < NODE_EARLY_MS;
+			if (!d->finding && now - d->last_find_ms > (early ? NODE_REFIND_FLOOD_EARLY_MS : NODE_REFIND_FLOOD_MS) &&
+			    (early || !download_has_peers(d)) &&
 			    flood_find(n, &d->cid) == PN_OK) {
 				d->last_find_ms = now;
 				d->finding = true;

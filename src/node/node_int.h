@@ -25,6 +25,7 @@
 #define NODE_REFIND_EARLY_MS 300  /* ... and this often during its first NODE_EARLY_MS */
 #define NODE_EARLY_MS 3000
 #define NODE_REFIND_FLOOD_MS 5000 /* flood mode: re-query this often while no provider is connected */
+#define NODE_REFIND_FLOOD_EARLY_MS 1000 /* ... and this often during the first NODE_EARLY_MS */
 #define CTL_LINE_MAX 8192
 #define NODE_MAX_BANNED 256
 

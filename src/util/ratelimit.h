@@ -17,7 +17,7 @@ struct pn_bucket {
 	uint64_t last_ms;
 };
 
-/* burst 0 picks max(rate/10, 16 KiB). */
+/* burst 0 picks max(rate/10, 16 KiB). The bucket starts empty. */
 void pn_bucket_init(struct pn_bucket *b, uint64_t rate, uint64_t burst, uint64_t now_ms);
 /* Adds the tokens accrued since the last call. */
 void pn_bucket_refill(struct pn_bucket *b, uint64_t now_ms);
