@@ -600,6 +600,9 @@ void pn_net_set_rates(struct pn_net *net, uint64_t up_bps, uint64_t down_bps)
 	uint64_t now = uv_now(net->loop);
 	pn_bucket_init(&net->up, up_bps, 0, now);
 	pn_bucket_init(&net->down, down_bps, 0, now);
+	/* A cap holds from the first byte: no initial burst above the rate. */
+	pn_bucket_empty(&net->up);
+	pn_bucket_empty(&net->down);
 }
 
 void pn_net_bytes(const struct pn_net *net, uint64_t *up, uint64_t *down)

@@ -12,9 +12,13 @@ void pn_bucket_init(struct pn_bucket *b, uint64_t rate, uint64_t burst, uint64_t
 	if (!burst)
 		burst = rate / 10 > MIN_BURST ? rate / 10 : MIN_BURST;
 	b->burst = (int64_t)burst;
-	/* Start empty: a capped sender never exceeds its rate, even in its first second. */
-	b->tokens = 0;
+	b->tokens = b->burst;
 	b->last_ms = now_ms;
+}
+
+void pn_bucket_empty(struct pn_bucket *b)
+{
+	b->tokens = 0;
 }
 
 void pn_bucket_refill(struct pn_bucket *b, uint64_t now_ms)

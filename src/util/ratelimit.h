@@ -17,8 +17,11 @@ struct pn_bucket {
 	uint64_t last_ms;
 };
 
-/* burst 0 picks max(rate/10, 16 KiB). The bucket starts empty. */
+/* burst 0 picks max(rate/10, 16 KiB). The bucket starts full. */
 void pn_bucket_init(struct pn_bucket *b, uint64_t rate, uint64_t burst, uint64_t now_ms);
+/* Drops every token: the next bytes wait their turn (a byte-rate cap that
+ * must not exceed its rate even in its first second starts this way). */
+void pn_bucket_empty(struct pn_bucket *b);
 /* Adds the tokens accrued since the last call. */
 void pn_bucket_refill(struct pn_bucket *b, uint64_t now_ms);
 /* Spends n tokens (may go into debt). */

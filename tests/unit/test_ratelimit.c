@@ -14,7 +14,8 @@ Test(ratelimit, unlimited_is_always_ready)
 Test(ratelimit, debt_is_paid_at_the_rate)
 {
 	struct pn_bucket b;
-	pn_bucket_init(&b, 1000000, 0, 1000); /* 1 MB/s, burst 100 kB, starts empty */
+	pn_bucket_init(&b, 1000000, 0, 1000); /* 1 MB/s, burst 100 kB */
+	pn_bucket_empty(&b);
 	cr_assert(pn_bucket_ready(&b, 1000));
 	pn_bucket_take(&b, 500000, 1000); /* half a second of debt */
 	cr_assert_not(pn_bucket_ready(&b, 1000));
@@ -29,6 +30,7 @@ Test(ratelimit, long_run_rate_is_exact)
 	struct pn_bucket b;
 	uint64_t rate = 2 * 1024 * 1024, sent = 0;
 	pn_bucket_init(&b, rate, 0, 0);
+	pn_bucket_empty(&b);
 	for (uint64_t now = 0; now < 10000; now++) {
 		while (pn_bucket_ready(&b, now)) {
 			pn_bucket_take(&b, 256 * 1024, now);
@@ -45,6 +47,7 @@ Test(ratelimit, idle_time_accrues_at_most_the_burst)
 {
 	struct pn_bucket b;
 	pn_bucket_init(&b, 1000, 5000, 0);
+	pn_bucket_take(&b, 5000, 0); /* starts full: the burst */
 	cr_assert(pn_bucket_ready(&b, 0)); /* empty is not in debt */
 	pn_bucket_take(&b, 1, 0);
 	cr_assert_not(pn_bucket_ready(&b, 0));
@@ -59,6 +62,7 @@ Test(ratelimit, slow_rates_keep_fractions)
 	/* 10 bytes/s refilled every millisecond must not round down to nothing. */
 	struct pn_bucket b;
 	pn_bucket_init(&b, 10, 1, 0);
+	pn_bucket_empty(&b);
 	pn_bucket_take(&b, 10, 0); /* 10 bytes of debt: one second */
 	uint64_t now = 0;
 	while (!pn_bucket_ready(&b, now) && now < 5000)
