@@ -374,12 +374,9 @@ static int serve_hashes(struct node *n, struct peer *p, const struct pn_msg_hash
 	return r;
 }
 
-static int serve_chunk(struct node *n, struct peer *p, const struct pn_msg_ref *q)
+/* Reads and sends one requested chunk. */
+static int send_chunk(struct node *n, struct peer *p, const struct upreq *q)
 {
-	if (p->am_choking)
-		return PN_OK; /* requests from a choked peer are dropped, as it was told */
-	if (pn_conn_congested(p->conn))
-		return PN_EAGAIN;
 	uint8_t *data = n->out + PN_FRAME_HDR + PN_CHUNK_MSG_HDR;
 	uint32_t len = 0;
 	int r;
@@ -409,6 +406,60 @@ static int serve_chunk(struct node *n, struct peer *p, const struct pn_msg_ref *
 			choker_bytes_to(n->choker, p->key, len);
 	}
 	return r;
+}
+
+/* Serves queued requests while the connection has room. */
+static void upload_pump(struct node *n, struct peer *p)
+{
+	while (p->upq_len && !p->am_choking && p->conn && !pn_conn_congested(p->conn)) {
+		struct upreq q = p->upq[p->upq_head];
+		p->upq_head = (p->upq_head + 1) % PEER_UPQ_MAX;
+		p->upq_len--;
+		if (send_chunk(n, p, &q) != PN_OK)
+			return;
+	}
+}
+
+static void upload_clear(struct peer *p)
+{
+	p->upq_head = p->upq_len = 0;
+}
+
+static int serve_chunk(struct node *n, struct peer *p, const struct pn_msg_ref *q)
+{
+	if (p->am_choking)
+		return PN_OK; /* requests from a choked peer are dropped, as it was told */
+	if (p->upq_len >= PEER_UPQ_MAX) {
+		pn_log_info("%s: more than %d chunk requests outstanding, closing", p->addr, PEER_UPQ_MAX);
+		return PN_ELIMIT;
+	}
+	struct upreq *u = &p->upq[(p->upq_head + p->upq_len) % PEER_UPQ_MAX];
+	u->cid = q->cid;
+	u->index = q->index;
+	u->req_id = q->req_id;
+	p->upq_len++;
+	upload_pump(n, p);
+	return PN_OK;
+}
+
+/* A CANCEL withdraws a request not sent yet (end game: another peer was faster). */
+static void serve_cancel(struct peer *p, const struct pn_msg_ref *q)
+{
+	for (uint32_t k = 0; k < p->upq_len; k++) {
+		struct upreq *u = &p->upq[(p->upq_head + k) % PEER_UPQ_MAX];
+		if (u->index != q->index || memcmp(&u->cid, &q->cid, sizeof q->cid))
+			continue;
+		for (uint32_t j = k; j + 1 < p->upq_len; j++)
+			p->upq[(p->upq_head + j) % PEER_UPQ_MAX] = p->upq[(p->upq_head + j + 1) % PEER_UPQ_MAX];
+		p->upq_len--;
+		return;
+	}
+}
+
+static void peer_writable_cb(struct pn_conn *c)
+{
+	struct peer *p = pn_conn_data(c);
+	upload_pump(p->node, p);
 }
 
 /* ---- receiving for downloads ---- */
@@ -580,7 +631,7 @@ static int peer_frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
 	case PN_MSG_META_REQ: return serve_meta(n, p, &m.u.ref);
 	case PN_MSG_HASH_REQ: return serve_hashes(n, p, &m.u.hash_req);
 	case PN_MSG_CHUNK_REQ: return serve_chunk(n, p, &m.u.ref);
-	case PN_MSG_CANCEL: return PN_OK; /* requests are served in order as they come */
+	case PN_MSG_CANCEL: serve_cancel(p, &m.u.ref); return PN_OK;
 	case PN_MSG_META: return peer_on_meta(n, p, &m.u.meta);
 	case PN_MSG_HASHES: return peer_on_hashes(n, p, &m.u.hashes);
 	case PN_MSG_CHUNK: return peer_on_chunk(n, p, &m.u.chunk);
@@ -646,6 +697,7 @@ static void peer_close_cb(struct pn_conn *c, int err)
 const struct pn_conn_cbs node_peer_cbs = {
 	.established_cb = peer_established_cb,
 	.frame_cb = peer_frame_cb,
+	.writable_cb = peer_writable_cb,
 	.close_cb = peer_close_cb,
 };
 
@@ -866,7 +918,18 @@ static void download_complete(struct download *d)
 		    (unsigned long long)d->bytes_down, secs, peers);
 	for (struct ctl_waiter *w = d->waiters; w; w = w->next)
 		report_done(n, w, o, d->bytes_down, d->bytes_resumed, secs, peers);
-	/* Everyone in the swarm learns we now hold it all (HAVEs went out per chunk). */
+	/* Everyone in the swarm learned we now hold it all (HAVEs went out per
+	 * chunk); those we downloaded from also learn we want nothing more, so
+	 * their upload slots go at once to peers still waiting. */
+	for (struct peer *p = n->peers; p; p = p->next) {
+		struct peer_cid *pc = p->hello ? peer_cid_get(p, &d->cid, false) : NULL;
+		if (pc && pc->we_want) {
+			struct pn_msg m = {.type = PN_MSG_NOT_INTERESTED};
+			m.u.cidref.cid = d->cid;
+			(void)node_send(n, p->conn, &m);
+			pc->we_want = false;
+		}
+	}
 	d->done = true;
 	download_free(d);
 }
@@ -885,6 +948,9 @@ static void download_start_swarm(struct download *d)
 	d->bytes_resumed = ok;
 	struct swarm_opts so = {
 		.nchunks = store_partial_nchunks(d->part),
+		/* Requests queue behind the uploader's cap: a short pipeline keeps a
+		 * chunk from waiting seconds at one slow peer while others could send it. */
+		.per_peer_inflight = NODE_PER_PEER_INFLIGHT,
 		.seed = (uint64_t)d->started_ms ^ n->id.node_id[0] ^ ((uint64_t)n->id.node_id[1] << 8),
 	};
 	d->swarm = swarm_new(&so, store_partial_bitmap(d->part));
@@ -1083,6 +1149,8 @@ static void tick_cb(uv_timer_t *t)
 			continue;
 		struct pn_msg m = {.type = ca.type == CHOKER_UNCHOKE ? PN_MSG_UNCHOKE : PN_MSG_CHOKE};
 		p->am_choking = ca.type == CHOKER_CHOKE;
+		if (p->am_choking)
+			upload_clear(p); /* a choke discards what was asked, as the peer knows */
 		(void)node_send(n, p->conn, &m);
 	}
 	uint32_t timeout = n->opts.peer_timeout_ms ? n->opts.peer_timeout_ms : NODE_DEFAULT_PEER_TIMEOUT_MS;

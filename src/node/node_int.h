@@ -19,6 +19,8 @@
 #define NODE_TICK_MS 100
 #define NODE_MAX_PEERS 128
 #define PEER_MAX_CIDS 32          /* contents one peer connection may swarm on */
+#define NODE_PER_PEER_INFLIGHT 4  /* chunk requests in flight to one peer */
+#define PEER_UPQ_MAX 64           /* chunk requests queued per peer; more is a protocol error */
 #define NODE_MAX_DOWNLOADS 32
 #define NODE_DEFAULT_PEER_TIMEOUT_MS 30000
 #define NODE_REFIND_MS 2000       /* ask the directory for more providers this often while downloading */
@@ -74,6 +76,13 @@ struct peer {
 	int ncids;
 	uint64_t bytes_to, bytes_from;/* chunk payload */
 	uint32_t meta_req, hash_req;  /* outstanding requests for a download, 0 if none */
+	/* Chunk requests waiting to be served, oldest first: kept unread until the
+	 * connection has room, so a CANCEL can still withdraw them. */
+	struct upreq {
+		struct pn_cid cid;
+		uint32_t index, req_id;
+	} upq[PEER_UPQ_MAX];
+	uint32_t upq_head, upq_len;
 	bool want_neighbor;           /* we dialled it to be a flood neighbour */
 	bool neighbor;                /* a flood neighbour link */
 	int cand;                     /* index in node->cands it was dialled from, -1 */

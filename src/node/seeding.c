@@ -62,10 +62,24 @@ static uint32_t pick(struct node *n, struct seed_ctx *sc, const struct peer_cid 
 	return best;
 }
 
+/* Chunks announced to p that it does not report holding yet. */
+static uint32_t outstanding(const struct seed_ctx *sc, const struct peer_cid *pc)
+{
+	uint32_t count = 0;
+	for (uint32_t i = 0; i < sc->nchunks; i++)
+		count += bit(pc->revealed, i) && !bit(pc->bitmap, i);
+	return count;
+}
+
 static bool reveal_one(struct node *n, struct seed_ctx *sc, struct peer_cid *pc, uint32_t *index)
 {
 	uint32_t i = pick(n, sc, pc);
 	if (i == UINT32_MAX)
+		return false;
+	/* Once every chunk has left (or is leaving) the source, a second copy goes
+	 * only to a downloader with nothing else of ours to fetch: the others get
+	 * the chunk from the swarm, and the source's uplink is not spent twice. */
+	if (sc->announced[i] > 0 && outstanding(sc, pc) > 0)
 		return false;
 	pc->revealed[i / 8] |= (uint8_t)(0x80 >> (i % 8));
 	sc->announced[i]++;
