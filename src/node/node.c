@@ -541,8 +541,10 @@ static void broadcast_have(struct node *n, const struct pn_cid *cid, uint32_t in
 	m.u.cidref.cid = *cid;
 	m.u.cidref.index = index;
 	for (struct peer *p = n->peers; p; p = p->next) {
+		/* Every peer in this content's swarm, interested or not: interest
+		 * comes and goes with what each side holds. */
 		struct peer_cid *pc = p->hello ? peer_cid_get(p, cid, false) : NULL;
-		if (pc && (pc->they_want || pc->we_want))
+		if (pc)
 			(void)node_send(n, p->conn, &m);
 	}
 }
@@ -969,6 +971,25 @@ static void download_start_swarm(struct download *d)
 	download_pump(d);
 }
 
+/* Tells each swarm peer whether it holds anything we still lack (INTERESTED /
+ * NOT_INTERESTED), so uploaders give their slots to peers they can help. */
+static void download_update_interest(struct download *d)
+{
+	struct node *n = d->node;
+	for (struct peer *p = n->peers; p; p = p->next) {
+		struct peer_cid *pc = p->hello ? peer_cid_get(p, &d->cid, false) : NULL;
+		if (!pc || !pc->in_swarm)
+			continue;
+		bool wanted = swarm_peer_wanted(d->swarm, p->key) > 0;
+		if (wanted == pc->we_want)
+			continue;
+		struct pn_msg m = {.type = wanted ? PN_MSG_INTERESTED : PN_MSG_NOT_INTERESTED};
+		m.u.cidref.cid = d->cid;
+		if (node_send(n, p->conn, &m) == PN_OK)
+			pc->we_want = wanted;
+	}
+}
+
 static void download_pump(struct download *d)
 {
 	struct node *n = d->node;
@@ -999,8 +1020,12 @@ static void download_pump(struct download *d)
 			return;
 		}
 	}
-	if (!d->done && store_partial_have_count(d->part) == store_partial_nchunks(d->part))
+	if (!d->done && store_partial_have_count(d->part) == store_partial_nchunks(d->part)) {
 		download_complete(d);
+		return;
+	}
+	if (!d->done)
+		download_update_interest(d);
 }
 
 void node_download_providers(struct node *n, const struct pn_cid *cid, uint32_t total)

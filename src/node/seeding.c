@@ -62,6 +62,15 @@ static uint32_t pick(struct node *n, struct seed_ctx *sc, const struct peer_cid 
 	return best;
 }
 
+/* True when this node has no chunk request waiting and little queued to send. */
+static bool uplink_idle(struct node *n)
+{
+	for (struct peer *p = n->peers; p; p = p->next)
+		if (p->upq_len || (p->conn && pn_conn_queued(p->conn) > PN_CHUNK_SIZE))
+			return false;
+	return true;
+}
+
 /* Chunks announced to p that it does not report holding yet. */
 static uint32_t outstanding(const struct seed_ctx *sc, const struct peer_cid *pc)
 {
@@ -79,7 +88,7 @@ static bool reveal_one(struct node *n, struct seed_ctx *sc, struct peer_cid *pc,
 	/* Once every chunk has left (or is leaving) the source, a second copy goes
 	 * only to a downloader with nothing else of ours to fetch: the others get
 	 * the chunk from the swarm, and the source's uplink is not spent twice. */
-	if (sc->announced[i] > 0 && outstanding(sc, pc) > 0)
+	if (sc->announced[i] > 0 && (outstanding(sc, pc) > 0 || !uplink_idle(n)))
 		return false;
 	pc->revealed[i / 8] |= (uint8_t)(0x80 >> (i % 8));
 	sc->announced[i]++;
@@ -95,8 +104,20 @@ int seed_start(struct node *n, struct peer *p, struct peer_cid *pc)
 	pc->revealed = calloc(1, (sc->nchunks + 7) / 8);
 	if (!pc->revealed)
 		return PN_ENOMEM;
+	/* With many downloaders and few chunks, showing each a few would hand
+	 * the same chunks to several: show fewer, so each starts with its own. */
+	uint32_t downloaders = 1;
+	for (struct peer *q = n->peers; q; q = q->next)
+		for (int i = 0; i < q->ncids; i++)
+			if (q != p && q->cids[i].revealed && !memcmp(&q->cids[i].cid, &pc->cid, sizeof pc->cid))
+				downloaders++;
+	uint32_t ahead = sc->nchunks / downloaders;
+	if (ahead < 1)
+		ahead = 1;
+	if (ahead > SEED_REVEAL_AHEAD)
+		ahead = SEED_REVEAL_AHEAD;
 	uint32_t index;
-	for (int k = 0; k < SEED_REVEAL_AHEAD && reveal_one(n, sc, pc, &index); k++)
+	for (uint32_t k = 0; k < ahead && reveal_one(n, sc, pc, &index); k++)
 		;
 	return PN_OK;
 }
