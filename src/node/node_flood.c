@@ -581,7 +581,8 @@ void flood_peer_closed(struct node *n, struct peer *p)
 		}
 	}
 	if (p->neighbor) {
-		flood_neighbor_remove(n->flood, p->key);
+		if (n->flood) /* gone already while the node stops */
+			flood_neighbor_remove(n->flood, p->key);
 		char addr[PN_ADDR_STR_MAX];
 		peer_reach_addr(p, addr);
 		int i = cand_find(n, addr);

@@ -449,13 +449,6 @@ def test_abusive_neighbor_dropped_and_ttl_clamped(net, tmp_path):
 
 # ---------------------------------------------------------------- shutdown
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: src/node/node.c node_stop() calls flood_teardown() (frees the core, sets n->flood = NULL) "
-    "before pn_net_close(); each neighbour link then closes through peer_closed() -> "
-    "src/node/node_flood.c flood_peer_closed() -> flood_neighbor_remove(NULL, ...) -> NULL dereference "
-    "in src/proto/flood.c nb_find(): every flood node with a neighbour crashes on SIGTERM "
-    "(SIGSEGV with build/peernet, UBSan 'member access within null pointer' with build/asan/peernet). "
-    "Repro: two nodes, b --bootstrap a, wait for the link, kill -TERM b."))
 def test_sigterm_exits_cleanly(tmp_path):
     net = FloodNet(str(tmp_path), bin=BIN)
     try:
