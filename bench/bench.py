@@ -553,6 +553,7 @@ def main():
     ap.add_argument("--dist-source-rate", default="2M", help="e: u_s, the source's upload cap")
     ap.add_argument("--dist-node-rate", default="2M", help="e: u, each peer's upload cap")
     ap.add_argument("--no-dist", action="store_true", help="skip e")
+    ap.add_argument("--no-flood", action="store_true", help="skip f (flooding: simulator and real nodes)")
     args = ap.parse_args()
 
     binary = os.path.abspath(args.bin)
@@ -760,6 +761,23 @@ def main():
             svg = os.path.join(os.path.dirname(os.path.abspath(args.out)), "distribution.svg")
             R["dist_plot"] = distribution.plot(R["dist"], svg)
             print(f"bench: plot by {R['dist_plot']} -> {svg}")
+
+        # ---- f: flooding, in the simulator (1,000-10,000 nodes) and on real nodes
+        if not args.no_flood:
+            here = os.path.dirname(os.path.abspath(__file__))
+            for script, md in (("flood_sim.py", "flood-sim.md"), ("flood_real.py", "flood-real.md")):
+                path = os.path.join(here, script)
+                if not os.path.exists(path):
+                    continue
+                print(f"bench: {script}")
+                cmd = [sys.executable, path]
+                if script == "flood_real.py":
+                    cmd += ["--bin", binary]
+                r = subprocess.run(cmd, timeout=1800)
+                if r.returncode != 0:
+                    raise BenchError(f"{script} failed with exit {r.returncode}")
+                with open(os.path.join(here, md)) as f:
+                    R.setdefault("flood", []).append((md, f.read()))
 
         R["load_end"] = loadavg()
         R["finished"] = datetime.datetime.now(datetime.timezone.utc)
@@ -994,6 +1012,15 @@ def render(R, args):
     w("")
     if R.get("dist"):
         w(distribution.render(R["dist"], "distribution.svg", plot_tool=R.get("dist_plot")))
+    if R.get("flood"):
+        w("")
+        w("# Flooding: messages per look-up against the directory's single round trip")
+        w("")
+        w("Each part below is also written on its own (`bench/flood-sim.md`, `bench/flood-real.md`).")
+        for md, text in R["flood"]:
+            w("")
+            # Demote the part's headings one level under this section.
+            w("\n".join(("#" + line) if line.startswith("#") else line for line in text.splitlines()))
     return "\n".join(L)
 
 
