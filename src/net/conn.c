@@ -38,6 +38,7 @@ struct pn_net {
 	size_t shape_rr; /* round-robin position of the shaper */
 	uint64_t bytes_up, bytes_down; /* ciphertext bytes written / read, all connections */
 	void *data;
+	uint8_t *scratch; /* one encoded frame at a time, for pn_conn_send_msg */
 };
 
 struct write_req {
@@ -208,6 +209,7 @@ static void net_maybe_free(struct pn_net *net)
 	if (net->closing && net->open_handles == 0 && net->nconns == 0) {
 		pn_tls_ctx_free(net->ctx_server);
 		pn_tls_ctx_free(net->ctx_client);
+		free(net->scratch);
 		free(net);
 	}
 }
@@ -627,6 +629,31 @@ int pn_conn_send2(struct pn_conn *c, const void *a, size_t alen, const void *b, 
 	}
 	c->bytes_out += alen + blen;
 	return PN_OK;
+}
+
+int pn_conn_send_msg(struct pn_conn *c, const struct pn_msg *m)
+{
+	struct pn_net *net = c->net;
+	if (!net->scratch && !(net->scratch = malloc(PN_FRAME_HDR + PN_FRAME_MAX)))
+		return PN_ENOMEM;
+	struct pn_writer w;
+	pn_wr_init(&w, net->scratch, PN_FRAME_HDR + PN_FRAME_MAX);
+	int r = pn_msg_encode(m, &w);
+	if (r != PN_OK) {
+		pn_log_error("encoding message 0x%02x: %s", m->type, pn_strerror(r));
+		return r;
+	}
+	return pn_conn_send(c, w.data, w.len);
+}
+
+int pn_conn_send_error(struct pn_conn *c, uint32_t req_id, uint16_t code, const char *text)
+{
+	struct pn_msg m = {.type = PN_MSG_ERROR};
+	m.u.error.req_id = req_id;
+	m.u.error.code = code;
+	m.u.error.text = text;
+	m.u.error.text_len = (uint16_t)strlen(text);
+	return pn_conn_send_msg(c, &m);
 }
 
 int pn_conn_send(struct pn_conn *c, const void *frame, size_t len)

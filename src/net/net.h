@@ -19,6 +19,7 @@
 #include <uv.h>
 #include "peernet.h"
 #include "crypto/crypto.h"
+#include "wire/wire.h"
 
 #define PN_NET_READ_BUF (64 * 1024)
 #define PN_CONN_HIGH_WATER (2u * 1024 * 1024)  /* stop producing above this many queued bytes */
@@ -89,6 +90,11 @@ void pn_addr_format(const struct sockaddr *sa, char out[PN_ADDR_STR_MAX]);
 PN_MUST_CHECK int pn_conn_send(struct pn_conn *c, const void *frame, size_t len);
 /* Like pn_conn_send for a frame given in two pieces (header + data). */
 PN_MUST_CHECK int pn_conn_send2(struct pn_conn *c, const void *a, size_t alen, const void *b, size_t blen);
+/* Encodes m into the net's scratch buffer and sends it. Returns PN_OK or an
+ * error (logged once: an encode failure is a bug in the caller). */
+PN_MUST_CHECK int pn_conn_send_msg(struct pn_conn *c, const struct pn_msg *m);
+/* Sends ERROR(req_id, code, text). */
+int pn_conn_send_error(struct pn_conn *c, uint32_t req_id, uint16_t code, const char *text);
 bool pn_conn_congested(const struct pn_conn *c);
 size_t pn_conn_queued(const struct pn_conn *c);
 

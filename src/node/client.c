@@ -131,12 +131,7 @@ static void fail_keep(struct session *s, int err)
 
 static int send_msg(struct session *s, const struct pn_msg *m)
 {
-	struct pn_writer w;
-	pn_wr_init(&w, s->out, s->out_cap);
-	int r = pn_msg_encode(m, &w);
-	if (r != PN_OK)
-		return r;
-	return pn_conn_send(s->conn, w.data, w.len);
+	return pn_conn_send_msg(s->conn, m);
 }
 
 static const char *partial_hint(struct session *s)

@@ -45,24 +45,12 @@ struct dclient {
 
 static int dsend(struct dserver *ds, struct pn_conn *c, const struct pn_msg *m)
 {
-	struct pn_writer w;
-	pn_wr_init(&w, ds->out, ds->out_cap);
-	int r = pn_msg_encode(m, &w);
-	if (r != PN_OK) {
-		pn_log_error("encoding message 0x%02x: %s", m->type, pn_strerror(r));
-		return r;
-	}
-	return pn_conn_send(c, w.data, w.len);
+	return pn_conn_send_msg(c, m);
 }
 
 static int derror(struct dserver *ds, struct pn_conn *c, uint32_t req_id, uint16_t code, const char *text)
 {
-	struct pn_msg m = {.type = PN_MSG_ERROR};
-	m.u.error.req_id = req_id;
-	m.u.error.code = code;
-	m.u.error.text = text;
-	m.u.error.text_len = (uint16_t)strlen(text);
-	return dsend(ds, c, &m);
+	return pn_conn_send_error(c, req_id, code, text);
 }
 
 static int dok(struct dserver *ds, struct pn_conn *c, uint32_t req_id, uint32_t heartbeat_ms)

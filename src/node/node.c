@@ -20,14 +20,7 @@ uint64_t node_now(struct node *n) { return uv_now(n->loop); }
 
 int node_send(struct node *n, struct pn_conn *c, const struct pn_msg *m)
 {
-	struct pn_writer w;
-	pn_wr_init(&w, n->out, n->out_cap);
-	int r = pn_msg_encode(m, &w);
-	if (r != PN_OK) {
-		pn_log_error("encoding message 0x%02x: %s", m->type, pn_strerror(r));
-		return r;
-	}
-	return pn_conn_send(c, w.data, w.len);
+	return pn_conn_send_msg(c, m);
 }
 
 static void cid_str(const struct pn_cid *cid, char out[PN_CID_STR_LEN + 1]) { pn_cid_format(cid, out); }
@@ -322,12 +315,7 @@ static void peer_on_choke(struct node *n, struct peer *p, bool choked)
 
 static int serve_error(struct node *n, struct peer *p, uint32_t req_id, uint16_t code, const char *text)
 {
-	struct pn_msg m = {.type = PN_MSG_ERROR};
-	m.u.error.req_id = req_id;
-	m.u.error.code = code;
-	m.u.error.text = text;
-	m.u.error.text_len = (uint16_t)strlen(text);
-	return node_send(n, p->conn, &m);
+	return pn_conn_send_error(p->conn, req_id, code, text);
 }
 
 static int serve_meta(struct node *n, struct peer *p, const struct pn_msg_ref *q)

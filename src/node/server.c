@@ -50,22 +50,12 @@ static uint64_t upload_cost(const struct pn_cid *cid)
 
 static int send_msg(struct pn_conn *c, struct server *srv, const struct pn_msg *m)
 {
-	struct pn_writer w;
-	pn_wr_init(&w, srv->out, srv->out_cap);
-	int r = pn_msg_encode(m, &w);
-	if (r != PN_OK)
-		return r;
-	return pn_conn_send(c, w.data, w.len);
+	return pn_conn_send_msg(c, m);
 }
 
 static int send_error(struct pn_conn *c, struct server *srv, uint32_t req_id, uint16_t code, const char *text)
 {
-	struct pn_msg m = {.type = PN_MSG_ERROR};
-	m.u.error.req_id = req_id;
-	m.u.error.code = code;
-	m.u.error.text = text;
-	m.u.error.text_len = (uint16_t)strlen(text);
-	return send_msg(c, srv, &m);
+	return pn_conn_send_error(c, req_id, code, text);
 }
 
 /* Ends the upload on this connection, if any, keeping what it wrote. */
