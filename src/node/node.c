@@ -463,7 +463,7 @@ static void download_maybe_ask_hashes(struct download *d, struct peer *p)
 		return;
 	if (!d->have_meta) {
 		struct pn_msg m = {.type = PN_MSG_META_REQ};
-		m.u.ref.req_id = p->meta_req = ++n->next_req;
+		m.u.ref.req_id = d->meta_req = ++n->next_req;
 		m.u.ref.cid = d->cid;
 		if (node_send(n, p->conn, &m) != PN_OK)
 			return;
@@ -474,7 +474,7 @@ static void download_maybe_ask_hashes(struct download *d, struct peer *p)
 		return;
 	}
 	struct pn_msg m = {.type = PN_MSG_HASH_REQ};
-	m.u.hash_req.req_id = p->hash_req = ++n->next_req;
+	m.u.hash_req.req_id = d->hash_req = ++n->next_req;
 	m.u.hash_req.cid = d->cid;
 	m.u.hash_req.first = first;
 	m.u.hash_req.count = count;
@@ -485,9 +485,9 @@ static void download_maybe_ask_hashes(struct download *d, struct peer *p)
 static int peer_on_meta(struct node *n, struct peer *p, const struct pn_msg_meta *m)
 {
 	struct download *d = node_download_find(n, &m->cid);
-	if (!d || m->req_id != p->meta_req)
+	if (!d || m->req_id != d->meta_req)
 		return PN_OK;
-	p->meta_req = 0;
+	d->meta_req = 0;
 	if (!d->have_meta) {
 		memcpy(d->name, m->name, m->name_len);
 		d->name[m->name_len] = 0;
@@ -502,9 +502,9 @@ static int peer_on_meta(struct node *n, struct peer *p, const struct pn_msg_meta
 static int peer_on_hashes(struct node *n, struct peer *p, const struct pn_msg_hashes *m)
 {
 	struct download *d = node_download_find(n, &m->cid);
-	if (!d || m->req_id != p->hash_req || d->hash_peer != p->key)
+	if (!d || m->req_id != d->hash_req || d->hash_peer != p->key)
 		return PN_OK;
-	p->hash_req = 0;
+	d->hash_req = 0;
 	d->hash_peer = 0;
 	int r = store_partial_add_hashes(d->part, m->first, m->count, m->hashes);
 	if (r == PN_ECORRUPT) {
@@ -575,12 +575,11 @@ static int peer_on_chunk(struct node *n, struct peer *p, const struct pn_msg_chu
 
 static int peer_on_error(struct node *n, struct peer *p, const struct pn_msg_error *e)
 {
-	if (e->req_id && e->req_id == p->hash_req) {
-		p->hash_req = 0;
-		for (struct download *d = n->downloads; d; d = d->next)
-			if (d->hash_peer == p->key)
-				d->hash_peer = 0;
-	}
+	for (struct download *d = n->downloads; e->req_id && d; d = d->next)
+		if (e->req_id == d->hash_req && d->hash_peer == p->key) {
+			d->hash_req = 0;
+			d->hash_peer = 0; /* another peer may have the hash list */
+		}
 	pn_log_debug("%s: error %u from peer", p->addr, e->code);
 	return PN_OK;
 }

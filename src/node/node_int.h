@@ -75,7 +75,6 @@ struct peer {
 	struct peer_cid cids[PEER_MAX_CIDS];
 	int ncids;
 	uint64_t bytes_to, bytes_from;/* chunk payload */
-	uint32_t meta_req, hash_req;  /* outstanding requests for a download, 0 if none */
 	/* Chunk requests waiting to be served, oldest first: kept unread until the
 	 * connection has room, so a CANCEL can still withdraw them. */
 	struct upreq {
@@ -134,6 +133,7 @@ struct download {
 	struct swarm *swarm;          /* once the hash list is complete */
 	bool have_meta;
 	uint32_t hash_peer;           /* peer key asked for hashes, 0 none */
+	uint32_t meta_req, hash_req;  /* their request IDs: a peer may serve several downloads at once */
 	uint64_t started_ms, last_progress_ms, last_find_ms;
 	uint64_t bytes_down, bytes_resumed;
 	struct ctl_waiter *waiters;

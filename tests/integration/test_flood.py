@@ -453,13 +453,6 @@ def test_sigterm_exits_cleanly(tmp_path):
 
 # ---------------------------------------------------------------- concurrent gets
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: concurrent `peernet get`s over flooding from one provider: some never start and fail with "
-    "'no provider of ID reachable for N s' although the provider is a direct neighbour and answered "
-    "every query (hits_received grows). Flood mode only: the same four gets through a directory all "
-    "succeed. Repro: node p shares 4 small files, node q --bootstrap p, run the 4 gets of q at once: "
-    "1-3 of them fail (4 of 4 runs). Suspect the per-download flood look-up in src/node/node_flood.c "
-    "deliver_hit()/query_done() with src/node/node.c node_connect_provider() and the early re-find."))
 def test_concurrent_gets_from_one_provider(net, tmp_path):
     import concurrent.futures
     p = net.node("prov", args=NB_ARGS)
