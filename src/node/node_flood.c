@@ -50,8 +50,12 @@ uint32_t flood_hello_features(struct node *n, struct peer *p)
 {
 	if (!n->flood)
 		return 0;
-	/* We accept neighbours; as a dialler we ask only when we want one. */
-	return !p->outgoing || p->want_neighbor ? FEATURE_FLOOD : 0;
+	/* We offer a link to a dialler while we have room, and ask for one only
+	 * when we dialled for it; a full node says so in its HELLO, so the dialler
+	 * does not count a link that is about to close. */
+	if (p->outgoing)
+		return p->want_neighbor ? FEATURE_FLOOD : 0;
+	return neighbor_count(n) < max_nb(n) ? FEATURE_FLOOD : 0;
 }
 
 /* ---- candidates and the peers file ---- */
@@ -501,7 +505,9 @@ int flood_search(struct node *n, struct ctl_client *cc, const char *query)
 	size_t len = strlen(query);
 	if (!len || len > PN_QUERY_DATA_MAX)
 		return PN_EINVAL;
-	struct fquery *q = fq_start(n, FLOOD_KEYWORDS, (const uint8_t *)query, (uint16_t)len, 10);
+	/* Three answering nodes are enough to stop widening, as for a get: beyond
+	 * that the ring would cost more than a plain flood for every search. */
+	struct fquery *q = fq_start(n, FLOOD_KEYWORDS, (const uint8_t *)query, (uint16_t)len, 3);
 	if (!q)
 		return PN_ELIMIT;
 	q->results = calloc(NODE_MAX_FLOOD_RESULTS, sizeof *q->results);
