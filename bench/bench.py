@@ -871,7 +871,7 @@ def render(R, args):
         scpu = med([r["server_cpu"] for r in runs])
         return (f"| {name} | **{med(rates):.0f}** | {', '.join(f'{x:.0f}' for x in rates)} | {cpu:.2f} | "
                 f"{scpu:.2f} | {med(rates) / med(cu_rates):.2f}x |")
-    w(row("peernet get (TLS 1.3 AES-128-GCM, SHA-256 verify), default window 16", pn_rates, R["pn"]))
+    w(row("peernet get (TLS 1.3 AES-128-GCM, SHA-256 verify), default window", pn_rates, R["pn"]))
     w(row("peernet get --window 64", pn64_rates, R["pn64"]))
     w(row("nginx (sendfile) → curl, to a file", cu_rates, R["curl"]))
     w(row("nginx (sendfile) → curl, to /dev/null", nu_rates, R["null"]))
@@ -1058,7 +1058,7 @@ def analysis(R, pn_rates, cu_rates, client_bound, many_rate, per):
                    f"AES-GCM {share(csv, nsv, CATEGORIES[1]):.0f}%.")
     pn64 = med([rate(size, r["wall"]) for r in R["pn64"]])
     out.append(f"* The request window matters: `--window 64` gives {pn64:.0f} MiB/s against {pn:.0f} MiB/s "
-               f"with the default 16 ({pn64 / cu:.2f}x nginx).")
+               f"with the default ({pn64 / cu:.2f}x nginx).")
     out.append(f"* {R['many']} clients: {many_rate:.0f} MiB/s in aggregate with a server peak RSS of "
                f"{R['many_hwm'] / 1024:.1f} MiB. With {R['machine']['cpus']} CPUs shared by the server and "
                f"{R['many']} client processes this measures the machine as much as the server.")

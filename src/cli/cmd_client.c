@@ -34,7 +34,7 @@ static const char get_help[] =
 	"standard output. An interrupted download resumes from PATH.pnpart.\n\n" CLIENT_OPTS
 	"  -o, --output PATH         where to write the file ('-' for standard output)\n"
 	"  -f, --force               overwrite PATH if it exists\n"
-	"  --window N                chunk requests in flight (default 16)\n"
+	"  --window N                chunk requests in flight (default 64)\n"
 	"  --progress / --no-progress  force the progress bar on or off (default: on a terminal)\n";
 
 static const char ls_help[] =

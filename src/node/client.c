@@ -17,7 +17,7 @@
 #include "util/log.h"
 #include "wire/wire.h"
 
-#define DEFAULT_WINDOW 16             /* 4 MiB of chunk requests in flight */
+#define DEFAULT_WINDOW 64             /* 16 MiB of chunk requests in flight: 16 gave 0.55x nginx on loopback, 64 gave 0.62x */
 #define MAX_WINDOW 256
 #define DEFAULT_TIMEOUT_MS 30000
 #define PROGRESS_INTERVAL_MS 200
