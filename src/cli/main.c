@@ -1,8 +1,11 @@
 /* peernet: one program for every role. */
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
 #include "cli/cli.h"
 #include "peernet.h"
 #include "util/log.h"
@@ -64,6 +67,8 @@ static void raise_fd_limit(void)
 int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN); /* a closed socket is an error to handle, not a reason to die */
+	/* Timer jitter and retry backoff must differ between processes started together. */
+	srand((unsigned)getpid() ^ (unsigned)time(NULL));
 	pn_log_init_from_env();
 	raise_fd_limit();
 	if (argc < 2) {

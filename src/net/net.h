@@ -91,8 +91,10 @@ PN_MUST_CHECK int pn_conn_send(struct pn_conn *c, const void *frame, size_t len)
 /* Like pn_conn_send for a frame given in two pieces (header + data). */
 PN_MUST_CHECK int pn_conn_send2(struct pn_conn *c, const void *a, size_t alen, const void *b, size_t blen);
 /* Encodes m into the net's scratch buffer and sends it. Returns PN_OK or an
- * error (logged once: an encode failure is a bug in the caller). */
-PN_MUST_CHECK int pn_conn_send_msg(struct pn_conn *c, const struct pn_msg *m);
+ * error (logged once: an encode failure is a bug in the caller). A send that
+ * fails closes the connection, and its close_cb reports why, so a caller with
+ * nothing else to undo may ignore the result. */
+int pn_conn_send_msg(struct pn_conn *c, const struct pn_msg *m);
 /* Sends ERROR(req_id, code, text). */
 int pn_conn_send_error(struct pn_conn *c, uint32_t req_id, uint16_t code, const char *text);
 bool pn_conn_congested(const struct pn_conn *c);

@@ -45,7 +45,6 @@ struct session {
 	const struct pn_client_opts *opts;
 	enum op op;
 	int result;          /* PN_EAGAIN while running */
-	bool failed_msg_set; /* client_err already says why */
 	uint32_t next_req;
 	uint8_t *out;        /* scratch for one frame */
 	size_t out_cap;
@@ -116,7 +115,6 @@ static void fail(struct session *s, int err, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(client_err, sizeof client_err, fmt, ap);
 	va_end(ap);
-	s->failed_msg_set = true;
 	finish(s, err);
 }
 
@@ -125,7 +123,6 @@ static void fail_keep(struct session *s, int err)
 {
 	if (s->result != PN_EAGAIN)
 		return;
-	s->failed_msg_set = true;
 	finish(s, err);
 }
 
@@ -738,7 +735,6 @@ static int session_run(struct session *s)
 		set_err("cannot set up TLS: %s", pn_strerror(r));
 		return r;
 	}
-	uv_ref((uv_handle_t *)&s->loop); /* no-op; the connection keeps the loop alive */
 	r = pn_net_connect(s->net, s->opts->server, s->opts->server_id, &client_cbs, s, &s->conn);
 	if (r != PN_OK) {
 		if (r == PN_EINVAL)

@@ -43,22 +43,12 @@ struct dclient {
 };
 
 
-static int dsend(struct dserver *ds, struct pn_conn *c, const struct pn_msg *m)
-{
-	return pn_conn_send_msg(c, m);
-}
-
-static int derror(struct dserver *ds, struct pn_conn *c, uint32_t req_id, uint16_t code, const char *text)
-{
-	return pn_conn_send_error(c, req_id, code, text);
-}
-
 static int dok(struct dserver *ds, struct pn_conn *c, uint32_t req_id, uint32_t heartbeat_ms)
 {
 	struct pn_msg m = {.type = PN_MSG_DIR_OK};
 	m.u.dir_ok.req_id = req_id;
 	m.u.dir_ok.heartbeat_ms = heartbeat_ms;
-	return dsend(ds, c, &m);
+	return pn_conn_send_msg(c, &m);
 }
 
 /* The address a node is reached at: its own host if it gave one, else the
@@ -102,7 +92,7 @@ static int on_find(struct dserver *ds, struct pn_conn *c, struct dclient *dc, co
 	m.u.dir_providers.count = (uint16_t)n;
 	m.u.dir_providers.entries = entries;
 	m.u.dir_providers.entries_len = w.len;
-	int r = dsend(ds, c, &m);
+	int r = pn_conn_send_msg(c, &m);
 	free(entries);
 	ds->finds++;
 	return r;
@@ -119,7 +109,7 @@ static int on_search(struct dserver *ds, struct pn_conn *c, const struct pn_msg_
 	int n = dir_search(ds->dir, query, res, PN_DIR_RESULTS_MAX);
 	if (n < 0) {
 		free(res);
-		return derror(ds, c, q->req_id, PN_WERR_LIMIT, "the query needs 1 to 8 words");
+		return pn_conn_send_error(c, q->req_id, PN_WERR_LIMIT, "the query needs 1 to 8 words");
 	}
 	size_t cap = (size_t)n * (PN_CID_BYTES + 4 + 2 + PN_NAME_MAX) + 1;
 	uint8_t *entries = malloc(cap);
@@ -143,7 +133,7 @@ static int on_search(struct dserver *ds, struct pn_conn *c, const struct pn_msg_
 	m.u.dir_results.count = count;
 	m.u.dir_results.entries = entries;
 	m.u.dir_results.entries_len = w.len;
-	int r = dsend(ds, c, &m);
+	int r = pn_conn_send_msg(c, &m);
 	free(entries);
 	free(res);
 	ds->searches++;
@@ -161,9 +151,9 @@ static int on_offer(struct dserver *ds, struct pn_conn *c, struct dclient *dc, c
 		name[e.name_len] = 0;
 		int r = dir_offer(ds->dir, dc->node_id, &e.cid, name, now);
 		if (r == PN_ELIMIT)
-			return derror(ds, c, q->req_id, PN_WERR_LIMIT, "too many offers from this node");
+			return pn_conn_send_error(c, q->req_id, PN_WERR_LIMIT, "too many offers from this node");
 		if (r == PN_ENOTFOUND)
-			return derror(ds, c, q->req_id, PN_WERR_NOT_FOUND, "not registered");
+			return pn_conn_send_error(c, q->req_id, PN_WERR_NOT_FOUND, "not registered");
 	}
 	return dok(ds, c, q->req_id, 0);
 }
@@ -190,7 +180,7 @@ static int frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
 	if (pn_msg_decode(body, len, &m) != PN_OK) {
 		pn_log_info("%s: malformed message (type 0x%02x, %zu bytes), closing", pn_conn_peer_addr(c),
 			    len ? body[0] : 0, len);
-		derror(ds, c, 0, PN_WERR_PROTOCOL, "malformed message");
+		pn_conn_send_error(c, 0, PN_WERR_PROTOCOL, "malformed message");
 		return PN_EPROTO;
 	}
 	if (!dc->hello) {
@@ -210,18 +200,18 @@ static int frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
 			pn_log_info("%s: too many requests, closing", pn_conn_peer_addr(c));
 			return PN_ELIMIT;
 		}
-		return derror(ds, c, request_id(&m), PN_WERR_BUSY, "too many requests; slow down");
+		return pn_conn_send_error(c, request_id(&m), PN_WERR_BUSY, "too many requests; slow down");
 	}
 	pn_bucket_take(&dc->bucket, 1, now);
 	switch (m.type) {
 	case PN_MSG_PING: {
 		if (dc->registered && dir_heartbeat(ds->dir, dc->node_id, now) == PN_ENOTFOUND) {
 			dc->registered = false;
-			return derror(ds, c, 0, PN_WERR_NOT_FOUND, "not registered (missed heartbeats); register again");
+			return pn_conn_send_error(c, 0, PN_WERR_NOT_FOUND, "not registered (missed heartbeats); register again");
 		}
 		struct pn_msg pong = {.type = PN_MSG_PONG};
 		pong.u.ping.nonce = m.u.ping.nonce;
-		return dsend(ds, c, &pong);
+		return pn_conn_send_msg(c, &pong);
 	}
 	case PN_MSG_PONG:
 		return PN_OK;
@@ -231,9 +221,9 @@ static int frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
 		memcpy(dc->node_id, pn_conn_peer_id(c), PN_ID_BYTES);
 		int r = dir_register(ds->dir, dc->node_id, addr, now);
 		if (r == PN_ELIMIT)
-			return derror(ds, c, m.u.dir_register.req_id, PN_WERR_BUSY, "directory full");
+			return pn_conn_send_error(c, m.u.dir_register.req_id, PN_WERR_BUSY, "directory full");
 		if (r != PN_OK)
-			return derror(ds, c, m.u.dir_register.req_id, PN_WERR_PROTOCOL, "bad address");
+			return pn_conn_send_error(c, m.u.dir_register.req_id, PN_WERR_PROTOCOL, "bad address");
 		dc->registered = true;
 		char idhex[PN_NODE_ID_STR_LEN + 1];
 		pn_node_id_format(dc->node_id, idhex);
@@ -242,7 +232,7 @@ static int frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
 	}
 	case PN_MSG_DIR_OFFER:
 		if (!dc->registered)
-			return derror(ds, c, m.u.dir_offer.req_id, PN_WERR_NOT_FOUND, "not registered");
+			return pn_conn_send_error(c, m.u.dir_offer.req_id, PN_WERR_NOT_FOUND, "not registered");
 		return on_offer(ds, c, dc, &m.u.dir_offer);
 	case PN_MSG_DIR_WITHDRAW:
 		if (dc->registered)
@@ -260,18 +250,17 @@ static int frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
 		return dok(ds, c, m.u.dir_ref.req_id, 0);
 	default:
 		pn_log_info("%s: unexpected message type 0x%02x, closing", pn_conn_peer_addr(c), m.type);
-		derror(ds, c, 0, PN_WERR_PROTOCOL, "unexpected message");
+		pn_conn_send_error(c, 0, PN_WERR_PROTOCOL, "unexpected message");
 		return PN_EPROTO;
 	}
 }
 
 static void established_cb(struct pn_conn *c)
 {
-	struct dclient *dc = pn_conn_data(c);
 	struct pn_msg m = {.type = PN_MSG_HELLO};
 	m.u.hello.version = PN_PROTOCOL_VERSION;
 	m.u.hello.role = PN_ROLE_DIRECTORY;
-	(void)dsend(dc->ds, c, &m);
+	(void)pn_conn_send_msg(c, &m);
 }
 
 static void close_cb(struct pn_conn *c, int err)

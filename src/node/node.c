@@ -1150,7 +1150,6 @@ static void tick_cb(uv_timer_t *t)
 {
 	struct node *n = t->data;
 	uint64_t now = node_now(n);
-	static uint64_t last_progress;
 	dir_client_tick(n, now);
 	flood_node_tick(n, now);
 	choker_tick(n->choker, now);
@@ -1199,8 +1198,8 @@ static void tick_cb(uv_timer_t *t)
 				d->finding = true;
 		}
 	}
-	if (now - last_progress >= 250) {
-		last_progress = now;
+	if (now - n->last_progress_ms >= 250) {
+		n->last_progress_ms = now;
 		report_progress(n);
 	}
 }

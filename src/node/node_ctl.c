@@ -483,7 +483,6 @@ int ctl_listen(struct node *n)
 	/* A socket file left by a node that died is removed; a live node keeps it. */
 	uv_pipe_init(n->loop, &n->ctl_server, 0);
 	n->ctl_server.data = n;
-	int fd = -1;
 	struct stat st;
 	if (lstat(n->control_path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode)) {
@@ -503,7 +502,6 @@ int ctl_listen(struct node *n)
 		bool live = probe >= 0 && connect(probe, (struct sockaddr *)&sun, sizeof sun) == 0;
 		if (probe >= 0)
 			close(probe);
-		(void)fd;
 		if (live) {
 			fprintf(stderr, "peernet node: another node is running with %s; stop it first (peernet stop)\n",
 				n->control_path);

@@ -727,12 +727,10 @@ int flood_setup(struct node *n)
 {
 	if (n->opts.discovery != PN_DISCOVERY_FLOOD)
 		return PN_OK;
-	uint8_t max_ttl = n->opts.ttl ? n->opts.ttl : FLOOD_DEFAULT_TTL;
 	struct flood_opts fo = {
 		.max_ttl = FLOOD_MAX_TTL,
 		.seed = n->rng ^ ((uint64_t)n->id.node_id[4] << 16),
 	};
-	(void)max_ttl;
 	n->flood = flood_new(&fo);
 	if (!n->flood)
 		return PN_ENOMEM;

@@ -205,6 +205,7 @@ struct node {
 	int ncands;
 	struct fquery *fqueries;
 	uint64_t flood_next_peers_req_ms, flood_next_save_ms, flood_warned_ms;
+	uint64_t last_progress_ms;     /* progress lines to control clients, 4 a second */
 	bool peers_dirty;
 };
 

@@ -48,16 +48,6 @@ static uint64_t upload_cost(const struct pn_cid *cid)
 	return (uint64_t)pn_cid_chunks(cid) * (PN_HASH_BYTES * 2 + 1);
 }
 
-static int send_msg(struct pn_conn *c, struct server *srv, const struct pn_msg *m)
-{
-	return pn_conn_send_msg(c, m);
-}
-
-static int send_error(struct pn_conn *c, struct server *srv, uint32_t req_id, uint16_t code, const char *text)
-{
-	return pn_conn_send_error(c, req_id, code, text);
-}
-
 /* Ends the upload on this connection, if any, keeping what it wrote. */
 static void put_release(struct client *cl)
 {
@@ -75,27 +65,27 @@ static int on_meta_req(struct pn_conn *c, struct server *srv, const struct pn_ms
 {
 	const struct store_object *o = store_get(srv->store, &q->cid);
 	if (!o)
-		return send_error(c, srv, q->req_id, PN_WERR_NOT_FOUND, "no such content");
+		return pn_conn_send_error(c, q->req_id, PN_WERR_NOT_FOUND, "no such content");
 	struct pn_msg m = {.type = PN_MSG_META};
 	m.u.meta.req_id = q->req_id;
 	m.u.meta.cid = o->cid;
 	m.u.meta.name = o->name;
 	m.u.meta.name_len = (uint16_t)strlen(o->name);
-	return send_msg(c, srv, &m);
+	return pn_conn_send_msg(c, &m);
 }
 
 static int on_hash_req(struct pn_conn *c, struct server *srv, const struct pn_msg_hash_req *q)
 {
 	const struct store_object *o = store_get(srv->store, &q->cid);
 	if (!o)
-		return send_error(c, srv, q->req_id, PN_WERR_NOT_FOUND, "no such content");
+		return pn_conn_send_error(c, q->req_id, PN_WERR_NOT_FOUND, "no such content");
 	struct pn_msg m = {.type = PN_MSG_HASHES};
 	m.u.hashes.req_id = q->req_id;
 	m.u.hashes.cid = o->cid;
 	m.u.hashes.first = q->first;
 	m.u.hashes.count = q->count;
 	m.u.hashes.hashes = o->hashes + (size_t)q->first * PN_HASH_BYTES;
-	return send_msg(c, srv, &m);
+	return pn_conn_send_msg(c, &m);
 }
 
 static int on_chunk_req(struct pn_conn *c, struct server *srv, const struct pn_msg_ref *q)
@@ -104,14 +94,14 @@ static int on_chunk_req(struct pn_conn *c, struct server *srv, const struct pn_m
 		return PN_EAGAIN; /* the client is not reading: wait before reading more requests */
 	const struct store_object *o = store_get(srv->store, &q->cid);
 	if (!o)
-		return send_error(c, srv, q->req_id, PN_WERR_NOT_FOUND, "no such content");
+		return pn_conn_send_error(c, q->req_id, PN_WERR_NOT_FOUND, "no such content");
 	uint8_t *hdr = srv->out;
 	uint8_t *data = srv->out + PN_FRAME_HDR + PN_CHUNK_MSG_HDR;
 	uint32_t len;
 	int r = store_read_chunk(srv->store, o, q->index, data, &len);
 	if (r != PN_OK) {
 		pn_log_error("reading chunk %u of %s: %s", q->index, o->name, pn_strerror(r));
-		return send_error(c, srv, q->req_id, PN_WERR_INTERNAL, "server failed to read the content");
+		return pn_conn_send_error(c, q->req_id, PN_WERR_INTERNAL, "server failed to read the content");
 	}
 	pn_chunk_hdr_encode(hdr, q->req_id, &o->cid, q->index, len);
 	srv->bytes_served += len;
@@ -149,7 +139,7 @@ static int on_list_req(struct pn_conn *c, struct server *srv, const struct pn_ms
 	m.u.list.count = count;
 	m.u.list.entries = copy;
 	m.u.list.entries_len = w.len;
-	int r = send_msg(c, srv, &m);
+	int r = pn_conn_send_msg(c, &m);
 	free(copy);
 	return r;
 }
@@ -176,7 +166,7 @@ static int send_put_status(struct pn_conn *c, struct server *srv, uint32_t req_i
 		m.u.put_status.flags = PN_PUT_HAVE_HASHES;
 		m.u.put_status.bitmap = full;
 	}
-	int r = send_msg(c, srv, &m);
+	int r = pn_conn_send_msg(c, &m);
 	free(full);
 	return r;
 }
@@ -195,7 +185,7 @@ static int on_put_begin(struct pn_conn *c, struct server *srv, struct client *cl
 	}
 	if (srv->active_uploads >= MAX_ACTIVE_UPLOADS ||
 	    srv->upload_state_bytes + upload_cost(&q->cid) > UPLOAD_STATE_BUDGET)
-		return send_error(c, srv, q->req_id, PN_WERR_BUSY, "too many uploads in progress, try again later");
+		return pn_conn_send_error(c, q->req_id, PN_WERR_BUSY, "too many uploads in progress, try again later");
 	struct store_partial *p;
 	int r = store_put_begin(srv->store, &q->cid, name, &p);
 	if (r == PN_EEXIST) {
@@ -204,7 +194,7 @@ static int on_put_begin(struct pn_conn *c, struct server *srv, struct client *cl
 	}
 	if (r != PN_OK) {
 		pn_log_error("%s: cannot start upload of %s: %s", pn_conn_peer_addr(c), name, pn_strerror(r));
-		return send_error(c, srv, q->req_id, r == PN_ENOSPC ? PN_WERR_INTERNAL : PN_WERR_INTERNAL,
+		return pn_conn_send_error(c, q->req_id, r == PN_ENOSPC ? PN_WERR_INTERNAL : PN_WERR_INTERNAL,
 				  r == PN_ENOSPC ? "server disk full" : "server cannot store the upload");
 	}
 	cl->put = p;
@@ -224,7 +214,7 @@ static int on_put_hashes(struct pn_conn *c, struct server *srv, struct client *c
 	if (cl->put_done_already && !memcmp(&cl->put_cid, &q->cid, sizeof q->cid))
 		return PN_OK;
 	if (!put_matches(cl, &q->cid)) {
-		send_error(c, srv, q->req_id, PN_WERR_PROTOCOL, "HASHES without PUT_BEGIN");
+		pn_conn_send_error(c, q->req_id, PN_WERR_PROTOCOL, "HASHES without PUT_BEGIN");
 		return PN_EPROTO;
 	}
 	if (store_partial_has_hashes(cl->put))
@@ -232,11 +222,11 @@ static int on_put_hashes(struct pn_conn *c, struct server *srv, struct client *c
 	int r = store_partial_add_hashes(cl->put, q->first, q->count, q->hashes);
 	if (r == PN_ECORRUPT) {
 		pn_log_info("%s: uploaded hash list does not match its content ID, closing", pn_conn_peer_addr(c));
-		send_error(c, srv, q->req_id, PN_WERR_CORRUPT, "hash list does not match the content ID");
+		pn_conn_send_error(c, q->req_id, PN_WERR_CORRUPT, "hash list does not match the content ID");
 		return PN_ECORRUPT;
 	}
 	if (r != PN_OK)
-		return send_error(c, srv, q->req_id, PN_WERR_INTERNAL, "server cannot store the hash list");
+		return pn_conn_send_error(c, q->req_id, PN_WERR_INTERNAL, "server cannot store the hash list");
 	return PN_OK;
 }
 
@@ -245,7 +235,7 @@ static int on_put_chunk(struct pn_conn *c, struct server *srv, struct client *cl
 	if (cl->put_done_already && !memcmp(&cl->put_cid, &q->cid, sizeof q->cid))
 		return PN_OK;
 	if (!put_matches(cl, &q->cid) || !store_partial_has_hashes(cl->put)) {
-		send_error(c, srv, q->req_id, PN_WERR_PROTOCOL, "CHUNK without PUT_BEGIN and hash list");
+		pn_conn_send_error(c, q->req_id, PN_WERR_PROTOCOL, "CHUNK without PUT_BEGIN and hash list");
 		return PN_EPROTO;
 	}
 	if (store_partial_has_chunk(cl->put, q->index))
@@ -253,12 +243,12 @@ static int on_put_chunk(struct pn_conn *c, struct server *srv, struct client *cl
 	int r = store_partial_write_chunk(cl->put, q->index, q->data, q->len);
 	if (r == PN_ECORRUPT) {
 		pn_log_info("%s: uploaded chunk %u does not match its hash, closing", pn_conn_peer_addr(c), q->index);
-		send_error(c, srv, q->req_id, PN_WERR_CORRUPT, "chunk does not match its hash");
+		pn_conn_send_error(c, q->req_id, PN_WERR_CORRUPT, "chunk does not match its hash");
 		return PN_ECORRUPT;
 	}
 	if (r != PN_OK) {
 		pn_log_error("writing upload chunk: %s", pn_strerror(r));
-		send_error(c, srv, q->req_id, PN_WERR_INTERNAL,
+		pn_conn_send_error(c, q->req_id, PN_WERR_INTERNAL,
 			   r == PN_ENOSPC ? "server disk full" : "server failed to write the upload");
 		return r;
 	}
@@ -272,15 +262,15 @@ static int on_put_end(struct pn_conn *c, struct server *srv, struct client *cl, 
 	m.u.ref.cid = q->cid;
 	if (cl->put_done_already && !memcmp(&cl->put_cid, &q->cid, sizeof q->cid)) {
 		cl->put_done_already = false;
-		return send_msg(c, srv, &m);
+		return pn_conn_send_msg(c, &m);
 	}
 	if (!put_matches(cl, &q->cid)) {
-		send_error(c, srv, q->req_id, PN_WERR_PROTOCOL, "PUT_END without PUT_BEGIN");
+		pn_conn_send_error(c, q->req_id, PN_WERR_PROTOCOL, "PUT_END without PUT_BEGIN");
 		return PN_EPROTO;
 	}
 	if (!store_partial_has_hashes(cl->put) ||
 	    store_partial_have_count(cl->put) != store_partial_nchunks(cl->put))
-		return send_error(c, srv, q->req_id, PN_WERR_PROTOCOL, "upload is missing chunks");
+		return pn_conn_send_error(c, q->req_id, PN_WERR_PROTOCOL, "upload is missing chunks");
 	const struct store_object *o = NULL;
 	int r = store_put_finish(srv->store, cl->put, &o);
 	if (r == PN_OK) {
@@ -292,14 +282,14 @@ static int on_put_end(struct pn_conn *c, struct server *srv, struct client *cl, 
 		pn_cid_format(&q->cid, id);
 		pn_log_info("stored %s  %s (%llu bytes) from %s", id, o ? o->name : "?",
 			    (unsigned long long)q->cid.size, pn_conn_peer_addr(c));
-		return send_msg(c, srv, &m);
+		return pn_conn_send_msg(c, &m);
 	}
 	if (r == PN_EEXIST) { /* another uploader finished it first */
 		put_release(cl);
-		return send_msg(c, srv, &m);
+		return pn_conn_send_msg(c, &m);
 	}
 	pn_log_error("finishing upload: %s", pn_strerror(r));
-	return send_error(c, srv, q->req_id, PN_WERR_INTERNAL,
+	return pn_conn_send_error(c, q->req_id, PN_WERR_INTERNAL,
 			  r == PN_ENOSPC ? "server disk full" : "server failed to store the upload");
 }
 
@@ -312,13 +302,13 @@ static int frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
 	if (r != PN_OK) {
 		pn_log_info("%s: malformed message (type 0x%02x, %zu bytes), closing", pn_conn_peer_addr(c),
 			    len ? body[0] : 0, len);
-		send_error(c, srv, 0, PN_WERR_PROTOCOL, "malformed message");
+		pn_conn_send_error(c, 0, PN_WERR_PROTOCOL, "malformed message");
 		return PN_EPROTO;
 	}
 	if (!cl->hello) {
 		if (m.type != PN_MSG_HELLO) {
 			pn_log_info("%s: first message is not HELLO, closing", pn_conn_peer_addr(c));
-			send_error(c, srv, 0, PN_WERR_PROTOCOL, "expected HELLO");
+			pn_conn_send_error(c, 0, PN_WERR_PROTOCOL, "expected HELLO");
 			return PN_EPROTO;
 		}
 		cl->hello = true;
@@ -329,7 +319,7 @@ static int frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
 	case PN_MSG_PING: {
 		struct pn_msg pong = {.type = PN_MSG_PONG};
 		pong.u.ping.nonce = m.u.ping.nonce;
-		return send_msg(c, srv, &pong);
+		return pn_conn_send_msg(c, &pong);
 	}
 	case PN_MSG_PONG:
 		return PN_OK;
@@ -353,18 +343,17 @@ static int frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
 		return on_put_end(c, srv, cl, &m.u.ref);
 	default:
 		pn_log_info("%s: unexpected message type 0x%02x, closing", pn_conn_peer_addr(c), m.type);
-		send_error(c, srv, 0, PN_WERR_PROTOCOL, "unexpected message");
+		pn_conn_send_error(c, 0, PN_WERR_PROTOCOL, "unexpected message");
 		return PN_EPROTO;
 	}
 }
 
 static void established_cb(struct pn_conn *c)
 {
-	struct client *cl = pn_conn_data(c);
 	struct pn_msg m = {.type = PN_MSG_HELLO};
 	m.u.hello.version = PN_PROTOCOL_VERSION;
 	m.u.hello.role = PN_ROLE_SERVER;
-	(void)send_msg(c, cl->srv, &m);
+	(void)pn_conn_send_msg(c, &m);
 }
 
 static void close_cb(struct pn_conn *c, int err)
