@@ -126,9 +126,14 @@ $(BUILD)/idle-clients: bench/idle_clients.c $(BUILD)/libpeernet.a
 	$(CC) $(CPPFLAGS) $(DEPCFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libpeernet.a $(LDLIBS)
 
 # The flood simulator: sim/ drives the sans-I/O cores with virtual time.
-SIM_SRCS := $(wildcard sim/*.c)
+SIM_SRCS := sim/sim.c sim/flood_sim.c
 $(BUILD)/flood-sim: $(SIM_SRCS) $(wildcard sim/*.h) $(LIB_OBJS) $(BUILD)/libpeernet.a
 	$(CC) $(CPPFLAGS) $(DEPCFLAGS) $(CFLAGS) -o $@ $(SIM_SRCS) $(BUILD)/libpeernet.a $(LDLIBS)
+
+# The swarm simulator: the peer engine (src/proto/engine.c) with a bandwidth model.
+SWARM_SIM_SRCS := sim/swarm_sim.c sim/swarm_main.c
+$(BUILD)/swarm-sim: $(SWARM_SIM_SRCS) sim/swarm_sim.h $(LIB_OBJS) $(BUILD)/libpeernet.a
+	$(CC) $(CPPFLAGS) $(DEPCFLAGS) $(CFLAGS) -o $@ $(SWARM_SIM_SRCS) $(BUILD)/libpeernet.a $(LDLIBS)
 
 bench: deps-bench $(BUILD)/peernet $(BUILD)/idle-clients
 	$(PYTHON) bench/bench.py --bin $(abspath $(BUILD)/peernet) --out bench/RESULTS.md
