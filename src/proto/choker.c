@@ -181,7 +181,8 @@ static void rechoke(struct choker *c, bool regular_due, bool rotate)
 			c->rank[n].slot = i;
 			n++;
 		}
-		qsort(c->rank, n, sizeof(*c->rank), rank_cmp);
+		if (n > 1)
+			qsort(c->rank, n, sizeof(*c->rank), rank_cmp);
 		for (uint32_t k = 0; k < n; k++) {
 			struct choker_peer *p = &c->peers[c->rank[k].slot];
 

@@ -39,7 +39,8 @@ struct swarm_peer {
 	bool choked;
 	bool stuck;        /* a fill found no chunk at generation stuck_gen */
 	uint32_t key;
-	uint32_t limit;    /* current request slots, 1..s->inflight */
+	uint32_t limit;    /* current request slots, 1..max */
+	uint32_t max;      /* this peer's ceiling, 1..s->inflight */
 	uint32_t nreqs;
 	uint32_t wanted;   /* chunks it has that we lack */
 	uint64_t stuck_gen;
@@ -410,7 +411,7 @@ int swarm_peer_add(struct swarm *s, uint32_t peer, const uint8_t *bitmap, uint64
 	p->used = true;
 	p->key = peer;
 	p->choked = true;
-	p->limit = s->inflight;
+	p->limit = p->max = s->inflight;
 	s->npeers++;
 	if (bitmap)
 		peer_set_bits(s, p, bitmap);
@@ -460,6 +461,25 @@ void swarm_peer_choked(struct swarm *s, uint32_t peer, bool choked, uint64_t now
 	p->stuck = false;
 	if (choked)
 		peer_release_reqs(s, p);
+}
+
+void swarm_peer_set_max(struct swarm *s, uint32_t peer, uint32_t max)
+{
+	struct swarm_peer *p = peer_find(s, peer);
+
+	if (!p)
+		return;
+	p->max = max == 0 ? 1 : max > s->inflight ? s->inflight : max;
+	if (p->limit > p->max)
+		p->limit = p->max;
+}
+
+bool swarm_requested(const struct swarm *s, uint32_t peer, uint32_t index)
+{
+	for (uint32_t i = 0; i < SWARM_MAX_PEERS; i++)
+		if (s->peers[i].used && s->peers[i].key == peer)
+			return index < s->nchunks && req_find(&s->peers[i], index) >= 0;
+	return false;
 }
 
 bool swarm_peer_banned(const struct swarm *s, uint32_t peer)
@@ -523,7 +543,7 @@ bool swarm_chunk_received(struct swarm *s, uint32_t peer, uint32_t index, bool o
 	for (uint32_t i = 0; i < SWARM_MAX_PEERS; i++)
 		if (s->peers[i].used && bit_get(s->peers[i].bits, index))
 			s->peers[i].wanted--;
-	if (p->limit < s->inflight)
+	if (p->limit < p->max)
 		p->limit++;
 	return true;
 }

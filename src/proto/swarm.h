@@ -60,6 +60,11 @@ void swarm_peer_have(struct swarm *s, uint32_t peer, uint32_t index, uint64_t no
 void swarm_peer_bitfield(struct swarm *s, uint32_t peer, const uint8_t *bitmap, uint64_t now);
 void swarm_peer_choked(struct swarm *s, uint32_t peer, bool choked, uint64_t now); /* choke drops its requests */
 bool swarm_peer_banned(const struct swarm *s, uint32_t peer);
+/* Caps this peer's requests in flight (1..opts.per_peer_inflight): a server
+ * behind a fast link gets a long pipeline, a capped node a short one. */
+void swarm_peer_set_max(struct swarm *s, uint32_t peer, uint32_t max);
+/* Whether index is asked of peer now (live or timed out), without changing anything. */
+bool swarm_requested(const struct swarm *s, uint32_t peer, uint32_t index);
 /* How many chunks this peer has that we lack (0 for an unknown peer): the
  * caller is interested in the peer exactly when this is non-zero. */
 uint32_t swarm_peer_wanted(const struct swarm *s, uint32_t peer);
