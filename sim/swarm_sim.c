@@ -1,0 +1,1305 @@
+/* The swarm simulator (see swarm_sim.h and sim/README.md).
+ *
+ * Every node runs the real peer engine. The simulator is its driver: it turns
+ * the engine's actions into encoded messages on simulated connections, feeds
+ * the decoded messages back in at the other end, answers SEND_CHUNK and
+ * WRITE_CHUNK like the real driver's store would, dials, closes, and calls
+ * engine_tick at engine_next_wakeup. Discovery goes through the real
+ * directory core.
+ *
+ * Network model. Each node's uplink is the real node's shaper: a token
+ * bucket at u_i (burst max(u_i/10, 16 KiB), debt allowed) that releases one
+ * whole message per turn, round-robin over the node's connections that have
+ * something queued, and when the bucket is in debt sleeps until it is out of
+ * it (never less than the real shaper's 5 ms timer). A released message
+ * reaches the receiver after the link's latency; when the receiver has a
+ * download cap its downlink serves arrivals first come first served at d_i.
+ * A connection's messages arrive in order (one TCP stream). A connection
+ * whose queue holds more than 512 KiB is congested (the real driver's mark
+ * for a capped connection) and writable again below 256 KiB.
+ *
+ * Time is kept in microseconds; the engines see milliseconds. Events sit in
+ * a binary heap ordered by (time, sequence number), so a run is the same on
+ * every machine.
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "peernet.h"
+#include "proto/directory.h"
+#include "proto/engine.h"
+#include "proto/prng.h"
+#include "store/store.h"
+#include "util/buf.h"
+#include "wire/wire.h"
+#include "swarm_sim.h"
+
+#define SS_NEVER UINT64_MAX
+#define SS_NONE UINT32_MAX
+#define SS_MIB (1024u * 1024u)
+#define SS_DEFAULT_SIZE (8ull * SS_MIB)
+#define SS_DEFAULT_RATE (2ull * SS_MIB)
+#define SS_DEFAULT_LAT_US 100
+#define SS_DEFAULT_SLOW_DIV 10
+#define SS_DEFAULT_MAX_EVENTS 4000000000ull
+#define SS_MIN_BURST (16u * 1024u)      /* the real bucket's smallest burst */
+#define SS_HANDSHAKE_TRIPS 4            /* one-way trips before a connection is up: TCP + TLS 1.3 */
+#define SS_SMALL_MSG 64                 /* frames up to this size are kept inline */
+#define SS_LISTEN_PORT 7070
+#define SS_NAME "file.bin"
+#define SS_LEAVE_MIN_PCT 10             /* a leaver goes after 10..90% of its chunks */
+#define SS_LEAVE_SPAN_PCT 80
+#define SS_SAME_MS_TICKS 100000         /* ticks at one millisecond that mean a busy loop */
+
+/* Independent random streams: a change in one part does not move the others. */
+#define SS_STREAM_IDS 0x696473u
+#define SS_STREAM_NET 0x6e6574u
+#define SS_STREAM_WORK 0x776f726bu
+#define SS_STREAM_ENGINE 0x656e67u
+
+enum ev_kind {
+	EV_TICK = 1,  /* a: node */
+	EV_SHAPE,     /* a: node */
+	EV_DELIVER,   /* a: link, b: direction (sender's side) */
+	EV_CONNECT,   /* a: link */
+	EV_FIN,       /* a: link, b: the side that learns the connection is gone */
+	EV_FIND,      /* a: node: ask the directory */
+	EV_FOUND,     /* a: node: its answer arrives */
+	EV_START,     /* a: node starts its download */
+	EV_LEAVE,     /* a: node goes for good */
+};
+
+struct ev {
+	uint64_t at;
+	uint64_t seq;
+	uint32_t kind;
+	uint32_t a, b;
+};
+
+/* A message on its way: queued at the sender's shaper, then in flight. */
+struct smsg {
+	struct smsg *next;
+	uint64_t arrive_us;
+	uint32_t size;          /* frame bytes on the wire */
+	bool is_chunk;
+	uint32_t req_id, index, len; /* CHUNK: modelled by size; the data is a shared dummy */
+	uint8_t *frame;         /* other types: the encoded frame (small or heap) */
+	uint8_t small[SS_SMALL_MSG];
+};
+
+/* One direction of a connection: from node[side] to node[1 - side]. */
+struct dirq {
+	struct smsg *head, *tail;   /* waiting for the sender's uplink */
+	uint64_t queued;            /* their bytes */
+	bool above_high;
+	bool active;                /* in the sender's round-robin ring */
+	uint32_t next_active;       /* link * 2 + side */
+	struct smsg *fhead, *ftail; /* released, arriving in order */
+	uint64_t last_arrive_us;
+	bool deliver_armed;
+};
+
+struct slink {
+	uint32_t node[2];  /* [0] dialled, [1] accepted */
+	uint32_t lat_us;
+	bool connected;    /* EV_CONNECT happened and both ends accepted */
+	bool open[2];      /* the engine at node[side] knows this connection */
+	struct dirq q[2];
+};
+
+enum node_state { NS_IDLE = 0, NS_DOWNLOADING, NS_DONE, NS_GONE };
+
+struct snode {
+	struct ssim *s;
+	uint32_t idx;
+	struct engine *e;
+	uint8_t id[PN_ID_BYTES];
+	char addr[24];
+	enum node_state state;
+	bool is_seed, malicious, holds_all;
+	bool leaver, leaving, finished;
+	uint32_t leave_at_have;
+	uint64_t up_rate, down_rate;
+	/* uplink shaper */
+	double tokens, burst;
+	uint64_t bucket_us;
+	bool shape_armed;
+	uint32_t ring_head, ring_tail; /* dirq ids, SS_NONE when empty */
+	uint64_t down_busy_us;
+	/* connections */
+	uint32_t *links;
+	uint32_t nlinks, links_cap;
+	/* engine timer */
+	uint64_t tick_at;
+	uint64_t last_tick_ms;
+	uint32_t same_ms_ticks;
+	/* download */
+	uint8_t *have;          /* chunks written, bit per chunk */
+	uint32_t have_count;
+	uint64_t start_us, done_us;
+	uint64_t find_sent_us;
+	uint32_t dir_lat_us;
+	uint64_t up_chunk_bytes, down_chunk_bytes;
+	bool got_corrupt;
+	uint32_t corrupt_from;
+};
+
+struct ssim {
+	struct swarm_sim_params p;
+	struct swarm_sim_result *r;
+	uint64_t now;           /* microseconds */
+	struct ev *heap;
+	size_t nheap, heap_cap;
+	uint64_t seq;
+	struct snode *nodes;
+	uint32_t nnodes;        /* seed, downloaders, malicious */
+	uint32_t ndown;         /* downloaders: nodes 1..ndown */
+	struct slink *links;
+	uint32_t nlinks, links_cap;
+	struct smsg *free_msgs;
+	struct dir *dir;
+	struct dir_provider *found;
+	struct pn_cid cid;
+	uint32_t nchunks;
+	uint8_t *hashes;
+	uint8_t *dummy;         /* PN_CHUNK_SIZE bytes: every CHUNK's data */
+	uint8_t *scratch;       /* encoding buffer */
+	size_t scratch_cap;
+	struct pn_prng net_rng, work_rng;
+	uint32_t alive_downloading;
+	bool oom;
+};
+
+/* ------------------------------------------------------------ event heap */
+
+static bool ev_before(const struct ev *a, const struct ev *b)
+{
+	return a->at < b->at || (a->at == b->at && a->seq < b->seq);
+}
+
+static void push(struct ssim *s, uint64_t at, uint32_t kind, uint32_t a, uint32_t b)
+{
+	if (s->nheap == s->heap_cap) {
+		size_t cap = s->heap_cap ? 2 * s->heap_cap : 4096;
+		struct ev *h = realloc(s->heap, cap * sizeof(*h));
+		if (!h) {
+			s->oom = true;
+			return;
+		}
+		s->heap = h;
+		s->heap_cap = cap;
+	}
+	struct ev e = { .at = at < s->now ? s->now : at, .seq = s->seq++, .kind = kind, .a = a, .b = b };
+	size_t i = s->nheap++;
+	while (i > 0) {
+		size_t up = (i - 1) / 2;
+		if (!ev_before(&e, &s->heap[up]))
+			break;
+		s->heap[i] = s->heap[up];
+		i = up;
+	}
+	s->heap[i] = e;
+}
+
+static struct ev pop(struct ssim *s)
+{
+	struct ev top = s->heap[0];
+	struct ev last = s->heap[--s->nheap];
+	size_t i = 0;
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= s->nheap)
+			break;
+		if (c + 1 < s->nheap && ev_before(&s->heap[c + 1], &s->heap[c]))
+			c++;
+		if (!ev_before(&s->heap[c], &last))
+			break;
+		s->heap[i] = s->heap[c];
+		i = c;
+	}
+	if (s->nheap)
+		s->heap[i] = last;
+	return top;
+}
+
+/* ------------------------------------------------------------ helpers */
+
+static uint64_t now_ms(const struct ssim *s)
+{
+	return s->now / 1000;
+}
+
+static void oddity(struct ssim *s, uint32_t node, const char *what, uint64_t detail)
+{
+	s->r->engine_oddities++;
+	if (s->p.diag && s->r->engine_oddities <= 20)
+		fprintf(s->p.diag, "swarm-sim: t=%.3f s node %u: %s (%" PRIu64 ")\n", s->now / 1e6, node, what, detail);
+}
+
+static struct smsg *msg_new(struct ssim *s)
+{
+	struct smsg *m = s->free_msgs;
+	if (m)
+		s->free_msgs = m->next;
+	else if (!(m = malloc(sizeof(*m)))) {
+		s->oom = true;
+		return NULL;
+	}
+	memset(m, 0, offsetof(struct smsg, small));
+	return m;
+}
+
+static void msg_free(struct ssim *s, struct smsg *m)
+{
+	if (m->frame && m->frame != m->small)
+		free(m->frame);
+	m->next = s->free_msgs;
+	s->free_msgs = m;
+}
+
+static void msgs_free_list(struct ssim *s, struct smsg **head, struct smsg **tail)
+{
+	while (*head) {
+		struct smsg *m = *head;
+		*head = m->next;
+		msg_free(s, m);
+	}
+	*tail = NULL;
+}
+
+static uint32_t rand_between(struct pn_prng *rng, uint32_t lo, uint32_t hi)
+{
+	return hi > lo ? lo + pn_prng_below(rng, hi - lo + 1) : lo;
+}
+
+static uint64_t mix64(uint64_t h, uint64_t v)
+{
+	h ^= v + PN_PRNG_GAMMA + (h << 6) + (h >> 2);
+	return h * 0xbf58476d1ce4e5b9ull;
+}
+
+/* ------------------------------------------------------------ the store */
+
+/* What a node holds outside its engine: the seed and the malicious nodes the
+ * whole file from the start, a downloader the whole file once it is done (a
+ * downloader's partial state lives in its engine). */
+static bool store_lookup(void *ud, const struct pn_cid *cid, struct engine_content *out)
+{
+	struct snode *n = ud;
+	if (!n->holds_all || memcmp(cid, &n->s->cid, sizeof(*cid)) != 0)
+		return false;
+	out->name = SS_NAME;
+	out->hashes = n->s->hashes;
+	out->bitmap = NULL;
+	return true;
+}
+
+static const struct engine_store_ops store_ops = { .lookup = store_lookup };
+
+static bool has_chunk(const struct snode *n, uint32_t index)
+{
+	return n->holds_all || (n->have[index / 8] >> (7 - index % 8)) & 1;
+}
+
+/* ------------------------------------------------------------ links */
+
+static void link_list_add(struct ssim *s, struct snode *n, uint32_t link)
+{
+	if (n->nlinks == n->links_cap) {
+		uint32_t cap = n->links_cap ? 2 * n->links_cap : 8;
+		uint32_t *l = realloc(n->links, cap * sizeof(*l));
+		if (!l) {
+			s->oom = true;
+			return;
+		}
+		n->links = l;
+		n->links_cap = cap;
+	}
+	n->links[n->nlinks++] = link;
+}
+
+static void link_list_remove(struct snode *n, uint32_t link)
+{
+	for (uint32_t i = 0; i < n->nlinks; i++)
+		if (n->links[i] == link) {
+			n->links[i] = n->links[--n->nlinks];
+			return;
+		}
+}
+
+static uint32_t link_new(struct ssim *s, uint32_t from, uint32_t to)
+{
+	if (s->nlinks == s->links_cap) {
+		uint32_t cap = s->links_cap ? 2 * s->links_cap : 1024;
+		struct slink *l = realloc(s->links, (size_t)cap * sizeof(*l));
+		if (!l) {
+			s->oom = true;
+			return SS_NONE;
+		}
+		s->links = l;
+		s->links_cap = cap;
+	}
+	uint32_t k = s->nlinks++;
+	struct slink *l = &s->links[k];
+	memset(l, 0, sizeof(*l));
+	l->node[0] = from;
+	l->node[1] = to;
+	l->lat_us = rand_between(&s->net_rng, s->p.lat_min_us, s->p.lat_max_us);
+	for (int d = 0; d < 2; d++)
+		l->q[d].next_active = SS_NONE;
+	return k;
+}
+
+static int side_of(const struct slink *l, uint32_t node)
+{
+	return l->node[0] == node ? 0 : 1;
+}
+
+/* Drops what node[side] had queued and not yet sent on this link. */
+static void drop_queue(struct ssim *s, struct slink *l, int side)
+{
+	struct dirq *q = &l->q[side];
+	msgs_free_list(s, &q->head, &q->tail);
+	q->queued = 0;
+	q->above_high = false;
+	/* A ring entry left behind finds the queue empty and is skipped. */
+}
+
+static void drain(struct ssim *s, uint32_t node);
+static void rearm(struct ssim *s, uint32_t node);
+
+/* node[side] is done with the connection (closed it, or left): its engine
+ * forgets it (unless the node is gone) and the other end hears of it after
+ * the latency, behind whatever was already on its way. */
+static void close_side(struct ssim *s, uint32_t link, int side, bool tell_engine)
+{
+	struct slink *l = &s->links[link];
+	if (!l->open[side])
+		return;
+	struct snode *n = &s->nodes[l->node[side]];
+	l->open[side] = false;
+	drop_queue(s, l, side);
+	link_list_remove(n, link);
+	if (tell_engine && n->e)
+		engine_peer_closed(n->e, link, now_ms(s));
+	int other = 1 - side;
+	if (l->open[other]) {
+		uint64_t at = s->now + l->lat_us;
+		if (l->q[side].last_arrive_us > at)
+			at = l->q[side].last_arrive_us;
+		push(s, at, EV_FIN, link, (uint32_t)other);
+	}
+}
+
+/* ------------------------------------------------------------ uplink */
+
+static void bucket_refill(struct ssim *s, struct snode *n)
+{
+	if (!n->up_rate || s->now <= n->bucket_us)
+		return;
+	n->tokens += (double)(s->now - n->bucket_us) * (double)n->up_rate / 1e6;
+	if (n->tokens > n->burst)
+		n->tokens = n->burst;
+	n->bucket_us = s->now;
+}
+
+static void ring_push(struct ssim *s, struct snode *n, uint32_t qid)
+{
+	struct dirq *q = &s->links[qid / 2].q[qid % 2];
+	q->active = true;
+	q->next_active = SS_NONE;
+	if (n->ring_tail == SS_NONE)
+		n->ring_head = qid;
+	else
+		s->links[n->ring_tail / 2].q[n->ring_tail % 2].next_active = qid;
+	n->ring_tail = qid;
+}
+
+static uint32_t ring_pop(struct ssim *s, struct snode *n)
+{
+	uint32_t qid = n->ring_head;
+	struct dirq *q = &s->links[qid / 2].q[qid % 2];
+	n->ring_head = q->next_active;
+	if (n->ring_head == SS_NONE)
+		n->ring_tail = SS_NONE;
+	q->active = false;
+	q->next_active = SS_NONE;
+	return qid;
+}
+
+static void arm_shape(struct ssim *s, struct snode *n)
+{
+	if (n->shape_armed || n->ring_head == SS_NONE)
+		return;
+	uint64_t wait = n->up_rate ? (uint64_t)s->p.shape_tick_ms * 1000 : 0;
+	if (n->up_rate) {
+		bucket_refill(s, n);
+		if (n->tokens < 0) {
+			uint64_t debt = (uint64_t)ceil(-n->tokens * 1e6 / (double)n->up_rate);
+			if (debt > wait)
+				wait = debt;
+		}
+	}
+	n->shape_armed = true;
+	push(s, s->now + wait, EV_SHAPE, n->idx, 0);
+}
+
+/* Puts a released message on the wire towards node[1 - side]. */
+static void release(struct ssim *s, uint32_t link, int side, struct smsg *m)
+{
+	struct slink *l = &s->links[link];
+	struct dirq *q = &l->q[side];
+	struct snode *to = &s->nodes[l->node[1 - side]];
+	uint64_t at = s->now + l->lat_us;
+	if (to->down_rate) {
+		if (to->down_busy_us > at)
+			at = to->down_busy_us;
+		at += (uint64_t)m->size * 1000000u / to->down_rate;
+		to->down_busy_us = at;
+	}
+	if (at < q->last_arrive_us)
+		at = q->last_arrive_us; /* one stream: never overtakes */
+	q->last_arrive_us = at;
+	m->arrive_us = at;
+	m->next = NULL;
+	if (q->ftail)
+		q->ftail->next = m;
+	else
+		q->fhead = m;
+	q->ftail = m;
+	if (!q->deliver_armed) {
+		q->deliver_armed = true;
+		push(s, at, EV_DELIVER, link, (uint32_t)side);
+	}
+}
+
+static void schedule_leave(struct ssim *s, struct snode *n)
+{
+	if (n->leaving || n->state == NS_GONE)
+		return;
+	n->leaving = true;
+	push(s, s->now, EV_LEAVE, n->idx, 0);
+}
+
+/* The node's shaper: one message per connection per turn while the bucket
+ * is not in debt. */
+static void on_shape(struct ssim *s, struct snode *n)
+{
+	n->shape_armed = false;
+	if (n->state == NS_GONE)
+		return;
+	bucket_refill(s, n);
+	while (n->ring_head != SS_NONE && (!n->up_rate || n->tokens >= 0) && !n->leaving) {
+		uint32_t qid = ring_pop(s, n);
+		uint32_t link = qid / 2;
+		int side = (int)(qid % 2);
+		struct dirq *q = &s->links[link].q[side];
+		struct smsg *m = q->head;
+		if (!m)
+			continue;
+		q->head = m->next;
+		if (!q->head)
+			q->tail = NULL;
+		q->queued -= m->size;
+		if (n->up_rate)
+			n->tokens -= m->size;
+		if (m->is_chunk) {
+			n->up_chunk_bytes += m->len;
+			if (n->is_seed && s->p.seed_leaves && n->up_chunk_bytes >= s->cid.size)
+				schedule_leave(s, n);
+		}
+		release(s, link, side, m);
+		if (q->head)
+			ring_push(s, n, qid);
+		if (q->above_high && q->queued < SWARM_SIM_LOW_WATER) {
+			q->above_high = false;
+			if (n->e && s->links[link].open[side]) {
+				engine_peer_writable(n->e, link, now_ms(s));
+				drain(s, n->idx);
+			}
+		}
+	}
+	arm_shape(s, n);
+	rearm(s, n->idx);
+}
+
+static void enqueue(struct ssim *s, struct snode *n, uint32_t link, struct smsg *m)
+{
+	struct slink *l = &s->links[link];
+	int side = side_of(l, n->idx);
+	struct dirq *q = &l->q[side];
+	m->next = NULL;
+	if (q->tail)
+		q->tail->next = m;
+	else
+		q->head = m;
+	q->tail = m;
+	q->queued += m->size;
+	if (q->queued > SWARM_SIM_HIGH_WATER)
+		q->above_high = true;
+	if (!q->active)
+		ring_push(s, n, link * 2 + (uint32_t)side);
+	s->r->msgs++;
+	s->r->wire_bytes += m->size;
+	arm_shape(s, n);
+}
+
+/* ------------------------------------------------------------ actions */
+
+static bool link_usable(struct ssim *s, struct snode *n, uint32_t link)
+{
+	if (link >= s->nlinks)
+		return false;
+	struct slink *l = &s->links[link];
+	if (l->node[0] != n->idx && l->node[1] != n->idx)
+		return false;
+	return l->open[side_of(l, n->idx)];
+}
+
+static void act_send(struct ssim *s, struct snode *n, const struct engine_action *a)
+{
+	if (!link_usable(s, n, a->peer)) {
+		oddity(s, n->idx, "SEND to a peer the driver has closed", a->peer);
+		return;
+	}
+	struct pn_writer w;
+	pn_wr_init(&w, s->scratch, s->scratch_cap);
+	int r = pn_msg_encode(&a->msg, &w);
+	if (r != PN_OK) {
+		oddity(s, n->idx, "SEND of a message that does not encode, type", a->msg.type);
+		return;
+	}
+	struct smsg *m = msg_new(s);
+	if (!m)
+		return;
+	m->size = (uint32_t)w.len;
+	m->frame = w.len <= SS_SMALL_MSG ? m->small : malloc(w.len);
+	if (!m->frame) {
+		s->oom = true;
+		msg_free(s, m);
+		return;
+	}
+	memcpy(m->frame, s->scratch, w.len);
+	enqueue(s, n, a->peer, m);
+}
+
+static void act_send_chunk(struct ssim *s, struct snode *n, const struct engine_action *a)
+{
+	uint32_t len = pn_cid_chunk_len(&s->cid, a->index);
+	bool ok = memcmp(&a->cid, &s->cid, sizeof(a->cid)) == 0 && a->index < s->nchunks && has_chunk(n, a->index);
+	if (!link_usable(s, n, a->peer)) {
+		oddity(s, n->idx, "SEND_CHUNK to a peer the driver has closed", a->peer);
+		return;
+	}
+	if (!ok) {
+		oddity(s, n->idx, "SEND_CHUNK of a chunk the node does not hold", a->index);
+		engine_chunk_sent(n->e, a->peer, &a->cid, a->index, len, false, false, now_ms(s));
+		return;
+	}
+	struct smsg *m = msg_new(s);
+	if (!m)
+		return;
+	m->is_chunk = true;
+	m->req_id = a->req_id;
+	m->index = a->index;
+	m->len = len;
+	m->size = PN_FRAME_HDR + PN_CHUNK_MSG_HDR + len;
+	enqueue(s, n, a->peer, m);
+	s->r->chunk_msgs++;
+	struct slink *l = &s->links[a->peer];
+	bool congested = l->q[side_of(l, n->idx)].queued > SWARM_SIM_HIGH_WATER;
+	engine_chunk_sent(n->e, a->peer, &a->cid, a->index, len, true, congested, now_ms(s));
+}
+
+static void act_write_chunk(struct ssim *s, struct snode *n, const struct engine_action *a)
+{
+	if (memcmp(&a->cid, &s->cid, sizeof(a->cid)) != 0 || a->index >= s->nchunks ||
+	    a->len != pn_cid_chunk_len(&s->cid, a->index)) {
+		oddity(s, n->idx, "WRITE_CHUNK of a chunk that is not ours, index", a->index);
+		engine_chunk_written(n->e, a->peer, &a->cid, a->index, PN_EINVAL, now_ms(s));
+		return;
+	}
+	int result = PN_OK;
+	if (link_usable(s, n, a->peer)) {
+		struct slink *l = &s->links[a->peer];
+		struct snode *from = &s->nodes[l->node[1 - side_of(l, n->idx)]];
+		if (from->malicious) {
+			result = PN_ECORRUPT;
+			if (!n->malicious) {
+				n->got_corrupt = true;
+				n->corrupt_from = from->idx;
+			}
+		}
+	}
+	if (result == PN_OK) {
+		if (has_chunk(n, a->index))
+			oddity(s, n->idx, "WRITE_CHUNK of a chunk already written", a->index);
+		else {
+			n->have[a->index / 8] |= (uint8_t)(0x80u >> (a->index % 8));
+			n->have_count++;
+		}
+		n->down_chunk_bytes += a->len;
+	}
+	engine_chunk_written(n->e, a->peer, &a->cid, a->index, result, now_ms(s));
+	if (n->leaver && n->have_count >= n->leave_at_have && n->state == NS_DOWNLOADING)
+		schedule_leave(s, n);
+}
+
+static void act_dial(struct ssim *s, struct snode *n, const struct engine_action *a)
+{
+	unsigned long to = 0;
+	char *end = NULL;
+	if (strncmp(a->addr, "sim:", 4) == 0)
+		to = strtoul(a->addr + 4, &end, 10);
+	if (!end || *end || to >= s->nnodes || memcmp(s->nodes[to].id, a->id, PN_ID_BYTES) != 0) {
+		oddity(s, n->idx, "DIAL of an address the directory never gave", 0);
+		return;
+	}
+	if (to == n->idx) {
+		oddity(s, n->idx, "DIAL of itself", to);
+		return;
+	}
+	if (n->nlinks >= s->p.max_peers) { /* like node_connect_provider: no dial beyond the cap */
+		s->r->refused++;
+		return;
+	}
+	uint32_t k = link_new(s, n->idx, (uint32_t)to);
+	if (k == SS_NONE)
+		return;
+	int r = engine_peer_add(n->e, k, true, a->id, now_ms(s));
+	if (r != PN_OK) {
+		if (r != PN_EACCES && r != PN_EEXIST)
+			oddity(s, n->idx, "engine_peer_add (outgoing) failed", (uint64_t)-r);
+		return;
+	}
+	s->links[k].open[0] = true;
+	link_list_add(s, n, k);
+	engine_peer_offer(n->e, k, &s->cid, now_ms(s));
+	push(s, s->now + (uint64_t)SS_HANDSHAKE_TRIPS * s->links[k].lat_us, EV_CONNECT, k, 0);
+}
+
+static void act_done(struct ssim *s, struct snode *n, const struct engine_action *a)
+{
+	if (memcmp(&a->cid, &s->cid, sizeof(a->cid)) != 0 || n->state != NS_DOWNLOADING) {
+		oddity(s, n->idx, "DONE for a download that is not running", n->state);
+		return;
+	}
+	if (n->have_count != s->nchunks)
+		oddity(s, n->idx, "DONE with chunks missing: held", n->have_count);
+	n->state = NS_DONE;
+	n->finished = true;
+	n->holds_all = true;
+	n->done_us = s->now;
+	s->alive_downloading--;
+}
+
+static void drain(struct ssim *s, uint32_t node)
+{
+	struct snode *n = &s->nodes[node];
+	struct engine_action a;
+	while (n->e && engine_next_action(n->e, &a)) {
+		switch (a.type) {
+		case ENGINE_SEND:
+			act_send(s, n, &a);
+			break;
+		case ENGINE_SEND_CHUNK:
+			act_send_chunk(s, n, &a);
+			break;
+		case ENGINE_WRITE_CHUNK:
+			act_write_chunk(s, n, &a);
+			break;
+		case ENGINE_HASHES:
+			if (memcmp(&a.cid, &s->cid, sizeof(a.cid)) != 0 ||
+			    memcmp(a.data, s->hashes, (size_t)s->nchunks * PN_HASH_BYTES) != 0)
+				oddity(s, node, "HASHES that are not the file's", 0);
+			engine_hashes_recorded(n->e, &a.cid, NULL, now_ms(s));
+			break;
+		case ENGINE_NAME:
+			if (n->state == NS_DOWNLOADING && dir_offer(s->dir, n->id, &s->cid, a.name, now_ms(s)) != 0)
+				oddity(s, node, "the directory refused an offer", 0);
+			break;
+		case ENGINE_DIAL:
+			act_dial(s, n, &a);
+			break;
+		case ENGINE_CLOSE:
+			if (link_usable(s, n, a.peer))
+				close_side(s, a.peer, side_of(&s->links[a.peer], node), true);
+			break;
+		case ENGINE_DONE:
+			act_done(s, n, &a);
+			break;
+		case ENGINE_STALLED:
+			s->r->stalled_reports++;
+			if (s->p.diag && s->r->stalled_reports <= 10)
+				fprintf(s->p.diag, "swarm-sim: t=%.3f s node %u: ENGINE_STALLED (%u/%u chunks, %u links)\n",
+					s->now / 1e6, node, n->have_count, s->nchunks, n->nlinks);
+			break;
+		case ENGINE_NOT_FOUND:
+		case ENGINE_PEER_ERROR:
+		case ENGINE_PEER_READY:
+			break;
+		default:
+			oddity(s, node, "unknown action", a.type);
+		}
+	}
+}
+
+/* Arms the node's engine timer at engine_next_wakeup (a stale earlier event
+ * is recognised by its time and skipped). */
+static void rearm(struct ssim *s, uint32_t node)
+{
+	struct snode *n = &s->nodes[node];
+	if (!n->e)
+		return;
+	uint64_t w = engine_next_wakeup(n->e);
+	if (w == UINT64_MAX)
+		return;
+	uint64_t at = w > SS_NEVER / 1000 ? SS_NEVER : w * 1000;
+	if (at < s->now)
+		at = s->now;
+	if (at < n->tick_at) {
+		n->tick_at = at;
+		push(s, at, EV_TICK, node, 0);
+	}
+}
+
+/* ------------------------------------------------------------ events */
+
+static void on_tick(struct ssim *s, const struct ev *ev)
+{
+	struct snode *n = &s->nodes[ev->a];
+	if (!n->e || ev->at != n->tick_at)
+		return;
+	n->tick_at = SS_NEVER;
+	if (engine_next_wakeup(n->e) <= now_ms(s)) {
+		if (n->last_tick_ms == now_ms(s)) {
+			if (++n->same_ms_ticks == SS_SAME_MS_TICKS)
+				oddity(s, n->idx, "engine_next_wakeup stays at the current time after ticks", now_ms(s));
+		} else {
+			n->last_tick_ms = now_ms(s);
+			n->same_ms_ticks = 0;
+		}
+		engine_tick(n->e, now_ms(s));
+		drain(s, n->idx);
+	}
+	rearm(s, n->idx);
+}
+
+static void deliver_one(struct ssim *s, uint32_t link, int side, struct smsg *m)
+{
+	struct slink *l = &s->links[link];
+	int to_side = 1 - side;
+	struct snode *to = &s->nodes[l->node[to_side]];
+	if (!l->open[to_side] || !to->e)
+		return;
+	struct pn_msg msg;
+	if (m->is_chunk) {
+		memset(&msg, 0, sizeof(msg));
+		msg.type = PN_MSG_CHUNK;
+		msg.u.chunk.req_id = m->req_id;
+		msg.u.chunk.cid = s->cid;
+		msg.u.chunk.index = m->index;
+		msg.u.chunk.len = m->len;
+		msg.u.chunk.data = s->dummy;
+	} else if (pn_msg_decode(m->frame + PN_FRAME_HDR, m->size - PN_FRAME_HDR, &msg) != PN_OK) {
+		oddity(s, to->idx, "a frame that does not decode, type", m->frame[PN_FRAME_HDR]);
+		return;
+	}
+	int r = engine_on_msg(to->e, link, &msg, now_ms(s));
+	if (r < 0 && r != PN_ENOTSUP) {
+		/* The peer broke the protocol: the driver closes (the engine may have said why). */
+		s->r->protocol_closes++;
+		drain(s, to->idx);
+		if (s->links[link].open[to_side])
+			close_side(s, link, to_side, true);
+	}
+	drain(s, to->idx);
+	rearm(s, to->idx);
+}
+
+static void on_deliver(struct ssim *s, const struct ev *ev)
+{
+	uint32_t link = ev->a;
+	int side = (int)ev->b;
+	struct dirq *q = &s->links[link].q[side];
+	q->deliver_armed = false;
+	while (q->fhead && q->fhead->arrive_us <= s->now) {
+		struct smsg *m = q->fhead;
+		q->fhead = m->next;
+		if (!q->fhead)
+			q->ftail = NULL;
+		deliver_one(s, link, side, m);
+		msg_free(s, m);
+		q = &s->links[link].q[side]; /* the links array may have moved */
+	}
+	if (q->fhead) {
+		q->deliver_armed = true;
+		push(s, q->fhead->arrive_us, EV_DELIVER, link, (uint32_t)side);
+	}
+}
+
+static void on_connect(struct ssim *s, const struct ev *ev)
+{
+	uint32_t k = ev->a;
+	struct slink *l = &s->links[k];
+	struct snode *a = &s->nodes[l->node[0]], *b = &s->nodes[l->node[1]];
+	if (!l->open[0] || !a->e)
+		return; /* the dialler gave up on it */
+	bool ok = b->e && b->state != NS_GONE && b->state != NS_IDLE && b->nlinks < s->p.max_peers;
+	if (ok) {
+		int r = engine_peer_add(b->e, k, false, NULL, now_ms(s));
+		if (r != PN_OK) {
+			oddity(s, b->idx, "engine_peer_add (incoming) failed", (uint64_t)-r);
+			ok = false;
+		}
+	}
+	if (!ok) {
+		s->r->refused++;
+		l->open[0] = false;
+		link_list_remove(a, k);
+		engine_peer_closed(a->e, k, now_ms(s));
+		drain(s, a->idx);
+		rearm(s, a->idx);
+		return;
+	}
+	l->open[1] = true;
+	l->connected = true;
+	link_list_add(s, b, k);
+	s->r->connects++;
+	engine_peer_established(b->e, k, a->id, 0, now_ms(s));
+	drain(s, b->idx);
+	rearm(s, b->idx);
+	l = &s->links[k];
+	if (l->open[0] && a->e) {
+		engine_peer_established(a->e, k, b->id, 0, now_ms(s));
+		drain(s, a->idx);
+		rearm(s, a->idx);
+	}
+}
+
+static void on_fin(struct ssim *s, const struct ev *ev)
+{
+	struct slink *l = &s->links[ev->a];
+	int side = (int)ev->b;
+	uint32_t node = l->node[side];
+	if (!l->open[side])
+		return;
+	close_side(s, ev->a, side, true);
+	drain(s, node);
+	rearm(s, node);
+}
+
+static void on_find(struct ssim *s, struct snode *n)
+{
+	if (n->state != NS_DOWNLOADING || n->leaving)
+		return;
+	n->find_sent_us = s->now;
+	s->r->dir_finds++;
+	push(s, s->now + 2ull * n->dir_lat_us, EV_FOUND, n->idx, 0);
+}
+
+static void on_found(struct ssim *s, struct snode *n)
+{
+	if (n->state != NS_DOWNLOADING || n->leaving || !n->e)
+		return;
+	uint32_t total = 0;
+	size_t count = dir_find(s->dir, &s->cid, n->id, s->found, s->p.dir_results, &total);
+	for (size_t i = 0; i < count && n->e; i++) {
+		engine_provider(n->e, s->found[i].node_id, s->found[i].addr, &s->cid, now_ms(s));
+		drain(s, n->idx);
+	}
+	rearm(s, n->idx);
+	uint64_t since_start = n->find_sent_us - n->start_us;
+	uint64_t every = (since_start < (uint64_t)s->p.early_ms * 1000 ? s->p.refind_early_ms : s->p.refind_ms) * 1000ull;
+	uint64_t next = n->find_sent_us + every;
+	push(s, next > s->now ? next : s->now, EV_FIND, n->idx, 0);
+}
+
+static struct engine *engine_for(struct ssim *s, struct snode *n)
+{
+	struct engine_opts o;
+	memset(&o, 0, sizeof(o));
+	o.role = ENGINE_NODE;
+	memcpy(o.self_id, n->id, PN_ID_BYTES);
+	o.listen_port = SS_LISTEN_PORT;
+	o.seed = mix64(s->p.seed ^ SS_STREAM_ENGINE, n->idx);
+	o.store = &store_ops;
+	o.store_ud = n;
+	struct engine *e = engine_new(&o, now_ms(s));
+	if (!e)
+		s->oom = true;
+	return e;
+}
+
+static void on_start(struct ssim *s, struct snode *n)
+{
+	n->e = engine_for(s, n);
+	if (!n->e)
+		return;
+	n->start_us = s->now;
+	if (dir_register(s->dir, n->id, n->addr, now_ms(s)) != 0)
+		oddity(s, n->idx, "the directory refused a node", 0);
+	if (n->holds_all) {
+		n->state = NS_DONE;
+		if (dir_offer(s->dir, n->id, &s->cid, SS_NAME, now_ms(s)) != 0)
+			oddity(s, n->idx, "the directory refused the seed's offer", 0);
+		return;
+	}
+	n->state = NS_DOWNLOADING;
+	s->alive_downloading++;
+	int r = engine_want(n->e, &s->cid, NULL, NULL, NULL, now_ms(s));
+	if (r != PN_OK)
+		oddity(s, n->idx, "engine_want failed", (uint64_t)-r);
+	drain(s, n->idx);
+	rearm(s, n->idx);
+	on_find(s, n);
+}
+
+static void on_leave(struct ssim *s, struct snode *n)
+{
+	if (n->state == NS_GONE)
+		return;
+	if (n->state == NS_DOWNLOADING)
+		s->alive_downloading--;
+	n->state = NS_GONE;
+	s->r->left += n->is_seed || n->malicious ? 0 : 1;
+	dir_unregister(s->dir, n->id);
+	while (n->nlinks) {
+		uint32_t link = n->links[n->nlinks - 1];
+		close_side(s, link, side_of(&s->links[link], n->idx), false);
+	}
+	engine_free(n->e);
+	n->e = NULL;
+}
+
+/* ------------------------------------------------------------ set-up */
+
+double swarm_sim_bound(const struct swarm_sim_params *p)
+{
+	double F = (double)(p->file_size ? p->file_size : SS_DEFAULT_SIZE);
+	double us = (double)(p->seed_up ? p->seed_up : SS_DEFAULT_RATE);
+	double u = (double)(p->node_up ? p->node_up : SS_DEFAULT_RATE);
+	uint32_t div = p->slow_div ? p->slow_div : SS_DEFAULT_SLOW_DIV;
+	uint32_t slow = (uint32_t)llround(p->slow_frac * p->nodes);
+	double sum = us + (double)(p->nodes - slow) * u + (double)slow * floor(u / div);
+	double b = F / us;
+	if (p->down && F / (double)p->down > b)
+		b = F / (double)p->down;
+	if ((double)p->nodes * F / sum > b)
+		b = (double)p->nodes * F / sum;
+	return b;
+}
+
+static void defaults(struct swarm_sim_params *p)
+{
+	if (!p->file_size)
+		p->file_size = SS_DEFAULT_SIZE;
+	if (!p->seed_up)
+		p->seed_up = SS_DEFAULT_RATE;
+	if (!p->node_up)
+		p->node_up = SS_DEFAULT_RATE;
+	if (!p->lat_min_us && !p->lat_max_us)
+		p->lat_min_us = p->lat_max_us = SS_DEFAULT_LAT_US;
+	if (p->lat_max_us < p->lat_min_us)
+		p->lat_max_us = p->lat_min_us;
+	if (!p->slow_div)
+		p->slow_div = SS_DEFAULT_SLOW_DIV;
+	if (!p->max_peers)
+		p->max_peers = SWARM_SIM_MAX_PEERS;
+	if (!p->dir_results || p->dir_results > SWARM_SIM_DIR_RESULTS)
+		p->dir_results = SWARM_SIM_DIR_RESULTS;
+	if (!p->refind_early_ms)
+		p->refind_early_ms = SWARM_SIM_REFIND_EARLY_MS;
+	if (!p->refind_ms)
+		p->refind_ms = SWARM_SIM_REFIND_MS;
+	if (!p->early_ms)
+		p->early_ms = SWARM_SIM_EARLY_MS;
+	if (!p->shape_tick_ms)
+		p->shape_tick_ms = SWARM_SIM_SHAPE_TICK_MS;
+	if (!p->max_time_ms)
+		p->max_time_ms = SWARM_SIM_MAX_TIME_MS;
+	if (!p->max_events)
+		p->max_events = SS_DEFAULT_MAX_EVENTS;
+}
+
+static int setup(struct ssim *s)
+{
+	struct swarm_sim_params *p = &s->p;
+	struct pn_prng ids;
+	pn_prng_seed(&ids, mix64(p->seed, SS_STREAM_IDS));
+	pn_prng_seed(&s->net_rng, mix64(p->seed, SS_STREAM_NET));
+	pn_prng_seed(&s->work_rng, mix64(p->seed, SS_STREAM_WORK));
+
+	s->cid.size = p->file_size;
+	s->nchunks = pn_cid_chunks(&s->cid);
+	s->hashes = malloc((size_t)s->nchunks * PN_HASH_BYTES);
+	s->dummy = calloc(1, PN_CHUNK_SIZE);
+	s->scratch_cap = PN_FRAME_HDR + PN_FRAME_MAX;
+	s->scratch = malloc(s->scratch_cap);
+	s->found = calloc(p->dir_results, sizeof(*s->found));
+	s->ndown = p->nodes;
+	s->nnodes = 1 + p->nodes + p->malicious;
+	s->nodes = calloc(s->nnodes, sizeof(*s->nodes));
+	struct dir_opts dopts = { .max_nodes = s->nnodes + 16, .max_results = p->dir_results,
+				  .node_timeout_ms = UINT32_MAX, .seed = mix64(p->seed, 0x646972u) };
+	s->dir = dir_new(&dopts);
+	if (!s->hashes || !s->dummy || !s->scratch || !s->found || !s->nodes || !s->dir)
+		return PN_ENOMEM;
+	for (size_t i = 0; i < (size_t)s->nchunks * PN_HASH_BYTES; i += 8) {
+		uint64_t v = pn_prng_next(&ids);
+		memcpy(s->hashes + i, &v, 8);
+	}
+	if (store_tree_root(s->hashes, s->nchunks, s->cid.root) != PN_OK)
+		return PN_ENOMEM;
+
+	uint32_t slow = (uint32_t)llround(p->slow_frac * p->nodes);
+	uint32_t leavers = (uint32_t)llround(p->leave_frac * p->nodes);
+	size_t have_bytes = (s->nchunks + 7) / 8;
+	/* Which downloaders are slow and which leave: a random permutation each. */
+	uint32_t *perm = malloc((size_t)p->nodes * sizeof(*perm) + 1);
+	if (!perm)
+		return PN_ENOMEM;
+	for (uint32_t i = 0; i < s->nnodes; i++) {
+		struct snode *n = &s->nodes[i];
+		n->s = s;
+		n->idx = i;
+		for (int j = 0; j < PN_ID_BYTES; j += 8) {
+			uint64_t v = pn_prng_next(&ids);
+			memcpy(n->id + j, &v, 8);
+		}
+		snprintf(n->addr, sizeof(n->addr), "sim:%u", i);
+		n->is_seed = i == 0;
+		n->malicious = i > s->ndown;
+		n->holds_all = n->is_seed || n->malicious;
+		n->up_rate = n->is_seed ? p->seed_up : p->node_up;
+		n->down_rate = p->down;
+		n->ring_head = n->ring_tail = SS_NONE;
+		n->tick_at = SS_NEVER;
+		n->dir_lat_us = rand_between(&s->net_rng, p->lat_min_us, p->lat_max_us);
+		n->have = calloc(1, have_bytes);
+		if (!n->have) {
+			free(perm);
+			return PN_ENOMEM;
+		}
+	}
+	for (uint32_t i = 0; i < p->nodes; i++)
+		perm[i] = i;
+	for (uint32_t i = p->nodes; i > 1; i--) {
+		uint32_t j = pn_prng_below(&s->work_rng, i), t = perm[i - 1];
+		perm[i - 1] = perm[j];
+		perm[j] = t;
+	}
+	for (uint32_t i = 0; i < slow; i++)
+		s->nodes[1 + perm[i]].up_rate = p->node_up / p->slow_div;
+	for (uint32_t i = p->nodes; i > 1; i--) {
+		uint32_t j = pn_prng_below(&s->work_rng, i), t = perm[i - 1];
+		perm[i - 1] = perm[j];
+		perm[j] = t;
+	}
+	for (uint32_t i = 0; i < leavers; i++) {
+		struct snode *n = &s->nodes[1 + perm[i]];
+		n->leaver = true;
+		uint32_t pct = SS_LEAVE_MIN_PCT + pn_prng_below(&s->work_rng, SS_LEAVE_SPAN_PCT + 1);
+		n->leave_at_have = (uint32_t)(((uint64_t)s->nchunks * pct + 99) / 100);
+		if (n->leave_at_have == 0)
+			n->leave_at_have = 1;
+		if (n->leave_at_have >= s->nchunks)
+			n->leave_at_have = s->nchunks - 1; /* leaves before it is done */
+	}
+	free(perm);
+	for (uint32_t i = 0; i < s->nnodes; i++) {
+		struct snode *n = &s->nodes[i];
+		n->burst = (double)(n->up_rate / 10 > SS_MIN_BURST ? n->up_rate / 10 : SS_MIN_BURST);
+		n->tokens = p->bucket_empty ? 0 : n->burst;
+		uint64_t at = 0;
+		if (i >= 1 && i <= s->ndown && p->arrive_ms)
+			at = (uint64_t)pn_prng_below(&s->work_rng, p->arrive_ms + 1) * 1000;
+		push(s, at, EV_START, i, 0);
+	}
+	return s->oom ? PN_ENOMEM : PN_OK;
+}
+
+static void teardown(struct ssim *s)
+{
+	for (uint32_t i = 0; s->nodes && i < s->nnodes; i++) {
+		engine_free(s->nodes[i].e);
+		free(s->nodes[i].links);
+		free(s->nodes[i].have);
+	}
+	for (uint32_t k = 0; k < s->nlinks; k++)
+		for (int d = 0; d < 2; d++) {
+			msgs_free_list(s, &s->links[k].q[d].head, &s->links[k].q[d].tail);
+			msgs_free_list(s, &s->links[k].q[d].fhead, &s->links[k].q[d].ftail);
+		}
+	while (s->free_msgs) {
+		struct smsg *m = s->free_msgs;
+		s->free_msgs = m->next;
+		free(m);
+	}
+	if (s->dir)
+		dir_free(s->dir);
+	free(s->nodes);
+	free(s->links);
+	free(s->heap);
+	free(s->hashes);
+	free(s->dummy);
+	free(s->scratch);
+	free(s->found);
+}
+
+/* ------------------------------------------------------------ the run */
+
+static void describe_stall(struct ssim *s)
+{
+	uint32_t shown = 0;
+	for (uint32_t i = 1; i <= s->ndown && shown < 10; i++) {
+		struct snode *n = &s->nodes[i];
+		if (n->state != NS_DOWNLOADING)
+			continue;
+		shown++;
+		struct engine_download_info info;
+		bool have_info = n->e && engine_download_info(n->e, &s->cid, &info);
+		fprintf(s->p.diag,
+			"swarm-sim: node %u not done at t=%.3f s: %u/%u chunks written, %u links, engine: %s%u/%u chunks, "
+			"%u providers, hashes %s, has providers %s, next wake-up %" PRIu64 " ms\n",
+			i, s->now / 1e6, n->have_count, s->nchunks, n->nlinks, have_info ? "" : "(no download) ",
+			have_info ? info.have : 0, have_info ? info.nchunks : 0, have_info ? info.peers : 0,
+			have_info && info.have_hashes ? "yes" : "no",
+			n->e && engine_download_has_providers(n->e, &s->cid) ? "yes" : "no",
+			n->e ? engine_next_wakeup(n->e) : 0);
+		for (uint32_t j = 0; j < n->nlinks && j < 4; j++) {
+			struct engine_peer_info pi;
+			uint32_t k = n->links[j];
+			struct slink *l = &s->links[k];
+			uint32_t other = l->node[1 - side_of(l, i)];
+			if (engine_peer_info(n->e, k, &pi))
+				fprintf(s->p.diag,
+					"swarm-sim:   link %u to node %u (%s): ready %d, am_choking %d, peer_choking %d, "
+					"upq %u, queued here %" PRIu64 " B, there %" PRIu64 " B\n",
+					k, other, other == 0 ? "seed" : s->nodes[other].state == NS_DONE ? "done" : "downloading",
+					pi.ready, pi.am_choking, pi.peer_choking, pi.upq, l->q[side_of(l, i)].queued,
+					l->q[1 - side_of(l, i)].queued);
+		}
+	}
+}
+
+static void summarise(struct ssim *s)
+{
+	struct swarm_sim_result *r = s->r;
+	double F = (double)s->cid.size;
+	double sum = 0, down = 0;
+	uint64_t digest = s->p.seed;
+	r->downloaders = s->ndown;
+	r->first_s = 0;
+	for (uint32_t i = 1; i <= s->ndown; i++) {
+		struct snode *n = &s->nodes[i];
+		bool done = n->finished;
+		if (!n->leaver)
+			r->stayers++;
+		if (done) {
+			double t = (double)(n->done_us - n->start_us) / 1e6;
+			r->finished++;
+			sum += t;
+			down += (double)n->down_chunk_bytes;
+			if (t > r->max_s)
+				r->max_s = t;
+			if (!r->first_s || n->done_us / 1e6 < r->first_s)
+				r->first_s = n->done_us / 1e6;
+			if (!n->leaver) {
+				r->stayers_finished++;
+				if (n->done_us / 1e6 > r->dist_s)
+					r->dist_s = n->done_us / 1e6;
+			}
+		}
+		digest = mix64(digest, n->done_us);
+		digest = mix64(digest, n->up_chunk_bytes);
+		if (n->got_corrupt && !n->malicious) {
+			r->corrupt_receivers++;
+			if (n->e && engine_is_banned(n->e, s->nodes[n->corrupt_from].id))
+				r->corrupt_bans++;
+		}
+	}
+	r->all_stayers_finished = r->stayers_finished == r->stayers;
+	r->mean_s = r->finished ? sum / r->finished : 0;
+	r->down_ratio = r->finished ? down / (r->finished * F) : 0;
+	r->source_copies = (double)s->nodes[0].up_chunk_bytes / F;
+	r->bound_s = swarm_sim_bound(&s->p);
+	r->end_s = s->now / 1e6;
+	digest = mix64(digest, r->msgs);
+	digest = mix64(digest, r->wire_bytes);
+	digest = mix64(digest, r->events);
+	r->digest = digest;
+}
+
+int swarm_sim_run(const struct swarm_sim_params *params, struct swarm_sim_result *out)
+{
+	struct ssim sim;
+	struct ssim *s = &sim;
+	memset(s, 0, sizeof(*s));
+	memset(out, 0, sizeof(*out));
+	s->p = *params;
+	s->r = out;
+	defaults(&s->p);
+	if (!s->p.nodes || s->p.file_size > PN_MAX_FILE_SIZE || s->p.slow_frac < 0 || s->p.slow_frac > 1 ||
+	    s->p.leave_frac < 0 || s->p.leave_frac > 1)
+		return PN_EINVAL;
+	int rc = setup(s);
+	uint64_t max_us = s->p.max_time_ms * 1000;
+	while (rc == PN_OK && s->nheap && !s->oom) {
+		if (s->heap[0].at > max_us || out->events >= s->p.max_events) {
+			out->capped = true;
+			break;
+		}
+		bool started_all = true;
+		if (!s->alive_downloading) {
+			/* Stop once every downloader is done or gone (none still to arrive). */
+			for (uint32_t i = 1; i <= s->ndown && started_all; i++)
+				started_all = s->nodes[i].state != NS_IDLE;
+			if (started_all)
+				break;
+		}
+		struct ev ev = pop(s);
+		s->now = ev.at;
+		out->events++;
+		struct snode *n = ev.kind == EV_DELIVER || ev.kind == EV_CONNECT || ev.kind == EV_FIN ? NULL
+			: &s->nodes[ev.a];
+		switch (ev.kind) {
+		case EV_TICK:
+			on_tick(s, &ev);
+			break;
+		case EV_SHAPE:
+			on_shape(s, n);
+			break;
+		case EV_DELIVER:
+			on_deliver(s, &ev);
+			break;
+		case EV_CONNECT:
+			on_connect(s, &ev);
+			break;
+		case EV_FIN:
+			on_fin(s, &ev);
+			break;
+		case EV_FIND:
+			on_find(s, n);
+			break;
+		case EV_FOUND:
+			on_found(s, n);
+			break;
+		case EV_START:
+			on_start(s, n);
+			break;
+		case EV_LEAVE:
+			on_leave(s, n);
+			break;
+		}
+	}
+	if (s->oom)
+		rc = PN_ENOMEM;
+	summarise(s);
+	if (s->p.diag && !out->all_stayers_finished)
+		describe_stall(s);
+	teardown(s);
+	return rc;
+}
