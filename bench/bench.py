@@ -6,14 +6,19 @@ Run by `make bench` as:
 
 Measures, in one run:
   a. one client, 256 MiB from page cache over loopback: `peernet get` beside
-     nginx (sendfile) serving the same file to curl;
+     nginx serving the same file to curl, over plain HTTP (sendfile) and over
+     HTTPS (TLS 1.3 only, the cipher suite peernet negotiates);
   b. what bounds peernet: perf profiles of client and server during a
      transfer, and `openssl speed` for AES-128-GCM and SHA-256 alone;
   c. 64 concurrent clients: aggregate throughput and the server's peak RSS;
   d. the server's RSS with 1,000 idle TLS clients (build/idle-clients);
   e. distribution time of one file to N nodes, client-server against
      peer-to-peer, beside the Kurose-Ross bounds (bench/distribution.py,
-     which also draws bench/distribution.svg).
+     which also draws bench/distribution.svg);
+  f. flooding, in the simulator and on real nodes (flood_sim.py, flood_real.py);
+  idle. wake-ups per second of an idle server, directory and node.
+
+`--only a,idle` runs some sections only (default: all of them).
 
 Every process started here is stopped by its PID; every wait is bounded. A
 slow result is reported, never a failure; a broken run (a transfer that fails
@@ -232,10 +237,10 @@ def peernet_get(binary, addr, cid, out, extra=(), timeout=XFER_TIMEOUT, prefix=(
             "user": utime, "sys": stime, "json": res}
 
 
-def curl_get(url, out, timeout=XFER_TIMEOUT):
+def curl_get(url, out, timeout=XFER_TIMEOUT, extra=()):
     if out != "/dev/null" and os.path.exists(out):
         os.unlink(out)
-    argv = ["curl", "-s", "-S", "--fail", "-o", out, "-w", "%{size_download} %{time_total}", url]
+    argv = ["curl", "-s", "-S", "--fail"] + list(extra) + ["-o", out, "-w", "%{size_download} %{time_total}", url]
     t0 = time.monotonic()
     p = spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out_data = {}
@@ -268,6 +273,7 @@ http {{
     sendfile on;
     tcp_nopush on;
     default_type application/octet-stream;
+    log_format tls '$ssl_protocol $ssl_cipher $body_bytes_sent';
     client_body_temp_path {d}/body;
     proxy_temp_path {d}/proxy;
     fastcgi_temp_path {d}/fastcgi;
@@ -277,8 +283,22 @@ http {{
         listen 127.0.0.1:{port};
         root {root};
     }}
+    server {{
+        listen 127.0.0.1:{tls_port} ssl;
+        root {root};
+        access_log {d}/tls.log tls;
+        ssl_certificate {d}/cert.pem;
+        ssl_certificate_key {d}/key.pem;
+        ssl_protocols TLSv1.3;
+        ssl_prefer_server_ciphers on;
+        ssl_conf_command Ciphersuites {suites};
+    }}
 }}
 """
+# peernet's TLS 1.3 suites in its order of preference (PN_TLS_CIPHERSUITES in
+# src/crypto/tls.c; its server prefers its own order): nginx is given the same.
+TLS_SUITES = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+CERT_CMD = ["openssl", "req", "-x509", "-newkey", "ed25519", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"]
 
 
 class Nginx:
@@ -286,14 +306,18 @@ class Nginx:
         self.dir = os.path.join(work, "nginx")
         os.makedirs(os.path.join(self.dir, "logs"), exist_ok=True)
         self.port = free_port()
+        self.tls_port = free_port()
+        # A self-signed Ed25519 certificate, like peernet's identities (curl -k does not check it).
+        run(CERT_CMD + ["-keyout", os.path.join(self.dir, "key.pem"), "-out", os.path.join(self.dir, "cert.pem")])
         conf = os.path.join(self.dir, "nginx.conf")
         with open(conf, "w") as f:
-            f.write(NGINX_CONF.format(d=self.dir, port=self.port, root=root,
-                                      user="user root;" if os.geteuid() == 0 else ""))
+            f.write(NGINX_CONF.format(d=self.dir, port=self.port, tls_port=self.tls_port, root=root,
+                                      suites=TLS_SUITES, user="user root;" if os.geteuid() == 0 else ""))
         self.argv = ["nginx", "-p", self.dir, "-c", conf, "-g", "daemon off;"]
         self.proc = spawn(self.argv, stdout=subprocess.DEVNULL,
                           stderr=open(os.path.join(self.dir, "stderr.log"), "wb"))
         wait_tcp(self.port, self.proc, "nginx")
+        wait_tcp(self.tls_port, self.proc, "nginx (HTTPS)")
         deadline = time.monotonic() + START_TIMEOUT
         self.workers = children_of(self.proc.pid)
         while not self.workers and time.monotonic() < deadline:
@@ -302,6 +326,14 @@ class Nginx:
 
     def cpu(self):
         return sum(proc_cpu(p) for p in [self.proc.pid] + self.workers)
+
+    def tls_log(self):
+        """Counter of 'protocol cipher' over the HTTPS requests served so far."""
+        try:
+            with open(os.path.join(self.dir, "tls.log")) as f:
+                return collections.Counter(" ".join(ln.split()[:2]) for ln in f if ln.strip())
+        except OSError:
+            return collections.Counter()
 
     def stop(self):
         stop(self.proc, signal.SIGQUIT)  # graceful shutdown; SIGKILL follows if it hangs
@@ -463,6 +495,104 @@ def openssl_speed(alg, block=16384, seconds=2):
     return kbytes * 1000 / MIB
 
 
+def tls_session(addr, extra=()):
+    """What a TLS 1.3 server at addr negotiates with a default OpenSSL client
+    (`openssl s_client -brief`): {'Protocol version': .., 'Ciphersuite': .., ...}.
+    The handshake to peernet then fails for want of a client identity: only the
+    ServerHello matters here."""
+    argv = ["openssl", "s_client", "-brief", "-connect", addr] + list(extra)
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
+    got = {"command": " ".join(argv)}
+    for line in (r.stdout + r.stderr).splitlines():
+        k, sep, v = line.partition(":")
+        if sep and k.strip() in ("Protocol version", "Ciphersuite", "Server Temp Key", "Signature type"):
+            got[k.strip()] = v.strip()
+    return got
+
+
+# ---------------------------------------------------------------- idle wake-ups
+
+def ctx_switches(pid):
+    """(voluntary, nonvoluntary, threads) summed over every thread of pid."""
+    vol = nonvol = threads = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        vol += int(line.split()[1])
+                    elif line.startswith("nonvoluntary_ctxt_switches:"):
+                        nonvol += int(line.split()[1])
+            threads += 1
+        except OSError:
+            pass  # a thread that just ended
+    return vol, nonvol, threads
+
+
+def measure_idle(binary, work, seconds):
+    """Starts an idle `peernet serve`, `peernet directory` and `peernet node`
+    (directory mode, sharing a few small files), waits until each is up and the
+    node is registered, then counts each process's context switches (all its
+    threads) over `seconds`. Returns the figures and the commands."""
+    base = os.path.join(work, "idle")
+    share = os.path.join(base, "share")
+    os.makedirs(share)
+    for i in range(3):
+        with open(os.path.join(share, f"small{i}.bin"), "wb") as f:
+            f.write(os.urandom(64 * 1024 * (i + 1)))
+    procs = []
+    try:
+        srv = Server(binary, os.path.join(base, "server"), base, "idle")
+        procs.append(("peernet serve", srv.proc, srv.argv))
+        for fn in sorted(os.listdir(share)):
+            put(binary, srv.addr, os.path.join(share, fn))
+        dport = os.path.join(base, "dir.port")
+        dargv = [binary, "directory", "--listen", "127.0.0.1:0", "--port-file", dport]
+        with open(os.path.join(base, "dir.log"), "ab") as log:
+            dproc = spawn(dargv, stdout=log, stderr=subprocess.STDOUT)
+        procs.append(("peernet directory", dproc, dargv))
+        daddr = f"127.0.0.1:{int(wait_file(dport, dproc, 'peernet directory'))}"
+        ndata = os.path.join(base, "node")
+        nargv = [binary, "node", "--listen", "127.0.0.1:0", "--data", ndata, "--discovery", "directory",
+                 "--directory", daddr, "--share", share, "--port-file", os.path.join(base, "node.port")]
+        with open(os.path.join(base, "node.log"), "ab") as log:
+            nproc = spawn(nargv, stdout=log, stderr=subprocess.STDOUT)
+        procs.append(("peernet node", nproc, nargv))
+        wait_file(os.path.join(base, "node.port"), nproc, "peernet node")
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            r = run([binary, "status", "--data", ndata, "--json"], timeout=10, check=False)
+            try:
+                st = json.loads(r.stdout) if r.returncode == 0 else {}
+            except ValueError:
+                st = {}
+            if st.get("directory", {}).get("connected") and len(st.get("shares", [])) == 3:
+                break
+            if time.monotonic() > deadline:
+                raise BenchError("the idle node did not register its 3 shares with the directory within "
+                                 f"{START_TIMEOUT:.0f} s")
+            time.sleep(0.1)
+        time.sleep(2.0)  # start-up work (hashing the shares, registering) is over
+        before = {p.pid: (ctx_switches(p.pid), proc_cpu(p.pid)) for _, p, _ in procs}
+        t0 = time.monotonic()
+        time.sleep(seconds)
+        after = {p.pid: (ctx_switches(p.pid), proc_cpu(p.pid)) for _, p, _ in procs}
+        dt = time.monotonic() - t0
+        rows = []
+        for name, p, argv in procs:
+            if p.poll() is not None:
+                raise BenchError(f"{name} exited with status {p.returncode} while idle")
+            (v0, n0, _), c0 = before[p.pid]
+            (v1, n1, th), c1 = after[p.pid]
+            rows.append({"name": name, "argv": [a.replace(work, "$WORK") for a in argv],
+                         "vol": (v1 - v0) / dt, "nonvol": (n1 - n0) / dt, "threads": th,
+                         "cpu_ms": (c1 - c0) * 1000})
+        return {"seconds": dt, "rows": rows}
+    finally:
+        for _, p, _ in reversed(procs):
+            stop(p)
+
+
 # ---------------------------------------------------------------- helpers
 
 def make_random_file(path, size):
@@ -536,17 +666,23 @@ def med(xs):
 
 # ---------------------------------------------------------------- main
 
+SECTIONS = ("a", "b", "c", "d", "idle", "e", "f")
+
+
 def main():
     ap = argparse.ArgumentParser(description="peernet benchmarks; writes RESULTS.md")
     ap.add_argument("--bin", default="build/peernet")
     ap.add_argument("--idle-clients", default=None, help="default: idle-clients next to --bin")
     ap.add_argument("--out", default="bench/RESULTS.md")
+    ap.add_argument("--only", default=",".join(SECTIONS),
+                    help=f"comma-separated sections to run, of {','.join(SECTIONS)} (default: all)")
     ap.add_argument("--runs", type=int, default=5, help="runs per single-client figure (median)")
     ap.add_argument("--size-mib", type=int, default=256, help="single-client file size")
     ap.add_argument("--many", type=int, default=64, help="concurrent clients")
     ap.add_argument("--many-size-mib", type=int, default=64, help="file size for the concurrent run")
     ap.add_argument("--idle", type=int, default=1000, help="idle connections")
-    ap.add_argument("--no-perf", action="store_true")
+    ap.add_argument("--idle-seconds", type=float, default=10, help="idle: how long wake-ups are counted")
+    ap.add_argument("--no-perf", action="store_true", help="b without the perf profiles")
     ap.add_argument("--dist-ns", default=",".join(map(str, distribution.DEFAULT_NS)),
                     help="e: N values for the distribution-time runs")
     ap.add_argument("--dist-size-mib", type=float, default=8, help="e: F")
@@ -555,14 +691,25 @@ def main():
     ap.add_argument("--no-dist", action="store_true", help="skip e")
     ap.add_argument("--no-flood", action="store_true", help="skip f (flooding: simulator and real nodes)")
     args = ap.parse_args()
+    sel = {x.strip() for x in args.only.split(",") if x.strip()}
+    bad = sel - set(SECTIONS)
+    if bad or not sel:
+        print(f"bench: --only takes sections of {','.join(SECTIONS)}; not {','.join(sorted(bad))}",
+              file=sys.stderr)
+        return 2
+    if args.no_dist:
+        sel.discard("e")
+    if args.no_flood:
+        sel.discard("f")
+    args.sections = [x for x in SECTIONS if x in sel]
 
     binary = os.path.abspath(args.bin)
     idle_bin = os.path.abspath(args.idle_clients or os.path.join(os.path.dirname(binary), "idle-clients"))
-    for b in (binary, idle_bin):
+    for b in [binary] + ([idle_bin] if "d" in sel else []):
         if not os.access(b, os.X_OK):
             print(f"bench: {b} is missing; run `make bench` (it builds it)", file=sys.stderr)
             return 2
-    for tool in ("nginx", "curl", "openssl"):
+    for tool in ("nginx", "curl", "openssl") if "a" in sel else ("openssl",):
         if not shutil.which(tool):
             print(f"bench: {tool} is not installed; `make bench` installs it", file=sys.stderr)
             return 2
@@ -575,7 +722,8 @@ def main():
     shm_base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
     outdir = tempfile.mkdtemp(prefix="peernet-bench-out-", dir=shm_base)  # downloads land here
     out_kind = "tmpfs (/dev/shm)" if shm_base else f"the temp dir ({outdir})"
-    R = {"started": datetime.datetime.now(datetime.timezone.utc), "load_start": loadavg()}
+    R = {"started": datetime.datetime.now(datetime.timezone.utc), "load_start": loadavg(),
+         "sections": args.sections}
     servers = []
     try:
         R["machine"] = machine_info()
@@ -585,75 +733,101 @@ def main():
                     check=False, cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
         R["dirty"] = bool(dirty)
         R["binary"] = binary
-        print(f"bench: {R['machine']['model']}, {R['machine']['cpus']} CPUs, load {R['load_start']}")
+        print(f"bench: {R['machine']['model']}, {R['machine']['cpus']} CPUs, load {R['load_start']}; "
+              f"sections {','.join(args.sections)}")
 
         # ---- b (isolated bounds first, on a quiet process tree)
-        print("bench: openssl speed (AES-128-GCM, SHA-256, 16 KiB blocks)")
-        R["speed_aes"] = openssl_speed("aes-128-gcm")
-        R["speed_sha"] = openssl_speed("sha256")
-        R["speed_sha_256k"] = openssl_speed("sha256", block=256 * 1024)
-        print(f"       AES-128-GCM {R['speed_aes']:.0f} MiB/s, SHA-256 {R['speed_sha']:.0f} MiB/s")
+        if "b" in sel:
+            print("bench: openssl speed (AES-128-GCM, SHA-256, 16 KiB blocks)")
+            R["speed_aes"] = openssl_speed("aes-128-gcm")
+            R["speed_sha"] = openssl_speed("sha256")
+            R["speed_sha_256k"] = openssl_speed("sha256", block=256 * 1024)
+            print(f"       AES-128-GCM {R['speed_aes']:.0f} MiB/s, SHA-256 {R['speed_sha']:.0f} MiB/s")
 
-        # ---- a: one client, 256 MiB
+        # ---- the files and the server that a, b and c share
         size = args.size_mib * MIB
+        srv_dir = os.path.join(work, "server")
         www = os.path.join(work, "www")
         os.makedirs(www)
-        src = os.path.join(www, "big.bin")
-        print(f"bench: making a {args.size_mib} MiB random file")
-        want = make_random_file(src, size)
-        srv_dir = os.path.join(work, "server")
-        srv = Server(binary, srv_dir, work, "a")
-        servers.append(srv)
-        cid = put(binary, srv.addr, src)
-        many_src = os.path.join(www, "many.bin")
-        many_size = args.many_size_mib * MIB
-        many_want = make_random_file(many_src, many_size)
-        many_cid = put(binary, srv.addr, many_src)
-        # Everything from page cache: read the source and the server's copies once.
-        for root, _, files in os.walk(work):
-            for fn in files:
-                read_all(os.path.join(root, fn))
-        ngx = Nginx(work, www)
-        url = f"http://127.0.0.1:{ngx.port}/big.bin"
-        out_pn = os.path.join(outdir, "peernet.bin")
-        out_curl = os.path.join(outdir, "curl.bin")
-        # Warm-up (not counted), and a check that both deliver the right bytes.
-        peernet_get(binary, srv.addr, cid, out_pn)
-        if sha256_file(out_pn) != want:
-            raise BenchError("peernet get delivered wrong bytes")
-        curl_get(url, out_curl)
-        if sha256_file(out_curl) != want:
-            raise BenchError("nginx/curl delivered wrong bytes")
-        pn_runs, pn64_runs, curl_runs, null_runs = [], [], [], []
-        print(f"bench: single client, {args.runs} rounds (peernet, curl to file, curl to /dev/null)")
-        for i in range(args.runs):
-            c0 = proc_cpu(srv.pid)
-            r = peernet_get(binary, srv.addr, cid, out_pn)
-            r["server_cpu"] = proc_cpu(srv.pid) - c0
-            pn_runs.append(r)
-            c0 = ngx.cpu()
-            r = curl_get(url, out_curl)
-            r["server_cpu"] = ngx.cpu() - c0
-            curl_runs.append(r)
-            c0 = ngx.cpu()
-            r = curl_get(url, "/dev/null")
-            r["server_cpu"] = ngx.cpu() - c0
-            null_runs.append(r)
-            print(f"       round {i + 1}: peernet {size / MIB / pn_runs[-1]['wall']:7.1f} MiB/s   "
-                  f"curl {size / MIB / curl_runs[-1]['wall']:7.1f} MiB/s   "
-                  f"curl>/dev/null {size / MIB / null_runs[-1]['wall']:7.1f} MiB/s")
-        for i in range(3):
-            c0 = proc_cpu(srv.pid)
-            r = peernet_get(binary, srv.addr, cid, out_pn, extra=["--window", "64"])
-            r["server_cpu"] = proc_cpu(srv.pid) - c0
-            pn64_runs.append(r)
-        R.update(size=size, pn=pn_runs, pn64=pn64_runs, curl=curl_runs, null=null_runs, url=url,
-                 out_pn=out_pn, out_curl=out_curl, addr_a=srv.addr, cid=cid, out_kind=out_kind,
-                 nginx_conf=open(os.path.join(ngx.dir, "nginx.conf")).read())
-        ngx.stop()
+        if sel & {"a", "b", "c"}:
+            src = os.path.join(www, "big.bin")
+            print(f"bench: making a {args.size_mib} MiB random file")
+            want = make_random_file(src, size)
+            srv = Server(binary, srv_dir, work, "a")
+            servers.append(srv)
+            cid = put(binary, srv.addr, src)
+            if "c" in sel:
+                many_src = os.path.join(www, "many.bin")
+                many_size = args.many_size_mib * MIB
+                many_want = make_random_file(many_src, many_size)
+                many_cid = put(binary, srv.addr, many_src)
+            # Everything from page cache: read the source and the server's copies once.
+            for root, _, files in os.walk(work):
+                for fn in files:
+                    read_all(os.path.join(root, fn))
+            out_pn = os.path.join(outdir, "peernet.bin")
+
+        # ---- a: one client, 256 MiB
+        if "a" in sel:
+            ngx = Nginx(work, www)
+            url = f"http://127.0.0.1:{ngx.port}/big.bin"
+            url_tls = f"https://127.0.0.1:{ngx.tls_port}/big.bin"
+            out_curl = os.path.join(outdir, "curl.bin")
+            # Warm-up (not counted), and a check that each delivers the right bytes.
+            peernet_get(binary, srv.addr, cid, out_pn)
+            if sha256_file(out_pn) != want:
+                raise BenchError("peernet get delivered wrong bytes")
+            curl_get(url, out_curl)
+            if sha256_file(out_curl) != want:
+                raise BenchError("nginx/curl delivered wrong bytes")
+            curl_get(url_tls, out_curl, extra=["-k"])
+            if sha256_file(out_curl) != want:
+                raise BenchError("nginx/curl over HTTPS delivered wrong bytes")
+            tls_warm = ngx.tls_log()
+            pn_runs, pn64_runs, tls_runs, curl_runs, null_runs = [], [], [], [], []
+            print(f"bench: single client, {args.runs} rounds (peernet, nginx HTTPS, nginx HTTP to file, "
+                  "nginx HTTP to /dev/null)")
+            for i in range(args.runs):
+                c0 = proc_cpu(srv.pid)
+                r = peernet_get(binary, srv.addr, cid, out_pn)
+                r["server_cpu"] = proc_cpu(srv.pid) - c0
+                pn_runs.append(r)
+                c0 = ngx.cpu()
+                r = curl_get(url_tls, out_curl, extra=["-k"])
+                r["server_cpu"] = ngx.cpu() - c0
+                tls_runs.append(r)
+                c0 = ngx.cpu()
+                r = curl_get(url, out_curl)
+                r["server_cpu"] = ngx.cpu() - c0
+                curl_runs.append(r)
+                c0 = ngx.cpu()
+                r = curl_get(url, "/dev/null")
+                r["server_cpu"] = ngx.cpu() - c0
+                null_runs.append(r)
+                print(f"       round {i + 1}: peernet {size / MIB / pn_runs[-1]['wall']:7.1f} MiB/s   "
+                      f"https {size / MIB / tls_runs[-1]['wall']:7.1f} MiB/s   "
+                      f"http {size / MIB / curl_runs[-1]['wall']:7.1f} MiB/s   "
+                      f"http>/dev/null {size / MIB / null_runs[-1]['wall']:7.1f} MiB/s")
+            for i in range(3):
+                c0 = proc_cpu(srv.pid)
+                r = peernet_get(binary, srv.addr, cid, out_pn, extra=["--window", "64"])
+                r["server_cpu"] = proc_cpu(srv.pid) - c0
+                pn64_runs.append(r)
+            # What each side negotiated: nginx's log of the counted HTTPS runs, and the
+            # ServerHello of each server to a default OpenSSL client.
+            tls_counted = ngx.tls_log() - tls_warm
+            R.update(size=size, pn=pn_runs, pn64=pn64_runs, tls=tls_runs, curl=curl_runs, null=null_runs,
+                     url=url, url_tls=url_tls, out_pn=out_pn, out_curl=out_curl, addr_a=srv.addr, cid=cid,
+                     out_kind=out_kind, nginx_conf=open(os.path.join(ngx.dir, "nginx.conf")).read(),
+                     nginx_tls_log=tls_counted,
+                     tls_pn=tls_session(srv.addr, ["-alpn", "peernet/1"]),
+                     tls_nginx=tls_session(f"127.0.0.1:{ngx.tls_port}"))
+            print(f"       negotiated: peernet {R['tls_pn'].get('Ciphersuite', '?')}, nginx HTTPS runs "
+                  + ", ".join(f"{k} x{v}" for k, v in tls_counted.items()))
+            ngx.stop()
 
         # ---- b: perf profiles during one transfer
-        hw, sw = perf_usable() if shutil.which("perf") and not args.no_perf else (False, False)
+        hw, sw = perf_usable() if "b" in sel and shutil.which("perf") and not args.no_perf else (False, False)
         R["perf_hw"], R["perf_ok"] = hw, sw
         if sw:
             print("bench: perf record of server and client during one transfer")
@@ -670,89 +844,102 @@ def main():
             R["perf_cmd"] = " ".join(["perf", "record"] + perf_opts)
             R["perf_client"] = perf_analyse(cl_data)
             R["perf_server"] = perf_analyse(srv_data)
-        srv.stop()
+            R["size"] = size
+        if sel & {"a", "b", "c"}:
+            srv.stop()
 
         # ---- c: many concurrent clients
-        print(f"bench: {args.many} concurrent clients, {args.many_size_mib} MiB each")
-        srv = Server(binary, srv_dir, work, "c")
-        servers.append(srv)
-        time.sleep(0.3)
-        rss_idle = proc_status_kb(srv.pid, "VmRSS")
-        c0 = proc_cpu(srv.pid)
-        procs = []
-        t0 = time.monotonic()
-        for i in range(args.many):
-            o = os.path.join(outdir, f"many{i}.bin")
-            procs.append(spawn([binary, "get", "--server", srv.addr, many_cid, "-o", o, "--json",
-                                "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-        peak_rss = 0
-        ends = {}
-        deadline = t0 + XFER_TIMEOUT * 2
-        while len(ends) < len(procs):
-            peak_rss = max(peak_rss, proc_status_kb(srv.pid, "VmRSS"))
+        if "c" in sel:
+            print(f"bench: {args.many} concurrent clients, {args.many_size_mib} MiB each")
+            srv = Server(binary, srv_dir, work, "c")
+            servers.append(srv)
+            time.sleep(0.3)
+            rss_idle = proc_status_kb(srv.pid, "VmRSS")
+            c0 = proc_cpu(srv.pid)
+            procs = []
+            t0 = time.monotonic()
+            for i in range(args.many):
+                o = os.path.join(outdir, f"many{i}.bin")
+                procs.append(spawn([binary, "get", "--server", srv.addr, many_cid, "-o", o, "--json",
+                                    "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+            peak_rss = 0
+            ends = {}
+            deadline = t0 + XFER_TIMEOUT * 2
+            while len(ends) < len(procs):
+                peak_rss = max(peak_rss, proc_status_kb(srv.pid, "VmRSS"))
+                for i, p in enumerate(procs):
+                    if i not in ends and p.poll() is not None:
+                        ends[i] = time.monotonic()
+                if time.monotonic() > deadline:
+                    raise BenchError(f"{args.many} concurrent gets did not finish in {deadline - t0:.0f} s")
+                time.sleep(0.02)
+            wall = max(ends.values()) - t0
+            hwm = proc_status_kb(srv.pid, "VmHWM")
+            secs = []
             for i, p in enumerate(procs):
-                if i not in ends and p.poll() is not None:
-                    ends[i] = time.monotonic()
-            if time.monotonic() > deadline:
-                raise BenchError(f"{args.many} concurrent gets did not finish in {deadline - t0:.0f} s")
-            time.sleep(0.02)
-        wall = max(ends.values()) - t0
-        hwm = proc_status_kb(srv.pid, "VmHWM")
-        secs = []
-        for i, p in enumerate(procs):
-            outp, errp = p.communicate(timeout=10)
-            if p.returncode != 0:
-                raise BenchError(f"concurrent get {i} exited {p.returncode}: {errp.decode().strip()[-300:]}")
-            secs.append(float(json.loads(outp.decode().strip().splitlines()[-1])["seconds"]))
-        bad = [i for i in (0, args.many - 1) if sha256_file(os.path.join(outdir, f"many{i}.bin")) != many_want]
-        if bad:
-            raise BenchError(f"concurrent get {bad[0]} delivered wrong bytes")
-        R.update(many=args.many, many_size=many_size, many_wall=wall, many_secs=secs, many_hwm=hwm,
-                 many_peak_rss=peak_rss, many_rss_idle=rss_idle, many_server_cpu=proc_cpu(srv.pid) - c0)
-        for i in range(args.many):
-            os.unlink(os.path.join(outdir, f"many{i}.bin"))
-        srv.stop()
+                outp, errp = p.communicate(timeout=10)
+                if p.returncode != 0:
+                    raise BenchError(f"concurrent get {i} exited {p.returncode}: {errp.decode().strip()[-300:]}")
+                secs.append(float(json.loads(outp.decode().strip().splitlines()[-1])["seconds"]))
+            bad = [i for i in (0, args.many - 1)
+                   if sha256_file(os.path.join(outdir, f"many{i}.bin")) != many_want]
+            if bad:
+                raise BenchError(f"concurrent get {bad[0]} delivered wrong bytes")
+            R.update(many=args.many, many_size=many_size, many_wall=wall, many_secs=secs, many_hwm=hwm,
+                     many_peak_rss=peak_rss, many_rss_idle=rss_idle, many_server_cpu=proc_cpu(srv.pid) - c0,
+                     out_kind=out_kind)
+            for i in range(args.many):
+                os.unlink(os.path.join(outdir, f"many{i}.bin"))
+            srv.stop()
 
         # ---- d: idle connections
-        print(f"bench: {args.idle} idle TLS connections")
-        srv = Server(binary, srv_dir, work, "d")
-        servers.append(srv)
-        time.sleep(0.5)
-        rss_before = proc_status_kb(srv.pid, "VmRSS")
-        ic = spawn([idle_bin, "--server", srv.addr, "-n", str(args.idle)], stdin=subprocess.PIPE,
-                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        line = {}
+        if "d" in sel:
+            print(f"bench: {args.idle} idle TLS connections")
+            srv = Server(binary, srv_dir, work, "d")
+            servers.append(srv)
+            time.sleep(0.5)
+            rss_before = proc_status_kb(srv.pid, "VmRSS")
+            ic = spawn([idle_bin, "--server", srv.addr, "-n", str(args.idle)], stdin=subprocess.PIPE,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            line = {}
 
-        def read_ready():
-            for raw in ic.stdout:
-                if raw.startswith(b"ready"):
-                    line["ready"] = raw.decode().strip()
-                    return
-        th = threading.Thread(target=read_ready, daemon=True)
-        th.start()
-        th.join(timeout=90)
-        if "ready" not in line:
-            raise BenchError(f"idle-clients did not report ready within 90 s "
-                             f"(exit status {ic.poll()})")
-        m = re.search(r"established=(\d+) failed=(\d+) seconds=([\d.]+)", line["ready"])
-        est, failed, ready_s = int(m.group(1)), int(m.group(2)), float(m.group(3))
-        time.sleep(2.0)
-        rss_with = proc_status_kb(srv.pid, "VmRSS")
-        hwm_with = proc_status_kb(srv.pid, "VmHWM")
-        fds = len(os.listdir(f"/proc/{srv.pid}/fd"))
-        ic.stdin.close()
-        stop(ic)
-        time.sleep(1.0)
-        rss_after = proc_status_kb(srv.pid, "VmRSS")
-        R.update(idle=args.idle, idle_est=est, idle_failed=failed, idle_ready_s=ready_s,
-                 idle_rss_before=rss_before, idle_rss_with=rss_with, idle_hwm=hwm_with, idle_fds=fds,
-                 idle_rss_after=rss_after, idle_bin=idle_bin)
-        srv.stop()
-        if failed:
-            raise BenchError(f"{failed} of {args.idle} idle connections failed")
+            def read_ready():
+                for raw in ic.stdout:
+                    if raw.startswith(b"ready"):
+                        line["ready"] = raw.decode().strip()
+                        return
+            th = threading.Thread(target=read_ready, daemon=True)
+            th.start()
+            th.join(timeout=90)
+            if "ready" not in line:
+                raise BenchError(f"idle-clients did not report ready within 90 s "
+                                 f"(exit status {ic.poll()})")
+            m = re.search(r"established=(\d+) failed=(\d+) seconds=([\d.]+)", line["ready"])
+            est, failed, ready_s = int(m.group(1)), int(m.group(2)), float(m.group(3))
+            time.sleep(2.0)
+            rss_with = proc_status_kb(srv.pid, "VmRSS")
+            hwm_with = proc_status_kb(srv.pid, "VmHWM")
+            fds = len(os.listdir(f"/proc/{srv.pid}/fd"))
+            ic.stdin.close()
+            stop(ic)
+            time.sleep(1.0)
+            rss_after = proc_status_kb(srv.pid, "VmRSS")
+            R.update(idle=args.idle, idle_est=est, idle_failed=failed, idle_ready_s=ready_s,
+                     idle_rss_before=rss_before, idle_rss_with=rss_with, idle_hwm=hwm_with, idle_fds=fds,
+                     idle_rss_after=rss_after, idle_bin=idle_bin)
+            srv.stop()
+            if failed:
+                raise BenchError(f"{failed} of {args.idle} idle connections failed")
+
+        # ---- idle: wake-ups of an idle server, directory and node
+        if "idle" in sel:
+            print(f"bench: wake-ups of an idle server, directory and node over {args.idle_seconds:.0f} s")
+            R["wake"] = measure_idle(binary, work, args.idle_seconds)
+            for row in R["wake"]["rows"]:
+                print(f"       {row['name']:18} {row['vol']:6.1f} voluntary/s {row['nonvol']:5.1f} involuntary/s")
 
         # ---- e: distribution time, client-server vs peer-to-peer
-        if not args.no_dist:
+        if "e" in sel:
             print("bench: distribution time, client-server vs peer-to-peer")
             R["dist"] = distribution.measure(
                 binary, ns=[int(x) for x in args.dist_ns.split(",")], size=int(args.dist_size_mib * MIB),
@@ -763,7 +950,7 @@ def main():
             print(f"bench: plot by {R['dist_plot']} -> {svg}")
 
         # ---- f: flooding, in the simulator (1,000-10,000 nodes) and on real nodes
-        if not args.no_flood:
+        if "f" in sel:
             here = os.path.dirname(os.path.abspath(__file__))
             for script, md in (("flood_sim.py", "flood-sim.md"), ("flood_real.py", "flood-real.md")):
                 path = os.path.join(here, script)
@@ -808,26 +995,41 @@ def rate(size, secs):
 
 
 def summary(R):
-    size = R["size"]
-    pn = med([rate(size, r["wall"]) for r in R["pn"]])
-    cu = med([rate(size, r["wall"]) for r in R["curl"]])
-    return (f"  single client: peernet {pn:.0f} MiB/s, nginx+curl {cu:.0f} MiB/s, ratio {pn / cu:.2f}x\n"
-            f"  {R['many']} clients: {rate(R['many'] * R['many_size'], R['many_wall']):.0f} MiB/s aggregate, "
-            f"server peak RSS {R['many_hwm'] / 1024:.1f} MiB\n"
-            f"  {R['idle']} idle clients: server RSS {R['idle_rss_with'] / 1024:.1f} MiB "
-            f"(before {R['idle_rss_before'] / 1024:.1f} MiB)"
-            + ("\n" + distribution.summary(R["dist"]) if R.get("dist") else ""))
+    L = []
+    if R.get("pn"):
+        size = R["size"]
+        pn = med([rate(size, r["wall"]) for r in R["pn"]])
+        tl = med([rate(size, r["wall"]) for r in R["tls"]])
+        cu = med([rate(size, r["wall"]) for r in R["curl"]])
+        L.append(f"  single client: peernet {pn:.0f} MiB/s, nginx HTTPS+curl {tl:.0f} MiB/s, nginx HTTP+curl "
+                 f"{cu:.0f} MiB/s; peernet / HTTPS {pn / tl:.2f}x, peernet / HTTP {pn / cu:.2f}x")
+    if R.get("many"):
+        L.append(f"  {R['many']} clients: {rate(R['many'] * R['many_size'], R['many_wall']):.0f} MiB/s aggregate, "
+                 f"server peak RSS {R['many_hwm'] / 1024:.1f} MiB")
+    if R.get("idle_est") is not None and R.get("idle"):
+        L.append(f"  {R['idle']} idle clients: server RSS {R['idle_rss_with'] / 1024:.1f} MiB "
+                 f"(before {R['idle_rss_before'] / 1024:.1f} MiB)")
+    if R.get("wake"):
+        L.append("  idle wake-ups per second: " + ", ".join(
+            f"{row['name']} {row['vol'] + row['nonvol']:.1f}" for row in R["wake"]["rows"]))
+    if R.get("dist"):
+        L.append(distribution.summary(R["dist"]))
+    return "\n".join(L)
 
 
 def render(R, args):
     M = R["machine"]
-    size = R["size"]
     L = []
     w = L.append
     w("# peernet benchmark results")
     w("")
-    w("Generated by `make bench` (`python3 bench/bench.py --bin build/peernet --out bench/RESULTS.md`);")
-    w("every figure below comes from one run of that command. Figures, not tests.")
+    if R["sections"] == list(SECTIONS):
+        w("Generated by `make bench` (`python3 bench/bench.py --bin build/peernet --out bench/RESULTS.md`);")
+        w("every figure below comes from one run of that command. Figures, not tests.")
+    else:
+        w(f"Generated by `python3 bench/bench.py --only {','.join(R['sections'])}` (only these sections; "
+          "`make bench` runs them all); every figure below comes from one run of that command. "
+          "Figures, not tests.")
     w("")
     w("## Machine and run")
     w("")
@@ -840,51 +1042,117 @@ def render(R, args):
     w(f"* {M['openssl']}; nginx {M['nginx']}; {M['curl']}")
     w(f"* Load average at start / end: {R['load_start']} / {R['load_end']}. The machine is shared: other "
       "processes (builds, fuzzers, tests) may run at the same time on its few cores, so absolute "
-      "figures are noisy. The single-client runs interleave peernet and nginx so that both see the same "
+      "figures are noisy. The single-client runs interleave peernet and nginx so that all see the same "
       "load, and the CPU seconds per transfer (which load does not change much) are reported beside "
       "the wall-clock rates.")
     w("")
+    F = {}  # figures shared by the sections and the analysis
+    if R.get("pn"):
+        render_a(R, args, w, F)
+    if "speed_aes" in R:
+        render_b(R, w, F)
+    if R.get("many"):
+        render_c(R, w, F)
+    if R.get("idle_est") is not None and R.get("idle"):
+        render_d(R, w, F)
+    if R.get("wake"):
+        render_idle(R, w)
+    if F:
+        w("## Analysis")
+        w("")
+        w(analysis(R, F))
+        w("")
+    if R.get("dist"):
+        w(distribution.render(R["dist"], "distribution.svg", plot_tool=R.get("dist_plot")))
+    if R.get("flood"):
+        w("")
+        w("# Flooding: messages per look-up against the directory's single round trip")
+        w("")
+        w("Each part below is also written on its own (`bench/flood-sim.md`, `bench/flood-real.md`).")
+        for md, text in R["flood"]:
+            w("")
+            # Demote the part's headings one level under this section.
+            w("\n".join(("#" + line) if line.startswith("#") else line for line in text.splitlines()))
+    return "\n".join(L)
 
-    # ---- a
+
+PN_GOAL_TLS, PN_GOAL_PLAIN = 1.0, 0.8  # issue 8 point 9: peernet / nginx HTTPS, peernet / plain nginx
+
+
+def render_a(R, args, w, F):
+    size = R["size"]
     pn_rates = [rate(size, r["wall"]) for r in R["pn"]]
     pn_self = [rate(size, r["seconds"]) for r in R["pn"]]
     pn64_rates = [rate(size, r["wall"]) for r in R["pn64"]]
+    tl_rates = [rate(size, r["wall"]) for r in R["tls"]]
+    tl_self = [rate(size, r["seconds"]) for r in R["tls"]]
     cu_rates = [rate(size, r["wall"]) for r in R["curl"]]
     cu_self = [rate(size, r["seconds"]) for r in R["curl"]]
     nu_rates = [rate(size, r["wall"]) for r in R["null"]]
-    ratio = med(pn_rates) / med(cu_rates)
+    F.update(pn_rates=pn_rates, tl_rates=tl_rates, cu_rates=cu_rates)
     w(f"## a. One client, {size // MIB} MiB from page cache over loopback")
     w("")
-    w(f"The same {size // MIB} MiB random file is served by `peernet serve` (from its store) and by nginx "
-      "(from the directory it was put from); both files were read once before the runs so that they are "
-      f"in the page cache, and one warm-up transfer of each is not counted. Downloads are written to a file "
-      f"on {R['out_kind']} for both tools (peernet's final `fdatasync` is then free); curl to `/dev/null` is "
-      "shown as well. Rates are the file size over the wall-clock time of the whole client process "
-      f"(start to exit, including peernet's key generation and TLS handshake); median of {args.runs} "
-      "interleaved rounds (`--window 64`: 3 rounds).")
+    w(f"The same {size // MIB} MiB random file is served by `peernet serve` (from its store) and by one nginx "
+      "(from the directory it was put from) over plain HTTP (sendfile) and over HTTPS (TLS 1.3 only, the "
+      "cipher suites peernet offers in peernet's order with the server's preference, a self-signed "
+      "Ed25519 certificate; nginx's default user-space TLS, no kTLS). Both files were read once before "
+      "the runs so that they are in the page cache, and one warm-up transfer of each is not counted. "
+      f"Downloads are written to a file on {R['out_kind']} for every tool (peernet's final `fdatasync` is "
+      "then free); curl to `/dev/null` over plain HTTP is shown as well. Rates are the file size over the "
+      "wall-clock time of the whole client process (start to exit, including peernet's key generation "
+      f"and the TLS handshakes); median of {args.runs} interleaved rounds (`--window 64`: 3 rounds).")
     w("")
-    w("| | median MiB/s | runs (MiB/s) | client CPU s (user+sys) | server CPU s | ratio to nginx |")
-    w("|---|---:|---|---:|---:|---:|")
+    w("| | median MiB/s | runs (MiB/s) | client CPU s (user+sys) | server CPU s | "
+      "ratio to nginx HTTPS | ratio to nginx HTTP |")
+    w("|---|---:|---|---:|---:|---:|---:|")
 
     def row(name, rates, runs):
         cpu = med([r["user"] + r["sys"] for r in runs])
         scpu = med([r["server_cpu"] for r in runs])
         return (f"| {name} | **{med(rates):.0f}** | {', '.join(f'{x:.0f}' for x in rates)} | {cpu:.2f} | "
-                f"{scpu:.2f} | {med(rates) / med(cu_rates):.2f}x |")
+                f"{scpu:.2f} | {med(rates) / med(tl_rates):.2f}x | {med(rates) / med(cu_rates):.2f}x |")
     w(row("peernet get (TLS 1.3 AES-128-GCM, SHA-256 verify), default window", pn_rates, R["pn"]))
     w(row("peernet get --window 64", pn64_rates, R["pn64"]))
-    w(row("nginx (sendfile) → curl, to a file", cu_rates, R["curl"]))
-    w(row("nginx (sendfile) → curl, to /dev/null", nu_rates, R["null"]))
+    w(row("nginx HTTPS (TLS 1.3) → curl -k, to a file", tl_rates, R["tls"]))
+    w(row("nginx HTTP (sendfile) → curl, to a file", cu_rates, R["curl"]))
+    w(row("nginx HTTP (sendfile) → curl, to /dev/null", nu_rates, R["null"]))
     w("")
-    w(f"**peernet / nginx = {ratio:.2f}x** (goal ≥ 0.6x). By the tools' own clocks (peernet's JSON "
-      f"`seconds`, curl's `time_total`): peernet {med(pn_self):.0f} MiB/s, curl {med(cu_self):.0f} MiB/s.")
+    r_tls = med(pn_rates) / med(tl_rates)
+    r_plain = med(pn_rates) / med(cu_rates)
+    w(f"**peernet / nginx HTTPS = {r_tls:.2f}x** (goal ≥ {PN_GOAL_TLS:.1f}x); "
+      f"**peernet / nginx HTTP = {r_plain:.2f}x** (goal ≥ {PN_GOAL_PLAIN:.1f}x). By the tools' own clocks "
+      f"(peernet's JSON `seconds`, curl's `time_total`): peernet {med(pn_self):.0f} MiB/s, curl over HTTPS "
+      f"{med(tl_self):.0f} MiB/s, curl over HTTP {med(cu_self):.0f} MiB/s.")
+    w("")
+    tp, tn = R.get("tls_pn", {}), R.get("tls_nginx", {})
+    logged = ", ".join(f"`{k}` ×{v}" for k, v in R.get("nginx_tls_log", {}).items()) or "nothing"
+    w("Negotiated TLS: peernet "
+      f"{tp.get('Protocol version', '?')} `{tp.get('Ciphersuite', '?')}` (key exchange "
+      f"{tp.get('Server Temp Key', '?')}, signature {tp.get('Signature type', '?')}); nginx "
+      f"{tn.get('Protocol version', '?')} `{tn.get('Ciphersuite', '?')}` (key exchange "
+      f"{tn.get('Server Temp Key', '?')}, signature {tn.get('Signature type', '?')}), from "
+      "`openssl s_client -brief -connect ADDR` to each server (`-alpn peernet/1` for peernet); nginx's "
+      f"access log (`$ssl_protocol $ssl_cipher`) of the {len(R['tls'])} counted HTTPS runs: {logged}.")
     w("")
     cpu_pn = med([r["user"] + r["sys"] + r["server_cpu"] for r in R["pn"]])
+    cpu_tl = med([r["user"] + r["sys"] + r["server_cpu"] for r in R["tls"]])
     cpu_cu = med([r["user"] + r["sys"] + r["server_cpu"] for r in R["curl"]])
     gib = size / (1024 * MIB)
-    w(f"CPU cost per GiB moved (client + server): peernet {cpu_pn / gib:.2f} s, nginx+curl {cpu_cu / gib:.2f} s. "
-      f"Wall time per GiB: peernet {med([r['wall'] for r in R['pn']]) / gib:.2f} s, "
-      f"nginx+curl {med([r['wall'] for r in R['curl']]) / gib:.2f} s.")
+    w(f"CPU cost per GiB moved (client + server): peernet {cpu_pn / gib:.2f} s, nginx HTTPS+curl "
+      f"{cpu_tl / gib:.2f} s, nginx HTTP+curl {cpu_cu / gib:.2f} s. Wall time per GiB: peernet "
+      f"{med([r['wall'] for r in R['pn']]) / gib:.2f} s, nginx HTTPS+curl "
+      f"{med([r['wall'] for r in R['tls']]) / gib:.2f} s, nginx HTTP+curl "
+      f"{med([r['wall'] for r in R['curl']]) / gib:.2f} s.")
+    w("")
+
+    def busy(runs, key):
+        return med([(r["user"] + r["sys"] if key == "client" else r["server_cpu"]) / r["wall"] * 100
+                    for r in runs])
+    w("Share of the client's wall time that each side spent on a CPU (CPU s / wall s, median; near 100% "
+      f"is the side that bounds the transfer): peernet client {busy(R['pn'], 'client'):.0f}%, server "
+      f"{busy(R['pn'], 'server'):.0f}%; curl over HTTPS {busy(R['tls'], 'client'):.0f}%, nginx "
+      f"{busy(R['tls'], 'server'):.0f}%; curl over HTTP {busy(R['curl'], 'client'):.0f}%, nginx "
+      f"{busy(R['curl'], 'server'):.0f}%.")
     w("")
     w("Commands:")
     w("")
@@ -892,9 +1160,12 @@ def render(R, args):
     w(f"peernet serve --listen 127.0.0.1:0 --data $WORK/server --port-file $WORK/port-a")
     w(f"peernet put --server {R['addr_a']} --no-progress $WORK/www/big.bin")
     w(f"peernet get --server {R['addr_a']} {R['cid']} -o {R['out_pn']} --json --no-progress [--window 64]")
+    w(f"{' '.join(CERT_CMD)} -keyout $WORK/nginx/key.pem -out $WORK/nginx/cert.pem")
     w(f"nginx -p $WORK/nginx -c $WORK/nginx/nginx.conf -g 'daemon off;'")
+    w(f"curl -s -S --fail -k -o {R['out_curl']} -w '%{{size_download}} %{{time_total}}' {R['url_tls']}")
     w(f"curl -s -S --fail -o {R['out_curl']} -w '%{{size_download}} %{{time_total}}' {R['url']}")
     w(f"curl -s -S --fail -o /dev/null -w '%{{size_download}} %{{time_total}}' {R['url']}")
+    w(f"{tp.get('command', 'openssl s_client -brief')}   # and the same to nginx's HTTPS port")
     w("```")
     w("")
     w("nginx.conf (ports and paths of this run):")
@@ -904,11 +1175,13 @@ def render(R, args):
     w("```")
     w("")
 
-    # ---- b
+
+def render_b(R, w, F):
     w("## b. What bounds peernet's throughput")
     w("")
     aes, sha, sha256k = R["speed_aes"], R["speed_sha"], R["speed_sha_256k"]
     client_bound = 1 / (1 / aes + 1 / sha)
+    F["client_bound"] = client_bound
     w("Each primitive alone, one core (`openssl speed -elapsed -seconds 2 -bytes N -evp ALG`):")
     w("")
     w("| primitive | block | MiB/s |")
@@ -917,13 +1190,18 @@ def render(R, args):
     w(f"| SHA-256 | 16 KiB | {sha:.0f} |")
     w(f"| SHA-256 | 256 KiB (one chunk) | {sha256k:.0f} |")
     w("")
-    w(f"Per byte the client decrypts once and hashes once, so on one core it cannot beat "
-      f"1 / (1/{aes:.0f} + 1/{sha:.0f}) = **{client_bound:.0f} MiB/s**; the server only encrypts "
-      f"({aes:.0f} MiB/s). Measured peernet: {med(pn_rates):.0f} MiB/s, i.e. "
-      f"{med(pn_rates) / client_bound * 100:.0f}% of the client's crypto bound; nginx+curl reach "
-      f"{med(cu_rates):.0f} MiB/s without any crypto.")
+    line = (f"Per byte the client decrypts once and hashes once, so on one core it cannot beat "
+            f"1 / (1/{aes:.0f} + 1/{sha:.0f}) = **{client_bound:.0f} MiB/s**; the server only encrypts "
+            f"({aes:.0f} MiB/s).")
+    if "pn_rates" in F:
+        pn = med(F["pn_rates"])
+        line += (f" Measured peernet: {pn:.0f} MiB/s, i.e. {pn / client_bound * 100:.0f}% of the client's "
+                 f"crypto bound; nginx HTTPS+curl (decrypt, no hash) reach {med(F['tl_rates']):.0f} MiB/s and "
+                 f"nginx HTTP+curl {med(F['cu_rates']):.0f} MiB/s without any crypto.")
+    w(line)
     w("")
     if R.get("perf_ok"):
+        size = R["size"]
         xfer = R["perf_xfer"]
         w(f"Profiles: `{R['perf_cmd']} -p SERVER_PID` on the server and "
           f"`{R['perf_cmd']} -- peernet get ...` on the client, during one {size // MIB} MiB transfer "
@@ -953,11 +1231,14 @@ def render(R, args):
             w("```")
             w("")
     else:
-        w("perf could not record here (`perf record -e cpu-clock` failed); no profile in this run.")
+        w("perf could not record here (`perf record -e cpu-clock` failed, or `--no-perf`); no profile in "
+          "this run.")
         w("")
 
-    # ---- c
+
+def render_c(R, w, F):
     many_rate = rate(R["many"] * R["many_size"], R["many_wall"])
+    F["many_rate"] = many_rate
     w(f"## c. {R['many']} concurrent clients")
     w("")
     w(f"{R['many']} `peernet get` processes started at once, each fetching the same "
@@ -981,8 +1262,10 @@ def render(R, args):
     w("```")
     w("")
 
-    # ---- d
+
+def render_d(R, w, F):
     per = (R["idle_rss_with"] - R["idle_rss_before"]) / max(1, R["idle_est"])
+    F["per"] = per
     w(f"## d. {R['idle']} idle connected clients")
     w("")
     w(f"`build/idle-clients` (bench/idle_clients.c, linked with build/libpeernet.a) opens {R['idle']} TLS 1.3 "
@@ -1006,33 +1289,51 @@ def render(R, args):
     w("grep VmRSS /proc/SERVER_PID/status")
     w("```")
     w("")
-    w("## Analysis")
-    w("")
-    w(analysis(R, pn_rates, cu_rates, client_bound, many_rate, per))
-    w("")
-    if R.get("dist"):
-        w(distribution.render(R["dist"], "distribution.svg", plot_tool=R.get("dist_plot")))
-    if R.get("flood"):
-        w("")
-        w("# Flooding: messages per look-up against the directory's single round trip")
-        w("")
-        w("Each part below is also written on its own (`bench/flood-sim.md`, `bench/flood-real.md`).")
-        for md, text in R["flood"]:
-            w("")
-            # Demote the part's headings one level under this section.
-            w("\n".join(("#" + line) if line.startswith("#") else line for line in text.splitlines()))
-    return "\n".join(L)
 
 
-def analysis(R, pn_rates, cu_rates, client_bound, many_rate, per):
-    size = R["size"]
-    pn, cu = med(pn_rates), med(cu_rates)
-    ratio = pn / cu
+def render_idle(R, w):
+    W = R["wake"]
+    w("## Idle processes: wake-ups per second")
+    w("")
+    w("An idle `peernet serve` (holding 3 small files), an idle `peernet directory` and an idle "
+      "`peernet node` registered with that directory and sharing the same 3 files, nobody else connected. "
+      "Once each has written its port file, the node reports (`peernet status --json`) that it is "
+      "connected to the directory with its 3 shares, and 2 s have passed, `voluntary_ctxt_switches` and "
+      "`nonvoluntary_ctxt_switches` are read from `/proc/PID/task/*/status` (summed over the process's "
+      f"threads), again {W['seconds']:.1f} s later, and the difference is divided by the time. A voluntary "
+      "switch is the process going to sleep, so voluntary switches per second are its wake-ups per "
+      "second. The node's heartbeats to the directory are part of both processes' figures. Goal (issue 8 "
+      "point 3): at most a few per second.")
+    w("")
+    w("| process | wake-ups/s (voluntary) | involuntary/s | threads | CPU ms in the window |")
+    w("|---|---:|---:|---:|---:|")
+    for row in W["rows"]:
+        w(f"| `{row['name']}` | **{row['vol']:.1f}** | {row['nonvol']:.1f} | {row['threads']} | "
+          f"{row['cpu_ms']:.0f} |")
+    w("")
+    w("```")
+    for row in W["rows"]:
+        w(" ".join(["peernet"] + row["argv"][1:]))
+    w("grep ctxt_switches /proc/PID/task/*/status   # twice, "
+      f"{W['seconds']:.0f} s apart")
+    w("```")
+    w("")
+
+
+def analysis(R, F):
     out = []
-    goal = "meets" if ratio >= 0.6 else "misses"
-    out.append(f"* **Single client: {pn:.0f} MiB/s, {ratio:.2f}x nginx+curl ({goal} the 0.6x goal).** "
-               f"peernet reaches {pn / client_bound * 100:.0f}% of the one-core bound set by AES-GCM plus "
-               f"SHA-256 ({client_bound:.0f} MiB/s), so the cipher and the hash are not what limits it today.")
+    cb = F.get("client_bound")
+    if "pn_rates" in F:
+        pn, tl, cu = med(F["pn_rates"]), med(F["tl_rates"]), med(F["cu_rates"])
+        r_tls, r_plain = pn / tl, pn / cu
+        line = (f"* **Single client: {pn:.0f} MiB/s, {r_tls:.2f}x nginx HTTPS "
+                f"({'meets' if r_tls >= PN_GOAL_TLS else 'misses'} the {PN_GOAL_TLS:.1f}x goal) and "
+                f"{r_plain:.2f}x plain nginx ({'meets' if r_plain >= PN_GOAL_PLAIN else 'misses'} the "
+                f"{PN_GOAL_PLAIN:.1f}x goal).**")
+        if cb:
+            line += (f" peernet reaches {pn / cb * 100:.0f}% of the one-core bound set by AES-GCM plus "
+                     f"SHA-256 ({cb:.0f} MiB/s).")
+        out.append(line)
     if R.get("perf_ok"):
         xfer = R["perf_xfer"]
         ncl, ccl, _, _ = R["perf_client"]
@@ -1056,15 +1357,20 @@ def analysis(R, pn_rates, cu_rates, client_bound, many_rate, per):
                    f"{share(csv, nsv, CATEGORIES[2]):.0f}%, malloc/free {share(csv, nsv, CATEGORIES[8]):.0f}%, "
                    f"page faults and mmap/munmap {share(csv, nsv, CATEGORIES[14]):.0f}%, "
                    f"AES-GCM {share(csv, nsv, CATEGORIES[1]):.0f}%.")
-    pn64 = med([rate(size, r["wall"]) for r in R["pn64"]])
-    out.append(f"* The request window matters: `--window 64` gives {pn64:.0f} MiB/s against {pn:.0f} MiB/s "
-               f"with the default ({pn64 / cu:.2f}x nginx).")
-    out.append(f"* {R['many']} clients: {many_rate:.0f} MiB/s in aggregate with a server peak RSS of "
-               f"{R['many_hwm'] / 1024:.1f} MiB. With {R['machine']['cpus']} CPUs shared by the server and "
-               f"{R['many']} client processes this measures the machine as much as the server.")
-    verdict = "under" if R["idle_rss_with"] < 64 * 1024 else "over"
-    out.append(f"* {R['idle_est']} idle clients: server VmRSS {R['idle_rss_with'] / 1024:.1f} MiB ({verdict} the "
-               f"64 MiB goal), about {per:.0f} KiB per connection.")
+    if R.get("pn64"):
+        size = R["size"]
+        pn, cu = med(F["pn_rates"]), med(F["cu_rates"])
+        pn64 = med([rate(size, r["wall"]) for r in R["pn64"]])
+        out.append(f"* The request window: `--window 64` gives {pn64:.0f} MiB/s against {pn:.0f} MiB/s "
+                   f"with the default ({pn64 / cu:.2f}x plain nginx).")
+    if "many_rate" in F:
+        out.append(f"* {R['many']} clients: {F['many_rate']:.0f} MiB/s in aggregate with a server peak RSS of "
+                   f"{R['many_hwm'] / 1024:.1f} MiB. With {R['machine']['cpus']} CPUs shared by the server and "
+                   f"{R['many']} client processes this measures the machine as much as the server.")
+    if "per" in F:
+        verdict = "under" if R["idle_rss_with"] < 64 * 1024 else "over"
+        out.append(f"* {R['idle_est']} idle clients: server VmRSS {R['idle_rss_with'] / 1024:.1f} MiB ({verdict} "
+                   f"the 64 MiB goal), about {F['per']:.0f} KiB per connection.")
     return "\n".join(out)
 
 
