@@ -15,8 +15,26 @@
 
 /* ---- hashing ---- */
 
-/* SHA-256 of a buffer. Thread-safe. */
-void pn_sha256(const void *data, size_t len, uint8_t out[PN_HASH_BYTES]);
+/* SHA-256 of a buffer. Thread-safe. PN_OK, or PN_ENOMEM when OpenSSL could
+ * not allocate (out is then not a hash: never use it as one). */
+PN_MUST_CHECK int pn_sha256(const void *data, size_t len, uint8_t out[PN_HASH_BYTES]);
+
+/* Many small digests in a row (the nodes of a hash tree): the digest is
+ * fetched once and one context reused. One per thread; init returns PN_OK or
+ * PN_ENOMEM (nothing to free then); pn_sha256_many returns as pn_sha256. */
+struct pn_sha256_many {
+	void *md;  /* EVP_MD*, owned */
+	void *ctx; /* EVP_MD_CTX*, owned */
+};
+PN_MUST_CHECK int pn_sha256_many_init(struct pn_sha256_many *h);
+PN_MUST_CHECK int pn_sha256_many(struct pn_sha256_many *h, const void *data, size_t len,
+				 uint8_t out[PN_HASH_BYTES]);
+void pn_sha256_many_free(struct pn_sha256_many *h);
+
+/* ---- randomness ---- */
+
+/* len bytes from OpenSSL's CSPRNG: PN_OK or PN_EIO. */
+PN_MUST_CHECK int pn_random_bytes(void *buf, size_t len);
 
 /* ---- identity ---- */
 
@@ -44,20 +62,26 @@ PN_MUST_CHECK int pn_node_id_parse(const char *s, uint8_t out[PN_ID_BYTES]);
 
 /* ---- TLS ---- */
 
+struct pn_tls_ctx; /* a context, opaque */
+
 /* A TLS 1.3-only context presenting `id`, requiring and accepting the peer's
  * self-signed Ed25519 certificate (identity is checked by node ID, not by a
- * CA), ALPN "peernet/1". Returns an SSL_CTX* as void*, or NULL. The context
- * holds its own references to the key and certificate. Free with pn_tls_ctx_free.
+ * CA), ALPN "peernet/1". Returns NULL on failure. The context holds its own
+ * references to the key and certificate. The caller frees it with
+ * pn_tls_ctx_free, after every session made on it.
  * The context is set up for both roles: a node may dial and accept with one
  * context; the role of each session is pn_tls_new's is_server. */
-void *pn_tls_ctx_new(const struct pn_identity *id, bool is_server);
-void pn_tls_ctx_free(void *ctx);
+struct pn_tls_ctx *pn_tls_ctx_new(const struct pn_identity *id, bool is_server);
+void pn_tls_ctx_free(struct pn_tls_ctx *ctx);
+/* OpenSSL's SSL_CTX* behind ctx (borrowed), for tests that check its settings. */
+void *pn_tls_ctx_ssl(const struct pn_tls_ctx *ctx);
 
 struct pn_tls; /* one session, opaque */
 
-/* A session on ctx. If expected_id is not NULL the peer must present that
- * node ID or the handshake fails with PN_EPEERID. Caller frees with pn_tls_free. */
-struct pn_tls *pn_tls_new(void *ctx, bool is_server, const uint8_t *expected_id);
+/* A session on ctx, which must outlive it. If expected_id is not NULL the
+ * peer must present that node ID or the handshake fails with PN_EPEERID.
+ * Caller frees with pn_tls_free. */
+struct pn_tls *pn_tls_new(struct pn_tls_ctx *ctx, bool is_server, const uint8_t *expected_id);
 void pn_tls_free(struct pn_tls *t);
 
 /* Hands ciphertext from the network to the session. Always consumes all of it

@@ -1,36 +1,69 @@
-/* SHA-256 through OpenSSL's EVP interface.
+/* SHA-256 through OpenSSL's EVP interface, and random bytes. No state of our
+ * own: nothing here is cached between calls.
  *
- * The digest is fetched from the default provider once and shared: an
- * EVP_MD is immutable after the fetch, so concurrent EVP_Digest calls on it
- * from libuv's thread pool are safe.
+ * pn_sha256 uses EVP_sha256(), a constant inside OpenSSL; under OpenSSL 3
+ * each digest then looks its implementation up in the provider's cache. For
+ * a 256 KiB chunk that costs nothing measurable (1.46 GB/s either way); for
+ * the 65-byte nodes of a hash tree it doubles the time, so many small digests
+ * go through a struct pn_sha256_many, which fetches the digest once and keeps
+ * one context (about 160 ns a node, against 215 ns with a digest fetched once
+ * per process and 445 ns with EVP_sha256() per call).
  */
-#include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
+#include <limits.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include "crypto/crypto.h"
 
-static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
-static const EVP_MD *sha256_md;
-
-static void sha256_fetch(void)
-{
-	/* An explicit fetch saves the implicit per-call look-up that
-	 * EVP_sha256() costs under OpenSSL 3. Kept for the life of the process. */
-	EVP_MD *md = EVP_MD_fetch(NULL, "SHA2-256", NULL);
-	sha256_md = md ? md : EVP_sha256();
-}
-
-void pn_sha256(const void *data, size_t len, uint8_t out[PN_HASH_BYTES])
+int pn_sha256(const void *data, size_t len, uint8_t out[PN_HASH_BYTES])
 {
 	unsigned int out_len = 0;
 
-	pthread_once(&sha256_once, sha256_fetch);
-	if (EVP_Digest(data, len, out, &out_len, sha256_md, NULL) != 1 ||
-	    out_len != PN_HASH_BYTES) {
-		/* Only an allocation failure gets here. A wrong hash would be
-		 * taken for corrupt data, so stop instead of returning one. */
-		fputs("peernet: SHA-256 failed (out of memory?)\n", stderr);
-		abort();
+	/* Only an allocation failure inside OpenSSL gets here. */
+	if (EVP_Digest(data, len, out, &out_len, EVP_sha256(), NULL) != 1 || out_len != PN_HASH_BYTES) {
+		ERR_clear_error();
+		return PN_ENOMEM;
 	}
+	return PN_OK;
+}
+
+int pn_sha256_many_init(struct pn_sha256_many *h)
+{
+	h->md = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+	h->ctx = EVP_MD_CTX_new();
+	if (!h->md || !h->ctx) {
+		pn_sha256_many_free(h);
+		ERR_clear_error();
+		return PN_ENOMEM;
+	}
+	return PN_OK;
+}
+
+int pn_sha256_many(struct pn_sha256_many *h, const void *data, size_t len, uint8_t out[PN_HASH_BYTES])
+{
+	unsigned int out_len = 0;
+
+	if (EVP_DigestInit_ex2(h->ctx, h->md, NULL) != 1 || EVP_DigestUpdate(h->ctx, data, len) != 1 ||
+	    EVP_DigestFinal_ex(h->ctx, out, &out_len) != 1 || out_len != PN_HASH_BYTES) {
+		ERR_clear_error();
+		return PN_ENOMEM;
+	}
+	return PN_OK;
+}
+
+void pn_sha256_many_free(struct pn_sha256_many *h)
+{
+	EVP_MD_CTX_free(h->ctx);
+	EVP_MD_free(h->md);
+	h->ctx = NULL;
+	h->md = NULL;
+}
+
+int pn_random_bytes(void *buf, size_t len)
+{
+	if (len > INT_MAX || RAND_bytes(buf, (int)len) != 1) {
+		ERR_clear_error();
+		return PN_EIO;
+	}
+	return PN_OK;
 }

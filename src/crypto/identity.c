@@ -57,8 +57,7 @@ static int node_id_of_key(EVP_PKEY *pkey, uint8_t out[PN_ID_BYTES])
 		return PN_EINVAL;
 	if (EVP_PKEY_get_raw_public_key(pkey, pub, &pub_len) != 1 || pub_len != sizeof pub)
 		return PN_EINVAL;
-	pn_sha256(pub, pub_len, out);
-	return PN_OK;
+	return pn_sha256(pub, pub_len, out);
 }
 
 /* Used by tls.c: the node ID behind a peer's certificate, or PN_EINVAL when

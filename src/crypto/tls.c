@@ -34,7 +34,19 @@ static const unsigned char alpn_wire[] = {
 	(unsigned char)PN_ALPN_NAME_LEN, 'p', 'e', 'e', 'r', 'n', 'e', 't', '/', '1'
 };
 
+/* The output BIO's type: a fixed number from the application range rather
+ * than BIO_get_new_index(), which hands out one of 127 numbers per process
+ * while every context makes its own method. */
+#define PN_TLS_OUT_BIO_TYPE (0xfe | BIO_TYPE_SOURCE_SINK)
+
 enum tls_state { TLS_HANDSHAKING, TLS_ESTABLISHED, TLS_FAILED };
+
+/* A context: OpenSSL's, and the method of our output BIO (kept here, not in
+ * a process-wide once-initialised global). */
+struct pn_tls_ctx {
+	SSL_CTX *ssl_ctx;
+	BIO_METHOD *out_method;
+};
 
 struct pn_tls {
 	SSL *ssl;
@@ -171,8 +183,10 @@ static int verify_peer_cb(X509_STORE_CTX *store, void *arg)
 		set_reason(t, "peer sent a certificate chain, expected one self-signed certificate");
 		return reject(store, X509_V_ERR_CERT_CHAIN_TOO_LONG);
 	}
-	if (pn__cert_node_id(cert, id) < 0) {
-		set_reason(t, "peer certificate key is not Ed25519");
+	int id_rc = pn__cert_node_id(cert, id);
+	if (id_rc < 0) {
+		set_reason(t, id_rc == PN_ENOMEM ? "out of memory hashing the peer's key"
+						 : "peer certificate key is not Ed25519");
 		return reject(store, X509_V_ERR_CERT_REJECTED);
 	}
 	if (!t->is_server && !alpn_selected_ok(ssl)) {
@@ -193,9 +207,12 @@ static int verify_peer_cb(X509_STORE_CTX *store, void *arg)
 	return 1;
 }
 
-void *pn_tls_ctx_new(const struct pn_identity *id, bool is_server)
+static BIO_METHOD *out_method_new(void);
+
+struct pn_tls_ctx *pn_tls_ctx_new(const struct pn_identity *id, bool is_server)
 {
 	SSL_CTX *ctx;
+	struct pn_tls_ctx *c = NULL;
 
 	/* The context is set up for both roles; each session picks its own. */
 	(void)is_server;
@@ -230,16 +247,33 @@ void *pn_tls_ctx_new(const struct pn_identity *id, bool is_server)
 		goto fail;
 	SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, NULL);
 	SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, NULL);
-	return ctx;
+	c = calloc(1, sizeof *c);
+	if (!c)
+		goto fail;
+	c->out_method = out_method_new();
+	if (!c->out_method)
+		goto fail;
+	c->ssl_ctx = ctx;
+	return c;
 fail:
+	free(c);
 	SSL_CTX_free(ctx);
 	ERR_clear_error();
 	return NULL;
 }
 
-void pn_tls_ctx_free(void *ctx)
+void *pn_tls_ctx_ssl(const struct pn_tls_ctx *ctx)
 {
-	SSL_CTX_free(ctx);
+	return ctx->ssl_ctx;
+}
+
+void pn_tls_ctx_free(struct pn_tls_ctx *ctx)
+{
+	if (!ctx)
+		return;
+	SSL_CTX_free(ctx->ssl_ctx);
+	BIO_meth_free(ctx->out_method);
+	free(ctx);
 }
 
 /* ---- the output BIO ----
@@ -251,9 +285,6 @@ void pn_tls_ctx_free(void *ctx)
 #define OUT_MIN_CAP (16u * 1024u)
 #define TLS_RECORD_OVERHEAD 32u /* header, tag and content type of one TLS 1.3 record, rounded up */
 #define TLS_RECORD_MAX 16384u
-
-static BIO_METHOD *out_method;
-static CRYPTO_ONCE out_method_once = CRYPTO_ONCE_STATIC_INIT;
 
 static int out_reserve(struct pn_tls *t, size_t more)
 {
@@ -309,21 +340,20 @@ static int out_destroy(BIO *b)
 	return 1; /* t->out belongs to the session */
 }
 
-static void out_method_init(void)
+/* The output BIO's method, one per context; NULL when out of memory. */
+static BIO_METHOD *out_method_new(void)
 {
-	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "peernet-out");
+	BIO_METHOD *m = BIO_meth_new(PN_TLS_OUT_BIO_TYPE, "peernet-out");
 	if (m && BIO_meth_set_write_ex(m, out_write) && BIO_meth_set_ctrl(m, out_ctrl) &&
 	    BIO_meth_set_create(m, out_create) && BIO_meth_set_destroy(m, out_destroy))
-		out_method = m;
-	else
-		BIO_meth_free(m);
+		return m;
+	BIO_meth_free(m);
+	return NULL;
 }
 
-static BIO *new_out_bio(struct pn_tls *t)
+static BIO *new_out_bio(const BIO_METHOD *method, struct pn_tls *t)
 {
-	if (!CRYPTO_THREAD_run_once(&out_method_once, out_method_init) || !out_method)
-		return NULL;
-	BIO *b = BIO_new(out_method);
+	BIO *b = BIO_new(method);
 	if (b)
 		BIO_set_data(b, t);
 	return b;
@@ -339,7 +369,7 @@ static BIO *new_mem_bio(void)
 	return bio;
 }
 
-struct pn_tls *pn_tls_new(void *ctx, bool is_server, const uint8_t *expected_id)
+struct pn_tls *pn_tls_new(struct pn_tls_ctx *ctx, bool is_server, const uint8_t *expected_id)
 {
 	struct pn_tls *t;
 	BIO *rbio = NULL, *wbio = NULL;
@@ -350,9 +380,9 @@ struct pn_tls *pn_tls_new(void *ctx, bool is_server, const uint8_t *expected_id)
 	if (!t)
 		return NULL;
 	ERR_clear_error();
-	t->ssl = SSL_new(ctx);
+	t->ssl = SSL_new(ctx->ssl_ctx);
 	rbio = new_mem_bio();
-	wbio = new_out_bio(t);
+	wbio = new_out_bio(ctx->out_method, t);
 	if (!t->ssl || !rbio || !wbio)
 		goto fail;
 	SSL_set_bio(t->ssl, rbio, wbio); /* ssl owns both from here */
