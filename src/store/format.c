@@ -132,12 +132,15 @@ static int reader_result(const struct pn_reader *r)
 	return r->off == r->len ? 0 : PN_EPROTO;
 }
 
-static bool root_matches(const struct pn_cid *cid, const uint8_t *hashes, uint32_t nchunks)
+/* PN_OK when the hashes give cid's root, PN_ECORRUPT when not, PN_ENOMEM. */
+static int root_check(const struct pn_cid *cid, const uint8_t *hashes, uint32_t nchunks)
 {
 	uint8_t root[PN_HASH_BYTES];
+	int err = store_tree_root(hashes, nchunks, root);
 
-	store_tree_root(hashes, nchunks, root);
-	return CRYPTO_memcmp(root, cid->root, PN_HASH_BYTES) == 0;
+	if (err)
+		return err;
+	return CRYPTO_memcmp(root, cid->root, PN_HASH_BYTES) == 0 ? PN_OK : PN_ECORRUPT;
 }
 
 int store_meta_parse(const uint8_t *buf, size_t len, struct pn_cid *cid, char name[PN_NAME_MAX + 1],
@@ -156,8 +159,9 @@ int store_meta_parse(const uint8_t *buf, size_t len, struct pn_cid *cid, char na
 	err = reader_result(&r);
 	if (err)
 		return err;
-	if (!root_matches(cid, hashes, nchunks))
-		return PN_ECORRUPT;
+	err = root_check(cid, hashes, nchunks);
+	if (err)
+		return err;
 	copy = malloc((size_t)nchunks * PN_HASH_BYTES);
 	if (!copy)
 		return PN_ENOMEM;
@@ -200,8 +204,8 @@ int store_state_parse(const uint8_t *buf, size_t len, struct store_state *out)
 		/* No chunk can be verified before the hash list is. */
 		if (!all_zero(out->bitmap, bitmap_len))
 			return PN_EPROTO;
-	} else if (!root_matches(&out->cid, out->hashes, out->nchunks)) {
-		return PN_ECORRUPT;
+	} else {
+		return root_check(&out->cid, out->hashes, out->nchunks);
 	}
 	return 0;
 }

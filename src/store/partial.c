@@ -38,6 +38,7 @@ struct store_partial {
 	uint8_t *have;         /* verified chunks, as in the state file */
 	uint32_t have_count;
 	bool finalized;        /* data moved to its final path, state file gone */
+	struct pn_logger log;  /* a copy of the opener's; cb NULL: silent */
 };
 
 static bool bit_get(const uint8_t *bits, uint32_t i)
@@ -86,13 +87,16 @@ void store_partial_free(struct store_partial *p)
 	free(p);
 }
 
-static struct store_partial *partial_alloc(const char *data_path, const char *state_path, const struct pn_cid *cid)
+static struct store_partial *partial_alloc(const char *data_path, const char *state_path, const struct pn_cid *cid,
+					   const struct pn_logger *lg)
 {
 	struct store_partial *p = calloc(1, sizeof *p);
 	size_t bitmap_len;
 
 	if (!p)
 		return NULL;
+	if (lg)
+		p->log = *lg;
 	p->data_fd = -1;
 	p->state_fd = -1;
 	p->cid = *cid;
@@ -146,7 +150,7 @@ static bool state_load(struct store_partial *p, int *fatal)
 	if (err == PN_ENOTFOUND)
 		return false;
 	if (err == PN_ETOOBIG) {
-		pn_log_warn("store: %s is too large for its transfer: starting afresh", p->state_path);
+		PN_LOGW(&p->log, "store: %s is too large for its transfer: starting afresh", p->state_path);
 		return false;
 	}
 	if (err) {
@@ -154,12 +158,16 @@ static bool state_load(struct store_partial *p, int *fatal)
 		return false;
 	}
 	err = store_state_parse(buf, len, &st);
+	if (err == PN_ENOMEM) {
+		*fatal = err;
+		goto fail;
+	}
 	if (err) {
-		pn_log_warn("store: %s unusable (%s): starting afresh", p->state_path, pn_strerror(err));
+		PN_LOGW(&p->log, "store: %s unusable (%s): starting afresh", p->state_path, pn_strerror(err));
 		goto fail;
 	}
 	if (st.cid.size != p->cid.size || memcmp(st.cid.root, p->cid.root, PN_HASH_BYTES) != 0) {
-		pn_log_warn("store: %s belongs to another transfer: starting afresh", p->state_path);
+		PN_LOGW(&p->log, "store: %s belongs to another transfer: starting afresh", p->state_path);
 		goto fail;
 	}
 	memcpy(p->name, st.name, sizeof p->name);
@@ -183,10 +191,16 @@ fail:
 	return false;
 }
 
-/* Opens or creates the partial; see store.h. Resources: p, the data file and
- * the state file, released together on failure. */
 int store_partial_open(const char *data_path, const char *state_path, const struct pn_cid *cid,
 		       const char *name, struct store_partial **out)
+{
+	return store_partial_open_log(data_path, state_path, cid, name, &pn_log_legacy, out);
+}
+
+/* Opens or creates the partial; see store.h. Resources: p, the data file and
+ * the state file, released together on failure. */
+int store_partial_open_log(const char *data_path, const char *state_path, const struct pn_cid *cid,
+			   const char *name, const struct pn_logger *lg, struct store_partial **out)
 {
 	struct store_partial *p;
 	struct stat st;
@@ -199,7 +213,7 @@ int store_partial_open(const char *data_path, const char *state_path, const stru
 		return PN_ETOOBIG;
 	if (name && !store_name_valid(name, strlen(name)))
 		return PN_EINVAL;
-	p = partial_alloc(data_path, state_path, cid);
+	p = partial_alloc(data_path, state_path, cid, lg);
 	if (!p)
 		return PN_ENOMEM;
 	resume = state_load(p, &fatal);
@@ -321,11 +335,13 @@ static int hashes_finish(struct store_partial *p)
 	uint8_t root[PN_HASH_BYTES], flags = STORE_STATE_HASHES_DONE;
 	int err;
 
-	store_tree_root(p->hashes, p->nchunks, root);
+	err = store_tree_root(p->hashes, p->nchunks, root);
+	if (err)
+		return err; /* not known to be wrong: keep the hashes */
 	if (CRYPTO_memcmp(root, p->cid.root, PN_HASH_BYTES) != 0) {
 		err = forget_hashes(p);
 		if (err)
-			pn_log_warn("store: cannot clear the hash list of %s: %s", p->state_path, pn_strerror(err));
+			PN_LOGW(&p->log, "store: cannot clear the hash list of %s: %s", p->state_path, pn_strerror(err));
 		return PN_ECORRUPT;
 	}
 	if (fdatasync(p->state_fd) < 0)
@@ -408,12 +424,18 @@ int store_partial_verify_existing(struct store_partial *p, uint64_t *bytes_ok)
 		if (!bit_get(p->have, i))
 			continue;
 		/* A chunk the file is too short for is as bad as a wrong one. */
-		if (store_read_all(p->data_fd, buf, len, (uint64_t)i * PN_CHUNK_SIZE) == 0 &&
-		    store_chunk_ok(p->hashes + (size_t)i * PN_HASH_BYTES, buf, len)) {
+		int check = store_read_all(p->data_fd, buf, len, (uint64_t)i * PN_CHUNK_SIZE);
+		if (check == 0)
+			check = store_chunk_check(p->hashes + (size_t)i * PN_HASH_BYTES, buf, len);
+		if (check == PN_OK) {
 			ok += len;
 			continue;
 		}
-		pn_log_info("store: chunk %u of %s failed verification: fetching it again", i, p->data_path);
+		if (check == PN_ENOMEM) {
+			err = check; /* not known to be bad: keep it */
+			break;
+		}
+		PN_LOGI(&p->log, "store: chunk %u of %s failed verification: fetching it again", i, p->data_path);
 		bit_clear(p->have, i);
 		p->have_count--;
 		err = bitmap_sync_byte(p, i);
@@ -452,8 +474,10 @@ int store_partial_write_chunk(struct store_partial *p, uint32_t index, const voi
 {
 	if (!p->hashes_done || index >= p->nchunks || len != pn_cid_chunk_len(&p->cid, index))
 		return PN_EINVAL;
-	if (!store_chunk_ok(p->hashes + (size_t)index * PN_HASH_BYTES, data, len))
-		return PN_ECORRUPT;
+	int err = store_chunk_check(p->hashes + (size_t)index * PN_HASH_BYTES, data, len);
+
+	if (err)
+		return err;
 	return store_partial_write_verified(p, index, data, len);
 }
 
@@ -491,11 +515,11 @@ int store_partial_finalize(struct store_partial *p, const char *final_path, bool
 	 * the only risk left, and the state file still describes the data. */
 	err = store_fsync_parent(final_path);
 	if (err)
-		pn_log_warn("store: cannot sync the directory of %s: %s", final_path, pn_strerror(err));
+		PN_LOGW(&p->log, "store: cannot sync the directory of %s: %s", final_path, pn_strerror(err));
 	close(p->state_fd);
 	p->state_fd = -1;
 	if (unlink(p->state_path) < 0 && errno != ENOENT)
-		pn_log_warn("store: cannot remove %s: %s", p->state_path, strerror(errno));
+		PN_LOGW(&p->log, "store: cannot remove %s: %s", p->state_path, strerror(errno));
 	p->finalized = true;
 	return 0;
 }

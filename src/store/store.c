@@ -52,6 +52,7 @@ struct store {
 	uint64_t fd_clock;
 	struct put_entry puts[STORE_MAX_PUTS];
 	size_t nputs;
+	struct pn_logger log;          /* a copy of the opener's; cb NULL: silent */
 };
 
 /* ---- index ---- */
@@ -227,7 +228,7 @@ static int load_one(struct store *s, const char *cidstr)
 	int err;
 
 	if (pn_cid_parse(cidstr, &cid) != 0) {
-		pn_log_warn("store: %s/%s%s: not a content ID, skipped", s->objects_dir, cidstr, META_SUFFIX);
+		PN_LOGW(&s->log, "store: %s/%s%s: not a content ID, skipped", s->objects_dir, cidstr, META_SUFFIX);
 		return 0;
 	}
 	meta_path = store_path_join(s->objects_dir, cidstr, META_SUFFIX);
@@ -242,16 +243,16 @@ static int load_one(struct store *s, const char *cidstr)
 	if (err == PN_ENOMEM)
 		goto out;
 	if (err) {
-		pn_log_warn("store: %s: %s, skipped", meta_path, pn_strerror(err));
+		PN_LOGW(&s->log, "store: %s: %s, skipped", meta_path, pn_strerror(err));
 		err = 0;
 		goto out;
 	}
 	if (!cid_equal(&cid, &parsed)) {
-		pn_log_warn("store: %s describes another content ID, skipped", meta_path);
+		PN_LOGW(&s->log, "store: %s describes another content ID, skipped", meta_path);
 		goto out;
 	}
 	if (stat(data_path, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != cid.size) {
-		pn_log_warn("store: %s is missing or has the wrong size, skipped", data_path);
+		PN_LOGW(&s->log, "store: %s is missing or has the wrong size, skipped", data_path);
 		goto out;
 	}
 	if (store_get(s, &cid))
@@ -334,8 +335,13 @@ static void remove_stale_adds(const struct store *s)
 	closedir(d);
 }
 
-/* Resources: s and its two paths; the ladder frees whatever was made. */
 int store_open(const char *dir, struct store **out)
+{
+	return store_open_log(dir, &pn_log_legacy, out);
+}
+
+/* Resources: s and its two paths; the ladder frees whatever was made. */
+int store_open_log(const char *dir, const struct pn_logger *lg, struct store **out)
 {
 	struct store *s;
 	int err;
@@ -345,6 +351,8 @@ int store_open(const char *dir, struct store **out)
 	s = calloc(1, sizeof *s);
 	if (!s)
 		return PN_ENOMEM;
+	if (lg)
+		s->log = *lg;
 	for (size_t i = 0; i < STORE_FD_CACHE; i++)
 		s->fds[i].fd = -1;
 	if (getrandom(s->hash_key, sizeof s->hash_key, 0) != (ssize_t)sizeof s->hash_key) {
@@ -385,7 +393,7 @@ void store_close(struct store *s)
 		if (s->fds[i].fd >= 0)
 			close(s->fds[i].fd);
 	for (size_t i = 0; i < s->nputs; i++) {
-		pn_log_warn("store: closing with an upload still held (%u references)", s->puts[i].refs);
+		PN_LOGW(&s->log, "store: closing with an upload still held (%u references)", s->puts[i].refs);
 		store_partial_free(s->puts[i].partial);
 	}
 	for (size_t i = 0; i < s->count; i++)
@@ -445,7 +453,7 @@ int store_read_chunk(struct store *s, const struct store_object *o, uint32_t ind
 	clen = pn_cid_chunk_len(&o->cid, index);
 	err = store_read_all(fd, buf, clen, (uint64_t)index * PN_CHUNK_SIZE);
 	if (err) {
-		pn_log_warn("store: object %s is shorter than its ID says", o->name);
+		PN_LOGW(&s->log, "store: object %s is shorter than its ID says", o->name);
 		return err;
 	}
 	*len = clen;
@@ -512,7 +520,7 @@ int store_put_begin(struct store *s, const struct pn_cid *cid, const char *name,
 			err = PN_ENOMEM;
 			goto out;
 		}
-		err = store_partial_open(data_path, state_path, cid, NULL, &p);
+		err = store_partial_open_log(data_path, state_path, cid, NULL, &s->log, &p);
 		if (err)
 			goto out;
 		e = &s->puts[s->nputs++];
@@ -523,7 +531,7 @@ int store_put_begin(struct store *s, const struct pn_cid *cid, const char *name,
 	if (name && name[0] && !store_partial_name(e->partial)[0]) {
 		err = store_partial_set_name(e->partial, name);
 		if (err)
-			pn_log_warn("store: cannot record the name of an upload: %s", pn_strerror(err));
+			PN_LOGW(&s->log, "store: cannot record the name of an upload: %s", pn_strerror(err));
 	}
 	e->refs++;
 	*out = e->partial;
@@ -542,7 +550,7 @@ void store_put_release(struct store *s, struct store_partial *p)
 		return;
 	e = put_find(s, p);
 	if (!e) {
-		pn_log_error("store: release of an upload the store does not hold");
+		PN_LOGE(&s->log, "store: release of an upload the store does not hold");
 		return;
 	}
 	put_unref(s, e);
@@ -726,7 +734,7 @@ int store_add_local(struct store *s, const char *path, const char *name, const s
 	tmp_path = NULL; /* moved: nothing to remove */
 	err = store_fsync_dir(s->objects_dir);
 	if (err)
-		pn_log_warn("store: cannot sync %s: %s", s->objects_dir, pn_strerror(err));
+		PN_LOGW(&s->log, "store: cannot sync %s: %s", s->objects_dir, pn_strerror(err));
 	err = 0;
 	index_add(s, o);
 	if (out)

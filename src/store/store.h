@@ -13,16 +13,22 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "peernet.h"
+#include "util/log.h"
 
-/* Root over n chunk hashes (n >= 1), hashes laid out as n*32 bytes. */
-void store_tree_root(const uint8_t *hashes, uint32_t n, uint8_t root[PN_HASH_BYTES]);
+/* Root over n chunk hashes (n >= 1), hashes laid out as n*32 bytes.
+ * PN_OK, or PN_ENOMEM when hashing could not allocate (root is then unset). */
+PN_MUST_CHECK int store_tree_root(const uint8_t *hashes, uint32_t n, uint8_t root[PN_HASH_BYTES]);
 
 /* Hashes a whole open file (reading from offset 0, `size` bytes). On success
  * *hashes_out is a malloc'd array of chunks(size)*32 bytes the caller frees.
  * Returns PN_ETOOBIG above PN_MAX_FILE_SIZE, PN_EIO on a read error or short file. */
 PN_MUST_CHECK int store_hash_fd(int fd, uint64_t size, struct pn_cid *cid, uint8_t **hashes_out);
 
-/* Checks one chunk against its expected hash (thread-safe, no state). */
+/* Checks one chunk against its expected hash (thread-safe, no state):
+ * PN_OK, PN_ECORRUPT when it does not match, PN_ENOMEM when it could not be
+ * hashed (the data is then not known to be bad). */
+PN_MUST_CHECK int store_chunk_check(const uint8_t expected[PN_HASH_BYTES], const void *data, size_t len);
+/* store_chunk_check() == PN_OK. */
 bool store_chunk_ok(const uint8_t expected[PN_HASH_BYTES], const void *data, size_t len);
 
 /* ---- partial transfer ----
@@ -38,7 +44,13 @@ struct store_partial;
  * An existing state file for another cid, or one that does not parse, is
  * replaced (the data file is truncated). name may be NULL (keep the stored one).
  * The caller owns *out and ends it with store_partial_close() (files kept)
- * or store_partial_complete(). */
+ * or store_partial_complete(). The partial logs through a copy of *lg
+ * (NULL: silent). */
+PN_MUST_CHECK int store_partial_open_log(const char *data_path, const char *state_path,
+					 const struct pn_cid *cid, const char *name,
+					 const struct pn_logger *lg, struct store_partial **out);
+/* store_partial_open_log() with the legacy logger (pn_log_legacy): kept for
+ * the callers not yet converted. */
 PN_MUST_CHECK int store_partial_open(const char *data_path, const char *state_path,
 				     const struct pn_cid *cid, const char *name,
 				     struct store_partial **out);
@@ -106,7 +118,11 @@ struct store_object {
 };
 
 /* Opens (creating if needed) the store in dir and loads every objects/<cid>.meta
- * whose hash list matches its cid; others are logged and skipped. */
+ * whose hash list matches its cid; others are logged and skipped. The store
+ * and its partials log through a copy of *lg (NULL: silent). */
+PN_MUST_CHECK int store_open_log(const char *dir, const struct pn_logger *lg, struct store **out);
+/* store_open_log() with the legacy logger (pn_log_legacy): kept for the
+ * callers not yet converted. */
 PN_MUST_CHECK int store_open(const char *dir, struct store **out);
 void store_close(struct store *s);
 

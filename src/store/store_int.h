@@ -28,11 +28,6 @@ PN_MUST_CHECK int store_meta_encode(const struct pn_cid *cid, const char *name, 
 PN_MUST_CHECK int store_state_encode(const struct pn_cid *cid, uint8_t flags, const char *name,
 				     const uint8_t *hashes, const uint8_t *bitmap, uint8_t **out, size_t *out_len);
 
-/* SHA-256 through OpenSSL's EVP (thread-safe). */
-void store_sha256(const void *data, size_t len, uint8_t out[PN_HASH_BYTES]);
-void store_tree_node(const uint8_t left[PN_HASH_BYTES], const uint8_t right[PN_HASH_BYTES],
-		     uint8_t out[PN_HASH_BYTES]);
-
 /* errno of a failed write / open, as a PN_E* code. */
 int store_err_write(int e);
 int store_err_open(int e);

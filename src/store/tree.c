@@ -10,7 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <openssl/evp.h>
+#include <openssl/crypto.h>
+#include "crypto/crypto.h"
 #include "store/store.h"
 #include "store/store_int.h"
 
@@ -24,63 +25,75 @@ struct subtree {
 };
 
 /* Interior node: SHA-256(0x01 || left || right). */
-void store_tree_node(const uint8_t left[PN_HASH_BYTES], const uint8_t right[PN_HASH_BYTES],
-		     uint8_t out[PN_HASH_BYTES])
+static int tree_node(struct pn_sha256_many *h, const uint8_t left[PN_HASH_BYTES],
+		     const uint8_t right[PN_HASH_BYTES], uint8_t out[PN_HASH_BYTES])
 {
 	uint8_t buf[1 + 2 * PN_HASH_BYTES];
 
 	buf[0] = TREE_NODE_PREFIX;
 	memcpy(buf + 1, left, PN_HASH_BYTES);
 	memcpy(buf + 1 + PN_HASH_BYTES, right, PN_HASH_BYTES);
-	store_sha256(buf, sizeof buf, out);
+	return pn_sha256_many(h, buf, sizeof buf, out);
 }
 
-void store_tree_root(const uint8_t *hashes, uint32_t n, uint8_t root[PN_HASH_BYTES])
+int store_tree_root(const uint8_t *hashes, uint32_t n, uint8_t root[PN_HASH_BYTES])
 {
 	struct subtree stack[TREE_STACK_MAX];
+	struct pn_sha256_many h;
 	size_t depth = 0;
+	int err;
 
 	if (n == 0) {
 		memset(root, 0, PN_HASH_BYTES);
-		return;
+		return PN_OK;
 	}
+	if (n == 1) {
+		memcpy(root, hashes, PN_HASH_BYTES);
+		return PN_OK;
+	}
+	err = pn_sha256_many_init(&h);
+	if (err)
+		return err;
 	/* Push each leaf; merge while the two top subtrees have the same size. */
-	for (uint32_t i = 0; i < n; i++) {
+	for (uint32_t i = 0; i < n && !err; i++) {
 		memcpy(stack[depth].hash, hashes + (size_t)i * PN_HASH_BYTES, PN_HASH_BYTES);
 		stack[depth].leaves = 1;
 		depth++;
-		while (depth >= 2 && stack[depth - 1].leaves == stack[depth - 2].leaves) {
-			store_tree_node(stack[depth - 2].hash, stack[depth - 1].hash, stack[depth - 2].hash);
+		while (!err && depth >= 2 && stack[depth - 1].leaves == stack[depth - 2].leaves) {
+			err = tree_node(&h, stack[depth - 2].hash, stack[depth - 1].hash, stack[depth - 2].hash);
 			stack[depth - 2].leaves *= 2;
 			depth--;
 		}
 	}
 	/* Left-over subtrees shrink from bottom to top: fold them right to left. */
-	while (depth >= 2) {
-		store_tree_node(stack[depth - 2].hash, stack[depth - 1].hash, stack[depth - 2].hash);
+	while (!err && depth >= 2) {
+		err = tree_node(&h, stack[depth - 2].hash, stack[depth - 1].hash, stack[depth - 2].hash);
 		stack[depth - 2].leaves += stack[depth - 1].leaves;
 		depth--;
 	}
+	pn_sha256_many_free(&h);
+	if (err)
+		return err;
 	memcpy(root, stack[0].hash, PN_HASH_BYTES);
+	return PN_OK;
 }
 
-void store_sha256(const void *data, size_t len, uint8_t out[PN_HASH_BYTES])
+int store_chunk_check(const uint8_t expected[PN_HASH_BYTES], const void *data, size_t len)
 {
-	unsigned int out_len = 0;
+	uint8_t got[PN_HASH_BYTES];
+	int err;
 
-	/* EVP_Digest only fails on allocation failure inside OpenSSL. */
-	if (!EVP_Digest(data, len, out, &out_len, EVP_sha256(), NULL))
-		abort();
+	if (len > PN_CHUNK_SIZE)
+		return PN_ECORRUPT;
+	err = pn_sha256(data, len, got);
+	if (err)
+		return err;
+	return CRYPTO_memcmp(got, expected, PN_HASH_BYTES) == 0 ? PN_OK : PN_ECORRUPT;
 }
 
 bool store_chunk_ok(const uint8_t expected[PN_HASH_BYTES], const void *data, size_t len)
 {
-	uint8_t got[PN_HASH_BYTES];
-
-	if (len > PN_CHUNK_SIZE)
-		return false;
-	store_sha256(data, len, got);
-	return CRYPTO_memcmp(got, expected, PN_HASH_BYTES) == 0;
+	return store_chunk_check(expected, data, len) == PN_OK;
 }
 
 /* Reads the file in blocks of a few chunks and hashes each chunk. The caller
@@ -103,22 +116,27 @@ int store_hash_fd(int fd, uint64_t size, struct pn_cid *cid, uint8_t **hashes_ou
 		goto fail;
 	}
 	if (size == 0)
-		store_sha256("", 0, hashes);
-	while (off < size) {
+		err = pn_sha256("", 0, hashes);
+	else
+		err = 0;
+	while (!err && off < size) {
 		size_t want = size - off < HASH_READ_BLOCK ? (size_t)(size - off) : HASH_READ_BLOCK;
 
 		err = store_read_all(fd, block, want, off);
 		if (err)
 			goto fail;
-		for (size_t pos = 0; pos < want; pos += PN_CHUNK_SIZE) {
+		for (size_t pos = 0; pos < want && !err; pos += PN_CHUNK_SIZE) {
 			size_t clen = want - pos < PN_CHUNK_SIZE ? want - pos : PN_CHUNK_SIZE;
 			uint32_t index = (uint32_t)((off + pos) / PN_CHUNK_SIZE);
 
-			store_sha256(block + pos, clen, hashes + (size_t)index * PN_HASH_BYTES);
+			err = pn_sha256(block + pos, clen, hashes + (size_t)index * PN_HASH_BYTES);
 		}
 		off += want;
 	}
-	store_tree_root(hashes, nchunks, cid->root);
+	if (!err)
+		err = store_tree_root(hashes, nchunks, cid->root);
+	if (err)
+		goto fail;
 	free(block);
 	*hashes_out = hashes;
 	return 0;

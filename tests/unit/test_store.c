@@ -12,6 +12,25 @@
 #include <openssl/evp.h>
 #include "peernet.h"
 #include "store/store.h"
+#include "util/log.h"
+
+/* A logger that counts what it is handed. */
+struct log_capture {
+	int lines, skipped;
+	enum pn_log_level worst;
+	char last[PN_LOG_LINE_MAX];
+};
+
+static void capture_cb(void *ud, enum pn_log_level level, const char *line)
+{
+	struct log_capture *c = ud;
+
+	if (!c->lines || level < c->worst)
+		c->worst = level;
+	c->lines++;
+	c->skipped += strstr(line, "skipped") != NULL;
+	snprintf(c->last, sizeof c->last, "%s", line);
+}
 
 #define C PN_CHUNK_SIZE
 
@@ -128,7 +147,7 @@ static void content_make(struct content *c, size_t size, uint32_t seed)
 
 		sha(c->data + off, size ? len : 0, c->hashes + (size_t)i * 32);
 	}
-	store_tree_root(c->hashes, c->n, c->cid.root);
+	cr_assert_eq(store_tree_root(c->hashes, c->n, c->cid.root), 0);
 	c->cid.size = size;
 }
 
@@ -168,7 +187,7 @@ static void check_root(const uint8_t h[8][32], uint32_t n, const uint8_t expect[
 	uint8_t root[32];
 	char got[65], want[65];
 
-	store_tree_root(&h[0][0], n, root);
+	cr_assert_eq(store_tree_root(&h[0][0], n, root), 0);
 	hex(root, 32, got);
 	hex(expect, 32, want);
 	cr_assert_str_eq(got, want, "n=%u", n);
@@ -262,6 +281,8 @@ Test(tree, chunk_ok)
 	cr_assert(store_chunk_ok(h, "hello", 5));
 	cr_assert_not(store_chunk_ok(h, "hellp", 5));
 	cr_assert_not(store_chunk_ok(h, "hell", 4));
+	cr_assert_eq(store_chunk_check(h, "hello", 5), 0);
+	cr_assert_eq(store_chunk_check(h, "hellp", 5), PN_ECORRUPT);
 }
 
 Test(tree, name_rule)
@@ -597,7 +618,12 @@ Test(partial, garbage_state_starts_fresh)
 		garbage[i] = (uint8_t)(i * 7);
 	write_file(tpath("state"), garbage, sizeof garbage);
 	write_file(tpath("data"), "leftover", 8);
-	p = popen_ok(&c, "n");
+	struct log_capture cap = {0};
+	struct pn_logger lg = {.cb = capture_cb, .ud = &cap, .level = PN_LOG_DEBUG};
+	p = NULL;
+	cr_assert_eq(store_partial_open_log(tpath("data"), tpath("state"), &c.cid, "n", &lg, &p), 0);
+	cr_assert_eq(cap.lines, 1);
+	cr_assert(strstr(cap.last, "unusable") && strstr(cap.last, "starting afresh"), "%s", cap.last);
 	cr_assert_not(store_partial_has_hashes(p));
 	cr_assert_eq(store_partial_have_count(p), 0);
 	store_partial_close(p);
@@ -877,6 +903,23 @@ Test(store, bad_meta_and_objects_are_skipped)
 	/* stray files */
 	write_file(tpath("store/objects/not-a-cid.meta"), "x", 1);
 	write_file(tpath("store/objects/pn1aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.meta"), "x", 1);
+
+	/* Each skip is logged, through the logger the store was given. */
+	struct log_capture cap = {0};
+	struct pn_logger lg = {.cb = capture_cb, .ud = &cap, .level = PN_LOG_INFO};
+	cr_assert_eq(store_open_log(tpath("store"), &lg, &s), 0);
+	/* not-a-cid.meta is not even looked at: its name is not a cid's */
+	cr_assert_eq(cap.lines, 3, "%d lines, last: %s", cap.lines, cap.last);
+	cr_assert_eq(cap.skipped, 3);
+	cr_assert_eq(cap.worst, PN_LOG_WARN);
+	store_close(s);
+	lg.level = PN_LOG_ERROR;
+	cr_assert_eq(store_open_log(tpath("store"), &lg, &s), 0);
+	cr_assert_eq(cap.lines, 3, "warnings dropped at level error");
+	store_close(s);
+	cr_assert_eq(store_open_log(tpath("store"), NULL, &s), 0, "no logger: silent");
+	cr_assert_eq(store_count(s), 1);
+	store_close(s);
 
 	s = sopen_ok();
 	cr_assert_eq(store_count(s), 1);
