@@ -1,4 +1,5 @@
 /* TCP + TLS 1.3 + framing on the libuv loop. See net.h. */
+#include <assert.h>
 #include <errno.h>
 #include <netdb.h>
 #include <stdlib.h>
@@ -6,6 +7,8 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include "net/net.h"
+#include "net/conn_state.h"
+#include "proto/prng.h"
 #include "util/log.h"
 #include "util/ratelimit.h"
 #include "wire/wire.h"
@@ -21,9 +24,11 @@
 struct pn_net {
 	uv_loop_t *loop;
 	const struct pn_identity *id;
-	void *ctx_server;
-	void *ctx_client;
-	struct pn_net_opts opts;
+	struct pn_tls_ctx *ctx_server;
+	struct pn_tls_ctx *ctx_client;
+	struct pn_net_opts opts;        /* opts.log is not used: see log */
+	struct pn_logger log;           /* a copy of *opts->log; cb NULL: silent */
+	struct pn_prng prng;            /* timer jitter */
 	uv_tcp_t listener;
 	bool listening;
 	pn_accept_cb accept_cb;
@@ -39,6 +44,9 @@ struct pn_net {
 	uint64_t bytes_up, bytes_down; /* ciphertext bytes written / read, all connections */
 	void *data;
 	uint8_t *scratch; /* one encoded frame at a time, for pn_conn_send_msg */
+	/* Every read of every connection lands here: read_cb consumes it before
+	 * the loop allocates the next one. */
+	uint8_t read_buf[PN_NET_READ_BUF];
 };
 
 struct write_req {
@@ -56,8 +64,6 @@ static void write_req_free(struct write_req *w)
 	free(w);
 }
 
-
-
 struct pn_conn {
 	struct pn_net *net;
 	struct pn_conn *prev, *next;
@@ -74,9 +80,14 @@ struct pn_conn {
 	size_t queued;
 	uint64_t bytes_in, bytes_out;
 	int close_err;
-	bool established, closing, handle_closed, paused, reading, above_high;
-	bool is_server, has_expected, processing, reprocess, draining;
+	enum conn_state state;
+	/* Flags independent of the lifecycle: */
+	bool is_server, has_expected;  /* set once, at creation */
+	bool processing, reprocess;    /* process() is on the stack / must run again */
+	bool reading;                  /* uv_read_start is in effect */
+	bool paused;                   /* frame_cb said PN_EAGAIN: no frames until pn_conn_resume */
 	bool read_throttled;           /* reading stopped until the download bucket recovers */
+	bool above_high;               /* the write queue passed the high water mark */
 	bool write_dead;               /* the peer closed its side: drop writes, read to the end */
 	struct write_req *shaped_head, *shaped_tail; /* waiting for upload tokens */
 	uint8_t expected_id[PN_ID_BYTES];
@@ -103,7 +114,18 @@ static struct write_req *take_pending(struct pn_conn *c)
 	return w;
 }
 
-static uint8_t read_buf[PN_NET_READ_BUF];
+static void conn_set_state(struct pn_conn *c, enum conn_state to)
+{
+	assert(conn_transition_ok(c->state, to));
+	c->state = to;
+}
+
+/* pn_conn_close has run (or the connection never got going): nothing more
+ * is read, sent or handed to the owner. */
+static bool conn_closing(const struct pn_conn *c)
+{
+	return c->state >= CONN_DRAINING;
+}
 
 static void process(struct pn_conn *c);
 static void conn_finish_close(struct pn_conn *c);
@@ -115,6 +137,7 @@ void pn_net_opts_default(struct pn_net_opts *o)
 	o->idle_timeout_ms = PN_IDLE_TIMEOUT_MS;
 	o->write_stall_timeout_ms = PN_WRITE_STALL_TIMEOUT_MS;
 	o->max_conns = 4096;
+	o->log = &pn_log_legacy;
 }
 
 /* ---- addresses ---- */
@@ -228,14 +251,12 @@ static void sweep_cb(uv_timer_t *t)
 	struct pn_conn *c = net->conns, *next;
 	for (; c; c = next) {
 		next = c->next;
-		if (c->closing) {
-			if (c->draining && now - c->closing_ms > DRAIN_TIMEOUT_MS) {
-				c->draining = false;
+		if (conn_closing(c)) {
+			if (c->state == CONN_DRAINING && now - c->closing_ms > DRAIN_TIMEOUT_MS)
 				conn_finish_close(c);
-			}
 			continue;
 		}
-		if (!c->established) {
+		if (c->state < CONN_ESTABLISHED) {
 			if (now - c->created_ms > net->opts.handshake_timeout_ms)
 				pn_conn_close(c, PN_ETIMEDOUT);
 			continue;
@@ -251,7 +272,7 @@ static void sweep_cb(uv_timer_t *t)
 		if (net->opts.idle_timeout_ms && !c->queued && now - c->last_rx_ms > net->opts.idle_timeout_ms)
 			pn_conn_close(c, PN_ETIMEDOUT);
 	}
-	uv_timer_set_repeat(t, SWEEP_INTERVAL_MS + (uint64_t)(rand() % SWEEP_JITTER_MS));
+	uv_timer_set_repeat(t, SWEEP_INTERVAL_MS + pn_prng_below(&net->prng, SWEEP_JITTER_MS));
 }
 
 int pn_net_new(uv_loop_t *loop, const struct pn_identity *id, const struct pn_net_opts *opts,
@@ -266,6 +287,15 @@ int pn_net_new(uv_loop_t *loop, const struct pn_identity *id, const struct pn_ne
 		net->opts = *opts;
 	else
 		pn_net_opts_default(&net->opts);
+	if (net->opts.log)
+		net->log = *net->opts.log;
+	net->opts.log = NULL; /* the copy above is what counts; the caller's may go */
+	/* Each net its own jitter: two processes (or two nets in one) started
+	 * together do not sweep in step. */
+	uint64_t seed;
+	if (pn_random_bytes(&seed, sizeof seed) != PN_OK)
+		seed = uv_hrtime() ^ (uint64_t)(uintptr_t)net;
+	pn_prng_seed(&net->prng, seed);
 	net->ctx_server = pn_tls_ctx_new(id, true);
 	net->ctx_client = pn_tls_ctx_new(id, false);
 	if (!net->ctx_server || !net->ctx_client) {
@@ -318,6 +348,8 @@ static struct pn_conn *conn_new(struct pn_net *net, bool is_server)
 		return NULL;
 	c->net = net;
 	c->is_server = is_server;
+	/* An accepted connection's TCP is up already. */
+	c->state = is_server ? CONN_HANDSHAKING : CONN_CONNECTING;
 	c->max_body = PN_FRAME_MAX;
 	c->created_ms = c->last_rx_ms = c->last_tx_ms = uv_now(net->loop);
 	uv_tcp_init(net->loop, &c->tcp);
@@ -346,6 +378,7 @@ static void tcp_closed_cb(uv_handle_t *h)
 {
 	struct pn_conn *c = h->data;
 	struct pn_net *net = c->net;
+	conn_set_state(c, CONN_CLOSED);
 	conn_unlink(c);
 	while (c->shaped_head) {
 		struct write_req *w = c->shaped_head;
@@ -360,26 +393,26 @@ static void tcp_closed_cb(uv_handle_t *h)
 	net_maybe_free(net);
 }
 
+/* Closes the handle; tcp_closed_cb follows. Does nothing if that is under way. */
 static void conn_finish_close(struct pn_conn *c)
 {
-	if (c->handle_closed)
+	if (c->state >= CONN_CLOSING)
 		return;
-	c->handle_closed = true;
+	conn_set_state(c, CONN_CLOSING);
 	uv_close((uv_handle_t *)&c->tcp, tcp_closed_cb);
 }
 
 static void shutdown_cb(uv_shutdown_t *req, int status)
 {
 	struct pn_conn *c = req->data;
-	c->draining = false;
-	conn_finish_close(c);
+	conn_finish_close(c); /* also runs, cancelled, when the drain timed out first */
 }
 
 void pn_conn_close(struct pn_conn *c, int err)
 {
-	if (c->closing)
+	if (conn_closing(c))
 		return;
-	c->closing = true;
+	bool was_established = c->state == CONN_ESTABLISHED;
 	c->close_err = err;
 	c->closing_ms = uv_now(c->net->loop);
 	if (c->reading) {
@@ -388,7 +421,7 @@ void pn_conn_close(struct pn_conn *c, int err)
 	}
 	/* A connection that was up gets close_notify and whatever is still
 	 * queued (an ERROR frame, say), unless it is the writes that stalled. */
-	if (c->established && err != PN_ETIMEDOUT && uv_is_writable((uv_stream_t *)&c->tcp)) {
+	if (was_established && err != PN_ETIMEDOUT && uv_is_writable((uv_stream_t *)&c->tcp)) {
 		/* What the upload cap held back goes first, in order: the TLS records
 		 * that follow (close_notify) must not overtake it. */
 		while (c->shaped_head) {
@@ -414,7 +447,7 @@ void pn_conn_close(struct pn_conn *c, int err)
 		}
 		c->shutdown_req.data = c;
 		if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, shutdown_cb) == 0) {
-			c->draining = true;
+			conn_set_state(c, CONN_DRAINING);
 			return;
 		}
 	}
@@ -428,7 +461,7 @@ static void write_cb(uv_write_t *req, int status)
 	c->queued -= w->len;
 	write_req_free(w);
 	if (status < 0) {
-		if (c->closing)
+		if (conn_closing(c))
 			return;
 		if (status == UV_EPIPE || status == UV_ECONNRESET)
 			c->write_dead = true; /* read what the peer said before it went */
@@ -437,7 +470,7 @@ static void write_cb(uv_write_t *req, int status)
 		return;
 	}
 	c->last_tx_ms = uv_now(c->net->loop);
-	if (c->closing)
+	if (conn_closing(c))
 		return;
 	if (c->queued < (c->net->up.rate ? SHAPED_HIGH_WATER / 2 : PN_CONN_LOW_WATER)) {
 		if (c->above_high) {
@@ -445,7 +478,7 @@ static void write_cb(uv_write_t *req, int status)
 			if (c->cbs && c->cbs->writable_cb)
 				c->cbs->writable_cb(c);
 		}
-		if (c->paused && !c->closing)
+		if (c->paused && !conn_closing(c))
 			pn_conn_resume(c);
 	}
 }
@@ -483,7 +516,7 @@ static int submit_write(struct pn_conn *c, struct write_req *w)
 static int flush_out(struct pn_conn *c)
 {
 	struct pn_net *net = c->net;
-	if (!pn_tls_pending_out(c->tls) || c->handle_closed)
+	if (!pn_tls_pending_out(c->tls) || c->state >= CONN_CLOSING)
 		return PN_OK;
 	if (c->write_dead) {
 		size_t n;
@@ -566,7 +599,7 @@ static void shape_cb(uv_timer_t *t)
 		for (size_t i = 0; c && i < start; i++)
 			c = c->next;
 		struct write_req *w = c ? c->shaped_head : NULL;
-		if (!w || c->closing) {
+		if (!w || conn_closing(c)) {
 			idle_turns++;
 			continue;
 		}
@@ -582,13 +615,13 @@ static void shape_cb(uv_timer_t *t)
 	}
 	bool down_ok = pn_bucket_ready(&net->down, now);
 	for (struct pn_conn *c = net->conns; c; c = c->next) {
-		if (c->shaped_head && !c->closing)
+		if (c->shaped_head && !conn_closing(c))
 			pending = true;
 		if (c->read_throttled) {
-			if (down_ok && !c->closing) {
+			if (down_ok && !conn_closing(c)) {
 				c->read_throttled = false;
 				start_reading(c);
-			} else if (!c->closing) {
+			} else if (!conn_closing(c)) {
 				pending = true;
 			}
 		}
@@ -615,7 +648,7 @@ void pn_net_bytes(const struct pn_net *net, uint64_t *up, uint64_t *down)
 
 int pn_conn_send2(struct pn_conn *c, const void *a, size_t alen, const void *b, size_t blen)
 {
-	if (c->closing || !c->established)
+	if (c->state != CONN_ESTABLISHED)
 		return PN_ECLOSED;
 	pn_tls_reserve_out(c->tls, alen + blen);
 	int r = pn_tls_write(c->tls, a, alen);
@@ -640,7 +673,7 @@ int pn_conn_send_msg(struct pn_conn *c, const struct pn_msg *m)
 	pn_wr_init(&w, net->scratch, PN_FRAME_HDR + PN_FRAME_MAX);
 	int r = pn_msg_encode(m, &w);
 	if (r != PN_OK) {
-		pn_log_error("encoding message 0x%02x: %s", m->type, pn_strerror(r));
+		PN_LOGE(&net->log, "encoding message 0x%02x: %s", m->type, pn_strerror(r));
 		return r;
 	}
 	return pn_conn_send(c, w.data, w.len);
@@ -671,7 +704,7 @@ void *pn_conn_data(const struct pn_conn *c) { return c->data; }
 const struct pn_conn_cbs *pn_conn_cbs_get(const struct pn_conn *c) { return c->cbs; }
 const char *pn_conn_peer_addr(const struct pn_conn *c) { return c->peer_addr; }
 const uint8_t *pn_conn_peer_id(const struct pn_conn *c) { return c->peer_id; }
-bool pn_conn_is_established(const struct pn_conn *c) { return c->established; }
+bool pn_conn_is_established(const struct pn_conn *c) { return c->state == CONN_ESTABLISHED; }
 
 int pn_conn_local_ip(const struct pn_conn *c, char out[PN_ADDR_STR_MAX])
 {
@@ -692,15 +725,16 @@ void pn_conn_set_max_frame(struct pn_conn *c, size_t max_body) { c->max_body = m
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-	/* One buffer for the whole loop: read_cb consumes it before the next alloc. */
-	buf->base = (char *)read_buf;
-	buf->len = sizeof read_buf;
+	/* One buffer for the whole net: read_cb consumes it before the next alloc. */
+	struct pn_conn *c = h->data;
+	buf->base = (char *)c->net->read_buf;
+	buf->len = sizeof c->net->read_buf;
 }
 
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
 	struct pn_conn *c = s->data;
-	if (c->closing)
+	if (conn_closing(c))
 		return;
 	if (nread < 0) {
 		pn_conn_close(c, nread == UV_EOF ? PN_ECLOSED : PN_EIO);
@@ -729,7 +763,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 static void start_reading(struct pn_conn *c)
 {
-	if (!c->reading && !c->closing && !c->paused && !c->read_throttled) {
+	if (!c->reading && !conn_closing(c) && !c->paused && !c->read_throttled) {
 		if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) == 0)
 			c->reading = true;
 	}
@@ -737,7 +771,7 @@ static void start_reading(struct pn_conn *c)
 
 void pn_conn_resume(struct pn_conn *c)
 {
-	if (c->closing)
+	if (conn_closing(c))
 		return;
 	c->paused = false;
 	start_reading(c);
@@ -750,7 +784,7 @@ static bool deliver_frames(struct pn_conn *c)
 {
 	size_t off = 0;
 	bool go_on = true;
-	while (!c->closing) {
+	while (!conn_closing(c)) {
 		const uint8_t *p = c->in + off;
 		size_t avail = c->in_len - off;
 		size_t body_len;
@@ -758,14 +792,15 @@ static bool deliver_frames(struct pn_conn *c)
 			uint32_t declared = pn_get_u32(p);
 			size_t type_max = pn_msg_max_body(p[PN_FRAME_HDR]);
 			if (type_max == 0) {
-				pn_log_info("%s: unknown message type 0x%02x, closing", c->peer_addr, p[PN_FRAME_HDR]);
+				PN_LOGI(&c->net->log, "%s: unknown message type 0x%02x, closing", c->peer_addr,
+					p[PN_FRAME_HDR]);
 				pn_conn_close(c, PN_EPROTO);
 				go_on = false;
 				break;
 			}
 			if (declared > type_max || declared > c->max_body) {
-				pn_log_info("%s: frame of %u bytes exceeds the limit for type 0x%02x, closing",
-					    c->peer_addr, declared, p[PN_FRAME_HDR]);
+				PN_LOGI(&c->net->log, "%s: frame of %u bytes exceeds the limit for type 0x%02x, closing",
+					c->peer_addr, declared, p[PN_FRAME_HDR]);
 				pn_conn_close(c, PN_ETOOBIG);
 				go_on = false;
 				break;
@@ -775,7 +810,7 @@ static bool deliver_frames(struct pn_conn *c)
 		if (r == PN_EAGAIN)
 			break;
 		if (r != PN_OK) {
-			pn_log_info("%s: bad frame (%s), closing", c->peer_addr, pn_strerror(r));
+			PN_LOGI(&c->net->log, "%s: bad frame (%s), closing", c->peer_addr, pn_strerror(r));
 			pn_conn_close(c, r);
 			go_on = false;
 			break;
@@ -799,7 +834,7 @@ static bool deliver_frames(struct pn_conn *c)
 		c->bytes_in += PN_FRAME_HDR + body_len;
 		off += PN_FRAME_HDR + body_len;
 	}
-	if (c->closing)
+	if (conn_closing(c))
 		return false;
 	if (off) {
 		memmove(c->in, c->in + off, c->in_len - off);
@@ -847,21 +882,21 @@ static void process(struct pn_conn *c)
 	c->processing = true;
 	do {
 		c->reprocess = false;
-		if (c->closing)
+		if (conn_closing(c))
 			break;
-		if (!c->established) {
+		if (c->state < CONN_ESTABLISHED) {
 			int r = pn_tls_handshake(c->tls);
 			int fr = flush_out(c);
 			if (r == PN_EAGAIN && fr == PN_OK)
 				break;
 			if (r != PN_OK || fr != PN_OK) {
 				int err = r != PN_OK ? r : fr;
-				pn_log_info("%s: handshake failed: %s", c->peer_addr,
-					    r == PN_OK ? pn_strerror(fr) : pn_tls_last_error(c->tls));
+				PN_LOGI(&c->net->log, "%s: handshake failed: %s", c->peer_addr,
+					r == PN_OK ? pn_strerror(fr) : pn_tls_last_error(c->tls));
 				pn_conn_close(c, err);
 				break;
 			}
-			c->established = true;
+			conn_set_state(c, CONN_ESTABLISHED);
 			c->last_rx_ms = uv_now(c->net->loop);
 			if (pn_tls_peer_id(c->tls, c->peer_id) != PN_OK) {
 				pn_conn_close(c, PN_ETLS);
@@ -869,10 +904,10 @@ static void process(struct pn_conn *c)
 			}
 			if (c->cbs->established_cb)
 				c->cbs->established_cb(c);
-			if (c->closing)
+			if (conn_closing(c))
 				break;
 		}
-		for (int rounds = 0; rounds < 1024 && !c->closing && !c->paused; rounds++) {
+		for (int rounds = 0; rounds < 1024 && !conn_closing(c) && !c->paused; rounds++) {
 			if (!deliver_frames(c))
 				break;
 			int r = in_reserve(c);
@@ -885,18 +920,19 @@ static void process(struct pn_conn *c)
 				break;
 			if (n < 0) {
 				if (n != PN_ECLOSED)
-					pn_log_info("%s: TLS error: %s", c->peer_addr, pn_tls_last_error(c->tls));
+					PN_LOGI(&c->net->log, "%s: TLS error: %s", c->peer_addr,
+						pn_tls_last_error(c->tls));
 				pn_conn_close(c, n == PN_ECLOSED ? PN_ECLOSED : PN_ETLS);
 				break;
 			}
 			c->in_len += (size_t)n;
 		}
-		if (!c->closing) {
+		if (!conn_closing(c)) {
 			int r = flush_out(c);
 			if (r != PN_OK)
 				pn_conn_close(c, r);
 		}
-	} while (c->reprocess && !c->closing);
+	} while (c->reprocess && !conn_closing(c));
 	c->processing = false;
 }
 
@@ -909,7 +945,6 @@ static void connection_cb(uv_stream_t *server, int status)
 	if (!c)
 		return;
 	if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
-		c->closing = true;
 		conn_finish_close(c);
 		return;
 	}
@@ -920,8 +955,7 @@ static void connection_cb(uv_stream_t *server, int status)
 	else
 		strcpy(c->peer_addr, "?");
 	if (net->nconns > net->opts.max_conns) {
-		pn_log_warn("%s: refused, %zu connections already", c->peer_addr, net->nconns - 1);
-		c->closing = true;
+		PN_LOGW(&net->log, "%s: refused, %zu connections already", c->peer_addr, net->nconns - 1);
 		conn_finish_close(c);
 		return;
 	}
@@ -929,7 +963,6 @@ static void connection_cb(uv_stream_t *server, int status)
 	c->tls = pn_tls_new(net->ctx_server, true, NULL);
 	c->cbs = c->tls ? net->accept_cb(net, c) : NULL;
 	if (!c->cbs) {
-		c->closing = true;
 		conn_finish_close(c);
 		return;
 	}
@@ -967,12 +1000,13 @@ int pn_net_listen(struct pn_net *net, const char *addr, pn_accept_cb accept_cb, 
 static void connect_cb(uv_connect_t *req, int status)
 {
 	struct pn_conn *c = req->data;
-	if (c->closing)
+	if (conn_closing(c))
 		return;
 	if (status < 0) {
 		pn_conn_close(c, status == UV_ETIMEDOUT ? PN_ETIMEDOUT : PN_ECONNREFUSED);
 		return;
 	}
+	conn_set_state(c, CONN_HANDSHAKING);
 	uv_tcp_nodelay(&c->tcp, 1);
 	start_reading(c);
 	process(c); /* sends the ClientHello */
@@ -997,7 +1031,6 @@ int pn_net_connect(struct pn_net *net, const char *addr, const uint8_t *expected
 	}
 	c->tls = pn_tls_new(net->ctx_client, false, expected_id);
 	if (!c->tls) {
-		c->closing = true;
 		c->close_err = PN_ETLS;
 		conn_finish_close(c);
 		return PN_ETLS;
@@ -1005,7 +1038,6 @@ int pn_net_connect(struct pn_net *net, const char *addr, const uint8_t *expected
 	c->connect_req.data = c;
 	r = uv_tcp_connect(&c->connect_req, &c->tcp, (struct sockaddr *)&ss, connect_cb);
 	if (r != 0) {
-		c->closing = true;
 		c->close_err = PN_ECONNREFUSED;
 		c->cbs = NULL;
 		conn_finish_close(c);

@@ -19,6 +19,7 @@
 #include <uv.h>
 #include "peernet.h"
 #include "crypto/crypto.h"
+#include "util/log.h"
 #include "wire/wire.h"
 
 #define PN_NET_READ_BUF (64 * 1024)
@@ -52,8 +53,13 @@ struct pn_net_opts {
 	uint32_t idle_timeout_ms;       /* no frame received for this long: close (0 = never) */
 	uint32_t write_stall_timeout_ms;/* bytes queued but none written for this long: close */
 	uint32_t max_conns;             /* accepted connections beyond this are refused */
+	/* Where the net logs (peers refused, handshakes failed, bad frames):
+	 * copied by pn_net_new, so it need not outlive the call. NULL: silent. */
+	const struct pn_logger *log;
 };
 
+/* The defaults; log is the legacy logger (pn_log_legacy) until every caller
+ * passes its own. pn_net_new with opts NULL uses these. */
 void pn_net_opts_default(struct pn_net_opts *o);
 
 /* Creates the loop-wide state. identity is borrowed and must outlive net. */
@@ -113,7 +119,7 @@ const char *pn_conn_peer_addr(const struct pn_conn *c); /* "ip:port" */
 const uint8_t *pn_conn_peer_id(const struct pn_conn *c); /* valid once established */
 /* The IP of this end of the connection (the address the peer reached us at), without the port. */
 int pn_conn_local_ip(const struct pn_conn *c, char out[PN_ADDR_STR_MAX]);
-bool pn_conn_is_established(const struct pn_conn *c);
+bool pn_conn_is_established(const struct pn_conn *c); /* TLS up, and not closing */
 struct pn_net *pn_conn_net(const struct pn_conn *c);
 uint64_t pn_conn_bytes_in(const struct pn_conn *c);  /* plaintext frame bytes received */
 uint64_t pn_conn_bytes_out(const struct pn_conn *c); /* plaintext frame bytes sent */
