@@ -244,6 +244,17 @@ static void net_handle_closed_cb(uv_handle_t *h)
 	net_maybe_free(net);
 }
 
+static void sweep_cb(uv_timer_t *t);
+
+/* The sweep runs about once a second, with jitter, while the net has
+ * connections, and not at all without: an idle process does not wake for it. */
+static void sweep_arm(struct pn_net *net)
+{
+	if (net->nconns == 0 || net->closing || uv_is_active((uv_handle_t *)&net->sweep))
+		return;
+	uv_timer_start(&net->sweep, sweep_cb, SWEEP_INTERVAL_MS + pn_prng_below(&net->prng, SWEEP_JITTER_MS), 0);
+}
+
 static void sweep_cb(uv_timer_t *t)
 {
 	struct pn_net *net = t->data;
@@ -272,7 +283,7 @@ static void sweep_cb(uv_timer_t *t)
 		if (net->opts.idle_timeout_ms && !c->queued && now - c->last_rx_ms > net->opts.idle_timeout_ms)
 			pn_conn_close(c, PN_ETIMEDOUT);
 	}
-	uv_timer_set_repeat(t, SWEEP_INTERVAL_MS + pn_prng_below(&net->prng, SWEEP_JITTER_MS));
+	sweep_arm(net);
 }
 
 int pn_net_new(uv_loop_t *loop, const struct pn_identity *id, const struct pn_net_opts *opts,
@@ -307,8 +318,7 @@ int pn_net_new(uv_loop_t *loop, const struct pn_identity *id, const struct pn_ne
 	uv_timer_init(loop, &net->sweep);
 	net->sweep.data = net;
 	net->open_handles = 1;
-	uv_timer_start(&net->sweep, sweep_cb, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
-	uv_unref((uv_handle_t *)&net->sweep);
+	uv_unref((uv_handle_t *)&net->sweep); /* armed by the first connection */
 	uv_timer_init(loop, &net->shape);
 	net->shape.data = net;
 	net->open_handles++;
@@ -359,6 +369,7 @@ static struct pn_conn *conn_new(struct pn_net *net, bool is_server)
 		net->conns->prev = c;
 	net->conns = c;
 	net->nconns++;
+	sweep_arm(net);
 	return c;
 }
 
