@@ -5,6 +5,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include "peernet.h"
+#include "util/log.h"
 
 #define PN_EXIT_OK 0
 #define PN_EXIT_FAIL 1
@@ -33,5 +35,12 @@ void cli_json_str(FILE *f, const char *s);
 bool cli_parse_seconds(const char *s, uint32_t *ms);
 /* Parses a positive integer within [min, max]. */
 bool cli_parse_uint(const char *s, uint32_t min, uint32_t max, uint32_t *out);
+
+/* The program's logger: lines on stderr as "HH:MM:SS.mmm TAG LEVEL: text", at
+ * the level PEERNET_LOG (or -v) chose. tag is not copied: a static string. */
+struct pn_logger cli_logger(const char *tag);
+/* Prints "peernet WHAT <node-id> listening on port N" and "node-id <node-id>"
+ * on stdout, then writes the port to port_file (may be NULL). */
+void cli_announce(const char *what, uint16_t port, const uint8_t node_id[PN_ID_BYTES], const char *port_file);
 
 #endif

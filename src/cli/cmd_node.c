@@ -184,6 +184,11 @@ int cmd_node(int argc, char **argv)
 	return pn_node_run(&o) == 0 ? PN_EXIT_OK : PN_EXIT_FAIL;
 }
 
+static void directory_ready_cb(void *ud, uint16_t port, const uint8_t node_id[PN_ID_BYTES])
+{
+	cli_announce("directory", port, node_id, ud);
+}
+
 int cmd_directory(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -216,7 +221,7 @@ int cmd_directory(int argc, char **argv)
 			if (!cli_parse_uint(optarg, 1, 1000000, &o.rate_per_s))
 				return cli_usage_err("directory", "bad --rate '%s'", optarg);
 			break;
-		case 'p': o.port_file = optarg; break;
+		case 'p': o.ready_ud = optarg; break;
 		case 'v': pn_log_set_level(PN_LOG_DEBUG); break;
 		case 'h': fputs(directory_help, stdout); return PN_EXIT_OK;
 		default: return cli_usage_err("directory", "bad option");
@@ -227,6 +232,9 @@ int cmd_directory(int argc, char **argv)
 	if (!o.listen)
 		return cli_usage_err("directory", "--listen ADDR:PORT is required");
 	pn_log_set_tag("peernet directory");
+	struct pn_logger lg = cli_logger("peernet directory");
+	o.log = &lg;
+	o.ready_cb = directory_ready_cb;
 	return pn_directory_run(&o) == 0 ? PN_EXIT_OK : PN_EXIT_FAIL;
 }
 

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include "cli/cli.h"
+#include "crypto/crypto.h"
 
 void cli_err(const char *cmd, const char *fmt, ...)
 {
@@ -63,4 +64,27 @@ bool cli_parse_uint(const char *s, uint32_t min, uint32_t max, uint32_t *out)
 		return false;
 	*out = (uint32_t)v;
 	return true;
+}
+
+struct pn_logger cli_logger(const char *tag)
+{
+	struct pn_logger lg = {.cb = pn_log_stderr_cb, .ud = (void *)tag, .level = pn_log_get_level()};
+	return lg;
+}
+
+void cli_announce(const char *what, uint16_t port, const uint8_t node_id[PN_ID_BYTES], const char *port_file)
+{
+	char idhex[PN_NODE_ID_STR_LEN + 1];
+
+	pn_node_id_format(node_id, idhex);
+	printf("peernet %s %s listening on port %u\n", what, idhex, port);
+	printf("node-id %s\n", idhex);
+	fflush(stdout);
+	if (port_file) {
+		FILE *f = fopen(port_file, "w");
+		if (f) {
+			fprintf(f, "%u\n", port);
+			fclose(f);
+		}
+	}
 }

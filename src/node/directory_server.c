@@ -1,6 +1,10 @@
 /* peernet directory: drives the sans-I/O directory core (src/proto/directory.c)
  * over TLS connections. Nodes keep one connection open: they register, offer,
- * heartbeat with PING, ask FIND and SEARCH, and say BYE. */
+ * heartbeat with PING, ask FIND and SEARCH, and say BYE.
+ *
+ * One timer, armed at the core's next wake-up (the oldest node's heartbeat
+ * deadline) after every request: an idle directory does not wake at all, and
+ * expiries are batched at most WAKE_MIN_GAP_MS apart. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,17 +22,21 @@
 #define MISSED_HEARTBEATS 3
 #define DEFAULT_RATE 200            /* requests per second per connection */
 #define RATE_STRIKES_MAX 50         /* requests refused for rate before the connection is dropped */
-#define TICK_MS 1000
+#define WAKE_MIN_GAP_MS 250         /* expiries wait this long after the last wake-up: <= 4 a second */
+#define NOT_ARMED UINT64_MAX
 
 struct dserver {
 	uv_loop_t *loop;
 	struct pn_net *net;
 	struct pn_identity id;
 	struct dir *dir;
+	struct pn_logger log;       /* a copy of opts->log; cb NULL: silent */
+	struct pn_conn_cbs conn_cbs;/* every node's connection: here, not in a static */
 	uv_timer_t tick;
+	uint64_t tick_at;           /* when the timer fires (loop ms), NOT_ARMED if stopped */
+	uint64_t last_tick;         /* when it last fired */
+	bool stopping;
 	uv_signal_t sig_int, sig_term;
-	uint8_t *out;
-	size_t out_cap;
 	uint32_t heartbeat_ms;
 	uint32_t rate;
 	uint64_t requests, finds, searches;
@@ -172,20 +180,57 @@ static uint32_t request_id(const struct pn_msg *m)
 	}
 }
 
-static int frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
+static void tick_cb(uv_timer_t *t);
+
+/* Arms the timer at the core's next wake-up, but not sooner than
+ * WAKE_MIN_GAP_MS after the last one; stops it when no node is registered. */
+static void tick_arm(struct dserver *ds)
 {
-	struct dclient *dc = pn_conn_data(c);
-	struct dserver *ds = dc->ds;
+	uint64_t wake = dir_next_wakeup(ds->dir);
+
+	if (ds->stopping)
+		return;
+	if (wake == UINT64_MAX) {
+		if (ds->tick_at != NOT_ARMED)
+			uv_timer_stop(&ds->tick);
+		ds->tick_at = NOT_ARMED;
+		return;
+	}
+	if (wake < ds->last_tick + WAKE_MIN_GAP_MS)
+		wake = ds->last_tick + WAKE_MIN_GAP_MS;
+	if (wake == ds->tick_at)
+		return;
+	uint64_t now = uv_now(ds->loop);
+	ds->tick_at = wake;
+	uv_timer_start(&ds->tick, tick_cb, wake > now ? wake - now : 0, 0);
+}
+
+static void tick_cb(uv_timer_t *t)
+{
+	struct dserver *ds = t->data;
+	uint64_t now = uv_now(ds->loop);
+	size_t gone = dir_tick(ds->dir, now);
+
+	if (gone)
+		PN_LOGI(&ds->log, "%zu nodes dropped after missing their heartbeats", gone);
+	ds->last_tick = now;
+	ds->tick_at = NOT_ARMED;
+	tick_arm(ds);
+}
+
+static int handle_frame(struct dserver *ds, struct dclient *dc, struct pn_conn *c, const uint8_t *body,
+			size_t len)
+{
 	struct pn_msg m;
 	if (pn_msg_decode(body, len, &m) != PN_OK) {
-		pn_log_info("%s: malformed message (type 0x%02x, %zu bytes), closing", pn_conn_peer_addr(c),
+		PN_LOGI(&ds->log, "%s: malformed message (type 0x%02x, %zu bytes), closing", pn_conn_peer_addr(c),
 			    len ? body[0] : 0, len);
 		pn_conn_send_error(c, 0, PN_WERR_PROTOCOL, "malformed message");
 		return PN_EPROTO;
 	}
 	if (!dc->hello) {
 		if (m.type != PN_MSG_HELLO) {
-			pn_log_info("%s: first message is not HELLO, closing", pn_conn_peer_addr(c));
+			PN_LOGI(&ds->log, "%s: first message is not HELLO, closing", pn_conn_peer_addr(c));
 			return PN_EPROTO;
 		}
 		dc->hello = true;
@@ -197,7 +242,7 @@ static int frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
 	/* Every request costs a token; a connection out of tokens is refused, then dropped. */
 	if (!pn_bucket_ready(&dc->bucket, now)) {
 		if (++dc->strikes > RATE_STRIKES_MAX) {
-			pn_log_info("%s: too many requests, closing", pn_conn_peer_addr(c));
+			PN_LOGI(&ds->log, "%s: too many requests, closing", pn_conn_peer_addr(c));
 			return PN_ELIMIT;
 		}
 		return pn_conn_send_error(c, request_id(&m), PN_WERR_BUSY, "too many requests; slow down");
@@ -227,7 +272,7 @@ static int frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
 		dc->registered = true;
 		char idhex[PN_NODE_ID_STR_LEN + 1];
 		pn_node_id_format(dc->node_id, idhex);
-		pn_log_info("node %.16s registered at %s", idhex, addr);
+		PN_LOGI(&ds->log, "node %.16s registered at %s", idhex, addr);
 		return dok(ds, c, m.u.dir_register.req_id, ds->heartbeat_ms);
 	}
 	case PN_MSG_DIR_OFFER:
@@ -249,10 +294,21 @@ static int frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
 		}
 		return dok(ds, c, m.u.dir_ref.req_id, 0);
 	default:
-		pn_log_info("%s: unexpected message type 0x%02x, closing", pn_conn_peer_addr(c), m.type);
+		PN_LOGI(&ds->log, "%s: unexpected message type 0x%02x, closing", pn_conn_peer_addr(c), m.type);
 		pn_conn_send_error(c, 0, PN_WERR_PROTOCOL, "unexpected message");
 		return PN_EPROTO;
 	}
+}
+
+/* Every request may move the oldest node's deadline: re-arm after each. */
+static int frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
+{
+	struct dclient *dc = pn_conn_data(c);
+	struct dserver *ds = dc->ds;
+	int r = handle_frame(ds, dc, c, body, len);
+
+	tick_arm(ds);
+	return r;
 }
 
 static void established_cb(struct pn_conn *c)
@@ -269,16 +325,10 @@ static void close_cb(struct pn_conn *c, int err)
 	if (!dc)
 		return;
 	if (err && err != PN_ECLOSED)
-		pn_log_info("%s: connection closed: %s", pn_conn_peer_addr(c), pn_strerror(err));
+		PN_LOGI(&dc->ds->log, "%s: connection closed: %s", pn_conn_peer_addr(c), pn_strerror(err));
 	/* A node that vanished without BYE stays until its heartbeats are missed. */
 	free(dc);
 }
-
-static const struct pn_conn_cbs dir_cbs = {
-	.established_cb = established_cb,
-	.frame_cb = frame_cb,
-	.close_cb = close_cb,
-};
 
 static const struct pn_conn_cbs *accept_cb(struct pn_net *net, struct pn_conn *c)
 {
@@ -289,21 +339,14 @@ static const struct pn_conn_cbs *accept_cb(struct pn_net *net, struct pn_conn *c
 	pn_bucket_init(&dc->bucket, dc->ds->rate, dc->ds->rate * 2, uv_now(dc->ds->loop));
 	pn_conn_set_data(c, dc);
 	pn_conn_set_max_frame(c, 64);
-	return &dir_cbs;
-}
-
-static void tick_cb(uv_timer_t *t)
-{
-	struct dserver *ds = t->data;
-	size_t gone = dir_tick(ds->dir, uv_now(ds->loop));
-	if (gone)
-		pn_log_info("%zu nodes dropped after missing their heartbeats", gone);
+	return &dc->ds->conn_cbs;
 }
 
 static void signal_cb(uv_signal_t *s, int signum)
 {
 	struct dserver *ds = s->data;
-	pn_log_info("signal %d: stopping", signum);
+	PN_LOGI(&ds->log, "signal %d: stopping", signum);
+	ds->stopping = true;
 	uv_close((uv_handle_t *)&ds->sig_int, NULL);
 	uv_close((uv_handle_t *)&ds->sig_term, NULL);
 	uv_close((uv_handle_t *)&ds->tick, NULL);
@@ -316,16 +359,19 @@ int pn_directory_run(const struct pn_directory_opts *opts)
 	int r;
 	signal(SIGPIPE, SIG_IGN);
 	ds.loop = uv_default_loop();
+	if (opts->log)
+		ds.log = *opts->log;
+	ds.conn_cbs = (struct pn_conn_cbs){
+		.established_cb = established_cb,
+		.frame_cb = frame_cb,
+		.close_cb = close_cb,
+	};
 	ds.heartbeat_ms = opts->heartbeat_ms ? opts->heartbeat_ms : DEFAULT_HEARTBEAT_MS;
 	ds.rate = opts->rate_per_s ? opts->rate_per_s : DEFAULT_RATE;
-	ds.out_cap = PN_FRAME_HDR + PN_FRAME_MAX;
-	ds.out = malloc(ds.out_cap);
-	if (!ds.out)
-		return PN_ENOMEM;
 	r = opts->data_dir ? pn_identity_load_or_create(opts->data_dir, &ds.id) : pn_identity_ephemeral(&ds.id);
 	if (r != PN_OK) {
-		fprintf(stderr, "peernet directory: cannot load or create an identity: %s\n", pn_strerror(r));
-		goto out_buf;
+		PN_LOGE(&ds.log, "cannot load or create an identity: %s", pn_strerror(r));
+		goto out_loop;
 	}
 	struct dir_opts dopts = {
 		.max_nodes = opts->max_nodes,
@@ -337,16 +383,19 @@ int pn_directory_run(const struct pn_directory_opts *opts)
 		r = PN_ENOMEM;
 		goto out_id;
 	}
-	r = pn_net_new(ds.loop, &ds.id, NULL, &ds.net);
+	struct pn_net_opts nopts;
+	pn_net_opts_default(&nopts);
+	nopts.log = &ds.log;
+	r = pn_net_new(ds.loop, &ds.id, &nopts, &ds.net);
 	if (r != PN_OK) {
-		fprintf(stderr, "peernet directory: cannot set up TLS: %s\n", pn_strerror(r));
+		PN_LOGE(&ds.log, "cannot set up TLS: %s", pn_strerror(r));
 		goto out_dir;
 	}
 	pn_net_set_data(ds.net, &ds);
 	uint16_t port;
 	r = pn_net_listen(ds.net, opts->listen, accept_cb, &port);
 	if (r != PN_OK) {
-		fprintf(stderr, "peernet directory: cannot listen on %s: %s\n", opts->listen,
+		PN_LOGE(&ds.log, "cannot listen on %s: %s", opts->listen,
 			r == PN_EEXIST ? "address already in use" : pn_strerror(r));
 		pn_net_close(ds.net);
 		uv_run(ds.loop, UV_RUN_DEFAULT);
@@ -354,34 +403,24 @@ int pn_directory_run(const struct pn_directory_opts *opts)
 	}
 	uv_timer_init(ds.loop, &ds.tick);
 	ds.tick.data = &ds;
-	uv_timer_start(&ds.tick, tick_cb, TICK_MS, TICK_MS);
+	ds.tick_at = NOT_ARMED;
+	ds.last_tick = uv_now(ds.loop);
 	uv_signal_init(ds.loop, &ds.sig_int);
 	uv_signal_init(ds.loop, &ds.sig_term);
 	ds.sig_int.data = ds.sig_term.data = &ds;
 	uv_signal_start(&ds.sig_int, signal_cb, SIGINT);
 	uv_signal_start(&ds.sig_term, signal_cb, SIGTERM);
-	char idhex[PN_NODE_ID_STR_LEN + 1];
-	pn_node_id_format(ds.id.node_id, idhex);
-	printf("peernet directory %s listening on port %u\n", idhex, port);
-	printf("node-id %s\n", idhex);
-	fflush(stdout);
-	if (opts->port_file) {
-		FILE *f = fopen(opts->port_file, "w");
-		if (f) {
-			fprintf(f, "%u\n", port);
-			fclose(f);
-		}
-	}
+	if (opts->ready_cb)
+		opts->ready_cb(opts->ready_ud, port, ds.id.node_id);
 	uv_run(ds.loop, UV_RUN_DEFAULT);
-	pn_log_info("stopped after %llu requests (%llu finds, %llu searches)", (unsigned long long)ds.requests,
-		    (unsigned long long)ds.finds, (unsigned long long)ds.searches);
+	PN_LOGI(&ds.log, "stopped after %llu requests (%llu finds, %llu searches)", (unsigned long long)ds.requests,
+		(unsigned long long)ds.finds, (unsigned long long)ds.searches);
 	r = PN_OK;
 out_dir:
 	dir_free(ds.dir);
 out_id:
 	pn_identity_free(&ds.id);
-out_buf:
-	free(ds.out);
+out_loop:
 	uv_loop_close(ds.loop);
 	return r;
 }

@@ -7,7 +7,8 @@
 
 void pn_format_bytes(uint64_t bytes, char out[16])
 {
-	static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+	/* Arrays, not pointers: no relocation, so the table stays in .rodata. */
+	static const char units[][4] = {"B", "KiB", "MiB", "GiB", "TiB"};
 	double v = (double)bytes;
 	int u = 0;
 	while (v >= 1024 && u < 4) {

@@ -702,3 +702,43 @@ Test(directory, scale_100k_offers, .timeout = 120)
 	cr_assert_eq(dir_check(d), 0);
 	dir_free(d);
 }
+
+/* A driver arms one timer at dir_next_wakeup() (src/node/directory_server.c):
+ * the wake-up must follow the oldest node through heartbeats, offers and
+ * unregistering, and an event-driven loop woken only then must drop each
+ * node at its deadline and then stop waking. */
+Test(directory, next_wakeup_follows_the_oldest_node)
+{
+	struct dir *d = mkdir_default();
+	uint8_t id1[PN_ID_BYTES], id3[PN_ID_BYTES];
+
+	node_id(1, id1);
+	node_id(3, id3);
+	cr_assert_eq(dir_next_wakeup(d), UINT64_MAX, "nothing to do: no wake-up");
+	reg(d, 1, T0);
+	reg(d, 2, T0 + 1000);
+	reg(d, 3, T0 + 2000);
+	cr_assert_eq(dir_next_wakeup(d), T0 + TIMEOUT_MS);
+	cr_assert_eq(dir_heartbeat(d, id1, T0 + 5000), 0);
+	cr_assert_eq(dir_next_wakeup(d), T0 + 1000 + TIMEOUT_MS, "node 2 is the oldest now");
+	cr_assert_eq(offer(d, 2, 7, "report.pdf", T0 + 6000), 0);
+	cr_assert_eq(dir_next_wakeup(d), T0 + 2000 + TIMEOUT_MS, "an offer counts as a heartbeat");
+	dir_unregister(d, id3);
+	cr_assert_eq(dir_next_wakeup(d), T0 + 5000 + TIMEOUT_MS, "node 1's heartbeat is the oldest left");
+	/* Nothing is due before the wake-up. */
+	cr_assert_eq(dir_tick(d, dir_next_wakeup(d) - 1), 0);
+
+	/* Woken only at the wake-ups: one node each time, then no more. */
+	uint64_t woke_at[4];
+	int wakes = 0;
+	for (uint64_t w; (w = dir_next_wakeup(d)) != UINT64_MAX && wakes < 4;)
+		cr_assert_eq(dir_tick(d, (woke_at[wakes++] = w)), 1);
+	cr_assert_eq(wakes, 2);
+	cr_assert_eq(woke_at[0], T0 + 5000 + TIMEOUT_MS);
+	cr_assert_eq(woke_at[1], T0 + 6000 + TIMEOUT_MS);
+	cr_assert_eq(dir_node_count(d), 0);
+	cr_assert_eq(dir_content_count(d), 0);
+	cr_assert_eq(dir_next_wakeup(d), UINT64_MAX);
+	cr_assert_eq(dir_check(d), 0);
+	dir_free(d);
+}
