@@ -50,6 +50,7 @@ struct client_args {
 	bool force;
 	int progress; /* -1 auto, 0 off, 1 on */
 	int json_count;
+	char error[PN_CLIENT_ERROR_MAX];
 };
 
 /* Parses the options every client command shares, plus -o/-f for get.
@@ -77,6 +78,7 @@ static int parse_client(const char *cmd, const char *help, int argc, char **argv
 	if (!getenv("PEERNET_LOG"))
 		pn_log_set_level(PN_LOG_WARN);
 	a->progress = -1;
+	a->o.error = a->error;
 	a->o.server = getenv("PEERNET_SERVER");
 	int c;
 	optind = 1;
@@ -149,7 +151,7 @@ int cmd_put(int argc, char **argv)
 	if (a.json)
 		fputs(a.json_count ? "]\n" : "[]\n", stdout);
 	if (r != 0) {
-		cli_err("put", "%s", pn_client_error());
+		cli_err("put", "%s", a.error);
 		return PN_EXIT_FAIL;
 	}
 	return PN_EXIT_OK;
@@ -187,12 +189,12 @@ int cmd_get(int argc, char **argv)
 	struct pn_get_result res;
 	r = pn_client_get(&a.o, &cid, a.output, a.force, &res);
 	if (r != 0) {
-		cli_err("get", "%s", pn_client_error());
+		cli_err("get", "%s", a.error);
 		if (a.json) {
 			char id[PN_CID_STR_LEN + 1];
 			pn_cid_format(&cid, id);
 			printf("{\"id\":\"%s\",\"ok\":false,\"error\":", id);
-			cli_json_str(stdout, pn_client_error());
+			cli_json_str(stdout, a.error);
 			printf(",\"bytes_downloaded\":%llu,\"bytes_resumed\":%llu}\n",
 			       (unsigned long long)res.bytes_downloaded, (unsigned long long)res.bytes_resumed);
 		}
@@ -253,7 +255,7 @@ int cmd_ls(int argc, char **argv)
 	if (a.json)
 		fputs("]\n", stdout);
 	if (r != 0) {
-		cli_err("ls", "%s", pn_client_error());
+		cli_err("ls", "%s", a.error);
 		return PN_EXIT_FAIL;
 	}
 	return PN_EXIT_OK;

@@ -44,6 +44,8 @@ static const char node_help[] =
 	"                            (default: expanding ring, widening only while too few answer)\n"
 	"  --announce HOST           the host the directory gives out for this node (default: as seen)\n"
 	"  --share PATH              share a file, or the files in a directory (repeatable)\n"
+	"  --seed-server ADDR:PORT   use a `peernet serve` server as one more provider of every\n"
+	"                            download, like a web seed (repeatable)\n"
 	"  --up-rate RATE            cap uploads, e.g. 500K, 2M (bytes/s; K, M, G = 1024^n)\n"
 	"  --down-rate RATE          cap downloads\n"
 	"  --peer-timeout SECONDS    a get fails when no provider is reachable this long (default 30)\n"
@@ -92,6 +94,7 @@ int cmd_node(int argc, char **argv)
 		{"max-neighbors", required_argument, NULL, 'x'},
 		{"ttl", required_argument, NULL, 't'},
 		{"plain-flood", no_argument, NULL, 'F'},
+		{"seed-server", required_argument, NULL, 'E'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -122,6 +125,13 @@ int cmd_node(int argc, char **argv)
 			if (strlen(optarg) > PN_DIR_ADDR_MAX || !pn_addr_text_valid(optarg, strlen(optarg), false))
 				return cli_usage_err("node", "bad --bootstrap '%s': expected HOST:PORT", optarg);
 			o.bootstrap[o.nbootstrap++] = optarg;
+			break;
+		case 'E':
+			if (o.nseed_servers >= PN_NODE_MAX_SHARES)
+				return cli_usage_err("node", "at most %d --seed-server options", PN_NODE_MAX_SHARES);
+			if (strlen(optarg) > PN_DIR_ADDR_MAX || !pn_addr_text_valid(optarg, strlen(optarg), false))
+				return cli_usage_err("node", "bad --seed-server '%s': expected HOST:PORT", optarg);
+			o.seed_servers[o.nseed_servers++] = optarg;
 			break;
 		case 'n':
 			if (!cli_parse_uint(optarg, 1, 64, &v))

@@ -13,27 +13,17 @@
 #include "node/progress.h"
 #include "crypto/crypto.h"
 #include "net/net.h"
+#include "proto/engine.h"
 #include "store/store.h"
 #include "util/log.h"
 #include "wire/wire.h"
 
-#define DEFAULT_WINDOW 64             /* 16 MiB of chunk requests in flight: 16 gave 0.55x nginx on loopback, 64 gave 0.62x */
-#define MAX_WINDOW 256
+#define DEFAULT_WINDOW ENGINE_DEFAULT_INFLIGHT_SERVER /* 16 MiB in flight: 16 gave 0.55x nginx on loopback, 64 gave 0.62x */
+#define MAX_WINDOW ENGINE_UPQ_MAX_SERVER
+#define PEER_KEY 1                    /* the engine's name for the one connection */
 #define DEFAULT_TIMEOUT_MS 30000
 #define PROGRESS_INTERVAL_MS 200
 
-static char client_err[1024];
-
-const char *pn_client_error(void) { return client_err; }
-
-static void set_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void set_err(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(client_err, sizeof client_err, fmt, ap);
-	va_end(ap);
-}
 
 enum op { OP_GET, OP_PUT, OP_LS };
 
@@ -50,6 +40,11 @@ struct session {
 	size_t out_cap;
 	uv_timer_t progress_timer;
 	bool progress_on;
+	struct engine *engine;   /* get: the transfer, as a node downloading from one provider */
+	uv_timer_t engine_timer;
+	bool engine_timer_on;
+	char *err;               /* the caller's buffer for the one-line error */
+	char hint[PATH_MAX + 128];
 	struct pn_progress bar;
 	uint64_t t0;
 
@@ -62,12 +57,8 @@ struct session {
 	char data_path[PATH_MAX + 16], state_path[PATH_MAX + 32];
 	struct pn_get_result *res;
 	uint32_t nchunks;
-	uint32_t next_chunk;     /* next index to consider requesting */
-	uint32_t inflight;
 	uint32_t window;
-	uint8_t *requested;      /* one byte per chunk: requested and not yet answered */
 	uint32_t stdout_next;    /* next chunk to copy to stdout */
-	uint32_t meta_req, hash_req;
 
 	/* put */
 	char *const *paths;
@@ -87,11 +78,25 @@ struct session {
 	void *ls_ud;
 };
 
+static void set_err(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_err(struct session *s, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(s->err, PN_CLIENT_ERROR_MAX, fmt, ap);
+	va_end(ap);
+}
+
 static void finish(struct session *s, int result)
 {
 	if (s->result != PN_EAGAIN)
 		return;
 	s->result = result;
+	if (s->engine_timer_on) {
+		uv_timer_stop(&s->engine_timer);
+		uv_close((uv_handle_t *)&s->engine_timer, NULL);
+		s->engine_timer_on = false;
+	}
 	if (s->progress_on) {
 		uv_timer_stop(&s->progress_timer);
 		uv_close((uv_handle_t *)&s->progress_timer, NULL);
@@ -113,12 +118,12 @@ static void fail(struct session *s, int err, const char *fmt, ...)
 		return;
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(client_err, sizeof client_err, fmt, ap);
+	vsnprintf(s->err, PN_CLIENT_ERROR_MAX, fmt, ap);
 	va_end(ap);
 	finish(s, err);
 }
 
-/* Fails with the message already in client_err. */
+/* Fails with the message already in s->err. */
 static void fail_keep(struct session *s, int err)
 {
 	if (s->result != PN_EAGAIN)
@@ -133,13 +138,12 @@ static int send_msg(struct session *s, const struct pn_msg *m)
 
 static const char *partial_hint(struct session *s)
 {
-	static char hint[PATH_MAX + 128];
 	if (s->op == OP_GET && s->part && !s->to_stdout && store_partial_have_count(s->part) > 0)
-		snprintf(hint, sizeof hint, "; partial download kept in %s, run the same command again to resume",
+		snprintf(s->hint, sizeof s->hint, "; partial download kept in %s, run the same command again to resume",
 			 s->data_path);
 	else
-		hint[0] = 0;
-	return hint;
+		s->hint[0] = 0;
+	return s->hint;
 }
 
 static void progress_cb(uv_timer_t *t)
@@ -161,25 +165,6 @@ static void start_progress(struct session *s, const char *label, uint64_t total,
 
 /* ---------------------------------------------------------------- get */
 
-static int get_request_more(struct session *s)
-{
-	while (s->inflight < s->window && s->next_chunk < s->nchunks) {
-		uint32_t i = s->next_chunk++;
-		if (store_partial_has_chunk(s->part, i) || s->requested[i])
-			continue;
-		struct pn_msg m = {.type = PN_MSG_CHUNK_REQ};
-		m.u.ref.req_id = ++s->next_req;
-		m.u.ref.cid = s->cid;
-		m.u.ref.index = i;
-		int r = send_msg(s, &m);
-		if (r != PN_OK)
-			return r;
-		s->requested[i] = 1;
-		s->inflight++;
-	}
-	return PN_OK;
-}
-
 /* Copies every newly contiguous verified chunk to stdout. */
 static int get_stream_stdout(struct session *s)
 {
@@ -195,7 +180,7 @@ static int get_stream_stdout(struct session *s)
 			if (w < 0 && errno == EINTR)
 				continue;
 			if (w <= 0) {
-				set_err("writing to standard output: %s", strerror(errno));
+				set_err(s, "writing to standard output: %s", strerror(errno));
 				return PN_EIO;
 			}
 			off += (size_t)w;
@@ -228,47 +213,6 @@ static void get_complete(struct session *s)
 	finish(s, PN_OK);
 }
 
-static void get_start_chunks(struct session *s)
-{
-	uint64_t ok = 0;
-	int r = store_partial_verify_existing(s->part, &ok);
-	if (r != PN_OK) {
-		fail(s, r, "cannot read the partial download %s: %s", s->data_path, pn_strerror(r));
-		return;
-	}
-	s->res->bytes_resumed = ok;
-	s->requested = calloc(s->nchunks, 1);
-	if (!s->requested) {
-		fail(s, PN_ENOMEM, "out of memory");
-		return;
-	}
-	start_progress(s, s->res->name, s->cid.size, ok);
-	if (s->to_stdout && (r = get_stream_stdout(s)) != PN_OK) {
-		fail_keep(s, r);
-		return;
-	}
-	if (store_partial_have_count(s->part) == s->nchunks) {
-		get_complete(s);
-		return;
-	}
-	r = get_request_more(s);
-	if (r != PN_OK)
-		fail(s, r, "cannot send a request: %s", pn_strerror(r));
-}
-
-static int get_request_hashes(struct session *s)
-{
-	uint32_t first, count;
-	if (!store_partial_missing_hashes(s->part, PN_HASHES_MAX, &first, &count))
-		return PN_OK;
-	struct pn_msg m = {.type = PN_MSG_HASH_REQ};
-	m.u.hash_req.req_id = s->hash_req = ++s->next_req;
-	m.u.hash_req.cid = s->cid;
-	m.u.hash_req.first = first;
-	m.u.hash_req.count = count;
-	return send_msg(s, &m);
-}
-
 /* Opens the partial download for s->res->path (which must be set). */
 static int get_open_partial(struct session *s, const char *name)
 {
@@ -283,80 +227,68 @@ static int get_open_partial(struct session *s, const char *name)
 	}
 	snprintf(s->state_path, sizeof s->state_path, "%s.state", s->data_path);
 	if (!s->to_stdout && !s->overwrite && access(s->res->path, F_OK) == 0) {
-		set_err("%s already exists; use --force to overwrite it", s->res->path);
+		set_err(s, "%s already exists; use --force to overwrite it", s->res->path);
 		return PN_EEXIST;
 	}
 	int r = store_partial_open(s->data_path, s->state_path, &s->cid, name, &s->part);
 	if (r != PN_OK) {
-		set_err("cannot write %s: %s", s->data_path,
+		set_err(s, "cannot write %s: %s", s->data_path,
 			r == PN_EIO && errno ? strerror(errno) : pn_strerror(r));
 		return r;
 	}
 	return PN_OK;
 }
 
-static void get_on_meta(struct session *s, const struct pn_msg_meta *m)
+static void engine_pump(struct session *s);
+
+/* The name is known: without -o the file is saved under it, in the current
+ * directory (the decoder checked it: no '/', not "." or ".."). */
+static void get_on_name(struct session *s, const char *name)
 {
-	if (memcmp(&m->cid, &s->cid, sizeof s->cid)) {
-		fail(s, PN_EPROTO, "server answered for another content ID");
+	snprintf(s->res->name, sizeof s->res->name, "%s", name);
+	if (s->part)
 		return;
-	}
-	memcpy(s->res->name, m->name, m->name_len);
-	s->res->name[m->name_len] = 0;
-	if (!s->part) {
-		/* No -o: save under the server's name in the current directory. The
-		 * name was checked by the decoder: no '/', not "." or "..". */
-		snprintf(s->res->path, sizeof s->res->path, "%s", s->res->name);
-		int r = get_open_partial(s, s->res->name);
-		if (r != PN_OK) {
-			fail_keep(s, r);
-			return;
-		}
-	}
-	if (store_partial_has_hashes(s->part)) {
-		get_start_chunks(s);
-		return;
-	}
-	int r = get_request_hashes(s);
+	snprintf(s->res->path, sizeof s->res->path, "%s", s->res->name);
+	int r = get_open_partial(s, s->res->name);
 	if (r != PN_OK)
-		fail(s, r, "cannot send a request: %s", pn_strerror(r));
+		fail_keep(s, r);
 }
 
-static void get_on_hashes(struct session *s, const struct pn_msg_hashes *m)
+/* The hash list is verified: record it, re-verify what an earlier run left,
+ * and let the engine ask for the chunks still missing. */
+static void get_on_hashes(struct session *s, const uint8_t *hashes, uint32_t len)
 {
-	if (memcmp(&m->cid, &s->cid, sizeof s->cid) || m->req_id != s->hash_req) {
-		fail(s, PN_EPROTO, "server sent a hash list that was not asked for");
+	if (!s->part) {
+		fail(s, PN_EPROTO, "server %s sent no name for the content", s->opts->server);
 		return;
 	}
-	int r = store_partial_add_hashes(s->part, m->first, m->count, m->hashes);
-	if (r == PN_ECORRUPT) {
-		fail(s, r, "server sent a hash list that does not match the content ID; nothing was written");
-		return;
-	}
+	int r = store_partial_has_hashes(s->part) ? PN_OK
+		: store_partial_add_hashes(s->part, 0, len / PN_HASH_BYTES, hashes);
 	if (r != PN_OK) {
 		fail(s, r, "cannot store the hash list in %s: %s", s->state_path, pn_strerror(r));
 		return;
 	}
-	if (store_partial_has_hashes(s->part)) {
-		get_start_chunks(s);
+	uint64_t ok = 0;
+	r = store_partial_verify_existing(s->part, &ok);
+	if (r != PN_OK) {
+		fail(s, r, "cannot read the partial download %s: %s", s->data_path, pn_strerror(r));
 		return;
 	}
-	r = get_request_hashes(s);
-	if (r != PN_OK)
-		fail(s, r, "cannot send a request: %s", pn_strerror(r));
+	s->res->bytes_resumed = ok;
+	start_progress(s, s->res->name, s->cid.size, ok);
+	if (s->to_stdout && (r = get_stream_stdout(s)) != PN_OK) {
+		fail_keep(s, r);
+		return;
+	}
+	engine_hashes_recorded(s->engine, &s->cid, store_partial_bitmap(s->part), uv_now(&s->loop));
 }
 
-static void get_on_chunk(struct session *s, const struct pn_msg_chunk *m)
+static void get_on_write(struct session *s, const struct engine_action *a)
 {
-	if (memcmp(&m->cid, &s->cid, sizeof s->cid) || !s->requested || !s->requested[m->index]) {
-		fail(s, PN_EPROTO, "server sent a chunk that was not asked for");
-		return;
-	}
-	s->requested[m->index] = 0;
-	s->inflight--;
-	int r = store_partial_write_chunk(s->part, m->index, m->data, m->len);
+	int r = s->part ? store_partial_write_chunk(s->part, a->index, a->data, a->len) : PN_EINVAL;
+	engine_chunk_written(s->engine, a->peer, &a->cid, a->index, r, uv_now(&s->loop));
 	if (r == PN_ECORRUPT) {
-		fail(s, r, "server sent chunk %u that does not match its hash; it was not written%s", m->index,
+		fail(s, r, "server sent chunk %u that does not match its hash; it was not written%s", a->index,
 		     partial_hint(s));
 		return;
 	}
@@ -364,20 +296,125 @@ static void get_on_chunk(struct session *s, const struct pn_msg_chunk *m)
 		fail(s, r, "cannot write %s: %s%s", s->data_path, pn_strerror(r), partial_hint(s));
 		return;
 	}
-	s->res->bytes_downloaded += m->len;
+	s->res->bytes_downloaded += a->len;
 	if (s->progress_on)
-		pn_progress_add(&s->bar, m->len);
-	if (s->to_stdout && (r = get_stream_stdout(s)) != PN_OK) {
+		pn_progress_add(&s->bar, a->len);
+	if (s->to_stdout && (r = get_stream_stdout(s)) != PN_OK)
 		fail_keep(s, r);
-		return;
+}
+
+static void on_error_msg(struct session *s, uint16_t code, const char *etext, size_t text_len);
+
+static void engine_timer_cb(uv_timer_t *t)
+{
+	struct session *s = t->data;
+	engine_tick(s->engine, uv_now(&s->loop));
+	engine_pump(s);
+}
+
+/* Carries out what the engine asks, then arms its timer. */
+static void engine_pump(struct session *s)
+{
+	struct engine_action a;
+	while (s->result == PN_EAGAIN && engine_next_action(s->engine, &a)) {
+		switch (a.type) {
+		case ENGINE_SEND:
+			if (s->conn)
+				(void)send_msg(s, &a.msg);
+			break;
+		case ENGINE_WRITE_CHUNK:
+			get_on_write(s, &a);
+			break;
+		case ENGINE_HASHES:
+			get_on_hashes(s, a.data, a.len);
+			break;
+		case ENGINE_NAME:
+			get_on_name(s, a.name);
+			break;
+		case ENGINE_DONE:
+			get_complete(s);
+			break;
+		case ENGINE_NOT_FOUND: {
+			char id[PN_CID_STR_LEN + 1];
+			pn_cid_format(&s->cid, id);
+			fail(s, PN_ENOTFOUND, "server %s has no content with ID %s", s->opts->server, id);
+			break;
+		}
+		case ENGINE_PEER_ERROR:
+			on_error_msg(s, a.code, a.text, a.text_len);
+			break;
+		case ENGINE_STALLED:
+			fail(s, PN_ETIMEDOUT, "server %s stopped sending (timed out)%s", s->opts->server, partial_hint(s));
+			break;
+		case ENGINE_CLOSE:
+			if (a.role && a.role != PN_ROLE_SERVER && a.role != PN_ROLE_NODE)
+				fail(s, PN_EPROTO, "%s is not a peernet server (it is a %s)", s->opts->server,
+				     a.role == PN_ROLE_DIRECTORY ? "directory" : "client");
+			else
+				fail(s, a.err ? a.err : PN_EPROTO, "server %s broke the protocol: %s%s", s->opts->server,
+				     a.why ? a.why : pn_strerror(a.err), partial_hint(s));
+			break;
+		case ENGINE_SEND_CHUNK: /* a client serves nothing */
+		case ENGINE_DIAL:
+		case ENGINE_PEER_READY:
+			break;
+		}
 	}
-	if (store_partial_have_count(s->part) == s->nchunks) {
-		get_complete(s);
+	if (s->result != PN_EAGAIN)
 		return;
+	uint64_t next = engine_next_wakeup(s->engine), now = uv_now(&s->loop);
+	if (next != UINT64_MAX)
+		uv_timer_start(&s->engine_timer, engine_timer_cb, next > now ? next - now : 0, 0);
+	else
+		uv_timer_stop(&s->engine_timer);
+}
+
+/* Starts the download in the engine: with the hash list and the verified
+ * chunks of an earlier run when -o names a partial that has them. */
+static int get_start(struct session *s)
+{
+	struct engine_opts eo = {
+		.role = ENGINE_CLIENT,
+		.sequential = true,
+		.inflight_server = s->window,
+		.inflight_node = s->window < ENGINE_UPQ_MAX ? s->window : ENGINE_UPQ_MAX,
+		.stall_ms = s->opts->timeout_ms ? s->opts->timeout_ms : DEFAULT_TIMEOUT_MS,
+		.seed = uv_hrtime(),
+	};
+	memcpy(eo.self_id, s->id.node_id, PN_ID_BYTES);
+	s->engine = engine_new(&eo, uv_now(&s->loop));
+	if (!s->engine) {
+		set_err(s, "out of memory");
+		return PN_ENOMEM;
 	}
-	r = get_request_more(s);
-	if (r != PN_OK)
-		fail(s, r, "cannot send a request: %s", pn_strerror(r));
+	uv_timer_init(&s->loop, &s->engine_timer);
+	s->engine_timer.data = s;
+	s->engine_timer_on = true;
+	const uint8_t *hashes = NULL, *have = NULL;
+	const char *name = NULL;
+	if (s->part && store_partial_has_hashes(s->part)) {
+		uint64_t ok = 0;
+		int r = store_partial_verify_existing(s->part, &ok);
+		if (r != PN_OK) {
+			set_err(s, "cannot read the partial download %s: %s", s->data_path, pn_strerror(r));
+			return r;
+		}
+		s->res->bytes_resumed = ok;
+		hashes = store_partial_hash(s->part, 0);
+		have = store_partial_bitmap(s->part);
+		name = store_partial_name(s->part);
+	}
+	int r = engine_want(s->engine, &s->cid, name, hashes, have, uv_now(&s->loop));
+	if (r != PN_OK) {
+		set_err(s, "cannot start the download: %s", pn_strerror(r));
+		return r;
+	}
+	r = engine_peer_add(s->engine, PEER_KEY, true, s->opts->server_id, uv_now(&s->loop));
+	if (r != PN_OK) {
+		set_err(s, "cannot start the download: %s", pn_strerror(r));
+		return r;
+	}
+	return PN_OK;
 }
 
 /* ---------------------------------------------------------------- put */
@@ -564,19 +601,19 @@ static void ls_on_list(struct session *s, const struct pn_msg_list *l)
 static void established_cb(struct pn_conn *c)
 {
 	struct session *s = pn_conn_data(c);
+	if (s->op == OP_GET) {
+		engine_peer_established(s->engine, PEER_KEY, pn_conn_peer_id(c), 0, uv_now(&s->loop));
+		engine_pump(s);
+		return;
+	}
 	struct pn_msg m = {.type = PN_MSG_HELLO};
 	m.u.hello.version = PN_PROTOCOL_VERSION;
 	m.u.hello.role = PN_ROLE_CLIENT;
 	if (send_msg(s, &m) != PN_OK)
 		return;
 	switch (s->op) {
-	case OP_GET: {
-		struct pn_msg q = {.type = PN_MSG_META_REQ};
-		q.u.ref.req_id = s->meta_req = ++s->next_req;
-		q.u.ref.cid = s->cid;
-		(void)send_msg(s, &q);
+	case OP_GET:
 		break;
-	}
 	case OP_PUT:
 		put_next_file(s);
 		break;
@@ -586,20 +623,20 @@ static void established_cb(struct pn_conn *c)
 	}
 }
 
-static void on_error_msg(struct session *s, const struct pn_msg_error *e)
+static void on_error_msg(struct session *s, uint16_t code, const char *etext, size_t text_len)
 {
 	char text[PN_ERRMSG_MAX + 1];
 	size_t n = 0;
-	for (size_t i = 0; i < e->text_len; i++) /* never print a peer's control bytes */
-		text[n++] = (e->text[i] >= 0x20 && e->text[i] != 0x7f) ? e->text[i] : '?';
+	for (size_t i = 0; i < text_len && i < PN_ERRMSG_MAX; i++) /* never print a peer's control bytes */
+		text[n++] = (etext[i] >= 0x20 && etext[i] != 0x7f) ? etext[i] : '?';
 	text[n] = 0;
-	if (e->code == PN_WERR_NOT_FOUND && s->op == OP_GET) {
+	if (code == PN_WERR_NOT_FOUND && s->op == OP_GET) {
 		char id[PN_CID_STR_LEN + 1];
 		pn_cid_format(&s->cid, id);
 		fail(s, PN_ENOTFOUND, "server %s has no content with ID %s", s->opts->server, id);
 		return;
 	}
-	fail(s, e->code == PN_WERR_NOT_FOUND ? PN_ENOTFOUND : PN_EPROTO, "server %s refused: %s%s", s->opts->server,
+	fail(s, code == PN_WERR_NOT_FOUND ? PN_ENOTFOUND : PN_EPROTO, "server %s refused: %s%s", s->opts->server,
 	     text, partial_hint(s));
 }
 
@@ -615,6 +652,13 @@ static int frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
 		     len ? body[0] : 0, partial_hint(s));
 		return PN_OK;
 	}
+	if (s->op == OP_GET) {
+		r = engine_on_msg(s->engine, PEER_KEY, &m, uv_now(&s->loop));
+		if (r == PN_ENOTSUP)
+			fail(s, PN_EPROTO, "server %s sent an unexpected message (type 0x%02x)", s->opts->server, m.type);
+		engine_pump(s); /* within the frame: a WRITE_CHUNK points into body */
+		return PN_OK;
+	}
 	switch (m.type) {
 	case PN_MSG_HELLO:
 		if (m.u.hello.role != PN_ROLE_SERVER)
@@ -622,7 +666,7 @@ static int frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
 			     m.u.hello.role == PN_ROLE_NODE ? "peer node" : m.u.hello.role == PN_ROLE_DIRECTORY ? "directory" : "client");
 		return PN_OK;
 	case PN_MSG_ERROR:
-		on_error_msg(s, &m.u.error);
+		on_error_msg(s, m.u.error.code, m.u.error.text, m.u.error.text_len);
 		return PN_OK;
 	case PN_MSG_PING: {
 		struct pn_msg pong = {.type = PN_MSG_PONG};
@@ -635,13 +679,7 @@ static int frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
 	default:
 		break;
 	}
-	if (s->op == OP_GET && m.type == PN_MSG_META)
-		get_on_meta(s, &m.u.meta);
-	else if (s->op == OP_GET && m.type == PN_MSG_HASHES)
-		get_on_hashes(s, &m.u.hashes);
-	else if (s->op == OP_GET && m.type == PN_MSG_CHUNK)
-		get_on_chunk(s, &m.u.chunk);
-	else if (s->op == OP_PUT && m.type == PN_MSG_PUT_STATUS)
+	if (s->op == OP_PUT && m.type == PN_MSG_PUT_STATUS)
 		put_on_status(s, &m.u.put_status);
 	else if (s->op == OP_PUT && m.type == PN_MSG_PUT_DONE)
 		put_on_done(s, &m.u.ref);
@@ -657,6 +695,10 @@ static void writable_cb(struct pn_conn *c)
 	struct session *s = pn_conn_data(c);
 	if (s->op == OP_PUT && s->result == PN_EAGAIN)
 		put_pump(s);
+	if (s->op == OP_GET && s->result == PN_EAGAIN) {
+		engine_peer_writable(s->engine, PEER_KEY, uv_now(&s->loop));
+		engine_pump(s);
+	}
 }
 
 static void close_cb(struct pn_conn *c, int err)
@@ -697,7 +739,8 @@ static const struct pn_conn_cbs client_cbs = {
 static int session_init(struct session *s, const struct pn_client_opts *o, enum op op)
 {
 	memset(s, 0, sizeof *s);
-	client_err[0] = 0;
+	s->err = o->error;
+	s->err[0] = 0;
 	s->opts = o;
 	s->op = op;
 	s->result = PN_EAGAIN;
@@ -707,12 +750,12 @@ static int session_init(struct session *s, const struct pn_client_opts *o, enum 
 	s->out_cap = PN_FRAME_HDR + PN_FRAME_MAX;
 	s->out = malloc(s->out_cap);
 	if (!s->out) {
-		set_err("out of memory");
+		set_err(s, "out of memory");
 		return PN_ENOMEM;
 	}
 	int r = o->data_dir ? pn_identity_load_or_create(o->data_dir, &s->id) : pn_identity_ephemeral(&s->id);
 	if (r != PN_OK) {
-		set_err("cannot load an identity%s%s: %s", o->data_dir ? " from " : "", o->data_dir ? o->data_dir : "",
+		set_err(s, "cannot load an identity%s%s: %s", o->data_dir ? " from " : "", o->data_dir ? o->data_dir : "",
 			pn_strerror(r));
 		free(s->out);
 		return r;
@@ -732,17 +775,17 @@ static int session_run(struct session *s)
 	nopts.write_stall_timeout_ms = nopts.idle_timeout_ms;
 	int r = pn_net_new(&s->loop, &s->id, &nopts, &s->net);
 	if (r != PN_OK) {
-		set_err("cannot set up TLS: %s", pn_strerror(r));
+		set_err(s, "cannot set up TLS: %s", pn_strerror(r));
 		return r;
 	}
 	r = pn_net_connect(s->net, s->opts->server, s->opts->server_id, &client_cbs, s, &s->conn);
 	if (r != PN_OK) {
 		if (r == PN_EINVAL)
-			set_err("bad server address '%s': expected HOST:PORT", s->opts->server);
+			set_err(s, "bad server address '%s': expected HOST:PORT", s->opts->server);
 		else if (r == PN_ENOTFOUND)
-			set_err("cannot resolve the server address '%s'", s->opts->server);
+			set_err(s, "cannot resolve the server address '%s'", s->opts->server);
 		else
-			set_err("cannot connect to %s: %s", s->opts->server, pn_strerror(r));
+			set_err(s, "cannot connect to %s: %s", s->opts->server, pn_strerror(r));
 		s->result = r;
 		pn_net_close(s->net);
 	}
@@ -757,7 +800,7 @@ static void session_end(struct session *s)
 		pn_log_debug("client loop still had handles at exit");
 	pn_identity_free(&s->id);
 	free(s->out);
-	free(s->requested);
+	engine_free(s->engine);
 	free(s->put_bitmap);
 	free(s->put_hashes);
 	if (s->put_fd >= 0)
@@ -793,6 +836,11 @@ int pn_client_get(const struct pn_client_opts *o, const struct pn_cid *cid, cons
 			s.result = r;
 			goto out;
 		}
+	}
+	r = get_start(&s);
+	if (r != PN_OK) {
+		s.result = r;
+		goto out;
 	}
 	r = session_run(&s);
 out:

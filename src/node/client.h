@@ -1,7 +1,7 @@
 /* Client side of the client-server model: put, get, ls against a server.
  * Each call runs its own libuv loop until the operation ends. On failure the
- * functions return a PN_E* code and pn_client_error() says what went wrong
- * and what to do, in one line. */
+ * functions return a PN_E* code and opts->error says what went wrong and
+ * what to do, in one line. */
 #ifndef PN_NODE_CLIENT_H
 #define PN_NODE_CLIENT_H
 
@@ -10,7 +10,10 @@
 #include <stdint.h>
 #include "peernet.h"
 
+#define PN_CLIENT_ERROR_MAX 1024
+
 struct pn_client_opts {
+	char *error;               /* PN_CLIENT_ERROR_MAX bytes: the one-line error when a call fails */
 	const char *server;        /* "host:port" */
 	const uint8_t *server_id;  /* refuse any other server; NULL: any */
 	const char *data_dir;      /* identity from here; NULL: ephemeral identity */
@@ -46,6 +49,5 @@ int pn_client_put(const struct pn_client_opts *o, char *const *paths, int npaths
 typedef void (*pn_ls_entry_cb)(void *ud, const struct pn_cid *cid, const char *name);
 int pn_client_ls(const struct pn_client_opts *o, pn_ls_entry_cb cb, void *ud);
 
-const char *pn_client_error(void);
 
 #endif

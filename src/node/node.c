@@ -1,7 +1,8 @@
-/* A peer-to-peer node: peers, swarm transfers, upload policy. See node.h.
+/* A peer-to-peer node: peers, downloads, the control of the peer engine. See node.h.
  *
- * The decisions live in the sans-I/O cores of src/proto (swarm scheduler,
- * choker); this file moves their inputs and outputs over the network. */
+ * Every transfer decision lives in the sans-I/O peer engine (src/proto/engine.c);
+ * this file hands it what the network and the store say, and carries out what
+ * it asks: send, read a chunk, verify and write a chunk, dial, close. */
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
@@ -13,8 +14,8 @@
 #include <unistd.h>
 #include <dirent.h>
 #include "node/node_int.h"
+#include "proto/prng.h"
 #include "util/log.h"
-
 
 uint64_t node_now(struct node *n) { return uv_now(n->loop); }
 
@@ -23,22 +24,15 @@ int node_send(struct node *n, struct pn_conn *c, const struct pn_msg *m)
 	return pn_conn_send_msg(c, m);
 }
 
+uint64_t node_rand(struct node *n)
+{
+	struct pn_prng p = {.state = n->rng};
+	uint64_t x = pn_prng_next(&p);
+	n->rng = p.state;
+	return x;
+}
+
 static void cid_str(const struct pn_cid *cid, char out[PN_CID_STR_LEN + 1]) { pn_cid_format(cid, out); }
-
-static bool is_banned(struct node *n, const uint8_t id[PN_ID_BYTES])
-{
-	for (int i = 0; i < n->nbanned; i++)
-		if (!memcmp(n->banned[i], id, PN_ID_BYTES))
-			return true;
-	return false;
-}
-
-static void ban(struct node *n, const uint8_t id[PN_ID_BYTES])
-{
-	if (is_banned(n, id) || n->nbanned >= NODE_MAX_BANNED)
-		return;
-	memcpy(n->banned[n->nbanned++], id, PN_ID_BYTES);
-}
 
 /* ------------------------------------------------------------ peers */
 
@@ -66,20 +60,9 @@ static size_t peer_count(struct node *n)
 	return c;
 }
 
-static struct peer_cid *peer_cid_get(struct peer *p, const struct pn_cid *cid, bool create)
-{
-	for (int i = 0; i < p->ncids; i++)
-		if (!memcmp(&p->cids[i].cid, cid, sizeof *cid))
-			return &p->cids[i];
-	if (!create || p->ncids >= PEER_MAX_CIDS)
-		return NULL;
-	struct peer_cid *pc = &p->cids[p->ncids++];
-	memset(pc, 0, sizeof *pc);
-	pc->cid = *cid;
-	return pc;
-}
-
-struct peer *node_peer_new(struct node *n, struct pn_conn *c, bool outgoing)
+/* A new connection's peer, known to the engine under its key. NULL when out
+ * of memory or when the engine refuses the ID (banned). */
+struct peer *node_peer_new(struct node *n, struct pn_conn *c, bool outgoing, const uint8_t *id)
 {
 	struct peer *p = calloc(1, sizeof *p);
 	if (!p)
@@ -88,660 +71,25 @@ struct peer *node_peer_new(struct node *n, struct pn_conn *c, bool outgoing)
 	p->conn = c;
 	p->outgoing = outgoing;
 	p->key = ++n->next_key;
-	p->am_choking = true;
-	p->peer_choking = true;
 	p->cand = -1;
+	if (id)
+		memcpy(p->id, id, PN_ID_BYTES);
+	if (engine_peer_add(n->engine, p->key, outgoing, id, node_now(n)) != PN_OK) {
+		free(p);
+		return NULL;
+	}
 	p->next = n->peers;
 	n->peers = p;
 	return p;
 }
 
-static void peer_send_interested(struct node *n, struct peer *p, struct peer_cid *pc)
+static void peer_unlink(struct node *n, struct peer *p)
 {
-	if (!p->hello || pc->we_want)
-		return;
-	struct pn_msg m = {.type = PN_MSG_INTERESTED};
-	m.u.cidref.cid = pc->cid;
-	if (node_send(n, p->conn, &m) == PN_OK)
-		pc->we_want = true;
-}
-
-/* Our bitmap of cid: all ones for a complete object, the partial's for a
- * download with its hash list, NULL (nothing) otherwise. *tmp is freed by the caller. */
-static const uint8_t *our_bitmap(struct node *n, const struct pn_cid *cid, uint8_t **tmp)
-{
-	*tmp = NULL;
-	uint32_t nchunks = pn_cid_chunks(cid);
-	if (store_get(n->store, cid)) {
-		*tmp = malloc((nchunks + 7) / 8);
-		if (!*tmp)
-			return NULL;
-		memset(*tmp, 0, (nchunks + 7) / 8);
-		for (uint32_t i = 0; i < nchunks; i++)
-			(*tmp)[i / 8] |= (uint8_t)(0x80 >> (i % 8));
-		return *tmp;
-	}
-	struct download *d = node_download_find(n, cid);
-	if (d && d->part && store_partial_has_hashes(d->part))
-		return store_partial_bitmap(d->part);
-	return NULL;
-}
-
-static void peer_send_bitfield(struct node *n, struct peer *p, const struct pn_cid *cid)
-{
-	uint8_t *tmp;
-	uint32_t nchunks = pn_cid_chunks(cid);
-	struct peer_cid *pc = peer_cid_get(p, cid, false);
-	if (pc && pc->they_want && store_get(n->store, cid) && (pc->revealed || seed_start(n, p, pc) == PN_OK)) {
-		struct pn_msg m = {.type = PN_MSG_BITFIELD};
-		m.u.bitfield.cid = *cid;
-		m.u.bitfield.nchunks = nchunks;
-		m.u.bitfield.bitmap = pc->revealed;
-		(void)node_send(n, p->conn, &m);
-		return;
-	}
-	const uint8_t *bm = our_bitmap(n, cid, &tmp);
-	uint8_t *zeros = NULL;
-	if (!bm) {
-		zeros = calloc(1, (nchunks + 7) / 8);
-		if (!zeros)
-			return;
-		bm = zeros;
-	}
-	struct pn_msg m = {.type = PN_MSG_BITFIELD};
-	m.u.bitfield.cid = *cid;
-	m.u.bitfield.nchunks = nchunks;
-	m.u.bitfield.bitmap = bm;
-	(void)node_send(n, p->conn, &m);
-	free(tmp);
-	free(zeros);
-}
-
-static bool bitmap_any(const uint8_t *bm, uint32_t nchunks)
-{
-	for (uint32_t i = 0; i < (nchunks + 7) / 8; i++)
-		if (bm[i])
-			return true;
-	return false;
-}
-
-static void download_pump(struct download *d);
-static void download_maybe_ask_hashes(struct download *d, struct peer *p);
-
-/* Adds peer p to the download's swarm once both the swarm and p's bitfield exist. */
-static void swarm_join(struct download *d, struct peer *p, struct peer_cid *pc)
-{
-	if (!d->swarm || !pc->bitmap || pc->in_swarm)
-		return;
-	uint64_t now = node_now(d->node);
-	if (swarm_peer_add(d->swarm, p->key, pc->bitmap, now) != PN_OK)
-		return;
-	pc->in_swarm = true;
-	if (!p->peer_choking)
-		swarm_peer_choked(d->swarm, p->key, false, now);
-}
-
-static void peer_on_hello(struct node *n, struct peer *p, const struct pn_msg_hello *h)
-{
-	p->hello = true;
-	p->listen_port = h->listen_port;
-	memcpy(p->id, pn_conn_peer_id(p->conn), PN_ID_BYTES);
-	if (is_banned(n, p->id)) {
-		pn_log_info("%s: refusing banned peer", p->addr);
-		pn_conn_close(p->conn, PN_EACCES);
-		return;
-	}
-	/* Two nodes that dial each other at once end up with two connections: both
-	 * keep the one dialled by the node with the smaller ID and close the other,
-	 * moving what it was about onto the one kept. */
-	bool flood_link = n->flood && (h->features & 1u);
-	for (struct peer *q = n->peers; q && !flood_link; q = q->next) {
-		if (q == p || !q->hello || q->neighbor || memcmp(q->id, p->id, PN_ID_BYTES))
-			continue;
-		bool me_smaller = memcmp(n->id.node_id, p->id, PN_ID_BYTES) < 0;
-		bool keep_p = p->outgoing == me_smaller;
-		struct peer *keep = keep_p ? p : q, *drop = keep_p ? q : p;
-		for (int i = 0; i < drop->ncids; i++)
-			(void)peer_cid_get(keep, &drop->cids[i].cid, true);
-		pn_conn_close(drop->conn, 0);
-		if (!keep_p) {
-			for (int i = 0; i < q->ncids; i++)
-				if (node_download_find(n, &q->cids[i].cid))
-					peer_send_interested(n, q, &q->cids[i]);
-			return;
-		}
-		break;
-	}
-	if (!flood_on_hello(n, p, h))
-		return;
-	if (choker_peer_add(n->choker, p->key, node_now(n)) == PN_OK)
-		p->in_choker = true;
-	for (int i = 0; i < p->ncids; i++) {
-		struct download *d = node_download_find(n, &p->cids[i].cid);
-		if (d)
-			peer_send_interested(n, p, &p->cids[i]);
-	}
-}
-
-static void update_interest(struct node *n, struct peer *p)
-{
-	bool any = false;
-	for (int i = 0; i < p->ncids; i++)
-		any |= p->cids[i].they_want;
-	if (p->in_choker)
-		choker_interested(n->choker, p->key, any, node_now(n));
-}
-
-static int peer_on_interested(struct node *n, struct peer *p, const struct pn_msg_cidref *m, bool interested)
-{
-	struct peer_cid *pc = peer_cid_get(p, &m->cid, interested);
-	if (!pc)
-		return interested ? PN_ELIMIT : PN_OK;
-	pc->they_want = interested;
-	update_interest(n, p);
-	if (!interested)
-		return PN_OK;
-	peer_send_bitfield(n, p, &m->cid);
-	/* A fellow downloader: we may want what it has too. */
-	struct download *d = node_download_find(n, &m->cid);
-	if (d)
-		peer_send_interested(n, p, pc);
-	return PN_OK;
-}
-
-static int peer_on_bitfield(struct node *n, struct peer *p, const struct pn_msg_bitfield *m)
-{
-	struct peer_cid *pc = peer_cid_get(p, &m->cid, false);
-	if (!pc)
-		return PN_OK; /* not something we asked about */
-	size_t len = (m->nchunks + 7) / 8;
-	if (!pc->bitmap && !(pc->bitmap = malloc(len)))
-		return PN_ENOMEM;
-	memcpy(pc->bitmap, m->bitmap, len);
-	struct download *d = node_download_find(n, &m->cid);
-	if (!d)
-		return PN_OK;
-	if (d->swarm) {
-		if (pc->in_swarm)
-			swarm_peer_bitfield(d->swarm, p->key, pc->bitmap, node_now(n));
-		else
-			swarm_join(d, p, pc);
-		download_pump(d);
-	} else if (bitmap_any(pc->bitmap, m->nchunks)) {
-		download_maybe_ask_hashes(d, p);
-	}
-	return PN_OK;
-}
-
-static int peer_on_have(struct node *n, struct peer *p, const struct pn_msg_cidref *m)
-{
-	struct peer_cid *pc = peer_cid_get(p, &m->cid, false);
-	if (!pc)
-		return PN_OK;
-	uint32_t nchunks = pn_cid_chunks(&m->cid);
-	if (!pc->bitmap && !(pc->bitmap = calloc(1, (nchunks + 7) / 8)))
-		return PN_ENOMEM;
-	pc->bitmap[m->index / 8] |= (uint8_t)(0x80 >> (m->index % 8));
-	if (pc->revealed)
-		seed_on_have(n, p, pc, m->index);
-	struct download *d = node_download_find(n, &m->cid);
-	if (!d)
-		return PN_OK;
-	if (d->swarm) {
-		if (pc->in_swarm)
-			swarm_peer_have(d->swarm, p->key, m->index, node_now(n));
-		else
-			swarm_join(d, p, pc);
-		download_pump(d);
-	} else {
-		download_maybe_ask_hashes(d, p);
-	}
-	return PN_OK;
-}
-
-static void peer_on_choke(struct node *n, struct peer *p, bool choked)
-{
-	p->peer_choking = choked;
-	for (struct download *d = n->downloads; d; d = d->next) {
-		struct peer_cid *pc = peer_cid_get(p, &d->cid, false);
-		if (d->swarm && pc && pc->in_swarm) {
-			swarm_peer_choked(d->swarm, p->key, choked, node_now(n));
-			download_pump(d);
-		}
-	}
-}
-
-/* ---- serving ---- */
-
-static int serve_error(struct node *n, struct peer *p, uint32_t req_id, uint16_t code, const char *text)
-{
-	return pn_conn_send_error(p->conn, req_id, code, text);
-}
-
-static int serve_meta(struct node *n, struct peer *p, const struct pn_msg_ref *q)
-{
-	const struct store_object *o = store_get(n->store, &q->cid);
-	struct download *d = o ? NULL : node_download_find(n, &q->cid);
-	const char *name = o ? o->name : (d && d->have_meta ? d->name : NULL);
-	if (!name || !*name)
-		return serve_error(n, p, q->req_id, PN_WERR_NOT_FOUND, "no such content");
-	struct pn_msg m = {.type = PN_MSG_META};
-	m.u.meta.req_id = q->req_id;
-	m.u.meta.cid = q->cid;
-	m.u.meta.name = name;
-	m.u.meta.name_len = (uint16_t)strlen(name);
-	return node_send(n, p->conn, &m);
-}
-
-static int serve_hashes(struct node *n, struct peer *p, const struct pn_msg_hash_req *q)
-{
-	const struct store_object *o = store_get(n->store, &q->cid);
-	struct download *d = o ? NULL : node_download_find(n, &q->cid);
-	const uint8_t *hashes = NULL;
-	uint8_t *tmp = NULL;
-	if (o) {
-		hashes = o->hashes + (size_t)q->first * PN_HASH_BYTES;
-	} else if (d && d->part && store_partial_has_hashes(d->part)) {
-		tmp = malloc((size_t)q->count * PN_HASH_BYTES);
-		if (!tmp)
-			return PN_ENOMEM;
-		for (uint32_t i = 0; i < q->count; i++)
-			memcpy(tmp + (size_t)i * PN_HASH_BYTES, store_partial_hash(d->part, q->first + i), PN_HASH_BYTES);
-		hashes = tmp;
-	} else {
-		return serve_error(n, p, q->req_id, PN_WERR_NOT_FOUND, "no hash list for this content");
-	}
-	struct pn_msg m = {.type = PN_MSG_HASHES};
-	m.u.hashes.req_id = q->req_id;
-	m.u.hashes.cid = q->cid;
-	m.u.hashes.first = q->first;
-	m.u.hashes.count = q->count;
-	m.u.hashes.hashes = hashes;
-	int r = node_send(n, p->conn, &m);
-	free(tmp);
-	return r;
-}
-
-/* Reads and sends one requested chunk. */
-static int send_chunk(struct node *n, struct peer *p, const struct upreq *q)
-{
-	uint8_t *data = n->out + PN_FRAME_HDR + PN_CHUNK_MSG_HDR;
-	uint32_t len = 0;
-	int r;
-	const struct store_object *o = store_get(n->store, &q->cid);
-	struct download *d = o ? NULL : node_download_find(n, &q->cid);
-	if (o)
-		r = store_read_chunk(n->store, o, q->index, data, &len);
-	else if (d && d->part && store_partial_has_chunk(d->part, q->index))
-		r = store_partial_read_chunk(d->part, q->index, data, &len);
-	else
-		return serve_error(n, p, q->req_id, PN_WERR_NOT_FOUND, "chunk not held");
-	if (r != PN_OK) {
-		pn_log_error("reading chunk %u: %s", q->index, pn_strerror(r));
-		return serve_error(n, p, q->req_id, PN_WERR_INTERNAL, "cannot read the chunk");
-	}
-#ifdef PN_TEST_CORRUPT
-	/* Test-only build (make build/peernet-corrupt): every chunk served is damaged. */
-	if (len)
-		data[len / 2] ^= 0x5a;
-#endif
-	pn_chunk_hdr_encode(n->out, q->req_id, &q->cid, q->index, len);
-	r = pn_conn_send(p->conn, n->out, PN_FRAME_HDR + PN_CHUNK_MSG_HDR + len);
-	if (r == PN_OK) {
-		p->bytes_to += len;
-		n->bytes_uploaded += len;
-		if (p->in_choker)
-			choker_bytes_to(n->choker, p->key, len);
-	}
-	return r;
-}
-
-/* Serves queued requests while the connection has room. */
-static void upload_pump(struct node *n, struct peer *p)
-{
-	while (p->upq_len && !p->am_choking && p->conn && !pn_conn_congested(p->conn)) {
-		struct upreq q = p->upq[p->upq_head];
-		p->upq_head = (p->upq_head + 1) % PEER_UPQ_MAX;
-		p->upq_len--;
-		if (send_chunk(n, p, &q) != PN_OK)
-			return;
-	}
-}
-
-static void upload_clear(struct peer *p)
-{
-	p->upq_head = p->upq_len = 0;
-}
-
-static int serve_chunk(struct node *n, struct peer *p, const struct pn_msg_ref *q)
-{
-	if (p->am_choking)
-		return PN_OK; /* requests from a choked peer are dropped, as it was told */
-	if (p->upq_len >= PEER_UPQ_MAX) {
-		pn_log_info("%s: more than %d chunk requests outstanding, closing", p->addr, PEER_UPQ_MAX);
-		return PN_ELIMIT;
-	}
-	struct upreq *u = &p->upq[(p->upq_head + p->upq_len) % PEER_UPQ_MAX];
-	u->cid = q->cid;
-	u->index = q->index;
-	u->req_id = q->req_id;
-	p->upq_len++;
-	upload_pump(n, p);
-	return PN_OK;
-}
-
-/* A CANCEL withdraws a request not sent yet (end game: another peer was faster). */
-static void serve_cancel(struct peer *p, const struct pn_msg_ref *q)
-{
-	for (uint32_t k = 0; k < p->upq_len; k++) {
-		struct upreq *u = &p->upq[(p->upq_head + k) % PEER_UPQ_MAX];
-		if (u->index != q->index || memcmp(&u->cid, &q->cid, sizeof q->cid))
-			continue;
-		for (uint32_t j = k; j + 1 < p->upq_len; j++)
-			p->upq[(p->upq_head + j) % PEER_UPQ_MAX] = p->upq[(p->upq_head + j + 1) % PEER_UPQ_MAX];
-		p->upq_len--;
-		return;
-	}
-}
-
-static void peer_writable_cb(struct pn_conn *c)
-{
-	struct peer *p = pn_conn_data(c);
-	upload_pump(p->node, p);
-}
-
-/* ---- receiving for downloads ---- */
-
-static void download_fail(struct download *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void download_complete(struct download *d);
-static void download_start_swarm(struct download *d);
-
-static void download_maybe_ask_hashes(struct download *d, struct peer *p)
-{
-	struct node *n = d->node;
-	if (d->swarm || d->hash_peer || !p->hello)
-		return;
-	if (!d->have_meta) {
-		struct pn_msg m = {.type = PN_MSG_META_REQ};
-		m.u.ref.req_id = d->meta_req = ++n->next_req;
-		m.u.ref.cid = d->cid;
-		if (node_send(n, p->conn, &m) != PN_OK)
-			return;
-	}
-	uint32_t first, count;
-	if (!store_partial_missing_hashes(d->part, PN_HASHES_MAX, &first, &count)) {
-		download_start_swarm(d);
-		return;
-	}
-	struct pn_msg m = {.type = PN_MSG_HASH_REQ};
-	m.u.hash_req.req_id = d->hash_req = ++n->next_req;
-	m.u.hash_req.cid = d->cid;
-	m.u.hash_req.first = first;
-	m.u.hash_req.count = count;
-	if (node_send(n, p->conn, &m) == PN_OK)
-		d->hash_peer = p->key;
-}
-
-static int peer_on_meta(struct node *n, struct peer *p, const struct pn_msg_meta *m)
-{
-	struct download *d = node_download_find(n, &m->cid);
-	if (!d || m->req_id != d->meta_req)
-		return PN_OK;
-	d->meta_req = 0;
-	if (!d->have_meta) {
-		memcpy(d->name, m->name, m->name_len);
-		d->name[m->name_len] = 0;
-		d->have_meta = true;
-		if (store_partial_set_name(d->part, d->name) != PN_OK)
-			pn_log_warn("cannot record the name of a download");
-		dir_client_offer(n, &d->cid, d->name);
-	}
-	return PN_OK;
-}
-
-static int peer_on_hashes(struct node *n, struct peer *p, const struct pn_msg_hashes *m)
-{
-	struct download *d = node_download_find(n, &m->cid);
-	if (!d || m->req_id != d->hash_req || d->hash_peer != p->key)
-		return PN_OK;
-	d->hash_req = 0;
-	d->hash_peer = 0;
-	int r = store_partial_add_hashes(d->part, m->first, m->count, m->hashes);
-	if (r == PN_ECORRUPT) {
-		pn_log_warn("%s sent a hash list that does not match the content ID: dropped and refused", p->addr);
-		ban(n, p->id);
-		return PN_ECORRUPT;
-	}
-	if (r != PN_OK) {
-		download_fail(d, "cannot store the hash list: %s", pn_strerror(r));
-		return PN_OK;
-	}
-	if (store_partial_has_hashes(d->part))
-		download_start_swarm(d);
-	else
-		download_maybe_ask_hashes(d, p);
-	return PN_OK;
-}
-
-static void broadcast_have(struct node *n, const struct pn_cid *cid, uint32_t index)
-{
-	struct pn_msg m = {.type = PN_MSG_HAVE};
-	m.u.cidref.cid = *cid;
-	m.u.cidref.index = index;
-	for (struct peer *p = n->peers; p; p = p->next) {
-		/* Every peer in this content's swarm, interested or not: interest
-		 * comes and goes with what each side holds. */
-		struct peer_cid *pc = p->hello ? peer_cid_get(p, cid, false) : NULL;
-		if (pc)
-			(void)node_send(n, p->conn, &m);
-	}
-}
-
-static int peer_on_chunk(struct node *n, struct peer *p, const struct pn_msg_chunk *m)
-{
-	struct download *d = node_download_find(n, &m->cid);
-	if (!d || !d->swarm)
-		return PN_OK; /* late duplicate after completion or cancel */
-	uint64_t now = node_now(n);
-	if (store_partial_has_chunk(d->part, m->index)) {
-		swarm_chunk_received(d->swarm, p->key, m->index, true, now);
-		download_pump(d);
-		return PN_OK;
-	}
-	bool ok = store_chunk_ok(store_partial_hash(d->part, m->index), m->data, m->len);
-	if (!swarm_chunk_received(d->swarm, p->key, m->index, ok, now))
-		return PN_OK; /* not asked of this peer */
-	if (!ok) {
-		pn_log_warn("%s sent chunk %u that does not match its hash: peer dropped and refused", p->addr,
-			    m->index);
-		download_pump(d);
-		return PN_OK;
-	}
-	int r = store_partial_write_verified(d->part, m->index, m->data, m->len);
-	if (r != PN_OK) {
-		download_fail(d, "cannot write the download: %s", pn_strerror(r));
-		return PN_OK;
-	}
-	d->bytes_down += m->len;
-	d->last_progress_ms = now;
-	n->bytes_downloaded += m->len;
-	p->bytes_from += m->len;
-	if (p->in_choker)
-		choker_bytes_from(n->choker, p->key, m->len);
-	broadcast_have(n, &d->cid, m->index);
-	download_pump(d);
-	return PN_OK;
-}
-
-static int peer_on_error(struct node *n, struct peer *p, const struct pn_msg_error *e)
-{
-	for (struct download *d = n->downloads; e->req_id && d; d = d->next)
-		if (e->req_id == d->hash_req && d->hash_peer == p->key) {
-			d->hash_req = 0;
-			d->hash_peer = 0; /* another peer may have the hash list */
-		}
-	pn_log_debug("%s: error %u from peer", p->addr, e->code);
-	return PN_OK;
-}
-
-static int peer_frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
-{
-	struct peer *p = pn_conn_data(c);
-	struct node *n = p->node;
-	struct pn_msg m;
-	int r = pn_msg_decode(body, len, &m);
-	if (r != PN_OK) {
-		pn_log_info("%s: malformed message (type 0x%02x, %zu bytes), closing", p->addr, len ? body[0] : 0, len);
-		return PN_EPROTO;
-	}
-	if (!p->hello) {
-		if (m.type != PN_MSG_HELLO || m.u.hello.role != PN_ROLE_NODE) {
-			pn_log_info("%s: expected HELLO from a node, closing", p->addr);
-			return PN_EPROTO;
-		}
-		pn_conn_set_max_frame(c, PN_FRAME_MAX);
-		peer_on_hello(n, p, &m.u.hello);
-		return PN_OK;
-	}
-	switch (m.type) {
-	case PN_MSG_PING: {
-		struct pn_msg pong = {.type = PN_MSG_PONG};
-		pong.u.ping.nonce = m.u.ping.nonce;
-		return node_send(n, c, &pong);
-	}
-	case PN_MSG_PONG: return PN_OK;
-	case PN_MSG_ERROR: return peer_on_error(n, p, &m.u.error);
-	case PN_MSG_INTERESTED: return peer_on_interested(n, p, &m.u.cidref, true);
-	case PN_MSG_NOT_INTERESTED: return peer_on_interested(n, p, &m.u.cidref, false);
-	case PN_MSG_BITFIELD: return peer_on_bitfield(n, p, &m.u.bitfield);
-	case PN_MSG_HAVE: return peer_on_have(n, p, &m.u.cidref);
-	case PN_MSG_CHOKE: peer_on_choke(n, p, true); return PN_OK;
-	case PN_MSG_UNCHOKE: peer_on_choke(n, p, false); return PN_OK;
-	case PN_MSG_META_REQ: return serve_meta(n, p, &m.u.ref);
-	case PN_MSG_HASH_REQ: return serve_hashes(n, p, &m.u.hash_req);
-	case PN_MSG_CHUNK_REQ: return serve_chunk(n, p, &m.u.ref);
-	case PN_MSG_CANCEL: serve_cancel(p, &m.u.ref); return PN_OK;
-	case PN_MSG_META: return peer_on_meta(n, p, &m.u.meta);
-	case PN_MSG_HASHES: return peer_on_hashes(n, p, &m.u.hashes);
-	case PN_MSG_CHUNK: return peer_on_chunk(n, p, &m.u.chunk);
-	case PN_MSG_PEERS_REQ:
-	case PN_MSG_PEERS:
-	case PN_MSG_QUERY:
-	case PN_MSG_QUERY_HIT:
-		if (flood_on_msg(n, p, &m, body, len) == PN_OK)
-			return PN_OK;
-		pn_log_info("%s: flooding message 0x%02x but this node does not flood, closing", p->addr, m.type);
-		return PN_EPROTO;
-	default:
-		pn_log_info("%s: unexpected message type 0x%02x from a peer, closing", p->addr, m.type);
-		return PN_EPROTO;
-	}
-}
-
-static void peer_established_cb(struct pn_conn *c)
-{
-	struct peer *p = pn_conn_data(c);
-	struct node *n = p->node;
-	p->established = true;
-	struct pn_msg m = {.type = PN_MSG_HELLO};
-	m.u.hello.version = PN_PROTOCOL_VERSION;
-	m.u.hello.role = PN_ROLE_NODE;
-	m.u.hello.listen_port = n->port;
-	m.u.hello.features = flood_hello_features(n, p);
-	(void)node_send(n, c, &m);
-}
-
-static void peer_close_cb(struct pn_conn *c, int err)
-{
-	struct peer *p = pn_conn_data(c);
-	struct node *n = p->node;
-	if (err && err != PN_ECLOSED)
-		pn_log_info("%s: peer connection closed: %s", p->addr, pn_strerror(err));
-	for (struct download *d = n->downloads; d; d = d->next) {
-		struct peer_cid *pc = peer_cid_get(p, &d->cid, false);
-		if (d->swarm && pc && pc->in_swarm)
-			swarm_peer_remove(d->swarm, p->key);
-		if (d->hash_peer == p->key)
-			d->hash_peer = 0;
-	}
-	if (p->in_choker)
-		choker_peer_remove(n->choker, p->key);
-	flood_peer_closed(n, p);
 	struct peer **pp = &n->peers;
 	while (*pp && *pp != p)
 		pp = &(*pp)->next;
 	if (*pp)
 		*pp = p->next;
-	for (int i = 0; i < p->ncids; i++) {
-		free(p->cids[i].bitmap);
-		free(p->cids[i].revealed);
-	}
-	free(p);
-	/* Others may now be able to take over the hash list or the requests. */
-	for (struct download *d = n->downloads; d; d = d->next)
-		if (d->swarm)
-			download_pump(d);
-}
-
-const struct pn_conn_cbs node_peer_cbs = {
-	.established_cb = peer_established_cb,
-	.frame_cb = peer_frame_cb,
-	.writable_cb = peer_writable_cb,
-	.close_cb = peer_close_cb,
-};
-
-static const struct pn_conn_cbs *accept_cb(struct pn_net *net, struct pn_conn *c)
-{
-	struct node *n = pn_net_data(net);
-	if (n->stopping || peer_count(n) >= NODE_MAX_PEERS) {
-		pn_log_warn("%s: refused, %zu peers already", pn_conn_peer_addr(c), peer_count(n));
-		return NULL;
-	}
-	struct peer *p = node_peer_new(n, c, false);
-	if (!p)
-		return NULL;
-	snprintf(p->addr, sizeof p->addr, "%s", pn_conn_peer_addr(c));
-	pn_conn_set_data(c, p);
-	pn_conn_set_max_frame(c, 64);
-	return &node_peer_cbs;
-}
-
-void node_connect_provider(struct node *n, const uint8_t id[PN_ID_BYTES], const char *addr, const struct pn_cid *cid)
-{
-	if (!memcmp(id, n->id.node_id, PN_ID_BYTES) || is_banned(n, id))
-		return;
-	struct peer *p;
-	for (p = n->peers; p; p = p->next)
-		if (p->hello && !memcmp(p->id, id, PN_ID_BYTES))
-			break;
-	if (!p) {
-		for (p = n->peers; p; p = p->next) /* a dial in progress to the same node */
-			if (p->outgoing && !p->hello && !memcmp(p->id, id, PN_ID_BYTES))
-				break;
-	}
-	if (p) {
-		struct peer_cid *pc = peer_cid_get(p, cid, true);
-		if (pc)
-			peer_send_interested(n, p, pc);
-		return;
-	}
-	if (peer_count(n) >= NODE_MAX_PEERS)
-		return;
-	struct pn_conn *c;
-	p = node_peer_new(n, NULL, true);
-	if (!p)
-		return;
-	memcpy(p->id, id, PN_ID_BYTES);
-	snprintf(p->addr, sizeof p->addr, "%s", addr);
-	peer_cid_get(p, cid, true);
-	int r = pn_net_connect(n->net, addr, id, &node_peer_cbs, p, &c);
-	if (r != PN_OK) {
-		pn_log_info("cannot dial provider %s: %s", addr, pn_strerror(r));
-		n->peers = p->next;
-		free(p);
-		return;
-	}
-	p->conn = c;
 }
 
 /* ------------------------------------------------------------ downloads */
@@ -762,23 +110,18 @@ static void download_free(struct download *d)
 		dp = &(*dp)->next;
 	if (*dp)
 		*dp = d->next;
-	for (struct peer *p = n->peers; p; p = p->next) {
-		struct peer_cid *pc = peer_cid_get(p, &d->cid, false);
-		if (pc)
-			pc->in_swarm = false;
-	}
+	engine_unwant(n->engine, &d->cid, node_now(n)); /* nothing if it completed */
 	if (d->part)
 		store_put_release(n->store, d->part);
-	swarm_free(d->swarm);
 	while (d->waiters) {
 		struct ctl_waiter *w = d->waiters;
 		d->waiters = w->next;
 		free(w);
 	}
 	free(d);
-	choker_set_seeding(n->choker, n->downloads == NULL);
 }
 
+static void download_fail(struct download *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void download_fail(struct download *d, const char *fmt, ...)
 {
 	char msg[512];
@@ -897,123 +240,315 @@ static void download_complete(struct download *d)
 	char id[PN_CID_STR_LEN + 1];
 	cid_str(&d->cid, id);
 	double secs = (double)(node_now(n) - d->started_ms) / 1000.0;
-	unsigned peers = 0;
-	for (struct peer *p = n->peers; p; p = p->next) {
-		struct peer_cid *pc = peer_cid_get(p, &d->cid, false);
-		if (pc && pc->in_swarm)
-			peers++;
-	}
-	pn_log_info("downloaded %s  %s: %llu bytes in %.2f s from %u peers", id, o->name,
-		    (unsigned long long)d->bytes_down, secs, peers);
+	uint64_t down = d->cid.size - d->bytes_resumed;
+	unsigned peers = d->providers_seen;
+	pn_log_info("downloaded %s  %s: %llu bytes in %.2f s", id, o->name, (unsigned long long)down, secs);
 	for (struct ctl_waiter *w = d->waiters; w; w = w->next)
-		report_done(n, w, o, d->bytes_down, d->bytes_resumed, secs, peers);
-	/* Everyone in the swarm learned we now hold it all (HAVEs went out per
-	 * chunk); those we downloaded from also learn we want nothing more, so
-	 * their upload slots go at once to peers still waiting. */
-	for (struct peer *p = n->peers; p; p = p->next) {
-		struct peer_cid *pc = p->hello ? peer_cid_get(p, &d->cid, false) : NULL;
-		if (pc && pc->we_want) {
-			struct pn_msg m = {.type = PN_MSG_NOT_INTERESTED};
-			m.u.cidref.cid = d->cid;
-			(void)node_send(n, p->conn, &m);
-			pc->we_want = false;
-		}
-	}
+		report_done(n, w, o, down, d->bytes_resumed, secs, peers);
 	d->done = true;
 	download_free(d);
 }
 
-static void download_start_swarm(struct download *d)
+/* The hash list is complete and verified: record it, re-verify what a
+ * previous run left on disk, and let the engine request chunks. */
+static void download_hashes(struct node *n, struct download *d, const uint8_t *hashes, uint32_t len)
 {
-	struct node *n = d->node;
-	if (d->swarm)
+	int r = store_partial_has_hashes(d->part) ? PN_OK
+		: store_partial_add_hashes(d->part, 0, len / PN_HASH_BYTES, hashes);
+	if (r != PN_OK) {
+		download_fail(d, "cannot store the hash list: %s", pn_strerror(r));
 		return;
+	}
 	uint64_t ok = 0;
-	int r = store_partial_verify_existing(d->part, &ok);
+	r = store_partial_verify_existing(d->part, &ok);
 	if (r != PN_OK) {
 		download_fail(d, "cannot read the partial download: %s", pn_strerror(r));
 		return;
 	}
 	d->bytes_resumed = ok;
-	struct swarm_opts so = {
-		.nchunks = store_partial_nchunks(d->part),
-		/* Requests queue behind the uploader's cap: a short pipeline keeps a
-		 * chunk from waiting seconds at one slow peer while others could send it. */
-		.per_peer_inflight = NODE_PER_PEER_INFLIGHT,
-		.seed = (uint64_t)d->started_ms ^ n->id.node_id[0] ^ ((uint64_t)n->id.node_id[1] << 8),
-	};
-	d->swarm = swarm_new(&so, store_partial_bitmap(d->part));
-	if (!d->swarm) {
-		download_fail(d, "out of memory");
-		return;
-	}
-	for (struct peer *p = n->peers; p; p = p->next) {
-		struct peer_cid *pc = peer_cid_get(p, &d->cid, false);
-		if (pc && p->hello) {
-			swarm_join(d, p, pc);
-			if (pc->they_want) /* tell fellow downloaders what we have now */
-				peer_send_bitfield(n, p, &d->cid);
-		}
-	}
-	download_pump(d);
+	engine_hashes_recorded(n->engine, &d->cid, store_partial_bitmap(d->part), node_now(n));
 }
 
-/* Tells each swarm peer whether it holds anything we still lack (INTERESTED /
- * NOT_INTERESTED), so uploaders give their slots to peers they can help. */
-static void download_update_interest(struct download *d)
+/* Reads the chunk and sends it as one CHUNK frame from the scratch buffer. */
+static void send_chunk(struct node *n, struct peer *p, const struct engine_action *a)
 {
-	struct node *n = d->node;
-	for (struct peer *p = n->peers; p; p = p->next) {
-		struct peer_cid *pc = p->hello ? peer_cid_get(p, &d->cid, false) : NULL;
-		if (!pc || !pc->in_swarm)
-			continue;
-		bool wanted = swarm_peer_wanted(d->swarm, p->key) > 0;
-		if (wanted == pc->we_want)
-			continue;
-		struct pn_msg m = {.type = wanted ? PN_MSG_INTERESTED : PN_MSG_NOT_INTERESTED};
-		m.u.cidref.cid = d->cid;
-		if (node_send(n, p->conn, &m) == PN_OK)
-			pc->we_want = wanted;
+	uint8_t *data = n->out + PN_FRAME_HDR + PN_CHUNK_MSG_HDR;
+	uint32_t len = 0;
+	int r;
+	const struct store_object *o = store_get(n->store, &a->cid);
+	struct download *d = o ? NULL : node_download_find(n, &a->cid);
+	if (o)
+		r = store_read_chunk(n->store, o, a->index, data, &len);
+	else if (d && d->part && store_partial_has_chunk(d->part, a->index))
+		r = store_partial_read_chunk(d->part, a->index, data, &len);
+	else
+		r = PN_ENOTFOUND;
+	if (r != PN_OK) {
+		pn_log_error("reading chunk %u: %s", a->index, pn_strerror(r));
+		(void)pn_conn_send_error(p->conn, a->req_id, PN_WERR_INTERNAL, "cannot read the chunk");
+		engine_chunk_sent(n->engine, p->key, &a->cid, a->index, 0, false, pn_conn_congested(p->conn), node_now(n));
+		return;
 	}
+#ifdef PN_TEST_CORRUPT
+	/* Test-only build (make build/peernet-corrupt): every chunk served is damaged. */
+	if (len)
+		data[len / 2] ^= 0x5a;
+#endif
+	pn_chunk_hdr_encode(n->out, a->req_id, &a->cid, a->index, len);
+	r = pn_conn_send(p->conn, n->out, PN_FRAME_HDR + PN_CHUNK_MSG_HDR + len);
+	engine_chunk_sent(n->engine, p->key, &a->cid, a->index, len, r == PN_OK, r != PN_OK || pn_conn_congested(p->conn),
+			  node_now(n));
 }
 
-static void download_pump(struct download *d)
+static void write_chunk(struct node *n, const struct engine_action *a)
 {
-	struct node *n = d->node;
-	struct swarm_action a;
-	if (!d->swarm)
+	struct download *d = node_download_find(n, &a->cid);
+	if (!d || !d->part) {
+		engine_chunk_written(n->engine, a->peer, &a->cid, a->index, PN_EINVAL, node_now(n));
 		return;
-	while (!d->done && swarm_next_action(d->swarm, &a)) {
-		struct peer *p = a.type == SWARM_DONE ? NULL : node_peer_by_key(n, a.peer);
+	}
+	int r = store_partial_write_chunk(d->part, a->index, a->data, a->len);
+	if (r == PN_ECORRUPT) {
+		struct peer *p = node_peer_by_key(n, a->peer);
+		pn_log_warn("%s sent chunk %u that does not match its hash: peer dropped and refused",
+			    p ? p->addr : "a peer", a->index);
+	}
+	engine_chunk_written(n->engine, a->peer, &a->cid, a->index, r, node_now(n));
+	if (r != PN_OK && r != PN_ECORRUPT)
+		download_fail(d, "cannot write the download: %s", pn_strerror(r));
+}
+
+static void on_peer_ready(struct node *n, struct peer *p, const struct engine_action *a)
+{
+	p->hello = true;
+	p->role = a->role;
+	p->listen_port = a->listen_port;
+	pn_conn_set_max_frame(p->conn, PN_FRAME_MAX);
+	struct pn_msg_hello h = {.version = PN_PROTOCOL_VERSION, .role = a->role, .listen_port = a->listen_port,
+				 .features = a->features};
+	if (a->role == PN_ROLE_NODE)
+		(void)flood_on_hello(n, p, &h);
+}
+
+static void dial(struct node *n, const struct engine_action *a)
+{
+	if (peer_count(n) >= NODE_MAX_PEERS)
+		return;
+	struct peer *p = node_peer_new(n, NULL, true, a->id);
+	if (!p)
+		return;
+	snprintf(p->addr, sizeof p->addr, "%s", a->addr);
+	struct pn_conn *c;
+	int r = pn_net_connect(n->net, a->addr, a->id, &node_peer_cbs, p, &c);
+	if (r != PN_OK) {
+		pn_log_info("cannot dial provider %s: %s", a->addr, pn_strerror(r));
+		engine_peer_closed(n->engine, p->key, node_now(n));
+		peer_unlink(n, p);
+		free(p);
+		return;
+	}
+	p->conn = c;
+	engine_peer_offer(n->engine, p->key, &a->cid, node_now(n));
+}
+
+void node_pump(struct node *n)
+{
+	struct engine_action a;
+	while (engine_next_action(n->engine, &a)) {
+		struct peer *p = a.peer ? node_peer_by_key(n, a.peer) : NULL;
+		struct download *d;
 		switch (a.type) {
-		case SWARM_REQUEST:
-		case SWARM_CANCEL:
-			if (p) {
-				struct pn_msg m = {.type = a.type == SWARM_REQUEST ? PN_MSG_CHUNK_REQ : PN_MSG_CANCEL};
-				m.u.ref.req_id = ++n->next_req;
-				m.u.ref.cid = d->cid;
-				m.u.ref.index = a.index;
-				(void)node_send(n, p->conn, &m);
+		case ENGINE_SEND:
+			if (p && p->conn)
+				(void)pn_conn_send_msg(p->conn, &a.msg);
+			break;
+		case ENGINE_SEND_CHUNK:
+			if (p && p->conn)
+				send_chunk(n, p, &a);
+			break;
+		case ENGINE_WRITE_CHUNK:
+			write_chunk(n, &a);
+			break;
+		case ENGINE_HASHES:
+			if ((d = node_download_find(n, &a.cid)))
+				download_hashes(n, d, a.data, a.len);
+			break;
+		case ENGINE_NAME:
+			if ((d = node_download_find(n, &a.cid)) && !d->have_meta) {
+				snprintf(d->name, sizeof d->name, "%s", a.name);
+				d->have_meta = true;
+				if (store_partial_set_name(d->part, d->name) != PN_OK)
+					pn_log_warn("cannot record the name of a download");
+				dir_client_offer(n, &d->cid, d->name);
 			}
 			break;
-		case SWARM_DROP_PEER:
-			if (p) {
-				ban(n, p->id);
-				pn_conn_close(p->conn, PN_ECORRUPT);
+		case ENGINE_DIAL:
+			dial(n, &a);
+			break;
+		case ENGINE_CLOSE:
+			if (p && p->conn) {
+				if (a.err && a.err != PN_ECORRUPT)
+					pn_log_info("%s: %s, closing", p->addr, a.why ? a.why : pn_strerror(a.err));
+				else if (a.err == PN_ECORRUPT && a.why && strstr(a.why, "hash list"))
+					pn_log_warn("%s %s: dropped and refused", p->addr, a.why);
+				pn_conn_close(p->conn, a.err);
 			}
 			break;
-		case SWARM_DONE:
-			download_complete(d);
-			return;
+		case ENGINE_PEER_READY:
+			if (p && p->conn)
+				on_peer_ready(n, p, &a);
+			break;
+		case ENGINE_DONE:
+			if ((d = node_download_find(n, &a.cid)))
+				download_complete(d);
+			break;
+		case ENGINE_STALLED:
+			if ((d = node_download_find(n, &a.cid))) {
+				char id[PN_CID_STR_LEN + 1];
+				cid_str(&d->cid, id);
+				uint32_t t = n->opts.peer_timeout_ms ? n->opts.peer_timeout_ms : NODE_DEFAULT_PEER_TIMEOUT_MS;
+				download_fail(d, "no provider of %s reachable for %u s", id, t / 1000);
+			}
+			break;
+		case ENGINE_NOT_FOUND:
+			break;
+		case ENGINE_PEER_ERROR:
+			pn_log_debug("%s: error %u from peer", p ? p->addr : "?", a.code);
+			break;
 		}
 	}
-	if (!d->done && store_partial_have_count(d->part) == store_partial_nchunks(d->part)) {
-		download_complete(d);
-		return;
-	}
-	if (!d->done)
-		download_update_interest(d);
 }
+
+/* ------------------------------------------------------------ connections */
+
+static int peer_frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
+{
+	struct peer *p = pn_conn_data(c);
+	struct node *n = p->node;
+	struct pn_msg m;
+	int r = pn_msg_decode(body, len, &m);
+	if (r != PN_OK) {
+		pn_log_info("%s: malformed message (type 0x%02x, %zu bytes), closing", p->addr, len ? body[0] : 0, len);
+		(void)pn_conn_send_error(c, 0, PN_WERR_PROTOCOL, "malformed message");
+		return PN_EPROTO;
+	}
+	r = engine_on_msg(n->engine, p->key, &m, node_now(n));
+	if (r == PN_ENOTSUP) {
+		r = flood_on_msg(n, p, &m, body, len);
+		if (r == PN_ENOTSUP) {
+			pn_log_info("%s: unexpected message type 0x%02x from a peer, closing", p->addr, m.type);
+			(void)pn_conn_send_error(c, 0, PN_WERR_PROTOCOL, "unexpected message");
+			r = PN_EPROTO;
+		}
+	}
+	node_pump(n); /* within the frame: a WRITE_CHUNK points into body */
+	return r;
+}
+
+static void peer_established_cb(struct pn_conn *c)
+{
+	struct peer *p = pn_conn_data(c);
+	struct node *n = p->node;
+	memcpy(p->id, pn_conn_peer_id(c), PN_ID_BYTES);
+	engine_peer_established(n->engine, p->key, p->id, flood_hello_features(n, p), node_now(n));
+	node_pump(n);
+}
+
+static void peer_writable_cb(struct pn_conn *c)
+{
+	struct peer *p = pn_conn_data(c);
+	engine_peer_writable(p->node->engine, p->key, node_now(p->node));
+	node_pump(p->node);
+}
+
+static void peer_close_cb(struct pn_conn *c, int err)
+{
+	struct peer *p = pn_conn_data(c);
+	struct node *n = p->node;
+	if (err && err != PN_ECLOSED && err != PN_ECORRUPT && err != PN_EPROTO)
+		pn_log_info("%s: peer connection closed: %s", p->addr, pn_strerror(err));
+	engine_peer_closed(n->engine, p->key, node_now(n));
+	flood_peer_closed(n, p);
+	peer_unlink(n, p);
+	free(p);
+	node_pump(n);
+}
+
+const struct pn_conn_cbs node_peer_cbs = {
+	.established_cb = peer_established_cb,
+	.frame_cb = peer_frame_cb,
+	.writable_cb = peer_writable_cb,
+	.close_cb = peer_close_cb,
+};
+
+static const struct pn_conn_cbs *accept_cb(struct pn_net *net, struct pn_conn *c)
+{
+	struct node *n = pn_net_data(net);
+	if (n->stopping || peer_count(n) >= NODE_MAX_PEERS) {
+		pn_log_warn("%s: refused, %zu peers already", pn_conn_peer_addr(c), peer_count(n));
+		return NULL;
+	}
+	struct peer *p = node_peer_new(n, c, false, NULL);
+	if (!p)
+		return NULL;
+	snprintf(p->addr, sizeof p->addr, "%s", pn_conn_peer_addr(c));
+	pn_conn_set_data(c, p);
+	pn_conn_set_max_frame(c, ENGINE_HELLO_MAX_BODY);
+	return &node_peer_cbs;
+}
+
+void node_connect_provider(struct node *n, const uint8_t id[PN_ID_BYTES], const char *addr, const struct pn_cid *cid)
+{
+	engine_provider(n->engine, id, addr, cid, node_now(n));
+	node_pump(n);
+}
+
+/* --seed-server: a connection to each `peernet serve` given, used as one more
+ * provider of every download (like a BitTorrent web seed). Redialled while down. */
+static void seed_servers_tick(struct node *n, uint64_t now)
+{
+	if (now < n->seed_server_next_ms)
+		return;
+	n->seed_server_next_ms = now + NODE_SEED_SERVER_RETRY_MS;
+	for (int i = 0; i < n->opts.nseed_servers; i++) {
+		const char *addr = n->opts.seed_servers[i];
+		bool up = false;
+		for (struct peer *p = n->peers; p && !up; p = p->next)
+			up = p->seed_server && !strcmp(p->addr, addr);
+		if (up || peer_count(n) >= NODE_MAX_PEERS)
+			continue;
+		struct peer *p = node_peer_new(n, NULL, true, NULL);
+		if (!p)
+			return;
+		p->seed_server = true;
+		snprintf(p->addr, sizeof p->addr, "%s", addr);
+		struct pn_conn *c;
+		if (pn_net_connect(n->net, addr, NULL, &node_peer_cbs, p, &c) != PN_OK) {
+			pn_log_info("cannot dial seed server %s", addr);
+			engine_peer_closed(n->engine, p->key, now);
+			peer_unlink(n, p);
+			free(p);
+			continue;
+		}
+		p->conn = c;
+	}
+}
+
+/* ------------------------------------------------------------ what the engine may ask */
+
+static bool store_lookup_cb(void *ud, const struct pn_cid *cid, struct engine_content *out)
+{
+	struct node *n = ud;
+	const struct store_object *o = store_get(n->store, cid);
+	if (!o)
+		return false;
+	out->name = o->name;
+	out->hashes = o->hashes;
+	out->bitmap = NULL;
+	return true;
+}
+
+static const struct engine_store_ops node_store_ops = {.lookup = store_lookup_cb};
 
 void node_download_providers(struct node *n, const struct pn_cid *cid, uint32_t total)
 {
@@ -1024,7 +559,9 @@ void node_download_providers(struct node *n, const struct pn_cid *cid, uint32_t 
 		d->finding = false; /* a flood query goes on after its first hit */
 	if (total > d->providers_seen)
 		d->providers_seen = total;
-	if (d->providers_seen == 0 && !d->swarm) {
+	struct engine_download_info info;
+	bool hashes = engine_download_info(n->engine, cid, &info) && info.have_hashes;
+	if (d->providers_seen == 0 && !hashes && n->opts.nseed_servers == 0) {
 		char id[PN_CID_STR_LEN + 1];
 		cid_str(cid, id);
 		if (n->flood)
@@ -1062,7 +599,7 @@ int node_start_get(struct node *n, struct ctl_client *cc, const struct pn_cid *c
 		ctl_finish(cc, "not connected to any peer (the bootstrap peers are unreachable); the node keeps retrying");
 		return PN_OK;
 	}
-	if (!n->flood && !dir_client_ready(n)) {
+	if (!n->flood && !dir_client_ready(n) && n->opts.nseed_servers == 0) {
 		free(w);
 		ctl_finish(cc, "the directory at %s is unreachable (%s); running downloads go on, new look-ups fail until it is back",
 			   n->opts.directory ? n->opts.directory : "(none)", n->dir_last_error[0] ? n->dir_last_error : "not connected");
@@ -1083,7 +620,7 @@ int node_start_get(struct node *n, struct ctl_client *cc, const struct pn_cid *c
 	}
 	d->node = n;
 	d->cid = *cid;
-	d->started_ms = d->last_progress_ms = node_now(n);
+	d->started_ms = node_now(n);
 	int r = store_put_begin(n->store, cid, NULL, &d->part);
 	if (r != PN_OK) {
 		free(d);
@@ -1096,52 +633,99 @@ int node_start_get(struct node *n, struct ctl_client *cc, const struct pn_cid *c
 		snprintf(d->name, sizeof d->name, "%s", stored_name);
 		d->have_meta = true;
 	}
+	const uint8_t *hashes = NULL, *have = NULL;
+	if (store_partial_has_hashes(d->part)) {
+		uint64_t ok = 0;
+		r = store_partial_verify_existing(d->part, &ok);
+		if (r != PN_OK) {
+			store_put_release(n->store, d->part);
+			free(d);
+			free(w);
+			ctl_finish(cc, "cannot read the partial download: %s", pn_strerror(r));
+			return PN_OK;
+		}
+		d->bytes_resumed = ok;
+		hashes = store_partial_hash(d->part, 0);
+		have = store_partial_bitmap(d->part);
+	}
 	d->waiters = w;
 	d->next = n->downloads;
 	n->downloads = d;
-	choker_set_seeding(n->choker, false);
+	r = engine_want(n->engine, cid, d->have_meta ? d->name : NULL, hashes, have, node_now(n));
+	if (r != PN_OK) {
+		d->waiters = NULL;
+		free(w);
+		d->done = true;
+		download_free(d);
+		ctl_finish(cc, "cannot start the download: %s", pn_strerror(r));
+		return PN_OK;
+	}
 	if (d->have_meta)
 		dir_client_offer(n, cid, d->name);
-	if (store_partial_has_hashes(d->part))
-		download_start_swarm(d);
 	d->finding = true;
 	d->last_find_ms = node_now(n);
-	if ((n->flood ? flood_find(n, cid) : dir_client_find(n, cid)) != PN_OK)
+	if ((n->flood ? flood_find(n, cid) : dir_client_ready(n) ? dir_client_find(n, cid) : PN_ENOTSUP) != PN_OK)
 		d->finding = false;
+	node_pump(n); /* may complete at once (everything was on disk) */
 	return PN_OK;
-}
-
-static bool download_has_peers(struct download *d)
-{
-	for (struct peer *p = d->node->peers; p; p = p->next) {
-		struct peer_cid *pc = peer_cid_get(p, &d->cid, false);
-		if (pc && pc->bitmap)
-			return true;
-	}
-	return false;
 }
 
 /* Progress lines for control clients waiting on downloads. */
 static void report_progress(struct node *n)
 {
 	for (struct download *d = n->downloads; d; d = d->next) {
-		if (!d->part)
+		struct engine_download_info info;
+		if (!d->part || !engine_download_info(n->engine, &d->cid, &info))
 			continue;
-		uint64_t have = 0;
-		uint32_t cnt = store_partial_have_count(d->part);
-		uint32_t nch = store_partial_nchunks(d->part);
-		have = cnt == nch ? d->cid.size : (uint64_t)cnt * PN_CHUNK_SIZE;
-		unsigned peers = 0;
-		for (struct peer *p = n->peers; p; p = p->next) {
-			struct peer_cid *pc = peer_cid_get(p, &d->cid, false);
-			if (pc && pc->in_swarm)
-				peers++;
-		}
 		for (struct ctl_waiter *w = d->waiters; w; w = w->next)
 			if (w->client)
-				ctl_reply(w->client, "progress\t%llu\t%llu\t%u\t%s\n", (unsigned long long)have,
-					  (unsigned long long)d->cid.size, peers, d->name);
+				ctl_reply(w->client, "progress\t%llu\t%llu\t%u\t%s\n", (unsigned long long)info.bytes_have,
+					  (unsigned long long)d->cid.size, info.peers, d->name);
 	}
+}
+
+size_t node_peers_snapshot(struct node *n, struct node_peer_status *out, size_t max)
+{
+	size_t k = 0;
+	for (struct peer *p = n->peers; p && k < max; p = p->next) {
+		if (!p->hello)
+			continue;
+		struct node_peer_status *ps = &out[k];
+		memset(ps, 0, sizeof *ps);
+		memcpy(ps->id, p->id, PN_ID_BYTES);
+		snprintf(ps->addr, sizeof ps->addr, "%s", p->addr);
+		ps->outgoing = p->outgoing;
+		ps->neighbor = p->neighbor;
+		ps->seed_server = p->seed_server;
+		if (engine_peer_info(n->engine, p->key, &ps->e))
+			k++;
+	}
+	return k;
+}
+
+size_t node_transfers_snapshot(struct node *n, struct node_transfer_status *out, size_t max)
+{
+	size_t k = 0;
+	for (struct download *d = n->downloads; d && k < max; d = d->next) {
+		struct engine_download_info info;
+		if (!engine_download_info(n->engine, &d->cid, &info))
+			continue;
+		struct node_transfer_status *t = &out[k++];
+		t->cid = d->cid;
+		snprintf(t->name, sizeof t->name, "%s", d->name);
+		t->chunks = info.nchunks;
+		t->have = info.have;
+		t->bytes_down = info.bytes_down;
+	}
+	return k;
+}
+
+void node_totals(struct node *n, uint64_t *bytes_up, uint64_t *bytes_down)
+{
+	struct engine_stats st;
+	engine_stats(n->engine, &st);
+	*bytes_up = st.bytes_up;
+	*bytes_down = st.bytes_down;
 }
 
 /* ------------------------------------------------------------ timers */
@@ -1152,42 +736,19 @@ static void tick_cb(uv_timer_t *t)
 	uint64_t now = node_now(n);
 	dir_client_tick(n, now);
 	flood_node_tick(n, now);
-	choker_tick(n->choker, now);
-	struct choker_action ca;
-	while (choker_next_action(n->choker, &ca)) {
-		struct peer *p = node_peer_by_key(n, ca.peer);
-		if (!p || !p->hello)
-			continue;
-		struct pn_msg m = {.type = ca.type == CHOKER_UNCHOKE ? PN_MSG_UNCHOKE : PN_MSG_CHOKE};
-		p->am_choking = ca.type == CHOKER_CHOKE;
-		if (p->am_choking)
-			upload_clear(p); /* a choke discards what was asked, as the peer knows */
-		(void)node_send(n, p->conn, &m);
-	}
-	uint32_t timeout = n->opts.peer_timeout_ms ? n->opts.peer_timeout_ms : NODE_DEFAULT_PEER_TIMEOUT_MS;
-	struct download *d = n->downloads, *next;
-	for (; d; d = next) {
-		next = d->next;
-		if (d->swarm) {
-			swarm_tick(d->swarm, now);
-			download_pump(d);
-			if (d->done)
-				continue;
-		}
-		if (now - d->last_progress_ms > timeout) {
-			char id[PN_CID_STR_LEN + 1];
-			cid_str(&d->cid, id);
-			download_fail(d, "no provider of %s reachable for %u s", id, timeout / 1000);
-			continue;
-		}
+	seed_servers_tick(n, now);
+	if (engine_next_wakeup(n->engine) <= now)
+		engine_tick(n->engine, now);
+	node_pump(n);
+	for (struct download *d = n->downloads; d; d = d->next) {
 		/* Early in a download ask often: fellow downloaders register as they start. */
 		uint64_t refind = now - d->started_ms < NODE_EARLY_MS ? NODE_REFIND_EARLY_MS : NODE_REFIND_MS;
 		if (n->flood) {
-			/* Flooding is costly: ask again only while no provider is connected. */
-			/* Early on, ask again now and then: fellow downloaders answer once they hold chunks. */
+			/* Flooding is costly: ask again only while no provider is connected;
+			 * early on, now and then: fellow downloaders answer once they hold chunks. */
 			bool early = now - d->started_ms < NODE_EARLY_MS;
 			if (!d->finding && now - d->last_find_ms > (early ? NODE_REFIND_FLOOD_EARLY_MS : NODE_REFIND_FLOOD_MS) &&
-			    (early || !download_has_peers(d)) &&
+			    (early || !engine_download_has_providers(n->engine, &d->cid)) &&
 			    flood_find(n, &d->cid) == PN_OK) {
 				d->last_find_ms = now;
 				d->finding = true;
@@ -1224,6 +785,7 @@ void node_stop(struct node *n)
 		d->done = true;
 		download_free(d);
 	}
+	node_pump(n);
 	dir_client_close(n);
 	flood_teardown(n);
 	uv_timer_stop(&n->tick);
@@ -1300,7 +862,7 @@ int pn_node_run(const struct pn_node_opts *opts)
 		return PN_ENOMEM;
 	n->opts = *opts;
 	n->loop = uv_default_loop();
-	n->rng = uv_hrtime() ^ (uint64_t)getpid() << 32;
+	n->rng = uv_hrtime() ^ (uint64_t)getpid() << 32 ^ (uint64_t)(uintptr_t)n;
 	signal(SIGPIPE, SIG_IGN);
 	n->out_cap = PN_FRAME_HDR + PN_FRAME_MAX;
 	n->out = malloc(n->out_cap);
@@ -1319,21 +881,10 @@ int pn_node_run(const struct pn_node_opts *opts)
 		fprintf(stderr, "peernet node: cannot open the store in %s: %s\n", opts->data_dir, pn_strerror(r));
 		goto out_id;
 	}
-	/* Rechoke every 5 s and move the optimistic slot every 15 s (BitTorrent uses
-	 * 10 s and 30 s): swarms here often last seconds, and a peer choked by
-	 * everyone would otherwise wait out most of the transfer. */
-	struct choker_opts co = {.slots = opts->upload_slots, .rechoke_ms = 5000, .optimistic_ms = 15000,
-				 .seed = n->id.node_id[2] | (uint64_t)n->id.node_id[3] << 8};
-	n->choker = choker_new(&co, uv_now(n->loop));
-	if (!n->choker) {
-		r = PN_ENOMEM;
-		goto out_store;
-	}
-	choker_set_seeding(n->choker, true);
 	r = pn_net_new(n->loop, &n->id, NULL, &n->net);
 	if (r != PN_OK) {
 		fprintf(stderr, "peernet node: cannot set up TLS: %s\n", pn_strerror(r));
-		goto out_choker;
+		goto out_engine;
 	}
 	pn_net_set_data(n->net, n);
 	pn_net_set_rates(n->net, opts->up_rate, opts->down_rate);
@@ -1341,6 +892,26 @@ int pn_node_run(const struct pn_node_opts *opts)
 	if (r != PN_OK) {
 		fprintf(stderr, "peernet node: cannot listen on %s: %s\n", opts->listen,
 			r == PN_EEXIST ? "address already in use" : pn_strerror(r));
+		goto out_net;
+	}
+	/* Rechoke every 5 s and move the optimistic slot every 15 s (BitTorrent uses
+	 * 10 s and 30 s): swarms here often last seconds, and a peer choked by
+	 * everyone would otherwise wait out most of the transfer. */
+	struct engine_opts eo = {
+		.role = ENGINE_NODE,
+		.listen_port = n->port,
+		.upload_slots = opts->upload_slots,
+		.rechoke_ms = 5000,
+		.optimistic_ms = 15000,
+		.stall_ms = opts->peer_timeout_ms ? opts->peer_timeout_ms : NODE_DEFAULT_PEER_TIMEOUT_MS,
+		.seed = node_rand(n),
+		.store = &node_store_ops,
+		.store_ud = n,
+	};
+	memcpy(eo.self_id, n->id.node_id, PN_ID_BYTES);
+	n->engine = engine_new(&eo, uv_now(n->loop));
+	if (!n->engine) {
+		r = PN_ENOMEM;
 		goto out_net;
 	}
 	r = flood_setup(n);
@@ -1376,18 +947,18 @@ int pn_node_run(const struct pn_node_opts *opts)
 	}
 	uv_run(n->loop, UV_RUN_DEFAULT);
 	r = PN_OK;
-	pn_log_info("stopped: %llu bytes uploaded, %llu bytes downloaded", (unsigned long long)n->bytes_uploaded,
-		    (unsigned long long)n->bytes_downloaded);
+	struct engine_stats st;
+	engine_stats(n->engine, &st);
+	pn_log_info("stopped: %llu bytes uploaded, %llu bytes downloaded", (unsigned long long)st.bytes_up,
+		    (unsigned long long)st.bytes_down);
 	unlink(n->control_path);
-	goto out_choker;
+	goto out_engine;
 out_net:
 	pn_net_close(n->net);
 	uv_run(n->loop, UV_RUN_DEFAULT);
-out_choker:
-	choker_free(n->choker);
-	seed_free_all(n);
+out_engine:
+	engine_free(n->engine);
 	flood_teardown(n);
-out_store:
 	store_close(n->store);
 out_id:
 	pn_identity_free(&n->id);

@@ -32,6 +32,9 @@ struct pn_node_opts {
 	uint32_t min_neighbors, max_neighbors; /* 0 = defaults 4 and 8 */
 	uint8_t ttl;                 /* hop limit of queries, 0 = default 5, at most 7 */
 	bool plain_flood;            /* no expanding ring */
+	/* servers used as one more provider of every download (`peernet serve`) */
+	const char *seed_servers[PN_NODE_MAX_SHARES];
+	int nseed_servers;
 };
 
 /* Runs the node until `peernet stop`, SIGINT or SIGTERM. 0 after a clean stop. */

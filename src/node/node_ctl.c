@@ -193,6 +193,19 @@ static void do_status(struct node *n, struct ctl_client *cc)
 		ctl_finish(cc, "out of memory");
 		return;
 	}
+	struct node_peer_status *peers = calloc(NODE_MAX_PEERS, sizeof *peers);
+	struct node_transfer_status *xfers = calloc(NODE_MAX_DOWNLOADS, sizeof *xfers);
+	if (!peers || !xfers) {
+		free(js);
+		free(peers);
+		free(xfers);
+		ctl_finish(cc, "out of memory");
+		return;
+	}
+	size_t npeers = node_peers_snapshot(n, peers, NODE_MAX_PEERS);
+	size_t nxfers = node_transfers_snapshot(n, xfers, NODE_MAX_DOWNLOADS);
+	uint64_t bytes_up, bytes_down;
+	node_totals(n, &bytes_up, &bytes_down);
 #define J(...) do { if (len < cap) len += (size_t)snprintf(js + len, cap - len, __VA_ARGS__); } while (0)
 	/* The address actually bound: the --listen host with the port the system chose. */
 	char bound[PN_ADDR_STR_MAX + 8];
@@ -216,18 +229,17 @@ static void do_status(struct node *n, struct ctl_client *cc)
 		  (unsigned long long)fs->hits_sent, (unsigned long long)fs->hits_received);
 	}
 	J(",\"peers\":[");
-	int np = 0;
-	for (struct peer *p = n->peers; p; p = p->next) {
-		if (!p->hello)
-			continue;
+	int np = (int)npeers;
+	for (size_t i = 0; i < npeers; i++) {
+		const struct node_peer_status *p = &peers[i];
 		char pid[PN_NODE_ID_STR_LEN + 1];
 		pn_node_id_format(p->id, pid);
 		json_str(q, sizeof q, p->addr);
-		J("%s{\"id\":\"%s\",\"address\":%s,\"direction\":\"%s\",\"neighbor\":%s,\"choking_us\":%s,\"we_choke\":%s,"
-		  "\"bytes_to\":%llu,\"bytes_from\":%llu}",
-		  np++ ? "," : "", pid, q, p->outgoing ? "out" : "in", p->neighbor ? "true" : "false",
-		  p->peer_choking ? "true" : "false",
-		  p->am_choking ? "true" : "false", (unsigned long long)p->bytes_to, (unsigned long long)p->bytes_from);
+		J("%s{\"id\":\"%s\",\"address\":%s,\"direction\":\"%s\",\"neighbor\":%s,\"seed_server\":%s,"
+		  "\"choking_us\":%s,\"we_choke\":%s,\"bytes_to\":%llu,\"bytes_from\":%llu}",
+		  i ? "," : "", pid, q, p->outgoing ? "out" : "in", p->neighbor ? "true" : "false",
+		  p->seed_server ? "true" : "false", p->e.peer_choking ? "true" : "false",
+		  p->e.am_choking ? "true" : "false", (unsigned long long)p->e.bytes_to, (unsigned long long)p->e.bytes_from);
 	}
 	J("],\"shares\":[");
 	size_t ns = store_count(n->store);
@@ -239,26 +251,27 @@ static void do_status(struct node *n, struct ctl_client *cc)
 		J("%s{\"id\":\"%s\",\"name\":%s,\"size\":%llu}", i ? "," : "", id, q, (unsigned long long)o->cid.size);
 	}
 	J("],\"transfers\":[");
-	int nt = 0;
-	for (struct download *d = n->downloads; d; d = d->next) {
+	int nt = (int)nxfers;
+	for (size_t i = 0; i < nxfers; i++) {
+		const struct node_transfer_status *d = &xfers[i];
 		char id[PN_CID_STR_LEN + 1];
 		pn_cid_format(&d->cid, id);
 		json_str(q, sizeof q, d->name);
-		uint32_t have = d->part ? store_partial_have_count(d->part) : 0;
 		J("%s{\"id\":\"%s\",\"name\":%s,\"size\":%llu,\"chunks\":%u,\"chunks_have\":%u,\"bytes_downloaded\":%llu}",
-		  nt++ ? "," : "", id, q, (unsigned long long)d->cid.size, pn_cid_chunks(&d->cid), have,
-		  (unsigned long long)d->bytes_down);
+		  i ? "," : "", id, q, (unsigned long long)d->cid.size, d->chunks, d->have, (unsigned long long)d->bytes_down);
 	}
 	uint64_t wire_up, wire_down;
 	pn_net_bytes(n->net, &wire_up, &wire_down);
 	J("],\"totals\":{\"bytes_uploaded\":%llu,\"bytes_downloaded\":%llu,\"wire_bytes_sent\":%llu,"
 	  "\"wire_bytes_received\":%llu,\"lookups\":%llu,\"lookup_messages\":%llu}}",
-	  (unsigned long long)n->bytes_uploaded, (unsigned long long)n->bytes_downloaded,
+	  (unsigned long long)bytes_up, (unsigned long long)bytes_down,
 	  (unsigned long long)wire_up, (unsigned long long)wire_down, (unsigned long long)n->lookups,
 	  (unsigned long long)n->lookup_msgs);
 #undef J
 	if (len >= cap) {
 		free(js);
+		free(peers);
+		free(xfers);
 		ctl_finish(cc, "status too large");
 		return;
 	}
@@ -287,14 +300,13 @@ static void do_status(struct node *n, struct ctl_client *cc)
 			  (unsigned long long)fs->queries_received, (unsigned long long)fs->duplicates_dropped);
 	}
 	ctl_reply(cc, "text\tpeers      %d\n", np);
-	for (struct peer *p = n->peers; p; p = p->next) {
-		if (!p->hello)
-			continue;
+	for (size_t i = 0; i < npeers; i++) {
+		const struct node_peer_status *p = &peers[i];
 		char pid[PN_NODE_ID_STR_LEN + 1];
 		pn_node_id_format(p->id, pid);
-		ctl_reply(cc, "text\t  %.16s  %-22s %s  sent %llu  received %llu%s\n", pid, p->addr,
-			  p->outgoing ? "out" : "in ", (unsigned long long)p->bytes_to, (unsigned long long)p->bytes_from,
-			  p->am_choking ? "" : "  (unchoked)");
+		ctl_reply(cc, "text\t  %.16s  %-22s %s  sent %llu  received %llu%s%s\n", pid, p->addr,
+			  p->outgoing ? "out" : "in ", (unsigned long long)p->e.bytes_to, (unsigned long long)p->e.bytes_from,
+			  p->e.am_choking ? "" : "  (unchoked)", p->seed_server ? "  (seed server)" : "");
 	}
 	ctl_reply(cc, "text\tshares     %zu\n", ns);
 	for (size_t i = 0; i < ns; i++) {
@@ -304,15 +316,17 @@ static void do_status(struct node *n, struct ctl_client *cc)
 		ctl_reply(cc, "text\t  %s  %llu  %s\n", id, (unsigned long long)o->cid.size, o->name);
 	}
 	ctl_reply(cc, "text\ttransfers  %d\n", nt);
-	for (struct download *d = n->downloads; d; d = d->next) {
+	for (size_t i = 0; i < nxfers; i++) {
+		const struct node_transfer_status *d = &xfers[i];
 		char id[PN_CID_STR_LEN + 1];
 		pn_cid_format(&d->cid, id);
-		uint32_t have = d->part ? store_partial_have_count(d->part) : 0;
-		ctl_reply(cc, "text\t  %s  %u/%u chunks  %s\n", id, have, pn_cid_chunks(&d->cid), d->name);
+		ctl_reply(cc, "text\t  %s  %u/%u chunks  %s\n", id, d->have, d->chunks, d->name);
 	}
 	ctl_reply(cc, "text\ttotals     uploaded %llu bytes, downloaded %llu bytes, %llu look-ups\n",
-		  (unsigned long long)n->bytes_uploaded, (unsigned long long)n->bytes_downloaded,
+		  (unsigned long long)bytes_up, (unsigned long long)bytes_down,
 		  (unsigned long long)n->lookups);
+	free(peers);
+	free(xfers);
 	ctl_finish(cc, NULL);
 }
 

@@ -257,7 +257,7 @@ static void dir_close_cb(struct pn_conn *c, int err)
 	if (n->stopping)
 		return;
 	uint64_t now = node_now(n);
-	n->dir_next_attempt_ms = now + n->dir_backoff_ms + (uint64_t)(rand() % 250);
+	n->dir_next_attempt_ms = now + n->dir_backoff_ms + node_rand(n) % 250;
 	n->dir_backoff_ms = n->dir_backoff_ms * 2 > DIR_BACKOFF_MAX_MS ? DIR_BACKOFF_MAX_MS : n->dir_backoff_ms * 2;
 }
 

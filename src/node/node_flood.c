@@ -648,19 +648,18 @@ int flood_on_msg(struct node *n, struct peer *p, const struct pn_msg *m, const u
 static void dial(struct node *n, int ci)
 {
 	struct cand *c = &n->cands[ci];
-	struct peer *p = node_peer_new(n, NULL, true);
+	struct peer *p = node_peer_new(n, NULL, true, c->id_known ? c->id : NULL);
 	if (!p)
 		return;
 	p->want_neighbor = true;
 	p->cand = ci;
 	snprintf(p->addr, sizeof p->addr, "%s", c->addr);
-	if (c->id_known)
-		memcpy(p->id, c->id, PN_ID_BYTES);
 	struct pn_conn *conn;
 	int r = pn_net_connect(n->net, c->addr, c->id_known ? c->id : NULL, &node_peer_cbs, p, &conn);
 	c->busy = true;
 	if (r != PN_OK) {
 		/* Unlink and free the peer we just made; count the failure. */
+		engine_peer_closed(n->engine, p->key, node_now(n));
 		n->peers = p->next;
 		free(p);
 		c->busy = false;
@@ -709,7 +708,7 @@ void flood_node_tick(struct node *n, uint64_t now)
 			pn_log_warn("no peer known: give --bootstrap ADDR:PORT");
 	}
 	if (have && now >= n->flood_next_peers_req_ms) {
-		n->flood_next_peers_req_ms = now + PEERS_REQ_INTERVAL_MS + (uint64_t)(rand() % 5000);
+		n->flood_next_peers_req_ms = now + PEERS_REQ_INTERVAL_MS + node_rand(n) % 5000;
 		for (struct peer *p = n->peers; p; p = p->next)
 			if (p->neighbor) {
 				struct pn_msg m = {.type = PN_MSG_PEERS_REQ};

@@ -10,18 +10,14 @@
 #include "node/node.h"
 #include "crypto/crypto.h"
 #include "net/net.h"
-#include "proto/choker.h"
+#include "proto/engine.h"
 #include "proto/flood.h"
-#include "proto/swarm.h"
 #include "store/store.h"
 #include "wire/wire.h"
 
 #define NODE_TICK_MS 100
 #define NODE_MAX_PEERS 128
-#define PEER_MAX_CIDS 32          /* contents one peer connection may swarm on */
-#define NODE_PER_PEER_INFLIGHT 4  /* chunk requests in flight to one peer */
-#define PEER_UPQ_MAX 64           /* chunk requests queued per peer; more is a protocol error */
-#define NODE_MAX_DOWNLOADS 32
+#define NODE_MAX_DOWNLOADS ENGINE_MAX_DOWNLOADS
 #define NODE_DEFAULT_PEER_TIMEOUT_MS 30000
 #define NODE_REFIND_MS 2000       /* ask the directory for more providers this often while downloading */
 #define NODE_REFIND_EARLY_MS 300  /* ... and this often during its first NODE_EARLY_MS */
@@ -29,37 +25,14 @@
 #define NODE_REFIND_FLOOD_MS 5000 /* flood mode: re-query this often while no provider is connected */
 #define NODE_REFIND_FLOOD_EARLY_MS 1000 /* ... and this often during the first NODE_EARLY_MS */
 #define CTL_LINE_MAX 8192
-#define NODE_MAX_BANNED 256
+#define NODE_SEED_SERVER_RETRY_MS 5000
 
 struct node;
 struct download;
 struct ctl_client;
 
-/* What a peer connection knows of one content. */
-struct peer_cid {
-	struct pn_cid cid;
-	uint8_t *bitmap;     /* their chunks, NULL until BITFIELD */
-	bool they_want;      /* they sent INTERESTED */
-	bool we_want;        /* we sent INTERESTED */
-	bool in_swarm;       /* added to the download's swarm */
-	uint8_t *revealed;   /* super-seeding: the chunks we have announced to them */
-};
-
-/* Super-seeding (as in BEP 16): a node holding a whole file announces only a
- * few chunks to each downloader, the ones least announced so far, and one more
- * each time the downloader reports it holds one of them. Each chunk then
- * leaves the source about once and the downloaders trade the rest among
- * themselves, which is what lets distribution approach F/u_s. */
-#define SEED_REVEAL_AHEAD 4       /* chunks announced ahead to each downloader */
-#define NODE_MAX_SEED_CTX 64
-
-struct seed_ctx {
-	struct pn_cid cid;
-	uint32_t nchunks;
-	uint32_t *announced;          /* per chunk: to how many downloaders */
-	struct seed_ctx *next;
-};
-
+/* One connection to another node (or a client or a server). What it knows
+ * about transfers lives in the peer engine under the same key. */
 struct peer {
 	struct node *node;
 	struct pn_conn *conn;
@@ -67,23 +40,12 @@ struct peer {
 	uint32_t key;
 	uint8_t id[PN_ID_BYTES];
 	char addr[PN_ADDR_STR_MAX];   /* dialled address, or where it came from */
-	bool outgoing, established, hello;
-	bool am_choking;              /* we refuse their requests */
-	bool peer_choking;            /* they refuse ours */
-	bool in_choker;
+	bool outgoing, hello;         /* hello: the engine accepted its HELLO */
+	uint8_t role;
 	uint16_t listen_port;         /* from their HELLO */
-	struct peer_cid cids[PEER_MAX_CIDS];
-	int ncids;
-	uint64_t bytes_to, bytes_from;/* chunk payload */
-	/* Chunk requests waiting to be served, oldest first: kept unread until the
-	 * connection has room, so a CANCEL can still withdraw them. */
-	struct upreq {
-		struct pn_cid cid;
-		uint32_t index, req_id;
-	} upq[PEER_UPQ_MAX];
-	uint32_t upq_head, upq_len;
 	bool want_neighbor;           /* we dialled it to be a flood neighbour */
 	bool neighbor;                /* a flood neighbour link */
+	bool seed_server;             /* a --seed-server connection */
 	int cand;                     /* index in node->cands it was dialled from, -1 */
 };
 
@@ -130,12 +92,9 @@ struct download {
 	struct pn_cid cid;
 	char name[PN_NAME_MAX + 1];
 	struct store_partial *part;
-	struct swarm *swarm;          /* once the hash list is complete */
 	bool have_meta;
-	uint32_t hash_peer;           /* peer key asked for hashes, 0 none */
-	uint32_t meta_req, hash_req;  /* their request IDs: a peer may serve several downloads at once */
-	uint64_t started_ms, last_progress_ms, last_find_ms;
-	uint64_t bytes_down, bytes_resumed;
+	uint64_t started_ms, last_find_ms;
+	uint64_t bytes_resumed;
 	struct ctl_waiter *waiters;
 	bool finding;                 /* a DIR_FIND is outstanding */
 	bool done;
@@ -180,16 +139,12 @@ struct node {
 	struct peer *peers;
 	uint32_t next_key;
 	struct download *downloads;
-	struct choker *choker;
-	uint8_t banned[NODE_MAX_BANNED][PN_ID_BYTES];
-	int nbanned;
+	struct engine *engine;        /* every transfer, with every peer */
 	uint8_t *out;                 /* scratch for one outgoing frame */
 	size_t out_cap;
-	uint64_t bytes_uploaded, bytes_downloaded;
 	uint64_t lookups, lookup_msgs;
-	struct seed_ctx *seeds;
-	int nseeds;
 	uint64_t rng;
+	uint64_t seed_server_next_ms;
 	/* directory client */
 	struct pn_conn *dir_conn;
 	bool dir_connected, dir_registered;
@@ -209,11 +164,32 @@ struct node {
 	bool peers_dirty;
 };
 
+/* What the control socket shows: snapshots, so it never walks node lists. */
+struct node_peer_status {
+	uint8_t id[PN_ID_BYTES];
+	char addr[PN_ADDR_STR_MAX];
+	bool outgoing, neighbor, seed_server;
+	struct engine_peer_info e;
+};
+struct node_transfer_status {
+	struct pn_cid cid;
+	char name[PN_NAME_MAX + 1];
+	uint32_t chunks, have;
+	uint64_t bytes_down;
+};
+
 /* node.c */
+/* Fill out[] (at most max) and return how many. */
+size_t node_peers_snapshot(struct node *n, struct node_peer_status *out, size_t max);
+size_t node_transfers_snapshot(struct node *n, struct node_transfer_status *out, size_t max);
+void node_totals(struct node *n, uint64_t *bytes_up, uint64_t *bytes_down);
 int node_send(struct node *n, struct pn_conn *c, const struct pn_msg *m);
 struct peer *node_peer_by_id(struct node *n, const uint8_t id[PN_ID_BYTES]);
 struct peer *node_peer_by_key(struct node *n, uint32_t key);
-struct peer *node_peer_new(struct node *n, struct pn_conn *c, bool outgoing);
+struct peer *node_peer_new(struct node *n, struct pn_conn *c, bool outgoing, const uint8_t *id);
+/* Runs every action the engine has pending. Call after every engine input. */
+void node_pump(struct node *n);
+uint64_t node_rand(struct node *n);
 extern const struct pn_conn_cbs node_peer_cbs;
 void node_connect_provider(struct node *n, const uint8_t id[PN_ID_BYTES], const char *addr, const struct pn_cid *cid);
 struct download *node_download_find(struct node *n, const struct pn_cid *cid);
@@ -237,14 +213,6 @@ int flood_search(struct node *n, struct ctl_client *cc, const char *query);
 bool flood_ready(struct node *n);
 void flood_ctl_gone(struct node *n, struct ctl_client *cc);
 uint32_t flood_hello_features(struct node *n, struct peer *p);
-
-/* seeding.c */
-/* Fills pc->revealed with the first chunks to announce to p. 0, or PN_ELIMIT when
- * super-seeding is not possible (too many contents at once): announce everything. */
-int seed_start(struct node *n, struct peer *p, struct peer_cid *pc);
-/* p reported chunk index: announce one more if it was one we announced. */
-void seed_on_have(struct node *n, struct peer *p, struct peer_cid *pc, uint32_t index);
-void seed_free_all(struct node *n);
 
 /* node_dir.c */
 void dir_client_tick(struct node *n, uint64_t now);

@@ -8,11 +8,11 @@
 #include "node/server.h"
 #include "crypto/crypto.h"
 #include "net/net.h"
+#include "proto/engine.h"
 #include "store/store.h"
 #include "util/log.h"
 #include "wire/wire.h"
 
-#define HELLO_MAX_BODY 64            /* before HELLO, no frame may be larger */
 #define MAX_ACTIVE_UPLOADS 64        /* uploads in progress at once, server-wide */
 #define LIST_PAGE_BYTES (64 * 1024)  /* a LIST answer stays under this */
 #define UPLOAD_STATE_BUDGET (40u * 1024 * 1024) /* memory for the hash lists of uploads in progress */
@@ -20,6 +20,8 @@
 struct server {
 	uv_loop_t *loop;
 	struct pn_net *net;
+	struct engine *engine;  /* serves every download, as a node that only seeds */
+	uint32_t next_key;
 	struct store *store;
 	struct pn_identity id;
 	uv_signal_t sig_int, sig_term;
@@ -29,18 +31,30 @@ struct server {
 	uint64_t upload_state_bytes; /* what the active uploads' hash lists and bitmaps cost */
 	uint64_t bytes_served;
 	uint64_t conns_total;
+	struct client *clients;
 	int stop_signal;
 };
 
 struct client {
 	struct server *srv;
+	struct pn_conn *conn;
+	uint32_t key;              /* the engine's name for this connection */
 	bool hello;
 	struct store_partial *put; /* upload in progress on this connection, or NULL */
 	bool put_done_already;     /* the object existed when PUT_BEGIN came */
 	struct pn_cid put_cid;
 	uint32_t put_req;
 	uint64_t put_cost;         /* counted in srv->upload_state_bytes */
+	struct client *next;
 };
+
+static struct client *client_by_key(struct server *srv, uint32_t key)
+{
+	for (struct client *cl = srv->clients; cl; cl = cl->next)
+		if (cl->key == key)
+			return cl;
+	return NULL;
+}
 
 /* Memory an upload in progress holds: hash list and bitmaps (and their state-file image). */
 static uint64_t upload_cost(const struct pn_cid *cid)
@@ -61,52 +75,76 @@ static void put_release(struct client *cl)
 	cl->put_done_already = false;
 }
 
-static int on_meta_req(struct pn_conn *c, struct server *srv, const struct pn_msg_ref *q)
-{
-	const struct store_object *o = store_get(srv->store, &q->cid);
-	if (!o)
-		return pn_conn_send_error(c, q->req_id, PN_WERR_NOT_FOUND, "no such content");
-	struct pn_msg m = {.type = PN_MSG_META};
-	m.u.meta.req_id = q->req_id;
-	m.u.meta.cid = o->cid;
-	m.u.meta.name = o->name;
-	m.u.meta.name_len = (uint16_t)strlen(o->name);
-	return pn_conn_send_msg(c, &m);
-}
+static struct client *client_by_key(struct server *srv, uint32_t key);
 
-static int on_hash_req(struct pn_conn *c, struct server *srv, const struct pn_msg_hash_req *q)
+/* Reads the chunk from the store and sends it as one CHUNK frame. */
+static void send_chunk(struct server *srv, struct client *cl, const struct engine_action *a)
 {
-	const struct store_object *o = store_get(srv->store, &q->cid);
-	if (!o)
-		return pn_conn_send_error(c, q->req_id, PN_WERR_NOT_FOUND, "no such content");
-	struct pn_msg m = {.type = PN_MSG_HASHES};
-	m.u.hashes.req_id = q->req_id;
-	m.u.hashes.cid = o->cid;
-	m.u.hashes.first = q->first;
-	m.u.hashes.count = q->count;
-	m.u.hashes.hashes = o->hashes + (size_t)q->first * PN_HASH_BYTES;
-	return pn_conn_send_msg(c, &m);
-}
-
-static int on_chunk_req(struct pn_conn *c, struct server *srv, const struct pn_msg_ref *q)
-{
-	if (pn_conn_congested(c))
-		return PN_EAGAIN; /* the client is not reading: wait before reading more requests */
-	const struct store_object *o = store_get(srv->store, &q->cid);
-	if (!o)
-		return pn_conn_send_error(c, q->req_id, PN_WERR_NOT_FOUND, "no such content");
 	uint8_t *hdr = srv->out;
 	uint8_t *data = srv->out + PN_FRAME_HDR + PN_CHUNK_MSG_HDR;
-	uint32_t len;
-	int r = store_read_chunk(srv->store, o, q->index, data, &len);
+	uint32_t len = 0;
+	const struct store_object *o = store_get(srv->store, &a->cid);
+	int r = o ? store_read_chunk(srv->store, o, a->index, data, &len) : PN_ENOTFOUND;
 	if (r != PN_OK) {
-		pn_log_error("reading chunk %u of %s: %s", q->index, o->name, pn_strerror(r));
-		return pn_conn_send_error(c, q->req_id, PN_WERR_INTERNAL, "server failed to read the content");
+		pn_log_error("reading chunk %u: %s", a->index, pn_strerror(r));
+		(void)pn_conn_send_error(cl->conn, a->req_id, PN_WERR_INTERNAL, "server failed to read the content");
+		engine_chunk_sent(srv->engine, cl->key, &a->cid, a->index, 0, false, pn_conn_congested(cl->conn),
+				  uv_now(srv->loop));
+		return;
 	}
-	pn_chunk_hdr_encode(hdr, q->req_id, &o->cid, q->index, len);
-	srv->bytes_served += len;
-	return pn_conn_send(c, hdr, PN_FRAME_HDR + PN_CHUNK_MSG_HDR + len);
+	pn_chunk_hdr_encode(hdr, a->req_id, &a->cid, a->index, len);
+	r = pn_conn_send(cl->conn, hdr, PN_FRAME_HDR + PN_CHUNK_MSG_HDR + len);
+	if (r == PN_OK)
+		srv->bytes_served += len;
+	engine_chunk_sent(srv->engine, cl->key, &a->cid, a->index, len, r == PN_OK,
+			  r != PN_OK || pn_conn_congested(cl->conn), uv_now(srv->loop));
 }
+
+/* Carries out what the engine asks. */
+static void server_pump(struct server *srv)
+{
+	struct engine_action a;
+	while (engine_next_action(srv->engine, &a)) {
+		struct client *cl = client_by_key(srv, a.peer);
+		if (!cl)
+			continue;
+		switch (a.type) {
+		case ENGINE_SEND:
+			(void)pn_conn_send_msg(cl->conn, &a.msg);
+			break;
+		case ENGINE_SEND_CHUNK:
+			send_chunk(srv, cl, &a);
+			break;
+		case ENGINE_CLOSE:
+			pn_log_info("%s: connection closed: %s", pn_conn_peer_addr(cl->conn), a.why ? a.why : pn_strerror(a.err));
+			pn_conn_close(cl->conn, a.err);
+			break;
+		case ENGINE_PEER_READY:
+			cl->hello = true;
+			pn_conn_set_max_frame(cl->conn, PN_FRAME_MAX);
+			break;
+		case ENGINE_PEER_ERROR:
+			pn_log_debug("%s: error %u from client", pn_conn_peer_addr(cl->conn), a.code);
+			break;
+		default: /* a server downloads nothing: no other action comes */
+			break;
+		}
+	}
+}
+
+static bool store_lookup_cb(void *ud, const struct pn_cid *cid, struct engine_content *out)
+{
+	struct server *srv = ud;
+	const struct store_object *o = store_get(srv->store, cid);
+	if (!o)
+		return false;
+	out->name = o->name;
+	out->hashes = o->hashes;
+	out->bitmap = NULL;
+	return true;
+}
+
+static const struct engine_store_ops server_store_ops = {.lookup = store_lookup_cb};
 
 static int on_list_req(struct pn_conn *c, struct server *srv, const struct pn_msg_list_req *q)
 {
@@ -305,55 +343,40 @@ static int frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
 		pn_conn_send_error(c, 0, PN_WERR_PROTOCOL, "malformed message");
 		return PN_EPROTO;
 	}
-	if (!cl->hello) {
-		if (m.type != PN_MSG_HELLO) {
-			pn_log_info("%s: first message is not HELLO, closing", pn_conn_peer_addr(c));
-			pn_conn_send_error(c, 0, PN_WERR_PROTOCOL, "expected HELLO");
-			return PN_EPROTO;
+	if (cl->hello) {
+		/* Uploads and listing are the server's own; the rest is the engine's. */
+		switch (m.type) {
+		case PN_MSG_LIST_REQ: return on_list_req(c, srv, &m.u.list_req);
+		case PN_MSG_PUT_BEGIN: return on_put_begin(c, srv, cl, &m.u.meta);
+		case PN_MSG_HASHES: return on_put_hashes(c, srv, cl, &m.u.hashes);
+		case PN_MSG_CHUNK: return on_put_chunk(c, srv, cl, &m.u.chunk);
+		case PN_MSG_PUT_END: return on_put_end(c, srv, cl, &m.u.ref);
+		default: break;
 		}
-		cl->hello = true;
-		pn_conn_set_max_frame(c, PN_FRAME_MAX);
-		return PN_OK;
 	}
-	switch (m.type) {
-	case PN_MSG_PING: {
-		struct pn_msg pong = {.type = PN_MSG_PONG};
-		pong.u.ping.nonce = m.u.ping.nonce;
-		return pn_conn_send_msg(c, &pong);
-	}
-	case PN_MSG_PONG:
-		return PN_OK;
-	case PN_MSG_META_REQ:
-		return on_meta_req(c, srv, &m.u.ref);
-	case PN_MSG_HASH_REQ:
-		return on_hash_req(c, srv, &m.u.hash_req);
-	case PN_MSG_CHUNK_REQ:
-		return on_chunk_req(c, srv, &m.u.ref);
-	case PN_MSG_CANCEL:
-		return PN_OK; /* requests are answered in order; nothing queued to cancel */
-	case PN_MSG_LIST_REQ:
-		return on_list_req(c, srv, &m.u.list_req);
-	case PN_MSG_PUT_BEGIN:
-		return on_put_begin(c, srv, cl, &m.u.meta);
-	case PN_MSG_HASHES:
-		return on_put_hashes(c, srv, cl, &m.u.hashes);
-	case PN_MSG_CHUNK:
-		return on_put_chunk(c, srv, cl, &m.u.chunk);
-	case PN_MSG_PUT_END:
-		return on_put_end(c, srv, cl, &m.u.ref);
-	default:
+	r = engine_on_msg(srv->engine, cl->key, &m, uv_now(srv->loop));
+	if (r == PN_ENOTSUP) {
 		pn_log_info("%s: unexpected message type 0x%02x, closing", pn_conn_peer_addr(c), m.type);
 		pn_conn_send_error(c, 0, PN_WERR_PROTOCOL, "unexpected message");
-		return PN_EPROTO;
+	} else if (r == PN_EPROTO && !cl->hello) {
+		pn_log_info("%s: first message is not a HELLO this server accepts, closing", pn_conn_peer_addr(c));
 	}
+	server_pump(srv);
+	return r == PN_ENOTSUP ? PN_EPROTO : r;
 }
 
 static void established_cb(struct pn_conn *c)
 {
-	struct pn_msg m = {.type = PN_MSG_HELLO};
-	m.u.hello.version = PN_PROTOCOL_VERSION;
-	m.u.hello.role = PN_ROLE_SERVER;
-	(void)pn_conn_send_msg(c, &m);
+	struct client *cl = pn_conn_data(c);
+	engine_peer_established(cl->srv->engine, cl->key, pn_conn_peer_id(c), 0, uv_now(cl->srv->loop));
+	server_pump(cl->srv);
+}
+
+static void writable_cb(struct pn_conn *c)
+{
+	struct client *cl = pn_conn_data(c);
+	engine_peer_writable(cl->srv->engine, cl->key, uv_now(cl->srv->loop));
+	server_pump(cl->srv);
 }
 
 static void close_cb(struct pn_conn *c, int err)
@@ -367,12 +390,21 @@ static void close_cb(struct pn_conn *c, int err)
 	else
 		pn_log_debug("%s: connection closed: %s", pn_conn_peer_addr(c), err ? pn_strerror(err) : "by peer");
 	put_release(cl);
+	struct server *srv = cl->srv;
+	engine_peer_closed(srv->engine, cl->key, uv_now(srv->loop));
+	struct client **pp = &srv->clients;
+	while (*pp && *pp != cl)
+		pp = &(*pp)->next;
+	if (*pp)
+		*pp = cl->next;
 	free(cl);
+	server_pump(srv);
 }
 
 static const struct pn_conn_cbs server_cbs = {
 	.established_cb = established_cb,
 	.frame_cb = frame_cb,
+	.writable_cb = writable_cb,
 	.close_cb = close_cb,
 };
 
@@ -382,10 +414,19 @@ static const struct pn_conn_cbs *accept_cb(struct pn_net *net, struct pn_conn *c
 	struct client *cl = calloc(1, sizeof *cl);
 	if (!cl)
 		return NULL;
-	cl->srv = pn_net_data(net);
-	cl->srv->conns_total++;
+	struct server *srv = pn_net_data(net);
+	cl->srv = srv;
+	cl->conn = c;
+	cl->key = ++srv->next_key;
+	if (engine_peer_add(srv->engine, cl->key, false, NULL, uv_now(srv->loop)) != PN_OK) {
+		free(cl);
+		return NULL;
+	}
+	cl->next = srv->clients;
+	srv->clients = cl;
+	srv->conns_total++;
 	pn_conn_set_data(c, cl);
-	pn_conn_set_max_frame(c, HELLO_MAX_BODY);
+	pn_conn_set_max_frame(c, ENGINE_HELLO_MAX_BODY);
 	pn_log_debug("%s: connected", pn_conn_peer_addr(c));
 	return &server_cbs;
 }
@@ -435,6 +476,13 @@ int pn_server_run(const struct pn_server_opts *opts)
 	}
 	if (opts->max_conns)
 		nopts.max_conns = opts->max_conns;
+	struct engine_opts eo = {.role = ENGINE_SERVER, .seed = uv_hrtime(), .store = &server_store_ops, .store_ud = &srv};
+	memcpy(eo.self_id, srv.id.node_id, PN_ID_BYTES);
+	srv.engine = engine_new(&eo, uv_now(srv.loop));
+	if (!srv.engine) {
+		r = PN_ENOMEM;
+		goto out_store;
+	}
 	r = pn_net_new(srv.loop, &srv.id, &nopts, &srv.net);
 	if (r != PN_OK) {
 		fprintf(stderr, "peernet serve: cannot set up TLS: %s\n", pn_strerror(r));
@@ -476,6 +524,7 @@ int pn_server_run(const struct pn_server_opts *opts)
 		    (unsigned long long)srv.bytes_served);
 	r = PN_OK;
 out_store:
+	engine_free(srv.engine);
 	store_close(srv.store);
 out_id:
 	pn_identity_free(&srv.id);

@@ -49,6 +49,8 @@ struct peer {
 	struct upreq *upq;       /* ring */
 	uint32_t upq_head, upq_len, upq_cap;
 	uint64_t bytes_to, bytes_from;
+	uint32_t released;       /* requests withdrawn by our CANCEL or its CHOKE: a chunk it sends
+				  * unasked may be a late answer to one of them */
 };
 
 struct download {
@@ -566,6 +568,7 @@ static void dl_start_swarm(struct engine *e, struct download *d, const uint8_t *
 		.per_peer_inflight = inflight,
 		.request_timeout_ms = e->o.request_timeout_ms,
 		.seed = pn_prng_next(&e->prng),
+		.sequential = e->o.sequential,
 	};
 	d->swarm = swarm_new(&so, d->have);
 	if (!d->swarm)
@@ -848,6 +851,8 @@ static void on_choke(struct engine *e, struct peer *p, bool choked)
 	if (p->role == PN_ROLE_SERVER)
 		return;
 	p->peer_choking = choked;
+	if (choked)
+		p->released++;
 	for (struct download *d = e->downloads; d; d = d->next) {
 		struct pcid *pc = pcid_get(p, &d->cid, false);
 		if (d->swarm && pc && pc->in_swarm)
@@ -902,6 +907,8 @@ static int on_chunk_req(struct engine *e, struct peer *p, const struct pn_msg_re
 		return PN_OK;
 	}
 	uint32_t max = e->o.role == ENGINE_SERVER ? ENGINE_UPQ_MAX_SERVER : ENGINE_UPQ_MAX;
+	if (p->upq_len >= max && e->o.role == ENGINE_SERVER && !p->writable)
+		return PN_EAGAIN; /* a client that does not read: read no more of its requests */
 	if (p->upq_len >= max) {
 		send_error(e, p, 0, PN_WERR_LIMIT, "too many chunk requests outstanding");
 		close_peer(e, p, PN_ELIMIT, "too many chunk requests outstanding", false);
@@ -1001,7 +1008,10 @@ static int on_hashes(struct engine *e, struct peer *p, const struct pn_msg_hashe
 	}
 	uint8_t root[PN_HASH_BYTES];
 	d->hash_peer = 0;
-	store_tree_root(d->hashes, d->nchunks, root);
+	if (store_tree_root(d->hashes, d->nchunks, root) != PN_OK) {
+		d->hashes_got = 0; /* out of memory: fetch it again later */
+		return PN_OK;
+	}
 	if (memcmp(root, d->cid.root, PN_HASH_BYTES)) {
 		d->hashes_got = 0;
 		ban_peer(e, p, "sent a hash list that does not match the content ID");
@@ -1022,14 +1032,20 @@ static int on_chunk(struct engine *e, struct peer *p, const struct pn_msg_chunk 
 	struct download *d = dl_get(e, &m->cid);
 	if (!d || !d->swarm)
 		return PN_OK; /* a late copy after completion or cancel */
-	if (bit(d->have, m->index) || bit(d->writing, m->index)) {
+	if ((bit(d->have, m->index) || bit(d->writing, m->index)) &&
+	    (p->released || swarm_requested(d->swarm, p->key, m->index))) {
 		/* Another copy is written or being written: settle this request. */
 		if (bit(d->have, m->index))
 			swarm_chunk_received(d->swarm, p->key, m->index, true, e->now);
 		return PN_OK;
 	}
-	if (!swarm_requested(d->swarm, p->key, m->index))
-		return PN_OK; /* not asked of this peer */
+	if (!swarm_requested(d->swarm, p->key, m->index)) {
+		if (p->released)
+			return PN_OK; /* it may answer a request we cancelled */
+		send_error(e, p, 0, PN_WERR_PROTOCOL, "a chunk that was not asked for");
+		close_peer(e, p, PN_EPROTO, "sent a chunk that was not asked for", false);
+		return PN_EPROTO;
+	}
 	bit_set(d->writing, m->index);
 	struct engine_action *a = push(e, ENGINE_WRITE_CHUNK, p->key, NULL);
 	if (a) {
@@ -1089,7 +1105,8 @@ int engine_on_msg(struct engine *e, uint32_t k, const struct pn_msg *m, uint64_t
 	}
 	switch (m->type) {
 	case PN_MSG_HELLO:
-		close_peer(e, p, PN_EPROTO, "a second HELLO", false);
+		send_error(e, p, 0, PN_WERR_PROTOCOL, "unexpected HELLO");
+		close_peer(e, p, PN_EPROTO, "unexpected second HELLO", false);
 		return PN_EPROTO;
 	case PN_MSG_PING: {
 		struct pn_msg pong = {.type = PN_MSG_PONG};
@@ -1558,8 +1575,10 @@ static bool pump_swarms(struct engine *e, struct engine_action *out)
 			out->msg.u.ref.req_id = ++e->next_req;
 			out->msg.u.ref.cid = d->cid;
 			out->msg.u.ref.index = sa.index;
-			if (sa.type == SWARM_CANCEL)
+			if (sa.type == SWARM_CANCEL) {
 				e->st.cancels_sent++;
+				p->released++;
+			}
 			return true;
 		}
 	}

@@ -79,6 +79,7 @@ struct engine_opts {
 	uint32_t request_timeout_ms; /* 0 = the swarm's default */
 	uint32_t stall_ms;           /* a download that got no chunk for this long is reported stalled; 0 = default */
 	bool no_super_seed;          /* node: announce everything to every downloader */
+	bool sequential;             /* request chunks in order (a client: streaming, resume by prefix) */
 	uint64_t seed;               /* PRNG seed: ties, optimistic unchokes, super-seeding picks */
 	const struct engine_store_ops *store;
 	void *store_ud;
@@ -173,7 +174,8 @@ void engine_peer_writable(struct engine *e, uint32_t k, uint64_t now);
 
 /* A decoded message from peer k. Returns PN_OK; PN_ENOTSUP for a type the
  * engine does not handle (directory, flooding, uploads, listing: the driver's);
- * another negative code when the peer broke the protocol: the driver closes
+ * PN_EAGAIN (a server only) when a client that does not read has filled its
+ * upload queue: hand the frame again once the connection drained; another negative code when the peer broke the protocol: the driver closes
  * the connection with that error (a CLOSE action may say why). */
 PN_MUST_CHECK int engine_on_msg(struct engine *e, uint32_t k, const struct pn_msg *m, uint64_t now);
 

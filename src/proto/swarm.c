@@ -53,6 +53,8 @@ struct swarm {
 	uint32_t nbytes;
 	uint32_t inflight;
 	uint32_t timeout_ms;
+	bool sequential;       /* lowest index first instead of rarest first */
+	uint32_t seq_lo;       /* sequential: every chunk below is had */
 	struct pn_prng prng;
 
 	uint8_t *have;
@@ -326,6 +328,7 @@ struct swarm *swarm_new(const struct swarm_opts *opts, const uint8_t *have)
 	if (s->inflight > SWARM_MAX_INFLIGHT)
 		s->inflight = SWARM_MAX_INFLIGHT;
 	s->timeout_ms = opts->request_timeout_ms ? opts->request_timeout_ms : SWARM_DEFAULT_TIMEOUT_MS;
+	s->sequential = opts->sequential;
 	pn_prng_seed(&s->prng, opts->seed);
 
 	s->have = calloc(s->nbytes, 1);
@@ -604,6 +607,18 @@ uint64_t swarm_next_wakeup(const struct swarm *s)
  * random offset so that ties fall at random. SWARM_NONE if there is none. */
 static uint32_t pick_scan(struct swarm *s, const struct swarm_peer *p, uint32_t max_active)
 {
+	if (s->sequential) {
+		while (s->seq_lo < s->nchunks && bit_get(s->have, s->seq_lo))
+			s->seq_lo++;
+		for (uint32_t index = s->seq_lo; index < s->nchunks; index++) {
+			if (bit_get(s->have, index) || s->active[index] > max_active || !bit_get(p->bits, index))
+				continue;
+			if (s->outstanding[index] > 0 && req_find(p, index) >= 0)
+				continue;
+			return index;
+		}
+		return SWARM_NONE;
+	}
 	for (uint32_t r = 2; r < SWARM_NREGIONS; r++) {
 		uint32_t lo = s->region_start[r], hi = s->region_start[r + 1];
 

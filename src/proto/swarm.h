@@ -42,6 +42,7 @@ struct swarm_opts {
 	uint32_t per_peer_inflight;  /* default 8 when 0 */
 	uint32_t request_timeout_ms; /* default 15000 when 0 */
 	uint64_t seed;               /* PRNG seed for tie-breaks */
+	bool sequential;             /* lowest missing index first (one provider, streaming) */
 };
 
 struct swarm;

@@ -93,7 +93,7 @@ static void make_content(uint64_t size, uint32_t seed)
 		uint64_t len = size - off < PN_CHUNK_SIZE ? size - off : PN_CHUNK_SIZE;
 		cr_assert_eq(pn_sha256(H.content + off, size ? len : 0, H.hashes + (size_t)i * PN_HASH_BYTES), PN_OK);
 	}
-	store_tree_root(H.hashes, H.nchunks, H.cid.root);
+	cr_assert_eq(store_tree_root(H.hashes, H.nchunks, H.cid.root), PN_OK);
 	H.cid.size = size;
 }
 
