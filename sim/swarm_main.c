@@ -3,8 +3,10 @@
  *   swarm-sim --scenario NAME [--nodes N[,N...]] [--size BYTES] [--up RATE]
  *             [--seed-up RATE] [--down RATE] [--lat-us MIN[-MAX]]
  *             [--arrive-ms T] [--leave-frac P] [--slow-frac P] [--slow-div D]
- *             [--malicious M] [--seed S] [--max-time-s T] [--diag]
+ *             [--malicious M] [--seed S] [--runs R] [--max-time-s T] [--diag]
  *
+ * With --runs R every N runs R times (seeds S, S+1, ...): the row shows the
+ * means, D as "mean (min-max)".
  * Scenarios (each a markdown table, one row per N):
  *   calibration  F = 8 MiB, every uplink 2 MiB/s, no download cap, 0.1 ms
  *                links: the set-up of `make bench` (bench/distribution.py)
@@ -64,7 +66,8 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: swarm-sim --scenario NAME [--nodes N[,N...]] [--size BYTES] [--up RATE] [--seed-up RATE]\n"
 		   "                 [--down RATE] [--lat-us MIN[-MAX]] [--arrive-ms T] [--leave-frac P]\n"
-		   "                 [--slow-frac P] [--slow-div D] [--malicious M] [--seed S] [--max-time-s T] [--diag]\n"
+		   "                 [--slow-frac P] [--slow-div D] [--malicious M] [--seed S] [--runs R]\n"
+		   "                 [--max-time-s T] [--diag] [--trace FILE]\n"
 		   "scenarios:");
 	for (size_t i = 0; i < NSCENARIOS; i++)
 		fprintf(f, " %s", scenarios[i].name);
@@ -123,12 +126,68 @@ static long peak_rss_mib(void)
 	return ru.ru_maxrss / 1024;
 }
 
+/* One table row: the runs of one N. */
+struct row {
+	uint32_t runs, unfinished_runs;
+	double d_sum, d_min, d_max, bound, mean_sum, max_sum, copies_sum, down_sum, idle_sum, util_sum;
+	uint64_t msgs_sum;
+	uint32_t done, stayed, left, held, nchunks;
+	bool capped, stalled;
+};
+
+static void row_add(struct row *w, const struct swarm_sim_result *r)
+{
+	double d = r->all_stayers_finished ? r->dist_s : r->end_s;
+	if (!w->runs || d < w->d_min)
+		w->d_min = d;
+	if (!w->runs || d > w->d_max)
+		w->d_max = d;
+	w->runs++;
+	w->unfinished_runs += !r->all_stayers_finished;
+	w->d_sum += d;
+	w->bound = r->bound_s;
+	w->mean_sum += r->mean_s;
+	w->max_sum += r->max_s;
+	w->copies_sum += r->source_copies;
+	w->idle_sum += r->seed_idle_s;
+	w->util_sum += r->up_util;
+	w->down_sum += r->down_ratio;
+	w->msgs_sum += r->msgs;
+	w->done += r->stayers_finished;
+	w->stayed += r->stayers;
+	w->left += r->left;
+	w->held += r->chunks_held;
+	w->nchunks += r->nchunks;
+	w->capped |= r->capped;
+	w->stalled |= r->stalled;
+}
+
+static void row_print(const struct row *w, uint32_t n, double wall)
+{
+	if (!w->runs)
+		return;
+	double k = w->runs;
+	char dcol[64];
+	const char *more = w->unfinished_runs ? "> " : "";
+	if (w->runs > 1)
+		snprintf(dcol, sizeof(dcol), "%s%.2f (%.2f-%.2f)", more, w->d_sum / k, w->d_min, w->d_max);
+	else
+		snprintf(dcol, sizeof(dcol), "%s%.2f", more, w->d_sum);
+	const char *why = w->capped ? " (time cap)" : w->stalled ? " (stalled)" : "";
+	printf("| %u | %s | %.2f | %.2fx | %.2f | %.2f | %.2f | %.2f | %.2f | %.0f | %u / %u%s | %u | %u / %u | %.2f | %.1f | %ld |\n", n,
+	       dcol, w->bound, w->d_sum / k / w->bound, w->mean_sum / k, w->max_sum / k, w->copies_sum / k,
+	       w->idle_sum / k, w->util_sum / k, (double)w->msgs_sum / k, w->done, w->stayed, why, w->left, w->held, w->nchunks, w->down_sum / k, wall,
+	       peak_rss_mib());
+	fflush(stdout);
+}
+
 int main(int argc, char **argv)
 {
 	const struct scenario *sc = NULL;
 	struct swarm_sim_params base;
 	uint32_t sizes[MAX_SIZES], nsizes = 0;
 	bool lat_set = false, diag = false;
+	uint32_t runs = 1;
 	uint64_t v;
 	double d;
 
@@ -190,6 +249,12 @@ int main(int argc, char **argv)
 			base.malicious = (uint32_t)v;
 		} else if (!strcmp(a, "--seed")) {
 			ok = parse_u64(val, &base.seed) == 0;
+		} else if (!strcmp(a, "--trace")) {
+			base.trace = strcmp(val, "-") ? fopen(val, "w") : stdout;
+			ok = base.trace != NULL;
+		} else if (!strcmp(a, "--runs")) {
+			ok = parse_u64(val, &v) == 0 && v >= 1 && v <= 1000;
+			runs = (uint32_t)v;
 		} else if (!strcmp(a, "--max-time-s")) {
 			ok = parse_double(val, &d) == 0 && d > 0 && d < 1e7;
 			base.max_time_ms = (uint64_t)(d * 1000);
@@ -230,35 +295,36 @@ int main(int argc, char **argv)
 	       F / MIB, (base.seed_up ? base.seed_up : 2 * MIB) / MIB, (base.node_up ? base.node_up : 2 * MIB) / MIB,
 	       base.down ? "capped" : "uncapped", (base.lat_min_us ? base.lat_min_us : 100) / 1e3,
 	       (base.lat_max_us ? base.lat_max_us : 100) / 1e3, base.seed);
-	printf("| N | D (s) | bound (s) | ratio | mean node (s) | max node (s) | source copies | messages | "
-	       "done / stayed | left | bytes in / F | wall (s) | peak RSS (MiB) |\n");
-	printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+	printf("| N | D (s) | bound (s) | ratio | mean node (s) | max node (s) | source copies | seed idle (s) | "
+	       "upload used | messages | done / stayed | left | chunks left in swarm | bytes in / F | wall (s) | "
+	       "peak RSS (MiB) |\n");
+	printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
 	fflush(stdout);
 	int status = 0;
 	for (uint32_t i = 0; i < nsizes; i++) {
-		struct swarm_sim_params p = base;
-		struct swarm_sim_result r;
+		struct row row;
 		struct timespec t0;
-		p.nodes = sizes[i];
+		memset(&row, 0, sizeof(row));
 		clock_gettime(CLOCK_MONOTONIC, &t0);
-		int rc = swarm_sim_run(&p, &r);
-		double wall = seconds_since(&t0);
-		if (rc != 0) {
-			fprintf(stderr, "swarm-sim: N = %u: the run failed (%d)\n", p.nodes, rc);
-			status = 1;
-			continue;
+		for (uint32_t k = 0; k < runs; k++) {
+			struct swarm_sim_params p = base;
+			struct swarm_sim_result r;
+			p.nodes = sizes[i];
+			p.seed = base.seed + k;
+			int rc = swarm_sim_run(&p, &r);
+			if (rc != 0) {
+				fprintf(stderr, "swarm-sim: N = %u, seed %" PRIu64 ": the run failed (%d)\n", p.nodes, p.seed, rc);
+				status = 1;
+				continue;
+			}
+			if (r.engine_oddities)
+				fprintf(stderr, "swarm-sim: N = %u, seed %" PRIu64 ": %" PRIu64 " engine oddities (run with --diag)\n",
+					p.nodes, p.seed, r.engine_oddities);
+			if (!r.all_stayers_finished)
+				status = 1;
+			row_add(&row, &r);
 		}
-		printf("| %u | %s%.2f | %.2f | %.2fx | %.2f | %.2f | %.2f | %" PRIu64 " | %u / %u%s | %u | %.2f | %.1f | %ld |\n",
-		       p.nodes, r.all_stayers_finished ? "" : "> ", r.all_stayers_finished ? r.dist_s : r.end_s,
-		       r.bound_s, (r.all_stayers_finished ? r.dist_s : r.end_s) / r.bound_s, r.mean_s, r.max_s,
-		       r.source_copies, r.msgs, r.stayers_finished, r.stayers, r.capped ? " (capped)" : "", r.left,
-		       r.down_ratio, wall, peak_rss_mib());
-		fflush(stdout);
-		if (r.engine_oddities)
-			fprintf(stderr, "swarm-sim: N = %u: %" PRIu64 " engine oddities (run with --diag)\n", p.nodes,
-				r.engine_oddities);
-		if (!r.all_stayers_finished)
-			status = 1;
+		row_print(&row, sizes[i], seconds_since(&t0));
 	}
 	printf("\n");
 	return status;

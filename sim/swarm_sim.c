@@ -125,6 +125,7 @@ struct snode {
 	/* uplink shaper */
 	double tokens, burst;
 	uint64_t bucket_us;
+	double busy_until_us, idle_us; /* the uplink as a serial line at up_rate: its idle gaps */
 	bool shape_armed;
 	uint32_t ring_head, ring_tail; /* dirq ids, SS_NONE when empty */
 	uint64_t down_busy_us;
@@ -169,6 +170,7 @@ struct ssim {
 	size_t scratch_cap;
 	struct pn_prng net_rng, work_rng;
 	uint32_t alive_downloading;
+	uint64_t last_progress_us; /* a chunk written, a node started or left */
 	bool oom;
 };
 
@@ -238,6 +240,59 @@ static void oddity(struct ssim *s, uint32_t node, const char *what, uint64_t det
 		fprintf(s->p.diag, "swarm-sim: t=%.3f s node %u: %s (%" PRIu64 ")\n", s->now / 1e6, node, what, detail);
 }
 
+static const char *const action_names[] = {
+	[ENGINE_SEND] = "SEND", [ENGINE_SEND_CHUNK] = "SEND_CHUNK", [ENGINE_WRITE_CHUNK] = "WRITE_CHUNK",
+	[ENGINE_HASHES] = "HASHES", [ENGINE_NAME] = "NAME", [ENGINE_DIAL] = "DIAL", [ENGINE_CLOSE] = "CLOSE",
+	[ENGINE_PEER_READY] = "PEER_READY", [ENGINE_DONE] = "DONE", [ENGINE_STALLED] = "STALLED",
+	[ENGINE_NOT_FOUND] = "NOT_FOUND", [ENGINE_PEER_ERROR] = "PEER_ERROR",
+};
+
+/* The node at the other end of link k from node, or SS_NONE. */
+static uint32_t other_end(const struct ssim *s, uint32_t node, uint32_t k)
+{
+	if (k >= s->nlinks)
+		return SS_NONE;
+	const struct slink *l = &s->links[k];
+	return l->node[0] == node ? l->node[1] : l->node[1] == node ? l->node[0] : SS_NONE;
+}
+
+static void trace_action(const struct ssim *s, uint32_t node, const struct engine_action *a)
+{
+	const char *name = a->type > 0 && a->type <= ENGINE_PEER_ERROR ? action_names[a->type] : "?";
+	fprintf(s->p.trace, "%10.3f n%-5u %-11s", s->now / 1e3, node, name);
+	switch (a->type) {
+	case ENGINE_SEND:
+		fprintf(s->p.trace, " -> n%u type 0x%02x", other_end(s, node, a->peer), a->msg.type);
+		if (a->msg.type == PN_MSG_CHUNK_REQ || a->msg.type == PN_MSG_CANCEL)
+			fprintf(s->p.trace, " chunk %u", a->msg.u.ref.index);
+		else if (a->msg.type == PN_MSG_HAVE)
+			fprintf(s->p.trace, " chunk %u", a->msg.u.cidref.index);
+		break;
+	case ENGINE_SEND_CHUNK:
+	case ENGINE_WRITE_CHUNK:
+		fprintf(s->p.trace, " %s n%u chunk %u", a->type == ENGINE_SEND_CHUNK ? "->" : "<-",
+			other_end(s, node, a->peer), a->index);
+		break;
+	case ENGINE_CLOSE:
+		fprintf(s->p.trace, " n%u link %u err %d%s (%s)", other_end(s, node, a->peer), a->peer, a->err,
+			a->ban ? " ban" : "", a->why ? a->why : "");
+		break;
+	case ENGINE_DIAL:
+		fprintf(s->p.trace, " %s", a->addr);
+		break;
+	default:
+		if (a->type == ENGINE_PEER_READY)
+			fprintf(s->p.trace, " n%u", other_end(s, node, a->peer));
+	}
+	fputc('\n', s->p.trace);
+}
+
+static void trace(const struct ssim *s, uint32_t node, const char *what, uint32_t arg)
+{
+	if (s->p.trace)
+		fprintf(s->p.trace, "%10.3f n%-5u %s %u\n", s->now / 1e3, node, what, arg);
+}
+
 static struct smsg *msg_new(struct ssim *s)
 {
 	struct smsg *m = s->free_msgs;
@@ -246,7 +301,8 @@ static struct smsg *msg_new(struct ssim *s)
 	else if (!(m = malloc(sizeof(*m)))) {
 		s->oom = true;
 		return NULL;
-	}
+	} else
+		s->r->msgs_allocated++;
 	memset(m, 0, offsetof(struct smsg, small));
 	return m;
 }
@@ -503,8 +559,14 @@ static void on_shape(struct ssim *s, struct snode *n)
 		if (!q->head)
 			q->tail = NULL;
 		q->queued -= m->size;
-		if (n->up_rate)
+		if (n->up_rate) {
 			n->tokens -= m->size;
+			if ((double)s->now > n->busy_until_us) {
+				n->idle_us += (double)s->now - n->busy_until_us;
+				n->busy_until_us = (double)s->now;
+			}
+			n->busy_until_us += (double)m->size * 1e6 / (double)n->up_rate;
+		}
 		if (m->is_chunk) {
 			n->up_chunk_bytes += m->len;
 			if (n->is_seed && s->p.seed_leaves && n->up_chunk_bytes >= s->cid.size)
@@ -639,6 +701,7 @@ static void act_write_chunk(struct ssim *s, struct snode *n, const struct engine
 		else {
 			n->have[a->index / 8] |= (uint8_t)(0x80u >> (a->index % 8));
 			n->have_count++;
+			s->last_progress_us = s->now;
 		}
 		n->down_chunk_bytes += a->len;
 	}
@@ -700,6 +763,8 @@ static void drain(struct ssim *s, uint32_t node)
 	struct snode *n = &s->nodes[node];
 	struct engine_action a;
 	while (n->e && engine_next_action(n->e, &a)) {
+		if (s->p.trace)
+			trace_action(s, node, &a);
 		switch (a.type) {
 		case ENGINE_SEND:
 			act_send(s, n, &a);
@@ -856,6 +921,7 @@ static void on_connect(struct ssim *s, const struct ev *ev)
 		}
 	}
 	if (!ok) {
+		trace(s, a->idx, "refused by", b->idx);
 		s->r->refused++;
 		l->open[0] = false;
 		link_list_remove(a, k);
@@ -864,6 +930,8 @@ static void on_connect(struct ssim *s, const struct ev *ev)
 		rearm(s, a->idx);
 		return;
 	}
+	if (s->p.trace)
+		fprintf(s->p.trace, "%10.3f n%-5u connected to n%u, link %u\n", s->now / 1e3, a->idx, b->idx, k);
 	l->open[1] = true;
 	l->connected = true;
 	link_list_add(s, b, k);
@@ -886,6 +954,8 @@ static void on_fin(struct ssim *s, const struct ev *ev)
 	uint32_t node = l->node[side];
 	if (!l->open[side])
 		return;
+	if (s->p.trace)
+		fprintf(s->p.trace, "%10.3f n%-5u link %u closed by n%u\n", s->now / 1e3, node, ev->a, l->node[1 - side]);
 	close_side(s, ev->a, side, true);
 	drain(s, node);
 	rearm(s, node);
@@ -906,6 +976,7 @@ static void on_found(struct ssim *s, struct snode *n)
 		return;
 	uint32_t total = 0;
 	size_t count = dir_find(s->dir, &s->cid, n->id, s->found, s->p.dir_results, &total);
+	trace(s, n->idx, "directory answer: providers", (uint32_t)count);
 	for (size_t i = 0; i < count && n->e; i++) {
 		engine_provider(n->e, s->found[i].node_id, s->found[i].addr, &s->cid, now_ms(s));
 		drain(s, n->idx);
@@ -939,6 +1010,8 @@ static void on_start(struct ssim *s, struct snode *n)
 	if (!n->e)
 		return;
 	n->start_us = s->now;
+	s->last_progress_us = s->now;
+	trace(s, n->idx, "starts, up rate", (uint32_t)n->up_rate);
 	if (dir_register(s->dir, n->id, n->addr, now_ms(s)) != 0)
 		oddity(s, n->idx, "the directory refused a node", 0);
 	if (n->holds_all) {
@@ -964,6 +1037,8 @@ static void on_leave(struct ssim *s, struct snode *n)
 	if (n->state == NS_DOWNLOADING)
 		s->alive_downloading--;
 	n->state = NS_GONE;
+	s->last_progress_us = s->now;
+	trace(s, n->idx, "leaves, chunks", n->have_count);
 	s->r->left += n->is_seed || n->malicious ? 0 : 1;
 	dir_unregister(s->dir, n->id);
 	while (n->nlinks) {
@@ -1022,6 +1097,8 @@ static void defaults(struct swarm_sim_params *p)
 		p->max_time_ms = SWARM_SIM_MAX_TIME_MS;
 	if (!p->max_events)
 		p->max_events = SS_DEFAULT_MAX_EVENTS;
+	if (!p->stall_stop_ms)
+		p->stall_stop_ms = SWARM_SIM_STALL_STOP_MS;
 }
 
 static int setup(struct ssim *s)
@@ -1222,11 +1299,32 @@ static void summarise(struct ssim *s)
 		}
 	}
 	r->all_stayers_finished = r->stayers_finished == r->stayers;
+	for (uint32_t c = 0; c < s->nchunks; c++)
+		for (uint32_t i = 0; i < s->nnodes; i++)
+			if (s->nodes[i].state != NS_GONE && !s->nodes[i].malicious && has_chunk(&s->nodes[i], c)) {
+				r->chunks_held++;
+				break;
+			}
+	r->nchunks = s->nchunks;
 	r->mean_s = r->finished ? sum / r->finished : 0;
 	r->down_ratio = r->finished ? down / (r->finished * F) : 0;
 	r->source_copies = (double)s->nodes[0].up_chunk_bytes / F;
+	/* The seed's idle uplink until D (or until it left) */
+	double until = r->all_stayers_finished ? r->dist_s * 1e6 : (double)s->now;
+	struct snode *seed = &s->nodes[0];
+	if (seed->state == NS_GONE && seed->busy_until_us < until)
+		until = seed->busy_until_us;
+	r->seed_idle_s = (seed->idle_us + (until > seed->busy_until_us ? until - seed->busy_until_us : 0)) / 1e6;
+	double up_cap = 0, up_bytes = 0;
+	for (uint32_t i = 0; i <= s->ndown; i++) {
+		up_cap += (double)s->nodes[i].up_rate;
+		up_bytes += (double)s->nodes[i].up_chunk_bytes;
+	}
+	r->up_util = r->dist_s > 0 ? up_bytes / (up_cap * r->dist_s) : 0;
 	r->bound_s = swarm_sim_bound(&s->p);
 	r->end_s = s->now / 1e6;
+	r->links = s->nlinks;
+	r->heap_peak = s->heap_cap;
 	digest = mix64(digest, r->msgs);
 	digest = mix64(digest, r->wire_bytes);
 	digest = mix64(digest, r->events);
@@ -1250,6 +1348,10 @@ int swarm_sim_run(const struct swarm_sim_params *params, struct swarm_sim_result
 	while (rc == PN_OK && s->nheap && !s->oom) {
 		if (s->heap[0].at > max_us || out->events >= s->p.max_events) {
 			out->capped = true;
+			break;
+		}
+		if (s->alive_downloading && s->heap[0].at > s->last_progress_us + s->p.stall_stop_ms * 1000) {
+			out->stalled = true;
 			break;
 		}
 		bool started_all = true;

@@ -24,6 +24,7 @@
 #define SWARM_SIM_HIGH_WATER (512u * 1024) /* a capped connection's high water mark (SHAPED_HIGH_WATER) */
 #define SWARM_SIM_LOW_WATER (256u * 1024)  /* ... and where it is writable again */
 #define SWARM_SIM_MAX_TIME_MS 3600000ull   /* default cap on virtual time */
+#define SWARM_SIM_STALL_STOP_MS 120000ull  /* default: stop after this long without progress */
 
 /* A field left 0 takes its default (noted). Rates are bytes per second. */
 struct swarm_sim_params {
@@ -52,8 +53,10 @@ struct swarm_sim_params {
 				    * bench's 0.5 s settling) */
 	uint64_t max_time_ms;      /* default SWARM_SIM_MAX_TIME_MS */
 	uint64_t max_events;       /* default 4e9 */
+	uint64_t stall_stop_ms;    /* stop when no chunk was written for this long; default 120 s */
 	uint64_t seed;
 	FILE *diag;                /* a stall or an engine misstep is described here; NULL: quiet */
+	FILE *trace;               /* every engine action and connection event, one line each; NULL: none */
 };
 
 struct swarm_sim_result {
@@ -65,6 +68,8 @@ struct swarm_sim_result {
 	double bound_s;            /* Kurose-Ross: max(F/u_s, F/d_min, N F / (u_s + sum u_i)) */
 	double mean_s, max_s;      /* per finished node: done - its own start */
 	double source_copies;      /* seed's uploaded chunk bytes / F */
+	double seed_idle_s;        /* time until D in which the seed's uplink had nothing to send */
+	double up_util;            /* chunk bytes uploaded / ((u_s + sum u_i) * D) */
 	double down_ratio;         /* chunk bytes received by finished nodes / (finished * F) */
 	uint64_t msgs;             /* messages sent network-wide, chunks included */
 	uint64_t chunk_msgs;
@@ -73,8 +78,14 @@ struct swarm_sim_result {
 	uint64_t connects, refused;/* connections made; dials refused (peer cap, gone) */
 	uint64_t protocol_closes;  /* engine_on_msg said the peer broke the protocol */
 	uint64_t events;
+	uint64_t links;            /* connections dialled (each a struct of the simulator) */
+	uint64_t msgs_allocated;   /* message records the simulator allocated (they are reused) */
+	uint64_t heap_peak;        /* event heap capacity */
 	double end_s;              /* virtual time when the run stopped */
 	bool capped;               /* stopped by max_time_ms or max_events */
+	bool stalled;              /* stopped after stall_stop_ms without a chunk written */
+	uint32_t nchunks;
+	uint32_t chunks_held;      /* distinct chunks some honest node still present holds at the end */
 	/* malicious nodes */
 	uint32_t corrupt_receivers;/* honest nodes that received a corrupt chunk */
 	uint32_t corrupt_bans;     /* ... and still alive and banning its sender at the end */
