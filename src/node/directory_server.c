@@ -106,6 +106,9 @@ static int on_find(struct dserver *ds, struct pn_conn *c, struct dclient *dc, co
 	return r;
 }
 
+/* The refusal below names the core's word limit. */
+_Static_assert(DIR_WORDS_MAX == 8, "on_search's message says 1 to 8 words");
+
 static int on_search(struct dserver *ds, struct pn_conn *c, const struct pn_msg_dir_search *q)
 {
 	char query[PN_DIR_QUERY_MAX + 1];

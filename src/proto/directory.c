@@ -20,12 +20,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include "proto/directory.h"
+#include "util/text.h"
 #include "wire/wire.h"
 
 #define DEF_MAX_NODES 10000u
 #define DEF_MAX_OFFERS_PER_NODE 10000u
 #define DEF_MAX_OFFERS 1000000u
 #define DEF_MAX_RESULTS 50u
+_Static_assert(DEF_MAX_RESULTS <= PN_DIR_RESULTS_MAX, "a default answer fits one DIR_PROVIDERS / DIR_RESULTS");
 #define DEF_NODE_TIMEOUT_MS 30000u
 
 #define TABLE_MIN_BUCKETS 64u
@@ -330,16 +332,9 @@ static struct dir_word *word_find(const struct dir *d, uint32_t key)
 
 /* ---- words ---- */
 
-/* Letters, digits and every byte of a UTF-8 sequence belong to words. */
-static inline bool is_word_byte(uint8_t c)
-{
-	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 0x80;
-}
-
-static inline uint8_t ascii_lower(uint8_t c)
-{
-	return (c >= 'A' && c <= 'Z') ? (uint8_t)(c - 'A' + 'a') : c;
-}
+/* Words and case follow the one keyword rule in util/text.h. */
+#define is_word_byte pn_word_byte
+#define ascii_lower pn_ascii_lower
 
 static uint32_t prefix_key(const uint8_t *word)
 {
@@ -373,24 +368,6 @@ static uint32_t name_keys(const char *name, size_t len, uint32_t keys[NAME_KEYS_
 			keys[n++] = key;
 	}
 	return n;
-}
-
-/* Whether some word of name starts with w (w is lower-case word bytes, wlen > 0). */
-static bool name_has_prefix(const char *name, size_t len, const uint8_t *w, size_t wlen)
-{
-	const uint8_t *s = (const uint8_t *)name;
-
-	for (size_t i = 0; i + wlen <= len; i++) {
-		if (i > 0 && is_word_byte(s[i - 1]))
-			continue;
-		size_t j = 0;
-
-		while (j < wlen && ascii_lower(s[i + j]) == w[j])
-			j++;
-		if (j == wlen)
-			return true;
-	}
-	return false;
 }
 
 /* Removes content c's posting number ref from its word, and the word when it
@@ -931,7 +908,7 @@ static int query_parse(const char *query, struct query *q)
 static bool content_matches(const struct dir_content *c, const struct query *q)
 {
 	for (size_t i = 0; i < q->nwords; i++)
-		if (!name_has_prefix(c->name, c->name_len, q->text + q->start[i], q->len[i]))
+		if (!pn_name_has_word_prefix(c->name, c->name_len, (const char *)q->text + q->start[i], q->len[i]))
 			return false;
 	return true;
 }

@@ -12,10 +12,12 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "peernet.h"
+#include "wire/wire.h"
 
-#define DIR_ADDR_MAX 63   /* "ip:port" or "[v6]:port" */
-#define DIR_QUERY_MAX 255 /* bytes of a keyword query */
-#define DIR_WORDS_MAX 8   /* words in a query */
+/* The wire format's limits are the core's: one definition each. */
+#define DIR_ADDR_MAX PN_DIR_ADDR_MAX   /* "ip:port" or "[v6]:port" */
+#define DIR_QUERY_MAX PN_DIR_QUERY_MAX /* bytes of a keyword query */
+#define DIR_WORDS_MAX 8                /* words in a query */
 
 /* A field left 0 takes its default. */
 struct dir_opts {

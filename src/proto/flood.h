@@ -36,11 +36,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "wire/wire.h"
 
-#define FLOOD_QID_BYTES 16
-#define FLOOD_MAX_TTL 7
+/* The wire format's limits are the core's: one definition each. */
+#define FLOOD_QID_BYTES PN_QID_BYTES
+#define FLOOD_MAX_TTL PN_FLOOD_MAX_TTL
 #define FLOOD_DEFAULT_TTL 5
-#define FLOOD_MAX_QUERY_DATA 255   /* keywords text, or a 40-byte content ID */
+#define FLOOD_MAX_QUERY_DATA PN_QUERY_DATA_MAX /* keywords text, or a 40-byte content ID */
 #define FLOOD_MAX_HIT_PAYLOAD 4096 /* an opaque hit, routed back unchanged */
 #define FLOOD_MAX_NEIGHBORS 64
 #define FLOOD_MAX_HITS_PER_QUERY 64

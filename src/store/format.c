@@ -6,69 +6,12 @@
 #include "store/store.h"
 #include "store/store_int.h"
 #include "util/buf.h"
-
-#define UTF8_MAX_SEQ 4
-#define ASCII_DEL 0x7f
-#define ASCII_SPACE 0x20
-
-#define C1_FIRST 0x80 /* C1 control characters U+0080..U+009F */
-#define C1_LAST 0x9f
-
-/* Length of the UTF-8 sequence at s (at most left bytes), 0 if invalid:
- * no overlong forms, no surrogates, no C1 controls, nothing above U+10FFFF. */
-static size_t utf8_seq(const uint8_t *s, size_t left)
-{
-	uint32_t cp;
-	size_t n;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-		n = 2;
-		cp = s[0] & 0x1fu;
-	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		n = 3;
-		cp = s[0] & 0x0fu;
-	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		n = UTF8_MAX_SEQ;
-		cp = s[0] & 0x07u;
-	} else {
-		return 0;
-	}
-	if (n > left)
-		return 0;
-	for (size_t i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3fu);
-	}
-	if ((n == 3 && cp < 0x800) || (n == UTF8_MAX_SEQ && (cp < 0x10000 || cp > 0x10ffff)))
-		return 0;
-	if ((cp >= 0xd800 && cp <= 0xdfff) || (cp >= C1_FIRST && cp <= C1_LAST))
-		return 0;
-	return n;
-}
+#include "util/text.h"
 
 bool store_name_valid(const char *name, size_t len)
 {
-	const uint8_t *s = (const uint8_t *)name;
-	size_t i = 0;
-
-	if (len > PN_NAME_MAX)
-		return false;
-	if ((len == 1 && s[0] == '.') || (len == 2 && s[0] == '.' && s[1] == '.'))
-		return false;
-	while (i < len) {
-		size_t n;
-
-		if (s[i] < ASCII_SPACE || s[i] == ASCII_DEL || s[i] == '/' || s[i] == '\\')
-			return false;
-		n = utf8_seq(s + i, len - i);
-		if (n == 0)
-			return false;
-		i += n;
-	}
-	return true;
+	/* The one name rule (util/text.c), plus the empty name ("unknown"). */
+	return len == 0 || pn_name_valid(name, len);
 }
 
 size_t store_bitmap_bytes(uint32_t nchunks)

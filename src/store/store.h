@@ -156,10 +156,9 @@ PN_MUST_CHECK int store_put_finish(struct store *s, struct store_partial *p, con
 PN_MUST_CHECK int store_add_local(struct store *s, const char *path, const char *name,
 				  const struct store_object **out);
 
-/* A usable file name: at most PN_NAME_MAX bytes of valid UTF-8, no control
- * character (C0, DEL, C1), no '/' or backslash, not "." or "..". The same rule as
- * pn_name_valid() in src/wire, except that the empty name ("unknown") is
- * valid here. */
+/* A usable file name: pn_name_valid() (util/text.h: at most PN_NAME_MAX bytes
+ * of valid UTF-8, no control character, no '/' or backslash, not "." or
+ * ".."), or the empty name ("unknown"). */
 bool store_name_valid(const char *name, size_t len);
 
 /* Sets the name recorded in a partial's state file (rewritten atomically).

@@ -90,14 +90,6 @@ _Static_assert(PN_PEERS_MAX <= UINT8_MAX && PN_HIT_RESULTS_MAX <= UINT16_MAX &&
 _Static_assert(PN_QUERY_DATA_MAX <= PN_DIR_QUERY_MAX, "QUERY text within the search-query limit");
 _Static_assert(PN_CID_BYTES <= PN_QUERY_DATA_MAX, "a content-ID QUERY fits the data limit");
 
-/* UTF-8 code point limits. */
-#define UTF8_MAX_CP 0x10ffffu
-#define UTF8_SURR_LO 0xd800u
-#define UTF8_SURR_HI 0xdfffu
-#define C1_LO 0x80u
-#define C1_HI 0x9fu
-#define ASCII_CTRL_END 0x20u
-#define ASCII_DEL 0x7fu
 #define ASCII_GRAPH_LO 0x21u /* '!' */
 #define ASCII_GRAPH_HI 0x7eu /* '~' */
 
@@ -171,79 +163,11 @@ int pn_frame_check(const uint8_t *buf, size_t len, size_t max_body, size_t *body
 
 /* ---- field checks shared by encoder and decoder ---- */
 
-/* Reads one UTF-8 sequence whose lead byte `lead` (>= 0x80) was just read.
- * Returns the code point, or UINT32_MAX if the sequence is malformed,
- * overlong, truncated, a surrogate, or above U+10FFFF. */
-static uint32_t utf8_rest(struct pn_reader *r, uint8_t lead)
-{
-	uint32_t cp, min;
-	int extra;
-
-	if ((lead & 0xe0) == 0xc0) {
-		cp = lead & 0x1f;
-		extra = 1;
-		min = 0x80;
-	} else if ((lead & 0xf0) == 0xe0) {
-		cp = lead & 0x0f;
-		extra = 2;
-		min = 0x800;
-	} else if ((lead & 0xf8) == 0xf0) {
-		cp = lead & 0x07;
-		extra = 3;
-		min = 0x10000;
-	} else {
-		return UINT32_MAX;
-	}
-	while (extra--) {
-		if (pn_rd_left(r) == 0)
-			return UINT32_MAX;
-		uint8_t cont = pn_rd_u8(r);
-		if ((cont & 0xc0) != 0x80)
-			return UINT32_MAX;
-		cp = (cp << 6) | (cont & 0x3f);
-	}
-	if (cp < min || cp > UTF8_MAX_CP || (cp >= UTF8_SURR_LO && cp <= UTF8_SURR_HI))
-		return UINT32_MAX;
-	return cp;
-}
-
-/* Well-formed UTF-8 with no control character (U+0000..U+001F, U+007F,
- * U+0080..U+009F); with no_slashes, no '/' or '\\' either. */
-static bool text_valid(const char *s, size_t len, bool no_slashes)
-{
-	struct pn_reader r;
-
-	pn_rd_init(&r, s, len);
-	while (pn_rd_left(&r)) {
-		uint8_t b = pn_rd_u8(&r);
-		if (b < C1_LO) {
-			if (b < ASCII_CTRL_END || b == ASCII_DEL)
-				return false;
-			if (no_slashes && (b == '/' || b == '\\'))
-				return false;
-			continue;
-		}
-		uint32_t cp = utf8_rest(&r, b);
-		if (cp == UINT32_MAX || (cp >= C1_LO && cp <= C1_HI))
-			return false;
-	}
-	return true;
-}
-
-bool pn_name_valid(const char *name, size_t len)
-{
-	if (!name || len == 0 || len > PN_NAME_MAX)
-		return false;
-	if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
-		return false;
-	return text_valid(name, len, true);
-}
-
 /* A DIR_SEARCH query: 1..PN_DIR_QUERY_MAX bytes of text as in a name, but
  * '/', '\\', "." and ".." are allowed (it is a phrase, not a label). */
 static bool query_valid(const char *query, size_t len)
 {
-	return query && len >= 1 && len <= PN_DIR_QUERY_MAX && text_valid(query, len, false);
+	return query && len >= 1 && len <= PN_DIR_QUERY_MAX && pn_text_valid(query, len, false);
 }
 
 bool pn_addr_text_valid(const char *s, size_t len, bool allow_empty)

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include "peernet.h"
 #include "util/buf.h"
+#include "util/text.h"
 
 #define PN_FRAME_HDR 4                          /* u32 length */
 #define PN_CHUNK_MSG_HDR (1 + 4 + PN_CID_BYTES + 4) /* type, req_id, cid, index */
@@ -396,11 +397,7 @@ PN_MUST_CHECK int pn_hit_next(const struct pn_msg_query_hit *m, size_t *off, str
 /* Printable ASCII (0x21..0x7e), 1..PN_DIR_ADDR_MAX bytes (0 allowed if allow_empty). */
 bool pn_addr_text_valid(const char *s, size_t len, bool allow_empty);
 
-/* A file name is valid on the wire if 1..PN_NAME_MAX bytes of well-formed
- * UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF), with no
- * '/', no '\\', no control character (U+0000..U+001F, U+007F, U+0080..U+009F),
- * and not "." or "..". */
-bool pn_name_valid(const char *name, size_t len);
+/* A file name on the wire: pn_name_valid() (util/text.h, included above). */
 
 /* Wire form of a content ID: root[32] || size u64 BE. pn_cid_read fails the
  * reader with PN_EPROTO when size > PN_MAX_FILE_SIZE. */

@@ -1,0 +1,119 @@
+/* Text rules: valid names, keyword matching (see text.h). */
+#include "util/buf.h"
+#include "util/text.h"
+
+/* UTF-8 code point limits. */
+#define UTF8_MAX_CP 0x10ffffu
+#define UTF8_SURR_LO 0xd800u
+#define UTF8_SURR_HI 0xdfffu
+#define C1_LO 0x80u
+#define C1_HI 0x9fu
+#define ASCII_CTRL_END 0x20u
+#define ASCII_DEL 0x7fu
+
+/* Reads one UTF-8 sequence whose lead byte `lead` (>= 0x80) was just read.
+ * Returns the code point, or UINT32_MAX if the sequence is malformed,
+ * overlong, truncated, a surrogate, or above U+10FFFF. */
+static uint32_t utf8_rest(struct pn_reader *r, uint8_t lead)
+{
+	uint32_t cp, min;
+	int extra;
+
+	if ((lead & 0xe0) == 0xc0) {
+		cp = lead & 0x1f;
+		extra = 1;
+		min = 0x80;
+	} else if ((lead & 0xf0) == 0xe0) {
+		cp = lead & 0x0f;
+		extra = 2;
+		min = 0x800;
+	} else if ((lead & 0xf8) == 0xf0) {
+		cp = lead & 0x07;
+		extra = 3;
+		min = 0x10000;
+	} else {
+		return UINT32_MAX;
+	}
+	while (extra--) {
+		if (pn_rd_left(r) == 0)
+			return UINT32_MAX;
+		uint8_t cont = pn_rd_u8(r);
+		if ((cont & 0xc0) != 0x80)
+			return UINT32_MAX;
+		cp = (cp << 6) | (cont & 0x3f);
+	}
+	if (cp < min || cp > UTF8_MAX_CP || (cp >= UTF8_SURR_LO && cp <= UTF8_SURR_HI))
+		return UINT32_MAX;
+	return cp;
+}
+
+bool pn_text_valid(const char *s, size_t len, bool no_slashes)
+{
+	struct pn_reader r;
+
+	pn_rd_init(&r, s, len);
+	while (pn_rd_left(&r)) {
+		uint8_t b = pn_rd_u8(&r);
+		if (b < C1_LO) {
+			if (b < ASCII_CTRL_END || b == ASCII_DEL)
+				return false;
+			if (no_slashes && (b == '/' || b == '\\'))
+				return false;
+			continue;
+		}
+		uint32_t cp = utf8_rest(&r, b);
+		if (cp == UINT32_MAX || (cp >= C1_LO && cp <= C1_HI))
+			return false;
+	}
+	return true;
+}
+
+bool pn_name_valid(const char *name, size_t len)
+{
+	if (!name || len == 0 || len > PN_NAME_MAX)
+		return false;
+	if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
+		return false;
+	return pn_text_valid(name, len, true);
+}
+
+bool pn_name_has_word_prefix(const char *name, size_t len, const char *word, size_t wlen)
+{
+	const uint8_t *s = (const uint8_t *)name, *w = (const uint8_t *)word;
+
+	if (wlen == 0)
+		return false;
+	for (size_t i = 0; i + wlen <= len; i++) {
+		if (i > 0 && pn_word_byte(s[i - 1]))
+			continue; /* not the start of a word */
+		size_t j = 0;
+
+		while (j < wlen && pn_word_byte(s[i + j]) && pn_ascii_lower(s[i + j]) == pn_ascii_lower(w[j]))
+			j++;
+		if (j == wlen)
+			return true;
+	}
+	return false;
+}
+
+bool pn_keywords_match(const char *name, size_t name_len, const char *query, size_t query_len)
+{
+	const uint8_t *q = (const uint8_t *)query;
+	size_t i = 0;
+	bool any = false;
+
+	while (i < query_len) {
+		if (!pn_word_byte(q[i])) {
+			i++;
+			continue;
+		}
+		size_t start = i;
+
+		while (i < query_len && pn_word_byte(q[i]))
+			i++;
+		if (!pn_name_has_word_prefix(name, name_len, query + start, i - start))
+			return false;
+		any = true;
+	}
+	return any;
+}
