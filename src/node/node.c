@@ -417,6 +417,7 @@ void node_pump(struct node *n)
 			break;
 		}
 	}
+	node_schedule(n);
 }
 
 /* ------------------------------------------------------------ connections */
@@ -730,6 +731,53 @@ void node_totals(struct node *n, uint64_t *bytes_up, uint64_t *bytes_down)
 
 /* ------------------------------------------------------------ timers */
 
+/* When the discovery of d next wants to ask again (UINT64_MAX: not now). */
+static uint64_t download_refind_at(struct node *n, const struct download *d)
+{
+	if (d->finding)
+		return UINT64_MAX;
+	uint64_t period;
+	if (n->flood)
+		period = node_now(n) - d->started_ms < NODE_EARLY_MS ? NODE_REFIND_FLOOD_EARLY_MS : NODE_REFIND_FLOOD_MS;
+	else if (dir_client_ready(n))
+		period = node_now(n) - d->started_ms < NODE_EARLY_MS ? NODE_REFIND_EARLY_MS : NODE_REFIND_MS;
+	else
+		return UINT64_MAX;
+	return d->last_find_ms + period + 1;
+}
+
+static void tick_cb(uv_timer_t *t);
+
+void node_schedule(struct node *n)
+{
+	if (n->stopping || !n->timer_on)
+		return;
+	uint64_t now = node_now(n);
+	uint64_t next = engine_next_wakeup(n->engine);
+	uint64_t t = dir_client_next_wakeup(n);
+	if (t < next)
+		next = t;
+	t = flood_node_next_wakeup(n, now);
+	if (t < next)
+		next = t;
+	if (n->opts.nseed_servers && n->seed_server_next_ms < next)
+		next = n->seed_server_next_ms;
+	for (struct download *d = n->downloads; d; d = d->next) {
+		t = download_refind_at(n, d);
+		if (t < next)
+			next = t;
+		for (struct ctl_waiter *w = d->waiters; w; w = w->next)
+			if (w->client && n->last_progress_ms + NODE_PROGRESS_MS < next)
+				next = n->last_progress_ms + NODE_PROGRESS_MS;
+	}
+	uint64_t delay = next <= now ? 0 : next - now;
+	if (delay < NODE_TIMER_MIN_MS)
+		delay = NODE_TIMER_MIN_MS;
+	if (delay > NODE_TIMER_MAX_MS)
+		delay = NODE_TIMER_MAX_MS;
+	uv_timer_start(&n->tick, tick_cb, delay, 0);
+}
+
 static void tick_cb(uv_timer_t *t)
 {
 	struct node *n = t->data;
@@ -759,10 +807,11 @@ static void tick_cb(uv_timer_t *t)
 				d->finding = true;
 		}
 	}
-	if (now - n->last_progress_ms >= 250) {
+	if (now - n->last_progress_ms >= NODE_PROGRESS_MS) {
 		n->last_progress_ms = now;
 		report_progress(n);
 	}
+	node_schedule(n);
 }
 
 static void close_walk_cb(uv_handle_t *h, void *arg)
@@ -789,6 +838,7 @@ void node_stop(struct node *n)
 	dir_client_close(n);
 	flood_teardown(n);
 	uv_timer_stop(&n->tick);
+	n->timer_on = false;
 	uv_close((uv_handle_t *)&n->tick, NULL);
 	uv_close((uv_handle_t *)&n->sig_int, NULL);
 	uv_close((uv_handle_t *)&n->sig_term, NULL);
@@ -924,7 +974,8 @@ int pn_node_run(const struct pn_node_opts *opts)
 		add_share(n, opts->shares[i]);
 	uv_timer_init(n->loop, &n->tick);
 	n->tick.data = n;
-	uv_timer_start(&n->tick, tick_cb, NODE_TICK_MS, NODE_TICK_MS);
+	n->timer_on = true;
+	uv_timer_start(&n->tick, tick_cb, 0, 0);
 	uv_signal_init(n->loop, &n->sig_int);
 	uv_signal_init(n->loop, &n->sig_term);
 	n->sig_int.data = n->sig_term.data = n;

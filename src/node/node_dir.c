@@ -259,6 +259,7 @@ static void dir_close_cb(struct pn_conn *c, int err)
 	uint64_t now = node_now(n);
 	n->dir_next_attempt_ms = now + n->dir_backoff_ms + node_rand(n) % 250;
 	n->dir_backoff_ms = n->dir_backoff_ms * 2 > DIR_BACKOFF_MAX_MS ? DIR_BACKOFF_MAX_MS : n->dir_backoff_ms * 2;
+	node_schedule(n);
 }
 
 static const struct pn_conn_cbs dir_cbs = {
@@ -290,6 +291,18 @@ void dir_client_tick(struct node *n, uint64_t now)
 		m.u.ping.nonce = now;
 		(void)node_send(n, n->dir_conn, &m);
 	}
+}
+
+/* When dir_client_tick next has something to do (UINT64_MAX: nothing). */
+uint64_t dir_client_next_wakeup(struct node *n)
+{
+	if (n->opts.discovery != PN_DISCOVERY_DIRECTORY || !n->opts.directory || n->stopping)
+		return UINT64_MAX;
+	if (!n->dir_conn)
+		return n->dir_next_attempt_ms;
+	if (n->dir_registered)
+		return n->dir_last_ping_ms + (n->dir_heartbeat_ms ? n->dir_heartbeat_ms : DIR_DEFAULT_HEARTBEAT_MS);
+	return UINT64_MAX;
 }
 
 void dir_client_close(struct node *n)

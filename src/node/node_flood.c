@@ -722,6 +722,31 @@ void flood_node_tick(struct node *n, uint64_t now)
 	}
 }
 
+/* When flood_node_tick next has something to do (UINT64_MAX: nothing). */
+uint64_t flood_node_next_wakeup(struct node *n, uint64_t now)
+{
+	if (!n->flood || n->stopping)
+		return UINT64_MAX;
+	uint64_t next = flood_next_wakeup(n->flood);
+	uint32_t have = neighbor_count(n), dialing = dialing_count(n);
+	if (have + dialing < min_nb(n)) {
+		for (int i = 0; i < n->ncands; i++) {
+			struct cand *c = &n->cands[i];
+			if (c->busy || (c->id_known && node_peer_by_id(n, c->id)))
+				continue;
+			if (c->next_try_ms < next)
+				next = c->next_try_ms;
+		}
+	}
+	if (!have && !dialing && n->flood_warned_ms + WARN_INTERVAL_MS < next)
+		next = n->flood_warned_ms + WARN_INTERVAL_MS + 1;
+	if (have && n->flood_next_peers_req_ms < next)
+		next = n->flood_next_peers_req_ms;
+	if (n->peers_dirty && n->flood_next_save_ms < next)
+		next = n->flood_next_save_ms;
+	return next;
+}
+
 int flood_setup(struct node *n)
 {
 	if (n->opts.discovery != PN_DISCOVERY_FLOOD)

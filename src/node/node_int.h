@@ -15,7 +15,9 @@
 #include "store/store.h"
 #include "wire/wire.h"
 
-#define NODE_TICK_MS 100
+#define NODE_TIMER_MIN_MS 20     /* the timer never fires sooner than this after it is armed */
+#define NODE_TIMER_MAX_MS 1000   /* ... nor later (a safety net for an event that forgot to re-arm) */
+#define NODE_PROGRESS_MS 250     /* progress lines to waiting control clients */
 #define NODE_MAX_PEERS 128
 #define NODE_MAX_DOWNLOADS ENGINE_MAX_DOWNLOADS
 #define NODE_DEFAULT_PEER_TIMEOUT_MS 30000
@@ -133,7 +135,8 @@ struct node {
 	uv_pipe_t ctl_server;
 	bool ctl_listening;
 	struct ctl_client *ctl_clients;
-	uv_timer_t tick;
+	uv_timer_t tick;              /* one timer, armed at the soonest wake-up (node_schedule) */
+	bool timer_on;
 	uv_signal_t sig_int, sig_term;
 	bool stopping;
 	struct peer *peers;
@@ -190,6 +193,8 @@ struct peer *node_peer_new(struct node *n, struct pn_conn *c, bool outgoing, con
 /* Runs every action the engine has pending. Call after every engine input. */
 void node_pump(struct node *n);
 uint64_t node_rand(struct node *n);
+/* Arms the node's one timer at the soonest time any part needs it. */
+void node_schedule(struct node *n);
 extern const struct pn_conn_cbs node_peer_cbs;
 void node_connect_provider(struct node *n, const uint8_t id[PN_ID_BYTES], const char *addr, const struct pn_cid *cid);
 struct download *node_download_find(struct node *n, const struct pn_cid *cid);
@@ -203,6 +208,7 @@ uint64_t node_now(struct node *n);
 int flood_setup(struct node *n);
 void flood_teardown(struct node *n);
 void flood_node_tick(struct node *n, uint64_t now);
+uint64_t flood_node_next_wakeup(struct node *n, uint64_t now);
 /* HELLO arrived from p: decides whether p becomes a neighbour. false: p was closed. */
 bool flood_on_hello(struct node *n, struct peer *p, const struct pn_msg_hello *h);
 void flood_peer_closed(struct node *n, struct peer *p);
@@ -216,6 +222,7 @@ uint32_t flood_hello_features(struct node *n, struct peer *p);
 
 /* node_dir.c */
 void dir_client_tick(struct node *n, uint64_t now);
+uint64_t dir_client_next_wakeup(struct node *n);
 bool dir_client_ready(struct node *n);
 int dir_client_find(struct node *n, const struct pn_cid *cid);
 int dir_client_search(struct node *n, const char *query, uint32_t *req_id);
