@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "proto/directory.h"
+#include "proto/prng.h"
 #include "util/text.h"
 #include "wire/wire.h"
 
@@ -106,7 +107,7 @@ struct dir_word {
 
 struct dir {
 	struct dir_opts opts;
-	uint64_t rng;
+	struct pn_prng rng;
 	uint64_t hash_key[2];
 	struct table nodes, contents, offers, words;
 	struct dir_node *oldest, *newest;
@@ -118,23 +119,16 @@ struct dir {
 
 /* ---- randomness and hashing ---- */
 
-static uint64_t splitmix(uint64_t *state)
-{
-	uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-/* Uniform in [0, bound), bound > 0: draws below 2^64 mod bound are biased and rejected. */
+/* Uniform in [0, bound), bound > 0: draws below 2^64 mod bound are biased
+ * and rejected. (Not pn_prng_below, which rejects the top of the range: the
+ * same seed keeps giving the answers it gave before.) */
 static uint32_t rng_below(struct dir *d, uint32_t bound)
 {
 	uint64_t biased = (0 - (uint64_t)bound) % bound;
 	uint64_t x;
 
 	do {
-		x = splitmix(&d->rng);
+		x = pn_prng_next(&d->rng);
 	} while (x < biased);
 	return (uint32_t)(x % bound);
 }
@@ -620,7 +614,7 @@ static bool addr_valid(const char *addr)
 struct dir *dir_new(const struct dir_opts *opts)
 {
 	struct dir *d = calloc(1, sizeof(*d));
-	uint64_t key_state;
+	struct pn_prng key_state;
 
 	if (!d)
 		return NULL;
@@ -636,10 +630,10 @@ struct dir *dir_new(const struct dir_opts *opts)
 		d->opts.max_results = DEF_MAX_RESULTS;
 	if (!d->opts.node_timeout_ms)
 		d->opts.node_timeout_ms = DEF_NODE_TIMEOUT_MS;
-	d->rng = d->opts.seed;
-	key_state = d->opts.seed ^ 0x5a17c0ffee5eed00ull;
-	d->hash_key[0] = splitmix(&key_state);
-	d->hash_key[1] = splitmix(&key_state);
+	pn_prng_seed(&d->rng, d->opts.seed);
+	pn_prng_seed(&key_state, d->opts.seed ^ 0x5a17c0ffee5eed00ull);
+	d->hash_key[0] = pn_prng_next(&key_state);
+	d->hash_key[1] = pn_prng_next(&key_state);
 	d->top = calloc(d->opts.max_results, sizeof(*d->top));
 	d->pick = calloc(d->opts.max_results, sizeof(*d->pick));
 	if (!d->top || !d->pick) {
