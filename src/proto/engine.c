@@ -717,7 +717,8 @@ static void peer_engage_all(struct engine *e, struct peer *p)
 		if (d)
 			dl_engage(e, d, p, &p->cids[i]);
 	}
-	if (p->role == PN_ROLE_SERVER) { /* a web seed may hold anything we want */
+	/* A web seed may hold anything we want; so may the one provider of a client. */
+	if (p->role == PN_ROLE_SERVER || e->o.role == ENGINE_CLIENT) {
 		for (struct download *d = e->downloads; d; d = d->next) {
 			struct pcid *pc = pcid_get(p, &d->cid, true);
 			if (pc)

@@ -426,8 +426,9 @@ Test(engine, client_downloads_from_a_node_and_hears_not_found_from_another)
 	h_init(4 * PN_CHUNK_SIZE);
 	int seed = add_node(ENGINE_NODE, true, 1);
 	cl = add_node(ENGINE_CLIENT, false, 2);
-	h_connect(cl, seed);
+	/* As `get --server` does: the download is wanted before the connection is up. */
 	cr_assert_eq(engine_want(H.n[cl].e, &H.cid, NULL, NULL, NULL, H.now), PN_OK);
+	h_connect(cl, seed);
 	run(NULL);
 	advance(1000);
 	assert_has_content(cl);
