@@ -4,6 +4,7 @@
  *             [--seed-up RATE] [--down RATE] [--lat-us MIN[-MAX]]
  *             [--arrive-ms T] [--leave-frac P] [--slow-frac P] [--slow-div D]
  *             [--malicious M] [--seed S] [--runs R] [--max-time-s T] [--diag]
+ *             [--progress] [--trace FILE]
  *
  * With --runs R every N runs R times (seeds S, S+1, ...): the row shows the
  * means, D as "mean (min-max)".
@@ -67,7 +68,7 @@ static void usage(FILE *f)
 	fprintf(f, "usage: swarm-sim --scenario NAME [--nodes N[,N...]] [--size BYTES] [--up RATE] [--seed-up RATE]\n"
 		   "                 [--down RATE] [--lat-us MIN[-MAX]] [--arrive-ms T] [--leave-frac P]\n"
 		   "                 [--slow-frac P] [--slow-div D] [--malicious M] [--seed S] [--runs R]\n"
-		   "                 [--max-time-s T] [--diag] [--trace FILE]\n"
+		   "                 [--max-time-s T] [--diag] [--progress] [--trace FILE]\n"
 		   "scenarios:");
 	for (size_t i = 0; i < NSCENARIOS; i++)
 		fprintf(f, " %s", scenarios[i].name);
@@ -204,6 +205,9 @@ int main(int argc, char **argv)
 			return 0;
 		} else if (!strcmp(a, "--diag")) {
 			diag = true;
+			continue;
+		} else if (!strcmp(a, "--progress")) {
+			base.progress = stderr;
 			continue;
 		}
 		if (!val) {

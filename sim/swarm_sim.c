@@ -51,6 +51,7 @@
 #define SS_NAME "file.bin"
 #define SS_LEAVE_MIN_PCT 10             /* a leaver goes after 10..90% of its chunks */
 #define SS_LEAVE_SPAN_PCT 80
+#define SS_PROGRESS_US 1000000u         /* --progress: a line per virtual second */
 #define SS_SAME_MS_TICKS 100000         /* ticks at one millisecond that mean a busy loop */
 
 /* Independent random streams: a change in one part does not move the others. */
@@ -105,6 +106,9 @@ struct slink {
 	uint32_t node[2];  /* [0] dialled, [1] accepted */
 	uint32_t lat_us;
 	bool connected;    /* EV_CONNECT happened and both ends accepted */
+	bool in_use;       /* not on the free list */
+	uint32_t refs;     /* events queued that name this link */
+	uint32_t next_free;
 	bool open[2];      /* the engine at node[side] knows this connection */
 	struct dirq q[2];
 };
@@ -158,7 +162,9 @@ struct ssim {
 	uint32_t nnodes;        /* seed, downloaders, malicious */
 	uint32_t ndown;         /* downloaders: nodes 1..ndown */
 	struct slink *links;
-	uint32_t nlinks, links_cap;
+	uint32_t nlinks, links_cap;   /* slots made; a closed link's slot is reused */
+	uint32_t free_links;          /* first free slot, SS_NONE */
+	uint64_t dials;
 	struct smsg *free_msgs;
 	struct dir *dir;
 	struct dir_provider *found;
@@ -385,8 +391,40 @@ static void link_list_remove(struct snode *n, uint32_t link)
 		}
 }
 
+static uint32_t link_init(struct ssim *s, uint32_t k, uint32_t from, uint32_t to);
+
+/* A link event: the link's slot is not reused while it is queued. */
+static void push_link(struct ssim *s, uint64_t at, uint32_t kind, uint32_t link, uint32_t b)
+{
+	s->links[link].refs++;
+	push(s, at, kind, link, b);
+}
+
+/* Puts a link's slot back for reuse once nothing refers to it any more:
+ * both ends closed, no message queued or in flight, no event queued, not in
+ * a shaper's ring. (The slot number is the engines' peer key, which may be
+ * reused after engine_peer_closed.) */
+static void link_maybe_free(struct ssim *s, uint32_t k)
+{
+	struct slink *l = &s->links[k];
+	if (!l->in_use || l->refs || l->open[0] || l->open[1])
+		return;
+	for (int d = 0; d < 2; d++)
+		if (l->q[d].head || l->q[d].fhead || l->q[d].active || l->q[d].deliver_armed)
+			return;
+	l->in_use = false;
+	l->next_free = s->free_links;
+	s->free_links = k;
+}
+
 static uint32_t link_new(struct ssim *s, uint32_t from, uint32_t to)
 {
+	s->dials++;
+	if (s->free_links != SS_NONE) {
+		uint32_t k = s->free_links;
+		s->free_links = s->links[k].next_free;
+		return link_init(s, k, from, to);
+	}
 	if (s->nlinks == s->links_cap) {
 		uint32_t cap = s->links_cap ? 2 * s->links_cap : 1024;
 		struct slink *l = realloc(s->links, (size_t)cap * sizeof(*l));
@@ -397,9 +435,14 @@ static uint32_t link_new(struct ssim *s, uint32_t from, uint32_t to)
 		s->links = l;
 		s->links_cap = cap;
 	}
-	uint32_t k = s->nlinks++;
+	return link_init(s, s->nlinks++, from, to);
+}
+
+static uint32_t link_init(struct ssim *s, uint32_t k, uint32_t from, uint32_t to)
+{
 	struct slink *l = &s->links[k];
 	memset(l, 0, sizeof(*l));
+	l->in_use = true;
 	l->node[0] = from;
 	l->node[1] = to;
 	l->lat_us = rand_between(&s->net_rng, s->p.lat_min_us, s->p.lat_max_us);
@@ -445,8 +488,9 @@ static void close_side(struct ssim *s, uint32_t link, int side, bool tell_engine
 		uint64_t at = s->now + l->lat_us;
 		if (l->q[side].last_arrive_us > at)
 			at = l->q[side].last_arrive_us;
-		push(s, at, EV_FIN, link, (uint32_t)other);
+		push_link(s, at, EV_FIN, link, (uint32_t)other);
 	}
+	link_maybe_free(s, link);
 }
 
 /* ------------------------------------------------------------ uplink */
@@ -527,7 +571,7 @@ static void release(struct ssim *s, uint32_t link, int side, struct smsg *m)
 	q->ftail = m;
 	if (!q->deliver_armed) {
 		q->deliver_armed = true;
-		push(s, at, EV_DELIVER, link, (uint32_t)side);
+		push_link(s, at, EV_DELIVER, link, (uint32_t)side);
 	}
 }
 
@@ -553,8 +597,10 @@ static void on_shape(struct ssim *s, struct snode *n)
 		int side = (int)(qid % 2);
 		struct dirq *q = &s->links[link].q[side];
 		struct smsg *m = q->head;
-		if (!m)
+		if (!m) {
+			link_maybe_free(s, link); /* a closed link's ring entry */
 			continue;
+		}
 		q->head = m->next;
 		if (!q->head)
 			q->tail = NULL;
@@ -735,12 +781,13 @@ static void act_dial(struct ssim *s, struct snode *n, const struct engine_action
 	if (r != PN_OK) {
 		if (r != PN_EACCES && r != PN_EEXIST)
 			oddity(s, n->idx, "engine_peer_add (outgoing) failed", (uint64_t)-r);
+		link_maybe_free(s, k);
 		return;
 	}
 	s->links[k].open[0] = true;
 	link_list_add(s, n, k);
 	engine_peer_offer(n->e, k, &s->cid, now_ms(s));
-	push(s, s->now + (uint64_t)SS_HANDSHAKE_TRIPS * s->links[k].lat_us, EV_CONNECT, k, 0);
+	push_link(s, s->now + (uint64_t)SS_HANDSHAKE_TRIPS * s->links[k].lat_us, EV_CONNECT, k, 0);
 }
 
 static void act_done(struct ssim *s, struct snode *n, const struct engine_action *a)
@@ -901,7 +948,7 @@ static void on_deliver(struct ssim *s, const struct ev *ev)
 	}
 	if (q->fhead) {
 		q->deliver_armed = true;
-		push(s, q->fhead->arrive_us, EV_DELIVER, link, (uint32_t)side);
+		push_link(s, q->fhead->arrive_us, EV_DELIVER, link, (uint32_t)side);
 	}
 }
 
@@ -1323,7 +1370,8 @@ static void summarise(struct ssim *s)
 	r->up_util = r->dist_s > 0 ? up_bytes / (up_cap * r->dist_s) : 0;
 	r->bound_s = swarm_sim_bound(&s->p);
 	r->end_s = s->now / 1e6;
-	r->links = s->nlinks;
+	r->links = s->dials;
+	r->link_slots = s->nlinks;
 	r->heap_peak = s->heap_cap;
 	digest = mix64(digest, r->msgs);
 	digest = mix64(digest, r->wire_bytes);
@@ -1336,6 +1384,7 @@ int swarm_sim_run(const struct swarm_sim_params *params, struct swarm_sim_result
 	struct ssim sim;
 	struct ssim *s = &sim;
 	memset(s, 0, sizeof(*s));
+	s->free_links = SS_NONE;
 	memset(out, 0, sizeof(*out));
 	s->p = *params;
 	s->r = out;
@@ -1363,6 +1412,15 @@ int swarm_sim_run(const struct swarm_sim_params *params, struct swarm_sim_result
 				break;
 		}
 		struct ev ev = pop(s);
+		if (s->p.progress && ev.at / SS_PROGRESS_US != s->now / SS_PROGRESS_US) {
+			uint32_t done = 0;
+			for (uint32_t i = 1; i <= s->ndown; i++)
+				done += s->nodes[i].finished;
+			fprintf(s->p.progress, "swarm-sim: N = %u, t = %.0f s: %u done, %u downloading, %" PRIu64
+				" events, %" PRIu64 " messages, %" PRIu64 " connections made\n", s->ndown, ev.at / 1e6, done,
+				s->alive_downloading, out->events, out->msgs, s->dials);
+			fflush(s->p.progress);
+		}
 		s->now = ev.at;
 		out->events++;
 		struct snode *n = ev.kind == EV_DELIVER || ev.kind == EV_CONNECT || ev.kind == EV_FIN ? NULL
@@ -1383,6 +1441,13 @@ int swarm_sim_run(const struct swarm_sim_params *params, struct swarm_sim_result
 		case EV_FIN:
 			on_fin(s, &ev);
 			break;
+		}
+		if (ev.kind == EV_DELIVER || ev.kind == EV_CONNECT || ev.kind == EV_FIN) {
+			s->links[ev.a].refs--;
+			link_maybe_free(s, ev.a);
+			continue;
+		}
+		switch (ev.kind) {
 		case EV_FIND:
 			on_find(s, n);
 			break;

@@ -56,6 +56,7 @@ struct swarm_sim_params {
 	uint64_t stall_stop_ms;    /* stop when no chunk was written for this long; default 120 s */
 	uint64_t seed;
 	FILE *diag;                /* a stall or an engine misstep is described here; NULL: quiet */
+	FILE *progress;            /* a line per virtual second; NULL: none */
 	FILE *trace;               /* every engine action and connection event, one line each; NULL: none */
 };
 
@@ -78,7 +79,8 @@ struct swarm_sim_result {
 	uint64_t connects, refused;/* connections made; dials refused (peer cap, gone) */
 	uint64_t protocol_closes;  /* engine_on_msg said the peer broke the protocol */
 	uint64_t events;
-	uint64_t links;            /* connections dialled (each a struct of the simulator) */
+	uint64_t links;            /* connections dialled */
+	uint64_t link_slots;       /* most connections the simulator held at once (slots are reused) */
 	uint64_t msgs_allocated;   /* message records the simulator allocated (they are reused) */
 	uint64_t heap_peak;        /* event heap capacity */
 	double end_s;              /* virtual time when the run stopped */
