@@ -256,6 +256,9 @@ int main(int argc, char **argv)
 		} else if (!strcmp(a, "--trace")) {
 			base.trace = strcmp(val, "-") ? fopen(val, "w") : stdout;
 			ok = base.trace != NULL;
+		} else if (!strcmp(a, "--timer-min-ms")) {
+			ok = parse_u64(val, &v) == 0 && v < 10000;
+			base.timer_min_ms = (uint32_t)v;
 		} else if (!strcmp(a, "--runs")) {
 			ok = parse_u64(val, &v) == 0 && v >= 1 && v <= 1000;
 			runs = (uint32_t)v;

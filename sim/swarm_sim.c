@@ -869,8 +869,8 @@ static void rearm(struct ssim *s, uint32_t node)
 	if (w == UINT64_MAX)
 		return;
 	uint64_t at = w > SS_NEVER / 1000 ? SS_NEVER : w * 1000;
-	if (at < s->now)
-		at = s->now;
+	if (at < s->now + (uint64_t)s->p.timer_min_ms * 1000)
+		at = s->now + (uint64_t)s->p.timer_min_ms * 1000;
 	if (at < n->tick_at) {
 		n->tick_at = at;
 		push(s, at, EV_TICK, node, 0);
@@ -1031,7 +1031,7 @@ static void on_found(struct ssim *s, struct snode *n)
 	rearm(s, n->idx);
 	uint64_t since_start = n->find_sent_us - n->start_us;
 	uint64_t every = (since_start < (uint64_t)s->p.early_ms * 1000 ? s->p.refind_early_ms : s->p.refind_ms) * 1000ull;
-	uint64_t next = n->find_sent_us + every;
+	uint64_t next = n->find_sent_us + every + 1000; /* node.c: last_find_ms + period + 1 */
 	push(s, next > s->now ? next : s->now, EV_FIND, n->idx, 0);
 }
 

@@ -49,6 +49,8 @@ struct swarm_sim_params {
 	uint32_t refind_ms;        /* default 2000 */
 	uint32_t early_ms;         /* default 3000 */
 	uint32_t shape_tick_ms;    /* default 5 */
+	uint32_t timer_min_ms;     /* an engine timer fires no sooner than this after it is armed
+				    * (the real node's NODE_TIMER_MIN_MS is 20); default 0 */
 	bool bucket_empty;         /* upload buckets start empty (default: full, as after the
 				    * bench's 0.5 s settling) */
 	uint64_t max_time_ms;      /* default SWARM_SIM_MAX_TIME_MS */
