@@ -549,7 +549,17 @@ static bool store_lookup_cb(void *ud, const struct pn_cid *cid, struct engine_co
 	return true;
 }
 
-static const struct engine_store_ops node_store_ops = {.lookup = store_lookup_cb};
+static uint64_t backlog_cb(void *ud)
+{
+	struct node *n = ud;
+	uint64_t queued = 0;
+	for (struct peer *p = n->peers; p; p = p->next)
+		if (p->conn)
+			queued += pn_conn_queued(p->conn);
+	return queued;
+}
+
+static const struct engine_store_ops node_store_ops = {.lookup = store_lookup_cb, .backlog = backlog_cb};
 
 void node_download_providers(struct node *n, const struct pn_cid *cid, uint32_t total)
 {
@@ -770,6 +780,13 @@ void node_schedule(struct node *n)
 			if (w->client && n->last_progress_ms + NODE_PROGRESS_MS < next)
 				next = n->last_progress_ms + NODE_PROGRESS_MS;
 	}
+	if (n->opts.up_rate && engine_uploads_waiting(n->engine)) {
+		/* Requests wait for the upload backlog to drain: look again when about
+		 * a chunk of it has gone out. */
+		uint64_t t2 = now + 1 + (uint64_t)PN_CHUNK_SIZE * 1000 / n->opts.up_rate;
+		if (t2 < next)
+			next = t2;
+	}
 	uint64_t delay = next <= now ? 0 : next - now;
 	if (delay < NODE_TIMER_MIN_MS)
 		delay = NODE_TIMER_MIN_MS;
@@ -955,6 +972,10 @@ int pn_node_run(const struct pn_node_opts *opts)
 		.optimistic_ms = 15000,
 		.stall_ms = opts->peer_timeout_ms ? opts->peer_timeout_ms : NODE_DEFAULT_PEER_TIMEOUT_MS,
 		.seed = node_rand(n),
+		/* Under an upload cap keep at most two chunks (or 100 ms) queued behind
+		 * it: the rest wait as requests, which a CANCEL or a CHOKE can still withdraw. */
+		.backlog_max = !opts->up_rate ? 0
+			       : opts->up_rate / 10 > 2 * PN_CHUNK_SIZE ? opts->up_rate / 10 : 2 * PN_CHUNK_SIZE,
 		.store = &node_store_ops,
 		.store_ud = n,
 	};

@@ -40,6 +40,7 @@ struct peer {
 	bool id_known, outgoing, established, ready, closing;
 	bool writable;           /* the connection can take another chunk */
 	bool in_choker;
+	bool seed_unchoked;      /* unchoked outside the choker: it only wants what we super-seed */
 	bool am_choking, peer_choking;
 	uint8_t role;
 	uint16_t listen_port;
@@ -361,12 +362,15 @@ static struct seed *seed_get(struct engine *e, const struct pn_cid *cid)
 	return s;
 }
 
-/* No chunk request waiting anywhere and every connection able to take more. */
+/* No chunk request waiting anywhere, every connection able to take more, and
+ * less than a chunk still queued behind the upload cap. */
 static bool uplink_idle(const struct engine *e)
 {
 	for (uint32_t i = 0; i < e->npeers; i++)
 		if (e->peers[i]->upq_len || !e->peers[i]->writable)
 			return false;
+	if (e->o.store && e->o.store->backlog && e->o.store->backlog(e->o.store_ud) >= PN_CHUNK_SIZE)
+		return false;
 	return true;
 }
 
@@ -493,11 +497,39 @@ static void set_we_want(struct engine *e, struct peer *p, struct pcid *pc, bool 
 	}
 }
 
+/* A peer that wants only content we super-seed is unchoked outside the
+ * choker: the reveals already ration what it may ask of us (a few chunks at a
+ * time), and a source that served only its few unchoked peers would leave the
+ * chunks it showed the others unfetched. Other peers go through the choker. */
 static void update_their_interest(struct engine *e, struct peer *p)
 {
-	bool any = false;
-	for (uint32_t i = 0; i < p->ncids; i++)
-		any |= p->cids[i].they_want;
+	bool any = false, super_only = true;
+	for (uint32_t i = 0; i < p->ncids; i++) {
+		if (!p->cids[i].they_want)
+			continue;
+		any = true;
+		super_only &= p->cids[i].revealed != NULL;
+	}
+	if (any && super_only) {
+		if (p->in_choker)
+			choker_interested(e->choker, p->key, false, e->now);
+		if (p->am_choking && !p->closing) {
+			struct pn_msg m = {.type = PN_MSG_UNCHOKE};
+			send_msg(e, p, &m, NULL);
+			p->am_choking = false;
+		}
+		p->seed_unchoked = true;
+		return;
+	}
+	if (p->seed_unchoked) { /* back to the choker's rules */
+		p->seed_unchoked = false;
+		if (!p->am_choking && !p->closing) {
+			struct pn_msg m = {.type = PN_MSG_CHOKE};
+			send_msg(e, p, &m, NULL);
+			p->am_choking = true;
+			p->upq_len = 0;
+		}
+	}
 	if (p->in_choker)
 		choker_interested(e->choker, p->key, any, e->now);
 }
@@ -783,10 +815,11 @@ static int on_interested(struct engine *e, struct peer *p, const struct pn_msg_c
 	if (!pc)
 		return interested ? PN_ELIMIT : PN_OK;
 	pc->they_want = interested;
+	if (interested && !pc->revealed)
+		send_bitfield(e, p, pc); /* may start super-seeding it */
 	update_their_interest(e, p);
 	if (!interested)
 		return PN_OK;
-	send_bitfield(e, p, pc);
 	struct download *d = dl_get(e, &m->cid);
 	if (d) /* a fellow downloader: we may want what it has too */
 		dl_engage(e, d, p, pc);
@@ -1532,7 +1565,7 @@ static bool pump_choker(struct engine *e, struct engine_action *out)
 	struct choker_action ca;
 	while (e->choker && choker_next_action(e->choker, &ca)) {
 		struct peer *p = peer_get(e, ca.peer);
-		if (!p || !p->ready || p->closing)
+		if (!p || !p->ready || p->closing || p->seed_unchoked)
 			continue;
 		p->am_choking = ca.type == CHOKER_CHOKE;
 		if (p->am_choking)
@@ -1586,9 +1619,27 @@ static bool pump_swarms(struct engine *e, struct engine_action *out)
 	return false;
 }
 
+static bool backlog_full(const struct engine *e)
+{
+	return e->o.backlog_max && e->o.store && e->o.store->backlog &&
+	       e->o.store->backlog(e->o.store_ud) >= e->o.backlog_max;
+}
+
+bool engine_uploads_waiting(const struct engine *e)
+{
+	for (uint32_t i = 0; i < e->npeers; i++) {
+		const struct peer *p = e->peers[i];
+		if (p->upq_len && p->writable && !p->closing && !(serves_p2p(e) && p->am_choking))
+			return true;
+	}
+	return false;
+}
+
 /* One queued chunk request, round-robin over the peers that can take it. */
 static bool pump_uploads(struct engine *e, struct engine_action *out)
 {
+	if (backlog_full(e))
+		return false;
 	for (uint32_t n = 0; n < e->npeers; n++) {
 		uint32_t i = (e->pump_cursor + n) % e->npeers;
 		struct peer *p = e->peers[i];

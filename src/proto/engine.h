@@ -66,6 +66,10 @@ struct engine_store_ops {
 	/* Fills *out and returns true when the owner holds cid complete (or in
 	 * part, with its hash list). Pointers stay valid until the next engine call. */
 	bool (*lookup)(void *ud, const struct pn_cid *cid, struct engine_content *out);
+	/* Bytes accepted for sending on all connections and not yet on the wire
+	 * (the upload cap holds them back). May be NULL: 0. A super-seeding
+	 * source sends second copies only while this is below one chunk. */
+	uint64_t (*backlog)(void *ud);
 };
 
 struct engine_opts {
@@ -80,6 +84,9 @@ struct engine_opts {
 	uint32_t stall_ms;           /* a download that got no chunk for this long is reported stalled; 0 = default */
 	bool no_super_seed;          /* node: announce everything to every downloader */
 	bool sequential;             /* request chunks in order (a client: streaming, resume by prefix) */
+	uint64_t backlog_max;        /* with store->backlog: hand out no chunk while that many bytes wait
+				      * behind the upload cap (requests stay in the queues, where CANCEL
+				      * and CHOKE still reach them); 0 = no limit */
 	uint64_t seed;               /* PRNG seed: ties, optimistic unchokes, super-seeding picks */
 	const struct engine_store_ops *store;
 	void *store_ud;
@@ -215,6 +222,9 @@ bool engine_download_has_providers(const struct engine *e, const struct pn_cid *
 /* ---- time ---- */
 
 void engine_tick(struct engine *e, uint64_t now);
+/* Chunk requests wait because the upload backlog is full: the driver should
+ * drain again (engine_next_action) once some of it has gone out. */
+bool engine_uploads_waiting(const struct engine *e);
 /* When engine_tick must next run (UINT64_MAX: nothing pending). */
 uint64_t engine_next_wakeup(const struct engine *e);
 

@@ -63,6 +63,7 @@ struct harness {
 };
 
 static struct harness H;
+static bool h_no_super_seed; /* engines made from now on announce everything */
 
 static bool lookup_cb(void *ud, const struct pn_cid *cid, struct engine_content *out)
 {
@@ -119,6 +120,7 @@ static int add_node(enum engine_role role, bool complete, uint64_t seed)
 		.store_ud = n,
 		.stall_ms = 5000,
 		.request_timeout_ms = 2000,
+		.no_super_seed = h_no_super_seed,
 	};
 	memcpy(o.self_id, n->id, PN_ID_BYTES);
 	n->e = engine_new(&o, H.now);
@@ -129,6 +131,7 @@ static int add_node(enum engine_role role, bool complete, uint64_t seed)
 static void h_init(uint64_t size)
 {
 	memset(&H, 0, sizeof H);
+	h_no_super_seed = false;
 	H.now = 1000;
 	H.q = calloc(H_MAX_MSGS, sizeof *H.q);
 	H.frame = malloc(PN_FRAME_HDR + PN_FRAME_MAX);
@@ -525,8 +528,9 @@ Test(engine, cancel_withdraws_a_queued_upload)
 Test(engine, choked_peer_requests_are_dropped_and_optimistic_unchoke_rotates)
 {
 	h_init(8 * PN_CHUNK_SIZE);
+	h_no_super_seed = true; /* a super-seeding source unchokes everyone: see the next test */
 	int seed = add_node(ENGINE_NODE, true, 1);
-	/* One regular slot... (default 4) so use 6 downloaders: 4 + 1 optimistic unchoked. */
+	/* 4 regular slots and one optimistic: 6 downloaders leave one choked. */
 	int dls[6];
 	uint32_t keys[6];
 	for (int i = 0; i < 6; i++) {
@@ -578,6 +582,38 @@ Test(engine, choked_peer_requests_are_dropped_and_optimistic_unchoke_rotates)
 	}
 	for (int i = 0; i < 6; i++)
 		cr_assert(seen_unchoked[i], "peer %d was never unchoked", i);
+	h_free();
+}
+
+Test(engine, super_seeding_source_unchokes_every_downloader)
+{
+	h_init(8 * PN_CHUNK_SIZE);
+	int seed = add_node(ENGINE_NODE, true, 1);
+	uint32_t keys[8];
+	for (int i = 0; i < 8; i++) {
+		int d = add_node(ENGINE_NODE, false, (uint64_t)(30 + i));
+		keys[i] = h_connect(d, seed);
+	}
+	run(NULL);
+	for (int i = 0; i < 8; i++) {
+		struct pn_msg m = {.type = PN_MSG_INTERESTED};
+		m.u.cidref.cid = H.cid;
+		cr_assert_eq(engine_on_msg(H.n[seed].e, keys[i], &m, H.now), PN_OK);
+	}
+	drain(seed);
+	struct engine_peer_info pi;
+	for (int i = 0; i < 8; i++) {
+		cr_assert(engine_peer_info(H.n[seed].e, keys[i], &pi));
+		cr_assert_not(pi.am_choking, "downloader %d: its few shown chunks must be fetchable", i);
+	}
+	/* A rechoke later does not choke them. */
+	H.now += 60000;
+	engine_tick(H.n[seed].e, H.now);
+	drain(seed);
+	for (int i = 0; i < 8; i++) {
+		cr_assert(engine_peer_info(H.n[seed].e, keys[i], &pi));
+		cr_assert_not(pi.am_choking);
+	}
 	h_free();
 }
 
