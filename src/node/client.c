@@ -23,7 +23,26 @@
 #define PEER_KEY 1                    /* the engine's name for the one connection */
 #define DEFAULT_TIMEOUT_MS 30000
 #define PROGRESS_INTERVAL_MS 200
+/* Chunks being verified and written on libuv's thread pool at once (a
+ * buffer each, PN_CHUNK_SIZE, allocated on first use and reused): 4 MiB.
+ * When all are busy the connection stops being read until one is free. */
+#define WRITE_POOL 16
 
+struct session;
+
+/* One chunk on its way to disk: copied out of the frame on the loop, hashed
+ * and written on a pool thread, recorded back on the loop. */
+struct chunk_job {
+	uv_work_t work;
+	struct session *s;
+	struct store_partial *part;   /* only store_partial_pwrite_chunk() is used off the loop */
+	uint8_t *buf;                 /* PN_CHUNK_SIZE; owned by the session, freed in session_end */
+	uint8_t hash[PN_HASH_BYTES];  /* expected */
+	struct pn_cid cid;
+	uint32_t peer, index, len;
+	int result;                   /* set by the pool thread */
+	bool busy;
+};
 
 enum op { OP_GET, OP_PUT, OP_LS };
 
@@ -59,6 +78,9 @@ struct session {
 	uint32_t nchunks;
 	uint32_t window;
 	uint32_t stdout_next;    /* next chunk to copy to stdout */
+	struct chunk_job jobs[WRITE_POOL];
+	unsigned jobs_busy;
+	bool read_paused;        /* frame_cb said PN_EAGAIN for want of a free job */
 
 	/* put */
 	char *const *paths;
@@ -283,12 +305,14 @@ static void get_on_hashes(struct session *s, const uint8_t *hashes, uint32_t len
 	engine_hashes_recorded(s->engine, &s->cid, store_partial_bitmap(s->part), uv_now(&s->loop));
 }
 
-static void get_on_write(struct session *s, const struct engine_action *a)
+/* What a WRITE_CHUNK came to (r: PN_OK once the chunk is verified, written
+ * and recorded): tells the engine, and fails the get on an error. */
+static void get_written(struct session *s, uint32_t peer, const struct pn_cid *cid, uint32_t index, uint32_t len,
+			int r)
 {
-	int r = s->part ? store_partial_write_chunk(s->part, a->index, a->data, a->len) : PN_EINVAL;
-	engine_chunk_written(s->engine, a->peer, &a->cid, a->index, r, uv_now(&s->loop));
+	engine_chunk_written(s->engine, peer, cid, index, r, uv_now(&s->loop));
 	if (r == PN_ECORRUPT) {
-		fail(s, r, "server sent chunk %u that does not match its hash; it was not written%s", a->index,
+		fail(s, r, "server sent chunk %u that does not match its hash; it was not written%s", index,
 		     partial_hint(s));
 		return;
 	}
@@ -296,11 +320,88 @@ static void get_on_write(struct session *s, const struct engine_action *a)
 		fail(s, r, "cannot write %s: %s%s", s->data_path, pn_strerror(r), partial_hint(s));
 		return;
 	}
-	s->res->bytes_downloaded += a->len;
+	s->res->bytes_downloaded += len;
 	if (s->progress_on)
-		pn_progress_add(&s->bar, a->len);
+		pn_progress_add(&s->bar, len);
 	if (s->to_stdout && (r = get_stream_stdout(s)) != PN_OK)
 		fail_keep(s, r);
+}
+
+/* A free job with its buffer, or NULL when all WRITE_POOL are busy (or a
+ * buffer cannot be had). */
+static struct chunk_job *job_free(struct session *s)
+{
+	for (unsigned i = 0; i < WRITE_POOL; i++) {
+		struct chunk_job *job = &s->jobs[i];
+		if (job->busy)
+			continue;
+		if (!job->buf && !(job->buf = malloc(PN_CHUNK_SIZE)))
+			return NULL;
+		return job;
+	}
+	return NULL;
+}
+
+/* On a pool thread: the hash check and the write, nothing that the loop
+ * thread touches (the partial only through store_partial_pwrite_chunk). */
+static void job_work_cb(uv_work_t *w)
+{
+	struct chunk_job *job = w->data;
+	job->result = store_chunk_check(job->hash, job->buf, job->len);
+	if (job->result == PN_OK)
+		job->result = store_partial_pwrite_chunk(job->part, job->index, job->buf, job->len);
+}
+
+/* Back on the loop: record the chunk (its data is written: the bit may
+ * follow), free the job, tell the engine, and read again if we had paused. */
+static void job_done_cb(uv_work_t *w, int status)
+{
+	struct chunk_job *job = w->data;
+	struct session *s = job->s;
+	int r = status == 0 ? job->result : PN_EIO;
+	/* The partial outlives every job: session_end closes it after the loop ran dry. */
+	if (r == PN_OK)
+		r = store_partial_mark_verified(job->part, job->index);
+	job->busy = false;
+	s->jobs_busy--;
+	if (s->result != PN_EAGAIN)
+		return; /* failed meanwhile: the chunk is kept for a resume, nothing more is asked */
+	get_written(s, job->peer, &job->cid, job->index, job->len, r);
+	engine_pump(s);
+	if (s->read_paused && s->conn && s->result == PN_EAGAIN) {
+		s->read_paused = false;
+		pn_conn_resume(s->conn); /* hands the frame that found no free job */
+	}
+}
+
+/* WRITE_CHUNK: the data points into the frame being handled, so it is copied
+ * into a free job and hashed and written off the loop; the result comes back
+ * to job_done_cb. frame_cb keeps a job free for every CHUNK it lets in; if
+ * none is (out of memory), the chunk is verified and written here. */
+static void get_on_write(struct session *s, const struct engine_action *a)
+{
+	struct chunk_job *job = s->part && store_partial_has_hashes(s->part) ? job_free(s) : NULL;
+	if (job && a->len <= PN_CHUNK_SIZE) {
+		job->s = s;
+		job->part = s->part;
+		job->cid = a->cid;
+		job->peer = a->peer;
+		job->index = a->index;
+		job->len = a->len;
+		memcpy(job->buf, a->data, a->len);
+		const uint8_t *h = store_partial_hash(s->part, a->index);
+		if (h) {
+			memcpy(job->hash, h, PN_HASH_BYTES);
+			job->work.data = job;
+			if (uv_queue_work(&s->loop, &job->work, job_work_cb, job_done_cb) == 0) {
+				job->busy = true;
+				s->jobs_busy++;
+				return;
+			}
+		}
+	}
+	int r = s->part ? store_partial_write_chunk(s->part, a->index, a->data, a->len) : PN_EINVAL;
+	get_written(s, a->peer, &a->cid, a->index, a->len, r);
 }
 
 static void on_error_msg(struct session *s, uint16_t code, const char *etext, size_t text_len);
@@ -653,6 +754,13 @@ static int frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
 		return PN_OK;
 	}
 	if (s->op == OP_GET) {
+		/* A chunk needs a free job (get_on_write): without one, leave the
+		 * frame where it is and stop reading until a job is done (with
+		 * none busy, get_on_write falls back to writing it here). */
+		if (m.type == PN_MSG_CHUNK && s->jobs_busy && !job_free(s)) {
+			s->read_paused = true;
+			return PN_EAGAIN;
+		}
 		r = engine_on_msg(s->engine, PEER_KEY, &m, uv_now(&s->loop));
 		if (r == PN_ENOTSUP)
 			fail(s, PN_EPROTO, "server %s sent an unexpected message (type 0x%02x)", s->opts->server, m.type);
@@ -795,7 +903,9 @@ static int session_run(struct session *s)
 
 static void session_end(struct session *s)
 {
-	uv_run(&s->loop, UV_RUN_DEFAULT);
+	uv_run(&s->loop, UV_RUN_DEFAULT); /* and every chunk job: none is busy after this */
+	for (unsigned i = 0; i < WRITE_POOL; i++)
+		free(s->jobs[i].buf);
 	if (uv_loop_close(&s->loop) != 0)
 		pn_log_debug("client loop still had handles at exit");
 	pn_identity_free(&s->id);

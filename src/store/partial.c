@@ -6,7 +6,10 @@
  * "hashes complete" flag only after the hash list is on disk and verified.
  * Nothing is fsynced per chunk: after a crash the bitmap may claim a chunk
  * whose data never reached the disk, which is why a resume calls
- * store_partial_verify_existing(). A partial is used from one thread.
+ * store_partial_verify_existing(). A partial is used from one thread,
+ * except store_partial_pwrite_chunk(), which another thread may run while
+ * the owner's thread goes on (the owner then records the chunk with
+ * store_partial_mark_verified() once the write returned).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -448,6 +451,35 @@ int store_partial_verify_existing(struct store_partial *p, uint64_t *bytes_ok)
 	return err;
 }
 
+/* Thread-safe (see store.h): reads only what never changes while the
+ * partial is open (cid, nchunks, the data file's descriptor). */
+int store_partial_pwrite_chunk(const struct store_partial *p, uint32_t index, const void *data, size_t len)
+{
+	if (index >= p->nchunks || len != pn_cid_chunk_len(&p->cid, index))
+		return PN_EINVAL;
+	return store_write_all(p->data_fd, data, len, (uint64_t)index * PN_CHUNK_SIZE);
+}
+
+/* The caller's store_partial_pwrite_chunk() returned before this runs, so
+ * the data precedes the bit in the state file (the crash rule above). */
+int store_partial_mark_verified(struct store_partial *p, uint32_t index)
+{
+	int err;
+
+	if (!p->hashes_done || p->finalized || index >= p->nchunks)
+		return PN_EINVAL;
+	if (bit_get(p->have, index))
+		return 0;
+	bit_set(p->have, index);
+	err = bitmap_sync_byte(p, index);
+	if (err) {
+		bit_clear(p->have, index);
+		return err;
+	}
+	p->have_count++;
+	return 0;
+}
+
 int store_partial_write_verified(struct store_partial *p, uint32_t index, const void *data, size_t len)
 {
 	int err;
@@ -457,17 +489,10 @@ int store_partial_write_verified(struct store_partial *p, uint32_t index, const 
 	/* Already here (always, once finalized): a late duplicate is harmless. */
 	if (bit_get(p->have, index))
 		return 0;
-	err = store_write_all(p->data_fd, data, len, (uint64_t)index * PN_CHUNK_SIZE);
+	err = store_partial_pwrite_chunk(p, index, data, len);
 	if (err)
 		return err;
-	bit_set(p->have, index);
-	err = bitmap_sync_byte(p, index);
-	if (err) {
-		bit_clear(p->have, index);
-		return err;
-	}
-	p->have_count++;
-	return 0;
+	return store_partial_mark_verified(p, index);
 }
 
 int store_partial_write_chunk(struct store_partial *p, uint32_t index, const void *data, size_t len)

@@ -92,6 +92,20 @@ PN_MUST_CHECK int store_partial_write_chunk(struct store_partial *p, uint32_t in
 PN_MUST_CHECK int store_partial_write_verified(struct store_partial *p, uint32_t index,
 					       const void *data, size_t len);
 
+/* The two halves of store_partial_write_verified(), for an owner that
+ * writes chunks on other threads. store_partial_pwrite_chunk() only writes
+ * the data of chunk index (already verified by the caller) at its offset in
+ * the data file: it is thread-safe, touches no state, and may run on any
+ * thread while the partial is open (never during close, discard or
+ * complete). PN_EINVAL for a bad index or length, PN_ENOSPC / PN_EIO on
+ * write errors. Once it returned PN_OK, store_partial_mark_verified(), on
+ * the partial's own thread, records the chunk (in memory and in the state
+ * file: data before bit); a chunk already recorded is PN_OK. Requires the
+ * hash list. */
+PN_MUST_CHECK int store_partial_pwrite_chunk(const struct store_partial *p, uint32_t index, const void *data,
+					     size_t len);
+PN_MUST_CHECK int store_partial_mark_verified(struct store_partial *p, uint32_t index);
+
 /* With every chunk present: fsync the data, rename it to final_path, remove
  * the state file, free p. If final_path exists and !overwrite: PN_EEXIST and p
  * stays open. PN_EAGAIN (p open) if a chunk is missing. On other errors p
