@@ -451,6 +451,31 @@ static void seed_on_have(struct engine *e, struct peer *p, struct pcid *pc, uint
 		send_cidref(e, p, PN_MSG_HAVE, &pc->cid, next);
 }
 
+/* The source's uplink would idle (the swarm is trading among itself, the end
+ * of a distribution): show one more chunk, the least shown, to each
+ * downloader of cid that holds everything it was shown. Called on every HAVE
+ * a source receives, so it costs a scan only while the uplink is idle. */
+static void seed_top_up(struct engine *e, const struct pn_cid *cid)
+{
+	if (e->o.no_super_seed || !uplink_idle(e))
+		return;
+	struct seed *s = NULL;
+	for (struct seed *x = e->seeds; x; x = x->next)
+		if (cid_eq(&x->cid, cid))
+			s = x;
+	if (!s)
+		return;
+	for (uint32_t i = 0; i < e->npeers; i++) {
+		struct peer *p = e->peers[i];
+		struct pcid *pc = pcid_get(p, cid, false);
+		uint32_t next;
+		if (!pc || !pc->revealed || !pc->they_want || p->closing || p->am_choking)
+			continue;
+		if (seed_outstanding(s, pc) == 0 && seed_reveal(e, s, pc, &next))
+			send_cidref(e, p, PN_MSG_HAVE, cid, next);
+	}
+}
+
 /* ------------------------------------------------------------ interest and bitfields */
 
 static void send_bitfield(struct engine *e, struct peer *p, struct pcid *pc)
@@ -864,6 +889,7 @@ static int on_have(struct engine *e, struct peer *p, const struct pn_msg_cidref 
 	bit_set(pc->bitmap, m->index);
 	if (pc->revealed)
 		seed_on_have(e, p, pc, m->index);
+	seed_top_up(e, &m->cid);
 	struct download *d = dl_get(e, &m->cid);
 	if (!d)
 		return PN_OK;
