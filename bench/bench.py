@@ -16,6 +16,7 @@ Measures, in one run:
      peer-to-peer, beside the Kurose-Ross bounds (bench/distribution.py,
      which also draws bench/distribution.svg);
   f. flooding, in the simulator and on real nodes (flood_sim.py, flood_real.py);
+  g. the swarm in the simulator: the real peer engine at N = 4 .. 10,000 (swarm_sim.py);
   idle. wake-ups per second of an idle server, directory and node.
 
 `--only a,idle` runs some sections only (default: all of them).
@@ -666,7 +667,7 @@ def med(xs):
 
 # ---------------------------------------------------------------- main
 
-SECTIONS = ("a", "b", "c", "d", "idle", "e", "f")
+SECTIONS = ("a", "b", "c", "d", "idle", "e", "f", "g")
 
 
 def main():
@@ -966,6 +967,17 @@ def main():
                 with open(os.path.join(here, md)) as f:
                     R.setdefault("flood", []).append((md, f.read()))
 
+        # ---- g: the swarm in the simulator (the real peer engine, virtual time)
+        if "g" in sel:
+            here = os.path.dirname(os.path.abspath(__file__))
+            path = os.path.join(here, "swarm_sim.py")
+            print("bench: swarm_sim.py")
+            r = subprocess.run([sys.executable, path], timeout=3600)
+            if r.returncode != 0:
+                raise BenchError(f"swarm_sim.py failed with exit {r.returncode}")
+            with open(os.path.join(here, "swarm-sim.md")) as f:
+                R["swarm_sim"] = f.read()
+
         R["load_end"] = loadavg()
         R["finished"] = datetime.datetime.now(datetime.timezone.utc)
         text = render(R, args)
@@ -1073,6 +1085,13 @@ def render(R, args):
             w("")
             # Demote the part's headings one level under this section.
             w("\n".join(("#" + line) if line.startswith("#") else line for line in text.splitlines()))
+    if R.get("swarm_sim"):
+        w("")
+        w("# The swarm in the simulator: the real peer engine, virtual time")
+        w("")
+        w("Also written on its own as `bench/swarm-sim.md` (`python3 bench/swarm_sim.py`).")
+        w("")
+        w("\n".join(("#" + line) if line.startswith("#") else line for line in R["swarm_sim"].splitlines()))
     return "\n".join(L)
 
 
