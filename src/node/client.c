@@ -26,7 +26,9 @@
 /* Chunks being verified and written on libuv's thread pool at once (a
  * buffer each, PN_CHUNK_SIZE, allocated on first use and reused): 4 MiB.
  * When all are busy the connection stops being read until one is free. */
-#define WRITE_POOL 16
+#ifndef WRITE_POOL
+#define WRITE_POOL 16 /* -DWRITE_POOL=1 in a test build exercises the pause */
+#endif
 
 struct session;
 
