@@ -4,7 +4,9 @@
  *             [--seed-up RATE] [--down RATE] [--lat-us MIN[-MAX]]
  *             [--arrive-ms T] [--leave-frac P] [--slow-frac P] [--slow-div D]
  *             [--malicious M] [--seed S] [--runs R] [--max-time-s T] [--diag]
- *             [--progress] [--trace FILE]
+ *             [--refind-ms EARLY,LATER] [--timer-min-ms T] [--upload-slots K]
+ *             [--inflight K] [--no-super-seed] [--progress] [--trace FILE]
+ * (the last three set the engines' options: the defaults are the engine's)
  *
  * With --runs R every N runs R times (seeds S, S+1, ...): the row shows the
  * means, D as "mean (min-max)".
@@ -68,7 +70,9 @@ static void usage(FILE *f)
 	fprintf(f, "usage: swarm-sim --scenario NAME [--nodes N[,N...]] [--size BYTES] [--up RATE] [--seed-up RATE]\n"
 		   "                 [--down RATE] [--lat-us MIN[-MAX]] [--arrive-ms T] [--leave-frac P]\n"
 		   "                 [--slow-frac P] [--slow-div D] [--malicious M] [--seed S] [--runs R]\n"
-		   "                 [--max-time-s T] [--diag] [--progress] [--trace FILE]\n"
+		   "                 [--max-time-s T] [--refind-ms EARLY,LATER] [--timer-min-ms T]\n"
+		   "                 [--upload-slots K] [--inflight K] [--no-super-seed] [--diag]\n"
+		   "                 [--progress] [--trace FILE]\n"
 		   "scenarios:");
 	for (size_t i = 0; i < NSCENARIOS; i++)
 		fprintf(f, " %s", scenarios[i].name);
@@ -206,6 +210,9 @@ int main(int argc, char **argv)
 		} else if (!strcmp(a, "--diag")) {
 			diag = true;
 			continue;
+		} else if (!strcmp(a, "--no-super-seed")) {
+			base.no_super_seed = true;
+			continue;
 		} else if (!strcmp(a, "--progress")) {
 			base.progress = stderr;
 			continue;
@@ -256,6 +263,17 @@ int main(int argc, char **argv)
 		} else if (!strcmp(a, "--trace")) {
 			base.trace = strcmp(val, "-") ? fopen(val, "w") : stdout;
 			ok = base.trace != NULL;
+		} else if (!strcmp(a, "--refind-ms")) {
+			unsigned early, late;
+			ok = sscanf(val, "%u,%u", &early, &late) == 2 && early > 0 && late > 0;
+			base.refind_early_ms = early;
+			base.refind_ms = late;
+		} else if (!strcmp(a, "--upload-slots")) {
+			ok = parse_u64(val, &v) == 0 && v > 0 && v < 1000;
+			base.upload_slots = (uint32_t)v;
+		} else if (!strcmp(a, "--inflight")) {
+			ok = parse_u64(val, &v) == 0 && v > 0 && v < 1000;
+			base.inflight_node = (uint32_t)v;
 		} else if (!strcmp(a, "--timer-min-ms")) {
 			ok = parse_u64(val, &v) == 0 && v < 10000;
 			base.timer_min_ms = (uint32_t)v;

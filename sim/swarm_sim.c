@@ -1045,6 +1045,9 @@ static struct engine *engine_for(struct ssim *s, struct snode *n)
 	o.seed = mix64(s->p.seed ^ SS_STREAM_ENGINE, n->idx);
 	o.store = &store_ops;
 	o.store_ud = n;
+	o.no_super_seed = s->p.no_super_seed;
+	o.upload_slots = s->p.upload_slots;
+	o.inflight_node = s->p.inflight_node;
 	struct engine *e = engine_new(&o, now_ms(s));
 	if (!e)
 		s->oom = true;

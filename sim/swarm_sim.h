@@ -51,6 +51,10 @@ struct swarm_sim_params {
 	uint32_t shape_tick_ms;    /* default 5 */
 	uint32_t timer_min_ms;     /* an engine timer fires no sooner than this after it is armed
 				    * (the real node's NODE_TIMER_MIN_MS is 20); default 0 */
+	/* engine options (0 / false: the engine's defaults) */
+	bool no_super_seed;
+	uint32_t upload_slots;
+	uint32_t inflight_node;
 	bool bucket_empty;         /* upload buckets start empty (default: full, as after the
 				    * bench's 0.5 s settling) */
 	uint64_t max_time_ms;      /* default SWARM_SIM_MAX_TIME_MS */
