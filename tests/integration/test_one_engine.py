@@ -24,9 +24,12 @@ def put(server, path):
     return json.loads(p.stdout)[0]["id"]
 
 
-def test_node_downloads_from_a_seed_server_and_a_node_at_once(net, server, workdir):
-    """The server holds the file, one capped node shares it too; a third node
-    given --seed-server fetches from both, and its status names the server."""
+def test_node_downloads_from_a_seed_server_and_a_node_at_once(net, server_factory, workdir):
+    """The server holds the file, one node shares it too, both capped at the
+    same rate (uncapped on loopback, the server alone would send it all before
+    the node's first chunk); a third node given --seed-server fetches from
+    both, and its status names the server."""
+    server = server_factory(args=["--up-rate", "4M"])
     size = 24 * MiB
     src = os.path.join(workdir, "both.bin")
     digest = make_file(src, size, seed=81)
