@@ -260,6 +260,14 @@ static void sweep_cb(uv_timer_t *t)
 	struct pn_net *net = t->data;
 	uint64_t now = uv_now(net->loop);
 	struct pn_conn *c = net->conns, *next;
+	if (net->closing) { /* the drain deadline after pn_net_close: cut what is left */
+		for (; c; c = next) {
+			next = c->next;
+			if (c->state == CONN_DRAINING)
+				conn_finish_close(c);
+		}
+		return;
+	}
 	for (; c; c = next) {
 		next = c->next;
 		if (conn_closing(c)) {
@@ -345,8 +353,13 @@ void pn_net_close(struct pn_net *net)
 	}
 	if (net->listening)
 		uv_close((uv_handle_t *)&net->listener, net_handle_closed_cb);
-	uv_close((uv_handle_t *)&net->sweep, net_handle_closed_cb);
 	uv_close((uv_handle_t *)&net->shape, net_handle_closed_cb);
+	/* Connections still draining (a peer that does not read its last bytes)
+	 * get DRAIN_TIMEOUT_MS, then are cut: the sweep lives until the last is gone. */
+	if (net->nconns == 0)
+		uv_close((uv_handle_t *)&net->sweep, net_handle_closed_cb);
+	else
+		uv_timer_start(&net->sweep, sweep_cb, DRAIN_TIMEOUT_MS, 0);
 }
 
 /* ---- connections ---- */
@@ -401,6 +414,8 @@ static void tcp_closed_cb(uv_handle_t *h)
 	pn_tls_free(c->tls);
 	free(c->in);
 	free(c);
+	if (net->closing && net->nconns == 0 && !uv_is_closing((uv_handle_t *)&net->sweep))
+		uv_close((uv_handle_t *)&net->sweep, net_handle_closed_cb);
 	net_maybe_free(net);
 }
 

@@ -429,3 +429,42 @@ def test_put_begin_flood_memory_bounded(workdir):
         assert grown < RSS_SLACK_KIB, "RSS grew by %d KiB for 16 PUT_BEGINs" % grown
     finally:
         assert srv.stop() == 0
+
+
+def test_sigterm_with_a_client_that_does_not_read(tmp_path):
+    """A client pipelines requests and never reads the answers; SIGTERM must
+    still stop the server (its last bytes to that client are given a bounded
+    drain, then the connection is cut) instead of waiting for ever."""
+    d = str(tmp_path)
+    key, cert = os.path.join(d, "k.pem"), os.path.join(d, "c.pem")
+    for cmd in (["openssl", "genpkey", "-algorithm", "ed25519", "-out", key],
+                ["openssl", "req", "-x509", "-new", "-key", key, "-subj", "/CN=x", "-days", "1", "-out", cert]):
+        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+        if r.returncode != 0:
+            pytest.skip("openssl cannot make an Ed25519 certificate: %r" % r.stderr)
+    srv = Server(os.path.join(d, "srv")).start()
+    try:
+        src = os.path.join(d, "f.bin")
+        make_file(src, 8 * MIB, seed=44)
+        cid = srv.put_id(src)
+        raw = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        s = client_context(cert, key).wrap_socket(raw, server_hostname=None)
+        reqs = bytearray(frame(HELLO))
+        for i in range(200):
+            reqs += frame(chunk_req(i + 1, cid, i % 32))
+        s.settimeout(5)
+        try:
+            s.sendall(bytes(reqs))
+        except (socket.timeout, ssl.SSLError, ConnectionError):
+            pass
+        time.sleep(0.5)  # the server has filled the socket towards us
+        t0 = time.monotonic()
+        rc = srv.stop()
+        took = time.monotonic() - t0
+        assert rc == 0, "server exited %s; log:\n%s" % (rc, srv.log())
+        print("stopped %.1f s after SIGTERM with a non-reading client" % took)
+        s.close()
+    finally:
+        if srv.alive():
+            srv.proc.kill()
+            srv.proc.wait(10)
