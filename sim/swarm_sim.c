@@ -132,6 +132,7 @@ struct snode {
 	double busy_until_us, idle_us; /* the uplink as a serial line at up_rate: its idle gaps */
 	bool shape_armed;
 	uint32_t ring_head, ring_tail; /* dirq ids, SS_NONE when empty */
+	uint64_t backlog;       /* bytes queued on all its connections, not yet released */
 	uint64_t down_busy_us;
 	/* connections */
 	uint32_t *links;
@@ -358,7 +359,14 @@ static bool store_lookup(void *ud, const struct pn_cid *cid, struct engine_conte
 	return true;
 }
 
-static const struct engine_store_ops store_ops = { .lookup = store_lookup };
+/* What waits behind the node's upload cap (node.c: the sum of pn_conn_queued). */
+static uint64_t store_backlog(void *ud)
+{
+	const struct snode *n = ud;
+	return n->backlog;
+}
+
+static const struct engine_store_ops store_ops = { .lookup = store_lookup, .backlog = store_backlog };
 
 static bool has_chunk(const struct snode *n, uint32_t index)
 {
@@ -461,6 +469,7 @@ static void drop_queue(struct ssim *s, struct slink *l, int side)
 {
 	struct dirq *q = &l->q[side];
 	msgs_free_list(s, &q->head, &q->tail);
+	s->nodes[l->node[side]].backlog -= q->queued;
 	q->queued = 0;
 	q->above_high = false;
 	/* A ring entry left behind finds the queue empty and is skipped. */
@@ -605,6 +614,7 @@ static void on_shape(struct ssim *s, struct snode *n)
 		if (!q->head)
 			q->tail = NULL;
 		q->queued -= m->size;
+		n->backlog -= m->size;
 		if (n->up_rate) {
 			n->tokens -= m->size;
 			if ((double)s->now > n->busy_until_us) {
@@ -645,6 +655,7 @@ static void enqueue(struct ssim *s, struct snode *n, uint32_t link, struct smsg 
 		q->head = m;
 	q->tail = m;
 	q->queued += m->size;
+	n->backlog += m->size;
 	if (q->queued > SWARM_SIM_HIGH_WATER)
 		q->above_high = true;
 	if (!q->active)
@@ -866,6 +877,13 @@ static void rearm(struct ssim *s, uint32_t node)
 	if (!n->e)
 		return;
 	uint64_t w = engine_next_wakeup(n->e);
+	if (n->up_rate && engine_uploads_waiting(n->e)) {
+		/* node.c: requests wait for the backlog to drain; look again when about
+		 * a chunk of it has gone out. */
+		uint64_t again = now_ms(s) + 1 + (uint64_t)PN_CHUNK_SIZE * 1000 / n->up_rate;
+		if (again < w)
+			w = again;
+	}
 	if (w == UINT64_MAX)
 		return;
 	uint64_t at = w > SS_NEVER / 1000 ? SS_NEVER : w * 1000;
@@ -894,8 +912,8 @@ static void on_tick(struct ssim *s, const struct ev *ev)
 			n->same_ms_ticks = 0;
 		}
 		engine_tick(n->e, now_ms(s));
-		drain(s, n->idx);
 	}
+	drain(s, n->idx); /* also hands out uploads that waited for the backlog */
 	rearm(s, n->idx);
 }
 
@@ -1045,6 +1063,9 @@ static struct engine *engine_for(struct ssim *s, struct snode *n)
 	o.seed = mix64(s->p.seed ^ SS_STREAM_ENGINE, n->idx);
 	o.store = &store_ops;
 	o.store_ud = n;
+	/* node.c: under a cap at most two chunks (or 100 ms) wait behind it */
+	if (n->up_rate)
+		o.backlog_max = n->up_rate / 10 > 2 * PN_CHUNK_SIZE ? n->up_rate / 10 : 2 * PN_CHUNK_SIZE;
 	o.no_super_seed = s->p.no_super_seed;
 	o.upload_slots = s->p.upload_slots;
 	o.inflight_node = s->p.inflight_node;
