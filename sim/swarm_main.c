@@ -345,6 +345,9 @@ int main(int argc, char **argv)
 			if (r.engine_oddities)
 				fprintf(stderr, "swarm-sim: N = %u, seed %" PRIu64 ": %" PRIu64 " engine oddities (run with --diag)\n",
 					p.nodes, p.seed, r.engine_oddities);
+			if (r.protocol_closes && !p.malicious)
+				fprintf(stderr, "swarm-sim: N = %u, seed %" PRIu64 ": honest engines closed %" PRIu64
+					" connections for a protocol error\n", p.nodes, p.seed, r.protocol_closes);
 			if (!r.all_stayers_finished)
 				status = 1;
 			row_add(&row, &r);

@@ -53,6 +53,8 @@ Test(swarm_sim, small_swarm_completes)
 	cr_assert_geq(r.source_copies, 1.0 - 1e-9);
 	cr_assert_geq(r.down_ratio, 1.0 - 1e-9);
 	cr_assert_gt(r.msgs, r.chunk_msgs);
+	cr_assert_eq(r.protocol_closes, 0, "honest engines closed %" PRIu64 " connections for a protocol error",
+		     r.protocol_closes);
 }
 
 Test(swarm_sim, a_seed_repeats_a_run_exactly)
@@ -93,4 +95,5 @@ Test(swarm_sim, the_stayers_finish_when_others_leave)
 	cr_assert_eq(r.left, LEAVE_N / 4);
 	cr_assert_eq(r.stayers, LEAVE_N - LEAVE_N / 4);
 	cr_assert(r.all_stayers_finished, "%u of %u stayers finished", r.stayers_finished, r.stayers);
+	cr_assert_eq(r.protocol_closes, 0);
 }
