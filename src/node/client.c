@@ -482,6 +482,10 @@ static int get_start(struct session *s)
 		.inflight_server = s->window,
 		.inflight_node = s->window < ENGINE_UPQ_MAX ? s->window : ENGINE_UPQ_MAX,
 		.stall_ms = s->opts->timeout_ms ? s->opts->timeout_ms : DEFAULT_TIMEOUT_MS,
+		/* One provider answers in order: a request waits behind the other
+		 * clients' as long as the server's uplink is shared, and asking again
+		 * would only shrink the pipeline. Silence is caught by stall_ms. */
+		.request_timeout_ms = 24u * 3600 * 1000,
 		.seed = uv_hrtime(),
 	};
 	memcpy(eo.self_id, s->id.node_id, PN_ID_BYTES);
