@@ -80,6 +80,7 @@ struct seed {                    /* super-seeding state of one complete content 
 	struct pn_cid cid;
 	uint32_t nchunks;
 	uint32_t *announced;     /* per chunk: to how many downloaders */
+	uint32_t *sent;          /* per chunk: copies handed out to be sent */
 };
 #define MAX_SEEDS 64
 
@@ -352,7 +353,10 @@ static struct seed *seed_get(struct engine *e, const struct pn_cid *cid)
 	s->cid = *cid;
 	s->nchunks = pn_cid_chunks(cid);
 	s->announced = calloc(s->nchunks, sizeof *s->announced);
-	if (!s->announced) {
+	s->sent = calloc(s->nchunks, sizeof *s->sent);
+	if (!s->announced || !s->sent) {
+		free(s->announced);
+		free(s->sent);
 		free(s);
 		return NULL;
 	}
@@ -1661,20 +1665,62 @@ bool engine_uploads_waiting(const struct engine *e)
 	return false;
 }
 
-/* One queued chunk request, round-robin over the peers that can take it. */
+static struct seed *seed_find(const struct engine *e, const struct pn_cid *cid)
+{
+	for (struct seed *s = e->seeds; s; s = s->next)
+		if (cid_eq(&s->cid, cid))
+			return s;
+	return NULL;
+}
+
+/* Position in p's queue of a request for a chunk this source has never sent,
+ * or -1. A super-seeding source serves those first: a chunk that has never
+ * left it holds up the whole swarm, a second copy only one downloader. */
+static int first_copy_at(const struct engine *e, const struct peer *p)
+{
+	for (uint32_t k = 0; k < p->upq_len; k++) {
+		const struct upreq *u = &p->upq[(p->upq_head + k) % p->upq_cap];
+		const struct seed *s = seed_find(e, &u->cid);
+		if (s && s->sent[u->index] == 0)
+			return (int)k;
+	}
+	return -1;
+}
+
+static bool can_upload_to(const struct engine *e, const struct peer *p)
+{
+	return p->upq_len && p->writable && !p->closing && !(serves_p2p(e) && p->am_choking);
+}
+
+/* One queued chunk request, round-robin over the peers that can take it;
+ * at a super-seeding source, chunks never sent before go first. */
 static bool pump_uploads(struct engine *e, struct engine_action *out)
 {
 	if (backlog_full(e))
 		return false;
-	for (uint32_t n = 0; n < e->npeers; n++) {
-		uint32_t i = (e->pump_cursor + n) % e->npeers;
+	int at = -1;
+	uint32_t n, i = 0;
+	for (n = 0; e->seeds && n < e->npeers && at < 0; n++) {
+		i = (e->pump_cursor + n) % e->npeers;
+		if (can_upload_to(e, e->peers[i]))
+			at = first_copy_at(e, e->peers[i]);
+	}
+	for (n = 0; at < 0 && n < e->npeers; n++) {
+		i = (e->pump_cursor + n) % e->npeers;
+		if (can_upload_to(e, e->peers[i]))
+			at = 0;
+	}
+	if (at >= 0) {
 		struct peer *p = e->peers[i];
-		if (!p->upq_len || !p->writable || p->closing || (serves_p2p(e) && p->am_choking))
-			continue;
-		struct upreq u = p->upq[p->upq_head];
+		struct upreq u = p->upq[(p->upq_head + (uint32_t)at) % p->upq_cap];
+		for (uint32_t j = (uint32_t)at; j > 0; j--) /* close the gap: the queue keeps its order */
+			p->upq[(p->upq_head + j) % p->upq_cap] = p->upq[(p->upq_head + j - 1) % p->upq_cap];
 		p->upq_head = (p->upq_head + 1) % p->upq_cap;
 		p->upq_len--;
 		e->pump_cursor = (i + 1) % e->npeers;
+		struct seed *s = seed_find(e, &u.cid);
+		if (s)
+			s->sent[u.index]++;
 		memset(out, 0, sizeof *out);
 		out->type = ENGINE_SEND_CHUNK;
 		out->peer = p->key;
@@ -1754,6 +1800,7 @@ void engine_free(struct engine *e)
 		struct seed *s = e->seeds;
 		e->seeds = s->next;
 		free(s->announced);
+		free(s->sent);
 		free(s);
 	}
 	for (uint32_t i = 0; i < e->qlen; i++)
