@@ -8,7 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "proto/engine.h"
+#define PN_PROTO_ENGINE_IMPL
+#include "proto/engine_int.h"
 #include "proto/choker.h"
 #include "proto/prng.h"
 #include "proto/swarm.h"
@@ -16,125 +17,7 @@
 
 #define QUEUE_INITIAL 32
 
-struct pcid {                    /* what one connection knows of one content */
-	struct pn_cid cid;
-	uint8_t *bitmap;         /* their chunks; NULL until BITFIELD/HAVE */
-	uint8_t *revealed;       /* super-seeding: chunks we have announced to them */
-	bool they_want;          /* they sent INTERESTED */
-	bool we_want;            /* we sent INTERESTED */
-	bool in_swarm;
-	bool probed;             /* a server: META_REQ sent */
-	bool has_all;            /* a server that answered META */
-	bool absent;             /* a server that answered NOT_FOUND */
-	uint32_t probe_req;
-};
-
-struct upreq {
-	struct pn_cid cid;
-	uint32_t index, req_id;
-};
-
-struct peer {
-	uint32_t key;
-	uint8_t id[PN_ID_BYTES];
-	bool id_known, outgoing, established, ready, closing;
-	bool writable;           /* the connection can take another chunk */
-	bool in_choker;
-	bool seed_unchoked;      /* unchoked outside the choker: it only wants what we super-seed */
-	bool am_choking, peer_choking;
-	uint8_t role;
-	uint16_t listen_port;
-	uint32_t features;
-	struct pcid *cids;
-	uint32_t ncids, cids_cap;
-	struct upreq *upq;       /* ring */
-	uint32_t upq_head, upq_len, upq_cap;
-	uint64_t bytes_to, bytes_from;
-	uint32_t released;       /* requests withdrawn by our CANCEL or its CHOKE: a chunk it sends
-				  * unasked may be a late answer to one of them */
-};
-
-struct download {
-	struct download *next;
-	struct pn_cid cid;
-	uint32_t nchunks;
-	char name[PN_NAME_MAX + 1];
-	bool have_name;
-	uint8_t *hashes;         /* nchunks*32 */
-	uint32_t hashes_got;     /* pages are fetched in order: hashes [0, hashes_got) are known */
-	bool hashes_done;        /* verified against the cid */
-	bool hashes_recorded;    /* the owner recorded them: chunks may be requested */
-	uint32_t hash_peer, hash_req, hash_first, hash_count;
-	uint32_t meta_peer, meta_req;
-	uint8_t *have;           /* chunks written */
-	uint8_t *writing;        /* chunks handed to the owner, result pending */
-	uint32_t have_count;
-	struct swarm *swarm;
-	uint64_t started_ms, last_chunk_ms, stall_at;
-	uint64_t bytes_down;
-	bool done;
-};
-
-struct seed {                    /* super-seeding state of one complete content */
-	struct seed *next;
-	struct pn_cid cid;
-	uint32_t nchunks;
-	uint32_t *announced;     /* per chunk: to how many downloaders */
-	uint32_t *sent;          /* per chunk: copies handed out to be sent */
-};
-#define MAX_SEEDS 64
-
-struct queued {
-	struct engine_action a;
-	void *owned;             /* freed once the action has been handled */
-	bool skip;               /* its peer closed meanwhile */
-};
-
-struct engine {
-	struct engine_opts o;
-	struct pn_prng prng;
-	struct choker *choker;
-	struct peer **peers;
-	uint32_t npeers, peers_cap;
-	uint32_t pump_cursor;    /* round-robin start of the upload pump */
-	struct download *downloads;
-	uint32_t ndownloads;
-	struct download *graveyard;
-	struct seed *seeds;
-	uint32_t nseeds;
-	uint8_t banned[ENGINE_MAX_BANNED][PN_ID_BYTES];
-	uint32_t nbanned, banned_next;
-	uint32_t next_req;
-	struct queued *queue;
-	uint32_t qhead, qlen, qcap;
-	void *popped_owned;      /* buffer of the last popped action */
-	uint64_t now;
-	struct engine_stats st;
-};
-
 /* ------------------------------------------------------------ helpers */
-
-static bool bit(const uint8_t *bm, uint32_t i) { return bm && (bm[i / 8] & (0x80 >> (i % 8))); }
-static void bit_set(uint8_t *bm, uint32_t i) { bm[i / 8] |= (uint8_t)(0x80 >> (i % 8)); }
-static size_t bm_len(uint32_t nchunks) { return ((size_t)nchunks + 7) / 8; }
-static bool cid_eq(const struct pn_cid *a, const struct pn_cid *b) { return !memcmp(a, b, sizeof *a); }
-
-static uint8_t *bm_full(uint32_t nchunks)
-{
-	uint8_t *bm = calloc(1, bm_len(nchunks));
-	if (bm)
-		for (uint32_t i = 0; i < nchunks; i++)
-			bit_set(bm, i);
-	return bm;
-}
-
-static bool bm_any(const uint8_t *bm, uint32_t nchunks)
-{
-	for (size_t i = 0; bm && i < bm_len(nchunks); i++)
-		if (bm[i])
-			return true;
-	return false;
-}
 
 /* Frees what the last popped action owned, and downloads that ended, once no
  * queued action can point into them. Called at the start of every input. */
@@ -194,7 +77,7 @@ static struct download *dl_get(const struct engine *e, const struct pn_cid *cid)
 	return NULL;
 }
 
-static struct pcid *pcid_get(struct peer *p, const struct pn_cid *cid, bool create)
+struct pcid *eng__pcid_get(struct peer *p, const struct pn_cid *cid, bool create)
 {
 	for (uint32_t i = 0; i < p->ncids; i++)
 		if (cid_eq(&p->cids[i].cid, cid))
@@ -269,8 +152,7 @@ static void send_msg(struct engine *e, struct peer *p, const struct pn_msg *m, v
 		a->msg = *m;
 }
 
-
-static void send_cidref(struct engine *e, struct peer *p, enum pn_msg_type type, const struct pn_cid *cid,
+void eng__send_cidref(struct engine *e, struct peer *p, enum pn_msg_type type, const struct pn_cid *cid,
 			uint32_t index)
 {
 	struct pn_msg m = {.type = type};
@@ -293,11 +175,6 @@ static void send_error(struct engine *e, struct peer *p, uint32_t req_id, uint16
 static bool speaks_p2p(const struct peer *p)
 {
 	return p->ready && p->role != PN_ROLE_SERVER;
-}
-
-static bool serves_p2p(const struct engine *e)
-{
-	return e->o.role == ENGINE_NODE;
 }
 
 /* ------------------------------------------------------------ what we hold */
@@ -338,148 +215,6 @@ static bool held_chunk(const struct held *h, uint32_t index)
 	return h->any && (h->complete || bit(h->bitmap, index));
 }
 
-/* ------------------------------------------------------------ super-seeding */
-
-static struct seed *seed_get(struct engine *e, const struct pn_cid *cid)
-{
-	for (struct seed *s = e->seeds; s; s = s->next)
-		if (cid_eq(&s->cid, cid))
-			return s;
-	if (e->nseeds >= MAX_SEEDS)
-		return NULL;
-	struct seed *s = calloc(1, sizeof *s);
-	if (!s)
-		return NULL;
-	s->cid = *cid;
-	s->nchunks = pn_cid_chunks(cid);
-	s->announced = calloc(s->nchunks, sizeof *s->announced);
-	s->sent = calloc(s->nchunks, sizeof *s->sent);
-	if (!s->announced || !s->sent) {
-		free(s->announced);
-		free(s->sent);
-		free(s);
-		return NULL;
-	}
-	s->next = e->seeds;
-	e->seeds = s;
-	e->nseeds++;
-	return s;
-}
-
-/* No chunk request waiting anywhere, every connection able to take more, and
- * less than a chunk still queued behind the upload cap. */
-static bool uplink_idle(const struct engine *e)
-{
-	for (uint32_t i = 0; i < e->npeers; i++)
-		if (e->peers[i]->upq_len || !e->peers[i]->writable)
-			return false;
-	if (e->o.store && e->o.store->backlog && e->o.store->backlog(e->o.store_ud) >= PN_CHUNK_SIZE)
-		return false;
-	return true;
-}
-
-static uint32_t seed_outstanding(const struct seed *s, const struct pcid *pc)
-{
-	uint32_t count = 0;
-	for (uint32_t i = 0; i < s->nchunks; i++)
-		count += bit(pc->revealed, i) && !bit(pc->bitmap, i);
-	return count;
-}
-
-/* Announces one more chunk to pc: the least announced that it lacks, from a
- * random start so ties spread. Once every chunk has left the source, a second
- * copy goes only to a downloader with nothing else of ours to fetch while the
- * uplink would otherwise idle. false if none. */
-static bool seed_reveal(struct engine *e, struct seed *s, struct pcid *pc, uint32_t *index)
-{
-	uint32_t best = UINT32_MAX, best_count = UINT32_MAX;
-	uint32_t start = pn_prng_below(&e->prng, s->nchunks);
-	for (uint32_t k = 0; k < s->nchunks; k++) {
-		uint32_t i = (start + k) % s->nchunks;
-		if (bit(pc->revealed, i) || bit(pc->bitmap, i))
-			continue;
-		if (s->announced[i] < best_count) {
-			best = i;
-			best_count = s->announced[i];
-			if (best_count == 0)
-				break;
-		}
-	}
-	if (best == UINT32_MAX)
-		return false;
-	if (s->announced[best] > 0 && (seed_outstanding(s, pc) > 0 || !uplink_idle(e)))
-		return false;
-	bit_set(pc->revealed, best);
-	s->announced[best]++;
-	*index = best;
-	return true;
-}
-
-/* Starts super-seeding cid to p: fills pc->revealed. false: show everything. */
-static bool seed_start(struct engine *e, struct peer *p, struct pcid *pc)
-{
-	if (e->o.no_super_seed || p->role != PN_ROLE_NODE)
-		return false;
-	struct seed *s = seed_get(e, &pc->cid);
-	if (!s)
-		return false;
-	pc->revealed = calloc(1, bm_len(s->nchunks));
-	if (!pc->revealed)
-		return false;
-	/* With many downloaders and few chunks, show each fewer, so each starts with its own. */
-	uint32_t downloaders = 1;
-	for (uint32_t i = 0; i < e->npeers; i++) {
-		struct peer *q = e->peers[i];
-		struct pcid *qc = q == p ? NULL : pcid_get(q, &pc->cid, false);
-		if (qc && qc->revealed)
-			downloaders++;
-	}
-	uint32_t ahead = s->nchunks / downloaders;
-	if (ahead < 1)
-		ahead = 1;
-	if (ahead > ENGINE_SEED_REVEAL_AHEAD)
-		ahead = ENGINE_SEED_REVEAL_AHEAD;
-	uint32_t index;
-	for (uint32_t k = 0; k < ahead && seed_reveal(e, s, pc, &index); k++)
-		;
-	return true;
-}
-
-static void seed_on_have(struct engine *e, struct peer *p, struct pcid *pc, uint32_t index)
-{
-	if (!bit(pc->revealed, index))
-		return;
-	struct seed *s = seed_get(e, &pc->cid);
-	uint32_t next;
-	if (s && seed_reveal(e, s, pc, &next))
-		send_cidref(e, p, PN_MSG_HAVE, &pc->cid, next);
-}
-
-/* The source's uplink would idle (the swarm is trading among itself, the end
- * of a distribution): show one more chunk, the least shown, to each
- * downloader of cid that holds everything it was shown. Called on every HAVE
- * a source receives, so it costs a scan only while the uplink is idle. */
-static void seed_top_up(struct engine *e, const struct pn_cid *cid)
-{
-	if (e->o.no_super_seed || !uplink_idle(e))
-		return;
-	struct seed *s = NULL;
-	for (struct seed *x = e->seeds; x; x = x->next)
-		if (cid_eq(&x->cid, cid))
-			s = x;
-	if (!s)
-		return;
-	for (uint32_t i = 0; i < e->npeers; i++) {
-		struct peer *p = e->peers[i];
-		struct pcid *pc = pcid_get(p, cid, false);
-		uint32_t next;
-		if (!pc || !pc->revealed || !pc->they_want || p->closing || p->am_choking)
-			continue;
-		if (seed_outstanding(s, pc) == 0 && seed_reveal(e, s, pc, &next))
-			send_cidref(e, p, PN_MSG_HAVE, cid, next);
-	}
-}
-
 /* ------------------------------------------------------------ interest and bitfields */
 
 static void send_bitfield(struct engine *e, struct peer *p, struct pcid *pc)
@@ -489,7 +224,7 @@ static void send_bitfield(struct engine *e, struct peer *p, struct pcid *pc)
 	struct pn_msg m = {.type = PN_MSG_BITFIELD};
 	m.u.bitfield.cid = pc->cid;
 	m.u.bitfield.nchunks = nchunks;
-	if (h.complete && (pc->revealed || seed_start(e, p, pc))) {
+	if (h.complete && (pc->revealed || eng__seed_start(e, p, pc))) {
 		m.u.bitfield.bitmap = pc->revealed; /* lives as long as the peer */
 		send_msg(e, p, &m, NULL);
 		return;
@@ -510,7 +245,7 @@ static void set_we_want(struct engine *e, struct peer *p, struct pcid *pc, bool 
 {
 	if (!speaks_p2p(p) || pc->we_want == want)
 		return;
-	send_cidref(e, p, want ? PN_MSG_INTERESTED : PN_MSG_NOT_INTERESTED, &pc->cid, 0);
+	eng__send_cidref(e, p, want ? PN_MSG_INTERESTED : PN_MSG_NOT_INTERESTED, &pc->cid, 0);
 	pc->we_want = want;
 	struct download *d = want && !pc->they_want ? dl_get(e, &pc->cid) : NULL;
 	if (d && d->swarm && d->have_count > 0) {
@@ -568,7 +303,7 @@ static void update_our_interest(struct engine *e, struct download *d)
 {
 	for (uint32_t i = 0; i < e->npeers; i++) {
 		struct peer *p = e->peers[i];
-		struct pcid *pc = speaks_p2p(p) ? pcid_get(p, &d->cid, false) : NULL;
+		struct pcid *pc = speaks_p2p(p) ? eng__pcid_get(p, &d->cid, false) : NULL;
 		if (pc && pc->in_swarm)
 			set_we_want(e, p, pc, swarm_peer_wanted(d->swarm, p->key) > 0);
 	}
@@ -637,7 +372,7 @@ static void dl_start_swarm(struct engine *e, struct download *d, const uint8_t *
 	d->hashes_recorded = true;
 	for (uint32_t i = 0; i < e->npeers; i++) {
 		struct peer *p = e->peers[i];
-		struct pcid *pc = pcid_get(p, &d->cid, false);
+		struct pcid *pc = eng__pcid_get(p, &d->cid, false);
 		if (!pc)
 			continue;
 		swarm_join(e, d, p, pc);
@@ -706,7 +441,7 @@ static void dl_find_hash_provider(struct engine *e, struct download *d)
 {
 	for (uint32_t i = 0; i < e->npeers && !d->hash_peer && !d->hashes_done; i++) {
 		struct peer *p = e->peers[i];
-		struct pcid *pc = pcid_get(p, &d->cid, false);
+		struct pcid *pc = eng__pcid_get(p, &d->cid, false);
 		if (pc)
 			dl_try_meta_and_hashes(e, d, p, pc);
 	}
@@ -721,7 +456,7 @@ static void dl_free(struct engine *e, struct download *d)
 		*dp = d->next;
 	e->ndownloads--;
 	for (uint32_t i = 0; i < e->npeers; i++) {
-		struct pcid *pc = pcid_get(e->peers[i], &d->cid, false);
+		struct pcid *pc = eng__pcid_get(e->peers[i], &d->cid, false);
 		if (pc)
 			pc->in_swarm = false;
 	}
@@ -745,7 +480,7 @@ static void dl_complete(struct engine *e, struct download *d)
 		a->cid = d->cid;
 	for (uint32_t i = 0; i < e->npeers; i++) {
 		struct peer *p = e->peers[i];
-		struct pcid *pc = pcid_get(p, &d->cid, false);
+		struct pcid *pc = eng__pcid_get(p, &d->cid, false);
 		if (pc) {
 			set_we_want(e, p, pc, false);
 			if (pc->in_swarm && d->swarm)
@@ -781,7 +516,7 @@ static void peer_engage_all(struct engine *e, struct peer *p)
 	/* A web seed may hold anything we want; so may the one provider of a client. */
 	if (p->role == PN_ROLE_SERVER || e->o.role == ENGINE_CLIENT) {
 		for (struct download *d = e->downloads; d; d = d->next) {
-			struct pcid *pc = pcid_get(p, &d->cid, true);
+			struct pcid *pc = eng__pcid_get(p, &d->cid, true);
 			if (pc)
 				dl_engage(e, d, p, pc);
 		}
@@ -815,7 +550,7 @@ static int on_hello(struct engine *e, struct peer *p, const struct pn_msg_hello 
 			bool keep_p = p->outgoing == me_smaller;
 			struct peer *keep = keep_p ? p : q, *drop = keep_p ? q : p;
 			for (uint32_t j = 0; j < drop->ncids; j++)
-				(void)pcid_get(keep, &drop->cids[j].cid, true);
+				(void)eng__pcid_get(keep, &drop->cids[j].cid, true);
 			close_peer(e, drop, 0, "duplicate connection", false);
 			if (!keep_p) {
 				peer_engage_all(e, q);
@@ -840,7 +575,7 @@ static int on_interested(struct engine *e, struct peer *p, const struct pn_msg_c
 {
 	if (!serves_p2p(e))
 		return PN_OK; /* a server serves everyone; a client no one */
-	struct pcid *pc = pcid_get(p, &m->cid, interested);
+	struct pcid *pc = eng__pcid_get(p, &m->cid, interested);
 	if (!pc)
 		return interested ? PN_ELIMIT : PN_OK;
 	pc->they_want = interested;
@@ -857,7 +592,7 @@ static int on_interested(struct engine *e, struct peer *p, const struct pn_msg_c
 
 static int on_bitfield(struct engine *e, struct peer *p, const struct pn_msg_bitfield *m)
 {
-	struct pcid *pc = pcid_get(p, &m->cid, false);
+	struct pcid *pc = eng__pcid_get(p, &m->cid, false);
 	if (!pc)
 		return PN_OK; /* not something we asked about */
 	if (!pc->bitmap && !(pc->bitmap = malloc(bm_len(m->nchunks))))
@@ -866,7 +601,7 @@ static int on_bitfield(struct engine *e, struct peer *p, const struct pn_msg_bit
 	/* Super-seeding: chunks we showed that they turn out to hold are replaced. */
 	for (uint32_t i = 0; pc->revealed && i < m->nchunks; i++)
 		if (bit(pc->revealed, i) && bit(pc->bitmap, i))
-			seed_on_have(e, p, pc, i);
+			eng__seed_on_have(e, p, pc, i);
 	struct download *d = dl_get(e, &m->cid);
 	if (!d)
 		return PN_OK;
@@ -884,7 +619,7 @@ static int on_bitfield(struct engine *e, struct peer *p, const struct pn_msg_bit
 
 static int on_have(struct engine *e, struct peer *p, const struct pn_msg_cidref *m)
 {
-	struct pcid *pc = pcid_get(p, &m->cid, false);
+	struct pcid *pc = eng__pcid_get(p, &m->cid, false);
 	if (!pc)
 		return PN_OK;
 	uint32_t nchunks = pn_cid_chunks(&m->cid);
@@ -892,8 +627,8 @@ static int on_have(struct engine *e, struct peer *p, const struct pn_msg_cidref 
 		return PN_ENOMEM;
 	bit_set(pc->bitmap, m->index);
 	if (pc->revealed)
-		seed_on_have(e, p, pc, m->index);
-	seed_top_up(e, &m->cid);
+		eng__seed_on_have(e, p, pc, m->index);
+	eng__seed_top_up(e, &m->cid);
 	struct download *d = dl_get(e, &m->cid);
 	if (!d)
 		return PN_OK;
@@ -918,7 +653,7 @@ static void on_choke(struct engine *e, struct peer *p, bool choked)
 	if (choked)
 		p->released++;
 	for (struct download *d = e->downloads; d; d = d->next) {
-		struct pcid *pc = pcid_get(p, &d->cid, false);
+		struct pcid *pc = eng__pcid_get(p, &d->cid, false);
 		if (d->swarm && pc && pc->in_swarm)
 			swarm_peer_choked(d->swarm, p->key, choked, e->now);
 	}
@@ -1019,7 +754,7 @@ static int on_meta(struct engine *e, struct peer *p, const struct pn_msg_meta *m
 	struct download *d = dl_get(e, &m->cid);
 	if (!d)
 		return PN_OK;
-	struct pcid *pc = pcid_get(p, &m->cid, false);
+	struct pcid *pc = eng__pcid_get(p, &m->cid, false);
 	bool answered = false;
 	if (pc && pc->probed && m->req_id == pc->probe_req) {
 		answered = true;
@@ -1065,7 +800,7 @@ static int on_hashes(struct engine *e, struct peer *p, const struct pn_msg_hashe
 	d->hashes_got = m->first + m->count;
 	if (d->hashes_got < d->nchunks) {
 		d->hash_peer = 0;
-		struct pcid *pc = pcid_get(p, &d->cid, false);
+		struct pcid *pc = eng__pcid_get(p, &d->cid, false);
 		if (pc)
 			dl_try_meta_and_hashes(e, d, p, pc); /* the next page from the same peer */
 		return PN_OK;
@@ -1125,7 +860,7 @@ static int on_chunk(struct engine *e, struct peer *p, const struct pn_msg_chunk 
 static int on_error(struct engine *e, struct peer *p, const struct pn_msg_error *er)
 {
 	for (struct download *d = e->downloads; er->req_id && d; d = d->next) {
-		struct pcid *pc = pcid_get(p, &d->cid, false);
+		struct pcid *pc = eng__pcid_get(p, &d->cid, false);
 		bool probe = pc && pc->probed && er->req_id == pc->probe_req;
 		bool meta = er->req_id == d->meta_req && d->meta_peer == p->key;
 		if (meta)
@@ -1269,7 +1004,7 @@ void engine_peer_closed(struct engine *e, uint32_t k, uint64_t now)
 	struct peer *p = e->peers[i];
 	e->peers[i] = e->peers[--e->npeers];
 	for (struct download *d = e->downloads; d; d = d->next) {
-		struct pcid *pc = pcid_get(p, &d->cid, false);
+		struct pcid *pc = eng__pcid_get(p, &d->cid, false);
 		if (d->swarm && pc && pc->in_swarm)
 			swarm_peer_remove(d->swarm, k);
 		if (d->hash_peer == k) {
@@ -1307,7 +1042,7 @@ void engine_peer_offer(struct engine *e, uint32_t k, const struct pn_cid *cid, u
 	struct peer *p = peer_get(e, k);
 	if (!p || p->closing)
 		return;
-	struct pcid *pc = pcid_get(p, cid, true);
+	struct pcid *pc = eng__pcid_get(p, cid, true);
 	struct download *d = dl_get(e, cid);
 	if (pc && d)
 		dl_engage(e, d, p, pc);
@@ -1377,8 +1112,8 @@ void engine_chunk_written(struct engine *e, uint32_t k, const struct pn_cid *cid
 	 * comes and goes with what each side holds. */
 	for (uint32_t i = 0; i < e->npeers; i++) {
 		struct peer *q = e->peers[i];
-		if (speaks_p2p(q) && pcid_get(q, cid, false))
-			send_cidref(e, q, PN_MSG_HAVE, cid, index);
+		if (speaks_p2p(q) && eng__pcid_get(q, cid, false))
+			eng__send_cidref(e, q, PN_MSG_HAVE, cid, index);
 	}
 	if (d->have_count == d->nchunks)
 		dl_complete(e, d);
@@ -1435,7 +1170,7 @@ int engine_want(struct engine *e, const struct pn_cid *cid, const char *name, co
 	}
 	for (uint32_t i = 0; i < e->npeers; i++) {
 		struct peer *p = e->peers[i];
-		struct pcid *pc = pcid_get(p, cid, p->role == PN_ROLE_SERVER || e->o.role == ENGINE_CLIENT);
+		struct pcid *pc = eng__pcid_get(p, cid, p->role == PN_ROLE_SERVER || e->o.role == ENGINE_CLIENT);
 		if (pc)
 			dl_engage(e, d, p, pc);
 	}
@@ -1461,7 +1196,7 @@ void engine_unwant(struct engine *e, const struct pn_cid *cid, uint64_t now)
 		return;
 	for (uint32_t i = 0; i < e->npeers; i++) {
 		struct peer *p = e->peers[i];
-		struct pcid *pc = pcid_get(p, cid, false);
+		struct pcid *pc = eng__pcid_get(p, cid, false);
 		if (pc)
 			set_we_want(e, p, pc, false);
 	}
@@ -1477,7 +1212,7 @@ void engine_provider(struct engine *e, const uint8_t id[PN_ID_BYTES], const char
 	for (uint32_t i = 0; i < e->npeers; i++) {
 		struct peer *p = e->peers[i];
 		if (p->id_known && !p->closing && !memcmp(p->id, id, PN_ID_BYTES) && (p->ready || p->outgoing)) {
-			struct pcid *pc = pcid_get(p, cid, true);
+			struct pcid *pc = eng__pcid_get(p, cid, true);
 			struct download *d = dl_get(e, cid);
 			if (pc && d)
 				dl_engage(e, d, p, pc);
@@ -1515,7 +1250,7 @@ bool engine_download_info(const struct engine *e, const struct pn_cid *cid, stru
 	out->bytes_down = d->bytes_down;
 	out->started_ms = d->started_ms;
 	for (uint32_t i = 0; i < e->npeers; i++) {
-		struct pcid *pc = pcid_get(e->peers[i], cid, false);
+		struct pcid *pc = eng__pcid_get(e->peers[i], cid, false);
 		out->peers += pc && pc->in_swarm;
 	}
 	return true;
@@ -1524,7 +1259,7 @@ bool engine_download_info(const struct engine *e, const struct pn_cid *cid, stru
 bool engine_download_has_providers(const struct engine *e, const struct pn_cid *cid)
 {
 	for (uint32_t i = 0; i < e->npeers; i++) {
-		struct pcid *pc = pcid_get(e->peers[i], cid, false);
+		struct pcid *pc = eng__pcid_get(e->peers[i], cid, false);
 		if (pc && (pc->bitmap || pc->has_all))
 			return true;
 	}
@@ -1649,90 +1384,6 @@ static bool pump_swarms(struct engine *e, struct engine_action *out)
 	return false;
 }
 
-static bool backlog_full(const struct engine *e)
-{
-	return e->o.backlog_max && e->o.store && e->o.store->backlog &&
-	       e->o.store->backlog(e->o.store_ud) >= e->o.backlog_max;
-}
-
-bool engine_uploads_waiting(const struct engine *e)
-{
-	for (uint32_t i = 0; i < e->npeers; i++) {
-		const struct peer *p = e->peers[i];
-		if (p->upq_len && p->writable && !p->closing && !(serves_p2p(e) && p->am_choking))
-			return true;
-	}
-	return false;
-}
-
-static struct seed *seed_find(const struct engine *e, const struct pn_cid *cid)
-{
-	for (struct seed *s = e->seeds; s; s = s->next)
-		if (cid_eq(&s->cid, cid))
-			return s;
-	return NULL;
-}
-
-/* Position in p's queue of a request for a chunk this source has never sent,
- * or -1. A super-seeding source serves those first: a chunk that has never
- * left it holds up the whole swarm, a second copy only one downloader. */
-static int first_copy_at(const struct engine *e, const struct peer *p)
-{
-	for (uint32_t k = 0; k < p->upq_len; k++) {
-		const struct upreq *u = &p->upq[(p->upq_head + k) % p->upq_cap];
-		const struct seed *s = seed_find(e, &u->cid);
-		if (s && s->sent[u->index] == 0)
-			return (int)k;
-	}
-	return -1;
-}
-
-static bool can_upload_to(const struct engine *e, const struct peer *p)
-{
-	return p->upq_len && p->writable && !p->closing && !(serves_p2p(e) && p->am_choking);
-}
-
-/* One queued chunk request, round-robin over the peers that can take it;
- * at a super-seeding source, chunks never sent before go first. */
-static bool pump_uploads(struct engine *e, struct engine_action *out)
-{
-	if (backlog_full(e))
-		return false;
-	int at = -1;
-	uint32_t n, i = 0;
-	for (n = 0; e->seeds && n < e->npeers && at < 0; n++) {
-		i = (e->pump_cursor + n) % e->npeers;
-		if (can_upload_to(e, e->peers[i]))
-			at = first_copy_at(e, e->peers[i]);
-	}
-	for (n = 0; at < 0 && n < e->npeers; n++) {
-		i = (e->pump_cursor + n) % e->npeers;
-		if (can_upload_to(e, e->peers[i]))
-			at = 0;
-	}
-	if (at >= 0) {
-		struct peer *p = e->peers[i];
-		struct upreq u = p->upq[(p->upq_head + (uint32_t)at) % p->upq_cap];
-		for (uint32_t j = (uint32_t)at; j > 0; j--) /* close the gap: the queue keeps its order */
-			p->upq[(p->upq_head + j) % p->upq_cap] = p->upq[(p->upq_head + j - 1) % p->upq_cap];
-		p->upq_head = (p->upq_head + 1) % p->upq_cap;
-		p->upq_len--;
-		e->pump_cursor = (i + 1) % e->npeers;
-		struct seed *s = seed_find(e, &u.cid);
-		if (s)
-			s->sent[u.index]++;
-		memset(out, 0, sizeof *out);
-		out->type = ENGINE_SEND_CHUNK;
-		out->peer = p->key;
-		out->cid = u.cid;
-		out->index = u.index;
-		out->req_id = u.req_id;
-		out->len = pn_cid_chunk_len(&u.cid, u.index);
-		return true;
-	}
-	return false;
-}
-
 bool engine_next_action(struct engine *e, struct engine_action *out)
 {
 	free(e->popped_owned);
@@ -1744,7 +1395,7 @@ bool engine_next_action(struct engine *e, struct engine_action *out)
 	/* Choker and swarm actions may have queued more (none today), then uploads. */
 	if (pop_queued(e, out))
 		return true;
-	return pump_uploads(e, out);
+	return eng__pump_uploads(e, out);
 }
 
 /* ------------------------------------------------------------ life */

@@ -1,0 +1,155 @@
+/* Private to src/proto/engine*.c: the peer engine's state, shared by
+ * engine.c (peers, messages, downloads, actions) and engine_seed.c (what a
+ * source sends: super-seeding and the upload pump). Not part of any API. */
+#ifndef PN_PROTO_ENGINE_INT_H
+#define PN_PROTO_ENGINE_INT_H
+#ifndef PN_PROTO_ENGINE_IMPL
+#error "engine_int.h is private to src/proto/engine*.c"
+#endif
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "proto/engine.h"
+#include "proto/choker.h"
+#include "proto/prng.h"
+#include "proto/swarm.h"
+
+struct pcid {                    /* what one connection knows of one content */
+	struct pn_cid cid;
+	uint8_t *bitmap;         /* their chunks; NULL until BITFIELD/HAVE */
+	uint8_t *revealed;       /* super-seeding: chunks we have announced to them */
+	bool they_want;          /* they sent INTERESTED */
+	bool we_want;            /* we sent INTERESTED */
+	bool in_swarm;
+	bool probed;             /* a server: META_REQ sent */
+	bool has_all;            /* a server that answered META */
+	bool absent;             /* a server that answered NOT_FOUND */
+	uint32_t probe_req;
+};
+
+struct upreq {
+	struct pn_cid cid;
+	uint32_t index, req_id;
+};
+
+struct peer {
+	uint32_t key;
+	uint8_t id[PN_ID_BYTES];
+	bool id_known, outgoing, established, ready, closing;
+	bool writable;           /* the connection can take another chunk */
+	bool in_choker;
+	bool seed_unchoked;      /* unchoked outside the choker: it only wants what we super-seed */
+	bool am_choking, peer_choking;
+	uint8_t role;
+	uint16_t listen_port;
+	uint32_t features;
+	struct pcid *cids;
+	uint32_t ncids, cids_cap;
+	struct upreq *upq;       /* ring */
+	uint32_t upq_head, upq_len, upq_cap;
+	uint64_t bytes_to, bytes_from;
+	uint32_t released;       /* requests withdrawn by our CANCEL or its CHOKE: a chunk it sends
+				  * unasked may be a late answer to one of them */
+};
+
+struct download {
+	struct download *next;
+	struct pn_cid cid;
+	uint32_t nchunks;
+	char name[PN_NAME_MAX + 1];
+	bool have_name;
+	uint8_t *hashes;         /* nchunks*32 */
+	uint32_t hashes_got;     /* pages are fetched in order: hashes [0, hashes_got) are known */
+	bool hashes_done;        /* verified against the cid */
+	bool hashes_recorded;    /* the owner recorded them: chunks may be requested */
+	uint32_t hash_peer, hash_req, hash_first, hash_count;
+	uint32_t meta_peer, meta_req;
+	uint8_t *have;           /* chunks written */
+	uint8_t *writing;        /* chunks handed to the owner, result pending */
+	uint32_t have_count;
+	struct swarm *swarm;
+	uint64_t started_ms, last_chunk_ms, stall_at;
+	uint64_t bytes_down;
+	bool done;
+};
+
+struct seed {                    /* super-seeding state of one complete content */
+	struct seed *next;
+	struct pn_cid cid;
+	uint32_t nchunks;
+	uint32_t *announced;     /* per chunk: to how many downloaders */
+	uint32_t *sent;          /* per chunk: copies handed out to be sent */
+};
+#define MAX_SEEDS 64
+
+struct queued {
+	struct engine_action a;
+	void *owned;             /* freed once the action has been handled */
+	bool skip;               /* its peer closed meanwhile */
+};
+
+struct engine {
+	struct engine_opts o;
+	struct pn_prng prng;
+	struct choker *choker;
+	struct peer **peers;
+	uint32_t npeers, peers_cap;
+	uint32_t pump_cursor;    /* round-robin start of the upload pump */
+	struct download *downloads;
+	uint32_t ndownloads;
+	struct download *graveyard;
+	struct seed *seeds;
+	uint32_t nseeds;
+	uint8_t banned[ENGINE_MAX_BANNED][PN_ID_BYTES];
+	uint32_t nbanned, banned_next;
+	uint32_t next_req;
+	struct queued *queue;
+	uint32_t qhead, qlen, qcap;
+	void *popped_owned;      /* buffer of the last popped action */
+	uint64_t now;
+	struct engine_stats st;
+};
+
+static inline bool bit(const uint8_t *bm, uint32_t i) { return bm && (bm[i / 8] & (0x80 >> (i % 8))); }
+static inline void bit_set(uint8_t *bm, uint32_t i) { bm[i / 8] |= (uint8_t)(0x80 >> (i % 8)); }
+static inline size_t bm_len(uint32_t nchunks) { return ((size_t)nchunks + 7) / 8; }
+static inline bool cid_eq(const struct pn_cid *a, const struct pn_cid *b) { return !memcmp(a, b, sizeof *a); }
+/* A bitmap of nchunks set bits (malloc'd, the caller frees), or NULL. */
+static inline uint8_t *bm_full(uint32_t nchunks)
+{
+	uint8_t *bm = calloc(1, bm_len(nchunks));
+	if (bm)
+		for (uint32_t i = 0; i < nchunks; i++)
+			bit_set(bm, i);
+	return bm;
+}
+
+static inline bool bm_any(const uint8_t *bm, uint32_t nchunks)
+{
+	for (size_t i = 0; bm && i < bm_len(nchunks); i++)
+		if (bm[i])
+			return true;
+	return false;
+}
+
+/* A node serves with choking and super-seeding; a server serves everyone; a client no one. */
+static inline bool serves_p2p(const struct engine *e) { return e->o.role == ENGINE_NODE; }
+
+/* engine.c */
+struct pcid *eng__pcid_get(struct peer *p, const struct pn_cid *cid, bool create);
+void eng__send_cidref(struct engine *e, struct peer *p, enum pn_msg_type type, const struct pn_cid *cid,
+		      uint32_t index);
+
+/* engine_seed.c */
+/* Starts super-seeding pc's content to p: fills pc->revealed. false: show everything. */
+bool eng__seed_start(struct engine *e, struct peer *p, struct pcid *pc);
+/* p reported index: if it was one we showed it, show one more. */
+void eng__seed_on_have(struct engine *e, struct peer *p, struct pcid *pc, uint32_t index);
+/* The source's uplink would idle: show one more chunk to each downloader of cid holding all it was shown. */
+void eng__seed_top_up(struct engine *e, const struct pn_cid *cid);
+/* One queued chunk request as a SEND_CHUNK action; false when none may go now. */
+bool eng__pump_uploads(struct engine *e, struct engine_action *out);
+
+#endif
