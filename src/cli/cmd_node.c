@@ -14,6 +14,7 @@
 #include "cli/cli.h"
 #include "node/directory_server.h"
 #include "node/node.h"
+#include "crypto/crypto.h"
 #include "node/progress.h"
 #include "util/log.h"
 #include "util/ratelimit.h"
@@ -72,6 +73,27 @@ static bool parse_rate_opt(const char *cmd, const char *opt, const char *arg, ui
 		return true;
 	cli_usage_err(cmd, "bad %s '%s': expected bytes per second like 500K or 2M", opt, arg);
 	return false;
+}
+
+/* The node listens: its two lines on stdout (scripts read "node-id"), then
+ * the port file. ud is the --port-file path or NULL. */
+static void node_ready_cb(void *ud, const struct pn_node_ready *r)
+{
+	char idhex[PN_NODE_ID_STR_LEN + 1];
+	pn_node_id_format(r->node_id, idhex);
+	printf("peernet node %s listening on port %u, discovery %s, %zu files shared, control %s\n", idhex, r->port,
+	       r->discovery == PN_DISCOVERY_DIRECTORY ? "directory" : r->discovery == PN_DISCOVERY_FLOOD ? "flood" : "dht",
+	       r->shared, r->control_path);
+	printf("node-id %s\n", idhex);
+	fflush(stdout);
+	const char *port_file = ud;
+	if (port_file) {
+		FILE *f = fopen(port_file, "w");
+		if (f) {
+			fprintf(f, "%u\n", r->port);
+			fclose(f);
+		}
+	}
 }
 
 int cmd_node(int argc, char **argv)
@@ -166,7 +188,7 @@ int cmd_node(int argc, char **argv)
 			if (!cli_parse_uint(optarg, 1, 64, &o.upload_slots))
 				return cli_usage_err("node", "bad --upload-slots '%s': expected 1 to 64", optarg);
 			break;
-		case 'p': o.port_file = optarg; break;
+		case 'p': o.ready_ud = optarg; break;
 		case 'v': pn_log_set_level(PN_LOG_DEBUG); break;
 		case 'h': fputs(node_help, stdout); return PN_EXIT_OK;
 		default: return cli_usage_err("node", "bad option");
@@ -191,7 +213,15 @@ int cmd_node(int argc, char **argv)
 		o.data_dir = data;
 	}
 	pn_log_set_tag("peernet node");
-	return pn_node_run(&o) == 0 ? PN_EXIT_OK : PN_EXIT_FAIL;
+	struct pn_logger lg = cli_logger("peernet node");
+	o.log = &lg;
+	o.ready_cb = node_ready_cb;
+	char err[PN_NODE_ERR_MAX];
+	if (pn_node_run(&o, err, sizeof err) != 0) {
+		cli_err("node", "%s", err[0] ? err : "could not start");
+		return PN_EXIT_FAIL;
+	}
+	return PN_EXIT_OK;
 }
 
 static void directory_ready_cb(void *ud, uint16_t port, const uint8_t node_id[PN_ID_BYTES])

@@ -1,60 +1,130 @@
-/* A node's client of the central look-up service: register, offer, find,
- * search, heartbeat, and register again after the directory comes back. */
+/* A node's client of the central look-up service. See node_dir.h. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "node/node_int.h"
-#include "util/log.h"
+#include <uv.h>
+#include "node/node_dir.h"
+#include "net/net.h"
+#include "proto/prng.h"
+#include "store/store.h"
 
-#define DIR_BACKOFF_MIN_MS 500
-#define DIR_BACKOFF_MAX_MS 10000
-#define DIR_DEFAULT_HEARTBEAT_MS 10000
+#define DIR_ERROR_MAX 256
 
+enum pending_kind { PEND_FIND = 1, PEND_SEARCH };
 
-/* Requests waiting for the directory's answer (bounded; the oldest is forgotten). */
-static void pending_add(struct node *n, uint32_t req_id, enum pending_kind kind, const struct pn_cid *cid)
+/* A request to the directory waiting for its answer. */
+struct pending {
+	uint32_t req_id;
+	enum pending_kind kind;
+	struct pn_cid cid;   /* find: what for */
+	void *token;         /* search: the owner's token */
+};
+
+struct dir_client {
+	struct dir_client_opts o;
+	struct dir_transport tr;
+	struct pn_conn_cbs conn_cbs;  /* the default transport's */
+	struct pn_conn *conn;         /* the default transport's connection */
+	bool conn_up;                 /* a connection exists (connecting or established) */
+	bool registered, stopped;
+	uint32_t heartbeat_ms;
+	uint64_t next_attempt_ms, backoff_ms, last_ping_ms;
+	uint32_t next_req;
+	char last_error[DIR_ERROR_MAX];
+	struct pending pending[DIR_PENDING_MAX];
+	int npending;
+	struct pn_prng rng;
+	uint64_t lookups, lookup_msgs;
+};
+
+static int send_msg(struct dir_client *dc, const struct pn_msg *m)
 {
-	if (n->dir_npending == DIR_PENDING_MAX) {
-		memmove(n->dir_pending, n->dir_pending + 1, sizeof n->dir_pending[0] * (DIR_PENDING_MAX - 1));
-		n->dir_npending--;
-	}
-	n->dir_pending[n->dir_npending].req_id = req_id;
-	n->dir_pending[n->dir_npending].kind = kind;
-	if (cid)
-		n->dir_pending[n->dir_npending].cid = *cid;
-	n->dir_npending++;
+	return dc->tr.send_cb(dc->tr.ud, m);
 }
 
-static bool pending_take(struct node *n, uint32_t req_id, struct pending *out)
+/* ------------------------------------------------------------ pending requests */
+
+static void report_forgotten(struct dir_client *dc, const struct pending *pd)
 {
-	for (int i = 0; i < n->dir_npending; i++) {
-		if (n->dir_pending[i].req_id == req_id) {
-			*out = n->dir_pending[i];
-			memmove(n->dir_pending + i, n->dir_pending + i + 1, sizeof n->dir_pending[0] * (size_t)(n->dir_npending - i - 1));
-			n->dir_npending--;
+	const struct discovery_events *ev = &dc->o.events;
+	if (pd->kind == PEND_SEARCH) {
+		if (ev->search_done_cb)
+			ev->search_done_cb(ev->ud, pd->token, "too many look-ups at once; try again");
+	} else if (ev->lookup_done_cb) {
+		ev->lookup_done_cb(ev->ud, &pd->cid, PN_ELIMIT, 0);
+	}
+}
+
+/* Requests waiting for the directory's answer (bounded; the oldest is
+ * forgotten, and reported so). */
+static void pending_add(struct dir_client *dc, uint32_t req_id, enum pending_kind kind, const struct pn_cid *cid,
+			void *token)
+{
+	struct pending forgotten = {0};
+	bool forgot = false;
+	if (dc->npending == DIR_PENDING_MAX) {
+		forgotten = dc->pending[0];
+		forgot = true;
+		memmove(dc->pending, dc->pending + 1, sizeof dc->pending[0] * (DIR_PENDING_MAX - 1));
+		dc->npending--;
+	}
+	struct pending *pd = &dc->pending[dc->npending++];
+	memset(pd, 0, sizeof *pd);
+	pd->req_id = req_id;
+	pd->kind = kind;
+	pd->token = token;
+	if (cid)
+		pd->cid = *cid;
+	if (forgot)
+		report_forgotten(dc, &forgotten);
+}
+
+static bool pending_take(struct dir_client *dc, uint32_t req_id, struct pending *out)
+{
+	for (int i = 0; i < dc->npending; i++) {
+		if (dc->pending[i].req_id == req_id) {
+			*out = dc->pending[i];
+			memmove(dc->pending + i, dc->pending + i + 1,
+				sizeof dc->pending[0] * (size_t)(dc->npending - i - 1));
+			dc->npending--;
 			return true;
 		}
 	}
 	return false;
 }
 
-bool dir_client_ready(struct node *n)
+/* ------------------------------------------------------------ requests */
+
+bool dir_client_ready(const struct dir_client *dc)
 {
-	return n->dir_registered && n->dir_conn;
+	return dc->registered && dc->conn_up && !dc->stopped;
 }
 
-static void send_offers(struct node *n)
+const char *dir_client_last_error(const struct dir_client *dc)
 {
-	size_t total = store_count(n->store);
-	uint8_t *entries = malloc(PN_DIR_OFFER_MAX * (PN_CID_BYTES + 2 + PN_NAME_MAX));
+	return dc->last_error;
+}
+
+void dir_client_stats(const struct dir_client *dc, uint64_t *lookups, uint64_t *messages)
+{
+	*lookups = dc->lookups;
+	*messages = dc->lookup_msgs;
+}
+
+static void send_offers(struct dir_client *dc)
+{
+	size_t total = dc->o.store ? store_count(dc->o.store) : 0;
+	size_t cap = PN_DIR_OFFER_MAX * (PN_CID_BYTES + 2 + PN_NAME_MAX);
+	uint8_t *entries = malloc(cap);
 	if (!entries)
 		return;
 	size_t i = 0;
 	while (i < total) {
 		struct pn_writer w;
-		pn_wr_init(&w, entries, PN_DIR_OFFER_MAX * (PN_CID_BYTES + 2 + PN_NAME_MAX));
+		pn_wr_init(&w, entries, cap);
 		uint16_t count = 0;
 		for (; i < total && count < PN_DIR_OFFER_MAX; i++) {
-			const struct store_object *o = store_at(n->store, i);
+			const struct store_object *o = store_at(dc->o.store, i);
 			if (!o->name[0])
 				continue;
 			struct pn_list_entry e = {.cid = o->cid, .name = o->name, .name_len = (uint16_t)strlen(o->name)};
@@ -64,23 +134,19 @@ static void send_offers(struct node *n)
 		if (!count)
 			break;
 		struct pn_msg m = {.type = PN_MSG_DIR_OFFER};
-		m.u.dir_offer.req_id = ++n->next_req;
+		m.u.dir_offer.req_id = ++dc->next_req;
 		m.u.dir_offer.count = count;
 		m.u.dir_offer.entries = entries;
 		m.u.dir_offer.entries_len = w.len;
-		if (node_send(n, n->dir_conn, &m) != PN_OK)
+		if (send_msg(dc, &m) != PN_OK)
 			break;
 	}
 	free(entries);
-	/* Downloads in progress are offered too: their chunks are served as they arrive. */
-	for (struct download *d = n->downloads; d; d = d->next)
-		if (d->have_meta)
-			dir_client_offer(n, &d->cid, d->name);
 }
 
-void dir_client_offer(struct node *n, const struct pn_cid *cid, const char *name)
+void dir_client_offer(struct dir_client *dc, const struct pn_cid *cid, const char *name)
 {
-	if (!dir_client_ready(n) || !name || !*name)
+	if (!dir_client_ready(dc) || !name || !*name)
 		return;
 	uint8_t entry[PN_CID_BYTES + 2 + PN_NAME_MAX];
 	struct pn_writer w;
@@ -88,230 +154,345 @@ void dir_client_offer(struct node *n, const struct pn_cid *cid, const char *name
 	struct pn_list_entry e = {.cid = *cid, .name = name, .name_len = (uint16_t)strlen(name)};
 	pn_list_entry_encode(&w, &e);
 	struct pn_msg m = {.type = PN_MSG_DIR_OFFER};
-	m.u.dir_offer.req_id = ++n->next_req;
+	m.u.dir_offer.req_id = ++dc->next_req;
 	m.u.dir_offer.count = 1;
 	m.u.dir_offer.entries = entry;
 	m.u.dir_offer.entries_len = w.len;
-	(void)node_send(n, n->dir_conn, &m);
+	(void)send_msg(dc, &m);
 }
 
-int dir_client_find(struct node *n, const struct pn_cid *cid)
+int dir_client_find(struct dir_client *dc, const struct pn_cid *cid)
 {
-	if (!dir_client_ready(n))
+	if (!dir_client_ready(dc))
 		return PN_ECLOSED;
 	struct pn_msg m = {.type = PN_MSG_DIR_FIND};
-	m.u.dir_ref.req_id = ++n->next_req;
+	m.u.dir_ref.req_id = ++dc->next_req;
 	m.u.dir_ref.cid = *cid;
-	int r = node_send(n, n->dir_conn, &m);
+	int r = send_msg(dc, &m);
 	if (r == PN_OK) {
-		pending_add(n, m.u.dir_ref.req_id, PEND_FIND, cid);
-		n->lookups++;
-		n->lookup_msgs += 2; /* one request, one answer */
+		dc->lookups++;
+		dc->lookup_msgs += 2; /* one request, one answer */
+		pending_add(dc, m.u.dir_ref.req_id, PEND_FIND, cid, NULL);
 	}
 	return r;
 }
 
-int dir_client_search(struct node *n, const char *query, uint32_t *req_id)
+int dir_client_search(struct dir_client *dc, const char *query, void *token)
 {
-	if (!dir_client_ready(n))
+	if (!dir_client_ready(dc))
 		return PN_ECLOSED;
 	size_t len = strlen(query);
 	if (len == 0 || len > PN_DIR_QUERY_MAX)
 		return PN_EINVAL;
 	struct pn_msg m = {.type = PN_MSG_DIR_SEARCH};
-	m.u.dir_search.req_id = ++n->next_req;
+	m.u.dir_search.req_id = ++dc->next_req;
 	m.u.dir_search.query = query;
 	m.u.dir_search.query_len = (uint16_t)len;
-	int r = node_send(n, n->dir_conn, &m);
+	int r = send_msg(dc, &m);
 	if (r == PN_OK) {
-		pending_add(n, m.u.dir_search.req_id, PEND_SEARCH, NULL);
-		*req_id = m.u.dir_search.req_id;
-		n->lookups++;
-		n->lookup_msgs += 2;
+		dc->lookups++;
+		dc->lookup_msgs += 2;
+		pending_add(dc, m.u.dir_search.req_id, PEND_SEARCH, NULL, token);
 	}
 	return r;
 }
 
-static void on_providers(struct node *n, const struct pn_msg_dir_providers *m)
+void dir_client_search_cancel(struct dir_client *dc, void *token)
 {
-	struct pending pd;
-	if (!pending_take(n, m->req_id, &pd))
-		return;
-	size_t off = 0;
-	struct pn_dir_provider_entry e;
-	while (pn_dir_provider_next(m, &off, &e) == PN_OK) {
-		char addr[PN_DIR_ADDR_MAX + 1];
-		memcpy(addr, e.addr, e.addr_len);
-		addr[e.addr_len] = 0;
-		node_connect_provider(n, e.node_id, addr, &m->cid);
-	}
-	node_download_providers(n, &m->cid, m->total);
+	int k = 0;
+	for (int i = 0; i < dc->npending; i++)
+		if (dc->pending[i].kind != PEND_SEARCH || dc->pending[i].token != token)
+			dc->pending[k++] = dc->pending[i];
+	dc->npending = k;
 }
 
-static int dir_frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
+/* ------------------------------------------------------------ answers */
+
+static void on_providers(struct dir_client *dc, const struct pn_msg_dir_providers *m)
 {
-	struct node *n = pn_conn_data(c);
-	struct pn_msg m;
-	if (pn_msg_decode(body, len, &m) != PN_OK) {
-		pn_log_warn("directory sent a malformed message (type 0x%02x)", len ? body[0] : 0);
-		return PN_EPROTO;
-	}
 	struct pending pd;
-	switch (m.type) {
+	if (!pending_take(dc, m->req_id, &pd))
+		return;
+	const struct discovery_events *ev = &dc->o.events;
+	struct discovery_provider batch[16];
+	size_t n = 0, off = 0;
+	struct pn_dir_provider_entry e;
+	while (pn_dir_provider_next(m, &off, &e) == PN_OK) {
+		memcpy(batch[n].id, e.node_id, PN_ID_BYTES);
+		memcpy(batch[n].addr, e.addr, e.addr_len);
+		batch[n].addr[e.addr_len] = 0;
+		if (++n == sizeof batch / sizeof batch[0]) {
+			if (ev->providers_cb)
+				ev->providers_cb(ev->ud, &m->cid, batch, n, m->total);
+			n = 0;
+		}
+	}
+	if (ev->providers_cb)
+		ev->providers_cb(ev->ud, &m->cid, batch, n, m->total);
+	if (ev->lookup_done_cb)
+		ev->lookup_done_cb(ev->ud, &m->cid, PN_OK, m->total);
+}
+
+static void on_results(struct dir_client *dc, const struct pn_msg_dir_results *m)
+{
+	struct pending pd;
+	if (!pending_take(dc, m->req_id, &pd) || pd.kind != PEND_SEARCH)
+		return;
+	const struct discovery_events *ev = &dc->o.events;
+	size_t off = 0;
+	struct pn_dir_result_entry e;
+	while (pn_dir_result_next(m, &off, &e) == PN_OK)
+		if (ev->search_result_cb)
+			ev->search_result_cb(ev->ud, pd.token, &e.cid, e.providers, e.name, e.name_len);
+	if (ev->search_done_cb)
+		ev->search_done_cb(ev->ud, pd.token, NULL);
+}
+
+static void on_error(struct dir_client *dc, const struct pn_msg_error *m)
+{
+	struct pending pd;
+	if (!pending_take(dc, m->req_id, &pd)) {
+		if (m->code == PN_WERR_NOT_FOUND) {
+			/* The directory forgot us (it restarted or we missed heartbeats): register again. */
+			dc->registered = false;
+			dc->tr.close_cb(dc->tr.ud);
+		}
+		return;
+	}
+	const struct discovery_events *ev = &dc->o.events;
+	if (pd.kind == PEND_SEARCH) {
+		char text[PN_ERRMSG_MAX + 1];
+		size_t k = 0;
+		for (size_t i = 0; i < m->text_len && k < PN_ERRMSG_MAX; i++)
+			text[k++] = m->text[i] >= 0x20 ? m->text[i] : '?';
+		text[k] = 0;
+		if (ev->search_done_cb)
+			ev->search_done_cb(ev->ud, pd.token, text);
+	} else if (ev->lookup_done_cb) {
+		ev->lookup_done_cb(ev->ud, &pd.cid, m->code == PN_WERR_NOT_FOUND ? PN_ENOTFOUND : PN_EPROTO, 0);
+	}
+}
+
+int dir_client_on_msg(struct dir_client *dc, const struct pn_msg *m)
+{
+	if (dc->stopped)
+		return PN_OK;
+	switch (m->type) {
 	case PN_MSG_HELLO: {
-		if (m.u.hello.role != PN_ROLE_DIRECTORY) {
-			snprintf(n->dir_last_error, sizeof n->dir_last_error, "%s is not a peernet directory",
-				 n->opts.directory);
+		if (m->u.hello.role != PN_ROLE_DIRECTORY) {
+			snprintf(dc->last_error, sizeof dc->last_error, "%s is not a peernet directory", dc->o.directory);
 			return PN_EPROTO;
 		}
-		pn_conn_set_max_frame(c, PN_FRAME_MAX);
 		struct pn_msg r = {.type = PN_MSG_DIR_REGISTER};
-		r.u.dir_register.req_id = ++n->next_req;
-		r.u.dir_register.listen_port = n->port;
-		r.u.dir_register.host = n->opts.announce_host ? n->opts.announce_host : "";
+		r.u.dir_register.req_id = ++dc->next_req;
+		r.u.dir_register.listen_port = dc->o.port;
+		r.u.dir_register.host = dc->o.announce_host ? dc->o.announce_host : "";
 		r.u.dir_register.host_len = (uint8_t)strlen(r.u.dir_register.host);
-		return node_send(n, c, &r);
+		return send_msg(dc, &r);
 	}
 	case PN_MSG_DIR_OK:
-		if (!n->dir_registered && m.u.dir_ok.heartbeat_ms) {
-			n->dir_registered = true;
-			n->dir_heartbeat_ms = m.u.dir_ok.heartbeat_ms;
-			n->dir_backoff_ms = DIR_BACKOFF_MIN_MS;
-			n->dir_last_error[0] = 0;
-			pn_log_info("registered with the directory at %s", n->opts.directory);
-			send_offers(n);
+		if (!dc->registered && m->u.dir_ok.heartbeat_ms) {
+			dc->registered = true;
+			dc->heartbeat_ms = m->u.dir_ok.heartbeat_ms;
+			dc->backoff_ms = DIR_BACKOFF_MIN_MS;
+			dc->last_error[0] = 0;
+			PN_LOGI(dc->o.log, "registered with the directory at %s", dc->o.directory);
+			send_offers(dc);
+			if (dc->o.events.registered_cb)
+				dc->o.events.registered_cb(dc->o.events.ud);
 		}
 		return PN_OK;
 	case PN_MSG_DIR_PROVIDERS:
-		on_providers(n, &m.u.dir_providers);
+		on_providers(dc, &m->u.dir_providers);
 		return PN_OK;
 	case PN_MSG_DIR_RESULTS:
-		if (pending_take(n, m.u.dir_results.req_id, &pd))
-			ctl_search_results(n, &m.u.dir_results);
+		on_results(dc, &m->u.dir_results);
 		return PN_OK;
 	case PN_MSG_ERROR:
-		if (pending_take(n, m.u.error.req_id, &pd)) {
-			char text[PN_ERRMSG_MAX + 1];
-			size_t k = 0;
-			for (size_t i = 0; i < m.u.error.text_len; i++)
-				text[k++] = m.u.error.text[i] >= 0x20 ? m.u.error.text[i] : '?';
-			text[k] = 0;
-			if (pd.kind == PEND_SEARCH)
-				ctl_search_failed(n, pd.req_id, text);
-			else
-				node_download_providers(n, &pd.cid, 0);
-		} else if (m.u.error.code == PN_WERR_NOT_FOUND) {
-			/* The directory forgot us (it restarted or we missed heartbeats): register again. */
-			n->dir_registered = false;
-			pn_conn_close(c, 0);
-		}
+		on_error(dc, &m->u.error);
 		return PN_OK;
 	case PN_MSG_PING: {
 		struct pn_msg pong = {.type = PN_MSG_PONG};
-		pong.u.ping.nonce = m.u.ping.nonce;
-		return node_send(n, c, &pong);
+		pong.u.ping.nonce = m->u.ping.nonce;
+		return send_msg(dc, &pong);
 	}
 	case PN_MSG_PONG:
 		return PN_OK;
 	default:
-		pn_log_warn("directory sent an unexpected message (type 0x%02x)", m.type);
+		PN_LOGW(dc->o.log, "directory sent an unexpected message (type 0x%02x)", m->type);
 		return PN_EPROTO;
 	}
 }
 
-static void dir_established_cb(struct pn_conn *c)
+void dir_client_connected(struct dir_client *dc)
 {
-	struct node *n = pn_conn_data(c);
-	n->dir_connected = true;
 	struct pn_msg m = {.type = PN_MSG_HELLO};
 	m.u.hello.version = PN_PROTOCOL_VERSION;
 	m.u.hello.role = PN_ROLE_NODE;
-	m.u.hello.listen_port = n->port;
-	(void)node_send(n, c, &m);
+	m.u.hello.listen_port = dc->o.port;
+	(void)send_msg(dc, &m);
 }
 
-static void dir_close_cb(struct pn_conn *c, int err)
+void dir_client_closed(struct dir_client *dc, int err, uint64_t now)
 {
-	struct node *n = pn_conn_data(c);
-	if (n->dir_conn != c)
+	bool was = dc->registered;
+	dc->conn_up = false;
+	dc->registered = false;
+	if (dc->stopped)
 		return;
-	bool was = n->dir_registered;
-	n->dir_conn = NULL;
-	n->dir_connected = false;
-	n->dir_registered = false;
-	if (!n->dir_last_error[0] || err)
-		snprintf(n->dir_last_error, sizeof n->dir_last_error, "%s",
-			 err ? pn_strerror(err) : "connection closed");
-	if (was && !n->stopping)
-		pn_log_warn("lost the directory at %s (%s); retrying", n->opts.directory, n->dir_last_error);
-	/* Every look-up in flight fails now. */
-	for (int i = 0; i < n->dir_npending; i++) {
-		if (n->dir_pending[i].kind == PEND_SEARCH)
-			ctl_search_failed(n, n->dir_pending[i].req_id, "the directory went away");
-		else
-			node_download_providers(n, &n->dir_pending[i].cid, 0);
-	}
-	n->dir_npending = 0;
-	for (struct download *d = n->downloads; d; d = d->next)
-		d->finding = false;
-	if (n->stopping)
-		return;
-	uint64_t now = node_now(n);
-	n->dir_next_attempt_ms = now + n->dir_backoff_ms + node_rand(n) % 250;
-	n->dir_backoff_ms = n->dir_backoff_ms * 2 > DIR_BACKOFF_MAX_MS ? DIR_BACKOFF_MAX_MS : n->dir_backoff_ms * 2;
-	node_schedule(n);
-}
-
-static const struct pn_conn_cbs dir_cbs = {
-	.established_cb = dir_established_cb,
-	.frame_cb = dir_frame_cb,
-	.close_cb = dir_close_cb,
-};
-
-void dir_client_tick(struct node *n, uint64_t now)
-{
-	if (n->opts.discovery != PN_DISCOVERY_DIRECTORY || !n->opts.directory || n->stopping)
-		return;
-	if (!n->dir_conn) {
-		if (now < n->dir_next_attempt_ms)
-			return;
-		int r = pn_net_connect(n->net, n->opts.directory, NULL, &dir_cbs, n, &n->dir_conn);
-		if (r != PN_OK) {
-			n->dir_conn = NULL;
-			snprintf(n->dir_last_error, sizeof n->dir_last_error, "%s", pn_strerror(r));
-			n->dir_next_attempt_ms = now + DIR_BACKOFF_MAX_MS;
+	if (!dc->last_error[0] || err)
+		snprintf(dc->last_error, sizeof dc->last_error, "%s", err ? pn_strerror(err) : "connection closed");
+	if (was)
+		PN_LOGW(dc->o.log, "lost the directory at %s (%s); retrying", dc->o.directory, dc->last_error);
+	dc->next_attempt_ms = now + dc->backoff_ms + pn_prng_below(&dc->rng, DIR_BACKOFF_JITTER_MS);
+	dc->backoff_ms = dc->backoff_ms * 2 > DIR_BACKOFF_MAX_MS ? DIR_BACKOFF_MAX_MS : dc->backoff_ms * 2;
+	/* Every look-up in flight fails now. The callbacks may ask again, so the
+	 * list is emptied first. */
+	struct pending failed[DIR_PENDING_MAX];
+	int nfailed = dc->npending;
+	memcpy(failed, dc->pending, sizeof failed[0] * (size_t)nfailed);
+	dc->npending = 0;
+	const struct discovery_events *ev = &dc->o.events;
+	for (int i = 0; i < nfailed; i++) {
+		if (failed[i].kind == PEND_SEARCH) {
+			if (ev->search_done_cb)
+				ev->search_done_cb(ev->ud, failed[i].token, "the directory went away");
+		} else if (ev->lookup_done_cb) {
+			ev->lookup_done_cb(ev->ud, &failed[i].cid, PN_ECLOSED, 0);
 		}
-		n->dir_last_ping_ms = now;
+	}
+	if (ev->wake_cb)
+		ev->wake_cb(ev->ud);
+}
+
+/* ------------------------------------------------------------ timer */
+
+void dir_client_tick(struct dir_client *dc, uint64_t now)
+{
+	if (dc->stopped)
+		return;
+	if (!dc->conn_up) {
+		if (now < dc->next_attempt_ms)
+			return;
+		dc->last_ping_ms = now;
+		int r = dc->tr.connect_cb(dc->tr.ud, dc->o.directory);
+		if (r != PN_OK) {
+			snprintf(dc->last_error, sizeof dc->last_error, "%s", pn_strerror(r));
+			dc->next_attempt_ms = now + DIR_BACKOFF_MAX_MS;
+			return;
+		}
+		dc->conn_up = true;
 		return;
 	}
-	uint32_t hb = n->dir_heartbeat_ms ? n->dir_heartbeat_ms : DIR_DEFAULT_HEARTBEAT_MS;
-	if (n->dir_registered && now - n->dir_last_ping_ms >= hb) {
-		n->dir_last_ping_ms = now;
+	uint32_t hb = dc->heartbeat_ms ? dc->heartbeat_ms : DIR_DEFAULT_HEARTBEAT_MS;
+	if (dc->registered && now - dc->last_ping_ms >= hb) {
+		dc->last_ping_ms = now;
 		struct pn_msg m = {.type = PN_MSG_PING};
 		m.u.ping.nonce = now;
-		(void)node_send(n, n->dir_conn, &m);
+		(void)send_msg(dc, &m);
 	}
 }
 
-/* When dir_client_tick next has something to do (UINT64_MAX: nothing). */
-uint64_t dir_client_next_wakeup(struct node *n)
+uint64_t dir_client_next_wakeup(const struct dir_client *dc)
 {
-	if (n->opts.discovery != PN_DISCOVERY_DIRECTORY || !n->opts.directory || n->stopping)
+	if (dc->stopped)
 		return UINT64_MAX;
-	if (!n->dir_conn)
-		return n->dir_next_attempt_ms;
-	if (n->dir_registered)
-		return n->dir_last_ping_ms + (n->dir_heartbeat_ms ? n->dir_heartbeat_ms : DIR_DEFAULT_HEARTBEAT_MS);
+	if (!dc->conn_up)
+		return dc->next_attempt_ms;
+	if (dc->registered)
+		return dc->last_ping_ms + (dc->heartbeat_ms ? dc->heartbeat_ms : DIR_DEFAULT_HEARTBEAT_MS);
 	return UINT64_MAX;
 }
 
-void dir_client_close(struct node *n)
+/* ------------------------------------------------------------ the default transport: TLS through the net */
+
+static int net_frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
 {
-	if (n->dir_conn && n->dir_registered) {
-		struct pn_msg m = {.type = PN_MSG_DIR_BYE};
-		m.u.dir_ref.req_id = ++n->next_req;
-		(void)node_send(n, n->dir_conn, &m);
+	struct dir_client *dc = pn_conn_data(c);
+	struct pn_msg m;
+	if (pn_msg_decode(body, len, &m) != PN_OK) {
+		PN_LOGW(dc->o.log, "directory sent a malformed message (type 0x%02x)", len ? body[0] : 0);
+		return PN_EPROTO;
 	}
-	if (n->dir_conn)
-		pn_conn_close(n->dir_conn, 0);
+	int r = dir_client_on_msg(dc, &m);
+	if (r == PN_OK && m.type == PN_MSG_HELLO)
+		pn_conn_set_max_frame(c, PN_FRAME_MAX);
+	return r;
+}
+
+static void net_established_cb(struct pn_conn *c)
+{
+	dir_client_connected(pn_conn_data(c));
+}
+
+static void net_close_cb(struct pn_conn *c, int err)
+{
+	struct dir_client *dc = pn_conn_data(c);
+	if (dc->conn != c)
+		return;
+	dc->conn = NULL;
+	dir_client_closed(dc, err, uv_now(pn_net_loop(dc->o.net)));
+}
+
+static int net_connect(void *ud, const char *addr)
+{
+	struct dir_client *dc = ud;
+	int r = pn_net_connect(dc->o.net, addr, NULL, &dc->conn_cbs, dc, &dc->conn);
+	if (r != PN_OK)
+		dc->conn = NULL;
+	return r;
+}
+
+static int net_send(void *ud, const struct pn_msg *m)
+{
+	struct dir_client *dc = ud;
+	return dc->conn ? pn_conn_send_msg(dc->conn, m) : PN_ECLOSED;
+}
+
+static void net_close(void *ud)
+{
+	struct dir_client *dc = ud;
+	if (dc->conn)
+		pn_conn_close(dc->conn, 0);
+}
+
+/* ------------------------------------------------------------ life */
+
+struct dir_client *dir_client_new(const struct dir_client_opts *opts)
+{
+	struct dir_client *dc = calloc(1, sizeof *dc);
+	if (!dc)
+		return NULL;
+	dc->o = *opts;
+	if (opts->transport.connect_cb) {
+		dc->tr = opts->transport;
+	} else {
+		dc->tr = (struct dir_transport){.ud = dc, .connect_cb = net_connect, .send_cb = net_send,
+						.close_cb = net_close};
+		dc->conn_cbs = (struct pn_conn_cbs){.established_cb = net_established_cb, .frame_cb = net_frame_cb,
+						    .close_cb = net_close_cb};
+	}
+	dc->backoff_ms = DIR_BACKOFF_MIN_MS;
+	pn_prng_seed(&dc->rng, opts->seed);
+	return dc;
+}
+
+void dir_client_stop(struct dir_client *dc)
+{
+	if (dc->stopped)
+		return;
+	if (dc->conn_up && dc->registered) {
+		struct pn_msg m = {.type = PN_MSG_DIR_BYE};
+		m.u.dir_ref.req_id = ++dc->next_req;
+		(void)send_msg(dc, &m);
+	}
+	dc->stopped = true;
+	dc->npending = 0;
+	if (dc->conn_up)
+		dc->tr.close_cb(dc->tr.ud);
+}
+
+void dir_client_free(struct dir_client *dc)
+{
+	free(dc);
 }

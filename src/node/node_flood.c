@@ -1,109 +1,199 @@
-/* Finding data by flooding: neighbour links, peer exchange, queries and hits.
- * The decisions are the flood core's (src/proto/flood.c); this file keeps the
- * neighbour set between its minimum and maximum, remembers good peers in
- * DATA/peers, and carries the core's actions over the connections. */
+/* Finding data by flooding. See node_flood.h. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "node/node_int.h"
-#include "util/log.h"
+#include "node/node_flood.h"
+#include "crypto/crypto.h"
+#include "proto/prng.h"
+#include "store/store.h"
+#include "util/text.h"
 
-#define DEFAULT_MIN_NEIGHBORS 4
-#define DEFAULT_MAX_NEIGHBORS 8
-#define FEATURE_FLOOD 0x1u
 #define PEERS_REQ_INTERVAL_MS 30000
+#define PEERS_REQ_JITTER_MS 5000
 #define SAVE_INTERVAL_MS 10000
-#define BACKOFF_MIN_MS 1000
-#define BACKOFF_MAX_MS 60000
 #define WARN_INTERVAL_MS 10000
 #define PEERS_FILE "peers"
 #define PEERS_FILE_MAX 64
+#define FIND_WANT 3 /* answers that stop the ring: a few providers are enough to swarm */
 #define HIT_PAYLOAD_MAX (PN_ID_BYTES + 1 + PN_DIR_ADDR_MAX + 2 + PN_HIT_RESULTS_MAX * (PN_CID_BYTES + 2 + PN_NAME_MAX))
 
-static uint32_t min_nb(struct node *n) { return n->opts.min_neighbors ? n->opts.min_neighbors : DEFAULT_MIN_NEIGHBORS; }
-static uint32_t max_nb(struct node *n) { return n->opts.max_neighbors ? n->opts.max_neighbors : DEFAULT_MAX_NEIGHBORS; }
+/* A node we might take as a neighbour. */
+struct cand {
+	char addr[PN_ADDR_STR_MAX];
+	uint8_t id[PN_ID_BYTES];
+	bool id_known, good, busy;    /* good: was a neighbour once; busy: a connection exists */
+	uint32_t fails;
+	uint64_t next_try_ms;
+};
 
-static uint32_t neighbor_count(struct node *n)
+/* A connection flooding cares about: one we dialled for a neighbour, or a neighbour. */
+struct link {
+	uint32_t key;                 /* the node's key of the connection; 0: slot free */
+	int cand;                     /* index in cands it was dialled from, -1 */
+	bool want_neighbor;           /* we dialled it to be a neighbour */
+	bool neighbor;
+	uint8_t id[PN_ID_BYTES];
+	char addr[PN_ADDR_STR_MAX];   /* as the node names it (dialled, or where it came from) */
+	char reach[PN_ADDR_STR_MAX];  /* where other nodes reach it */
+};
+
+/* A query this node started through the flood core. */
+struct fresult {
+	struct pn_cid cid;
+	char name[PN_NAME_MAX + 1];
+	uint32_t providers;
+	uint8_t last_node[PN_ID_BYTES];
+};
+struct fquery {
+	uint32_t handle;
+	void *token;                  /* search: the owner's token */
+	struct pn_cid cid;            /* find: what for */
+	bool is_find;
+	struct fresult *results;
+	int nresults;
+	uint32_t hits;
+	struct fquery *next;
+};
+
+struct flood_node {
+	struct flood_node_opts o;
+	struct flood *core;
+	struct cand cands[FLOOD_NODE_MAX_CANDS];
+	int ncands;
+	struct link links[FLOOD_NODE_MAX_LINKS];
+	struct fquery *queries;
+	struct pn_prng rng;
+	uint64_t next_peers_req_ms, next_save_ms, warned_ms;
+	uint64_t lookups;
+	bool peers_dirty, stopped;
+	uint8_t hit_frame[PN_FRAME_HDR + 1 + FLOOD_QID_BYTES + FLOOD_MAX_HIT_PAYLOAD];
+};
+
+static uint32_t min_nb(const struct flood_node *fn)
+{
+	return fn->o.min_neighbors ? fn->o.min_neighbors : FLOOD_NODE_DEFAULT_MIN_NEIGHBORS;
+}
+
+static uint32_t max_nb(const struct flood_node *fn)
+{
+	return fn->o.max_neighbors ? fn->o.max_neighbors : FLOOD_NODE_DEFAULT_MAX_NEIGHBORS;
+}
+
+/* ---- links ---- */
+
+static struct link *link_find(const struct flood_node *fn, uint32_t key)
+{
+	if (!key)
+		return NULL;
+	for (int i = 0; i < FLOOD_NODE_MAX_LINKS; i++)
+		if (fn->links[i].key == key)
+			return (struct link *)&fn->links[i];
+	return NULL;
+}
+
+static struct link *link_new(struct flood_node *fn, uint32_t key)
+{
+	for (int i = 0; i < FLOOD_NODE_MAX_LINKS; i++) {
+		if (!fn->links[i].key) {
+			struct link *l = &fn->links[i];
+			memset(l, 0, sizeof *l);
+			l->key = key;
+			l->cand = -1;
+			return l;
+		}
+	}
+	return NULL;
+}
+
+static uint32_t neighbor_count(const struct flood_node *fn)
 {
 	uint32_t c = 0;
-	for (struct peer *p = n->peers; p; p = p->next)
-		c += p->neighbor;
+	for (int i = 0; i < FLOOD_NODE_MAX_LINKS; i++)
+		c += fn->links[i].key && fn->links[i].neighbor;
 	return c;
 }
 
-static uint32_t dialing_count(struct node *n)
+static uint32_t dialing_count(const struct flood_node *fn)
 {
 	uint32_t c = 0;
-	for (struct peer *p = n->peers; p; p = p->next)
-		c += p->want_neighbor && !p->neighbor;
+	for (int i = 0; i < FLOOD_NODE_MAX_LINKS; i++)
+		c += fn->links[i].key && fn->links[i].want_neighbor && !fn->links[i].neighbor;
 	return c;
 }
 
-bool flood_ready(struct node *n)
+bool flood_node_ready(const struct flood_node *fn)
 {
-	return n->flood && neighbor_count(n) > 0;
+	return !fn->stopped && neighbor_count(fn) > 0;
 }
 
-uint32_t flood_hello_features(struct node *n, struct peer *p)
+bool flood_node_is_neighbor(const struct flood_node *fn, uint32_t key)
 {
-	if (!n->flood)
-		return 0;
-	/* We offer a link to a dialler while we have room, and ask for one only
-	 * when we dialled for it; a full node says so in its HELLO, so the dialler
-	 * does not count a link that is about to close. */
-	if (p->outgoing)
-		return p->want_neighbor ? FEATURE_FLOOD : 0;
-	return neighbor_count(n) < max_nb(n) ? FEATURE_FLOOD : 0;
+	const struct link *l = link_find(fn, key);
+	return l && l->neighbor;
+}
+
+uint32_t flood_node_hello_features(const struct flood_node *fn, uint32_t key, bool outgoing)
+{
+	/* A full node says so in its HELLO, so the dialler does not count a
+	 * link that is about to close. */
+	if (outgoing) {
+		const struct link *l = link_find(fn, key);
+		return l && l->want_neighbor ? FLOOD_NODE_FEATURE : 0;
+	}
+	return neighbor_count(fn) < max_nb(fn) ? FLOOD_NODE_FEATURE : 0;
 }
 
 /* ---- candidates and the peers file ---- */
 
-static int cand_find(struct node *n, const char *addr)
+static int cand_find(const struct flood_node *fn, const char *addr)
 {
-	for (int i = 0; i < n->ncands; i++)
-		if (!strcmp(n->cands[i].addr, addr))
+	for (int i = 0; i < fn->ncands; i++)
+		if (!strcmp(fn->cands[i].addr, addr))
 			return i;
 	return -1;
 }
 
-static int cand_add(struct node *n, const char *addr, const uint8_t *id)
+static int cand_add(struct flood_node *fn, const char *addr, const uint8_t *id)
 {
-	if (id && !memcmp(id, n->id.node_id, PN_ID_BYTES))
+	if (id && !memcmp(id, fn->o.self_id, PN_ID_BYTES))
 		return -1; /* ourselves */
-	int i = cand_find(n, addr);
+	int i = cand_find(fn, addr);
 	if (i < 0) {
-		if (n->ncands >= NODE_MAX_CANDS) {
+		if (fn->ncands >= FLOOD_NODE_MAX_CANDS) {
 			/* Forget a candidate that never worked. */
-			for (i = 0; i < n->ncands; i++)
-				if (!n->cands[i].good && !n->cands[i].busy)
+			for (i = 0; i < fn->ncands; i++)
+				if (!fn->cands[i].good && !fn->cands[i].busy)
 					break;
-			if (i == n->ncands)
+			if (i == fn->ncands)
 				return -1;
 		} else {
-			i = n->ncands++;
+			i = fn->ncands++;
 		}
-		memset(&n->cands[i], 0, sizeof n->cands[i]);
-		snprintf(n->cands[i].addr, sizeof n->cands[i].addr, "%s", addr);
+		memset(&fn->cands[i], 0, sizeof fn->cands[i]);
+		snprintf(fn->cands[i].addr, sizeof fn->cands[i].addr, "%s", addr);
 	}
 	if (id) {
-		memcpy(n->cands[i].id, id, PN_ID_BYTES);
-		n->cands[i].id_known = true;
+		memcpy(fn->cands[i].id, id, PN_ID_BYTES);
+		fn->cands[i].id_known = true;
 	}
 	return i;
 }
 
-static void peers_file_path(struct node *n, char *out, size_t len)
+static bool peers_file_path(const struct flood_node *fn, char *out, size_t len)
 {
-	snprintf(out, len, "%s/%s", n->opts.data_dir, PEERS_FILE);
+	if (!fn->o.data_dir)
+		return false;
+	return snprintf(out, len, "%s/%s", fn->o.data_dir, PEERS_FILE) < (int)len;
 }
 
 /* DATA/peers: one "ADDR NODEID" per line, good peers first; read at start. */
-static void peers_load(struct node *n)
+static void peers_load(struct flood_node *fn)
 {
 	char path[4200], line[256];
-	peers_file_path(n, path, sizeof path);
+	if (!peers_file_path(fn, path, sizeof path))
+		return;
 	FILE *f = fopen(path, "r");
 	if (!f)
 		return;
@@ -114,27 +204,29 @@ static void peers_load(struct node *n)
 		if (sscanf(line, "%63s %65s", addr, idhex) != 2 || pn_node_id_parse(idhex, id) != PN_OK ||
 		    !pn_addr_text_valid(addr, strlen(addr), false))
 			continue;
-		int i = cand_add(n, addr, id);
+		int i = cand_add(fn, addr, id);
 		if (i >= 0)
-			n->cands[i].good = true;
+			fn->cands[i].good = true;
 		count++;
 	}
 	fclose(f);
 	if (count)
-		pn_log_info("%d known peers from %s", count, path);
+		PN_LOGI(fn->o.log, "%d known peers from %s", count, path);
 }
 
-static void peers_save(struct node *n)
+static void peers_save(struct flood_node *fn)
 {
 	char path[4200], tmp[4300];
-	peers_file_path(n, path, sizeof path);
+	fn->peers_dirty = false;
+	if (!peers_file_path(fn, path, sizeof path))
+		return;
 	snprintf(tmp, sizeof tmp, "%s.tmp", path);
 	FILE *f = fopen(tmp, "w");
 	if (!f)
 		return;
 	int count = 0;
-	for (int i = 0; i < n->ncands && count < PEERS_FILE_MAX; i++) {
-		struct cand *c = &n->cands[i];
+	for (int i = 0; i < fn->ncands && count < PEERS_FILE_MAX; i++) {
+		const struct cand *c = &fn->cands[i];
 		if (!c->good || !c->id_known)
 			continue;
 		char idhex[PN_NODE_ID_STR_LEN + 1];
@@ -142,51 +234,56 @@ static void peers_save(struct node *n)
 		fprintf(f, "%s %s\n", c->addr, idhex);
 		count++;
 	}
-	if (fflush(f) == 0 && fsync(fileno(f)) == 0 && fclose(f) == 0)
-		rename(tmp, path);
-	else
+	if (fflush(f) == 0 && fsync(fileno(f)) == 0 && fclose(f) == 0) {
+		if (rename(tmp, path) != 0)
+			unlink(tmp);
+	} else {
 		unlink(tmp);
-	n->peers_dirty = false;
+	}
 }
 
-/* The address other nodes reach p at: where we dialled it, or its IP and HELLO port. */
-static void peer_reach_addr(struct peer *p, char out[PN_ADDR_STR_MAX])
+/* The address other nodes reach a peer at: where we dialled it, or its IP
+ * and HELLO port. */
+static void reach_addr(const struct flood_peer_hello *h, char out[PN_ADDR_STR_MAX])
 {
-	if (p->outgoing || !p->listen_port) {
-		snprintf(out, PN_ADDR_STR_MAX, "%s", p->addr);
+	if (h->outgoing || !h->listen_port) {
+		snprintf(out, PN_ADDR_STR_MAX, "%s", h->addr);
 		return;
 	}
 	char host[PN_ADDR_STR_MAX];
-	snprintf(host, sizeof host, "%s", p->addr);
+	snprintf(host, sizeof host, "%s", h->addr);
 	char *colon = strrchr(host, ':');
 	if (colon)
 		*colon = 0;
-	snprintf(out, PN_ADDR_STR_MAX, "%.48s:%u", host, p->listen_port);
+	snprintf(out, PN_ADDR_STR_MAX, "%.48s:%u", host, h->listen_port);
 }
 
 /* ---- sending ---- */
 
-static void send_peers(struct node *n, struct peer *to)
+static void send_msg(struct flood_node *fn, uint32_t key, const struct pn_msg *m)
+{
+	(void)fn->o.peers.send_cb(fn->o.peers.ud, key, m);
+}
+
+/* PEERS to connection key (node to_id): our neighbours, then good candidates. */
+static void send_peers(struct flood_node *fn, uint32_t key, const uint8_t to_id[PN_ID_BYTES])
 {
 	uint8_t entries[PN_PEERS_MAX * (PN_ID_BYTES + 1 + PN_DIR_ADDR_MAX)];
 	struct pn_writer w;
 	pn_wr_init(&w, entries, sizeof entries);
 	uint8_t count = 0;
-	for (struct peer *p = n->peers; p && count < PN_PEERS_MAX; p = p->next) {
-		if (!p->neighbor || p == to)
+	for (int i = 0; i < FLOOD_NODE_MAX_LINKS && count < PN_PEERS_MAX; i++) {
+		const struct link *l = &fn->links[i];
+		if (!l->key || !l->neighbor || l->key == key || strlen(l->reach) > PN_DIR_ADDR_MAX)
 			continue;
-		char addr[PN_ADDR_STR_MAX];
-		peer_reach_addr(p, addr);
-		if (strlen(addr) > PN_DIR_ADDR_MAX)
-			continue;
-		struct pn_dir_provider_entry e = {.node_id = p->id, .addr = addr, .addr_len = (uint8_t)strlen(addr)};
+		struct pn_dir_provider_entry e = {.node_id = l->id, .addr = l->reach, .addr_len = (uint8_t)strlen(l->reach)};
 		pn_dir_provider_encode(&w, &e);
 		count++;
 	}
 	/* Known good peers fill the list when we have few neighbours. */
-	for (int i = 0; i < n->ncands && count < PN_PEERS_MAX; i++) {
-		struct cand *c = &n->cands[i];
-		if (!c->good || !c->id_known || c->busy || !memcmp(c->id, to->id, PN_ID_BYTES))
+	for (int i = 0; i < fn->ncands && count < PN_PEERS_MAX; i++) {
+		const struct cand *c = &fn->cands[i];
+		if (!c->good || !c->id_known || c->busy || !memcmp(c->id, to_id, PN_ID_BYTES))
 			continue;
 		struct pn_dir_provider_entry e = {.node_id = c->id, .addr = c->addr, .addr_len = (uint8_t)strlen(c->addr)};
 		pn_dir_provider_encode(&w, &e);
@@ -196,77 +293,39 @@ static void send_peers(struct node *n, struct peer *to)
 	m.u.peers.count = count;
 	m.u.peers.entries = entries;
 	m.u.peers.entries_len = w.len;
-	(void)node_send(n, to->conn, &m);
+	send_msg(fn, key, &m);
 }
 
-static void send_raw_hit(struct node *n, struct peer *p, const uint8_t qid[FLOOD_QID_BYTES], const uint8_t *payload,
-			 size_t len)
+/* Forwards a hit as it came (the core routes opaque payloads). */
+static void send_raw_hit(struct flood_node *fn, const struct link *l, const uint8_t qid[FLOOD_QID_BYTES],
+			 const uint8_t *payload, size_t len)
 {
-	uint8_t *frame = n->out;
+	uint8_t *frame = fn->hit_frame;
 	size_t body = 1 + FLOOD_QID_BYTES + len;
-	if (PN_FRAME_HDR + body > n->out_cap)
+	if (PN_FRAME_HDR + body > sizeof fn->hit_frame)
 		return;
 	pn_put_u32(frame, (uint32_t)body);
 	frame[PN_FRAME_HDR] = PN_MSG_QUERY_HIT;
 	memcpy(frame + PN_FRAME_HDR + 1, qid, FLOOD_QID_BYTES);
 	memcpy(frame + PN_FRAME_HDR + 1 + FLOOD_QID_BYTES, payload, len);
-	if (pn_conn_send(p->conn, frame, PN_FRAME_HDR + body) != PN_OK)
-		pn_log_debug("%s: cannot forward a hit", p->addr);
+	if (fn->o.peers.send_frame_cb(fn->o.peers.ud, l->key, frame, PN_FRAME_HDR + body) != PN_OK)
+		PN_LOGD(fn->o.log, "%s: cannot forward a hit", l->addr);
 }
 
 /* ---- answering queries ---- */
 
-static char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c; }
-static bool word_byte(unsigned char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 0x80; }
-
-/* True if every word of query is a prefix of some word of name (ASCII case-insensitive). */
-static bool name_matches(const char *name, const uint8_t *query, size_t qlen)
-{
-	size_t i = 0;
-	bool any = false;
-	while (i < qlen) {
-		while (i < qlen && !word_byte(query[i]))
-			i++;
-		size_t start = i;
-		while (i < qlen && word_byte(query[i]))
-			i++;
-		size_t wlen = i - start;
-		if (!wlen)
-			break;
-		any = true;
-		bool found = false;
-		for (const char *p = name; *p && !found;) {
-			while (*p && !word_byte((unsigned char)*p))
-				p++;
-			const char *ws = p;
-			while (*p && word_byte((unsigned char)*p))
-				p++;
-			if ((size_t)(p - ws) >= wlen) {
-				size_t k = 0;
-				while (k < wlen && ascii_lower(ws[k]) == ascii_lower((char)query[start + k]))
-					k++;
-				found = k == wlen;
-			}
-		}
-		if (!found)
-			return false;
-	}
-	return any;
-}
-
 /* Our address as seen by the neighbour a query came from. */
-static void our_addr(struct node *n, uint32_t nb, char out[PN_ADDR_STR_MAX])
+static void our_addr(struct flood_node *fn, uint32_t nb, char out[PN_ADDR_STR_MAX])
 {
 	char ip[PN_ADDR_STR_MAX] = "127.0.0.1";
-	struct peer *p = nb ? node_peer_by_key(n, nb) : NULL;
-	if (n->opts.announce_host)
-		snprintf(ip, sizeof ip, "%s", n->opts.announce_host);
-	else if (p && p->conn)
-		(void)pn_conn_local_ip(p->conn, ip);
-	snprintf(out, PN_ADDR_STR_MAX, "%.48s:%u", ip, n->port);
+	if (fn->o.announce_host)
+		snprintf(ip, sizeof ip, "%s", fn->o.announce_host);
+	else if (nb && fn->o.peers.local_ip_cb && !fn->o.peers.local_ip_cb(fn->o.peers.ud, nb, ip))
+		snprintf(ip, sizeof ip, "127.0.0.1");
+	snprintf(out, PN_ADDR_STR_MAX, "%.48s:%u", ip, fn->o.port);
 }
 
-static void answer_local(struct node *n, const struct flood_action *a)
+static void answer_local(struct flood_node *fn, const struct flood_action *a, uint64_t now)
 {
 	uint8_t payload[HIT_PAYLOAD_MAX];
 	uint8_t entries[PN_HIT_RESULTS_MAX * (PN_CID_BYTES + 2 + PN_NAME_MAX)];
@@ -280,19 +339,17 @@ static void answer_local(struct node *n, const struct flood_action *a)
 		struct pn_cid cid;
 		pn_rd_init(&r, a->q.data, a->q.len);
 		pn_cid_read(&r, &cid);
-		const struct store_object *o = r.err ? NULL : store_get(n->store, &cid);
-		struct download *d = o || r.err ? NULL : node_download_find(n, &cid);
-		const char *name = o ? o->name : d && d->have_meta && d->part && store_partial_have_count(d->part) ? d->name : NULL;
+		const char *name = r.err || !fn->o.peers.held_name_cb ? NULL : fn->o.peers.held_name_cb(fn->o.peers.ud, &cid);
 		if (name && *name) {
 			struct pn_list_entry e = {.cid = cid, .name = name, .name_len = (uint16_t)strlen(name)};
 			pn_list_entry_encode(&ew, &e);
 			count = ew.err ? 0 : 1;
 		}
-	} else if (a->q.kind == FLOOD_KEYWORDS) {
-		size_t total = store_count(n->store);
+	} else if (a->q.kind == FLOOD_KEYWORDS && fn->o.store) {
+		size_t total = store_count(fn->o.store);
 		for (size_t i = 0; i < total && count < PN_HIT_RESULTS_MAX; i++) {
-			const struct store_object *o = store_at(n->store, i);
-			if (!o->name[0] || !name_matches(o->name, a->q.data, a->q.len))
+			const struct store_object *o = store_at(fn->o.store, i);
+			if (!o->name[0] || !pn_keywords_match(o->name, strlen(o->name), (const char *)a->q.data, a->q.len))
 				continue;
 			struct pn_list_entry e = {.cid = o->cid, .name = o->name, .name_len = (uint16_t)strlen(o->name)};
 			size_t before = ew.len;
@@ -308,42 +365,46 @@ static void answer_local(struct node *n, const struct flood_action *a)
 	if (!count)
 		return;
 	char addr[PN_ADDR_STR_MAX];
-	our_addr(n, a->nb, addr);
+	our_addr(fn, a->nb, addr);
 	struct pn_writer w;
 	pn_wr_init(&w, payload, sizeof payload);
-	pn_wr_bytes(&w, n->id.node_id, PN_ID_BYTES);
+	pn_wr_bytes(&w, fn->o.self_id, PN_ID_BYTES);
 	pn_wr_u8(&w, (uint8_t)strlen(addr));
 	pn_wr_bytes(&w, addr, strlen(addr));
 	pn_wr_u16(&w, count);
 	pn_wr_bytes(&w, entries, ew.len);
 	if (!w.err)
-		flood_answer(n->flood, a->q.id, payload, w.len, node_now(n));
+		flood_answer(fn->core, a->q.id, payload, w.len, now);
 }
 
 /* ---- our own queries ---- */
 
-static struct fquery *fq_find(struct node *n, uint32_t handle)
+static struct fquery *fq_find(const struct flood_node *fn, uint32_t handle)
 {
-	for (struct fquery *q = n->fqueries; q; q = q->next)
+	for (struct fquery *q = fn->queries; q; q = q->next)
 		if (q->handle == handle)
 			return q;
 	return NULL;
 }
 
-static void fq_free(struct node *n, struct fquery *q)
+static void fq_unlink(struct flood_node *fn, struct fquery *q)
 {
-	struct fquery **pp = &n->fqueries;
+	struct fquery **pp = &fn->queries;
 	while (*pp && *pp != q)
 		pp = &(*pp)->next;
 	if (*pp)
 		*pp = q->next;
+}
+
+static void fq_free(struct fquery *q)
+{
 	free(q->results);
 	free(q);
 }
 
-static void deliver_hit(struct node *n, const struct flood_action *a)
+static void deliver_hit(struct flood_node *fn, const struct flood_action *a)
 {
-	struct fquery *q = fq_find(n, a->handle);
+	struct fquery *q = fq_find(fn, a->handle);
 	if (!q)
 		return;
 	/* Validate the routed payload as a QUERY_HIT before trusting a byte of it. */
@@ -357,17 +418,17 @@ static void deliver_hit(struct node *n, const struct flood_action *a)
 	if (pn_msg_decode(body, 1 + FLOOD_QID_BYTES + a->len, &m) != PN_OK)
 		return;
 	q->hits++;
-	char addr[PN_DIR_ADDR_MAX + 1];
-	memcpy(addr, m.u.query_hit.addr, m.u.query_hit.addr_len);
-	addr[m.u.query_hit.addr_len] = 0;
+	struct discovery_provider prov;
+	memcpy(prov.id, m.u.query_hit.node_id, PN_ID_BYTES);
+	memcpy(prov.addr, m.u.query_hit.addr, m.u.query_hit.addr_len);
+	prov.addr[m.u.query_hit.addr_len] = 0;
+	const struct discovery_events *ev = &fn->o.events;
 	size_t off = 0;
 	struct pn_list_entry e;
 	while (pn_hit_next(&m.u.query_hit, &off, &e) == PN_OK) {
-		if (q->is_get) {
-			if (!memcmp(&e.cid, &q->cid, sizeof e.cid)) {
-				node_connect_provider(n, m.u.query_hit.node_id, addr, &e.cid);
-				node_download_providers(n, &e.cid, 1);
-			}
+		if (q->is_find) {
+			if (!memcmp(&e.cid, &q->cid, sizeof e.cid) && ev->providers_cb)
+				ev->providers_cb(ev->ud, &e.cid, &prov, 1, 1);
 			continue;
 		}
 		int i;
@@ -375,7 +436,7 @@ static void deliver_hit(struct node *n, const struct flood_action *a)
 			if (!memcmp(&q->results[i].cid, &e.cid, sizeof e.cid))
 				break;
 		if (i == q->nresults) {
-			if (q->nresults >= NODE_MAX_FLOOD_RESULTS)
+			if (q->nresults >= FLOOD_NODE_MAX_RESULTS)
 				continue;
 			struct fresult *r = &q->results[q->nresults++];
 			memset(r, 0, sizeof *r);
@@ -383,25 +444,24 @@ static void deliver_hit(struct node *n, const struct flood_action *a)
 			memcpy(r->name, e.name, e.name_len);
 			r->name[e.name_len] = 0;
 		}
-		if (memcmp(q->results[i].last_node, m.u.query_hit.node_id, PN_ID_BYTES)) {
+		if (memcmp(q->results[i].last_node, prov.id, PN_ID_BYTES)) {
 			q->results[i].providers++;
-			memcpy(q->results[i].last_node, m.u.query_hit.node_id, PN_ID_BYTES);
+			memcpy(q->results[i].last_node, prov.id, PN_ID_BYTES);
 		}
 	}
 }
 
-static void query_done(struct node *n, const struct flood_action *a)
+static void query_done(struct flood_node *fn, const struct flood_action *a)
 {
-	struct fquery *q = fq_find(n, a->handle);
+	struct fquery *q = fq_find(fn, a->handle);
 	if (!q)
 		return;
-	if (q->is_get) {
-		struct download *d = node_download_find(n, &q->cid);
-		if (d)
-			d->finding = false; /* may ask again later if no provider connects */
-		if (!q->hits)
-			node_download_providers(n, &q->cid, 0);
-	} else if (q->client) {
+	fq_unlink(fn, q); /* the callbacks may start other queries */
+	const struct discovery_events *ev = &fn->o.events;
+	if (q->is_find) {
+		if (ev->lookup_done_cb)
+			ev->lookup_done_cb(ev->ud, &q->cid, PN_OK, q->hits);
+	} else {
 		/* Most providers first. */
 		for (int i = 1; i < q->nresults; i++)
 			for (int j = i; j > 0 && q->results[j].providers > q->results[j - 1].providers; j--) {
@@ -409,26 +469,24 @@ static void query_done(struct node *n, const struct flood_action *a)
 				q->results[j] = q->results[j - 1];
 				q->results[j - 1] = t;
 			}
-		for (int i = 0; i < q->nresults; i++) {
-			char id[PN_CID_STR_LEN + 1];
-			pn_cid_format(&q->results[i].cid, id);
-			ctl_reply(q->client, "result\t%s\t%u\t%llu\t%s\n", id, q->results[i].providers,
-				  (unsigned long long)q->results[i].cid.size, q->results[i].name);
-		}
-		ctl_finish(q->client, NULL);
+		for (int i = 0; i < q->nresults && ev->search_result_cb; i++)
+			ev->search_result_cb(ev->ud, q->token, &q->results[i].cid, q->results[i].providers,
+					     q->results[i].name, strlen(q->results[i].name));
+		if (ev->search_done_cb)
+			ev->search_done_cb(ev->ud, q->token, NULL);
 	}
-	fq_free(n, q);
+	fq_free(q);
 }
 
-static void drain(struct node *n)
+static void drain(struct flood_node *fn, uint64_t now)
 {
 	struct flood_action a;
-	while (n->flood && flood_next_action(n->flood, &a)) {
-		struct peer *p = a.type == FLOOD_SEND_QUERY || a.type == FLOOD_SEND_HIT || a.type == FLOOD_DROP_NEIGHBOR
-					 ? node_peer_by_key(n, a.nb) : NULL;
+	while (flood_next_action(fn->core, &a)) {
+		const struct link *l = a.type == FLOOD_SEND_QUERY || a.type == FLOOD_SEND_HIT ||
+						a.type == FLOOD_DROP_NEIGHBOR ? link_find(fn, a.nb) : NULL;
 		switch (a.type) {
 		case FLOOD_SEND_QUERY:
-			if (p && p->neighbor) {
+			if (l && l->neighbor) {
 				struct pn_msg m = {.type = PN_MSG_QUERY};
 				memcpy(m.u.query.qid, a.q.id, PN_QID_BYTES);
 				m.u.query.ttl = a.q.ttl;
@@ -436,178 +494,183 @@ static void drain(struct node *n)
 				m.u.query.kind = a.q.kind;
 				m.u.query.len = a.q.len;
 				m.u.query.data = a.q.data;
-				(void)node_send(n, p->conn, &m);
+				send_msg(fn, l->key, &m);
 			}
 			break;
 		case FLOOD_SEND_HIT:
-			if (p && p->neighbor)
-				send_raw_hit(n, p, a.qid, a.payload, a.len);
+			if (l && l->neighbor)
+				send_raw_hit(fn, l, a.qid, a.payload, a.len);
 			break;
 		case FLOOD_LOCAL_QUERY:
-			answer_local(n, &a);
+			answer_local(fn, &a, now);
 			break;
 		case FLOOD_DELIVER_HIT:
-			deliver_hit(n, &a);
+			deliver_hit(fn, &a);
 			break;
 		case FLOOD_DROP_NEIGHBOR:
-			if (p) {
-				pn_log_warn("%s sends queries too fast: dropped", p->addr);
-				pn_conn_close(p->conn, PN_ELIMIT);
-			}
+			PN_LOGW(fn->o.log, "%s sends queries too fast: dropped", l ? l->addr : "a neighbour");
+			fn->o.peers.close_cb(fn->o.peers.ud, a.nb, PN_ELIMIT);
 			break;
 		case FLOOD_QUERY_DONE:
-			query_done(n, &a);
+			query_done(fn, &a);
 			break;
 		}
 	}
 }
 
-static struct fquery *fq_start(struct node *n, uint8_t kind, const uint8_t *data, uint16_t len, uint32_t want)
+static struct fquery *fq_start(struct flood_node *fn, uint8_t kind, const uint8_t *data, uint16_t len, uint32_t want,
+			       uint64_t now)
 {
 	struct fquery *q = calloc(1, sizeof *q);
 	if (!q)
 		return NULL;
-	uint8_t ttl = n->opts.ttl ? n->opts.ttl : FLOOD_DEFAULT_TTL;
-	int h = flood_start(n->flood, kind, data, len, ttl, !n->opts.plain_flood, want, node_now(n));
+	uint8_t ttl = fn->o.ttl ? fn->o.ttl : FLOOD_DEFAULT_TTL;
+	int h = flood_start(fn->core, kind, data, len, ttl, !fn->o.plain_flood, want, now);
 	if (h <= 0) {
 		free(q);
 		return NULL;
 	}
 	q->handle = (uint32_t)h;
-	q->next = n->fqueries;
-	n->fqueries = q;
+	q->next = fn->queries;
+	fn->queries = q;
 	return q;
 }
 
-int flood_find(struct node *n, const struct pn_cid *cid)
+int flood_node_find(struct flood_node *fn, const struct pn_cid *cid, uint64_t now)
 {
-	if (!flood_ready(n))
+	if (!flood_node_ready(fn))
 		return PN_ECLOSED;
 	uint8_t data[PN_CID_BYTES];
 	struct pn_writer w;
 	pn_wr_init(&w, data, sizeof data);
 	pn_cid_write(&w, cid);
-	/* A few providers are enough to swarm; a popular file stops the ring early. */
-	struct fquery *q = fq_start(n, FLOOD_CID, data, PN_CID_BYTES, 3);
+	struct fquery *q = fq_start(fn, FLOOD_CID, data, PN_CID_BYTES, FIND_WANT, now);
 	if (!q)
 		return PN_ELIMIT;
-	q->is_get = true;
+	q->is_find = true;
 	q->cid = *cid;
-	n->lookups++;
-	drain(n);
+	fn->lookups++;
+	drain(fn, now);
 	return PN_OK;
 }
 
-int flood_search(struct node *n, struct ctl_client *cc, const char *query)
+int flood_node_search(struct flood_node *fn, const char *query, void *token, uint64_t now)
 {
-	if (!flood_ready(n))
+	if (!flood_node_ready(fn))
 		return PN_ECLOSED;
 	size_t len = strlen(query);
 	if (!len || len > PN_QUERY_DATA_MAX)
 		return PN_EINVAL;
+	struct fresult *results = calloc(FLOOD_NODE_MAX_RESULTS, sizeof *results);
+	if (!results)
+		return PN_ENOMEM;
 	/* Three answering nodes are enough to stop widening, as for a get: beyond
 	 * that the ring would cost more than a plain flood for every search. */
-	struct fquery *q = fq_start(n, FLOOD_KEYWORDS, (const uint8_t *)query, (uint16_t)len, 3);
-	if (!q)
+	struct fquery *q = fq_start(fn, FLOOD_KEYWORDS, (const uint8_t *)query, (uint16_t)len, FIND_WANT, now);
+	if (!q) {
+		free(results);
 		return PN_ELIMIT;
-	q->results = calloc(NODE_MAX_FLOOD_RESULTS, sizeof *q->results);
-	if (!q->results) {
-		flood_cancel(n->flood, q->handle);
-		fq_free(n, q);
-		return PN_ENOMEM;
 	}
-	q->client = cc;
-	n->lookups++;
-	drain(n);
+	q->results = results;
+	q->token = token;
+	fn->lookups++;
+	drain(fn, now);
 	return PN_OK;
 }
 
-void flood_ctl_gone(struct node *n, struct ctl_client *cc)
+void flood_node_search_cancel(struct flood_node *fn, void *token)
 {
-	for (struct fquery *q = n->fqueries, *next; q; q = next) {
+	for (struct fquery *q = fn->queries, *next; q; q = next) {
 		next = q->next;
-		if (q->client == cc) {
-			flood_cancel(n->flood, q->handle);
-			fq_free(n, q);
+		if (!q->is_find && q->token == token) {
+			flood_cancel(fn->core, q->handle);
+			fq_unlink(fn, q);
+			fq_free(q);
 		}
 	}
 }
 
 /* ---- neighbours ---- */
 
-static void make_neighbor(struct node *n, struct peer *p)
+static void make_neighbor(struct flood_node *fn, struct link *l, const struct flood_peer_hello *h, uint64_t now)
 {
-	if (flood_neighbor_add(n->flood, p->key, node_now(n)) != PN_OK)
+	if (flood_neighbor_add(fn->core, l->key, now) != PN_OK)
 		return;
-	p->neighbor = true;
-	char addr[PN_ADDR_STR_MAX];
-	peer_reach_addr(p, addr);
-	int i = cand_add(n, addr, p->id);
+	l->neighbor = true;
+	memcpy(l->id, h->id, PN_ID_BYTES);
+	snprintf(l->addr, sizeof l->addr, "%s", h->addr);
+	reach_addr(h, l->reach);
+	int i = cand_add(fn, l->reach, h->id);
 	if (i >= 0) {
-		n->cands[i].good = true;
-		n->cands[i].busy = true;
-		n->cands[i].fails = 0;
-		n->peers_dirty = true;
+		fn->cands[i].good = true;
+		fn->cands[i].busy = true;
+		fn->cands[i].fails = 0;
+		fn->peers_dirty = true;
 	}
-	pn_log_info("neighbour %s (%u of %u-%u)", addr, neighbor_count(n), min_nb(n), max_nb(n));
+	PN_LOGI(fn->o.log, "neighbour %s (%u of %u-%u)", l->reach, neighbor_count(fn), min_nb(fn), max_nb(fn));
 	struct pn_msg m = {.type = PN_MSG_PEERS_REQ};
-	(void)node_send(n, p->conn, &m);
+	send_msg(fn, l->key, &m);
 }
 
-bool flood_on_hello(struct node *n, struct peer *p, const struct pn_msg_hello *h)
+bool flood_node_peer_hello(struct flood_node *fn, const struct flood_peer_hello *h, uint64_t now)
 {
-	if (!n->flood || !(h->features & FEATURE_FLOOD))
+	if (fn->stopped || !(h->features & FLOOD_NODE_FEATURE))
 		return true;
-	if (p->outgoing) {
-		if (p->want_neighbor)
-			make_neighbor(n, p);
+	struct link *l = link_find(fn, h->key);
+	if (l && l->neighbor)
+		return true;
+	if (h->outgoing) {
+		if (l && l->want_neighbor)
+			make_neighbor(fn, l, h, now);
 		return true;
 	}
 	/* They ask to be our neighbour. */
-	if (neighbor_count(n) >= max_nb(n)) {
-		send_peers(n, p); /* somewhere else to go */
-		pn_conn_close(p->conn, 0);
+	if (neighbor_count(fn) >= max_nb(fn) || (!l && !(l = link_new(fn, h->key)))) {
+		send_peers(fn, h->key, h->id); /* somewhere else to go */
+		fn->o.peers.close_cb(fn->o.peers.ud, h->key, 0);
 		return false;
 	}
-	make_neighbor(n, p);
+	make_neighbor(fn, l, h, now);
+	if (!l->neighbor)
+		memset(l, 0, sizeof *l); /* the core took no more */
 	return true;
 }
 
-void flood_peer_closed(struct node *n, struct peer *p)
+void flood_node_peer_closed(struct flood_node *fn, uint32_t key, uint64_t now)
 {
-	if (p->cand >= 0 && p->cand < n->ncands) {
-		struct cand *c = &n->cands[p->cand];
+	struct link *l = link_find(fn, key);
+	if (!l)
+		return;
+	if (l->cand >= 0 && l->cand < fn->ncands) {
+		struct cand *c = &fn->cands[l->cand];
 		c->busy = false;
-		if (!p->neighbor) {
+		if (!l->neighbor) {
 			c->fails++;
-			uint64_t backoff = BACKOFF_MIN_MS << (c->fails < 6 ? c->fails : 6);
-			c->next_try_ms = node_now(n) + (backoff > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff);
+			uint64_t backoff = (uint64_t)FLOOD_NODE_BACKOFF_MIN_MS << (c->fails < 6 ? c->fails : 6);
+			c->next_try_ms = now + (backoff > FLOOD_NODE_BACKOFF_MAX_MS ? FLOOD_NODE_BACKOFF_MAX_MS : backoff);
 		} else {
-			c->next_try_ms = node_now(n) + BACKOFF_MIN_MS;
+			c->next_try_ms = now + FLOOD_NODE_BACKOFF_MIN_MS;
 		}
 	}
-	if (p->neighbor) {
-		if (n->flood) /* gone already while the node stops */
-			flood_neighbor_remove(n->flood, p->key);
-		char addr[PN_ADDR_STR_MAX];
-		peer_reach_addr(p, addr);
-		int i = cand_find(n, addr);
+	if (l->neighbor) {
+		flood_neighbor_remove(fn->core, key);
+		int i = cand_find(fn, l->reach);
 		if (i >= 0)
-			n->cands[i].busy = false;
-		pn_log_info("lost neighbour %s (%u left)", addr, neighbor_count(n) - 1);
-		p->neighbor = false;
+			fn->cands[i].busy = false;
+		PN_LOGI(fn->o.log, "lost neighbour %s (%u left)", l->reach, neighbor_count(fn) - 1);
 	}
+	memset(l, 0, sizeof *l);
 }
 
-int flood_on_msg(struct node *n, struct peer *p, const struct pn_msg *m, const uint8_t *body, size_t len)
+int flood_node_on_msg(struct flood_node *fn, uint32_t key, const struct pn_msg *m, const uint8_t *body, size_t len,
+		      uint64_t now)
 {
-	if (!n->flood)
-		return PN_ENOTSUP;
-	uint64_t now = node_now(n);
+	const struct link *l = link_find(fn, key);
+	bool neighbor = l && l->neighbor;
 	switch (m->type) {
 	case PN_MSG_PEERS_REQ:
-		if (p->neighbor)
-			send_peers(n, p);
+		if (neighbor)
+			send_peers(fn, key, l->id);
 		return PN_OK;
 	case PN_MSG_PEERS: {
 		size_t off = 0;
@@ -616,12 +679,12 @@ int flood_on_msg(struct node *n, struct peer *p, const struct pn_msg *m, const u
 			char addr[PN_DIR_ADDR_MAX + 1];
 			memcpy(addr, e.addr, e.addr_len);
 			addr[e.addr_len] = 0;
-			(void)cand_add(n, addr, e.node_id);
+			(void)cand_add(fn, addr, e.node_id);
 		}
 		return PN_OK;
 	}
 	case PN_MSG_QUERY: {
-		if (!p->neighbor)
+		if (!neighbor || fn->stopped)
 			return PN_OK; /* queries travel on neighbour links only */
 		struct flood_query q;
 		memcpy(q.id, m->u.query.qid, FLOOD_QID_BYTES);
@@ -630,152 +693,179 @@ int flood_on_msg(struct node *n, struct peer *p, const struct pn_msg *m, const u
 		q.kind = m->u.query.kind;
 		q.len = m->u.query.len;
 		q.data = m->u.query.data;
-		flood_on_query(n->flood, p->key, &q, now);
-		drain(n);
+		flood_on_query(fn->core, key, &q, now);
+		drain(fn, now);
 		return PN_OK;
 	}
 	case PN_MSG_QUERY_HIT:
-		if (!p->neighbor)
+		if (!neighbor || fn->stopped)
 			return PN_OK;
-		flood_on_hit(n->flood, p->key, m->u.query_hit.qid, body + 1 + PN_QID_BYTES, len - 1 - PN_QID_BYTES, now);
-		drain(n);
+		flood_on_hit(fn->core, key, m->u.query_hit.qid, body + 1 + PN_QID_BYTES, len - 1 - PN_QID_BYTES, now);
+		drain(fn, now);
 		return PN_OK;
 	default:
 		return PN_ENOTSUP;
 	}
 }
 
-static void dial(struct node *n, int ci)
+static void dial(struct flood_node *fn, int ci, uint64_t now)
 {
-	struct cand *c = &n->cands[ci];
-	struct peer *p = node_peer_new(n, NULL, true, c->id_known ? c->id : NULL);
-	if (!p)
+	struct cand *c = &fn->cands[ci];
+	struct link *l = link_new(fn, UINT32_MAX); /* reserved until the dial says its key */
+	if (!l)
 		return;
-	p->want_neighbor = true;
-	p->cand = ci;
-	snprintf(p->addr, sizeof p->addr, "%s", c->addr);
-	struct pn_conn *conn;
-	int r = pn_net_connect(n->net, c->addr, c->id_known ? c->id : NULL, &node_peer_cbs, p, &conn);
 	c->busy = true;
-	if (r != PN_OK) {
-		/* Unlink and free the peer we just made; count the failure. */
-		engine_peer_closed(n->engine, p->key, node_now(n));
-		n->peers = p->next;
-		free(p);
+	uint32_t key = fn->o.peers.dial_cb(fn->o.peers.ud, c->addr, c->id_known ? c->id : NULL);
+	if (!key) {
+		l->key = 0;
 		c->busy = false;
 		c->fails++;
-		c->next_try_ms = node_now(n) + BACKOFF_MAX_MS;
+		c->next_try_ms = now + FLOOD_NODE_BACKOFF_MAX_MS;
 		return;
 	}
-	p->conn = conn;
+	l->key = key;
+	l->want_neighbor = true;
+	l->cand = ci;
+	memcpy(l->addr, c->addr, sizeof l->addr); /* both PN_ADDR_STR_MAX, NUL-terminated */
 }
 
-void flood_node_tick(struct node *n, uint64_t now)
+/* The candidate to dial next: not busy, due, not connected; good ones first,
+ * then the fewest failures. -1: none. */
+static int best_cand(const struct flood_node *fn, uint64_t now)
 {
-	if (!n->flood || n->stopping)
+	int best = -1;
+	for (int i = 0; i < fn->ncands; i++) {
+		const struct cand *c = &fn->cands[i];
+		if (c->busy || c->next_try_ms > now)
+			continue;
+		if (c->id_known && fn->o.peers.connected_cb && fn->o.peers.connected_cb(fn->o.peers.ud, c->id))
+			continue;
+		if (best < 0 || (c->good && !fn->cands[best].good) ||
+		    (c->good == fn->cands[best].good && c->fails < fn->cands[best].fails))
+			best = i;
+	}
+	return best;
+}
+
+void flood_node_tick(struct flood_node *fn, uint64_t now)
+{
+	if (fn->stopped)
 		return;
-	flood_tick(n->flood, now);
-	drain(n);
-	uint32_t have = neighbor_count(n), dialing = dialing_count(n);
+	flood_tick(fn->core, now);
+	drain(fn, now);
+	uint32_t have = neighbor_count(fn), dialing = dialing_count(fn);
 	/* Keep at least the minimum, dialling a few at a time, best candidates first. */
-	while (have + dialing < min_nb(n)) {
-		int best = -1;
-		for (int i = 0; i < n->ncands; i++) {
-			struct cand *c = &n->cands[i];
-			if (c->busy || c->next_try_ms > now)
-				continue;
-			if (c->id_known && node_peer_by_id(n, c->id))
-				continue;
-			if (best < 0 || (c->good && !n->cands[best].good) ||
-			    (c->good == n->cands[best].good && c->fails < n->cands[best].fails))
-				best = i;
-		}
+	while (have + dialing < min_nb(fn)) {
+		int best = best_cand(fn, now);
 		if (best < 0)
 			break;
-		dial(n, best);
+		dial(fn, best, now);
 		dialing++;
 	}
-	if (!have && !dialing && now - n->flood_warned_ms > WARN_INTERVAL_MS) {
-		n->flood_warned_ms = now;
+	if (!have && !dialing && now - fn->warned_ms > WARN_INTERVAL_MS) {
+		fn->warned_ms = now;
 		uint64_t soonest = UINT64_MAX;
-		for (int i = 0; i < n->ncands; i++)
-			if (n->cands[i].next_try_ms < soonest)
-				soonest = n->cands[i].next_try_ms;
-		if (n->ncands)
-			pn_log_warn("no reachable peer (%d known, none answering); retrying in %llu s", n->ncands,
-				    (unsigned long long)((soonest > now ? soonest - now : 0) + 999) / 1000);
+		for (int i = 0; i < fn->ncands; i++)
+			if (fn->cands[i].next_try_ms < soonest)
+				soonest = fn->cands[i].next_try_ms;
+		if (fn->ncands)
+			PN_LOGW(fn->o.log, "no reachable peer (%d known, none answering); retrying in %llu s", fn->ncands,
+				(unsigned long long)((soonest > now ? soonest - now : 0) + 999) / 1000);
 		else
-			pn_log_warn("no peer known: give --bootstrap ADDR:PORT");
+			PN_LOGW(fn->o.log, "no peer known: give --bootstrap ADDR:PORT");
 	}
-	if (have && now >= n->flood_next_peers_req_ms) {
-		n->flood_next_peers_req_ms = now + PEERS_REQ_INTERVAL_MS + node_rand(n) % 5000;
-		for (struct peer *p = n->peers; p; p = p->next)
-			if (p->neighbor) {
+	if (have && now >= fn->next_peers_req_ms) {
+		fn->next_peers_req_ms = now + PEERS_REQ_INTERVAL_MS + pn_prng_below(&fn->rng, PEERS_REQ_JITTER_MS);
+		for (int i = 0; i < FLOOD_NODE_MAX_LINKS; i++)
+			if (fn->links[i].key && fn->links[i].neighbor) {
 				struct pn_msg m = {.type = PN_MSG_PEERS_REQ};
-				(void)node_send(n, p->conn, &m);
+				send_msg(fn, fn->links[i].key, &m);
 				break;
 			}
 	}
-	if (n->peers_dirty && now >= n->flood_next_save_ms) {
-		n->flood_next_save_ms = now + SAVE_INTERVAL_MS;
-		peers_save(n);
+	if (fn->peers_dirty && now >= fn->next_save_ms) {
+		fn->next_save_ms = now + SAVE_INTERVAL_MS;
+		peers_save(fn);
 	}
 }
 
-/* When flood_node_tick next has something to do (UINT64_MAX: nothing). */
-uint64_t flood_node_next_wakeup(struct node *n, uint64_t now)
+uint64_t flood_node_next_wakeup(const struct flood_node *fn, uint64_t now)
 {
-	if (!n->flood || n->stopping)
+	if (fn->stopped)
 		return UINT64_MAX;
-	uint64_t next = flood_next_wakeup(n->flood);
-	uint32_t have = neighbor_count(n), dialing = dialing_count(n);
-	if (have + dialing < min_nb(n)) {
-		for (int i = 0; i < n->ncands; i++) {
-			struct cand *c = &n->cands[i];
-			if (c->busy || (c->id_known && node_peer_by_id(n, c->id)))
+	uint64_t next = flood_next_wakeup(fn->core);
+	uint32_t have = neighbor_count(fn), dialing = dialing_count(fn);
+	if (have + dialing < min_nb(fn)) {
+		for (int i = 0; i < fn->ncands; i++) {
+			const struct cand *c = &fn->cands[i];
+			if (c->busy || (c->id_known && fn->o.peers.connected_cb &&
+					fn->o.peers.connected_cb(fn->o.peers.ud, c->id)))
 				continue;
 			if (c->next_try_ms < next)
 				next = c->next_try_ms;
 		}
 	}
-	if (!have && !dialing && n->flood_warned_ms + WARN_INTERVAL_MS < next)
-		next = n->flood_warned_ms + WARN_INTERVAL_MS + 1;
-	if (have && n->flood_next_peers_req_ms < next)
-		next = n->flood_next_peers_req_ms;
-	if (n->peers_dirty && n->flood_next_save_ms < next)
-		next = n->flood_next_save_ms;
+	if (!have && !dialing && fn->warned_ms + WARN_INTERVAL_MS < next)
+		next = fn->warned_ms + WARN_INTERVAL_MS + 1;
+	if (have && fn->next_peers_req_ms < next)
+		next = fn->next_peers_req_ms;
+	if (fn->peers_dirty && fn->next_save_ms < next)
+		next = fn->next_save_ms;
 	return next;
 }
 
-int flood_setup(struct node *n)
+void flood_node_get_stats(const struct flood_node *fn, struct flood_node_stats *out)
 {
-	if (n->opts.discovery != PN_DISCOVERY_FLOOD)
-		return PN_OK;
-	struct flood_opts fo = {
-		.max_ttl = FLOOD_MAX_TTL,
-		.seed = n->rng ^ ((uint64_t)n->id.node_id[4] << 16),
-	};
-	n->flood = flood_new(&fo);
-	if (!n->flood)
-		return PN_ENOMEM;
-	peers_load(n);
-	for (int i = 0; i < n->opts.nbootstrap; i++)
-		(void)cand_add(n, n->opts.bootstrap[i], NULL);
-	return PN_OK;
+	out->neighbors = flood_neighbor_count(fn->core);
+	out->candidates = (size_t)fn->ncands;
+	out->lookups = fn->lookups;
+	out->core = *flood_get_stats(fn->core);
 }
 
-void flood_teardown(struct node *n)
+/* ---- life ---- */
+
+struct flood_node *flood_node_new(const struct flood_node_opts *opts)
 {
-	if (!n->flood)
-		return;
-	if (n->peers_dirty)
-		peers_save(n);
-	while (n->fqueries) {
-		struct fquery *q = n->fqueries;
-		if (q->client)
-			ctl_finish(q->client, "the node is stopping");
-		fq_free(n, q);
+	struct flood_node *fn = calloc(1, sizeof *fn);
+	if (!fn)
+		return NULL;
+	fn->o = *opts;
+	pn_prng_seed(&fn->rng, opts->seed);
+	struct flood_opts fo = {
+		.max_ttl = FLOOD_MAX_TTL,
+		.seed = pn_prng_next(&fn->rng),
+	};
+	fn->core = flood_new(&fo);
+	if (!fn->core) {
+		free(fn);
+		return NULL;
 	}
-	flood_free(n->flood);
-	n->flood = NULL;
+	peers_load(fn);
+	for (int i = 0; i < opts->nbootstrap; i++)
+		(void)cand_add(fn, opts->bootstrap[i], NULL);
+	return fn;
+}
+
+void flood_node_stop(struct flood_node *fn)
+{
+	if (fn->stopped)
+		return;
+	fn->stopped = true;
+	if (fn->peers_dirty)
+		peers_save(fn);
+	while (fn->queries) {
+		struct fquery *q = fn->queries;
+		fn->queries = q->next;
+		flood_cancel(fn->core, q->handle);
+		fq_free(q);
+	}
+}
+
+void flood_node_free(struct flood_node *fn)
+{
+	if (!fn)
+		return;
+	flood_node_stop(fn);
+	flood_free(fn->core);
+	free(fn);
 }
