@@ -51,6 +51,7 @@ struct client_args {
 	int progress; /* -1 auto, 0 off, 1 on */
 	int json_count;
 	char error[PN_CLIENT_ERROR_MAX];
+	struct pn_logger log;
 };
 
 /* Parses the options every client command shares, plus -o/-f for get.
@@ -77,6 +78,8 @@ static int parse_client(const char *cmd, const char *help, int argc, char **argv
 	 * informational lines would only repeat it. PEERNET_LOG=info shows them. */
 	if (!getenv("PEERNET_LOG"))
 		pn_log_set_level(PN_LOG_WARN);
+	a->log = cli_logger(pn_log_get_tag());
+	a->o.log = &a->log;
 	a->progress = -1;
 	a->o.error = a->error;
 	a->o.server = getenv("PEERNET_SERVER");

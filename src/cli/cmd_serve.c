@@ -25,6 +25,26 @@ static const char serve_help[] =
 	"  -v, --verbose             log every connection\n"
 	"  -h, --help                this text\n";
 
+/* The server listens: its two lines on stdout (scripts read "node-id"), then
+ * the port file. ud is the --port-file path or NULL. */
+static void serve_ready_cb(void *ud, const struct pn_server_ready *r)
+{
+	char idhex[PN_NODE_ID_STR_LEN + 1];
+	pn_node_id_format(r->node_id, idhex);
+	printf("peernet server %s listening on port %u, %zu objects (%llu bytes) in %s\n", idhex, r->port, r->objects,
+	       (unsigned long long)r->bytes, r->data_dir);
+	printf("node-id %s\n", idhex);
+	fflush(stdout);
+	const char *port_file = ud;
+	if (port_file) {
+		FILE *f = fopen(port_file, "w");
+		if (f) {
+			fprintf(f, "%u\n", r->port);
+			fclose(f);
+		}
+	}
+}
+
 int cmd_serve(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -59,7 +79,7 @@ int cmd_serve(int argc, char **argv)
 			if (!cli_parse_uint(optarg, 1, 1000000, &o.max_conns))
 				return cli_usage_err("serve", "bad --max-connections '%s'", optarg);
 			break;
-		case 'p': o.port_file = optarg; break;
+		case 'p': o.ready_ud = optarg; break;
 		case 'U':
 			if (pn_parse_rate(optarg, &o.up_rate) != 0)
 				return cli_usage_err("serve", "bad --up-rate '%s': expected bytes per second like 500K or 2M", optarg);
@@ -80,5 +100,14 @@ int cmd_serve(int argc, char **argv)
 	if (!o.data_dir)
 		return cli_usage_err("serve", "--data DIR is required");
 	pn_log_set_tag("peernet serve");
-	return pn_server_run(&o) == 0 ? PN_EXIT_OK : PN_EXIT_FAIL;
+	struct pn_logger lg = cli_logger("peernet serve");
+	char err[512] = "";
+	o.log = &lg;
+	o.ready_cb = serve_ready_cb;
+	o.err = err;
+	o.err_len = sizeof err;
+	int r = pn_server_run(&o);
+	if (r != 0 && err[0])
+		fprintf(stderr, "peernet serve: %s\n", err);
+	return r == 0 ? PN_EXIT_OK : PN_EXIT_FAIL;
 }

@@ -254,7 +254,7 @@ static int get_open_partial(struct session *s, const char *name)
 		set_err(s, "%s already exists; use --force to overwrite it", s->res->path);
 		return PN_EEXIST;
 	}
-	int r = store_partial_open(s->data_path, s->state_path, &s->cid, name, &s->part);
+	int r = store_partial_open_log(s->data_path, s->state_path, &s->cid, name, s->opts->log, &s->part);
 	if (r != PN_OK) {
 		set_err(s, "cannot write %s: %s", s->data_path,
 			r == PN_EIO && errno ? strerror(errno) : pn_strerror(r));
@@ -883,6 +883,7 @@ static int session_run(struct session *s)
 {
 	struct pn_net_opts nopts;
 	pn_net_opts_default(&nopts);
+	nopts.log = s->opts->log;
 	nopts.idle_timeout_ms = s->opts->timeout_ms ? s->opts->timeout_ms : DEFAULT_TIMEOUT_MS;
 	nopts.handshake_timeout_ms = nopts.idle_timeout_ms < PN_HANDSHAKE_TIMEOUT_MS ? nopts.idle_timeout_ms
 										: PN_HANDSHAKE_TIMEOUT_MS;
@@ -913,7 +914,7 @@ static void session_end(struct session *s)
 	for (unsigned i = 0; i < WRITE_POOL; i++)
 		free(s->jobs[i].buf);
 	if (uv_loop_close(&s->loop) != 0)
-		pn_log_debug("client loop still had handles at exit");
+		PN_LOGD(s->opts->log, "client loop still had handles at exit");
 	pn_identity_free(&s->id);
 	free(s->out);
 	engine_free(s->engine);

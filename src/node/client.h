@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "peernet.h"
+#include "util/log.h"
 
 #define PN_CLIENT_ERROR_MAX 1024
 
@@ -20,6 +21,7 @@ struct pn_client_opts {
 	bool progress;             /* draw a progress bar on stderr */
 	uint32_t window;           /* chunk requests in flight; 0: default */
 	uint32_t timeout_ms;       /* no answer for this long: fail; 0: default */
+	const struct pn_logger *log; /* the connection's and the partial file's lines; NULL: none */
 };
 
 struct pn_get_result {

@@ -1,6 +1,7 @@
 /* The client-server model's server. See server.h and docs/PROTOCOL.md. */
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,7 @@ struct server {
 	uint64_t conns_total;
 	struct client *clients;
 	int stop_signal;
+	const struct pn_logger *log;
 };
 
 struct client {
@@ -86,7 +88,7 @@ static void send_chunk(struct server *srv, struct client *cl, const struct engin
 	const struct store_object *o = store_get(srv->store, &a->cid);
 	int r = o ? store_read_chunk(srv->store, o, a->index, data, &len) : PN_ENOTFOUND;
 	if (r != PN_OK) {
-		pn_log_error("reading chunk %u: %s", a->index, pn_strerror(r));
+		PN_LOGE(srv->log, "reading chunk %u: %s", a->index, pn_strerror(r));
 		(void)pn_conn_send_error(cl->conn, a->req_id, PN_WERR_INTERNAL, "server failed to read the content");
 		engine_chunk_sent(srv->engine, cl->key, &a->cid, a->index, 0, false, pn_conn_congested(cl->conn),
 				  uv_now(srv->loop));
@@ -116,7 +118,7 @@ static void server_pump(struct server *srv)
 			send_chunk(srv, cl, &a);
 			break;
 		case ENGINE_CLOSE:
-			pn_log_info("%s: connection closed: %s", pn_conn_peer_addr(cl->conn), a.why ? a.why : pn_strerror(a.err));
+			PN_LOGI(srv->log, "%s: connection closed: %s", pn_conn_peer_addr(cl->conn), a.why ? a.why : pn_strerror(a.err));
 			pn_conn_close(cl->conn, a.err);
 			break;
 		case ENGINE_PEER_READY:
@@ -124,7 +126,7 @@ static void server_pump(struct server *srv)
 			pn_conn_set_max_frame(cl->conn, PN_FRAME_MAX);
 			break;
 		case ENGINE_PEER_ERROR:
-			pn_log_debug("%s: error %u from client", pn_conn_peer_addr(cl->conn), a.code);
+			PN_LOGD(srv->log, "%s: error %u from client", pn_conn_peer_addr(cl->conn), a.code);
 			break;
 		default: /* a server downloads nothing: no other action comes */
 			break;
@@ -231,7 +233,7 @@ static int on_put_begin(struct pn_conn *c, struct server *srv, struct client *cl
 		return send_put_status(c, srv, q->req_id, &q->cid, NULL);
 	}
 	if (r != PN_OK) {
-		pn_log_error("%s: cannot start upload of %s: %s", pn_conn_peer_addr(c), name, pn_strerror(r));
+		PN_LOGE(srv->log, "%s: cannot start upload of %s: %s", pn_conn_peer_addr(c), name, pn_strerror(r));
 		return pn_conn_send_error(c, q->req_id, r == PN_ENOSPC ? PN_WERR_INTERNAL : PN_WERR_INTERNAL,
 				  r == PN_ENOSPC ? "server disk full" : "server cannot store the upload");
 	}
@@ -259,7 +261,7 @@ static int on_put_hashes(struct pn_conn *c, struct server *srv, struct client *c
 		return PN_OK;
 	int r = store_partial_add_hashes(cl->put, q->first, q->count, q->hashes);
 	if (r == PN_ECORRUPT) {
-		pn_log_info("%s: uploaded hash list does not match its content ID, closing", pn_conn_peer_addr(c));
+		PN_LOGI(srv->log, "%s: uploaded hash list does not match its content ID, closing", pn_conn_peer_addr(c));
 		pn_conn_send_error(c, q->req_id, PN_WERR_CORRUPT, "hash list does not match the content ID");
 		return PN_ECORRUPT;
 	}
@@ -280,12 +282,12 @@ static int on_put_chunk(struct pn_conn *c, struct server *srv, struct client *cl
 		return PN_OK;
 	int r = store_partial_write_chunk(cl->put, q->index, q->data, q->len);
 	if (r == PN_ECORRUPT) {
-		pn_log_info("%s: uploaded chunk %u does not match its hash, closing", pn_conn_peer_addr(c), q->index);
+		PN_LOGI(srv->log, "%s: uploaded chunk %u does not match its hash, closing", pn_conn_peer_addr(c), q->index);
 		pn_conn_send_error(c, q->req_id, PN_WERR_CORRUPT, "chunk does not match its hash");
 		return PN_ECORRUPT;
 	}
 	if (r != PN_OK) {
-		pn_log_error("writing upload chunk: %s", pn_strerror(r));
+		PN_LOGE(srv->log, "writing upload chunk: %s", pn_strerror(r));
 		pn_conn_send_error(c, q->req_id, PN_WERR_INTERNAL,
 			   r == PN_ENOSPC ? "server disk full" : "server failed to write the upload");
 		return r;
@@ -318,7 +320,7 @@ static int on_put_end(struct pn_conn *c, struct server *srv, struct client *cl, 
 		cl->put_cost = 0;
 		char id[PN_CID_STR_LEN + 1];
 		pn_cid_format(&q->cid, id);
-		pn_log_info("stored %s  %s (%llu bytes) from %s", id, o ? o->name : "?",
+		PN_LOGI(srv->log, "stored %s  %s (%llu bytes) from %s", id, o ? o->name : "?",
 			    (unsigned long long)q->cid.size, pn_conn_peer_addr(c));
 		return pn_conn_send_msg(c, &m);
 	}
@@ -326,7 +328,7 @@ static int on_put_end(struct pn_conn *c, struct server *srv, struct client *cl, 
 		put_release(cl);
 		return pn_conn_send_msg(c, &m);
 	}
-	pn_log_error("finishing upload: %s", pn_strerror(r));
+	PN_LOGE(srv->log, "finishing upload: %s", pn_strerror(r));
 	return pn_conn_send_error(c, q->req_id, PN_WERR_INTERNAL,
 			  r == PN_ENOSPC ? "server disk full" : "server failed to store the upload");
 }
@@ -338,7 +340,7 @@ static int frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
 	struct pn_msg m;
 	int r = pn_msg_decode(body, len, &m);
 	if (r != PN_OK) {
-		pn_log_info("%s: malformed message (type 0x%02x, %zu bytes), closing", pn_conn_peer_addr(c),
+		PN_LOGI(srv->log, "%s: malformed message (type 0x%02x, %zu bytes), closing", pn_conn_peer_addr(c),
 			    len ? body[0] : 0, len);
 		pn_conn_send_error(c, 0, PN_WERR_PROTOCOL, "malformed message");
 		return PN_EPROTO;
@@ -356,10 +358,10 @@ static int frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
 	}
 	r = engine_on_msg(srv->engine, cl->key, &m, uv_now(srv->loop));
 	if (r == PN_ENOTSUP) {
-		pn_log_info("%s: unexpected message type 0x%02x, closing", pn_conn_peer_addr(c), m.type);
+		PN_LOGI(srv->log, "%s: unexpected message type 0x%02x, closing", pn_conn_peer_addr(c), m.type);
 		pn_conn_send_error(c, 0, PN_WERR_PROTOCOL, "unexpected message");
 	} else if (r == PN_EPROTO && !cl->hello) {
-		pn_log_info("%s: first message is not a HELLO this server accepts, closing", pn_conn_peer_addr(c));
+		PN_LOGI(srv->log, "%s: first message is not a HELLO this server accepts, closing", pn_conn_peer_addr(c));
 	}
 	server_pump(srv);
 	return r == PN_ENOTSUP ? PN_EPROTO : r;
@@ -385,12 +387,12 @@ static void close_cb(struct pn_conn *c, int err)
 	if (!cl)
 		return;
 	/* Protocol and TLS faults were logged where they were found; log the rest here, once. */
-	if (err == PN_ETIMEDOUT || err == PN_EIO || err == PN_ENOMEM || err == PN_ELIMIT)
-		pn_log_info("%s: connection closed: %s", pn_conn_peer_addr(c), pn_strerror(err));
-	else
-		pn_log_debug("%s: connection closed: %s", pn_conn_peer_addr(c), err ? pn_strerror(err) : "by peer");
-	put_release(cl);
 	struct server *srv = cl->srv;
+	if (err == PN_ETIMEDOUT || err == PN_EIO || err == PN_ENOMEM || err == PN_ELIMIT)
+		PN_LOGI(srv->log, "%s: connection closed: %s", pn_conn_peer_addr(c), pn_strerror(err));
+	else
+		PN_LOGD(srv->log, "%s: connection closed: %s", pn_conn_peer_addr(c), err ? pn_strerror(err) : "by peer");
+	put_release(cl);
 	engine_peer_closed(srv->engine, cl->key, uv_now(srv->loop));
 	struct client **pp = &srv->clients;
 	while (*pp && *pp != cl)
@@ -427,7 +429,7 @@ static const struct pn_conn_cbs *accept_cb(struct pn_net *net, struct pn_conn *c
 	srv->conns_total++;
 	pn_conn_set_data(c, cl);
 	pn_conn_set_max_frame(c, ENGINE_HELLO_MAX_BODY);
-	pn_log_debug("%s: connected", pn_conn_peer_addr(c));
+	PN_LOGD(srv->log, "%s: connected", pn_conn_peer_addr(c));
 	return &server_cbs;
 }
 
@@ -435,7 +437,7 @@ static void signal_cb(uv_signal_t *s, int signum)
 {
 	struct server *srv = s->data;
 	srv->stop_signal = signum;
-	pn_log_info("signal %d: stopping", signum);
+	PN_LOGI(srv->log, "signal %d: stopping", signum);
 	uv_signal_stop(&srv->sig_int);
 	uv_signal_stop(&srv->sig_term);
 	uv_close((uv_handle_t *)&srv->sig_int, NULL);
@@ -443,10 +445,23 @@ static void signal_cb(uv_signal_t *s, int signum)
 	pn_net_close(srv->net);
 }
 
+static void seterr(const struct pn_server_opts *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void seterr(const struct pn_server_opts *o, const char *fmt, ...)
+{
+	if (!o->err || !o->err_len)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(o->err, o->err_len, fmt, ap);
+	va_end(ap);
+}
+
 int pn_server_run(const struct pn_server_opts *opts)
 {
-	struct server srv = {0};
+	struct server srv = {.log = opts->log};
 	int r;
+	if (opts->err && opts->err_len)
+		opts->err[0] = '\0';
 	signal(SIGPIPE, SIG_IGN);
 	srv.loop = uv_default_loop();
 	srv.out_cap = PN_FRAME_HDR + PN_FRAME_MAX;
@@ -455,17 +470,17 @@ int pn_server_run(const struct pn_server_opts *opts)
 		return PN_ENOMEM;
 	r = pn_identity_load_or_create(opts->data_dir, &srv.id);
 	if (r != PN_OK) {
-		fprintf(stderr, "peernet serve: cannot load or create the identity in %s: %s\n", opts->data_dir,
-			pn_strerror(r));
+		seterr(opts, "cannot load or create the identity in %s: %s", opts->data_dir, pn_strerror(r));
 		goto out_buf;
 	}
-	r = store_open(opts->data_dir, &srv.store);
+	r = store_open_log(opts->data_dir, srv.log, &srv.store);
 	if (r != PN_OK) {
-		fprintf(stderr, "peernet serve: cannot open the store in %s: %s\n", opts->data_dir, pn_strerror(r));
+		seterr(opts, "cannot open the store in %s: %s", opts->data_dir, pn_strerror(r));
 		goto out_id;
 	}
 	struct pn_net_opts nopts;
 	pn_net_opts_default(&nopts);
+	nopts.log = srv.log;
 	if (opts->handshake_timeout_ms)
 		nopts.handshake_timeout_ms = opts->handshake_timeout_ms;
 	if (opts->idle_timeout_ms) {
@@ -485,7 +500,7 @@ int pn_server_run(const struct pn_server_opts *opts)
 	}
 	r = pn_net_new(srv.loop, &srv.id, &nopts, &srv.net);
 	if (r != PN_OK) {
-		fprintf(stderr, "peernet serve: cannot set up TLS: %s\n", pn_strerror(r));
+		seterr(opts, "cannot set up TLS: %s", pn_strerror(r));
 		goto out_store;
 	}
 	pn_net_set_data(srv.net, &srv);
@@ -493,7 +508,7 @@ int pn_server_run(const struct pn_server_opts *opts)
 	uint16_t port = 0;
 	r = pn_net_listen(srv.net, opts->listen, accept_cb, &port);
 	if (r != PN_OK) {
-		fprintf(stderr, "peernet serve: cannot listen on %s: %s%s\n", opts->listen,
+		seterr(opts, "cannot listen on %s: %s%s", opts->listen,
 			r == PN_EEXIST ? "address already in use" : pn_strerror(r),
 			r == PN_EINVAL ? " (expected HOST:PORT)" : "");
 		pn_net_close(srv.net);
@@ -506,21 +521,14 @@ int pn_server_run(const struct pn_server_opts *opts)
 	uv_signal_start(&srv.sig_int, signal_cb, SIGINT);
 	uv_signal_start(&srv.sig_term, signal_cb, SIGTERM);
 
-	char idhex[PN_NODE_ID_STR_LEN + 1];
-	pn_node_id_format(srv.id.node_id, idhex);
-	printf("peernet server %s listening on port %u, %zu objects (%llu bytes) in %s\n", idhex, port,
-	       store_count(srv.store), (unsigned long long)store_total_bytes(srv.store), opts->data_dir);
-	printf("node-id %s\n", idhex);
-	fflush(stdout);
-	if (opts->port_file) {
-		FILE *f = fopen(opts->port_file, "w");
-		if (f) {
-			fprintf(f, "%u\n", port);
-			fclose(f);
-		}
+	if (opts->ready_cb) {
+		struct pn_server_ready rd = {.port = port, .objects = store_count(srv.store),
+					     .bytes = store_total_bytes(srv.store), .data_dir = opts->data_dir};
+		memcpy(rd.node_id, srv.id.node_id, PN_ID_BYTES);
+		opts->ready_cb(opts->ready_ud, &rd);
 	}
 	uv_run(srv.loop, UV_RUN_DEFAULT);
-	pn_log_info("stopped after %llu connections, %llu bytes served", (unsigned long long)srv.conns_total,
+	PN_LOGI(srv.log, "stopped after %llu connections, %llu bytes served", (unsigned long long)srv.conns_total,
 		    (unsigned long long)srv.bytes_served);
 	r = PN_OK;
 out_store:
