@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli/cli.h"
+#include "crypto/crypto.h"
 #include "node/server.h"
 #include "util/log.h"
 #include "util/ratelimit.h"

@@ -634,13 +634,7 @@ static void seed_servers_tick(struct node *n, uint64_t now)
 static bool store_lookup_cb(void *ud, const struct pn_cid *cid, struct engine_content *out)
 {
 	struct node *n = ud;
-	const struct store_object *o = store_get(n->store, cid);
-	if (!o)
-		return false;
-	out->name = o->name;
-	out->hashes = o->hashes;
-	out->bitmap = NULL;
-	return true;
+	return engine_store_lookup(n->store, cid, out);
 }
 
 /* ------------------------------------------------------------ what discovery reports */

@@ -137,13 +137,7 @@ static void server_pump(struct server *srv)
 static bool store_lookup_cb(void *ud, const struct pn_cid *cid, struct engine_content *out)
 {
 	struct server *srv = ud;
-	const struct store_object *o = store_get(srv->store, cid);
-	if (!o)
-		return false;
-	out->name = o->name;
-	out->hashes = o->hashes;
-	out->bitmap = NULL;
-	return true;
+	return engine_store_lookup(srv->store, cid, out);
 }
 
 static const struct engine_store_ops server_store_ops = {.lookup = store_lookup_cb};

@@ -1398,6 +1398,17 @@ bool engine_next_action(struct engine *e, struct engine_action *out)
 	return eng__pump_uploads(e, out);
 }
 
+bool engine_store_lookup(const struct store *s, const struct pn_cid *cid, struct engine_content *out)
+{
+	const struct store_object *o = store_get(s, cid);
+	if (!o)
+		return false;
+	out->name = o->name;
+	out->hashes = o->hashes;
+	out->bitmap = NULL;
+	return true;
+}
+
 /* ------------------------------------------------------------ life */
 
 struct engine *engine_new(const struct engine_opts *opts, uint64_t now)

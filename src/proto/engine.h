@@ -72,6 +72,11 @@ struct engine_store_ops {
 	uint64_t (*backlog)(void *ud);
 };
 
+struct store;
+/* A lookup for engine_store_ops over a content store (src/store): its
+ * complete objects, by name and hash list. */
+bool engine_store_lookup(const struct store *s, const struct pn_cid *cid, struct engine_content *out);
+
 struct engine_opts {
 	enum engine_role role;
 	uint8_t self_id[PN_ID_BYTES];

@@ -5,18 +5,8 @@ import json
 import os
 
 from conftest import BIN, FAST_BIN, make_file, run, sha256_file
-from p2p import MiB, Net
-from test_p2p import finish_get, start_get
-
-import pytest
-
-
-@pytest.fixture
-def net(workdir):
-    n = Net(workdir)
-    yield n
-    failures = n.close()
-    assert not failures, "\n".join(failures)
+from p2p import MiB
+from test_p2p import finish_get, net, start_get  # noqa: F401 (net is a fixture)
 
 
 def put(server, path):
