@@ -71,7 +71,7 @@ static void usage(FILE *f)
 		   "                 [--down RATE] [--lat-us MIN[-MAX]] [--arrive-ms T] [--leave-frac P]\n"
 		   "                 [--slow-frac P] [--slow-div D] [--malicious M] [--seed S] [--runs R]\n"
 		   "                 [--max-time-s T] [--refind-ms EARLY,LATER] [--timer-min-ms T]\n"
-		   "                 [--upload-slots K] [--inflight K] [--no-super-seed] [--diag]\n"
+		   "                 [--upload-slots K] [--inflight K] [--no-super-seed] [--diag] [--check]\n"
 		   "                 [--progress] [--trace FILE]\n"
 		   "scenarios:");
 	for (size_t i = 0; i < NSCENARIOS; i++)
@@ -191,7 +191,7 @@ int main(int argc, char **argv)
 	const struct scenario *sc = NULL;
 	struct swarm_sim_params base;
 	uint32_t sizes[MAX_SIZES], nsizes = 0;
-	bool lat_set = false, diag = false;
+	bool lat_set = false, diag = false, check = false;
 	uint32_t runs = 1;
 	uint64_t v;
 	double d;
@@ -209,6 +209,8 @@ int main(int argc, char **argv)
 			return 0;
 		} else if (!strcmp(a, "--diag")) {
 			diag = true;
+		} else if (!strcmp(a, "--check")) {
+			check = true;
 			continue;
 		} else if (!strcmp(a, "--no-super-seed")) {
 			base.no_super_seed = true;
@@ -313,6 +315,7 @@ int main(int argc, char **argv)
 		base.arrive_ms = sc->arrive_ms;
 	base.seed_leaves = sc->seed_leaves;
 	base.diag = diag ? stderr : NULL;
+	base.check = check;
 
 	uint64_t F = base.file_size ? base.file_size : 8u * 1024 * 1024;
 	printf("#### swarm-sim %s: %s\n\n", sc->name, sc->what);

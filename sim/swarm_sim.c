@@ -867,6 +867,9 @@ static void drain(struct ssim *s, uint32_t node)
 			oddity(s, node, "unknown action", a.type);
 		}
 	}
+	const char *bad = s->p.check && n->e ? engine_check(n->e) : NULL;
+	if (bad)
+		oddity(s, node, bad, 0);
 }
 
 /* Arms the node's engine timer at engine_next_wakeup (a stale earlier event

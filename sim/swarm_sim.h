@@ -61,6 +61,8 @@ struct swarm_sim_params {
 	uint64_t max_events;       /* default 4e9 */
 	uint64_t stall_stop_ms;    /* stop when no chunk was written for this long; default 120 s */
 	uint64_t seed;
+	bool check;                /* recount each engine's totals after it acts (engine_check);
+				    * a disagreement counts as an engine oddity. O(peers) each */
 	FILE *diag;                /* a stall or an engine misstep is described here; NULL: quiet */
 	FILE *progress;            /* a line per virtual second; NULL: none */
 	FILE *trace;               /* every engine action and connection event, one line each; NULL: none */

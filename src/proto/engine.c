@@ -63,10 +63,8 @@ static struct engine_action *push(struct engine *e, enum engine_action_type type
 
 static struct peer *peer_get(const struct engine *e, uint32_t k)
 {
-	for (uint32_t i = 0; i < e->npeers; i++)
-		if (e->peers[i]->key == k)
-			return e->peers[i];
-	return NULL;
+	uint32_t i;
+	return pn_u32map_get(&e->peer_at, k, &i) ? e->peers[i] : NULL;
 }
 
 static struct download *dl_get(const struct engine *e, const struct pn_cid *cid)
@@ -291,7 +289,7 @@ static void update_their_interest(struct engine *e, struct peer *p)
 			struct pn_msg m = {.type = PN_MSG_CHOKE};
 			send_msg(e, p, &m, NULL);
 			p->am_choking = true;
-			p->upq_len = 0;
+			eng__upq_clear(e, p);
 		}
 	}
 	if (p->in_choker)
@@ -610,7 +608,9 @@ static int on_bitfield(struct engine *e, struct peer *p, const struct pn_msg_bit
 			swarm_peer_bitfield(d->swarm, p->key, pc->bitmap, e->now);
 		else
 			swarm_join(e, d, p, pc);
-		update_our_interest(e, d);
+		/* Only p's holdings changed, so only our interest in p can. */
+		if (pc->in_swarm)
+			set_we_want(e, p, pc, swarm_peer_wanted(d->swarm, p->key) > 0);
 	} else {
 		dl_try_meta_and_hashes(e, d, p, pc);
 	}
@@ -728,6 +728,7 @@ static int on_chunk_req(struct engine *e, struct peer *p, const struct pn_msg_re
 		p->upq_cap = cap;
 	}
 	struct upreq *u = &p->upq[(p->upq_head + p->upq_len++) % p->upq_cap];
+	e->upq_total++;
 	u->cid = q->cid;
 	u->index = q->index;
 	u->req_id = q->req_id;
@@ -744,6 +745,7 @@ static void on_cancel(struct engine *e, struct peer *p, const struct pn_msg_ref 
 		for (uint32_t j = k; j + 1 < p->upq_len; j++)
 			p->upq[(p->upq_head + j) % p->upq_cap] = p->upq[(p->upq_head + j + 1) % p->upq_cap];
 		p->upq_len--;
+		e->upq_total--;
 		e->st.cancels_honoured++;
 		return;
 	}
@@ -957,6 +959,10 @@ int engine_peer_add(struct engine *e, uint32_t k, bool outgoing, const uint8_t *
 	struct peer *p = calloc(1, sizeof *p);
 	if (!p)
 		return PN_ENOMEM;
+	if (pn_u32map_put(&e->peer_at, k, e->npeers) != 0) {
+		free(p);
+		return PN_ENOMEM;
+	}
 	p->key = k;
 	p->outgoing = outgoing;
 	p->writable = true;
@@ -997,12 +1003,13 @@ void engine_peer_closed(struct engine *e, uint32_t k, uint64_t now)
 {
 	begin_input(e, now);
 	uint32_t i;
-	for (i = 0; i < e->npeers && e->peers[i]->key != k; i++)
-		;
-	if (i == e->npeers)
+	if (!pn_u32map_get(&e->peer_at, k, &i))
 		return;
 	struct peer *p = e->peers[i];
 	e->peers[i] = e->peers[--e->npeers];
+	pn_u32map_del(&e->peer_at, k);
+	if (i < e->npeers) /* the last peer moved to i: replacing its entry cannot fail */
+		(void)pn_u32map_put(&e->peer_at, e->peers[i]->key, i);
 	for (struct download *d = e->downloads; d; d = d->next) {
 		struct pcid *pc = eng__pcid_get(p, &d->cid, false);
 		if (d->swarm && pc && pc->in_swarm)
@@ -1028,6 +1035,8 @@ void engine_peer_closed(struct engine *e, uint32_t k, uint64_t now)
 		free(p->cids[j].revealed);
 	}
 	free(p->cids);
+	eng__upq_clear(e, p);
+	eng__set_writable(e, p, true);
 	free(p->upq);
 	free(p);
 	/* Others may now take over the hash list. */
@@ -1053,7 +1062,7 @@ void engine_peer_writable(struct engine *e, uint32_t k, uint64_t now)
 	begin_input(e, now);
 	struct peer *p = peer_get(e, k);
 	if (p)
-		p->writable = true;
+		eng__set_writable(e, p, true);
 }
 
 void engine_chunk_sent(struct engine *e, uint32_t k, const struct pn_cid *cid, uint32_t index, uint32_t len, bool ok,
@@ -1064,7 +1073,7 @@ void engine_chunk_sent(struct engine *e, uint32_t k, const struct pn_cid *cid, u
 	if (!p)
 		return;
 	if (congested)
-		p->writable = false;
+		eng__set_writable(e, p, false);
 	if (!ok)
 		return;
 	p->bytes_to += len;
@@ -1334,7 +1343,7 @@ static bool pump_choker(struct engine *e, struct engine_action *out)
 			continue;
 		p->am_choking = ca.type == CHOKER_CHOKE;
 		if (p->am_choking)
-			p->upq_len = 0; /* a choke discards what was asked, as the peer knows */
+			eng__upq_clear(e, p); /* a choke discards what was asked, as the peer knows */
 		memset(out, 0, sizeof *out);
 		out->type = ENGINE_SEND;
 		out->peer = p->key;
@@ -1470,8 +1479,31 @@ void engine_free(struct engine *e)
 	free(e->popped_owned);
 	free(e->queue);
 	free(e->peers);
+	pn_u32map_free(&e->peer_at);
 	choker_free(e->choker);
 	free(e);
+}
+
+const char *engine_check(const struct engine *e)
+{
+	uint32_t queued = 0, blocked = 0;
+	for (uint32_t i = 0; i < e->npeers; i++) {
+		const struct peer *p = e->peers[i];
+		uint32_t at;
+		if (!pn_u32map_get(&e->peer_at, p->key, &at) || at != i)
+			return "a peer is missing from the key index";
+		if (p->upq_len > p->upq_cap)
+			return "an upload queue is longer than its storage";
+		queued += p->upq_len;
+		blocked += !p->writable;
+	}
+	if (e->peer_at.n != e->npeers)
+		return "the key index holds peers that are gone";
+	if (queued != e->upq_total)
+		return "the queued-request total disagrees with the queues";
+	if (blocked != e->nblocked)
+		return "the blocked-peer count disagrees with the peers";
+	return NULL;
 }
 
 bool engine_peer_info(const struct engine *e, uint32_t k, struct engine_peer_info *out)

@@ -238,6 +238,11 @@ bool engine_next_action(struct engine *e, struct engine_action *out);
 
 bool engine_peer_info(const struct engine *e, uint32_t k, struct engine_peer_info *out);
 void engine_stats(const struct engine *e, struct engine_stats *out);
+
+/* Recounts what the engine keeps as running totals and indexes (queued
+ * requests, blocked peers, the key index) and checks them: NULL when all
+ * agree, else what is wrong. For tests and the simulator; O(peers). */
+const char *engine_check(const struct engine *e);
 bool engine_is_banned(const struct engine *e, const uint8_t id[PN_ID_BYTES]);
 
 #endif

@@ -15,6 +15,7 @@
 #include "proto/choker.h"
 #include "proto/prng.h"
 #include "proto/swarm.h"
+#include "util/u32map.h"
 
 struct pcid {                    /* what one connection knows of one content */
 	struct pn_cid cid;
@@ -96,6 +97,9 @@ struct engine {
 	struct choker *choker;
 	struct peer **peers;
 	uint32_t npeers, peers_cap;
+	struct pn_u32map peer_at;  /* peer key -> index in peers */
+	uint32_t upq_total;        /* chunk requests queued over all peers */
+	uint32_t nblocked;         /* peers not writable */
 	uint32_t pump_cursor;    /* round-robin start of the upload pump */
 	struct download *downloads;
 	uint32_t ndownloads;
@@ -151,5 +155,24 @@ void eng__seed_on_have(struct engine *e, struct peer *p, struct pcid *pc, uint32
 void eng__seed_top_up(struct engine *e, const struct pn_cid *cid);
 /* One queued chunk request as a SEND_CHUNK action; false when none may go now. */
 bool eng__pump_uploads(struct engine *e, struct engine_action *out);
+
+/* Every change of a peer's queue length or writability goes through these,
+ * so the engine's totals stay exact and idle checks cost nothing. */
+static inline void eng__upq_clear(struct engine *e, struct peer *p)
+{
+	e->upq_total -= p->upq_len;
+	p->upq_len = 0;
+}
+
+static inline void eng__set_writable(struct engine *e, struct peer *p, bool writable)
+{
+	if (p->writable == writable)
+		return;
+	p->writable = writable;
+	if (writable)
+		e->nblocked--;
+	else
+		e->nblocked++;
+}
 
 #endif

@@ -37,9 +37,8 @@ static struct seed *seed_get(struct engine *e, const struct pn_cid *cid)
  * less than a chunk still queued behind the upload cap. */
 static bool uplink_idle(const struct engine *e)
 {
-	for (uint32_t i = 0; i < e->npeers; i++)
-		if (e->peers[i]->upq_len || !e->peers[i]->writable)
-			return false;
+	if (e->upq_total || e->nblocked)
+		return false;
 	if (e->o.store && e->o.store->backlog && e->o.store->backlog(e->o.store_ud) >= PN_CHUNK_SIZE)
 		return false;
 	return true;
@@ -158,6 +157,8 @@ static bool backlog_full(const struct engine *e)
 
 bool engine_uploads_waiting(const struct engine *e)
 {
+	if (!e->upq_total)
+		return false;
 	for (uint32_t i = 0; i < e->npeers; i++) {
 		const struct peer *p = e->peers[i];
 		if (p->upq_len && p->writable && !p->closing && !(serves_p2p(e) && p->am_choking))
@@ -197,7 +198,7 @@ static bool can_upload_to(const struct engine *e, const struct peer *p)
  * at a super-seeding source, chunks never sent before go first. */
 bool eng__pump_uploads(struct engine *e, struct engine_action *out)
 {
-	if (backlog_full(e))
+	if (!e->upq_total || backlog_full(e))
 		return false;
 	int at = -1;
 	uint32_t n, i = 0;
@@ -218,6 +219,7 @@ bool eng__pump_uploads(struct engine *e, struct engine_action *out)
 			p->upq[(p->upq_head + j) % p->upq_cap] = p->upq[(p->upq_head + j - 1) % p->upq_cap];
 		p->upq_head = (p->upq_head + 1) % p->upq_cap;
 		p->upq_len--;
+		e->upq_total--;
 		e->pump_cursor = (i + 1) % e->npeers;
 		struct seed *s = seed_find(e, &u.cid);
 		if (s)

@@ -18,6 +18,7 @@
 #include "peernet.h"
 #include "proto/prng.h"
 #include "proto/swarm.h"
+#include "util/u32map.h"
 
 #define SWARM_DEFAULT_INFLIGHT 8
 #define SWARM_MAX_INFLIGHT 128       /* clamp of opts.per_peer_inflight */
@@ -71,6 +72,8 @@ struct swarm {
 
 	struct swarm_peer peers[SWARM_MAX_PEERS];
 	uint32_t npeers;
+	uint32_t hi;           /* one past the highest used slot: loops stop there */
+	struct pn_u32map slot_of; /* peer key -> slot */
 	uint32_t cursor;       /* round-robin start of the next fill */
 
 	uint32_t *banned;
@@ -177,10 +180,16 @@ static void see_time(struct swarm *s, uint64_t now)
 
 static struct swarm_peer *peer_find(struct swarm *s, uint32_t key)
 {
-	for (uint32_t i = 0; i < SWARM_MAX_PEERS; i++)
-		if (s->peers[i].used && s->peers[i].key == key)
-			return &s->peers[i];
-	return NULL;
+	uint32_t slot;
+
+	return pn_u32map_get(&s->slot_of, key, &slot) ? &s->peers[slot] : NULL;
+}
+
+static const struct swarm_peer *peer_lookup(const struct swarm *s, uint32_t key)
+{
+	uint32_t slot;
+
+	return pn_u32map_get(&s->slot_of, key, &slot) ? &s->peers[slot] : NULL;
 }
 
 static int req_find(const struct swarm_peer *p, uint32_t index)
@@ -308,10 +317,13 @@ static void peer_detach(struct swarm *s, struct swarm_peer *p)
 	peer_release_reqs(s, p);
 	peer_set_bits(s, p, NULL);
 	queue_purge(s, p->key);
+	pn_u32map_del(&s->slot_of, p->key);
 	free(p->bits);
 	free(p->reqs);
 	memset(p, 0, sizeof(*p));
 	s->npeers--;
+	while (s->hi > 0 && !s->peers[s->hi - 1].used)
+		s->hi--;
 }
 
 struct swarm *swarm_new(const struct swarm_opts *opts, const uint8_t *have)
@@ -385,6 +397,7 @@ void swarm_free(struct swarm *s)
 	free(s->pos);
 	free(s->banned);
 	free(s->queue);
+	pn_u32map_free(&s->slot_of);
 	free(s);
 }
 
@@ -398,13 +411,15 @@ int swarm_peer_add(struct swarm *s, uint32_t peer, const uint8_t *bitmap, uint64
 	if (s->npeers >= SWARM_MAX_PEERS)
 		return PN_ELIMIT;
 	struct swarm_peer *p = NULL;
+	uint32_t slot = 0;
 
-	for (uint32_t i = 0; i < SWARM_MAX_PEERS && !p; i++)
-		if (!s->peers[i].used)
-			p = &s->peers[i];
+	for (; slot < SWARM_MAX_PEERS && !p; slot++)
+		if (!s->peers[slot].used)
+			p = &s->peers[slot];
+	slot--;
 	p->bits = calloc(s->nbytes, 1);
 	p->reqs = calloc(s->inflight, sizeof(*p->reqs));
-	if (!p->bits || !p->reqs) {
+	if (!p->bits || !p->reqs || pn_u32map_put(&s->slot_of, peer, slot) != 0) {
 		free(p->bits);
 		free(p->reqs);
 		p->bits = NULL;
@@ -416,6 +431,8 @@ int swarm_peer_add(struct swarm *s, uint32_t peer, const uint8_t *bitmap, uint64
 	p->choked = true;
 	p->limit = p->max = s->inflight;
 	s->npeers++;
+	if (slot + 1 > s->hi)
+		s->hi = slot + 1;
 	if (bitmap)
 		peer_set_bits(s, p, bitmap);
 	return 0;
@@ -479,10 +496,9 @@ void swarm_peer_set_max(struct swarm *s, uint32_t peer, uint32_t max)
 
 bool swarm_requested(const struct swarm *s, uint32_t peer, uint32_t index)
 {
-	for (uint32_t i = 0; i < SWARM_MAX_PEERS; i++)
-		if (s->peers[i].used && s->peers[i].key == peer)
-			return index < s->nchunks && req_find(&s->peers[i], index) >= 0;
-	return false;
+	const struct swarm_peer *p = peer_lookup(s, peer);
+
+	return p && index < s->nchunks && req_find(p, index) >= 0;
 }
 
 bool swarm_peer_banned(const struct swarm *s, uint32_t peer)
@@ -492,16 +508,15 @@ bool swarm_peer_banned(const struct swarm *s, uint32_t peer)
 
 uint32_t swarm_peer_wanted(const struct swarm *s, uint32_t peer)
 {
-	for (uint32_t i = 0; i < SWARM_MAX_PEERS; i++)
-		if (s->peers[i].used && s->peers[i].key == peer)
-			return s->peers[i].wanted;
-	return 0;
+	const struct swarm_peer *p = peer_lookup(s, peer);
+
+	return p ? p->wanted : 0;
 }
 
 /* Removes every other request for a chunk that just arrived; live ones get a CANCEL. */
 static void cancel_others(struct swarm *s, uint32_t index)
 {
-	for (uint32_t i = 0; i < SWARM_MAX_PEERS && s->outstanding[index] > 0; i++) {
+	for (uint32_t i = 0; i < s->hi && s->outstanding[index] > 0; i++) {
 		struct swarm_peer *q = &s->peers[i];
 		int j;
 
@@ -543,7 +558,7 @@ bool swarm_chunk_received(struct swarm *s, uint32_t peer, uint32_t index, bool o
 		s->unrequested--;
 	s->active[index] = 0; /* the other copies were just cancelled */
 	mark_had(s, index);
-	for (uint32_t i = 0; i < SWARM_MAX_PEERS; i++)
+	for (uint32_t i = 0; i < s->hi; i++)
 		if (s->peers[i].used && bit_get(s->peers[i].bits, index))
 			s->peers[i].wanted--;
 	if (p->limit < p->max)
@@ -556,7 +571,7 @@ void swarm_tick(struct swarm *s, uint64_t now)
 	uint64_t stale_ms = (uint64_t)s->timeout_ms * SWARM_STALE_FACTOR;
 
 	see_time(s, now);
-	for (uint32_t i = 0; i < SWARM_MAX_PEERS; i++) {
+	for (uint32_t i = 0; i < s->hi; i++) {
 		struct swarm_peer *p = &s->peers[i];
 		bool slowed = false;
 
@@ -589,7 +604,7 @@ uint64_t swarm_next_wakeup(const struct swarm *s)
 	uint64_t next = UINT64_MAX;
 	uint64_t stale_ms = (uint64_t)s->timeout_ms * SWARM_STALE_FACTOR;
 
-	for (uint32_t i = 0; i < SWARM_MAX_PEERS; i++) {
+	for (uint32_t i = 0; i < s->hi; i++) {
 		const struct swarm_peer *p = &s->peers[i];
 
 		for (uint32_t k = 0; p->used && k < p->nreqs; k++) {
@@ -661,8 +676,8 @@ static uint32_t pick_chunk(struct swarm *s, const struct swarm_peer *p)
  * slot and something to ask for. */
 static bool fill_one(struct swarm *s, uint64_t now, struct swarm_action *out)
 {
-	for (uint32_t k = 0; k < SWARM_MAX_PEERS; k++) {
-		uint32_t slot = (s->cursor + k) % SWARM_MAX_PEERS;
+	for (uint32_t k = 0; k < s->hi; k++) {
+		uint32_t slot = (s->cursor + k) % s->hi;
 		struct swarm_peer *p = &s->peers[slot];
 
 		if (!p->used || p->choked || p->nreqs >= p->limit || p->wanted == 0)
@@ -683,7 +698,7 @@ static bool fill_one(struct swarm *s, uint64_t now, struct swarm_action *out)
 		r->sent_at = now;
 		s->outstanding[index]++;
 		active_inc(s, index);
-		s->cursor = (slot + 1) % SWARM_MAX_PEERS;
+		s->cursor = (slot + 1) % s->hi;
 		out->type = SWARM_REQUEST;
 		out->peer = p->key;
 		out->index = index;

@@ -214,6 +214,8 @@ static int drain(int i)
 	while (engine_next_action(n->e, &a)) {
 		count++;
 		cr_assert_lt(count, 100000, "engine produced actions without end");
+		const char *bad = engine_check(n->e);
+		cr_assert_null(bad, "node %d: %s", i, bad);
 		int other = -1;
 		struct hlink *l = NULL;
 		switch (a.type) {

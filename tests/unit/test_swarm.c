@@ -395,6 +395,44 @@ Test(swarm, max_peers_bound)
 	swarm_free(s);
 }
 
+/* Peers are found by key (a hash table with deletions) through any churn of
+ * adds and removes: each present key answers with its own holdings, a removed
+ * key with nothing, and re-adding a present key is refused. */
+Test(swarm, peer_keys_survive_churn)
+{
+	enum { NCHUNKS = 256, ROUNDS = 4000 };
+	struct swarm *s = mk(NCHUNKS, 0, 0, 29);
+	uint32_t keys[SWARM_MAX_PEERS], nkeys = 0;
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+
+	for (uint32_t r = 0; r < ROUNDS; r++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		bool add = nkeys == 0 || (nkeys < SWARM_MAX_PEERS && (x & 1));
+		if (add) {
+			/* Keys that collide in the table's low bits, and arbitrary ones. */
+			uint32_t key = (x & 2) ? (uint32_t)(x >> 40) << 9 : (uint32_t)(x >> 32);
+			bool present = false;
+			for (uint32_t i = 0; i < nkeys; i++)
+				present |= keys[i] == key;
+			uint8_t *bm = bm_new(NCHUNKS);
+			for (uint32_t i = 0; i < key % NCHUNKS + 1; i++)
+				bm_set(bm, i);
+			cr_assert_eq(swarm_peer_add(s, key, bm, 0), present ? PN_EEXIST : 0);
+			free(bm);
+			if (!present)
+				keys[nkeys++] = key;
+		} else {
+			uint32_t at = (uint32_t)(x >> 20) % nkeys;
+			swarm_peer_remove(s, keys[at]);
+			cr_assert_eq(swarm_peer_wanted(s, keys[at]), 0);
+			keys[at] = keys[--nkeys];
+		}
+		for (uint32_t i = 0; i < nkeys; i++)
+			cr_assert_eq(swarm_peer_wanted(s, keys[i]), keys[i] % NCHUNKS + 1, "key %u lost", keys[i]);
+	}
+	swarm_free(s);
+}
+
 /* Availability kept incrementally equals a recount after random events. */
 Test(swarm, availability_matches_recount)
 {

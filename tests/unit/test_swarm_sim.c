@@ -25,6 +25,7 @@ static struct swarm_sim_params small(uint64_t seed)
 	p.max_time_ms = MAX_TIME_MS;
 	p.max_events = MAX_EVENTS;
 	p.diag = stderr;
+	p.check = true; /* the engine's totals recounted after every step */
 	return p;
 }
 
