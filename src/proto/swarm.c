@@ -69,6 +69,8 @@ struct swarm {
 	uint32_t unrequested;  /* missing chunks with no live request */
 	uint64_t gen;          /* bumped whenever a chunk may have become requestable */
 	uint64_t last_now;     /* latest time handed in: the send time of new requests */
+	uint64_t due_min;      /* earliest time a request times out or frees its slot */
+	bool due_recount;      /* due_min may be too early: recount it */
 
 	struct swarm_peer peers[SWARM_MAX_PEERS];
 	uint32_t npeers;
@@ -200,9 +202,12 @@ static int req_find(const struct swarm_peer *p, uint32_t index)
 	return -1;
 }
 
-static void req_remove(struct swarm_peer *p, uint32_t i)
+/* Every removal or time-out of a request may raise the earliest due time:
+ * it is then recounted on the next swarm_next_wakeup. */
+static void req_remove(struct swarm *s, struct swarm_peer *p, uint32_t i)
 {
 	p->reqs[i] = p->reqs[--p->nreqs];
+	s->due_recount = true;
 }
 
 static bool is_banned(const struct swarm *s, uint32_t key)
@@ -309,6 +314,7 @@ static void peer_release_reqs(struct swarm *s, struct swarm_peer *p)
 			active_dec(s, index);
 	}
 	p->nreqs = 0;
+	s->due_recount = true;
 }
 
 /* Forgets p: requests re-queued, availability lowered, pending actions dropped. */
@@ -335,6 +341,7 @@ struct swarm *swarm_new(const struct swarm_opts *opts, const uint8_t *have)
 	if (!s)
 		return NULL;
 	s->nchunks = opts->nchunks;
+	s->due_min = UINT64_MAX;
 	s->nbytes = (opts->nchunks + 7) / 8;
 	s->inflight = opts->per_peer_inflight ? opts->per_peer_inflight : SWARM_DEFAULT_INFLIGHT;
 	if (s->inflight > SWARM_MAX_INFLIGHT)
@@ -524,7 +531,7 @@ static void cancel_others(struct swarm *s, uint32_t index)
 			continue;
 		if (!q->reqs[j].stale)
 			queue_push(s, SWARM_CANCEL, q->key, index);
-		req_remove(q, (uint32_t)j);
+		req_remove(s, q, (uint32_t)j);
 		s->outstanding[index]--;
 	}
 }
@@ -547,7 +554,7 @@ bool swarm_chunk_received(struct swarm *s, uint32_t peer, uint32_t index, bool o
 	bool stale = p->reqs[j].stale;
 	bool waiting = stale && s->active[index] == 0; /* counted in unrequested */
 
-	req_remove(p, (uint32_t)j);
+	req_remove(s, p, (uint32_t)j);
 	s->outstanding[index]--;
 	if (!stale)
 		s->active[index]--;
@@ -583,6 +590,7 @@ void swarm_tick(struct swarm *s, uint64_t now)
 			if (!r->stale && now >= r->sent_at + s->timeout_ms) {
 				/* Timed out: cancel it, keep the slot, ask someone else. */
 				r->stale = true;
+				s->due_recount = true;
 				queue_push(s, SWARM_CANCEL, p->key, r->index);
 				active_dec(s, r->index);
 				if (!slowed && p->limit > 1)
@@ -590,7 +598,7 @@ void swarm_tick(struct swarm *s, uint64_t now)
 				slowed = true;
 			} else if (r->stale && now >= r->sent_at + stale_ms) {
 				s->outstanding[r->index]--;
-				req_remove(p, k);
+				req_remove(s, p, k);
 				p->stuck = false;
 				continue;
 			}
@@ -599,8 +607,10 @@ void swarm_tick(struct swarm *s, uint64_t now)
 	}
 }
 
-uint64_t swarm_next_wakeup(const struct swarm *s)
+uint64_t swarm_next_wakeup(struct swarm *s)
 {
+	if (!s->due_recount)
+		return s->due_min;
 	uint64_t next = UINT64_MAX;
 	uint64_t stale_ms = (uint64_t)s->timeout_ms * SWARM_STALE_FACTOR;
 
@@ -614,6 +624,8 @@ uint64_t swarm_next_wakeup(const struct swarm *s)
 				next = due;
 		}
 	}
+	s->due_min = next;
+	s->due_recount = false;
 	return next;
 }
 
@@ -696,6 +708,8 @@ static bool fill_one(struct swarm *s, uint64_t now, struct swarm_action *out)
 		r->index = index;
 		r->stale = false;
 		r->sent_at = now;
+		if (now + s->timeout_ms < s->due_min)
+			s->due_min = now + s->timeout_ms;
 		s->outstanding[index]++;
 		active_inc(s, index);
 		s->cursor = (slot + 1) % s->hi;

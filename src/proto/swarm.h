@@ -79,7 +79,7 @@ bool swarm_chunk_received(struct swarm *s, uint32_t peer, uint32_t index, bool o
 /* Time passes: re-issues timed-out requests. */
 void swarm_tick(struct swarm *s, uint64_t now);
 /* When swarm_tick next needs to run (UINT64_MAX: never). */
-uint64_t swarm_next_wakeup(const struct swarm *s);
+uint64_t swarm_next_wakeup(struct swarm *s);
 
 /* Pops the next action; false when none is pending. CANCEL and DROP_PEER
  * come first; then REQUESTs are made on demand, one at a time round-robin
