@@ -16,7 +16,7 @@ the real node's, per-link latency and virtual time. Scenarios:
   hetero        20% of the downloaders at 1/10th of the upload rate
   arrivals      downloaders start uniformly over the first 10 s
   departures    20% of the downloaders leave for good mid-download
-  seed-leaves   the seed leaves once it has uploaded one copy of F
+  seed-leaves   the seed leaves once every chunk has left it once
 
 Every run repeats exactly from its seed. --quick leaves out N = 10,000 (which
 takes ~25 minutes of CPU and ~3.5 GB; a --quick run takes a few minutes).

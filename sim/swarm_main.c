@@ -17,7 +17,7 @@
  *   hetero       20% of the downloaders upload at 1/10th of the rate
  *   arrivals     downloaders start uniformly over the first 10 s
  *   departures   20% of the downloaders leave for good mid-download
- *   seed-leaves  the seed leaves once it has uploaded one copy of F
+ *   seed-leaves  the seed leaves once every chunk has left it once
  * Rates take K/M/G suffixes (powers of 1024).
  */
 #include <errno.h>
@@ -60,7 +60,7 @@ static const struct scenario scenarios[] = {
 	  ARRIVE_MS, 0, false },
 	{ "departures", "20% of the downloaders leave for good after 10-90% of their chunks", { 100, 1000, 10000 },
 	  3, true, 0, 0, SHARE_20, false },
-	{ "seed-leaves", "the seed leaves once it has uploaded F bytes", { 100, 1000, 10000 }, 3, true, 0, 0, 0,
+	{ "seed-leaves", "the seed leaves once every chunk has left it once", { 100, 1000, 10000 }, 3, true, 0, 0, 0,
 	  true },
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))

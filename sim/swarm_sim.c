@@ -173,6 +173,8 @@ struct ssim {
 	uint32_t nchunks;
 	uint8_t *hashes;
 	uint8_t *dummy;         /* PN_CHUNK_SIZE bytes: every CHUNK's data */
+	uint8_t *seed_sent;     /* per chunk: the seed has put it on the wire */
+	uint32_t seed_distinct; /* chunks the seed has sent at least once */
 	uint8_t *scratch;       /* encoding buffer */
 	size_t scratch_cap;
 	struct pn_prng net_rng, work_rng;
@@ -625,7 +627,13 @@ static void on_shape(struct ssim *s, struct snode *n)
 		}
 		if (m->is_chunk) {
 			n->up_chunk_bytes += m->len;
-			if (n->is_seed && s->p.seed_leaves && n->up_chunk_bytes >= s->cid.size)
+			if (n->is_seed && !s->seed_sent[m->index]) {
+				s->seed_sent[m->index] = 1;
+				s->seed_distinct++;
+			}
+			/* One whole copy has left the seed (its last chunk is on
+			 * the wire and arrives): it may go. */
+			if (n->is_seed && s->p.seed_leaves && s->seed_distinct == s->nchunks)
 				schedule_leave(s, n);
 		}
 		release(s, link, side, m);
@@ -1114,6 +1122,8 @@ static void on_leave(struct ssim *s, struct snode *n)
 	s->last_progress_us = s->now;
 	trace(s, n->idx, "leaves, chunks", n->have_count);
 	s->r->left += n->is_seed || n->malicious ? 0 : 1;
+	if (n->is_seed)
+		s->r->seed_left_s = s->now / 1e6;
 	dir_unregister(s->dir, n->id);
 	while (n->nlinks) {
 		uint32_t link = n->links[n->nlinks - 1];
@@ -1187,6 +1197,7 @@ static int setup(struct ssim *s)
 	s->nchunks = pn_cid_chunks(&s->cid);
 	s->hashes = malloc((size_t)s->nchunks * PN_HASH_BYTES);
 	s->dummy = calloc(1, PN_CHUNK_SIZE);
+	s->seed_sent = calloc(s->nchunks, 1);
 	s->scratch_cap = PN_FRAME_HDR + PN_FRAME_MAX;
 	s->scratch = malloc(s->scratch_cap);
 	s->found = calloc(p->dir_results, sizeof(*s->found));
@@ -1196,7 +1207,7 @@ static int setup(struct ssim *s)
 	struct dir_opts dopts = { .max_nodes = s->nnodes + 16, .max_results = p->dir_results,
 				  .node_timeout_ms = UINT32_MAX, .seed = mix64(p->seed, 0x646972u) };
 	s->dir = dir_new(&dopts);
-	if (!s->hashes || !s->dummy || !s->scratch || !s->found || !s->nodes || !s->dir)
+	if (!s->hashes || !s->dummy || !s->seed_sent || !s->scratch || !s->found || !s->nodes || !s->dir)
 		return PN_ENOMEM;
 	for (size_t i = 0; i < (size_t)s->nchunks * PN_HASH_BYTES; i += 8) {
 		uint64_t v = pn_prng_next(&ids);
@@ -1296,6 +1307,7 @@ static void teardown(struct ssim *s)
 	free(s->heap);
 	free(s->hashes);
 	free(s->dummy);
+	free(s->seed_sent);
 	free(s->scratch);
 	free(s->found);
 }

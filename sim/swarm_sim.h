@@ -40,7 +40,7 @@ struct swarm_sim_params {
 	uint32_t arrive_ms;        /* downloaders start uniformly over [0, arrive_ms]; 0: all at 0 */
 	double leave_frac;         /* share of downloaders that leave for good at a random
 				    * point of their download (10..90% of its chunks) */
-	bool seed_leaves;          /* the seed leaves once it has uploaded F bytes */
+	bool seed_leaves;          /* the seed leaves once every chunk has left it once */
 	uint32_t malicious;        /* extra nodes holding the whole file whose chunks all
 				    * fail verification at the receiver */
 	uint32_t max_peers;        /* connections per node; default SWARM_SIM_MAX_PEERS */
@@ -77,6 +77,7 @@ struct swarm_sim_result {
 	double bound_s;            /* Kurose-Ross: max(F/u_s, F/d_min, N F / (u_s + sum u_i)) */
 	double mean_s, max_s;      /* per finished node: done - its own start */
 	double source_copies;      /* seed's uploaded chunk bytes / F */
+	double seed_left_s;        /* virtual time the seed left; 0 if it stayed */
 	double seed_idle_s;        /* time until D in which the seed's uplink had nothing to send */
 	double up_util;            /* chunk bytes uploaded / ((u_s + sum u_i) * D) */
 	double down_ratio;         /* chunk bytes received by finished nodes / (finished * F) */

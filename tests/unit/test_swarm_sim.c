@@ -85,6 +85,24 @@ Test(swarm_sim, a_corrupting_provider_is_banned_and_the_rest_finish)
 		     r.corrupt_bans, r.corrupt_receivers);
 }
 
+/* The seed goes once every chunk has left it once; the swarm finishes from
+ * what it put out, each chunk having reached someone. */
+Test(swarm_sim, the_swarm_finishes_after_the_seed_leaves)
+{
+	struct swarm_sim_params p = small(11);
+
+	p.nodes = LEAVE_N;
+	p.seed_leaves = true;
+	struct swarm_sim_result r = run(&p);
+
+	cr_assert_gt(r.seed_left_s, 0.0, "the seed never left");
+	cr_assert_lt(r.seed_left_s, r.dist_s, "the seed stayed to the end (left %.2f s, done %.2f s)",
+		     r.seed_left_s, r.dist_s);
+	cr_assert(r.all_stayers_finished, "%u of %u finished", r.stayers_finished, r.stayers);
+	cr_assert_eq(r.chunks_held, r.nchunks);
+	cr_assert_geq(r.source_copies, 1.0);
+}
+
 Test(swarm_sim, the_stayers_finish_when_others_leave)
 {
 	struct swarm_sim_params p = small(5);
