@@ -196,9 +196,10 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	pn_log_set_tag("idle-clients");
-	pn_log_set_level(PN_LOG_WARN);
-	pn_log_init_from_env();
+	struct pn_logger log = {.cb = pn_log_stderr_cb, .ud = (void *)"idle-clients", .level = PN_LOG_WARN};
+	enum pn_log_level level;
+	if (pn_log_level_parse(getenv("PEERNET_LOG"), &level) == PN_OK)
+		log.level = level;
 
 	/* One descriptor per connection, plus a few. */
 	struct rlimit rl;
@@ -218,6 +219,7 @@ int main(int argc, char **argv)
 	pn_net_opts_default(&o);
 	o.idle_timeout_ms = 0; /* we are the idle side: never time ourselves out */
 	o.handshake_timeout_ms = 60000;
+	o.log = &log;
 	if (pn_net_new(st.loop, &id, &o, &st.net) != PN_OK) {
 		fprintf(stderr, "idle-clients: cannot set up TLS\n");
 		pn_identity_free(&id);

@@ -36,8 +36,18 @@ bool cli_parse_seconds(const char *s, uint32_t *ms);
 /* Parses a positive integer within [min, max]. */
 bool cli_parse_uint(const char *s, uint32_t min, uint32_t max, uint32_t *out);
 
+/* The program's log level and tag: process state, so it lives here in the
+ * program and not in the library. The level starts at PN_LOG_INFO;
+ * PEERNET_LOG=debug|info|warn|error (cli_log_init_from_env) or -v change it.
+ * The tag ("peernet serve", ...) is not copied: a static string. */
+void cli_log_init_from_env(void);
+void cli_log_set_level(enum pn_log_level level);
+enum pn_log_level cli_log_get_level(void);
+void cli_log_set_tag(const char *tag);
+const char *cli_log_get_tag(void);
+
 /* The program's logger: lines on stderr as "HH:MM:SS.mmm TAG LEVEL: text", at
- * the level PEERNET_LOG (or -v) chose. tag is not copied: a static string. */
+ * the level above. tag is not copied: a static string. */
 struct pn_logger cli_logger(const char *tag);
 /* Prints "peernet WHAT <node-id> listening on port N" and "node-id <node-id>"
  * on stdout, then writes the port to port_file (may be NULL). */

@@ -77,8 +77,8 @@ static int parse_client(const char *cmd, const char *help, int argc, char **argv
 	/* The command's own error line says what went wrong; the connection layer's
 	 * informational lines would only repeat it. PEERNET_LOG=info shows them. */
 	if (!getenv("PEERNET_LOG"))
-		pn_log_set_level(PN_LOG_WARN);
-	a->log = cli_logger(pn_log_get_tag());
+		cli_log_set_level(PN_LOG_WARN);
+	a->log = cli_logger(cli_log_get_tag());
 	a->o.log = &a->log;
 	a->progress = -1;
 	a->o.error = a->error;

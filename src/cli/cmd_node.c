@@ -189,7 +189,7 @@ int cmd_node(int argc, char **argv)
 				return cli_usage_err("node", "bad --upload-slots '%s': expected 1 to 64", optarg);
 			break;
 		case 'p': o.ready_ud = optarg; break;
-		case 'v': pn_log_set_level(PN_LOG_DEBUG); break;
+		case 'v': cli_log_set_level(PN_LOG_DEBUG); break;
 		case 'h': fputs(node_help, stdout); return PN_EXIT_OK;
 		default: return cli_usage_err("node", "bad option");
 		}
@@ -212,7 +212,7 @@ int cmd_node(int argc, char **argv)
 		pn_default_data_dir(data, sizeof data);
 		o.data_dir = data;
 	}
-	pn_log_set_tag("peernet node");
+	cli_log_set_tag("peernet node");
 	struct pn_logger lg = cli_logger("peernet node");
 	o.log = &lg;
 	o.ready_cb = node_ready_cb;
@@ -262,7 +262,7 @@ int cmd_directory(int argc, char **argv)
 				return cli_usage_err("directory", "bad --rate '%s'", optarg);
 			break;
 		case 'p': o.ready_ud = optarg; break;
-		case 'v': pn_log_set_level(PN_LOG_DEBUG); break;
+		case 'v': cli_log_set_level(PN_LOG_DEBUG); break;
 		case 'h': fputs(directory_help, stdout); return PN_EXIT_OK;
 		default: return cli_usage_err("directory", "bad option");
 		}
@@ -271,7 +271,7 @@ int cmd_directory(int argc, char **argv)
 		return cli_usage_err("directory", "unexpected argument '%s'", argv[optind]);
 	if (!o.listen)
 		return cli_usage_err("directory", "--listen ADDR:PORT is required");
-	pn_log_set_tag("peernet directory");
+	cli_log_set_tag("peernet directory");
 	struct pn_logger lg = cli_logger("peernet directory");
 	o.log = &lg;
 	o.ready_cb = directory_ready_cb;

@@ -89,7 +89,7 @@ int cmd_serve(int argc, char **argv)
 			if (pn_parse_rate(optarg, &o.down_rate) != 0)
 				return cli_usage_err("serve", "bad --down-rate '%s': expected bytes per second like 500K or 2M", optarg);
 			break;
-		case 'v': pn_log_set_level(PN_LOG_DEBUG); break;
+		case 'v': cli_log_set_level(PN_LOG_DEBUG); break;
 		case 'h': fputs(serve_help, stdout); return PN_EXIT_OK;
 		default: return cli_usage_err("serve", "bad option");
 		}
@@ -100,7 +100,7 @@ int cmd_serve(int argc, char **argv)
 		return cli_usage_err("serve", "--listen ADDR:PORT is required");
 	if (!o.data_dir)
 		return cli_usage_err("serve", "--data DIR is required");
-	pn_log_set_tag("peernet serve");
+	cli_log_set_tag("peernet serve");
 	struct pn_logger lg = cli_logger("peernet serve");
 	char err[512] = "";
 	o.log = &lg;

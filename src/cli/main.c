@@ -67,9 +67,7 @@ static void raise_fd_limit(void)
 int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN); /* a closed socket is an error to handle, not a reason to die */
-	/* Timer jitter and retry backoff must differ between processes started together. */
-	srand((unsigned)getpid() ^ (unsigned)time(NULL));
-	pn_log_init_from_env();
+	cli_log_init_from_env();
 	raise_fd_limit();
 	if (argc < 2) {
 		fputs(usage, stderr);

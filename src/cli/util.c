@@ -66,9 +66,25 @@ bool cli_parse_uint(const char *s, uint32_t min, uint32_t max, uint32_t *out)
 	return true;
 }
 
+static enum pn_log_level cli_level = PN_LOG_INFO;
+static const char *cli_tag = "peernet";
+
+void cli_log_set_level(enum pn_log_level level) { cli_level = level; }
+enum pn_log_level cli_log_get_level(void) { return cli_level; }
+void cli_log_set_tag(const char *tag) { cli_tag = tag; }
+const char *cli_log_get_tag(void) { return cli_tag; }
+
+void cli_log_init_from_env(void)
+{
+	enum pn_log_level level;
+
+	if (pn_log_level_parse(getenv("PEERNET_LOG"), &level) == PN_OK)
+		cli_level = level;
+}
+
 struct pn_logger cli_logger(const char *tag)
 {
-	struct pn_logger lg = {.cb = pn_log_stderr_cb, .ud = (void *)tag, .level = pn_log_get_level()};
+	struct pn_logger lg = {.cb = pn_log_stderr_cb, .ud = (void *)tag, .level = cli_level};
 	return lg;
 }
 

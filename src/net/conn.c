@@ -137,7 +137,7 @@ void pn_net_opts_default(struct pn_net_opts *o)
 	o->idle_timeout_ms = PN_IDLE_TIMEOUT_MS;
 	o->write_stall_timeout_ms = PN_WRITE_STALL_TIMEOUT_MS;
 	o->max_conns = 4096;
-	o->log = &pn_log_legacy;
+	o->log = NULL; /* silent: each caller passes its own logger */
 }
 
 /* ---- addresses ---- */

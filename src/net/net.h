@@ -58,8 +58,8 @@ struct pn_net_opts {
 	const struct pn_logger *log;
 };
 
-/* The defaults; log is the legacy logger (pn_log_legacy) until every caller
- * passes its own. pn_net_new with opts NULL uses these. */
+/* The defaults (log NULL: silent; callers pass their own). pn_net_new with
+ * opts NULL uses these. */
 void pn_net_opts_default(struct pn_net_opts *o);
 
 /* Creates the loop-wide state. identity is borrowed and must outlive net. */

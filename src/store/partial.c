@@ -197,7 +197,7 @@ fail:
 int store_partial_open(const char *data_path, const char *state_path, const struct pn_cid *cid,
 		       const char *name, struct store_partial **out)
 {
-	return store_partial_open_log(data_path, state_path, cid, name, &pn_log_legacy, out);
+	return store_partial_open_log(data_path, state_path, cid, name, NULL, out);
 }
 
 /* Opens or creates the partial; see store.h. Resources: p, the data file and

@@ -337,7 +337,7 @@ static void remove_stale_adds(const struct store *s)
 
 int store_open(const char *dir, struct store **out)
 {
-	return store_open_log(dir, &pn_log_legacy, out);
+	return store_open_log(dir, NULL, out);
 }
 
 /* Resources: s and its two paths; the ladder frees whatever was made. */

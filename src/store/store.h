@@ -49,8 +49,7 @@ struct store_partial;
 PN_MUST_CHECK int store_partial_open_log(const char *data_path, const char *state_path,
 					 const struct pn_cid *cid, const char *name,
 					 const struct pn_logger *lg, struct store_partial **out);
-/* store_partial_open_log() with the legacy logger (pn_log_legacy): kept for
- * the callers not yet converted. */
+/* store_partial_open_log() without a logger: silent. */
 PN_MUST_CHECK int store_partial_open(const char *data_path, const char *state_path,
 				     const struct pn_cid *cid, const char *name,
 				     struct store_partial **out);
@@ -135,8 +134,7 @@ struct store_object {
  * whose hash list matches its cid; others are logged and skipped. The store
  * and its partials log through a copy of *lg (NULL: silent). */
 PN_MUST_CHECK int store_open_log(const char *dir, const struct pn_logger *lg, struct store **out);
-/* store_open_log() with the legacy logger (pn_log_legacy): kept for the
- * callers not yet converted. */
+/* store_open_log() without a logger: silent. */
 PN_MUST_CHECK int store_open(const char *dir, struct store **out);
 void store_close(struct store *s);
 

@@ -60,30 +60,4 @@ int pn_log_level_parse(const char *s, enum pn_log_level *out);
  * the tag, a const char * (NULL: "peernet"). */
 void pn_log_stderr_cb(void *ud, enum pn_log_level level, const char *line);
 
-/* ---- legacy: one process-wide level and tag, printing to stderr ----
- *
- * Legacy, to be removed once src/node/{node,client,server}.c are converted to
- * take a struct pn_logger. New code must not use anything below: it takes a
- * const struct pn_logger * from its owner. (src/util/log_legacy.c) */
-
-/* Messages above this level are dropped. Default PN_LOG_INFO; PEERNET_LOG=debug|info|warn|error overrides. */
-void pn_log_set_level(enum pn_log_level level);
-enum pn_log_level pn_log_get_level(void);
-void pn_log_init_from_env(void);
-/* Prefix every line with this program tag, e.g. "peernet serve". Not copied: pass a static string. */
-void pn_log_set_tag(const char *tag);
-const char *pn_log_get_tag(void);
-
-void pn_log(enum pn_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* Forwards to pn_log(), so the process-wide level and tag apply: what the old
- * entry points (store_open, store_partial_open, pn_net_opts_default) log
- * through, because the legacy callers still use them. */
-extern const struct pn_logger pn_log_legacy;
-
-#define pn_log_error(...) pn_log(PN_LOG_ERROR, __VA_ARGS__)
-#define pn_log_warn(...) pn_log(PN_LOG_WARN, __VA_ARGS__)
-#define pn_log_info(...) pn_log(PN_LOG_INFO, __VA_ARGS__)
-#define pn_log_debug(...) do { if (pn_log_get_level() >= PN_LOG_DEBUG) pn_log(PN_LOG_DEBUG, __VA_ARGS__); } while (0)
-
 #endif

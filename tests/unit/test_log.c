@@ -1,4 +1,4 @@
-/* Logging through a callback (src/util/log.c) and the legacy process-wide API. */
+/* Logging through a callback (src/util/log.c): the library has no process-wide logger. */
 #include <stdio.h>
 #include <string.h>
 #include <criterion/criterion.h>
@@ -147,19 +147,4 @@ Test(log, stderr_sink_without_a_tag_says_peernet, .init = cr_redirect_stderr)
 	pn_log_stderr_cb(NULL, PN_LOG_ERROR, "boom");
 	read_stderr(buf, sizeof buf);
 	check_line(buf, "peernet error: boom\n");
-}
-
-Test(log, legacy_api_and_legacy_logger_keep_the_old_output, .init = cr_redirect_stderr)
-{
-	char buf[4096];
-
-	pn_log_set_tag("peernet serve");
-	pn_log_set_level(PN_LOG_WARN);
-	cr_assert_str_eq(pn_log_get_tag(), "peernet serve");
-	pn_log_info("dropped by the process-wide level");
-	pn_logf(&pn_log_legacy, PN_LOG_INFO, "dropped too");
-	pn_logf(&pn_log_legacy, PN_LOG_WARN, "through %s", "the legacy logger");
-	read_stderr(buf, sizeof buf);
-	check_line(buf, "peernet serve warn: through the legacy logger\n");
-	pn_log_set_level(PN_LOG_INFO);
 }
