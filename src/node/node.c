@@ -42,6 +42,7 @@
 #define NODE_REFIND_MS 2000       /* ask the directory for more providers this often while downloading */
 #define NODE_REFIND_EARLY_MS 300  /* ... and this often during its first NODE_EARLY_MS */
 #define NODE_EARLY_MS 3000
+#define NODE_UPLOAD_BACKLOG_CHUNKS 2 /* under an upload cap, chunks handed to connections ahead of it */
 #define NODE_REFIND_FLOOD_MS 5000 /* flood mode: re-query this often while no provider is connected */
 #define NODE_REFIND_FLOOD_EARLY_MS 1000 /* ... and this often during the first NODE_EARLY_MS */
 #define NODE_SEED_SERVER_RETRY_MS 5000
@@ -637,6 +638,17 @@ static bool store_lookup_cb(void *ud, const struct pn_cid *cid, struct engine_co
 	return engine_store_lookup(n->store, cid, out);
 }
 
+/* Bytes waiting behind the upload cap on every connection. */
+static uint64_t backlog_cb(void *ud)
+{
+	struct node *n = ud;
+	uint64_t queued = 0;
+	for (struct peer *p = n->peers; p; p = p->next)
+		if (p->conn)
+			queued += pn_conn_queued(p->conn);
+	return queued;
+}
+
 /* ------------------------------------------------------------ what discovery reports */
 
 static void providers_cb(void *ud, const struct pn_cid *cid, const struct discovery_provider *p, size_t count,
@@ -1023,6 +1035,13 @@ static void node_schedule(struct node *n)
 			if (w->client && n->last_progress_ms + NODE_PROGRESS_MS < next)
 				next = n->last_progress_ms + NODE_PROGRESS_MS;
 	}
+	if (n->opts.up_rate && engine_uploads_waiting(n->engine)) {
+		/* Requests wait for the upload backlog to drain: look again when
+		 * about a chunk of it has gone out. */
+		t = now + 1 + (uint64_t)PN_CHUNK_SIZE * 1000 / n->opts.up_rate;
+		if (t < next)
+			next = t;
+	}
 	uint64_t delay = next <= now ? 0 : next - now;
 	if (delay < NODE_TIMER_MIN_MS)
 		delay = NODE_TIMER_MIN_MS;
@@ -1302,7 +1321,7 @@ int pn_node_run(const struct pn_node_opts *opts, char *err, size_t err_len)
 		.writable_cb = peer_writable_cb,
 		.close_cb = peer_close_cb,
 	};
-	n->store_ops = (struct engine_store_ops){.lookup = store_lookup_cb};
+	n->store_ops = (struct engine_store_ops){.lookup = store_lookup_cb, .backlog = backlog_cb};
 	signal(SIGPIPE, SIG_IGN);
 	n->out_cap = PN_FRAME_HDR + PN_FRAME_MAX;
 	n->out = malloc(n->out_cap);
@@ -1347,6 +1366,13 @@ int pn_node_run(const struct pn_node_opts *opts, char *err, size_t err_len)
 		.rechoke_ms = 5000,
 		.optimistic_ms = 15000,
 		.stall_ms = opts->peer_timeout_ms ? opts->peer_timeout_ms : NODE_DEFAULT_PEER_TIMEOUT_MS,
+		/* Under an upload cap at most NODE_UPLOAD_BACKLOG_CHUNKS chunks (or
+		 * 100 ms) wait behind it: the rest wait as requests, which a CANCEL or
+		 * a CHOKE can still withdraw and the super-seeder can still reorder. */
+		.backlog_max = !opts->up_rate ? 0
+			       : opts->up_rate / 10 > NODE_UPLOAD_BACKLOG_CHUNKS * PN_CHUNK_SIZE
+				       ? opts->up_rate / 10
+				       : NODE_UPLOAD_BACKLOG_CHUNKS * PN_CHUNK_SIZE,
 		.seed = pn_prng_next(&n->rng),
 		.store = &n->store_ops,
 		.store_ud = n,
