@@ -6,7 +6,11 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include "net/net.h"
+#include "net/conn_limit.h"
 #include "net/conn_state.h"
 #include "proto/prng.h"
 #include "util/log.h"
@@ -20,6 +24,10 @@
 #define IN_BUF_KEEP (64 * 1024)  /* an idle connection keeps no buffer above this */
 #define SHAPE_TICK_MS 5
 #define SHAPED_HIGH_WATER (512u * 1024) /* a rate-capped connection congests sooner */
+/* After this many connections closed, the next sweep hands freed heap pages
+ * back to the system (malloc_trim): a flood of short connections otherwise
+ * leaves the process at its peak RSS. At most once per sweep. */
+#define TRIM_AFTER_CLOSES 64
 
 struct pn_net {
 	uv_loop_t *loop;
@@ -44,6 +52,14 @@ struct pn_net {
 	uint64_t bytes_up, bytes_down; /* ciphertext bytes written / read, all connections */
 	void *data;
 	uint8_t *scratch; /* one encoded frame at a time, for pn_conn_send_msg */
+	struct pn_addr_table by_addr;   /* accepted connections per source address */
+	size_t nhalfopen;               /* accepted connections whose handshake is not over */
+	uint64_t refused_per_addr;      /* refused by halfopen_per_addr or conns_per_addr */
+	uint64_t refusal_log_ms;        /* when the last refusal was logged */
+	uint64_t refusals_unlogged;     /* refused since then without a line of their own */
+	bool refusal_logged;            /* refusal_log_ms is set */
+	size_t closed_since_trim;       /* connections closed since the last malloc_trim */
+	bool trim_pending;              /* the next sweep trims the heap */
 	/* Every read of every connection lands here: read_cb consumes it before
 	 * the loop allocates the next one. */
 	uint8_t read_buf[PN_NET_READ_BUF];
@@ -75,6 +91,7 @@ struct pn_conn {
 	void *data;
 	uint8_t *in;
 	size_t in_len, in_cap;
+	struct pn_addr_count *src;     /* accepted: the count of its source address */
 	size_t max_body;
 	uint64_t created_ms, last_rx_ms, last_tx_ms, closing_ms;
 	size_t queued;
@@ -89,6 +106,8 @@ struct pn_conn {
 	bool read_throttled;           /* reading stopped until the download bucket recovers */
 	bool above_high;               /* the write queue passed the high water mark */
 	bool write_dead;               /* the peer closed its side: drop writes, read to the end */
+	bool halfopen;                 /* accepted, counted in nhalfopen until the handshake is over */
+	bool sent_protocol_error;      /* an ERROR(PROTOCOL) frame went out: none is added at close */
 	struct write_req *shaped_head, *shaped_tail; /* waiting for upload tokens */
 	uint8_t expected_id[PN_ID_BYTES];
 	uint8_t peer_id[PN_ID_BYTES];
@@ -137,6 +156,8 @@ void pn_net_opts_default(struct pn_net_opts *o)
 	o->idle_timeout_ms = PN_IDLE_TIMEOUT_MS;
 	o->write_stall_timeout_ms = PN_WRITE_STALL_TIMEOUT_MS;
 	o->max_conns = 4096;
+	o->halfopen_per_addr = PN_NET_HALFOPEN_PER_ADDR;
+	o->conns_per_addr = PN_NET_CONNS_PER_ADDR;
 	o->log = NULL; /* silent: each caller passes its own logger */
 }
 
@@ -232,6 +253,7 @@ static void net_maybe_free(struct pn_net *net)
 	if (net->closing && net->open_handles == 0 && net->nconns == 0) {
 		pn_tls_ctx_free(net->ctx_server);
 		pn_tls_ctx_free(net->ctx_client);
+		pn_addr_table_clear(&net->by_addr);
 		free(net->scratch);
 		free(net);
 	}
@@ -250,7 +272,7 @@ static void sweep_cb(uv_timer_t *t);
  * connections, and not at all without: an idle process does not wake for it. */
 static void sweep_arm(struct pn_net *net)
 {
-	if (net->nconns == 0 || net->closing || uv_is_active((uv_handle_t *)&net->sweep))
+	if ((net->nconns == 0 && !net->trim_pending) || net->closing || uv_is_active((uv_handle_t *)&net->sweep))
 		return;
 	uv_timer_start(&net->sweep, sweep_cb, SWEEP_INTERVAL_MS + pn_prng_below(&net->prng, SWEEP_JITTER_MS), 0);
 }
@@ -267,6 +289,13 @@ static void sweep_cb(uv_timer_t *t)
 				conn_finish_close(c);
 		}
 		return;
+	}
+	if (net->trim_pending) {
+		net->trim_pending = false;
+		net->closed_since_trim = 0;
+#ifdef __GLIBC__
+		malloc_trim(0);
+#endif
 	}
 	for (; c; c = next) {
 		next = c->next;
@@ -315,6 +344,7 @@ int pn_net_new(uv_loop_t *loop, const struct pn_identity *id, const struct pn_ne
 	if (pn_random_bytes(&seed, sizeof seed) != PN_OK)
 		seed = uv_hrtime() ^ (uint64_t)(uintptr_t)net;
 	pn_prng_seed(&net->prng, seed);
+	pn_addr_table_init(&net->by_addr, pn_prng_next(&net->prng));
 	net->ctx_server = pn_tls_ctx_new(id, true);
 	net->ctx_client = pn_tls_ctx_new(id, false);
 	if (!net->ctx_server || !net->ctx_client) {
@@ -340,6 +370,8 @@ uv_loop_t *pn_net_loop(struct pn_net *net) { return net->loop; }
 void pn_net_set_data(struct pn_net *net, void *data) { net->data = data; }
 void *pn_net_data(const struct pn_net *net) { return net->data; }
 size_t pn_net_conn_count(const struct pn_net *net) { return net->nconns; }
+size_t pn_net_halfopen_count(const struct pn_net *net) { return net->nhalfopen; }
+uint64_t pn_net_refused_per_addr(const struct pn_net *net) { return net->refused_per_addr; }
 
 void pn_net_close(struct pn_net *net)
 {
@@ -398,12 +430,30 @@ static void conn_unlink(struct pn_conn *c)
 	net->nconns--;
 }
 
+/* An accepted connection's handshake is over (done, failed or cut short). */
+static void conn_halfopen_over(struct pn_conn *c)
+{
+	if (!c->halfopen)
+		return;
+	c->halfopen = false;
+	c->net->nhalfopen--;
+	if (c->src)
+		pn_addr_count_handshake_over(c->src);
+}
+
 static void tcp_closed_cb(uv_handle_t *h)
 {
 	struct pn_conn *c = h->data;
 	struct pn_net *net = c->net;
 	conn_set_state(c, CONN_CLOSED);
 	conn_unlink(c);
+	conn_halfopen_over(c);
+	if (c->src)
+		pn_addr_table_release(&net->by_addr, c->src);
+	if (++net->closed_since_trim >= TRIM_AFTER_CLOSES && !net->closing) {
+		net->trim_pending = true;
+		sweep_arm(net);
+	}
 	while (c->shaped_head) {
 		struct write_req *w = c->shaped_head;
 		c->shaped_head = w->next;
@@ -439,6 +489,14 @@ void pn_conn_close(struct pn_conn *c, int err)
 	if (conn_closing(c))
 		return;
 	bool was_established = c->state == CONN_ESTABLISHED;
+	if (was_established && err == PN_EPROTO && !c->sent_protocol_error) {
+		/* The peer broke the protocol: it is told so before the close
+		 * (docs/PROTOCOL.md, Framing), unless the owner said it already. */
+		c->sent_protocol_error = true;
+		(void)pn_conn_send_error(c, 0, PN_WERR_PROTOCOL, "protocol error");
+		if (conn_closing(c))
+			return; /* the send failed and closed the connection */
+	}
 	c->close_err = err;
 	c->closing_ms = uv_now(c->net->loop);
 	if (c->reading) {
@@ -542,7 +600,7 @@ static int submit_write(struct pn_conn *c, struct write_req *w)
 static int flush_out(struct pn_conn *c)
 {
 	struct pn_net *net = c->net;
-	if (!pn_tls_pending_out(c->tls) || c->state >= CONN_CLOSING)
+	if (!c->tls || !pn_tls_pending_out(c->tls) || c->state >= CONN_CLOSING)
 		return PN_OK;
 	if (c->write_dead) {
 		size_t n;
@@ -676,6 +734,11 @@ int pn_conn_send2(struct pn_conn *c, const void *a, size_t alen, const void *b, 
 {
 	if (c->state != CONN_ESTABLISHED)
 		return PN_ECLOSED;
+	/* ERROR: type, req_id u32, code u16 after the length */
+	const uint8_t *head = a;
+	if (alen >= PN_FRAME_HDR + 7 && head[PN_FRAME_HDR] == PN_MSG_ERROR &&
+	    ((unsigned)head[PN_FRAME_HDR + 5] << 8 | head[PN_FRAME_HDR + 6]) == PN_WERR_PROTOCOL)
+		c->sent_protocol_error = true;
 	pn_tls_reserve_out(c->tls, alen + blen);
 	int r = pn_tls_write(c->tls, a, alen);
 	if (r == PN_OK && blen)
@@ -780,6 +843,12 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 			arm_shape(net);
 		}
 	}
+	/* An accepted connection gets its TLS session with its first bytes: one
+	 * that never sends any costs no TLS memory while it waits. */
+	if (!c->tls && !(c->tls = pn_tls_new(net->ctx_server, true, NULL))) {
+		pn_conn_close(c, PN_ENOMEM);
+		return;
+	}
 	if (pn_tls_feed(c->tls, buf->base, (size_t)nread) != PN_OK) {
 		pn_conn_close(c, PN_ENOMEM);
 		return;
@@ -804,6 +873,15 @@ void pn_conn_resume(struct pn_conn *c)
 	process(c);
 }
 
+/* The peer broke the framing: ERROR(0, PROTOCOL, text) goes out first
+ * (docs/PROTOCOL.md, Framing), then the connection closes, draining. */
+static void close_bad_frame(struct pn_conn *c, int err, const char *text)
+{
+	if (c->state == CONN_ESTABLISHED && !c->sent_protocol_error)
+		(void)pn_conn_send_error(c, 0, PN_WERR_PROTOCOL, text); /* closes c if it fails */
+	pn_conn_close(c, err);
+}
+
 /* Hands every whole frame in the plaintext buffer to the owner. Returns
  * false if the connection closed or paused. */
 static bool deliver_frames(struct pn_conn *c)
@@ -814,20 +892,26 @@ static bool deliver_frames(struct pn_conn *c)
 		const uint8_t *p = c->in + off;
 		size_t avail = c->in_len - off;
 		size_t body_len;
+		if (avail >= PN_FRAME_HDR && pn_get_u32(p) == 0) {
+			PN_LOGI(&c->net->log, "%s: zero-length frame, closing", c->peer_addr);
+			close_bad_frame(c, PN_EPROTO, "zero-length frame");
+			go_on = false;
+			break;
+		}
 		if (avail >= PN_FRAME_HDR + 1) {
 			uint32_t declared = pn_get_u32(p);
 			size_t type_max = pn_msg_max_body(p[PN_FRAME_HDR]);
 			if (type_max == 0) {
 				PN_LOGI(&c->net->log, "%s: unknown message type 0x%02x, closing", c->peer_addr,
 					p[PN_FRAME_HDR]);
-				pn_conn_close(c, PN_EPROTO);
+				close_bad_frame(c, PN_EPROTO, "unknown message type");
 				go_on = false;
 				break;
 			}
 			if (declared > type_max || declared > c->max_body) {
 				PN_LOGI(&c->net->log, "%s: frame of %u bytes exceeds the limit for type 0x%02x, closing",
 					c->peer_addr, declared, p[PN_FRAME_HDR]);
-				pn_conn_close(c, PN_ETOOBIG);
+				close_bad_frame(c, PN_ETOOBIG, "frame too large for its type");
 				go_on = false;
 				break;
 			}
@@ -837,7 +921,7 @@ static bool deliver_frames(struct pn_conn *c)
 			break;
 		if (r != PN_OK) {
 			PN_LOGI(&c->net->log, "%s: bad frame (%s), closing", c->peer_addr, pn_strerror(r));
-			pn_conn_close(c, r);
+			close_bad_frame(c, r, "bad frame");
 			go_on = false;
 			break;
 		}
@@ -908,7 +992,7 @@ static void process(struct pn_conn *c)
 	c->processing = true;
 	do {
 		c->reprocess = false;
-		if (conn_closing(c))
+		if (conn_closing(c) || !c->tls)
 			break;
 		if (c->state < CONN_ESTABLISHED) {
 			int r = pn_tls_handshake(c->tls);
@@ -923,6 +1007,7 @@ static void process(struct pn_conn *c)
 				break;
 			}
 			conn_set_state(c, CONN_ESTABLISHED);
+			conn_halfopen_over(c);
 			c->last_rx_ms = uv_now(c->net->loop);
 			if (pn_tls_peer_id(c->tls, c->peer_id) != PN_OK) {
 				pn_conn_close(c, PN_ETLS);
@@ -962,6 +1047,26 @@ static void process(struct pn_conn *c)
 	c->processing = false;
 }
 
+/* Logs a refused connection at most once per PN_NET_LIMIT_LOG_INTERVAL_MS,
+ * saying how many went unlogged since the last such line: a flood of
+ * refusals does not flood the log. */
+void pn_net_log_refusal(struct pn_net *net, const char *peer, const char *what, size_t count)
+{
+	uint64_t now = uv_now(net->loop);
+	if (net->refusal_logged && now - net->refusal_log_ms < PN_NET_LIMIT_LOG_INTERVAL_MS) {
+		net->refusals_unlogged++;
+		return;
+	}
+	if (net->refusals_unlogged)
+		PN_LOGW(&net->log, "%s: refused, %zu %s (%llu more refused in the last %u s)", peer, count, what,
+			(unsigned long long)net->refusals_unlogged, PN_NET_LIMIT_LOG_INTERVAL_MS / 1000);
+	else
+		PN_LOGW(&net->log, "%s: refused, %zu %s", peer, count, what);
+	net->refusal_logged = true;
+	net->refusal_log_ms = now;
+	net->refusals_unlogged = 0;
+}
+
 static void connection_cb(uv_stream_t *server, int status)
 {
 	struct pn_net *net = server->data;
@@ -976,18 +1081,44 @@ static void connection_cb(uv_stream_t *server, int status)
 	}
 	struct sockaddr_storage ss;
 	int sl = sizeof ss;
-	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0)
+	bool have_addr = uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0;
+	if (have_addr)
 		pn_addr_format((struct sockaddr *)&ss, c->peer_addr);
 	else
 		strcpy(c->peer_addr, "?");
 	if (net->nconns > net->opts.max_conns) {
-		PN_LOGW(&net->log, "%s: refused, %zu connections already", c->peer_addr, net->nconns - 1);
+		pn_net_log_refusal(net, c->peer_addr, "connections already", net->nconns - 1);
 		conn_finish_close(c);
 		return;
 	}
+	/* A fair share per source: refused here, before any TLS work, so that
+	 * refusing a flood costs an accept and a close. */
+	struct pn_addr_key key;
+	if (have_addr && pn_addr_key_from((struct sockaddr *)&ss, &key)) {
+		struct pn_addr_count *src = pn_addr_table_get(&net->by_addr, &key);
+		if (!src) {
+			conn_finish_close(c);
+			return;
+		}
+		struct pn_conn_limits lim = {net->opts.halfopen_per_addr, net->opts.conns_per_addr};
+		enum pn_admit admit = pn_conn_admit(src, &lim);
+		if (admit != PN_ADMIT_OK) {
+			net->refused_per_addr++;
+			if (admit == PN_ADMIT_HALFOPEN)
+				pn_net_log_refusal(net, c->peer_addr, "handshakes already under way from that address",
+					    src->halfopen);
+			else
+				pn_net_log_refusal(net, c->peer_addr, "connections already open from that address", src->total);
+			conn_finish_close(c);
+			return;
+		}
+		pn_addr_count_open(src);
+		c->src = src;
+	}
+	c->halfopen = true;
+	net->nhalfopen++;
 	uv_tcp_nodelay(&c->tcp, 1);
-	c->tls = pn_tls_new(net->ctx_server, true, NULL);
-	c->cbs = c->tls ? net->accept_cb(net, c) : NULL;
+	c->cbs = net->accept_cb(net, c);
 	if (!c->cbs) {
 		conn_finish_close(c);
 		return;

@@ -53,6 +53,8 @@ struct pn_net_opts {
 	uint32_t idle_timeout_ms;       /* no frame received for this long: close (0 = never) */
 	uint32_t write_stall_timeout_ms;/* bytes queued but none written for this long: close */
 	uint32_t max_conns;             /* accepted connections beyond this are refused */
+	uint32_t halfopen_per_addr;     /* accepted, handshake unfinished, per source (0 = no limit) */
+	uint32_t conns_per_addr;        /* accepted, per source (0 = no limit); see conn_limit.h */
 	/* Where the net logs (peers refused, handshakes failed, bad frames):
 	 * copied by pn_net_new, so it need not outlive the call. NULL: silent. */
 	const struct pn_logger *log;
@@ -73,6 +75,14 @@ uv_loop_t *pn_net_loop(struct pn_net *net);
 void pn_net_set_data(struct pn_net *net, void *data);
 void *pn_net_data(const struct pn_net *net);
 size_t pn_net_conn_count(const struct pn_net *net);
+/* Accepted connections open now whose TLS handshake has not finished. */
+size_t pn_net_halfopen_count(const struct pn_net *net);
+/* Logs "PEER: refused, COUNT WHAT" at most once per PN_NET_LIMIT_LOG_INTERVAL_MS
+ * (conn_limit.h) for the whole net, with the number of refusals left unlogged
+ * since the last such line: for an owner's accept_cb that refuses. */
+void pn_net_log_refusal(struct pn_net *net, const char *peer, const char *what, size_t count);
+/* Accepted connections refused so far by a per-source limit (halfopen_per_addr, conns_per_addr). */
+uint64_t pn_net_refused_per_addr(const struct pn_net *net);
 
 /* Listens on addr ("host:port", "[v6]:port", ":port" or "port"); each accepted
  * connection gets cbs and user data from accept_cb's return; accept_cb may

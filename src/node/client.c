@@ -755,6 +755,7 @@ static int frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
 		return PN_OK;
 	int r = pn_msg_decode(body, len, &m);
 	if (r != PN_OK) {
+		(void)pn_conn_send_error(c, 0, PN_WERR_PROTOCOL, "malformed message"); /* before finish() closes */
 		fail(s, PN_EPROTO, "server %s sent a malformed message (type 0x%02x)%s", s->opts->server,
 		     len ? body[0] : 0, partial_hint(s));
 		return PN_OK;
@@ -768,8 +769,10 @@ static int frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
 			return PN_EAGAIN;
 		}
 		r = engine_on_msg(s->engine, PEER_KEY, &m, uv_now(&s->loop));
-		if (r == PN_ENOTSUP)
+		if (r == PN_ENOTSUP) {
+			(void)pn_conn_send_error(c, 0, PN_WERR_PROTOCOL, "unexpected message");
 			fail(s, PN_EPROTO, "server %s sent an unexpected message (type 0x%02x)", s->opts->server, m.type);
+		}
 		engine_pump(s); /* within the frame: a WRITE_CHUNK points into body */
 		return PN_OK;
 	}

@@ -27,6 +27,7 @@
 #include "node/node_dir.h"
 #include "node/node_flood.h"
 #include "crypto/crypto.h"
+#include "net/conn_limit.h"
 #include "net/net.h"
 #include "proto/engine.h"
 #include "proto/prng.h"
@@ -37,6 +38,7 @@
 #define NODE_TIMER_MAX_MS 1000   /* ... nor later (a safety net for an event that forgot to re-arm) */
 #define NODE_PROGRESS_MS 250     /* progress lines to waiting control clients */
 #define NODE_MAX_PEERS 128
+#define NODE_OUTBOUND_RESERVED 32 /* of NODE_MAX_PEERS, kept for peers the node dials: floods cannot take them */
 #define NODE_MAX_DOWNLOADS ENGINE_MAX_DOWNLOADS
 #define NODE_DEFAULT_PEER_TIMEOUT_MS 30000
 #define NODE_REFIND_MS 2000       /* ask the directory for more providers this often while downloading */
@@ -594,8 +596,13 @@ static void peer_close_cb(struct pn_conn *c, int err)
 static const struct pn_conn_cbs *accept_cb(struct pn_net *net, struct pn_conn *c)
 {
 	struct node *n = pn_net_data(net);
-	if (n->stopping || peer_count(n) >= NODE_MAX_PEERS) {
-		PN_LOGW(&n->log, "%s: refused, %zu peers already", pn_conn_peer_addr(c), peer_count(n));
+	size_t inbound = 0;
+	for (struct peer *p = n->peers; p; p = p->next)
+		inbound += !p->outgoing;
+	if (n->stopping)
+		return NULL;
+	if (!pn_slots_accept_ok(peer_count(n), inbound, NODE_MAX_PEERS, NODE_OUTBOUND_RESERVED)) {
+		pn_net_log_refusal(net, pn_conn_peer_addr(c), "peers already", peer_count(n));
 		return NULL;
 	}
 	struct peer *p = peer_new(n, c, false, NULL);

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <criterion/criterion.h>
+#include "net/conn_limit.h"
 #include "net/conn_state.h"
 #include "net/net.h"
 #include "util/log.h"
@@ -45,6 +46,159 @@ Test(conn_state, everything_else_is_refused)
 	cr_assert_not(conn_transition_ok(CONN_HANDSHAKING, CONN_DRAINING), "only an established connection drains");
 	cr_assert_not(conn_transition_ok(CONN_NSTATES, CONN_CLOSED));
 	cr_assert_not(conn_transition_ok(CONN_CLOSING, CONN_NSTATES));
+}
+
+/* ---- fair shares of the connection slots (conn_limit.h), no socket ---- */
+
+static struct pn_addr_key key_v4(const char *ip)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	struct pn_addr_key k;
+
+	cr_assert_eq(inet_pton(AF_INET, ip, &sa.sin_addr), 1);
+	cr_assert(pn_addr_key_from((struct sockaddr *)&sa, &k));
+	return k;
+}
+
+static struct pn_addr_key key_v6(const char *ip)
+{
+	struct sockaddr_in6 sa = {.sin6_family = AF_INET6};
+	struct pn_addr_key k;
+
+	cr_assert_eq(inet_pton(AF_INET6, ip, &sa.sin6_addr), 1);
+	cr_assert(pn_addr_key_from((struct sockaddr *)&sa, &k));
+	return k;
+}
+
+static bool key_same(struct pn_addr_key a, struct pn_addr_key b)
+{
+	return a.family == b.family && !memcmp(a.bytes, b.bytes, sizeof a.bytes);
+}
+
+Test(conn_limit, what_counts_as_one_source)
+{
+	/* Each IPv4 address is its own source, loopback ones included. */
+	cr_assert(key_same(key_v4("127.0.5.5"), key_v4("127.0.5.5")));
+	cr_assert_not(key_same(key_v4("127.0.5.5"), key_v4("127.0.5.6")));
+	cr_assert_not(key_same(key_v4("127.0.0.1"), key_v4("127.1.0.1")));
+	cr_assert_not(key_same(key_v4("10.0.0.1"), key_v4("10.0.0.2")));
+	/* IPv6: one /64 is one source. */
+	cr_assert(key_same(key_v6("2001:db8:1:2::1"), key_v6("2001:db8:1:2:ffff:ffff:ffff:ffff")));
+	cr_assert_not(key_same(key_v6("2001:db8:1:2::1"), key_v6("2001:db8:1:3::1")));
+	/* A v4 client of a dual-stack listener is its IPv4 address, not ::ffff:0:0/64. */
+	cr_assert(key_same(key_v6("::ffff:127.0.5.5"), key_v4("127.0.5.5")));
+	cr_assert_not(key_same(key_v6("::ffff:127.0.5.5"), key_v6("::ffff:127.0.5.6")));
+	cr_assert_not(key_same(key_v6("::127.0.5.5"), key_v4("127.0.5.5")), "only the mapped form is IPv4");
+	struct sockaddr un = {.sa_family = AF_UNIX};
+	struct pn_addr_key k;
+	cr_assert_not(pn_addr_key_from(&un, &k));
+}
+
+Test(conn_limit, counts_per_source_and_frees_the_last)
+{
+	struct pn_addr_table t;
+	struct pn_addr_key a = key_v4("127.0.5.5"), b = key_v4("127.0.5.6");
+
+	pn_addr_table_init(&t, 42);
+	cr_assert_null(pn_addr_table_find(&t, &a));
+	struct pn_addr_count *ca = pn_addr_table_get(&t, &a);
+	cr_assert_not_null(ca);
+	cr_assert_eq(pn_addr_table_get(&t, &a), ca, "one entry per source");
+	struct pn_addr_count *cb = pn_addr_table_get(&t, &b);
+	cr_assert_neq(ca, cb);
+	for (int i = 0; i < 3; i++)
+		pn_addr_count_open(ca);
+	pn_addr_count_open(cb);
+	cr_assert_eq(ca->halfopen, 3);
+	cr_assert_eq(ca->total, 3);
+	cr_assert_eq(cb->total, 1);
+	cr_assert_eq(t.entries, 2);
+	pn_addr_count_handshake_over(ca);
+	cr_assert_eq(ca->halfopen, 2);
+	cr_assert_eq(ca->total, 3, "an established connection still counts");
+	pn_addr_table_release(&t, ca);
+	pn_addr_table_release(&t, ca);
+	cr_assert_eq(pn_addr_table_find(&t, &a), ca, "one connection left");
+	pn_addr_table_release(&t, ca);
+	cr_assert_null(pn_addr_table_find(&t, &a), "the last one gone frees the entry");
+	cr_assert_eq(t.entries, 1);
+	cr_assert_eq(pn_addr_table_find(&t, &b), cb, "the other source is untouched");
+	pn_addr_table_clear(&t);
+	cr_assert_eq(t.entries, 0);
+	cr_assert_null(pn_addr_table_find(&t, &b));
+}
+
+Test(conn_limit, many_sources_share_the_table)
+{
+	/* More sources than buckets: chains hold them, each found again. */
+	struct pn_addr_table t;
+	char ip[32];
+
+	pn_addr_table_init(&t, 7);
+	for (int i = 0; i < 3 * PN_ADDR_TABLE_BUCKETS; i++) {
+		snprintf(ip, sizeof ip, "10.%d.%d.1", i / 256, i % 256);
+		struct pn_addr_key k = key_v4(ip);
+		pn_addr_count_open(pn_addr_table_get(&t, &k));
+	}
+	cr_assert_eq(t.entries, 3 * PN_ADDR_TABLE_BUCKETS);
+	for (int i = 0; i < 3 * PN_ADDR_TABLE_BUCKETS; i++) {
+		snprintf(ip, sizeof ip, "10.%d.%d.1", i / 256, i % 256);
+		struct pn_addr_key k = key_v4(ip);
+		struct pn_addr_count *c = pn_addr_table_get(&t, &k);
+		cr_assert_eq(c->total, 1, "%s", ip);
+		pn_addr_table_release(&t, c);
+	}
+	cr_assert_eq(t.entries, 0);
+	pn_addr_table_clear(&t);
+}
+
+Test(conn_limit, the_admission_decision)
+{
+	struct pn_addr_count c = {0};
+	struct pn_conn_limits lim = {.halfopen_per_addr = 4, .conns_per_addr = 6};
+
+	for (int i = 0; i < 4; i++) {
+		cr_assert_eq(pn_conn_admit(&c, &lim), PN_ADMIT_OK, "connection %d", i);
+		pn_addr_count_open(&c);
+	}
+	cr_assert_eq(pn_conn_admit(&c, &lim), PN_ADMIT_HALFOPEN, "a fifth handshake from the same source");
+	pn_addr_count_handshake_over(&c);
+	cr_assert_eq(pn_conn_admit(&c, &lim), PN_ADMIT_OK, "one finished: room for one more");
+	pn_addr_count_open(&c);
+	pn_addr_count_handshake_over(&c);
+	pn_addr_count_handshake_over(&c);
+	cr_assert_eq(c.total, 5);
+	cr_assert_eq(pn_conn_admit(&c, &lim), PN_ADMIT_OK);
+	pn_addr_count_open(&c);
+	cr_assert_eq(c.halfopen, 3);
+	cr_assert_eq(pn_conn_admit(&c, &lim), PN_ADMIT_CONNS, "six open: the total limit, though few handshake");
+	/* 0 means no limit. */
+	struct pn_conn_limits none = {0, 0};
+	cr_assert_eq(pn_conn_admit(&c, &none), PN_ADMIT_OK);
+	/* The defaults: the half-open limit bites before the total one. */
+	cr_assert_lt(PN_NET_HALFOPEN_PER_ADDR, PN_NET_CONNS_PER_ADDR);
+	struct pn_net_opts o;
+	pn_net_opts_default(&o);
+	cr_assert_eq(o.halfopen_per_addr, PN_NET_HALFOPEN_PER_ADDR);
+	cr_assert_eq(o.conns_per_addr, PN_NET_CONNS_PER_ADDR);
+}
+
+Test(conn_limit, a_node_keeps_slots_for_the_peers_it_dials)
+{
+	const size_t max = 128, reserved = 32;
+
+	/* Inbound fills up to max - reserved, however few peers were dialled. */
+	cr_assert(pn_slots_accept_ok(0, 0, max, reserved));
+	cr_assert(pn_slots_accept_ok(95, 95, max, reserved));
+	cr_assert_not(pn_slots_accept_ok(96, 96, max, reserved), "96 inbound: the rest is for dialling");
+	/* Peers we dialled do not count against the inbound share ... */
+	cr_assert(pn_slots_accept_ok(120, 90, max, reserved));
+	/* ... but every slot taken is taken. */
+	cr_assert_not(pn_slots_accept_ok(128, 10, max, reserved));
+	/* No reserve: every slot may be inbound; all reserved: none. */
+	cr_assert(pn_slots_accept_ok(127, 127, max, 0));
+	cr_assert_not(pn_slots_accept_ok(0, 0, max, max));
+	cr_assert_not(pn_slots_accept_ok(0, 0, max, max + 1));
 }
 
 /* ---- loopback ---- */
@@ -255,4 +409,233 @@ Test(net, garbage_and_silence_are_logged_through_the_nets_logger)
 	cr_assert_eq(T.s.established, 0);
 	close(garbage);
 	close(silent);
+}
+
+/* ---- per-source limits on a real listener ---- */
+
+/* A TCP connection to port from src_ip (a loopback address of its own). */
+static int raw_connect_from(const char *src_ip, uint16_t port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in src = {.sin_family = AF_INET};
+	struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons(port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(inet_pton(AF_INET, src_ip, &src.sin_addr), 1);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&src, sizeof src), 0, "bind %s", src_ip);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&dst, sizeof dst), 0);
+	return fd;
+}
+
+static void run_until_refused(struct pn_net *net, uint64_t want)
+{
+	uint64_t start = uv_now(&T.loop);
+
+	while (pn_net_refused_per_addr(net) < want) {
+		cr_assert_lt(uv_now(&T.loop) - start, TEST_DEADLINE_MS, "waiting for %llu refusals",
+			     (unsigned long long)want);
+		uv_run(&T.loop, UV_RUN_ONCE);
+	}
+}
+
+static int count_lines_with(const char *all, const char *needle)
+{
+	int n = 0;
+	for (const char *p = all; (p = strstr(p, needle)); p += strlen(needle))
+		n++;
+	return n;
+}
+
+#define FLOOD_EXTRA 8
+
+Test(net, one_source_cannot_take_every_handshake_slot)
+{
+	/* A listener of its own with a long handshake timeout: nothing here
+	 * may depend on how fast the loop runs. */
+	struct log_capture lc = {0};
+	struct pn_logger lg = {.cb = capture_cb, .ud = &lc, .level = PN_LOG_INFO};
+	struct pn_net_opts o;
+	struct pn_net *srv;
+	uint16_t port;
+	int fds[PN_NET_HALFOPEN_PER_ADDR + FLOOD_EXTRA];
+	const int n = PN_NET_HALFOPEN_PER_ADDR + FLOOD_EXTRA;
+
+	pn_net_opts_default(&o);
+	o.handshake_timeout_ms = 60000;
+	o.log = &lg;
+	cr_assert_eq(pn_net_new(&T.loop, &T.server_id, &o, &srv), PN_OK);
+	cr_assert_eq(pn_net_listen(srv, "127.0.0.1:0", accept_cb, &port), PN_OK);
+	for (int i = 0; i < n; i++)
+		fds[i] = raw_connect_from("127.0.5.5", port);
+	run_until_refused(srv, FLOOD_EXTRA);
+	/* Give the loop a few more turns: no further refusal, no more accepted. */
+	for (int i = 0; i < 20; i++)
+		uv_run(&T.loop, UV_RUN_NOWAIT);
+	cr_assert_eq(pn_net_refused_per_addr(srv), FLOOD_EXTRA);
+	cr_assert_eq(pn_net_halfopen_count(srv), PN_NET_HALFOPEN_PER_ADDR);
+	cr_assert_eq(count_lines_with(lc.all, "refused"), 1, "one line for a burst of refusals: %s", lc.all);
+	cr_assert(strstr(lc.all, "127.0.5.5"), "%s", lc.all);
+	/* The refused ones were closed at once: each of the last reads EOF. */
+	for (int i = n - FLOOD_EXTRA; i < n; i++) {
+		char b;
+		cr_assert_eq(read(fds[i], &b, 1), 0, "connection %d refused and closed", i);
+	}
+	/* Another source still gets in and finishes its handshake. */
+	int other = raw_connect_from("127.0.6.6", port);
+	for (int i = 0; i < 20; i++)
+		uv_run(&T.loop, UV_RUN_NOWAIT);
+	cr_assert_eq(pn_net_refused_per_addr(srv), FLOOD_EXTRA, "127.0.6.6 is not refused");
+	cr_assert_eq(pn_net_halfopen_count(srv), PN_NET_HALFOPEN_PER_ADDR + 1);
+	close(other);
+	/* Closing the flood frees its slots: the source may connect again. */
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+	uint64_t start = uv_now(&T.loop);
+	while (pn_net_halfopen_count(srv) > 0) {
+		cr_assert_lt(uv_now(&T.loop) - start, TEST_DEADLINE_MS, "waiting for the closes");
+		uv_run(&T.loop, UV_RUN_ONCE);
+	}
+	int again = raw_connect_from("127.0.5.5", port);
+	start = uv_now(&T.loop);
+	while (pn_net_halfopen_count(srv) < 1) {
+		cr_assert_lt(uv_now(&T.loop) - start, TEST_DEADLINE_MS, "waiting for the new connection");
+		uv_run(&T.loop, UV_RUN_ONCE);
+	}
+	cr_assert_eq(pn_net_refused_per_addr(srv), FLOOD_EXTRA);
+	close(again);
+	pn_net_close(srv);
+}
+
+Test(net, a_source_gets_a_client_through_beside_its_stalled_ones)
+{
+	/* The server's net (300 ms handshake timeout): a flood from 127.0.0.1
+	 * itself, then a real client from the same address once the stalled
+	 * ones have timed out; meanwhile the count never passes the limit. */
+	int fds[PN_NET_HALFOPEN_PER_ADDR + FLOOD_EXTRA];
+	const int n = PN_NET_HALFOPEN_PER_ADDR + FLOOD_EXTRA;
+
+	for (int i = 0; i < n; i++)
+		fds[i] = raw_connect_from("127.0.0.1", T.port);
+	run_until_refused(T.server, FLOOD_EXTRA);
+	cr_assert_leq(pn_net_halfopen_count(T.server), PN_NET_HALFOPEN_PER_ADDR);
+	run_until(&T.s.timeouts, PN_NET_HALFOPEN_PER_ADDR, "the stalled ones' handshake timeout");
+	cr_assert_eq(pn_net_halfopen_count(T.server), 0);
+	char addr[32];
+	struct pn_conn *c = NULL;
+	snprintf(addr, sizeof addr, "127.0.0.1:%u", T.port);
+	cr_assert_eq(pn_net_connect(T.client, addr, T.server_id.node_id, &test_cbs, &T.c, &c), PN_OK);
+	run_until(&T.c.established, 1, "the client's handshake");
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+}
+
+/* ---- a malformed frame: ERROR(0, PROTOCOL) before the close ---- */
+
+struct error_seen {
+	int frames, errors, closes;
+	uint32_t req_id;
+	uint16_t code;
+};
+
+static int error_frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
+{
+	struct error_seen *e = pn_conn_data(c);
+	struct pn_msg m;
+
+	e->frames++;
+	cr_assert_eq(pn_msg_decode(body, len, &m), PN_OK);
+	if (m.type == PN_MSG_ERROR) {
+		e->errors++;
+		e->req_id = m.u.error.req_id;
+		e->code = m.u.error.code;
+	}
+	return PN_OK;
+}
+
+static void error_close_cb(struct pn_conn *c, int err)
+{
+	struct error_seen *e = pn_conn_data(c);
+	e->closes++;
+}
+
+static const struct pn_conn_cbs error_cbs = {
+	.frame_cb = error_frame_cb,
+	.close_cb = error_close_cb,
+};
+
+static void bad_frame_gets_protocol_error(const void *frame, size_t len)
+{
+	char addr[32];
+	struct pn_conn *c = NULL;
+	struct error_seen seen = {0};
+
+	snprintf(addr, sizeof addr, "127.0.0.1:%u", T.port);
+	cr_assert_eq(pn_net_connect(T.client, addr, T.server_id.node_id, &error_cbs, &seen, &c), PN_OK);
+	run_until(&T.s.established, 1, "the server's handshake");
+	cr_assert_eq(pn_conn_send(c, frame, len), PN_OK);
+	run_until(&seen.closes, 1, "the server to close");
+	cr_assert_eq(seen.errors, 1, "one ERROR before the close (%d frames)", seen.frames);
+	cr_assert_eq(seen.frames, 1);
+	cr_assert_eq(seen.req_id, 0);
+	cr_assert_eq(seen.code, PN_WERR_PROTOCOL);
+	run_until(&T.s.closes, 1, "the server's close_cb");
+	cr_assert_eq(T.s.frames, 0, "the bad frame never reached the owner");
+}
+
+Test(net, zero_length_frame_gets_protocol_error)
+{
+	static const uint8_t f[] = {0, 0, 0, 0};
+	bad_frame_gets_protocol_error(f, sizeof f);
+}
+
+Test(net, unknown_type_gets_protocol_error)
+{
+	static const uint8_t f[] = {0, 0, 0, 3, 0x7f, 0, 0};
+	bad_frame_gets_protocol_error(f, sizeof f);
+}
+
+Test(net, oversized_frame_gets_protocol_error)
+{
+	/* A PING (largest body 9) announcing 1000 bytes: refused on its header. */
+	static const uint8_t f[] = {0, 0, 0x03, 0xe8, PN_MSG_PING, 0, 0, 0, 0, 0, 0, 0, 0};
+	bad_frame_gets_protocol_error(f, sizeof f);
+}
+
+static int eproto_frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
+{
+	return PN_EPROTO; /* an owner that finds the message wrong and says nothing itself */
+}
+
+static const struct pn_conn_cbs eproto_cbs = {
+	.established_cb = established_cb,
+	.frame_cb = eproto_frame_cb,
+	.close_cb = close_cb,
+};
+
+static const struct pn_conn_cbs *eproto_accept_cb(struct pn_net *net, struct pn_conn *c)
+{
+	pn_conn_set_data(c, &T.s);
+	return &eproto_cbs;
+}
+
+Test(net, an_owners_protocol_error_is_told_to_the_peer)
+{
+	struct pn_net *srv;
+	uint16_t port;
+	char addr[32];
+	struct pn_conn *c = NULL;
+	struct error_seen seen = {0};
+
+	cr_assert_eq(pn_net_new(&T.loop, &T.server_id, NULL, &srv), PN_OK);
+	cr_assert_eq(pn_net_listen(srv, "127.0.0.1:0", eproto_accept_cb, &port), PN_OK);
+	snprintf(addr, sizeof addr, "127.0.0.1:%u", port);
+	cr_assert_eq(pn_net_connect(T.client, addr, T.server_id.node_id, &error_cbs, &seen, &c), PN_OK);
+	run_until(&T.s.established, 1, "the server's handshake");
+	struct pn_msg m = {.type = PN_MSG_PING};
+	cr_assert_eq(pn_conn_send_msg(c, &m), PN_OK);
+	run_until(&seen.closes, 1, "the server to close");
+	cr_assert_eq(seen.errors, 1);
+	cr_assert_eq(seen.code, PN_WERR_PROTOCOL);
+	pn_net_close(srv);
 }
