@@ -1288,8 +1288,10 @@ def render_d(R, w, F):
     w(f"## d. {R['idle']} idle connected clients")
     w("")
     w(f"`build/idle-clients` (bench/idle_clients.c, linked with build/libpeernet.a) opens {R['idle']} TLS 1.3 "
-      "connections (64 handshakes in flight at a time), sends HELLO on each, says `ready` when all are "
-      "established and holds them; the server's RSS is read 2 s later, well inside its 120 s idle timeout.")
+      "connections (64 handshakes in flight at a time) from loopback sources 127.77.x.y, 64 per source "
+      "(a server takes at most 128 from one address, docs/PROTOCOL.md Limits), sends HELLO on each, says "
+      "`ready` when all are established and holds them; the server's RSS is read 2 s later, well inside "
+      "its 120 s idle timeout.")
     w("")
     w("| figure | value |")
     w("|---|---:|")

@@ -2,7 +2,14 @@
  * each, says so on stdout once every one is up, then holds them idle until
  * SIGTERM or SIGINT, or until its standard input is closed.
  *
- *   idle-clients --server HOST:PORT [-n N] [--parallel P]
+ *   idle-clients --server HOST:PORT [-n N] [--parallel P] [--sources K]
+ *
+ * A server counts connections per source address and refuses one source more
+ * than PN_NET_CONNS_PER_ADDR (src/net/conn_limit.h), so against a server on
+ * 127.0.0.0/8 the connections come from K loopback sources 127.77.x.y in turn
+ * (default: enough for PN_NET_CONNS_PER_ADDR / 2 each), as real clients would
+ * from their own addresses. --sources 0: no binding, every one from the
+ * address the system picks.
  *
  * Output (stdout, one line each, flushed):
  *   ready established=N failed=F seconds=S   once all N connections resolved
@@ -21,6 +28,7 @@
 #include <unistd.h>
 #include <uv.h>
 #include "crypto/crypto.h"
+#include "net/conn_limit.h"
 #include "net/net.h"
 #include "util/buf.h"
 #include "util/log.h"
@@ -35,6 +43,7 @@ struct idle {
 	struct pn_net *net;
 	const char *server;
 	unsigned target, parallel;
+	unsigned sources; /* loopback source addresses to spread over (0: none) */
 	unsigned started, established, failed, dropped;
 	bool ready_said, stopping;
 	uint64_t t0;
@@ -109,8 +118,12 @@ static void start_more(struct idle *st)
 	while (!st->stopping && st->started < st->target &&
 	       st->started - st->established - st->failed < st->parallel) {
 		struct pn_conn *c;
+		char src[32];
+		if (st->sources)
+			snprintf(src, sizeof src, "127.77.%u.%u", (st->started % st->sources) / 250,
+				 1 + (st->started % st->sources) % 250);
 		st->started++;
-		int r = pn_net_connect(st->net, st->server, NULL, &cbs, st, &c);
+		int r = pn_net_connect_from(st->net, st->sources ? src : NULL, st->server, NULL, &cbs, st, &c);
 		if (r != PN_OK) {
 			st->failed++;
 			fprintf(stderr, "idle-clients: cannot connect to %s: %s\n", st->server, pn_strerror(r));
@@ -164,7 +177,7 @@ static void report_cb(uv_timer_t *t)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: idle-clients --server HOST:PORT [-n N] [--parallel P]\n"
+	fprintf(f, "usage: idle-clients --server HOST:PORT [-n N] [--parallel P] [--sources K]\n"
 		   "Opens N (default %d) TLS connections, sends HELLO on each, prints 'ready ...'\n"
 		   "when all are up, holds them until SIGTERM/SIGINT or stdin closes.\n",
 		DEFAULT_CONNS);
@@ -174,6 +187,7 @@ int main(int argc, char **argv)
 {
 	struct idle st = {0};
 	struct pn_identity id;
+	int sources = -1; /* -1: as many as the connections need, on loopback */
 	st.target = DEFAULT_CONNS;
 	st.parallel = DEFAULT_PARALLEL;
 	for (int i = 1; i < argc; i++) {
@@ -183,6 +197,8 @@ int main(int argc, char **argv)
 			st.target = (unsigned)strtoul(argv[++i], NULL, 10);
 		else if (!strcmp(argv[i], "--parallel") && i + 1 < argc)
 			st.parallel = (unsigned)strtoul(argv[++i], NULL, 10);
+		else if (!strcmp(argv[i], "--sources") && i + 1 < argc)
+			sources = (int)strtol(argv[++i], NULL, 10);
 		else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
 			usage(stdout);
 			return 0;
@@ -191,10 +207,15 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!st.server || st.target == 0 || st.parallel == 0) {
+	if (!st.server || st.target == 0 || st.parallel == 0 || sources > 250 * 250) {
 		usage(stderr);
 		return 2;
 	}
+	if (sources < 0)
+		st.sources = strncmp(st.server, "127.", 4) ? 0
+			     : (st.target + PN_NET_CONNS_PER_ADDR / 2 - 1) / (PN_NET_CONNS_PER_ADDR / 2);
+	else
+		st.sources = (unsigned)sources;
 	signal(SIGPIPE, SIG_IGN);
 	struct pn_logger log = {.cb = pn_log_stderr_cb, .ud = (void *)"idle-clients", .level = PN_LOG_WARN};
 	enum pn_log_level level;

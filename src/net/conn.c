@@ -1172,13 +1172,34 @@ static void connect_cb(uv_connect_t *req, int status)
 int pn_net_connect(struct pn_net *net, const char *addr, const uint8_t *expected_id,
 		   const struct pn_conn_cbs *cbs, void *data, struct pn_conn **out)
 {
-	struct sockaddr_storage ss;
+	return pn_net_connect_from(net, NULL, addr, expected_id, cbs, data, out);
+}
+
+int pn_net_connect_from(struct pn_net *net, const char *source_ip, const char *addr, const uint8_t *expected_id,
+			const struct pn_conn_cbs *cbs, void *data, struct pn_conn **out)
+{
+	struct sockaddr_storage ss, src;
 	int r = pn_addr_parse(addr, &ss, false);
 	if (r != PN_OK)
 		return r;
+	if (source_ip) {
+		memset(&src, 0, sizeof src);
+		struct sockaddr_in *v4 = (struct sockaddr_in *)&src;
+		struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&src;
+		if (inet_pton(AF_INET, source_ip, &v4->sin_addr) == 1)
+			v4->sin_family = AF_INET;
+		else if (inet_pton(AF_INET6, source_ip, &v6->sin6_addr) == 1)
+			v6->sin6_family = AF_INET6;
+		else
+			return PN_EINVAL;
+	}
 	struct pn_conn *c = conn_new(net, false);
 	if (!c)
 		return PN_ENOMEM;
+	if (source_ip && uv_tcp_bind(&c->tcp, (struct sockaddr *)&src, 0) != 0) {
+		conn_finish_close(c);
+		return PN_EINVAL;
+	}
 	c->cbs = cbs;
 	c->data = data;
 	pn_addr_format((struct sockaddr *)&ss, c->peer_addr);

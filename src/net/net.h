@@ -95,6 +95,12 @@ PN_MUST_CHECK int pn_net_listen(struct pn_net *net, const char *addr, pn_accept_
  * that node ID. established_cb or close_cb follows. */
 PN_MUST_CHECK int pn_net_connect(struct pn_net *net, const char *addr, const uint8_t *expected_id,
 				 const struct pn_conn_cbs *cbs, void *data, struct pn_conn **out);
+/* Like pn_net_connect from the local address source_ip ("127.0.5.5", "::1";
+ * NULL: any), so that a test or a benchmark on loopback can appear as several
+ * sources to the per-source limits. PN_EINVAL if source_ip is not an address. */
+PN_MUST_CHECK int pn_net_connect_from(struct pn_net *net, const char *source_ip, const char *addr,
+				      const uint8_t *expected_id, const struct pn_conn_cbs *cbs, void *data,
+				      struct pn_conn **out);
 
 /* Parses "host:port" (with [v6] brackets) into a socket address, resolving host. */
 PN_MUST_CHECK int pn_addr_parse(const char *addr, struct sockaddr_storage *ss, bool allow_empty_host);

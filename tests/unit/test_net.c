@@ -639,3 +639,16 @@ Test(net, an_owners_protocol_error_is_told_to_the_peer)
 	cr_assert_eq(seen.code, PN_WERR_PROTOCOL);
 	pn_net_close(srv);
 }
+
+Test(net, connect_from_a_chosen_source)
+{
+	char addr[32];
+	struct pn_conn *c = NULL;
+
+	snprintf(addr, sizeof addr, "127.0.0.1:%u", T.port);
+	cr_assert_eq(pn_net_connect_from(T.client, "not-an-ip", addr, NULL, &test_cbs, &T.c, &c), PN_EINVAL);
+	cr_assert_eq(pn_net_connect_from(T.client, "127.0.9.9", addr, T.server_id.node_id, &test_cbs, &T.c, &c),
+		     PN_OK);
+	run_until(&T.s.established, 1, "the server's handshake");
+	cr_assert_eq(strncmp(pn_conn_peer_addr(T.s.conn), "127.0.9.9:", 10), 0, "%s", pn_conn_peer_addr(T.s.conn));
+}
