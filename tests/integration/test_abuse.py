@@ -746,6 +746,32 @@ def test_node_peer_slots_survive_a_halfopen_flood(p2pnet, workdir):
         flood.close()
 
 
+def test_node_keeps_slots_for_the_peers_it_dials(p2pnet, workdir):
+    """Stalled handshakes from 8 sources (more than a node's 96 inbound slots
+    in all), reconnected as they are closed: the node under attack still
+    downloads, because the peer it dials takes one of the 32 slots kept for
+    outbound peers (before, the flood took all 128)."""
+    need_nofile(FLOOD_CONNS + 256)
+    d = p2pnet.directory()
+    a = p2pnet.node("a", d, args=["--peer-timeout", 5])
+    b = p2pnet.node("b", d)
+    src = os.path.join(workdir, "offered.bin")
+    digest = make_file(src, 4 * CHUNK + 11, seed=48)
+    cid = b.add_id(src)
+    a.wait_registered()
+    b.wait_registered()
+    sources = ["127.0.5.%d" % i for i in range(10, 18)]
+    flood = Flood(a.port, sources, FLOOD_CONNS, reconnect=True)
+    try:
+        time.sleep(1)
+        out = os.path.join(workdir, "got.bin")
+        res = a.get(cid, out, timeout=60)
+        assert res["ok"] and sha256_file(out) == digest
+        assert [l for l in a.log_lines() if "peers already" in l], "the full inbound share is logged"
+    finally:
+        flood.close()
+
+
 def test_directory_survives_a_halfopen_flood(p2pnet, workdir):
     """A directory under 2,000 stalled handshakes from 127.0.5.5, reconnected as
     they are closed: a node started meanwhile registers."""
