@@ -54,6 +54,8 @@ struct pn_net {
 	uint8_t *scratch; /* one encoded frame at a time, for pn_conn_send_msg */
 	struct pn_addr_table by_addr;   /* accepted connections per source address */
 	size_t nhalfopen;               /* accepted connections whose handshake is not over */
+	struct pn_conn *halfopen_oldest, *halfopen_newest; /* those, in the order accepted */
+	uint64_t evicted;               /* half-open connections closed to make room */
 	uint64_t refused_per_addr;      /* refused by halfopen_per_addr or conns_per_addr */
 	uint64_t refusal_log_ms;        /* when the last refusal was logged */
 	uint64_t refusals_unlogged;     /* refused since then without a line of their own */
@@ -107,6 +109,7 @@ struct pn_conn {
 	bool above_high;               /* the write queue passed the high water mark */
 	bool write_dead;               /* the peer closed its side: drop writes, read to the end */
 	bool halfopen;                 /* accepted, counted in nhalfopen until the handshake is over */
+	struct pn_conn *ho_prev, *ho_next; /* in the net's half-open list while halfopen */
 	bool sent_protocol_error;      /* an ERROR(PROTOCOL) frame went out: none is added at close */
 	struct write_req *shaped_head, *shaped_tail; /* waiting for upload tokens */
 	uint8_t expected_id[PN_ID_BYTES];
@@ -371,6 +374,7 @@ void pn_net_set_data(struct pn_net *net, void *data) { net->data = data; }
 void *pn_net_data(const struct pn_net *net) { return net->data; }
 size_t pn_net_conn_count(const struct pn_net *net) { return net->nconns; }
 size_t pn_net_halfopen_count(const struct pn_net *net) { return net->nhalfopen; }
+uint64_t pn_net_evicted_count(const struct pn_net *net) { return net->evicted; }
 uint64_t pn_net_refused_per_addr(const struct pn_net *net) { return net->refused_per_addr; }
 
 void pn_net_close(struct pn_net *net)
@@ -433,10 +437,20 @@ static void conn_unlink(struct pn_conn *c)
 /* An accepted connection's handshake is over (done, failed or cut short). */
 static void conn_halfopen_over(struct pn_conn *c)
 {
+	struct pn_net *net = c->net;
 	if (!c->halfopen)
 		return;
 	c->halfopen = false;
-	c->net->nhalfopen--;
+	net->nhalfopen--;
+	if (c->ho_prev)
+		c->ho_prev->ho_next = c->ho_next;
+	else
+		net->halfopen_oldest = c->ho_next;
+	if (c->ho_next)
+		c->ho_next->ho_prev = c->ho_prev;
+	else
+		net->halfopen_newest = c->ho_prev;
+	c->ho_prev = c->ho_next = NULL;
 	if (c->src)
 		pn_addr_count_handshake_over(c->src);
 }
@@ -474,6 +488,7 @@ static void conn_finish_close(struct pn_conn *c)
 {
 	if (c->state >= CONN_CLOSING)
 		return;
+	conn_halfopen_over(c); /* uv_close gives the descriptor back now */
 	conn_set_state(c, CONN_CLOSING);
 	uv_close((uv_handle_t *)&c->tcp, tcp_closed_cb);
 }
@@ -1047,24 +1062,51 @@ static void process(struct pn_conn *c)
 	c->processing = false;
 }
 
-/* Logs a refused connection at most once per PN_NET_LIMIT_LOG_INTERVAL_MS,
- * saying how many went unlogged since the last such line: a flood of
- * refusals does not flood the log. */
-void pn_net_log_refusal(struct pn_net *net, const char *peer, const char *what, size_t count)
+/* Whether a refusal may be logged now: at most once per
+ * PN_NET_LIMIT_LOG_INTERVAL_MS for the whole net, so a flood of refusals does
+ * not flood the log. If so, *unlogged gets the count of those not logged since
+ * the last line; if not, this one is counted. */
+static bool refusal_log_due(struct pn_net *net, uint64_t *unlogged)
 {
 	uint64_t now = uv_now(net->loop);
 	if (net->refusal_logged && now - net->refusal_log_ms < PN_NET_LIMIT_LOG_INTERVAL_MS) {
 		net->refusals_unlogged++;
-		return;
+		return false;
 	}
-	if (net->refusals_unlogged)
-		PN_LOGW(&net->log, "%s: refused, %zu %s (%llu more refused in the last %u s)", peer, count, what,
-			(unsigned long long)net->refusals_unlogged, PN_NET_LIMIT_LOG_INTERVAL_MS / 1000);
-	else
-		PN_LOGW(&net->log, "%s: refused, %zu %s", peer, count, what);
+	*unlogged = net->refusals_unlogged;
 	net->refusal_logged = true;
 	net->refusal_log_ms = now;
 	net->refusals_unlogged = 0;
+	return true;
+}
+
+void pn_net_log_refusal(struct pn_net *net, const char *peer, const char *what, size_t count)
+{
+	uint64_t unlogged;
+	if (!refusal_log_due(net, &unlogged))
+		return;
+	if (unlogged)
+		PN_LOGW(&net->log, "%s: refused, %zu %s (%llu more refused in the last %u s)", peer, count, what,
+			(unsigned long long)unlogged, PN_NET_LIMIT_LOG_INTERVAL_MS / 1000);
+	else
+		PN_LOGW(&net->log, "%s: refused, %zu %s", peer, count, what);
+}
+
+bool pn_net_evict_halfopen(struct pn_net *net, const struct pn_conn *spare)
+{
+	struct pn_conn *victim = net->halfopen_oldest;
+	if (victim && victim == spare)
+		victim = victim->ho_next;
+	uint64_t unlogged;
+	if (!victim)
+		return false;
+	net->evicted++;
+	if (refusal_log_due(net, &unlogged))
+		PN_LOGW(&net->log, "%s: every slot taken, closing this oldest of %zu unfinished handshakes to let a new "
+			"connection in (%llu more refused or closed in the last %u s)", victim->peer_addr,
+			net->nhalfopen, (unsigned long long)unlogged, PN_NET_LIMIT_LOG_INTERVAL_MS / 1000);
+	pn_conn_close(victim, PN_ELIMIT);
+	return true;
 }
 
 static void connection_cb(uv_stream_t *server, int status)
@@ -1086,7 +1128,7 @@ static void connection_cb(uv_stream_t *server, int status)
 		pn_addr_format((struct sockaddr *)&ss, c->peer_addr);
 	else
 		strcpy(c->peer_addr, "?");
-	if (net->nconns > net->opts.max_conns) {
+	if (net->nconns > net->opts.max_conns && !pn_net_evict_halfopen(net, NULL)) {
 		pn_net_log_refusal(net, c->peer_addr, "connections already", net->nconns - 1);
 		conn_finish_close(c);
 		return;
@@ -1117,6 +1159,12 @@ static void connection_cb(uv_stream_t *server, int status)
 	}
 	c->halfopen = true;
 	net->nhalfopen++;
+	c->ho_prev = net->halfopen_newest;
+	if (net->halfopen_newest)
+		net->halfopen_newest->ho_next = c;
+	else
+		net->halfopen_oldest = c;
+	net->halfopen_newest = c;
 	uv_tcp_nodelay(&c->tcp, 1);
 	c->cbs = net->accept_cb(net, c);
 	if (!c->cbs) {

@@ -81,6 +81,16 @@ size_t pn_net_halfopen_count(const struct pn_net *net);
  * (conn_limit.h) for the whole net, with the number of refusals left unlogged
  * since the last such line: for an owner's accept_cb that refuses. */
 void pn_net_log_refusal(struct pn_net *net, const char *peer, const char *what, size_t count);
+/* Closes the oldest accepted connection whose TLS handshake is still under
+ * way (its close_cb follows with PN_ELIMIT), to make room for a new one when
+ * every slot is taken: a flood of stalled handshakes from many sources then
+ * costs the attacker its oldest, not a real client its turn (a real handshake
+ * takes milliseconds). spare (may be NULL) is never the one closed: the
+ * connection an accept_cb is deciding on. Returns false if there was none.
+ * Used for max_conns, and by a node whose inbound share of peer slots is full. */
+bool pn_net_evict_halfopen(struct pn_net *net, const struct pn_conn *spare);
+/* Half-open connections closed so far by pn_net_evict_halfopen. */
+uint64_t pn_net_evicted_count(const struct pn_net *net);
 /* Accepted connections refused so far by a per-source limit (halfopen_per_addr, conns_per_addr). */
 uint64_t pn_net_refused_per_addr(const struct pn_net *net);
 

@@ -601,7 +601,9 @@ static const struct pn_conn_cbs *accept_cb(struct pn_net *net, struct pn_conn *c
 		inbound += !p->outgoing;
 	if (n->stopping)
 		return NULL;
-	if (!pn_slots_accept_ok(peer_count(n), inbound, NODE_MAX_PEERS, NODE_OUTBOUND_RESERVED)) {
+	/* Inbound share full: the oldest stalled handshake makes room, if any. */
+	if (!pn_slots_accept_ok(peer_count(n), inbound, NODE_MAX_PEERS, NODE_OUTBOUND_RESERVED) &&
+	    !(peer_count(n) < NODE_MAX_PEERS && pn_net_evict_halfopen(net, c))) {
 		pn_net_log_refusal(net, pn_conn_peer_addr(c), "peers already", peer_count(n));
 		return NULL;
 	}

@@ -652,3 +652,74 @@ Test(net, connect_from_a_chosen_source)
 	run_until(&T.s.established, 1, "the server's handshake");
 	cr_assert_eq(strncmp(pn_conn_peer_addr(T.s.conn), "127.0.9.9:", 10), 0, "%s", pn_conn_peer_addr(T.s.conn));
 }
+
+#define SMALL_MAX_CONNS 8
+
+Test(net, a_full_listener_closes_its_oldest_stalled_handshake_for_a_new_one)
+{
+	/* Every slot taken by stalled handshakes from as many sources (each
+	 * under its per-source limits): a real client still gets in, and the
+	 * oldest stalled one is the one closed. */
+	struct log_capture lc = {0};
+	struct pn_logger lg = {.cb = capture_cb, .ud = &lc, .level = PN_LOG_INFO};
+	struct pn_net_opts o;
+	struct pn_net *srv;
+	uint16_t port;
+	int fds[SMALL_MAX_CONNS];
+	char src[32], addr[32];
+
+	pn_net_opts_default(&o);
+	o.handshake_timeout_ms = 60000;
+	o.max_conns = SMALL_MAX_CONNS;
+	o.log = &lg;
+	cr_assert_eq(pn_net_new(&T.loop, &T.server_id, &o, &srv), PN_OK);
+	cr_assert_eq(pn_net_listen(srv, "127.0.0.1:0", accept_cb, &port), PN_OK);
+	for (int i = 0; i < SMALL_MAX_CONNS; i++) {
+		snprintf(src, sizeof src, "127.0.10.%d", i + 1);
+		fds[i] = raw_connect_from(src, port);
+		uint64_t start = uv_now(&T.loop);
+		while (pn_net_halfopen_count(srv) < (size_t)i + 1) { /* accepted in this order */
+			cr_assert_lt(uv_now(&T.loop) - start, TEST_DEADLINE_MS, "waiting for connection %d", i);
+			uv_run(&T.loop, UV_RUN_ONCE);
+		}
+	}
+	cr_assert_eq(pn_net_conn_count(srv), SMALL_MAX_CONNS);
+	struct pn_conn *c = NULL;
+	snprintf(addr, sizeof addr, "127.0.0.1:%u", port);
+	cr_assert_eq(pn_net_connect(T.client, addr, T.server_id.node_id, &test_cbs, &T.c, &c), PN_OK);
+	run_until(&T.c.established, 1, "the real client's handshake");
+	cr_assert_eq(pn_net_evicted_count(srv), 1);
+	cr_assert_eq(pn_net_refused_per_addr(srv), 0);
+	char b;
+	cr_assert_eq(read(fds[0], &b, 1), 0, "the oldest stalled handshake was closed");
+	cr_assert(strstr(lc.all, "127.0.10.1:"), "the eviction is logged: %s", lc.all);
+	for (int i = 0; i < SMALL_MAX_CONNS; i++)
+		close(fds[i]);
+	pn_conn_close(c, 0);
+	pn_net_close(srv);
+}
+
+Test(net, a_listener_full_of_established_connections_refuses)
+{
+	/* Nothing half-open to close: the new connection is the one refused. */
+	struct pn_net_opts o;
+	struct pn_net *srv;
+	uint16_t port;
+	char addr[32];
+	struct pn_conn *c1 = NULL, *c2 = NULL;
+	struct end e2 = {0};
+
+	pn_net_opts_default(&o);
+	o.max_conns = 1;
+	cr_assert_eq(pn_net_new(&T.loop, &T.server_id, &o, &srv), PN_OK);
+	cr_assert_eq(pn_net_listen(srv, "127.0.0.1:0", accept_cb, &port), PN_OK);
+	snprintf(addr, sizeof addr, "127.0.0.1:%u", port);
+	cr_assert_eq(pn_net_connect(T.client, addr, T.server_id.node_id, &test_cbs, &T.c, &c1), PN_OK);
+	run_until(&T.s.established, 1, "the first connection");
+	cr_assert_eq(pn_net_connect(T.client, addr, T.server_id.node_id, &test_cbs, &e2, &c2), PN_OK);
+	run_until(&e2.closes, 1, "the second connection's refusal");
+	cr_assert_eq(e2.established, 0);
+	cr_assert_eq(pn_net_evicted_count(srv), 0);
+	cr_assert(pn_conn_is_established(c1), "the first is untouched");
+	pn_net_close(srv);
+}
