@@ -59,6 +59,13 @@
 #define SS_STREAM_NET 0x6e6574u
 #define SS_STREAM_WORK 0x776f726bu
 #define SS_STREAM_ENGINE 0x656e67u
+#define SS_STREAM_FAULT 0x666c74u
+
+#define SS_FAULT_WINDOW_MS 10000
+#define SS_FAULT_STALL_MS 2000
+#define SS_FAULT_DOWN_MS 3000
+#define SS_FAULT_PART_MS 5000
+#define SS_REREG_SPREAD_MS 1000  /* nodes find the directory back within this (node_dir.c backs off 0.5 s, doubling) */
 
 enum ev_kind {
 	EV_TICK = 1,  /* a: node */
@@ -70,7 +77,14 @@ enum ev_kind {
 	EV_FOUND,     /* a: node: its answer arrives */
 	EV_START,     /* a: node starts its download */
 	EV_LEAVE,     /* a: node goes for good */
+	EV_FAULT,     /* a: enum fault_kind */
+	EV_RESTART,   /* a: node: a crashed node starts again */
+	EV_HEAL,      /* the partition ends */
+	EV_DIR_UP,    /* the restarted directory answers again */
+	EV_REREG,     /* a: node: registers (and offers) again at the directory */
 };
+
+enum fault_kind { FAULT_RESET = 1, FAULT_STALL, FAULT_CRASH, FAULT_SEED_CRASH, FAULT_PARTITION, FAULT_DIR_RESTART };
 
 struct ev {
 	uint64_t at;
@@ -150,6 +164,15 @@ struct snode {
 	uint64_t up_chunk_bytes, down_chunk_bytes;
 	bool got_corrupt;
 	uint32_t corrupt_from;
+	/* faults */
+	bool crashed;           /* down: no engine, its chunks kept */
+	uint32_t find_gen;      /* look-up events of an earlier life carry an older one */
+	bool named;             /* knows the content's name: offers it at the directory */
+	bool hashed;            /* recorded the hash list (its partial state has it) */
+	uint64_t stall_until_us;/* its uplink sends nothing before this */
+	/* checks: a WRITE_CHUNK must name the chunk just delivered */
+	bool expect_chunk;
+	uint32_t expect_link, expect_index;
 };
 
 struct ssim {
@@ -177,7 +200,10 @@ struct ssim {
 	uint32_t seed_distinct; /* chunks the seed has sent at least once */
 	uint8_t *scratch;       /* encoding buffer */
 	size_t scratch_cap;
-	struct pn_prng net_rng, work_rng;
+	struct pn_prng net_rng, work_rng, fault_rng;
+	bool dir_down;          /* a restarted directory that does not answer yet */
+	bool partitioned;
+	uint8_t *group;         /* per node: its half while partitioned (the seed's is 0) */
 	uint32_t alive_downloading;
 	uint64_t last_progress_us; /* a chunk written, a node started or left */
 	bool oom;
@@ -480,6 +506,18 @@ static void drop_queue(struct ssim *s, struct slink *l, int side)
 static void drain(struct ssim *s, uint32_t node);
 static void rearm(struct ssim *s, uint32_t node);
 
+/* The directory answers n: it is up, and on n's side of a partition. */
+static bool dir_reachable(const struct ssim *s, const struct snode *n)
+{
+	return !s->dir_down && !(s->partitioned && s->group[n->idx]);
+}
+
+/* Whether two nodes can reach each other now. */
+static bool path_open(const struct ssim *s, uint32_t a, uint32_t b)
+{
+	return !s->partitioned || s->group[a] == s->group[b];
+}
+
 /* node[side] is done with the connection (closed it, or left): its engine
  * forgets it (unless the node is gone) and the other end hears of it after
  * the latency, behind whatever was already on its way. */
@@ -553,6 +591,8 @@ static void arm_shape(struct ssim *s, struct snode *n)
 				wait = debt;
 		}
 	}
+	if (n->stall_until_us > s->now + wait)
+		wait = n->stall_until_us - s->now;
 	n->shape_armed = true;
 	push(s, s->now + wait, EV_SHAPE, n->idx, 0);
 }
@@ -601,6 +641,10 @@ static void on_shape(struct ssim *s, struct snode *n)
 	n->shape_armed = false;
 	if (n->state == NS_GONE)
 		return;
+	if (s->now < n->stall_until_us) { /* a stalled path: nothing leaves yet */
+		arm_shape(s, n);
+		return;
+	}
 	bucket_refill(s, n);
 	while (n->ring_head != SS_NONE && (!n->up_rate || n->tokens >= 0) && !n->leaving) {
 		uint32_t qid = ring_pop(s, n);
@@ -748,6 +792,11 @@ static void act_write_chunk(struct ssim *s, struct snode *n, const struct engine
 		engine_chunk_written(n->e, a->peer, &a->cid, a->index, PN_EINVAL, now_ms(s));
 		return;
 	}
+	/* The engine hands over for verification only a chunk that just came,
+	 * from the connection it came on. */
+	if (!n->expect_chunk || a->peer != n->expect_link || a->index != n->expect_index)
+		oddity(s, n->idx, "WRITE_CHUNK of a chunk that did not just arrive, index", a->index);
+	n->expect_chunk = false;
 	int result = PN_OK;
 	if (link_usable(s, n, a->peer)) {
 		struct slink *l = &s->links[a->peer];
@@ -845,11 +894,18 @@ static void drain(struct ssim *s, uint32_t node)
 			if (memcmp(&a.cid, &s->cid, sizeof(a.cid)) != 0 ||
 			    memcmp(a.data, s->hashes, (size_t)s->nchunks * PN_HASH_BYTES) != 0)
 				oddity(s, node, "HASHES that are not the file's", 0);
+			n->hashed = true;
 			engine_hashes_recorded(n->e, &a.cid, NULL, now_ms(s));
 			break;
 		case ENGINE_NAME:
-			if (n->state == NS_DOWNLOADING && dir_offer(s->dir, n->id, &s->cid, a.name, now_ms(s)) != 0)
-				oddity(s, node, "the directory refused an offer", 0);
+			n->named = true;
+			/* Not registered (yet) at a restarted directory: the offer goes with
+			 * the registration (node_dir.c offers all it holds when it registers). */
+			if (n->state == NS_DOWNLOADING && dir_reachable(s, n)) {
+				int r = dir_offer(s->dir, n->id, &s->cid, a.name, now_ms(s));
+				if (r != 0 && r != PN_ENOTFOUND)
+					oddity(s, node, "the directory refused an offer", (uint64_t)-r);
+			}
 			break;
 		case ENGINE_DIAL:
 			act_dial(s, n, &a);
@@ -875,9 +931,17 @@ static void drain(struct ssim *s, uint32_t node)
 			oddity(s, node, "unknown action", a.type);
 		}
 	}
-	const char *bad = s->p.check && n->e ? engine_check(n->e) : NULL;
+	if (!s->p.check || !n->e)
+		return;
+	const char *bad = engine_check(n->e);
 	if (bad)
 		oddity(s, node, bad, 0);
+	struct engine_stats st;
+	engine_stats(n->e, &st);
+	if (st.peers != n->nlinks)
+		oddity(s, node, "the engine's peers are not the driver's connections: peers", st.peers);
+	if (n->nlinks > s->p.max_peers)
+		oddity(s, node, "more connections than the cap", n->nlinks);
 }
 
 /* Arms the node's engine timer at engine_next_wakeup (a stale earlier event
@@ -948,6 +1012,9 @@ static void deliver_one(struct ssim *s, uint32_t link, int side, struct smsg *m)
 		oddity(s, to->idx, "a frame that does not decode, type", m->frame[PN_FRAME_HDR]);
 		return;
 	}
+	to->expect_chunk = m->is_chunk;
+	to->expect_link = link;
+	to->expect_index = m->index;
 	int r = engine_on_msg(to->e, link, &msg, now_ms(s));
 	if (r < 0 && r != PN_ENOTSUP) {
 		/* The peer broke the protocol: the driver closes (the engine may have said why). */
@@ -957,6 +1024,7 @@ static void deliver_one(struct ssim *s, uint32_t link, int side, struct smsg *m)
 			close_side(s, link, to_side, true);
 	}
 	drain(s, to->idx);
+	to->expect_chunk = false;
 	rearm(s, to->idx);
 }
 
@@ -988,7 +1056,8 @@ static void on_connect(struct ssim *s, const struct ev *ev)
 	struct snode *a = &s->nodes[l->node[0]], *b = &s->nodes[l->node[1]];
 	if (!l->open[0] || !a->e)
 		return; /* the dialler gave up on it */
-	bool ok = b->e && b->state != NS_GONE && b->state != NS_IDLE && b->nlinks < s->p.max_peers;
+	bool ok = b->e && b->state != NS_GONE && b->state != NS_IDLE && b->nlinks < s->p.max_peers &&
+		  path_open(s, a->idx, b->idx);
 	if (ok) {
 		int r = engine_peer_add(b->e, k, false, NULL, now_ms(s));
 		if (r != PN_OK) {
@@ -1043,7 +1112,7 @@ static void on_find(struct ssim *s, struct snode *n)
 		return;
 	n->find_sent_us = s->now;
 	s->r->dir_finds++;
-	push(s, s->now + 2ull * n->dir_lat_us, EV_FOUND, n->idx, 0);
+	push(s, s->now + 2ull * n->dir_lat_us, EV_FOUND, n->idx, n->find_gen);
 }
 
 static void on_found(struct ssim *s, struct snode *n)
@@ -1051,7 +1120,7 @@ static void on_found(struct ssim *s, struct snode *n)
 	if (n->state != NS_DOWNLOADING || n->leaving || !n->e)
 		return;
 	uint32_t total = 0;
-	size_t count = dir_find(s->dir, &s->cid, n->id, s->found, s->p.dir_results, &total);
+	size_t count = dir_reachable(s, n) ? dir_find(s->dir, &s->cid, n->id, s->found, s->p.dir_results, &total) : 0;
 	trace(s, n->idx, "directory answer: providers", (uint32_t)count);
 	for (size_t i = 0; i < count && n->e; i++) {
 		engine_provider(n->e, s->found[i].node_id, s->found[i].addr, &s->cid, now_ms(s));
@@ -1061,7 +1130,7 @@ static void on_found(struct ssim *s, struct snode *n)
 	uint64_t since_start = n->find_sent_us - n->start_us;
 	uint64_t every = (since_start < (uint64_t)s->p.early_ms * 1000 ? s->p.refind_early_ms : s->p.refind_ms) * 1000ull;
 	uint64_t next = n->find_sent_us + every + 1000; /* node.c: last_find_ms + period + 1 */
-	push(s, next > s->now ? next : s->now, EV_FIND, n->idx, 0);
+	push(s, next > s->now ? next : s->now, EV_FIND, n->idx, n->find_gen);
 }
 
 static struct engine *engine_for(struct ssim *s, struct snode *n)
@@ -1094,11 +1163,12 @@ static void on_start(struct ssim *s, struct snode *n)
 	n->start_us = s->now;
 	s->last_progress_us = s->now;
 	trace(s, n->idx, "starts, up rate", (uint32_t)n->up_rate);
-	if (dir_register(s->dir, n->id, n->addr, now_ms(s)) != 0)
+	if (dir_reachable(s, n) && dir_register(s->dir, n->id, n->addr, now_ms(s)) != 0)
 		oddity(s, n->idx, "the directory refused a node", 0);
 	if (n->holds_all) {
 		n->state = NS_DONE;
-		if (dir_offer(s->dir, n->id, &s->cid, SS_NAME, now_ms(s)) != 0)
+		n->named = true;
+		if (dir_reachable(s, n) && dir_offer(s->dir, n->id, &s->cid, SS_NAME, now_ms(s)) != 0)
 			oddity(s, n->idx, "the directory refused the seed's offer", 0);
 		return;
 	}
@@ -1131,6 +1201,225 @@ static void on_leave(struct ssim *s, struct snode *n)
 	}
 	engine_free(n->e);
 	n->e = NULL;
+}
+
+/* ------------------------------------------------------------ faults */
+
+/* Both ends of connection k learn at once that it is gone (a reset): what
+ * was queued or in flight is lost. */
+static void link_reset(struct ssim *s, uint32_t k)
+{
+	for (int side = 0; side < 2; side++) {
+		struct slink *l = &s->links[k];
+		if (!l->open[side])
+			continue;
+		uint32_t node = l->node[side];
+		l->open[side] = false;
+		drop_queue(s, l, side);
+		link_list_remove(&s->nodes[node], k);
+		if (s->nodes[node].e) {
+			engine_peer_closed(s->nodes[node].e, k, now_ms(s));
+			drain(s, node);
+			rearm(s, node);
+		}
+	}
+	link_maybe_free(s, k);
+}
+
+/* A random node index in [lo, hi] that pick() accepts, or SS_NONE. */
+static uint32_t pick_node(struct ssim *s, uint32_t lo, uint32_t hi, bool (*ok)(const struct snode *))
+{
+	uint32_t span = hi - lo + 1, at = pn_prng_below(&s->fault_rng, span);
+	for (uint32_t k = 0; k < span; k++) {
+		uint32_t i = lo + (at + k) % span;
+		if (ok(&s->nodes[i]))
+			return i;
+	}
+	return SS_NONE;
+}
+
+static bool is_running(const struct snode *n)
+{
+	return n->e && !n->crashed && n->state != NS_GONE && n->state != NS_IDLE;
+}
+
+static bool is_downloading(const struct snode *n)
+{
+	return is_running(n) && n->state == NS_DOWNLOADING && !n->leaving;
+}
+
+/* The node's process dies: its connections close (the kernel resets them;
+ * the other ends learn after the latency), its engine and everything in
+ * memory are gone; the chunks it wrote stay on disk. The directory keeps its
+ * entry (a crashed node does not say goodbye). */
+static void crash(struct ssim *s, struct snode *n)
+{
+	trace(s, n->idx, "crashes, chunks", n->have_count);
+	while (n->nlinks) {
+		uint32_t link = n->links[n->nlinks - 1];
+		close_side(s, link, side_of(&s->links[link], n->idx), false);
+	}
+	engine_free(n->e);
+	n->e = NULL;
+	n->crashed = true;
+	n->find_gen++;
+	n->tick_at = SS_NEVER;
+	n->expect_chunk = false;
+	push(s, s->now + (uint64_t)s->p.faults.down_ms * 1000, EV_RESTART, n->idx, 0);
+}
+
+/* Registers n at the directory and offers what it holds, as node_dir.c does
+ * on every (re)connection. */
+static void register_at_dir(struct ssim *s, struct snode *n)
+{
+	if (!n->e || n->crashed || n->state == NS_GONE || n->leaving || !dir_reachable(s, n))
+		return;
+	dir_unregister(s->dir, n->id);
+	if (dir_register(s->dir, n->id, n->addr, now_ms(s)) != 0) {
+		oddity(s, n->idx, "the directory refused a node", 0);
+		return;
+	}
+	if (n->named && dir_offer(s->dir, n->id, &s->cid, SS_NAME, now_ms(s)) != 0)
+		oddity(s, n->idx, "the directory refused an offer", 0);
+}
+
+/* The process starts again from its data directory: a fresh engine, the
+ * download resumed from the chunks on disk with the hash list and name its
+ * partial state recorded. */
+static void restart(struct ssim *s, struct snode *n)
+{
+	if (!n->crashed)
+		return;
+	n->crashed = false;
+	n->e = engine_for(s, n);
+	if (!n->e)
+		return;
+	s->r->restarts++;
+	trace(s, n->idx, "restarts, chunks", n->have_count);
+	s->last_progress_us = s->now;
+	register_at_dir(s, n);
+	if (n->state == NS_DOWNLOADING) {
+		int r = engine_want(n->e, &s->cid, n->named ? SS_NAME : NULL, n->hashed ? s->hashes : NULL,
+				    n->hashed ? n->have : NULL, now_ms(s));
+		if (r != PN_OK)
+			oddity(s, n->idx, "engine_want (resume) failed", (uint64_t)-r);
+		drain(s, n->idx);
+		rearm(s, n->idx);
+		on_find(s, n);
+	}
+}
+
+static void start_partition(struct ssim *s)
+{
+	if (s->partitioned)
+		return;
+	s->partitioned = true;
+	s->group[0] = 0;
+	for (uint32_t i = 1; i < s->nnodes; i++)
+		s->group[i] = (uint8_t)pn_prng_below(&s->fault_rng, 2);
+	trace(s, 0, "partition starts", 0);
+	for (uint32_t k = 0; k < s->nlinks; k++) {
+		struct slink *l = &s->links[k];
+		if (l->in_use && (l->open[0] || l->open[1]) && !path_open(s, l->node[0], l->node[1]))
+			link_reset(s, k);
+	}
+	push(s, s->now + (uint64_t)s->p.faults.part_ms * 1000, EV_HEAL, 0, 0);
+}
+
+/* Nodes come back to the directory one by one, as their reconnect timers fire. */
+static void rejoin_directory(struct ssim *s, bool only_far_side)
+{
+	for (uint32_t i = 0; i < s->nnodes; i++)
+		if (!only_far_side || s->group[i])
+			push(s, s->now + (uint64_t)pn_prng_below(&s->fault_rng, SS_REREG_SPREAD_MS) * 1000, EV_REREG, i, 0);
+}
+
+static void heal(struct ssim *s)
+{
+	if (!s->partitioned)
+		return;
+	trace(s, 0, "partition heals", 0);
+	rejoin_directory(s, true);
+	s->partitioned = false;
+	memset(s->group, 0, s->nnodes);
+}
+
+static void restart_directory(struct ssim *s)
+{
+	if (s->dir_down)
+		return;
+	struct dir_opts dopts = { .max_nodes = s->nnodes + 16, .max_results = s->p.dir_results,
+				  .node_timeout_ms = UINT32_MAX, .seed = pn_prng_next(&s->fault_rng) };
+	dir_free(s->dir);
+	s->dir = dir_new(&dopts);
+	if (!s->dir) {
+		s->oom = true;
+		return;
+	}
+	s->dir_down = true;
+	trace(s, 0, "directory restarts", 0);
+	push(s, s->now + (uint64_t)s->p.faults.down_ms * 1000, EV_DIR_UP, 0, 0);
+}
+
+static void on_fault(struct ssim *s, enum fault_kind kind)
+{
+	uint32_t i;
+	s->r->faults++;
+	switch (kind) {
+	case FAULT_RESET: {
+		uint32_t at = s->nlinks ? pn_prng_below(&s->fault_rng, s->nlinks) : 0;
+		for (uint32_t k = 0; k < s->nlinks; k++) {
+			uint32_t link = (at + k) % s->nlinks;
+			struct slink *l = &s->links[link];
+			if (l->in_use && l->connected && l->open[0] && l->open[1]) {
+				trace(s, l->node[0], "connection reset, link", link);
+				link_reset(s, link);
+				break;
+			}
+		}
+		break;
+	}
+	case FAULT_STALL:
+		if ((i = pick_node(s, 0, s->ndown, is_running)) != SS_NONE) {
+			trace(s, i, "uplink stalls, ms", s->p.faults.stall_ms);
+			s->nodes[i].stall_until_us = s->now + (uint64_t)s->p.faults.stall_ms * 1000;
+			arm_shape(s, &s->nodes[i]);
+		}
+		break;
+	case FAULT_CRASH:
+		if ((i = pick_node(s, 1, s->ndown, is_downloading)) != SS_NONE)
+			crash(s, &s->nodes[i]);
+		break;
+	case FAULT_SEED_CRASH:
+		if (is_running(&s->nodes[0]))
+			crash(s, &s->nodes[0]);
+		break;
+	case FAULT_PARTITION:
+		start_partition(s);
+		break;
+	case FAULT_DIR_RESTART:
+		restart_directory(s);
+		break;
+	}
+}
+
+/* Draws every fault's time and kind from the seed. */
+static void schedule_faults(struct ssim *s)
+{
+	const struct swarm_sim_faults *f = &s->p.faults;
+	struct { uint32_t count; enum fault_kind kind; } plan[] = {
+		{ f->resets, FAULT_RESET },         { f->stalls, FAULT_STALL },
+		{ f->crashes, FAULT_CRASH },        { f->partitions, FAULT_PARTITION },
+		{ f->dir_restarts, FAULT_DIR_RESTART },
+	};
+	for (size_t j = 0; j < sizeof(plan) / sizeof(plan[0]); j++)
+		for (uint32_t k = 0; k < plan[j].count; k++) {
+			enum fault_kind kind = plan[j].kind;
+			if (kind == FAULT_CRASH && k == 0 && f->seed_crash)
+				kind = FAULT_SEED_CRASH;
+			uint64_t at = (uint64_t)pn_prng_below(&s->fault_rng, f->window_ms + 1) * 1000;
+			push(s, at, EV_FAULT, kind, 0);
+		}
 }
 
 /* ------------------------------------------------------------ set-up */
@@ -1175,6 +1464,14 @@ static void defaults(struct swarm_sim_params *p)
 		p->refind_ms = SWARM_SIM_REFIND_MS;
 	if (!p->early_ms)
 		p->early_ms = SWARM_SIM_EARLY_MS;
+	if (!p->faults.window_ms)
+		p->faults.window_ms = SS_FAULT_WINDOW_MS;
+	if (!p->faults.stall_ms)
+		p->faults.stall_ms = SS_FAULT_STALL_MS;
+	if (!p->faults.down_ms)
+		p->faults.down_ms = SS_FAULT_DOWN_MS;
+	if (!p->faults.part_ms)
+		p->faults.part_ms = SS_FAULT_PART_MS;
 	if (!p->shape_tick_ms)
 		p->shape_tick_ms = SWARM_SIM_SHAPE_TICK_MS;
 	if (!p->max_time_ms)
@@ -1192,6 +1489,7 @@ static int setup(struct ssim *s)
 	pn_prng_seed(&ids, mix64(p->seed, SS_STREAM_IDS));
 	pn_prng_seed(&s->net_rng, mix64(p->seed, SS_STREAM_NET));
 	pn_prng_seed(&s->work_rng, mix64(p->seed, SS_STREAM_WORK));
+	pn_prng_seed(&s->fault_rng, mix64(p->seed, SS_STREAM_FAULT));
 
 	s->cid.size = p->file_size;
 	s->nchunks = pn_cid_chunks(&s->cid);
@@ -1204,10 +1502,11 @@ static int setup(struct ssim *s)
 	s->ndown = p->nodes;
 	s->nnodes = 1 + p->nodes + p->malicious;
 	s->nodes = calloc(s->nnodes, sizeof(*s->nodes));
+	s->group = calloc(s->nnodes, 1);
 	struct dir_opts dopts = { .max_nodes = s->nnodes + 16, .max_results = p->dir_results,
 				  .node_timeout_ms = UINT32_MAX, .seed = mix64(p->seed, 0x646972u) };
 	s->dir = dir_new(&dopts);
-	if (!s->hashes || !s->dummy || !s->seed_sent || !s->scratch || !s->found || !s->nodes || !s->dir)
+	if (!s->hashes || !s->dummy || !s->seed_sent || !s->scratch || !s->found || !s->nodes || !s->group || !s->dir)
 		return PN_ENOMEM;
 	for (size_t i = 0; i < (size_t)s->nchunks * PN_HASH_BYTES; i += 8) {
 		uint64_t v = pn_prng_next(&ids);
@@ -1280,6 +1579,7 @@ static int setup(struct ssim *s)
 			at = (uint64_t)pn_prng_below(&s->work_rng, p->arrive_ms + 1) * 1000;
 		push(s, at, EV_START, i, 0);
 	}
+	schedule_faults(s);
 	return s->oom ? PN_ENOMEM : PN_OK;
 }
 
@@ -1308,6 +1608,7 @@ static void teardown(struct ssim *s)
 	free(s->hashes);
 	free(s->dummy);
 	free(s->seed_sent);
+	free(s->group);
 	free(s->scratch);
 	free(s->found);
 }
@@ -1462,6 +1763,17 @@ int swarm_sim_run(const struct swarm_sim_params *params, struct swarm_sim_result
 		}
 		s->now = ev.at;
 		out->events++;
+		if (ev.kind == EV_FAULT || ev.kind == EV_HEAL || ev.kind == EV_DIR_UP) {
+			if (ev.kind == EV_FAULT)
+				on_fault(s, (enum fault_kind)ev.a);
+			else if (ev.kind == EV_HEAL)
+				heal(s);
+			else {
+				s->dir_down = false;
+				rejoin_directory(s, false);
+			}
+			continue;
+		}
 		struct snode *n = ev.kind == EV_DELIVER || ev.kind == EV_CONNECT || ev.kind == EV_FIN ? NULL
 			: &s->nodes[ev.a];
 		switch (ev.kind) {
@@ -1488,10 +1800,18 @@ int swarm_sim_run(const struct swarm_sim_params *params, struct swarm_sim_result
 		}
 		switch (ev.kind) {
 		case EV_FIND:
-			on_find(s, n);
+			if (ev.b == n->find_gen)
+				on_find(s, n);
 			break;
 		case EV_FOUND:
-			on_found(s, n);
+			if (ev.b == n->find_gen)
+				on_found(s, n);
+			break;
+		case EV_RESTART:
+			restart(s, n);
+			break;
+		case EV_REREG:
+			register_at_dir(s, n);
 			break;
 		case EV_START:
 			on_start(s, n);

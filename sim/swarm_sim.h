@@ -26,6 +26,28 @@
 #define SWARM_SIM_MAX_TIME_MS 3600000ull   /* default cap on virtual time */
 #define SWARM_SIM_STALL_STOP_MS 120000ull  /* default: stop after this long without progress */
 
+/* Faults, each at a time drawn from the seed in [0, window_ms] (see
+ * sim/README.md, "Faults"). All 0: none. TCP does not lose or reorder
+ * messages within a connection, so loss is a connection reset (what was in
+ * flight is gone, both ends learn it) and delay is a stalled uplink (order
+ * kept). */
+struct swarm_sim_faults {
+	uint32_t window_ms;        /* default 10 s */
+	uint32_t resets;           /* a random open connection is reset */
+	uint32_t stalls;           /* a random node's uplink stops for stall_ms */
+	uint32_t stall_ms;         /* default 2 s */
+	uint32_t crashes;          /* a random downloader crashes, keeping the chunks it wrote
+				    * (its partial file), and restarts after down_ms */
+	bool seed_crash;           /* one of the crashes may be the seed's */
+	uint32_t down_ms;          /* default 3 s */
+	uint32_t partitions;       /* the nodes split in two halves (the seed and the directory
+				    * on one side) for part_ms; crossing connections are reset
+				    * and no new one forms */
+	uint32_t part_ms;          /* default 5 s */
+	uint32_t dir_restarts;     /* the directory loses every registration and is unreachable
+				    * for down_ms; nodes register again when it is back */
+};
+
 /* A field left 0 takes its default (noted). Rates are bytes per second. */
 struct swarm_sim_params {
 	uint32_t nodes;            /* downloaders, not counting the seed */
@@ -61,6 +83,7 @@ struct swarm_sim_params {
 	uint64_t max_events;       /* default 4e9 */
 	uint64_t stall_stop_ms;    /* stop when no chunk was written for this long; default 120 s */
 	uint64_t seed;
+	struct swarm_sim_faults faults;
 	bool check;                /* recount each engine's totals after it acts (engine_check);
 				    * a disagreement counts as an engine oddity. O(peers) each */
 	FILE *diag;                /* a stall or an engine misstep is described here; NULL: quiet */
@@ -102,6 +125,8 @@ struct swarm_sim_result {
 	uint32_t corrupt_bans;     /* ... and still alive and banning its sender at the end */
 	/* driver-side checks of the engine's behaviour: all should stay 0 */
 	uint64_t engine_oddities;
+	uint64_t faults;           /* faults injected */
+	uint64_t restarts;         /* crashed nodes started again */
 	uint64_t stalled_reports;  /* ENGINE_STALLED actions */
 	uint64_t digest;           /* hash of every node's finish time and the counters */
 	uint64_t peak_rss_kb;      /* filled by the caller if it wants */

@@ -580,8 +580,11 @@ static int on_interested(struct engine *e, struct peer *p, const struct pn_msg_c
 	if (interested && !pc->revealed)
 		send_bitfield(e, p, pc); /* may start super-seeding it */
 	update_their_interest(e, p);
-	if (!interested)
+	if (!interested) {
+		if (pc->revealed) /* done with what it was shown: it may lack what it was not */
+			eng__seed_top_up(e, &m->cid);
 		return PN_OK;
+	}
 	struct download *d = dl_get(e, &m->cid);
 	if (d) /* a fellow downloader: we may want what it has too */
 		dl_engage(e, d, p, pc);
@@ -1287,6 +1290,11 @@ void engine_tick(struct engine *e, uint64_t now)
 	begin_input(e, now);
 	if (e->choker)
 		choker_tick(e->choker, e->now);
+	if (e->seed_retry) {
+		e->seed_retry = false; /* set again if the uplink is still busy */
+		for (struct seed *s = e->seeds; s; s = s->next)
+			eng__seed_top_up(e, &s->cid);
+	}
 	for (struct download *d = e->downloads; d; d = d->next) {
 		if (d->swarm)
 			swarm_tick(d->swarm, e->now);
@@ -1303,6 +1311,8 @@ void engine_tick(struct engine *e, uint64_t now)
 uint64_t engine_next_wakeup(const struct engine *e)
 {
 	uint64_t next = e->choker ? choker_next_wakeup(e->choker) : UINT64_MAX;
+	if (e->seed_retry && e->now + ENGINE_SEED_RETRY_MS < next)
+		next = e->now + ENGINE_SEED_RETRY_MS;
 	for (const struct download *d = e->downloads; d; d = d->next) {
 		uint64_t t = d->swarm ? swarm_next_wakeup(d->swarm) : UINT64_MAX;
 		if (t < next)

@@ -50,6 +50,7 @@
 #define ENGINE_DEFAULT_INFLIGHT_SERVER 64 /* ... to a server: 16 MiB, enough to fill a fast link */
 #define ENGINE_DEFAULT_STALL_MS 30000
 #define ENGINE_SEED_REVEAL_AHEAD 4   /* super-seeding: chunks announced ahead to each downloader */
+#define ENGINE_SEED_RETRY_MS 100     /* super-seeding: a top-up the busy uplink put off is tried again */
 #define ENGINE_HELLO_MAX_BODY 64     /* before HELLO no frame may be larger */
 #define ENGINE_LINK_FEATURE 1u       /* HELLO feature bit of a discovery link (flooding); such links are never merged as duplicates */
 

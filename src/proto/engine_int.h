@@ -101,6 +101,7 @@ struct engine {
 	uint32_t upq_total;        /* chunk requests queued over all peers */
 	uint32_t nblocked;         /* peers not writable */
 	uint32_t pump_cursor;    /* round-robin start of the upload pump */
+	bool seed_retry;         /* a super-seeding top-up waits for the uplink to idle */
 	struct download *downloads;
 	uint32_t ndownloads;
 	struct download *graveyard;

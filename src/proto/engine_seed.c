@@ -121,14 +121,31 @@ void eng__seed_on_have(struct engine *e, struct peer *p, struct pcid *pc, uint32
 		eng__send_cidref(e, p, PN_MSG_HAVE, &pc->cid, next);
 }
 
+/* Whether the downloader lacks a chunk it was never shown: interested or
+ * not (it loses interest once it holds all it was shown), it needs a reveal. */
+static bool lacks_unshown(const struct seed *s, const struct pcid *pc)
+{
+	for (uint32_t i = 0; i < s->nchunks; i++)
+		if (!bit(pc->revealed, i) && !(pc->bitmap && bit(pc->bitmap, i)))
+			return true;
+	return false;
+}
+
 /* The source's uplink would idle (the swarm is trading among itself, the end
- * of a distribution): show one more chunk, the least shown, to each
- * downloader of cid that holds everything it was shown. Called on every HAVE
- * a source receives, so it costs a scan only while the uplink is idle. */
+ * of a distribution, or a chunk the source sent was lost with its
+ * connection): show one more chunk, the least shown, to each downloader of
+ * cid that holds everything it was shown and still lacks something. Called
+ * on every HAVE and NOT_INTERESTED a source receives; while the uplink is
+ * busy the top-up is put off and retried on a tick (engine_next_wakeup says
+ * when), so a swarm whose last copy of a chunk vanished is shown it again. */
 void eng__seed_top_up(struct engine *e, const struct pn_cid *cid)
 {
-	if (e->o.no_super_seed || !uplink_idle(e))
+	if (e->o.no_super_seed)
 		return;
+	if (!uplink_idle(e)) {
+		e->seed_retry = true;
+		return;
+	}
 	struct seed *s = NULL;
 	for (struct seed *x = e->seeds; x; x = x->next)
 		if (cid_eq(&x->cid, cid))
@@ -139,9 +156,9 @@ void eng__seed_top_up(struct engine *e, const struct pn_cid *cid)
 		struct peer *p = e->peers[i];
 		struct pcid *pc = eng__pcid_get(p, cid, false);
 		uint32_t next;
-		if (!pc || !pc->revealed || !pc->they_want || p->closing || p->am_choking)
+		if (!pc || !pc->revealed || p->closing || (pc->they_want && p->am_choking))
 			continue;
-		if (seed_outstanding(s, pc) == 0 && seed_reveal(e, s, pc, &next))
+		if (seed_outstanding(s, pc) == 0 && lacks_unshown(s, pc) && seed_reveal(e, s, pc, &next))
 			eng__send_cidref(e, p, PN_MSG_HAVE, cid, next);
 	}
 }
