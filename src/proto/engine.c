@@ -1504,6 +1504,8 @@ const char *engine_check(const struct engine *e)
 			return "a peer is missing from the key index";
 		if (p->upq_len > p->upq_cap)
 			return "an upload queue is longer than its storage";
+		if (p->upq_len > (e->o.role == ENGINE_SERVER ? ENGINE_UPQ_MAX_SERVER : ENGINE_UPQ_MAX))
+			return "an upload queue is past its bound";
 		queued += p->upq_len;
 		blocked += !p->writable;
 	}
