@@ -7,7 +7,7 @@
 #include "cli/cli.h"
 #include "crypto/crypto.h"
 #include "node/client.h"
-#include "node/progress.h"
+#include "cli/progress.h"
 #include "util/log.h"
 
 #define CLIENT_OPTS \
@@ -52,7 +52,32 @@ struct client_args {
 	int json_count;
 	char error[PN_CLIENT_ERROR_MAX];
 	struct pn_logger log;
+	struct pn_progress bar;
 };
+
+/* The library reports a transfer's progress; the program draws the bar. */
+static void progress_report(void *ud, enum pn_progress_event ev, const char *label, uint64_t done, uint64_t total,
+			    uint64_t now_ms)
+{
+	struct pn_progress *bar = ud;
+	switch (ev) {
+	case PN_PROGRESS_START:
+		pn_progress_init(bar, label, total, done, now_ms);
+		pn_progress_draw(bar, now_ms);
+		break;
+	case PN_PROGRESS_UPDATE:
+		bar->done = done;
+		pn_progress_draw(bar, now_ms);
+		break;
+	case PN_PROGRESS_DONE:
+		bar->done = done;
+		pn_progress_done(bar);
+		break;
+	case PN_PROGRESS_ABORT:
+		pn_progress_clear(bar);
+		break;
+	}
+}
 
 /* Parses the options every client command shares, plus -o/-f for get.
  * Returns -1 to go on, or an exit status. */
@@ -118,10 +143,9 @@ static int parse_client(const char *cmd, const char *help, int argc, char **argv
 	if (!a->o.server)
 		return cli_usage_err(cmd, "--server ADDR:PORT is required");
 	/* The bar goes to stderr, and only when a person is watching stdout. */
-	if (a->progress < 0)
-		a->o.progress = !a->json && isatty(STDOUT_FILENO) && isatty(STDERR_FILENO);
-	else
-		a->o.progress = a->progress;
+	bool bar = a->progress < 0 ? !a->json && isatty(STDOUT_FILENO) && isatty(STDERR_FILENO) : a->progress;
+	a->o.progress = bar ? progress_report : NULL;
+	a->o.progress_ud = &a->bar;
 	return -1;
 }
 

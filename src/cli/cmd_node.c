@@ -15,7 +15,7 @@
 #include "node/directory_server.h"
 #include "node/node.h"
 #include "crypto/crypto.h"
-#include "node/progress.h"
+#include "cli/progress.h"
 #include "util/log.h"
 #include "util/ratelimit.h"
 #include "wire/wire.h"

@@ -10,7 +10,6 @@
 #include <unistd.h>
 #include <uv.h>
 #include "node/client.h"
-#include "node/progress.h"
 #include "crypto/crypto.h"
 #include "net/net.h"
 #include "proto/engine.h"
@@ -66,7 +65,8 @@ struct session {
 	bool engine_timer_on;
 	char *err;               /* the caller's buffer for the one-line error */
 	char hint[PATH_MAX + 128];
-	struct pn_progress bar;
+	const char *prog_label;  /* progress of the transfer running: what, how far */
+	uint64_t prog_done, prog_total;
 	uint64_t t0;
 
 	/* get */
@@ -111,6 +111,8 @@ static void set_err(struct session *s, const char *fmt, ...)
 	va_end(ap);
 }
 
+static void stop_progress(struct session *s, bool done);
+
 static void finish(struct session *s, int result)
 {
 	if (s->result != PN_EAGAIN)
@@ -121,15 +123,7 @@ static void finish(struct session *s, int result)
 		uv_close((uv_handle_t *)&s->engine_timer, NULL);
 		s->engine_timer_on = false;
 	}
-	if (s->progress_on) {
-		uv_timer_stop(&s->progress_timer);
-		uv_close((uv_handle_t *)&s->progress_timer, NULL);
-		s->progress_on = false;
-		if (result == PN_OK)
-			pn_progress_done(&s->bar);
-		else
-			pn_progress_clear(&s->bar);
-	}
+	stop_progress(s, result == PN_OK);
 	if (s->conn)
 		pn_conn_close(s->conn, 0);
 	pn_net_close(s->net);
@@ -170,21 +164,38 @@ static const char *partial_hint(struct session *s)
 	return s->hint;
 }
 
+static void report(struct session *s, enum pn_progress_event ev)
+{
+	s->opts->progress(s->opts->progress_ud, ev, s->prog_label, s->prog_done, s->prog_total, uv_now(&s->loop));
+}
+
 static void progress_cb(uv_timer_t *t)
 {
-	struct session *s = t->data;
-	pn_progress_draw(&s->bar, uv_now(&s->loop));
+	report(t->data, PN_PROGRESS_UPDATE);
 }
 
 static void start_progress(struct session *s, const char *label, uint64_t total, uint64_t done)
 {
 	if (!s->opts->progress || s->progress_on)
 		return;
-	pn_progress_init(&s->bar, label, total, done, uv_now(&s->loop));
+	s->prog_label = label;
+	s->prog_total = total;
+	s->prog_done = done;
+	report(s, PN_PROGRESS_START);
 	uv_timer_init(&s->loop, &s->progress_timer);
 	s->progress_timer.data = s;
 	uv_timer_start(&s->progress_timer, progress_cb, 0, PROGRESS_INTERVAL_MS);
 	s->progress_on = true;
+}
+
+static void stop_progress(struct session *s, bool done)
+{
+	if (!s->progress_on)
+		return;
+	uv_timer_stop(&s->progress_timer);
+	uv_close((uv_handle_t *)&s->progress_timer, NULL);
+	s->progress_on = false;
+	report(s, done ? PN_PROGRESS_DONE : PN_PROGRESS_ABORT);
 }
 
 /* ---------------------------------------------------------------- get */
@@ -323,8 +334,7 @@ static void get_written(struct session *s, uint32_t peer, const struct pn_cid *c
 		return;
 	}
 	s->res->bytes_downloaded += len;
-	if (s->progress_on)
-		pn_progress_add(&s->bar, len);
+	s->prog_done += len;
 	if (s->to_stdout && (r = get_stream_stdout(s)) != PN_OK)
 		fail_keep(s, r);
 }
@@ -570,8 +580,7 @@ static void put_pump(struct session *s)
 		if (pn_conn_send(s->conn, s->out, PN_FRAME_HDR + PN_CHUNK_MSG_HDR + len) != PN_OK)
 			return; /* close_cb reports it */
 		s->put_res.bytes_sent += len;
-		if (s->progress_on)
-			pn_progress_add(&s->bar, len);
+		s->prog_done += len;
 	}
 	if (s->put_sending && s->put_next >= n) {
 		s->put_sending = false;
@@ -618,12 +627,7 @@ static void put_on_done(struct session *s, const struct pn_msg_ref *m)
 		fail(s, PN_EPROTO, "server confirmed another upload");
 		return;
 	}
-	if (s->progress_on) {
-		uv_timer_stop(&s->progress_timer);
-		uv_close((uv_handle_t *)&s->progress_timer, NULL);
-		s->progress_on = false;
-		pn_progress_done(&s->bar);
-	}
+	stop_progress(s, true);
 	if (s->put_cb)
 		s->put_cb(s->put_ud, &s->put_res);
 	close(s->put_fd);

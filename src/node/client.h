@@ -13,12 +13,20 @@
 
 #define PN_CLIENT_ERROR_MAX 1024
 
+/* A transfer's progress, for the caller to show: START once when bytes
+ * begin to move (done may already be > 0 on a resume), UPDATE about five
+ * times a second, then DONE or ABORT once. label: the file's name. */
+enum pn_progress_event { PN_PROGRESS_START, PN_PROGRESS_UPDATE, PN_PROGRESS_DONE, PN_PROGRESS_ABORT };
+typedef void (*pn_progress_cb)(void *ud, enum pn_progress_event ev, const char *label, uint64_t done,
+			       uint64_t total, uint64_t now_ms);
+
 struct pn_client_opts {
 	char *error;               /* PN_CLIENT_ERROR_MAX bytes: the one-line error when a call fails */
 	const char *server;        /* "host:port" */
 	const uint8_t *server_id;  /* refuse any other server; NULL: any */
 	const char *data_dir;      /* identity from here; NULL: ephemeral identity */
-	bool progress;             /* draw a progress bar on stderr */
+	pn_progress_cb progress;   /* NULL: no progress reports */
+	void *progress_ud;
 	uint32_t window;           /* chunk requests in flight; 0: default */
 	uint32_t timeout_ms;       /* no answer for this long: fail; 0: default */
 	const struct pn_logger *log; /* the connection's and the partial file's lines; NULL: none */

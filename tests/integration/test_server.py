@@ -85,3 +85,25 @@ def test_port_in_use(server, workdir):
     assert p.returncode == 1
     line = assert_one_error_line(p, "serve")
     assert "in use" in line
+
+
+def test_progress_bar_drawn_by_the_program(server_factory, workdir):
+    """The library reports progress through a callback; the program draws the
+    bar on stderr: on with --progress (name, 100%, one final newline), nothing
+    with --no-progress, and stdout stays the data's."""
+    srv = server_factory()
+    src = os.path.join(workdir, "bar.bin")
+    digest = make_file(src, 3 * MIB + 17, seed=77)
+    p = run(["put", "--server", srv.addr, "--progress", src], check=0)
+    assert b"bar.bin" in p.stderr and b"100%" in p.stderr, p.stderr
+    assert p.stderr.endswith(b"\n"), p.stderr[-200:]
+    cid = p.stdout.split()[0].decode()
+    out = os.path.join(workdir, "bar.out")
+    p = run(["get", "--server", srv.addr, "--progress", cid, "-o", out], check=0)
+    assert b"bar.bin" in p.stderr and b"100%" in p.stderr, p.stderr
+    assert sha256_file(out) == digest
+    os.unlink(out)
+    p = run(["get", "--server", srv.addr, "--no-progress", cid, "-o", out], check=0)
+    assert p.stderr == b"", p.stderr
+    p = run(["get", "--server", srv.addr, "--progress", cid, "-o", "-"], check=0)
+    assert len(p.stdout) == 3 * MIB + 17 and b"100%" in p.stderr

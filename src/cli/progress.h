@@ -1,6 +1,6 @@
 /* A one-line progress bar on stderr: label, bar, percent, bytes, rate, ETA. */
-#ifndef PN_NODE_PROGRESS_H
-#define PN_NODE_PROGRESS_H
+#ifndef PN_CLI_PROGRESS_H
+#define PN_CLI_PROGRESS_H
 
 #include <stdint.h>
 
