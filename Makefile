@@ -140,11 +140,11 @@ $(BUILD)/swarm-sim: $(SWARM_SIM_SRCS) sim/swarm_sim.h $(LIB_OBJS) $(BUILD)/libpe
 # every engine invariant checked after every step. make sim-faults SEEDS=1000;
 # a failing seed replays with build/fault-sim --seed N --diag.
 SEEDS ?= 1000
-FAULT_SIM_SRCS := sim/swarm_sim.c sim/fault_main.c
-$(BUILD)/fault-sim: $(FAULT_SIM_SRCS) sim/swarm_sim.h $(LIB_OBJS) $(BUILD)/libpeernet.a
+FAULT_SIM_SRCS := sim/swarm_sim.c sim/sim.c sim/fault_main.c
+$(BUILD)/fault-sim: $(FAULT_SIM_SRCS) sim/swarm_sim.h sim/sim.h $(LIB_OBJS) $(BUILD)/libpeernet.a
 	$(CC) $(CPPFLAGS) $(DEPCFLAGS) $(CFLAGS) -o $@ $(FAULT_SIM_SRCS) $(BUILD)/libpeernet.a $(LDLIBS)
 # make test runs it under the sanitizers, on fewer seeds.
-$(BUILD)/asan/fault-sim: $(FAULT_SIM_SRCS) sim/swarm_sim.h $(BUILD)/asan/libpeernet.a
+$(BUILD)/asan/fault-sim: $(FAULT_SIM_SRCS) sim/swarm_sim.h sim/sim.h $(BUILD)/asan/libpeernet.a
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(DEPCFLAGS) $(CFLAGS) $(SAN) -o $@ $(FAULT_SIM_SRCS) $(BUILD)/asan/libpeernet.a $(LDLIBS)
 

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 #include "proto/prng.h"
+#include "sim.h"
 #include "swarm_sim.h"
 
 #define FS_DEFAULT_SEEDS 1000
@@ -87,6 +88,56 @@ static const char *verdict(int rc, const struct swarm_sim_result *r)
 	return NULL;
 }
 
+/* The flood core's part of a seed: an overlay of 20..200 nodes on which 10
+ * items live, queries from random nodes while messages are lost at a rate
+ * drawn from the seed (0 in a third of the seeds). Checked: every query ends
+ * (QUERY_DONE), the cores' counters account for every message the network
+ * carried or lost, none had to drop an action for want of room, and without
+ * loss every query for an item within reach is answered. */
+struct flood_plan {
+	struct sim_params p;
+	uint32_t replication, queries;
+	uint8_t ttl;
+	bool ring;
+};
+
+static void draw_flood(uint64_t seed, struct flood_plan *f)
+{
+	struct pn_prng r;
+	pn_prng_seed(&r, seed ^ 0x666c6f6f64ull);
+	memset(f, 0, sizeof(*f));
+	f->p.nodes = 20 + pn_prng_below(&r, 181);
+	f->p.seed = seed;
+	f->p.loss = pn_prng_below(&r, 3) == 0 ? 0 : (double)(1 + pn_prng_below(&r, 30)) / 100;
+	f->replication = 1 + pn_prng_below(&r, 3);
+	f->queries = 10;
+	f->ttl = 7;
+	f->ring = pn_prng_below(&r, 2);
+}
+
+static const char *run_flood(const struct flood_plan *f, uint32_t *answered)
+{
+	struct sim *s = sim_new(&f->p);
+	if (!s)
+		return "the flood simulator failed to start";
+	const char *bad = NULL;
+	struct sim_cell cell;
+	if (sim_items_random(s, 10, f->replication) != 0 ||
+	    sim_cell_run(s, f->queries, f->ttl, f->ring, f->ring ? 1 : 0, &cell) != 0)
+		bad = "a flood query did not end";
+	struct flood_stats st;
+	sim_core_stats(s, &st);
+	*answered = bad ? 0 : cell.answered;
+	if (!bad && st.queries_sent + st.hits_sent != sim_msgs_sent(s))
+		bad = "the flood cores' counters disagree with the messages carried";
+	else if (!bad && st.actions_dropped)
+		bad = "a flood core dropped an action for want of room";
+	else if (!bad && f->p.loss == 0 && cell.answered != cell.queries)
+		bad = "a flood query without loss went unanswered";
+	sim_free(s);
+	return bad;
+}
+
 static void describe(FILE *f, const struct swarm_sim_params *p)
 {
 	const struct swarm_sim_faults *x = &p->faults;
@@ -143,7 +194,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "fault-sim: cannot write %s\n", trace_path);
 		return 2;
 	}
-	uint64_t failed = 0, faults = 0, restarts = 0, events = 0;
+	uint64_t failed = 0, faults = 0, restarts = 0, events = 0, fqueries = 0, fanswered = 0;
 	clock_t t0 = clock();
 	for (uint64_t seed = first; seed < first + count; seed++) {
 		struct swarm_sim_params p;
@@ -156,6 +207,19 @@ int main(int argc, char **argv)
 		restarts += r.restarts;
 		events += r.events;
 		const char *bad = verdict(rc, &r);
+		struct flood_plan fp;
+		uint32_t answered = 0;
+		draw_flood(seed, &fp);
+		const char *fbad = run_flood(&fp, &answered);
+		fqueries += fp.queries;
+		fanswered += answered;
+		if (fbad) {
+			failed += !bad;
+			printf("seed %" PRIu64 ": FAIL (flood): %s; %u nodes, loss %.2f, %u copies of each item, %s; "
+			       "replay: fault-sim --seed %" PRIu64 "\n",
+			       seed, fbad, fp.p.nodes, fp.p.loss, fp.replication, fp.ring ? "expanding ring" : "flood",
+			       seed);
+		}
 		if (bad) {
 			failed++;
 			printf("seed %" PRIu64 ": FAIL: %s at %.1f s virtual (%u/%u stayers done, %" PRIu64
@@ -174,9 +238,10 @@ int main(int argc, char **argv)
 	}
 	if (trace)
 		fclose(trace);
-	printf("fault-sim: %" PRIu64 " seeds (%" PRIu64 "..%" PRIu64 "), %" PRIu64 " failed; %" PRIu64
-	       " faults injected, %" PRIu64 " restarts, %" PRIu64 " events, %.1f s CPU\n",
-	       count, first, first + count - 1, failed, faults, restarts, events,
+	printf("fault-sim: %" PRIu64 " seeds (%" PRIu64 "..%" PRIu64 "), %" PRIu64 " failed; swarm: %" PRIu64
+	       " faults injected, %" PRIu64 " restarts, %" PRIu64 " events; flood: %" PRIu64 " queries, %" PRIu64
+	       " answered; %.1f s CPU\n",
+	       count, first, first + count - 1, failed, faults, restarts, events, fqueries, fanswered,
 	       (double)(clock() - t0) / CLOCKS_PER_SEC);
 	return failed ? 1 : 0;
 }
