@@ -111,6 +111,7 @@ struct pn_conn {
 	bool halfopen;                 /* accepted, counted in nhalfopen until the handshake is over */
 	struct pn_conn *ho_prev, *ho_next; /* in the net's half-open list while halfopen */
 	bool sent_protocol_error;      /* an ERROR(PROTOCOL) frame went out: none is added at close */
+	bool evicted;                  /* closed by pn_net_evict_halfopen to make room */
 	struct write_req *shaped_head, *shaped_tail; /* waiting for upload tokens */
 	uint8_t expected_id[PN_ID_BYTES];
 	uint8_t peer_id[PN_ID_BYTES];
@@ -809,6 +810,7 @@ const struct pn_conn_cbs *pn_conn_cbs_get(const struct pn_conn *c) { return c->c
 const char *pn_conn_peer_addr(const struct pn_conn *c) { return c->peer_addr; }
 const uint8_t *pn_conn_peer_id(const struct pn_conn *c) { return c->peer_id; }
 bool pn_conn_is_established(const struct pn_conn *c) { return c->state == CONN_ESTABLISHED; }
+bool pn_conn_evicted(const struct pn_conn *c) { return c->evicted; }
 
 int pn_conn_local_ip(const struct pn_conn *c, char out[PN_ADDR_STR_MAX])
 {
@@ -1105,6 +1107,7 @@ bool pn_net_evict_halfopen(struct pn_net *net, const struct pn_conn *spare)
 		PN_LOGW(&net->log, "%s: every slot taken, closing this oldest of %zu unfinished handshakes to let a new "
 			"connection in (%llu more refused or closed in the last %u s)", victim->peer_addr,
 			net->nhalfopen, (unsigned long long)unlogged, PN_NET_LIMIT_LOG_INTERVAL_MS / 1000);
+	victim->evicted = true;
 	pn_conn_close(victim, PN_ELIMIT);
 	return true;
 }

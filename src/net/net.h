@@ -146,6 +146,9 @@ const uint8_t *pn_conn_peer_id(const struct pn_conn *c); /* valid once establish
 /* The IP of this end of the connection (the address the peer reached us at), without the port. */
 int pn_conn_local_ip(const struct pn_conn *c, char out[PN_ADDR_STR_MAX]);
 bool pn_conn_is_established(const struct pn_conn *c); /* TLS up, and not closing */
+/* Closed by pn_net_evict_halfopen (close_cb's err is PN_ELIMIT): the net has
+ * logged it, at most once per interval, so an owner need not log each one. */
+bool pn_conn_evicted(const struct pn_conn *c);
 struct pn_net *pn_conn_net(const struct pn_conn *c);
 uint64_t pn_conn_bytes_in(const struct pn_conn *c);  /* plaintext frame bytes received */
 uint64_t pn_conn_bytes_out(const struct pn_conn *c); /* plaintext frame bytes sent */

@@ -583,7 +583,7 @@ static void peer_close_cb(struct pn_conn *c, int err)
 {
 	struct peer *p = pn_conn_data(c);
 	struct node *n = p->node;
-	if (err && err != PN_ECLOSED && err != PN_ECORRUPT && err != PN_EPROTO)
+	if (err && err != PN_ECLOSED && err != PN_ECORRUPT && err != PN_EPROTO && !pn_conn_evicted(c))
 		PN_LOGI(&n->log, "%s: peer connection closed: %s", p->addr, pn_strerror(err));
 	engine_peer_closed(n->engine, p->key, node_now(n));
 	if (n->flood)

@@ -382,7 +382,7 @@ static void close_cb(struct pn_conn *c, int err)
 		return;
 	/* Protocol and TLS faults were logged where they were found; log the rest here, once. */
 	struct server *srv = cl->srv;
-	if (err == PN_ETIMEDOUT || err == PN_EIO || err == PN_ENOMEM || err == PN_ELIMIT)
+	if ((err == PN_ETIMEDOUT || err == PN_EIO || err == PN_ENOMEM || err == PN_ELIMIT) && !pn_conn_evicted(c))
 		PN_LOGI(srv->log, "%s: connection closed: %s", pn_conn_peer_addr(c), pn_strerror(err));
 	else
 		PN_LOGD(srv->log, "%s: connection closed: %s", pn_conn_peer_addr(c), err ? pn_strerror(err) : "by peer");
