@@ -107,3 +107,52 @@ def test_progress_bar_drawn_by_the_program(server_factory, workdir):
     assert p.stderr == b"", p.stderr
     p = run(["get", "--server", srv.addr, "--progress", cid, "-o", "-"], check=0)
     assert len(p.stdout) == 3 * MIB + 17 and b"100%" in p.stderr
+
+
+def test_cancel_withdraws_requests_not_yet_sent_under_an_upload_cap(server_factory, workdir):
+    """Under --up-rate, a server hands a connection at most 512 KiB (two
+    chunks) ahead of its cap and keeps the rest as requests, so CANCEL reaches
+    them (docs/PROTOCOL.md: the server drops a request it has not sent yet):
+    20 CHUNK_REQs, then CANCELs for the last 10, and only the first 10 (at
+    most 2 more that were already handed over) come back."""
+    import struct
+    import time
+    from conftest import cid_raw
+    from pnwire import HELLO_CLIENT, T_CHUNK, T_HELLO, client_context, frame, make_ed25519_cert, parse_frames
+    srv = server_factory(args=("--up-rate", "512K"))
+    src = os.path.join(workdir, "c.bin")
+    make_file(src, 20 * CHUNK, seed=91)
+    cid = srv.put_id(src)
+    cert = make_ed25519_cert(workdir)
+    assert cert, "openssl cannot make an Ed25519 certificate"
+    raw = socket.create_connection(("127.0.0.1", srv.port), timeout=20)
+    s = client_context(*cert).wrap_socket(raw, server_hostname=None)
+    try:
+        reqs = b"".join(frame(bytes([0x14]) + struct.pack(">I", 100 + i) + cid_raw(cid) + struct.pack(">I", i))
+                        for i in range(20))
+        cancels = b"".join(frame(bytes([0x16]) + struct.pack(">I", 100 + i) + cid_raw(cid) + struct.pack(">I", i))
+                           for i in range(10, 20))
+        s.sendall(frame(HELLO_CLIENT) + reqs + cancels)
+        got = []
+        data = bytearray()
+        deadline = time.monotonic() + 30
+        s.settimeout(2)
+        while time.monotonic() < deadline:
+            try:
+                b = s.recv(1 << 20)
+            except socket.timeout:
+                if len(got) >= 10:
+                    break  # 2 s with nothing after the first ten: the rest were dropped
+                continue
+            assert b, "the server closed the connection"
+            data += b
+            frames, used = parse_frames(data)
+            del data[:used]
+            for f in frames:
+                assert f[0] in (T_HELLO, T_CHUNK), "unexpected type 0x%02x" % f[0]
+                if f[0] == T_CHUNK:
+                    got.append(struct.unpack(">I", f[1:5])[0] - 100)
+    finally:
+        s.close()
+    assert sorted(got)[:10] == list(range(10)), got
+    assert len(got) <= 12, "cancelled requests were served: %s" % got
