@@ -14,7 +14,8 @@
 	"  --server ADDR:PORT        the server (or PEERNET_SERVER in the environment)\n" \
 	"  --server-id ID            refuse any server whose node ID is not ID\n" \
 	"  --data DIR                use the identity kept in DIR (default: a new one each run)\n" \
-	"  --timeout SECONDS         give up when the server is silent this long (default 30)\n" \
+	"  --timeout SECONDS         give up when nothing comes from the server this long (default 30);\n" \
+	"                            get dials a dropped connection again meanwhile and resumes\n" \
 	"  --json                    machine-readable output\n" \
 	"  -h, --help                this text\n"
 

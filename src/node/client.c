@@ -22,6 +22,8 @@
 #define PEER_KEY 1                    /* the engine's name for the one connection */
 #define DEFAULT_TIMEOUT_MS 30000
 #define PROGRESS_INTERVAL_MS 200
+#define RETRY_FIRST_MS 250   /* get: a dropped connection is dialled again after this, */
+#define RETRY_MAX_MS 5000    /* doubling up to this, until --timeout passes without a chunk */
 /* Chunks being verified and written on libuv's thread pool at once (a
  * buffer each, PN_CHUNK_SIZE, allocated on first use and reused): 4 MiB.
  * When all are busy the connection stops being read until one is free. */
@@ -63,6 +65,12 @@ struct session {
 	struct engine *engine;   /* get: the transfer, as a node downloading from one provider */
 	uv_timer_t engine_timer;
 	bool engine_timer_on;
+	uv_timer_t retry_timer;  /* get: dials the server again after a drop */
+	bool retry_timer_on;
+	bool was_connected;      /* get: a connection got as far as the HELLO exchange */
+	uint32_t retry_ms;       /* the next wait before dialling again */
+	int last_err;            /* why the connection went, while reconnecting */
+	uint32_t reconnects;
 	char *err;               /* the caller's buffer for the one-line error */
 	char hint[PATH_MAX + 128];
 	const char *prog_label;  /* progress of the transfer running: what, how far */
@@ -122,6 +130,11 @@ static void finish(struct session *s, int result)
 		uv_timer_stop(&s->engine_timer);
 		uv_close((uv_handle_t *)&s->engine_timer, NULL);
 		s->engine_timer_on = false;
+	}
+	if (s->retry_timer_on) {
+		uv_timer_stop(&s->retry_timer);
+		uv_close((uv_handle_t *)&s->retry_timer, NULL);
+		s->retry_timer_on = false;
 	}
 	stop_progress(s, result == PN_OK);
 	if (s->conn)
@@ -457,7 +470,13 @@ static void engine_pump(struct session *s)
 			on_error_msg(s, a.code, a.text, a.text_len);
 			break;
 		case ENGINE_STALLED:
-			fail(s, PN_ETIMEDOUT, "server %s stopped sending (timed out)%s", s->opts->server, partial_hint(s));
+			if (!s->conn && s->last_err)
+				fail(s, PN_ETIMEDOUT, "lost the connection to %s and could not get it back in %u s (last: %s)%s",
+				     s->opts->server, (s->opts->timeout_ms ? s->opts->timeout_ms : DEFAULT_TIMEOUT_MS) / 1000,
+				     pn_strerror(s->last_err), partial_hint(s));
+			else
+				fail(s, PN_ETIMEDOUT, "server %s stopped sending (timed out)%s", s->opts->server,
+				     partial_hint(s));
 			break;
 		case ENGINE_CLOSE:
 			if (a.role && a.role != PN_ROLE_SERVER && a.role != PN_ROLE_NODE)
@@ -713,6 +732,11 @@ static void established_cb(struct pn_conn *c)
 {
 	struct session *s = pn_conn_data(c);
 	if (s->op == OP_GET) {
+		s->was_connected = true;
+		s->retry_ms = 0;
+		s->last_err = 0;
+		if (s->reconnects)
+			PN_LOGI(s->opts->log, "connected to %s again (reconnection %u)", s->opts->server, s->reconnects);
 		engine_peer_established(s->engine, PEER_KEY, pn_conn_peer_id(c), 0, uv_now(&s->loop));
 		engine_pump(s);
 		return;
@@ -822,12 +846,76 @@ static void writable_cb(struct pn_conn *c)
 	}
 }
 
+static const struct pn_conn_cbs client_cbs;
+
+/* A get whose connection went away for a reason the network gives (not the
+ * server's word, not a wrong identity) dials again, and the engine resumes
+ * from the chunks already verified; the engine's stall timer (--timeout
+ * without a chunk) bounds it. */
+static bool get_retryable(const struct session *s, int err)
+{
+	if (s->op != OP_GET || !s->was_connected)
+		return false; /* a server never reached is not waited for */
+	switch (err) {
+	case PN_EPEERID:
+	case PN_ETLS:
+	case PN_EPROTO:
+	case PN_ETOOBIG:
+		return false;
+	default:
+		return true;
+	}
+}
+
+static void retry_cb(uv_timer_t *t)
+{
+	struct session *s = t->data;
+	if (s->result != PN_EAGAIN || s->conn)
+		return;
+	s->reconnects++;
+	int r = pn_net_connect(s->net, s->opts->server, s->opts->server_id, &client_cbs, s, &s->conn);
+	if (r == PN_OK)
+		r = engine_peer_add(s->engine, PEER_KEY, true, s->opts->server_id, uv_now(&s->loop));
+	if (r == PN_OK)
+		return;
+	s->last_err = r;
+	if (s->conn) {
+		pn_conn_close(s->conn, r);
+		return; /* close_cb tries again */
+	}
+	s->retry_ms = s->retry_ms ? (s->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : s->retry_ms * 2) : RETRY_FIRST_MS;
+	uv_timer_start(&s->retry_timer, retry_cb, s->retry_ms, 0);
+}
+
+static void get_reconnect_later(struct session *s, int err)
+{
+	s->last_err = err ? err : PN_ECLOSED;
+	s->read_paused = false; /* that connection's paused frame is gone with it */
+	engine_peer_closed(s->engine, PEER_KEY, uv_now(&s->loop));
+	engine_pump(s);
+	if (s->result != PN_EAGAIN)
+		return;
+	if (!s->retry_timer_on) {
+		uv_timer_init(&s->loop, &s->retry_timer);
+		s->retry_timer.data = s;
+		s->retry_timer_on = true;
+	}
+	s->retry_ms = s->retry_ms ? (s->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : s->retry_ms * 2) : RETRY_FIRST_MS;
+	PN_LOGI(s->opts->log, "connection to %s lost (%s); dialling again in %u ms", s->opts->server,
+		pn_strerror(s->last_err), s->retry_ms);
+	uv_timer_start(&s->retry_timer, retry_cb, s->retry_ms, 0);
+}
+
 static void close_cb(struct pn_conn *c, int err)
 {
 	struct session *s = pn_conn_data(c);
 	s->conn = NULL;
 	if (s->result != PN_EAGAIN)
 		return;
+	if (get_retryable(s, err)) {
+		get_reconnect_later(s, err);
+		return;
+	}
 	const char *srv = s->opts->server;
 	switch (err) {
 	case PN_ECONNREFUSED:

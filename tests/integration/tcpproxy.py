@@ -112,6 +112,18 @@ class TcpProxy:
             except OSError:
                 pass
 
+    def cut(self):
+        """Drops every connection open now: both ends see it close. The
+        listener stays, so a client can connect again."""
+        with self._lock:
+            socks = list(self._socks)
+            self._socks.clear()
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def stop(self, timeout=5):
         self._stop.set()
         try:

@@ -5,6 +5,7 @@ import signal
 import socket
 import stat
 import subprocess
+import time
 
 from conftest import (BIN, CHUNK, CLI_TIMEOUT, assert_one_error_line, make_file, poll, run, sha256_file,
                       state_chunks_done)
@@ -156,3 +157,94 @@ def test_cancel_withdraws_requests_not_yet_sent_under_an_upload_cap(server_facto
         s.close()
     assert sorted(got)[:10] == list(range(10)), got
     assert len(got) <= 12, "cancelled requests were served: %s" % got
+
+
+def _get_through(proxy_addr, cid, out, timeout_s):
+    return subprocess.Popen([BIN, "get", "--server", proxy_addr, "--timeout", str(timeout_s), "--json", cid,
+                             "-o", out], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_get_reconnects_after_a_dropped_connection(server_factory, workdir, procs):
+    """The connection drops mid-download: get dials again and resumes from the
+    chunks it verified, in the same run; no verified chunk is fetched twice."""
+    srv = server_factory()
+    size = 8 * MIB
+    nchunks = size // CHUNK
+    src = os.path.join(workdir, "r.bin")
+    digest = make_file(src, size, seed=93)
+    cid = srv.put_id(src)
+    out = os.path.join(workdir, "r.out")
+    state = out + ".pnpart.state"
+    with TcpProxy(srv.port, down_rate=2 * MIB) as proxy:
+        p = _get_through(proxy.addr, cid, out, 20)
+        procs.append(p)
+        for cut in (3, 12):
+            def progressed():
+                assert p.poll() is None, p.communicate()
+                return state_chunks_done(state, nchunks) >= cut
+            poll(progressed, 60, what="%d verified chunks" % cut)
+            proxy.cut()
+        stdout, stderr = p.communicate(timeout=60)
+        assert p.returncode == 0, stderr
+        assert proxy.connections >= 3, "get did not dial again"
+    res = json.loads(stdout)
+    assert res["ok"] and sha256_file(out) == digest
+    assert res["bytes_downloaded"] == size, "verified chunks were fetched again: %r" % res
+
+
+def test_get_waits_for_a_restarted_server(server_factory, workdir, procs):
+    """The server is killed mid-download and comes back (on another port behind
+    the same proxy address): get rides it out within --timeout."""
+    srv = server_factory()
+    size = 6 * MIB
+    nchunks = size // CHUNK
+    src = os.path.join(workdir, "k.bin")
+    digest = make_file(src, size, seed=94)
+    cid = srv.put_id(src)
+    out = os.path.join(workdir, "k.out")
+    state = out + ".pnpart.state"
+    with TcpProxy(srv.port, down_rate=2 * MIB) as proxy:
+        p = _get_through(proxy.addr, cid, out, 30)
+        procs.append(p)
+
+        def progressed():
+            assert p.poll() is None, p.communicate()
+            return state_chunks_done(state, nchunks) >= 4
+        poll(progressed, 60, what="4 verified chunks")
+        srv.stop(signal.SIGKILL)
+        proxy.cut()
+        time.sleep(1.5)  # refused meanwhile: the proxy cannot reach the server
+        srv2 = server_factory(data_dir=srv.data_dir)
+        proxy.upstream = ("127.0.0.1", srv2.port)
+        stdout, stderr = p.communicate(timeout=60)
+        assert p.returncode == 0, stderr
+    res = json.loads(stdout)
+    assert res["ok"] and sha256_file(out) == digest
+    assert res["bytes_downloaded"] == size
+
+
+def test_get_gives_up_on_a_server_gone_for_good(server_factory, workdir, procs):
+    """The server goes and does not come back: get fails after --timeout with
+    one line that says so and keeps its partial download."""
+    srv = server_factory()
+    size = 6 * MIB
+    nchunks = size // CHUNK
+    src = os.path.join(workdir, "g.bin")
+    make_file(src, size, seed=95)
+    cid = srv.put_id(src)
+    out = os.path.join(workdir, "g.out")
+    state = out + ".pnpart.state"
+    with TcpProxy(srv.port, down_rate=2 * MIB) as proxy:
+        p = _get_through(proxy.addr, cid, out, 3)
+        procs.append(p)
+
+        def progressed():
+            assert p.poll() is None, p.communicate()
+            return state_chunks_done(state, nchunks) >= 2
+        poll(progressed, 60, what="2 verified chunks")
+        srv.stop(signal.SIGKILL)
+        proxy.cut()
+        stdout, stderr = p.communicate(timeout=60)
+    assert p.returncode == 1
+    line = assert_one_error_line(subprocess.CompletedProcess(p.args, 1, stdout, stderr), "get")
+    assert "could not get it back" in line and "partial" in line, line
