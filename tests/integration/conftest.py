@@ -321,3 +321,11 @@ def state_chunks_done(state_path, nchunks):
     if len(data) < bm + nchunks * 32:
         return 0
     return sum(bin(b).count("1") for b in data[-bm:])
+
+
+def wait_progress(p, state, nchunks, want):
+    """Waits until the partial's state records `want` verified chunks, while p runs."""
+    def progressed():
+        assert p.poll() is None, "the download ended before it could be interrupted: %r" % (p.communicate(),)
+        return state_chunks_done(state, nchunks) >= want
+    poll(progressed, 60, what="%d verified chunks in %s" % (want, state))

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from conftest import (BIN, CHUNK, CLI_TIMEOUT, assert_one_error_line, make_file, poll, run, sha256_file,
-                      state_chunks_done, stop_pid)
+                      state_chunks_done, stop_pid, wait_progress)
 from tcpproxy import TcpProxy
 
 MIB = 1024 * 1024
@@ -19,14 +19,6 @@ def start_get(addr, cid, out, procs, *extra):
                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     procs.append(p)
     return p
-
-
-def wait_progress(p, state, nchunks, want):
-    """Waits until the partial's state records `want` verified chunks, while p runs."""
-    def progressed():
-        assert p.poll() is None, "the download ended before it could be interrupted: %r" % (p.communicate(),)
-        return state_chunks_done(state, nchunks) >= want
-    poll(progressed, 60, what="%d verified chunks in %s" % (want, state))
 
 
 def test_client_kill9_then_resume(server, workdir, procs):

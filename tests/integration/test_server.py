@@ -8,7 +8,7 @@ import subprocess
 import time
 
 from conftest import (BIN, CHUNK, CLI_TIMEOUT, assert_one_error_line, make_file, poll, run, sha256_file,
-                      state_chunks_done)
+                      state_chunks_done, wait_progress)
 from tcpproxy import TcpProxy
 
 MIB = 1024 * 1024
@@ -52,10 +52,7 @@ def test_sigterm_during_download(server_factory, workdir, procs):
                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         procs.append(p)
 
-        def progressed():
-            assert p.poll() is None, p.communicate()
-            return state_chunks_done(state, nchunks) >= 2
-        poll(progressed, 60, what="download progress")
+        wait_progress(p, state, nchunks, 2)
         assert srv.stop(signal.SIGTERM) == 0
         stdout, stderr = p.communicate(timeout=40)
     assert p.returncode == 1
@@ -179,10 +176,7 @@ def test_get_reconnects_after_a_dropped_connection(server_factory, workdir, proc
         p = _get_through(proxy.addr, cid, out, 20)
         procs.append(p)
         for cut in (3, 12):
-            def progressed():
-                assert p.poll() is None, p.communicate()
-                return state_chunks_done(state, nchunks) >= cut
-            poll(progressed, 60, what="%d verified chunks" % cut)
+            wait_progress(p, state, nchunks, cut)
             proxy.cut()
         stdout, stderr = p.communicate(timeout=60)
         assert p.returncode == 0, stderr
@@ -207,10 +201,7 @@ def test_get_waits_for_a_restarted_server(server_factory, workdir, procs):
         p = _get_through(proxy.addr, cid, out, 30)
         procs.append(p)
 
-        def progressed():
-            assert p.poll() is None, p.communicate()
-            return state_chunks_done(state, nchunks) >= 4
-        poll(progressed, 60, what="4 verified chunks")
+        wait_progress(p, state, nchunks, 4)
         srv.stop(signal.SIGKILL)
         proxy.cut()
         time.sleep(1.5)  # refused meanwhile: the proxy cannot reach the server
@@ -238,10 +229,7 @@ def test_get_gives_up_on_a_server_gone_for_good(server_factory, workdir, procs):
         p = _get_through(proxy.addr, cid, out, 3)
         procs.append(p)
 
-        def progressed():
-            assert p.poll() is None, p.communicate()
-            return state_chunks_done(state, nchunks) >= 2
-        poll(progressed, 60, what="2 verified chunks")
+        wait_progress(p, state, nchunks, 2)
         srv.stop(signal.SIGKILL)
         proxy.cut()
         stdout, stderr = p.communicate(timeout=60)
