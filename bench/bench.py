@@ -16,7 +16,7 @@ Measures, in one run:
      peer-to-peer, beside the Kurose-Ross bounds (bench/distribution.py,
      which also draws bench/distribution.svg);
   f. flooding, in the simulator and on real nodes (flood_sim.py, flood_real.py);
-  g. the swarm in the simulator: the real peer engine at N = 4 .. 10,000 (swarm_sim.py);
+  g. the swarm in the simulator: the real peer engine at N = 4 .. 10,000, and the fault simulation (swarm_sim.py);
   idle. wake-ups per second of an idle server, directory and node.
 
 `--only a,idle` runs some sections only (default: all of them).
