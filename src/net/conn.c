@@ -808,6 +808,7 @@ void pn_conn_set_data(struct pn_conn *c, void *data) { c->data = data; }
 void *pn_conn_data(const struct pn_conn *c) { return c->data; }
 const struct pn_conn_cbs *pn_conn_cbs_get(const struct pn_conn *c) { return c->cbs; }
 const char *pn_conn_peer_addr(const struct pn_conn *c) { return c->peer_addr; }
+const char *pn_conn_tls_error(const struct pn_conn *c) { return c->tls ? pn_tls_last_error(c->tls) : "no error"; }
 const uint8_t *pn_conn_peer_id(const struct pn_conn *c) { return c->peer_id; }
 bool pn_conn_is_established(const struct pn_conn *c) { return c->state == CONN_ESTABLISHED; }
 bool pn_conn_evicted(const struct pn_conn *c) { return c->evicted; }

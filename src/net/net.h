@@ -142,6 +142,9 @@ void pn_conn_set_data(struct pn_conn *c, void *data);
 void *pn_conn_data(const struct pn_conn *c);
 const struct pn_conn_cbs *pn_conn_cbs_get(const struct pn_conn *c);
 const char *pn_conn_peer_addr(const struct pn_conn *c); /* "ip:port" */
+/* Why the TLS layer refused or failed, e.g. "peer identity mismatch: expected
+ * <ID> got <ID>" (docs/PROTOCOL.md); "no error" if it did not. Valid in close_cb. */
+const char *pn_conn_tls_error(const struct pn_conn *c);
 const uint8_t *pn_conn_peer_id(const struct pn_conn *c); /* valid once established */
 /* The IP of this end of the connection (the address the peer reached us at), without the port. */
 int pn_conn_local_ip(const struct pn_conn *c, char out[PN_ADDR_STR_MAX]);

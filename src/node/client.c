@@ -923,8 +923,8 @@ static void close_cb(struct pn_conn *c, int err)
 		     srv, partial_hint(s));
 		break;
 	case PN_EPEERID:
-		fail(s, err, "server at %s is not the one given by --server-id (identity mismatch); refusing to talk to it",
-		     srv);
+		fail(s, err, "server at %s is not the one given by --server-id: %s; refusing to talk to it", srv,
+		     pn_conn_tls_error(c));
 		break;
 	case PN_ETIMEDOUT:
 		fail(s, err, "server %s stopped answering (timed out)%s", srv, partial_hint(s));

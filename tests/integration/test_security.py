@@ -67,6 +67,9 @@ def test_server_id_wrong_refused(server, workdir):
     assert p.returncode == 1
     last = error_lines(p)[-1]
     assert last.startswith("peernet get: ") and "server-id" in last and "mismatch" in last, last
+    # The reason docs/PROTOCOL.md gives, word for word, with both IDs.
+    assert "peer identity mismatch: expected %s got %s" % (wrong_id(server).lower(), server.node_id.lower()) \
+        in last.lower(), last
     assert not os.path.exists(out)
 
     # put and ls refuse too, and nothing reaches the server.
