@@ -515,6 +515,7 @@ int pn_server_run(const struct pn_server_opts *opts)
 	uv_signal_start(&srv.sig_int, signal_cb, SIGINT);
 	uv_signal_start(&srv.sig_term, signal_cb, SIGTERM);
 
+	engine_set_listen_port(srv.engine, port); /* HELLO says where we listen (docs/PROTOCOL.md) */
 	if (opts->ready_cb) {
 		struct pn_server_ready rd = {.port = port, .objects = store_count(srv.store),
 					     .bytes = store_total_bytes(srv.store), .data_dir = opts->data_dir};

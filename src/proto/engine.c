@@ -1494,6 +1494,11 @@ void engine_free(struct engine *e)
 	free(e);
 }
 
+void engine_set_listen_port(struct engine *e, uint16_t port)
+{
+	e->o.listen_port = port;
+}
+
 const char *engine_check(const struct engine *e)
 {
 	uint32_t queued = 0, blocked = 0;

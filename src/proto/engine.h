@@ -244,6 +244,9 @@ void engine_stats(const struct engine *e, struct engine_stats *out);
  * requests, blocked peers, the key index) and checks them: NULL when all
  * agree, else what is wrong. For tests and the simulator; O(peers). */
 const char *engine_check(const struct engine *e);
+
+/* The port our HELLO gives from now on (a listener learns it after the engine exists). */
+void engine_set_listen_port(struct engine *e, uint16_t port);
 bool engine_is_banned(const struct engine *e, const uint8_t id[PN_ID_BYTES]);
 
 #endif

@@ -236,3 +236,29 @@ def test_get_gives_up_on_a_server_gone_for_good(server_factory, workdir, procs):
     assert p.returncode == 1
     line = assert_one_error_line(subprocess.CompletedProcess(p.args, 1, stdout, stderr), "get")
     assert "could not get it back" in line and "partial" in line, line
+
+
+def test_hello_gives_the_listening_port(server_factory, workdir):
+    """A listening serve says in its HELLO where it accepts connections
+    (docs/PROTOCOL.md: listen_port, 0 only for none)."""
+    import struct
+    from pnwire import HELLO_CLIENT, T_HELLO, client_context, frame, make_ed25519_cert, parse_frames
+    srv = server_factory()
+    cert = make_ed25519_cert(workdir)
+    assert cert, "openssl cannot make an Ed25519 certificate"
+    raw = socket.create_connection(("127.0.0.1", srv.port), timeout=20)
+    s = client_context(*cert).wrap_socket(raw, server_hostname=None)
+    try:
+        s.sendall(frame(HELLO_CLIENT))
+        data = bytearray()
+        frames = []
+        deadline = time.monotonic() + 20
+        while not frames and time.monotonic() < deadline:
+            b = s.recv(4096)
+            assert b, "the server closed the connection"
+            data += b
+            frames, _ = parse_frames(data)
+    finally:
+        s.close()
+    assert frames and frames[0][0] == T_HELLO and frames[0][2] == 2, frames
+    assert struct.unpack(">H", frames[0][3:5])[0] == srv.port
