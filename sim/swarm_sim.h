@@ -20,6 +20,8 @@
 #define SWARM_SIM_REFIND_EARLY_MS 300 /* NODE_REFIND_EARLY_MS */
 #define SWARM_SIM_REFIND_MS 2000      /* NODE_REFIND_MS */
 #define SWARM_SIM_EARLY_MS 3000       /* NODE_EARLY_MS */
+#define SWARM_SIM_RECHOKE_MS 1000     /* NODE_RECHOKE_MS */
+#define SWARM_SIM_OPTIMISTIC_MS 500   /* NODE_OPTIMISTIC_MS */
 #define SWARM_SIM_SHAPE_TICK_MS 5     /* the real shaper's minimum timer (src/net/conn.c) */
 #define SWARM_SIM_HIGH_WATER (512u * 1024) /* a capped connection's high water mark (SHAPED_HIGH_WATER) */
 #define SWARM_SIM_LOW_WATER (256u * 1024)  /* ... and where it is writable again */
