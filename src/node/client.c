@@ -680,8 +680,10 @@ static void put_next_file(struct session *s)
 	snprintf(tmp, sizeof tmp, "%s", path);
 	const char *base = basename(tmp);
 	if (!pn_name_valid(base, strlen(base))) {
+		char shown[PATH_MAX];
 		close(fd);
-		fail(s, PN_EINVAL, "%s: the file name is not valid on the network (1-255 bytes of UTF-8, no control characters)", path);
+		fail(s, PN_EINVAL, "%s: the file name is not valid on the network (1-255 bytes of UTF-8, no control or "
+		     "invisible format characters)", pn_text_escape(path, strlen(path), shown, sizeof shown));
 		return;
 	}
 	snprintf(s->put_res.name, sizeof s->put_res.name, "%s", base);

@@ -336,7 +336,8 @@ static void do_add(struct ctl_server *cs, struct ctl_client *cc, char **f, int n
 		errno = 0;
 		int r = cs->ops.add_cb(cs->ops.ud, f[i], &o);
 		if (r != PN_OK && r != PN_EEXIST) {
-			ctl_finish(cc, "cannot share %s: %s", f[i],
+			char shown[PATH_MAX];
+			ctl_finish(cc, "cannot share %s: %s", pn_text_escape(f[i], strlen(f[i]), shown, sizeof shown),
 				   r == PN_EIO && errno ? strerror(errno) : r == PN_EINVAL ? "not a regular file, or its name is not valid on the network" : pn_strerror(r));
 			return;
 		}

@@ -11,6 +11,17 @@
 #define ASCII_CTRL_END 0x20u
 #define ASCII_DEL 0x7fu
 
+/* Invisible format controls: zero-width characters and marks, the
+ * bidirectional embeddings, overrides and isolates, the byte order mark.
+ * They let a name show other than it is (U+202E makes "txt.exe" print as
+ * "exe.txt"), so text with them is refused, not shown escaped: a name that
+ * lies about its extension has no honest use. */
+static bool invisible_format(uint32_t cp)
+{
+	return (cp >= 0x200bu && cp <= 0x200fu) || (cp >= 0x202au && cp <= 0x202eu) ||
+	       (cp >= 0x2060u && cp <= 0x2069u) || cp == 0xfeffu;
+}
+
 /* Reads one UTF-8 sequence whose lead byte `lead` (>= 0x80) was just read.
  * Returns the code point, or UINT32_MAX if the sequence is malformed,
  * overlong, truncated, a surrogate, or above U+10FFFF. */
@@ -62,10 +73,52 @@ bool pn_text_valid(const char *s, size_t len, bool no_slashes)
 			continue;
 		}
 		uint32_t cp = utf8_rest(&r, b);
-		if (cp == UINT32_MAX || (cp >= C1_LO && cp <= C1_HI))
+		if (cp == UINT32_MAX || (cp >= C1_LO && cp <= C1_HI) || invisible_format(cp))
 			return false;
 	}
 	return true;
+}
+
+char *pn_text_escape(const char *s, size_t len, char *out, size_t cap)
+{
+	static const char hex[] = "0123456789abcdef";
+	struct pn_reader r;
+	size_t o = 0;
+
+	pn_rd_init(&r, s, len);
+	while (pn_rd_left(&r)) {
+		size_t at = r.off;
+		uint8_t b = pn_rd_u8(&r);
+		bool ok;
+		if (b < C1_LO) {
+			ok = b >= ASCII_CTRL_END && b != ASCII_DEL && b != '\\';
+		} else {
+			uint32_t cp = utf8_rest(&r, b);
+			ok = cp != UINT32_MAX && !(cp >= C1_LO && cp <= C1_HI) && !invisible_format(cp);
+			if (cp == UINT32_MAX)
+				r.off = at + 1; /* escape the lead byte alone; look at the next one afresh */
+		}
+		size_t n = r.off - at;
+		if (ok) {
+			if (o + n >= cap)
+				break;
+			for (size_t i = 0; i < n; i++)
+				out[o++] = s[at + i];
+			continue;
+		}
+		if (o + 4 * n >= cap)
+			break;
+		for (size_t i = 0; i < n; i++) {
+			uint8_t c = (uint8_t)s[at + i];
+			out[o++] = '\\';
+			out[o++] = 'x';
+			out[o++] = hex[c >> 4];
+			out[o++] = hex[c & 15];
+		}
+	}
+	if (cap)
+		out[o < cap ? o : cap - 1] = '\0';
+	return out;
 }
 
 bool pn_name_valid(const char *name, size_t len)

@@ -18,6 +18,12 @@ bool pn_text_valid(const char *s, size_t len, bool no_slashes);
  * it as is, the store (store_name_valid) also accepts the empty name. */
 bool pn_name_valid(const char *name, size_t len);
 
+/* Copies s (len bytes) into out (cap >= 1 bytes, NUL-terminated, truncated
+ * if it does not fit) so that it can go to a terminal: valid, visible UTF-8 is
+ * kept; control bytes, bytes of invalid UTF-8 and invisible format controls
+ * become \xNN (each byte). Returns out. */
+char *pn_text_escape(const char *s, size_t len, char *out, size_t cap);
+
 /* ---- keywords ----
  * A name and a query are split into words on every byte that is not an
  * ASCII letter or digit or a byte >= 0x80 (so UTF-8 stays inside words);

@@ -604,3 +604,26 @@ def test_get_unknown_and_held_content(net, workdir):
     p = a.cli("add", os.path.join(workdir, "missing.bin"), timeout=20)
     assert p.returncode == 1
     assert "missing.bin" in assert_one_error_line(p, "add")
+
+
+def test_names_with_format_controls_refused(net, server, workdir):
+    """A file whose name holds U+202E (right-to-left override: 'evil<RLO>txt.exe'
+    would show as 'evilexe.txt') is refused by `put` and by a node's `add`, with
+    one line that shows the name escaped: no raw format control reaches the
+    terminal."""
+    name = "evil\u202etxt.exe"
+    src = os.path.join(workdir, name)
+    with open(src, "wb") as f:
+        f.write(b"not what it seems\n")
+    p = run(["put", "--server", server.addr, src])
+    assert p.returncode == 1
+    line = assert_one_error_line(p, "put")
+    assert "\\xe2\\x80\\xae" in line and "\u202e".encode() not in p.stderr, p.stderr
+    assert name not in json.dumps(server.ls(), ensure_ascii=False)
+    d = net.directory()
+    a = net.node("a", d, bin=BIN)
+    a.wait_registered()
+    p = a.cli("add", src, timeout=20)
+    assert p.returncode == 1
+    line = assert_one_error_line(p, "add")
+    assert "\\xe2\\x80\\xae" in line and "\u202e".encode() not in p.stderr, p.stderr

@@ -1,4 +1,5 @@
 /* The one name rule and the one keyword matcher (src/util/text.c). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <criterion/criterion.h>
@@ -43,6 +44,49 @@ Test(text, name_rule)
 	cr_assert_not(pn_text_valid(S("a/b"), true));
 	cr_assert_not(pn_text_valid(S("a\tb"), false));
 	cr_assert(pn_text_valid("", 0, true));
+}
+
+/* Invisible format controls are refused in names and queries: each of the
+ * ranges' ends, in a name that would otherwise pass; their neighbours pass. */
+Test(text, format_controls_refused)
+{
+	static const uint32_t bad[] = {0x200b, 0x200f, 0x202a, 0x202e, 0x2060, 0x2069, 0xfeff};
+	static const uint32_t good[] = {0x200a, 0x2010, 0x2029, 0x202f, 0x205f, 0x206a, 0xfefe, 0xff00};
+	for (size_t k = 0; k < sizeof bad / sizeof bad[0] + sizeof good / sizeof good[0]; k++) {
+		bool is_bad = k < sizeof bad / sizeof bad[0];
+		uint32_t cp = is_bad ? bad[k] : good[k - sizeof bad / sizeof bad[0]];
+		char name[16];
+		/* "a" + the code point as 3 UTF-8 bytes + "txt.exe" */
+		int n = snprintf(name, sizeof name, "a%c%c%ctxt.exe", (char)(0xe0 | (cp >> 12)),
+				 (char)(0x80 | ((cp >> 6) & 0x3f)), (char)(0x80 | (cp & 0x3f)));
+		cr_assert_eq(pn_name_valid(name, (size_t)n), !is_bad, "U+%04X", cp);
+		cr_assert_eq(pn_text_valid(name, (size_t)n, false), !is_bad, "U+%04X in a query", cp);
+	}
+	cr_assert_not(pn_name_valid(S("â®txt.exe")), "right-to-left override");
+}
+
+/* What goes to a terminal: visible UTF-8 kept, the rest as \xNN bytes. */
+Test(text, escape_for_a_terminal)
+{
+	char out[64];
+	cr_assert_str_eq(pn_text_escape(S("r\xc3\xa9sum\xc3\xa9.txt"), out, sizeof out), "r\xc3\xa9sum\xc3\xa9.txt");
+	cr_assert_str_eq(pn_text_escape(S("evil\xe2\x80\xaetxt.exe"), out, sizeof out), "evil\\xe2\\x80\\xaetxt.exe");
+	cr_assert_str_eq(pn_text_escape(S("a\nb\x1b[31m"), out, sizeof out), "a\\x0ab\\x1b[31m");
+	cr_assert_str_eq(pn_text_escape(S("a\\b"), out, sizeof out), "a\\x5cb", "a backslash is escaped: no ambiguity");
+	cr_assert_str_eq(pn_text_escape(S("\xc3(x\xe2\x82"), out, sizeof out), "\\xc3(x\\xe2\\x82", "invalid UTF-8");
+	cr_assert_str_eq(pn_text_escape(S("abcdef"), out, 4), "abc", "truncated to fit");
+	cr_assert_str_eq(pn_text_escape(S("\x01\x02"), out, 6), "\\x01", "an escape is never cut");
+	/* Whatever comes in, what goes out passes the text rule. */
+	for (unsigned seed = 1; seed < 2000; seed++) {
+		unsigned char in[24];
+		unsigned x = seed * 2654435761u;
+		for (size_t i = 0; i < sizeof in; i++) {
+			x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+			in[i] = (unsigned char)x;
+		}
+		pn_text_escape((const char *)in, sizeof in, out, sizeof out);
+		cr_assert(pn_text_valid(out, strlen(out), false), "seed %u", seed);
+	}
 }
 
 /* The store's rule is the wire's plus the empty name, on every input. */

@@ -334,6 +334,8 @@ Test(meta, bad_names)
 		"c3", "e282", "f09f98", "80", "bf",     /* truncated, stray continuation */
 		"c328", "e228a1",                       /* bad continuation */
 		"c29b", "c280", "c29f",                 /* C1 controls */
+		"61e280ae", "e2808b", "e2808f", "e280aa", /* U+202E, zero-width, marks, embeddings */
+		"e281a0", "e281a9", "efbbbf",           /* word joiner, isolates, byte order mark */
 	};
 	uint8_t body[HEX_CAP];
 	char hex[HEX_CAP];
