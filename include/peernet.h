@@ -40,7 +40,8 @@ enum pn_err {
 	PN_ELIMIT = -17,      /* a bound (rate, count, size) was exceeded */
 	PN_ENOTSUP = -18,     /* not supported */
 	PN_EACCES = -19,      /* permission denied */
-	PN_ERR_MIN_ = -20
+	PN_ELINK = -20,       /* a symbolic link where a file is written: not followed */
+	PN_ERR_MIN_ = -21
 };
 
 /* Returns a static, human-readable string for an error code. */

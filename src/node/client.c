@@ -280,8 +280,11 @@ static int get_open_partial(struct session *s, const char *name)
 	}
 	int r = store_partial_open_log(s->data_path, s->state_path, &s->cid, name, s->opts->log, &s->part);
 	if (r != PN_OK) {
-		set_err(s, "cannot write %s: %s", s->data_path,
-			r == PN_EIO && errno ? strerror(errno) : pn_strerror(r));
+		if (r == PN_ELINK)
+			set_err(s, "refusing to write %s (or its .state): %s", s->data_path, pn_strerror(r));
+		else
+			set_err(s, "cannot write %s: %s", s->data_path,
+				r == PN_EIO && errno ? strerror(errno) : pn_strerror(r));
 		return r;
 	}
 	return PN_OK;

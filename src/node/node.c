@@ -280,9 +280,12 @@ static int deliver_file(struct node *n, const struct store_object *o, const char
 		snprintf(err, errlen, "cannot read %s: %s", src, strerror(errno));
 		return -1;
 	}
-	int out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	/* PATH.pntmp is made afresh, never opened through a link planted there. */
+	int out = unlink(tmp) == 0 || errno == ENOENT ? open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644)
+						     : -1;
 	if (out < 0) {
-		snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+		snprintf(err, errlen, "cannot write %s: %s", path,
+			 errno == EEXIST ? "a file appeared at its temporary name (PATH.pntmp) while it was made" : strerror(errno));
 		close(in);
 		return -1;
 	}

@@ -31,6 +31,8 @@ int store_err_open(int e)
 		return PN_ENOTFOUND;
 	case EEXIST:
 		return PN_EEXIST;
+	case ELOOP: /* O_NOFOLLOW met a symbolic link */
+		return PN_ELINK;
 	case ENOMEM:
 		return PN_ENOMEM;
 	default:
@@ -116,7 +118,7 @@ int store_read_file(const char *path, size_t max, uint8_t **out, size_t *len)
 	int fd, err;
 
 	/* O_NONBLOCK: a FIFO in place of the file must not hang us. */
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
 	if (fd < 0)
 		return store_err_open(errno);
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
@@ -151,8 +153,14 @@ int store_write_file_atomic(const char *path, const void *buf, size_t len, int m
 
 	if (!tmp)
 		return PN_ENOMEM;
-	/* path.tmp is ours: a stale one from a crash is simply replaced. */
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	/* path.tmp is ours: a stale one from a crash is removed (if it is a
+	 * symbolic link, the link itself) and the file made afresh, never opened
+	 * through a link someone planted there. */
+	if (unlink(tmp) < 0 && errno != ENOENT) {
+		err = store_err_open(errno);
+		goto out_free;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
 	if (fd < 0) {
 		err = store_err_open(errno);
 		goto out_free;

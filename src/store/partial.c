@@ -131,7 +131,7 @@ static int state_rewrite(struct store_partial *p)
 	free(buf);
 	if (err)
 		return err;
-	fd = open(p->state_path, O_RDWR | O_CLOEXEC);
+	fd = open(p->state_path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return store_err_open(errno);
 	if (p->state_fd >= 0)
@@ -238,7 +238,8 @@ int store_partial_open_log(const char *data_path, const char *state_path, const 
 		rewrite = true;
 	}
 
-	p->data_fd = open(data_path, O_RDWR | O_CREAT | O_CLOEXEC | (resume ? 0 : O_TRUNC), DATA_FILE_MODE);
+	/* Never through a symbolic link planted where the partial goes. */
+	p->data_fd = open(data_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (resume ? 0 : O_TRUNC), DATA_FILE_MODE);
 	if (p->data_fd < 0) {
 		err = store_err_open(errno);
 		goto fail;
@@ -257,7 +258,7 @@ int store_partial_open_log(const char *data_path, const char *state_path, const 
 		if (err)
 			goto fail;
 	} else {
-		p->state_fd = open(state_path, O_RDWR | O_CLOEXEC);
+		p->state_fd = open(state_path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 		if (p->state_fd < 0) {
 			err = store_err_open(errno);
 			goto fail;

@@ -23,6 +23,7 @@ const char *pn_strerror(int err)
 	case PN_ELIMIT: return "limit exceeded";
 	case PN_ENOTSUP: return "not supported";
 	case PN_EACCES: return "permission denied";
+	case PN_ELINK: return "a symbolic link is in the way (peernet does not follow it)";
 	default: return "unknown error";
 	}
 }

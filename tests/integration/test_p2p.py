@@ -627,3 +627,25 @@ def test_names_with_format_controls_refused(net, server, workdir):
     assert p.returncode == 1
     line = assert_one_error_line(p, "add")
     assert "\\xe2\\x80\\xae" in line and "\u202e".encode() not in p.stderr, p.stderr
+
+
+def test_node_get_never_writes_through_a_planted_symlink(net, workdir):
+    """The node writes PATH through PATH.pntmp; a symbolic link planted at
+    PATH.pntmp is replaced, never followed: its target keeps its bytes."""
+    src = os.path.join(workdir, "mine.bin")
+    digest = make_file(src, 2 * CHUNK + 3, seed=14)
+    d = net.directory()
+    a = net.node("a", d, bin=BIN)
+    a.wait_registered()
+    cid = a.add_id(src)
+    victim = os.path.join(workdir, "victim.txt")
+    with open(victim, "wb") as f:
+        f.write(b"keep me\n")
+    mtime = os.stat(victim).st_mtime_ns
+    out = os.path.join(workdir, "copy.bin")
+    os.symlink(victim, out + ".pntmp")
+    a.get(cid, out)
+    assert sha256_file(out) == digest and not os.path.islink(out)
+    with open(victim, "rb") as f:
+        assert f.read() == b"keep me\n"
+    assert os.stat(victim).st_mtime_ns == mtime

@@ -122,3 +122,48 @@ def test_node_id_is_sha256_of_presented_key(server, workdir):
     assert i >= 0, "server certificate key is not Ed25519"
     pub = der[i + len(spki_prefix):i + len(spki_prefix) + 32]
     assert hashlib.sha256(pub).hexdigest() == server.node_id
+
+
+def _victim(workdir):
+    path = os.path.join(workdir, "victim.txt")
+    with open(path, "wb") as f:
+        f.write(b"keep me\n")
+    return path, os.stat(path).st_mtime_ns
+
+
+def test_get_never_writes_through_a_planted_symlink(server, workdir):
+    """Another local user who can write the target directory plants symbolic
+    links where get writes; get never follows one: the link's target keeps its
+    bytes and its mtime. At PATH.pnpart or PATH.pnpart.state get fails with one
+    line saying so; the temporary state file and PATH itself are replaced (the
+    link, not its target)."""
+    src = os.path.join(workdir, "s.bin")
+    digest = make_file(src, 3 * CHUNK + 11, seed=71)
+    cid = server.put_id(src)
+    out = os.path.join(workdir, "s.out")
+    for planted in (out + ".pnpart", out + ".pnpart.state"):
+        victim, mtime = _victim(workdir)
+        os.symlink(victim, planted)
+        p = run(["get", "--server", server.addr, cid, "-o", out])
+        assert p.returncode == 1, p.stderr
+        line = assert_one_error_line(p, "get")
+        assert "symbolic link" in line, line
+        with open(victim, "rb") as f:
+            assert f.read() == b"keep me\n"
+        assert os.stat(victim).st_mtime_ns == mtime and os.path.islink(planted)
+        assert not os.path.exists(out)
+        os.unlink(planted)
+        os.unlink(victim)
+    for planted, extra in ((out + ".pnpart.state.tmp", []), (out, ["--force"])):
+        victim, mtime = _victim(workdir)
+        os.symlink(victim, planted)
+        p = run(["get", "--server", server.addr, cid, "-o", out] + extra)
+        assert p.returncode == 0, p.stderr
+        with open(victim, "rb") as f:
+            assert f.read() == b"keep me\n"
+        assert os.stat(victim).st_mtime_ns == mtime
+        assert not os.path.islink(out) and sha256_file(out) == digest
+        os.unlink(out)
+        os.unlink(victim)
+        if os.path.lexists(planted):
+            os.unlink(planted)

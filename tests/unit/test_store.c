@@ -658,6 +658,38 @@ Test(partial, state_of_another_cid_starts_fresh)
 	content_free(&b);
 }
 
+/* A symbolic link where the partial or its state goes is never followed:
+ * the open fails with PN_ELINK and the link's target is untouched; a link at
+ * the state's temporary name is replaced, not written through. */
+Test(partial, symlinks_not_followed)
+{
+	struct content c;
+	struct store_partial *p = NULL;
+	char target[4096];
+
+	content_make(&c, 3 * PN_CHUNK_SIZE, 17);
+	snprintf(target, sizeof target, "%s", tpath("victim"));
+	write_file(target, "keep", 4);
+	cr_assert_eq(symlink(target, tpath("data")), 0);
+	cr_assert_eq(store_partial_open(tpath("data"), tpath("state"), &c.cid, NULL, &p), PN_ELINK);
+	cr_assert_eq(unlink(tpath("data")), 0);
+	cr_assert_eq(symlink(target, tpath("state")), 0);
+	cr_assert_eq(store_partial_open(tpath("data"), tpath("state"), &c.cid, NULL, &p), PN_ELINK);
+	cr_assert_eq(unlink(tpath("state")), 0);
+	char tmp[4200];
+	snprintf(tmp, sizeof tmp, "%s.tmp", tpath("state"));
+	cr_assert_eq(symlink(target, tmp), 0);
+	p = popen_ok(&c, NULL);
+	give_hashes(p, &c);
+	store_partial_close(p);
+	struct stat st;
+	cr_assert_eq(stat(target, &st), 0);
+	cr_assert_eq(st.st_size, 4, "the link's target was written");
+	cr_assert_eq(lstat(tpath("state"), &st), 0);
+	cr_assert(S_ISREG(st.st_mode));
+	content_free(&c);
+}
+
 Test(partial, names)
 {
 	struct content c;
