@@ -49,7 +49,9 @@ static const char node_help[] =
 	"                            download, like a web seed (repeatable)\n"
 	"  --up-rate RATE            cap uploads, e.g. 500K, 2M (bytes/s; K, M, G = 1024^n)\n"
 	"  --down-rate RATE          cap downloads\n"
-	"  --peer-timeout SECONDS    a get fails when no provider is reachable this long (default 30)\n"
+	"  --peer-timeout SECONDS    get and search sent before the directory or a neighbour is\n"
+	"                            reached wait this long for it; a get fails when no provider\n"
+	"                            is reachable this long (default 30)\n"
 	"  --upload-slots N          peers uploaded to at once, besides one optimistic slot (default 4)\n"
 	"  --port-file PATH          write the bound port to PATH once listening\n"
 	"  -v, --verbose             log more\n";

@@ -46,6 +46,10 @@
 #define NODE_EARLY_MS 3000
 #define NODE_RECHOKE_MS 1000      /* the choker re-ranks peers this often, */
 #define NODE_OPTIMISTIC_MS 500    /* and moves the optimistic unchoke this often */
+/* After (re)joining the directory an empty answer is not final yet: the
+ * providers come back within their own reconnect backoff. */
+#define NODE_DIR_SETTLE_MS (DIR_BACKOFF_MAX_MS + DIR_BACKOFF_JITTER_MS)
+#define NODE_PENDING_SEARCHES 16   /* searches waiting for discovery to come up, at most */
 #define NODE_UPLOAD_BACKLOG_CHUNKS 2 /* under an upload cap, chunks handed to connections ahead of it */
 #define NODE_REFIND_FLOOD_MS 5000 /* flood mode: re-query this often while no provider is connected */
 #define NODE_REFIND_FLOOD_EARLY_MS 1000 /* ... and this often during the first NODE_EARLY_MS */
@@ -93,6 +97,7 @@ struct download {
 	uint64_t bytes_resumed;
 	struct waiter *waiters;
 	bool finding;                 /* a look-up is outstanding */
+	bool looked_up;               /* a look-up has gone out to the directory */
 	bool done;
 	uint32_t providers_seen;
 };
@@ -124,6 +129,12 @@ struct node {
 	struct pn_prng rng;
 	uint64_t seed_server_next_ms;
 	uint64_t last_progress_ms;    /* progress lines to control clients, 4 a second */
+	uint64_t dir_since_ms;        /* when the node last registered with the directory */
+	struct pending_search {       /* a search sent before discovery was up */
+		struct ctl_client *cc;    /* NULL: a free slot */
+		uint64_t deadline_ms;     /* --peer-timeout after it came */
+		char query[PN_DIR_QUERY_MAX + 1];
+	} pending[NODE_PENDING_SEARCHES];
 };
 
 static uint64_t node_now(const struct node *n) { return uv_now(n->loop); }
@@ -470,6 +481,25 @@ static void dial_provider(struct node *n, const struct engine_action *a)
 }
 
 /* Runs every action the engine has pending. Call after every engine input. */
+static bool discovery_ready(const struct node *n)
+{
+	return n->flood ? flood_node_ready(n->flood) : n->dir && dir_client_ready(n->dir);
+}
+
+/* What a command that waited for discovery was waiting for, in one line. */
+static void discovery_waited(const struct node *n, char *out, size_t len)
+{
+	uint32_t t = n->opts.peer_timeout_ms ? n->opts.peer_timeout_ms : NODE_DEFAULT_PEER_TIMEOUT_MS;
+	const char *why = n->dir ? dir_client_last_error(n->dir) : "";
+	if (n->flood)
+		snprintf(out, len, "no flooding neighbour reached in %u s (the bootstrap peers are unreachable); "
+			 "the node keeps trying", t / 1000);
+	else
+		snprintf(out, len, "still no connection to the directory at %s after %u s (last error: %s); "
+			 "the node keeps trying", n->opts.directory ? n->opts.directory : "(none)", t / 1000,
+			 why[0] ? why : "not connected");
+}
+
 static void node_pump(struct node *n)
 {
 	struct engine_action a;
@@ -527,7 +557,13 @@ static void node_pump(struct node *n)
 				char id[PN_CID_STR_LEN + 1];
 				cid_str(&d->cid, id);
 				uint32_t t = n->opts.peer_timeout_ms ? n->opts.peer_timeout_ms : NODE_DEFAULT_PEER_TIMEOUT_MS;
-				download_fail(d, "no provider of %s reachable for %u s", id, t / 1000);
+				char why[PN_NODE_ERR_MAX];
+				discovery_waited(n, why, sizeof why);
+				if (!d->providers_seen && ((n->flood && !flood_node_ready(n->flood)) ||
+							   (!n->flood && n->dir && !d->looked_up)))
+					download_fail(d, "%s", why);
+				else
+					download_fail(d, "no provider of %s reachable for %u s", id, t / 1000);
 			}
 			break;
 		case ENGINE_NOT_FOUND:
@@ -687,6 +723,10 @@ static void lookup_done_cb(void *ud, const struct pn_cid *cid, int err, uint32_t
 	d->finding = false; /* may ask again later */
 	if (err == PN_ELIMIT || found > 0 || d->providers_seen > 0 || n->opts.nseed_servers > 0)
 		return;
+	/* A directory just (re)joined may not have heard from the providers yet:
+	 * ask again (refind) until it has had time to (--peer-timeout still bounds it). */
+	if (!n->flood && node_now(n) - n->dir_since_ms < NODE_DIR_SETTLE_MS)
+		return;
 	struct engine_download_info info;
 	if (engine_download_info(n->engine, cid, &info) && info.have_hashes)
 		return;
@@ -713,12 +753,18 @@ static void search_done_cb(void *ud, void *token, const char *why)
 }
 
 /* The directory took us (back): what is being downloaded is served too. */
+static void refind(struct node *n, uint64_t now);
+static void pending_searches_run(struct node *n, uint64_t now);
+
 static void registered_cb(void *ud)
 {
 	struct node *n = ud;
+	n->dir_since_ms = node_now(n);
 	for (struct download *d = n->downloads; d; d = d->next)
 		if (d->have_meta)
 			dir_client_offer(n->dir, &d->cid, d->name);
+	refind(n, node_now(n)); /* downloads and searches that waited for the directory ask now */
+	pending_searches_run(n, node_now(n));
 }
 
 static void wake_cb(void *ud)
@@ -800,18 +846,10 @@ static int ctl_get_cb(void *ud, struct ctl_client *cc, const struct ctl_get_requ
 		d->waiters = w;
 		return PN_OK;
 	}
-	if (n->flood && !flood_node_ready(n->flood)) {
-		free(w);
-		ctl_finish(cc, "not connected to any peer (the bootstrap peers are unreachable); the node keeps retrying");
-		return PN_OK;
-	}
-	if (!n->flood && !(n->dir && dir_client_ready(n->dir)) && n->opts.nseed_servers == 0) {
-		free(w);
-		const char *why = n->dir ? dir_client_last_error(n->dir) : "";
-		ctl_finish(cc, "the directory at %s is unreachable (%s); running downloads go on, new look-ups fail until it is back",
-			   n->opts.directory ? n->opts.directory : "(none)", why[0] ? why : "not connected");
-		return PN_OK;
-	}
+	/* Discovery not up yet (the node is still connecting to its directory or
+	 * neighbours, or lost them): the download starts anyway and its look-up
+	 * goes out when discovery is back (refind); --peer-timeout without a
+	 * provider ends it with a line saying what it waited for. */
 	int count = 0;
 	for (struct download *x = n->downloads; x; x = x->next)
 		count++;
@@ -871,18 +909,20 @@ static int ctl_get_cb(void *ud, struct ctl_client *cc, const struct ctl_get_requ
 		dir_client_offer(n->dir, cid, d->name);
 	d->finding = true;
 	d->last_find_ms = node_now(n);
+	d->looked_up = !n->flood && n->dir && dir_client_ready(n->dir);
 	r = n->flood ? flood_node_find(n->flood, cid, node_now(n))
-	    : n->dir && dir_client_ready(n->dir) ? dir_client_find(n->dir, cid) : PN_ENOTSUP;
+	    : d->looked_up ? dir_client_find(n->dir, cid) : PN_ENOTSUP;
 	/* A look-up may have answered at once and ended the download already. */
-	if (r != PN_OK && (d = download_find(n, cid)))
+	if (r != PN_OK && (d = download_find(n, cid))) {
 		d->finding = false;
+		d->last_find_ms = 0; /* ask as soon as discovery is up */
+	}
 	node_pump(n); /* may complete at once (everything was on disk) */
 	return PN_OK;
 }
 
-static void ctl_search_cb(void *ud, struct ctl_client *cc, const char *query)
+static void search_now(struct node *n, struct ctl_client *cc, const char *query)
 {
-	struct node *n = ud;
 	if (n->flood) {
 		int r = flood_node_search(n->flood, query, cc, node_now(n));
 		if (r == PN_EINVAL)
@@ -904,6 +944,51 @@ static void ctl_search_cb(void *ud, struct ctl_client *cc, const char *query)
 	}
 }
 
+/* A search sent while the node is still connecting to its directory or
+ * neighbours (or lost them) waits for them, at most --peer-timeout. */
+static void ctl_search_cb(void *ud, struct ctl_client *cc, const char *query)
+{
+	struct node *n = ud;
+	size_t len = strlen(query);
+	if (discovery_ready(n) || len == 0 || len > PN_DIR_QUERY_MAX) {
+		search_now(n, cc, query); /* a bad query is refused there */
+		return;
+	}
+	for (size_t i = 0; i < NODE_PENDING_SEARCHES; i++) {
+		struct pending_search *ps = &n->pending[i];
+		if (ps->cc)
+			continue;
+		ps->cc = cc;
+		ps->deadline_ms = node_now(n) + (n->opts.peer_timeout_ms ? n->opts.peer_timeout_ms
+									: NODE_DEFAULT_PEER_TIMEOUT_MS);
+		memcpy(ps->query, query, len + 1);
+		node_schedule(n);
+		return;
+	}
+	ctl_finish(cc, "%d searches already wait for the node to reach %s; try again later", NODE_PENDING_SEARCHES,
+		   n->flood ? "its neighbours" : "its directory");
+}
+
+/* Sends the waiting searches once discovery is up; fails those whose time is over. */
+static void pending_searches_run(struct node *n, uint64_t now)
+{
+	bool ready = discovery_ready(n);
+	for (size_t i = 0; i < NODE_PENDING_SEARCHES; i++) {
+		struct pending_search *ps = &n->pending[i];
+		struct ctl_client *cc = ps->cc;
+		if (!cc || (!ready && now < ps->deadline_ms))
+			continue;
+		ps->cc = NULL;
+		if (ready) {
+			search_now(n, cc, ps->query);
+		} else {
+			char why[PN_NODE_ERR_MAX];
+			discovery_waited(n, why, sizeof why);
+			ctl_finish(cc, "search: %s", why);
+		}
+	}
+}
+
 static int ctl_add_cb(void *ud, const char *path, const struct store_object **out)
 {
 	struct node *n = ud;
@@ -914,7 +999,11 @@ static int ctl_add_cb(void *ud, const char *path, const struct store_object **ou
 	cid_str(&(*out)->cid, id);
 	if (n->dir)
 		dir_client_offer(n->dir, &(*out)->cid, (*out)->name);
-	PN_LOGI(&n->log, "sharing %s  %s", id, (*out)->name);
+	if (n->dir && !dir_client_ready(n->dir))
+		PN_LOGI(&n->log, "holding %s  %s; it is registered when the directory at %s is reachable", id,
+			(*out)->name, n->opts.directory);
+	else
+		PN_LOGI(&n->log, "sharing %s  %s", id, (*out)->name);
 	return r;
 }
 
@@ -984,6 +1073,9 @@ static void ctl_stop_cb(void *ud)
 static void ctl_client_gone_cb(void *ud, struct ctl_client *cc)
 {
 	struct node *n = ud;
+	for (size_t i = 0; i < NODE_PENDING_SEARCHES; i++)
+		if (n->pending[i].cc == cc)
+			n->pending[i].cc = NULL;
 	if (n->flood)
 		flood_node_search_cancel(n->flood, cc);
 	if (n->dir)
@@ -1041,6 +1133,9 @@ static void node_schedule(struct node *n)
 		next = t;
 	if (n->opts.nseed_servers && n->seed_server_next_ms < next)
 		next = n->seed_server_next_ms;
+	for (size_t i = 0; i < NODE_PENDING_SEARCHES; i++)
+		if (n->pending[i].cc && n->pending[i].deadline_ms < next)
+			next = n->pending[i].deadline_ms;
 	for (struct download *d = n->downloads; d; d = d->next) {
 		t = download_refind_at(n, d);
 		if (t < next)
@@ -1097,6 +1192,7 @@ static void refind(struct node *n, uint64_t now)
 			/* Early in a download ask often: fellow downloaders register as they start. */
 			d->last_find_ms = now;
 			d->finding = true;
+			d->looked_up = true;
 			if (dir_client_find(n->dir, &due[i]) != PN_OK && (d = download_find(n, &due[i])))
 				d->finding = false;
 		}
@@ -1116,6 +1212,7 @@ static void tick_cb(uv_timer_t *t)
 		engine_tick(n->engine, now);
 	node_pump(n);
 	refind(n, now);
+	pending_searches_run(n, now);
 	if (now - n->last_progress_ms >= NODE_PROGRESS_MS) {
 		n->last_progress_ms = now;
 		report_progress(n);
@@ -1137,6 +1234,11 @@ static void node_stop(struct node *n)
 		return;
 	n->stopping = true;
 	PN_LOGI(&n->log, "stopping");
+	for (size_t i = 0; i < NODE_PENDING_SEARCHES; i++)
+		if (n->pending[i].cc) {
+			ctl_finish(n->pending[i].cc, "the node is stopping");
+			n->pending[i].cc = NULL;
+		}
 	while (n->downloads) {
 		struct download *d = n->downloads;
 		for (struct waiter *w = d->waiters; w; w = w->next)

@@ -257,18 +257,19 @@ def net(tmp_path):
 
 def test_bootstrap_down_clear_error_then_joins(net, tmp_path):
     port = free_port()
-    x = net.node("lonely", bootstrap=["127.0.0.1:%d" % port], args=NB_ARGS)
+    x = net.node("lonely", bootstrap=["127.0.0.1:%d" % port], args=NB_ARGS + ["--peer-timeout", "2"])
     x.wait_log("no reachable peer", timeout=20)
     warn = [l for l in x.log().splitlines() if "no reachable peer" in l][0]
     assert "retrying" in warn
+    # search and get wait for a neighbour (--peer-timeout, 2 s here), then say what they waited for.
     p = x.cli("search", "anything", check=1)
     line = assert_one_error_line(p, "search")
-    assert "not connected to any peer" in line and "retrying" in line, line
+    assert "no flooding neighbour reached in 2 s" in line and "keeps trying" in line, line
     fake_cid = "pn14oymiquy7qobjgx36tejs35zeqt24qpemsnzgtfeswmrw6csxbkqaaaaaaaaaaaa"
     out = os.path.join(str(tmp_path), "never.bin")
     p = x.cli("get", fake_cid, "-o", out, check=1)
     line = assert_one_error_line(p, "get")
-    assert "not connected to any peer" in line, line
+    assert "no flooding neighbour reached" in line, line
     assert not os.path.exists(out)
     assert x.alive()
     # The bootstrap peer comes up on that port: the node joins on its own.
