@@ -5,6 +5,7 @@
  * One timer, armed at the core's next wake-up (the oldest node's heartbeat
  * deadline) after every request: an idle directory does not wake at all, and
  * expiries are batched at most WAKE_MIN_GAP_MS apart. */
+#include <arpa/inet.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,7 +41,10 @@ struct dserver {
 	uint32_t heartbeat_ms;
 	uint32_t rate;
 	uint64_t requests, finds, searches;
+	uint64_t limit_refusals, limit_logged_ms; /* offers refused at a cap, logged now and then */
 };
+
+#define DSERVER_LIMIT_LOG_MS 10000 /* offers refused at a limit: one log line this often */
 
 struct dclient {
 	struct dserver *ds;
@@ -57,6 +61,43 @@ static int dok(struct dserver *ds, struct pn_conn *c, uint32_t req_id, uint32_t 
 	m.u.dir_ok.req_id = req_id;
 	m.u.dir_ok.heartbeat_ms = heartbeat_ms;
 	return pn_conn_send_msg(c, &m);
+}
+
+/* The keys a connection's source counts under (directory.h, dir_register_from):
+ * an IPv4 address and its /24, or an IPv6 /64 and its /48. 0 and 0 for an
+ * address it cannot read (then only the per-node and total caps apply). */
+static void source_keys(struct pn_conn *c, uint64_t *source, uint64_t *block)
+{
+	char host[64];
+	const char *a = pn_conn_peer_addr(c);
+	*source = *block = 0;
+	if (a[0] == '[') {
+		const char *end = strchr(a, ']');
+		if (!end || (size_t)(end - a - 1) >= sizeof host)
+			return;
+		memcpy(host, a + 1, (size_t)(end - a - 1));
+		host[end - a - 1] = 0;
+	} else {
+		const char *colon = strrchr(a, ':');
+		size_t len = colon ? (size_t)(colon - a) : strlen(a);
+		if (len >= sizeof host)
+			return;
+		memcpy(host, a, len);
+		host[len] = 0;
+	}
+	uint8_t b[16];
+	uint64_t v = 0;
+	if (inet_pton(AF_INET, host, b) == 1) {
+		v = (uint64_t)b[0] << 24 | (uint64_t)b[1] << 16 | (uint64_t)b[2] << 8 | b[3];
+		*source = 4ull << 56 | v;
+		*block = 4ull << 56 | 1ull << 48 | (v & 0xffffff00u);
+	} else if (inet_pton(AF_INET6, host, b) == 1) {
+		for (int i = 0; i < 8; i++)
+			v = v << 8 | b[i];
+		/* The top byte of a v6 key is folded so it never equals a v4 key's tag. */
+		*source = (v >> 8) | 6ull << 56;
+		*block = ((v >> 16) << 8) | 7ull << 56;
+	}
 }
 
 /* The address a node is reached at: its own host if it gave one, else the
@@ -151,6 +192,19 @@ static int on_search(struct dserver *ds, struct pn_conn *c, const struct pn_msg_
 	return r;
 }
 
+/* One log line per PN_NET_LIMIT_LOG_INTERVAL_MS-ish period, with a count. */
+static void limit_refused(struct dserver *ds)
+{
+	uint64_t now = uv_now(ds->loop);
+	ds->limit_refusals++;
+	if (now - ds->limit_logged_ms >= DSERVER_LIMIT_LOG_MS || !ds->limit_logged_ms) {
+		PN_LOGW(&ds->log, "offers refused at a limit: %llu since the last such line (%zu offers held)",
+			(unsigned long long)ds->limit_refusals, dir_offer_count(ds->dir));
+		ds->limit_refusals = 0;
+		ds->limit_logged_ms = now ? now : 1;
+	}
+}
+
 static int on_offer(struct dserver *ds, struct pn_conn *c, struct dclient *dc, const struct pn_msg_dir_offer *q)
 {
 	uint64_t now = uv_now(ds->loop);
@@ -161,8 +215,12 @@ static int on_offer(struct dserver *ds, struct pn_conn *c, struct dclient *dc, c
 		memcpy(name, e.name, e.name_len);
 		name[e.name_len] = 0;
 		int r = dir_offer(ds->dir, dc->node_id, &e.cid, name, now);
-		if (r == PN_ELIMIT)
-			return pn_conn_send_error(c, q->req_id, PN_WERR_LIMIT, "too many offers from this node");
+		if (r == PN_ELIMIT) {
+			limit_refused(ds);
+			return pn_conn_send_error(c, q->req_id, PN_WERR_LIMIT,
+						  "offer refused: the directory holds as many offers as it takes from this "
+						  "node, its address or its network");
+		}
 		if (r == PN_ENOTFOUND)
 			return pn_conn_send_error(c, q->req_id, PN_WERR_NOT_FOUND, "not registered");
 	}
@@ -267,9 +325,12 @@ static int handle_frame(struct dserver *ds, struct dclient *dc, struct pn_conn *
 		char addr[DIR_ADDR_MAX + 1];
 		node_addr(c, &m.u.dir_register, addr);
 		memcpy(dc->node_id, pn_conn_peer_id(c), PN_ID_BYTES);
-		int r = dir_register(ds->dir, dc->node_id, addr, now);
+		uint64_t source, block;
+		source_keys(c, &source, &block);
+		int r = dir_register_from(ds->dir, dc->node_id, addr, source, block, now);
 		if (r == PN_ELIMIT)
-			return pn_conn_send_error(c, m.u.dir_register.req_id, PN_WERR_BUSY, "directory full");
+			return pn_conn_send_error(c, m.u.dir_register.req_id, PN_WERR_LIMIT,
+						  "directory full, or too many nodes from your address or network");
 		if (r != PN_OK)
 			return pn_conn_send_error(c, m.u.dir_register.req_id, PN_WERR_PROTOCOL, "bad address");
 		dc->registered = true;

@@ -1017,6 +1017,7 @@ static void ctl_status_cb(void *ud, struct ctl_status *st)
 			: n->opts.discovery == PN_DISCOVERY_FLOOD ? "flood" : "dht";
 	st->directory = n->opts.directory;
 	st->directory_registered = n->dir && dir_client_ready(n->dir);
+	st->directory_refused = n->dir ? dir_client_refused(n->dir) : 0;
 	if (n->dir)
 		dir_client_stats(n->dir, &st->lookups, &st->lookup_msgs);
 	if (n->flood) {

@@ -217,7 +217,8 @@ static void do_status(struct ctl_server *cs, struct ctl_client *cc)
 	J("{\"node_id\":\"%s\",\"listen\":%s,\"port\":%u,\"discovery\":\"%s\"", idhex, q, st.port, mode);
 	if (st.directory) {
 		json_str(q, sizeof q, st.directory);
-		J(",\"directory\":{\"address\":%s,\"connected\":%s}", q, st.directory_registered ? "true" : "false");
+		J(",\"directory\":{\"address\":%s,\"connected\":%s,\"refused_shares\":%u}", q,
+		  st.directory_registered ? "true" : "false", st.directory_refused);
 	}
 	if (st.flood) {
 		const struct flood_stats *fs = &st.flood_stats;
@@ -287,8 +288,11 @@ static void do_status(struct ctl_server *cs, struct ctl_client *cc)
 	ctl_reply(cc, "text\tnode       %s\n", idhex);
 	ctl_reply(cc, "text\tlistening  %s, discovery %s\n", bound, mode);
 	if (st.directory)
-		ctl_reply(cc, "text\tdirectory  %s, %s\n", st.directory,
-			  st.directory_registered ? "registered" : "unreachable, retrying");
+		ctl_reply(cc, "text\tdirectory  %s, %s%s\n", st.directory,
+			  st.directory_registered ? "registered" : "unreachable, retrying",
+			  st.directory_refused ? "; it refused to register some shares (its limits): others cannot find them" : "");
+	if (st.directory && st.directory_refused)
+		ctl_reply(cc, "text\t           %u shares not registered\n", st.directory_refused);
 	if (st.flood) {
 		const struct flood_stats *fs = &st.flood_stats;
 		ctl_reply(cc, "text\tflood      %zu neighbours, %llu queries sent, %llu received, %llu duplicates dropped\n",

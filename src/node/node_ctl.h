@@ -45,6 +45,7 @@ struct ctl_status {
 	const char *discovery;       /* "directory", "flood", "dht" */
 	const char *directory;       /* NULL: none */
 	bool directory_registered;
+	uint32_t directory_refused;  /* shares the directory refused to register (its limits) */
 	bool flood;                  /* the flood fields below are set */
 	size_t flood_neighbors;
 	struct flood_stats flood_stats;

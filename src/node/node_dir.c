@@ -35,7 +35,36 @@ struct dir_client {
 	int npending;
 	struct pn_prng rng;
 	uint64_t lookups, lookup_msgs;
+	struct offer_req {            /* offers sent and not answered yet: what a refusal refuses */
+		uint32_t req_id;      /* 0: a free entry */
+		uint16_t count;
+	} offers[DIR_OFFERS_TRACKED];
+	uint32_t offers_next;         /* the entry the next offer takes (oldest forgotten) */
+	uint32_t refused;             /* shares the directory refused since this registration */
 };
+
+static void offer_sent(struct dir_client *dc, uint32_t req_id, uint16_t count)
+{
+	dc->offers[dc->offers_next] = (struct offer_req){.req_id = req_id, .count = count};
+	dc->offers_next = (dc->offers_next + 1) % DIR_OFFERS_TRACKED;
+}
+
+/* The offer request req_id is answered: how many shares it carried (0: not an offer of ours). */
+static uint16_t offer_answered(struct dir_client *dc, uint32_t req_id)
+{
+	for (uint32_t i = 0; req_id && i < DIR_OFFERS_TRACKED; i++)
+		if (dc->offers[i].req_id == req_id) {
+			uint16_t count = dc->offers[i].count;
+			dc->offers[i].req_id = 0;
+			return count;
+		}
+	return 0;
+}
+
+uint32_t dir_client_refused(const struct dir_client *dc)
+{
+	return dc->refused;
+}
 
 static int send_msg(struct dir_client *dc, const struct pn_msg *m)
 {
@@ -140,6 +169,7 @@ static void send_offers(struct dir_client *dc)
 		m.u.dir_offer.entries_len = w.len;
 		if (send_msg(dc, &m) != PN_OK)
 			break;
+		offer_sent(dc, m.u.dir_offer.req_id, count);
 	}
 	free(entries);
 }
@@ -158,7 +188,8 @@ void dir_client_offer(struct dir_client *dc, const struct pn_cid *cid, const cha
 	m.u.dir_offer.count = 1;
 	m.u.dir_offer.entries = entry;
 	m.u.dir_offer.entries_len = w.len;
-	(void)send_msg(dc, &m);
+	if (send_msg(dc, &m) == PN_OK)
+		offer_sent(dc, m.u.dir_offer.req_id, 1);
 }
 
 int dir_client_find(struct dir_client *dc, const struct pn_cid *cid)
@@ -251,6 +282,23 @@ static void on_results(struct dir_client *dc, const struct pn_msg_dir_results *m
 static void on_error(struct dir_client *dc, const struct pn_msg_error *m)
 {
 	struct pending pd;
+	uint16_t offered = offer_answered(dc, m->req_id);
+	if (offered && m->code == PN_WERR_LIMIT) {
+		/* Never a silent loss: said once per registration, counted in status. */
+		if (!dc->refused) {
+			char text[PN_ERRMSG_MAX + 1];
+			size_t k = 0;
+			for (size_t i = 0; i < m->text_len && k < PN_ERRMSG_MAX; i++)
+				text[k++] = m->text[i] >= 0x20 && m->text[i] != 0x7f ? m->text[i] : '?';
+			text[k] = 0;
+			PN_LOGW(dc->o.log, "the directory at %s refused to register shares (%s): they stay here, but "
+				"other nodes cannot find them through it; `peernet status` counts them", dc->o.directory, text);
+		}
+		dc->refused += offered;
+		return;
+	}
+	if (offered)
+		return; /* an offer refused otherwise (not registered: handled on NOT_FOUND below) */
 	if (!pending_take(dc, m->req_id, &pd)) {
 		if (m->code == PN_WERR_NOT_FOUND) {
 			/* The directory forgot us (it restarted or we missed heartbeats): register again. */
@@ -291,8 +339,10 @@ int dir_client_on_msg(struct dir_client *dc, const struct pn_msg *m)
 		return send_msg(dc, &r);
 	}
 	case PN_MSG_DIR_OK:
+		(void)offer_answered(dc, m->u.dir_ok.req_id);
 		if (!dc->registered && m->u.dir_ok.heartbeat_ms) {
 			dc->registered = true;
+			dc->refused = 0; /* every share is offered again now */
 			dc->heartbeat_ms = m->u.dir_ok.heartbeat_ms;
 			dc->backoff_ms = DIR_BACKOFF_MIN_MS;
 			dc->last_error[0] = 0;

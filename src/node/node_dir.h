@@ -23,6 +23,7 @@ struct store;
 #define DIR_BACKOFF_JITTER_MS 250 /* plus up to this much at random */
 #define DIR_DEFAULT_HEARTBEAT_MS 10000
 #define DIR_PENDING_MAX 64        /* requests waiting for an answer; beyond, the oldest is forgotten */
+#define DIR_OFFERS_TRACKED 64     /* offer requests remembered until answered (to count refusals) */
 
 /* The one connection to the directory. The default (all NULL) is a TLS
  * connection through opts.net; a test hands its own and calls
@@ -68,6 +69,8 @@ uint64_t dir_client_next_wakeup(const struct dir_client *dc);
 bool dir_client_ready(const struct dir_client *dc);
 /* Why the directory is not reachable ("" while it is). */
 const char *dir_client_last_error(const struct dir_client *dc);
+/* Shares the directory refused to register (ERROR LIMIT) since the last registration. */
+uint32_t dir_client_refused(const struct dir_client *dc);
 /* Look-ups sent, and the messages they cost (request and answer). */
 void dir_client_stats(const struct dir_client *dc, uint64_t *lookups, uint64_t *messages);
 

@@ -25,8 +25,12 @@
 #include "wire/wire.h"
 
 #define DEF_MAX_NODES 10000u
-#define DEF_MAX_OFFERS_PER_NODE 10000u
-#define DEF_MAX_OFFERS 1000000u
+#define DEF_MAX_OFFERS_PER_NODE DIR_DEFAULT_OFFERS_PER_NODE
+#define DEF_MAX_OFFERS DIR_DEFAULT_OFFERS
+#define DEF_MAX_NODES_PER_SOURCE DIR_DEFAULT_NODES_PER_SOURCE
+#define DEF_MAX_NODES_PER_BLOCK DIR_DEFAULT_NODES_PER_BLOCK
+#define DEF_MAX_OFFERS_PER_SOURCE DIR_DEFAULT_OFFERS_PER_SOURCE
+#define DEF_MAX_OFFERS_PER_BLOCK DIR_DEFAULT_OFFERS_PER_BLOCK
 #define DEF_MAX_RESULTS 50u
 _Static_assert(DEF_MAX_RESULTS <= PN_DIR_RESULTS_MAX, "a default answer fits one DIR_PROVIDERS / DIR_RESULTS");
 #define DEF_NODE_TIMEOUT_MS 30000u
@@ -58,6 +62,14 @@ struct table {
 struct dir_offer;
 struct dir_word;
 
+/* A source address or an address block: how many nodes registered from it
+ * and how many offers those nodes hold. Gone when both are 0. */
+struct dir_source {
+	struct hlink link; /* first member: in d->sources */
+	uint64_t key;
+	uint32_t nodes, offers;
+};
+
 struct dir_node {
 	struct hlink link; /* first member: in d->nodes */
 	uint8_t id[PN_ID_BYTES];
@@ -66,6 +78,7 @@ struct dir_node {
 	struct dir_node *older, *newer; /* the age list */
 	struct dir_offer *offers;       /* this node's offers */
 	uint32_t offer_count;
+	struct dir_source *src, *block; /* where it registered from; NULL: not counted */
 };
 
 struct word_ref {
@@ -109,7 +122,7 @@ struct dir {
 	struct dir_opts opts;
 	struct pn_prng rng;
 	uint64_t hash_key[2];
-	struct table nodes, contents, offers, words;
+	struct table nodes, contents, offers, words, sources;
 	struct dir_node *oldest, *newest;
 	struct dir_content **content_list; /* every content, for scans */
 	size_t content_cap;
@@ -512,6 +525,10 @@ static int offer_add(struct dir *d, struct dir_node *n, struct dir_content *c)
 		n->offers->prev = o;
 	n->offers = o;
 	n->offer_count++;
+	if (n->src)
+		n->src->offers++;
+	if (n->block)
+		n->block->offers++;
 	return 0;
 }
 
@@ -530,6 +547,10 @@ static void offer_remove(struct dir *d, struct dir_offer *o)
 	if (o->next)
 		o->next->prev = o->prev;
 	n->offer_count--;
+	if (n->src)
+		n->src->offers--;
+	if (n->block)
+		n->block->offers--;
 	table_remove(&d->offers, &o->link);
 	free(o);
 	if (c->provider_count == 0)
@@ -567,10 +588,63 @@ static void node_touch(struct dir *d, struct dir_node *n, uint64_t now)
 	d->newest = n;
 }
 
+static uint64_t hash_source(const struct dir *d, uint64_t key)
+{
+	uint8_t b[8];
+	for (int i = 0; i < 8; i++)
+		b[i] = (uint8_t)(key >> (8 * i));
+	return siphash(d->hash_key, b, sizeof b);
+}
+
+static struct dir_source *source_find(const struct dir *d, uint64_t key)
+{
+	uint64_t h = hash_source(d, key);
+	for (struct hlink *l = table_chain(&d->sources, h); l; l = l->next)
+		if (l->hash == h && ((struct dir_source *)l)->key == key)
+			return (struct dir_source *)l;
+	return NULL;
+}
+
+/* The source with this key, made if need be; NULL for key 0 (not counted) or out of memory. */
+static struct dir_source *source_get(struct dir *d, uint64_t key)
+{
+	if (!key)
+		return NULL;
+	struct dir_source *s = source_find(d, key);
+	if (s)
+		return s;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->key = key;
+	s->link.hash = hash_source(d, key);
+	if (table_insert(&d->sources, &s->link) != 0) {
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+static void source_put(struct dir *d, struct dir_source *s)
+{
+	if (s && !s->nodes && !s->offers) {
+		table_remove(&d->sources, &s->link);
+		free(s);
+	}
+}
+
 static void node_remove(struct dir *d, struct dir_node *n)
 {
 	while (n->offers)
 		offer_remove(d, n->offers);
+	if (n->src) {
+		n->src->nodes--;
+		source_put(d, n->src);
+	}
+	if (n->block) {
+		n->block->nodes--;
+		source_put(d, n->block);
+	}
 	age_unlink(d, n);
 	table_remove(&d->nodes, &n->link);
 	free(n);
@@ -628,6 +702,14 @@ struct dir *dir_new(const struct dir_opts *opts)
 		d->opts.max_offers = DEF_MAX_OFFERS;
 	if (!d->opts.max_results)
 		d->opts.max_results = DEF_MAX_RESULTS;
+	if (!d->opts.max_nodes_per_source)
+		d->opts.max_nodes_per_source = DEF_MAX_NODES_PER_SOURCE;
+	if (!d->opts.max_nodes_per_block)
+		d->opts.max_nodes_per_block = DEF_MAX_NODES_PER_BLOCK;
+	if (!d->opts.max_offers_per_source)
+		d->opts.max_offers_per_source = DEF_MAX_OFFERS_PER_SOURCE;
+	if (!d->opts.max_offers_per_block)
+		d->opts.max_offers_per_block = DEF_MAX_OFFERS_PER_BLOCK;
 	if (!d->opts.node_timeout_ms)
 		d->opts.node_timeout_ms = DEF_NODE_TIMEOUT_MS;
 	pn_prng_seed(&d->rng, d->opts.seed);
@@ -653,6 +735,7 @@ void dir_free(struct dir *d)
 	free(d->contents.buckets);
 	free(d->offers.buckets);
 	free(d->words.buckets);
+	free(d->sources.buckets);
 	free(d->content_list);
 	free(d->top);
 	free(d->pick);
@@ -661,24 +744,47 @@ void dir_free(struct dir *d)
 
 int dir_register(struct dir *d, const uint8_t node_id[PN_ID_BYTES], const char *addr, uint64_t now)
 {
+	return dir_register_from(d, node_id, addr, 0, 0, now);
+}
+
+int dir_register_from(struct dir *d, const uint8_t node_id[PN_ID_BYTES], const char *addr, uint64_t source,
+		      uint64_t block, uint64_t now)
+{
 	struct dir_node *n;
 
 	if (!addr_valid(addr))
 		return PN_EINVAL;
 	expire(d, now);
 	n = node_find(d, node_id);
+	if (n && ((n->src ? n->src->key : 0) != source || (n->block ? n->block->key : 0) != block)) {
+		node_remove(d, n); /* it moved: count it (and its offers) where it is now */
+		n = NULL;
+	}
 	if (!n) {
 		if (d->nodes.count >= d->opts.max_nodes)
+			return PN_ELIMIT;
+		struct dir_source *src = source_find(d, source), *blk = source_find(d, block);
+		if ((source && src && src->nodes >= d->opts.max_nodes_per_source) ||
+		    (block && blk && blk->nodes >= d->opts.max_nodes_per_block))
 			return PN_ELIMIT;
 		n = calloc(1, sizeof(*n));
 		if (!n)
 			return PN_ENOMEM;
 		memcpy(n->id, node_id, PN_ID_BYTES);
 		n->link.hash = hash_node_id(d, node_id);
-		if (table_insert(&d->nodes, &n->link) != 0) {
+		n->src = source_get(d, source);
+		n->block = source_get(d, block);
+		if ((source && !n->src) || (block && !n->block) || table_insert(&d->nodes, &n->link) != 0) {
+			source_put(d, n->src);
+			source_put(d, n->block);
 			free(n);
 			return PN_ENOMEM;
 		}
+		if (n->src)
+			n->src->nodes++;
+		if (n->block)
+			n->block->nodes++;
+		n->older = n->newer = NULL;
 	}
 	strcpy(n->addr, addr);
 	node_touch(d, n, now);
@@ -726,7 +832,9 @@ int dir_offer(struct dir *d, const uint8_t node_id[PN_ID_BYTES], const struct pn
 	c = content_find(d, cid);
 	if (c && offer_find(d, n, c))
 		return 0;
-	if (n->offer_count >= d->opts.max_offers_per_node || d->offers.count >= d->opts.max_offers)
+	if (n->offer_count >= d->opts.max_offers_per_node || d->offers.count >= d->opts.max_offers ||
+	    (n->src && n->src->offers >= d->opts.max_offers_per_source) ||
+	    (n->block && n->block->offers >= d->opts.max_offers_per_block))
 		return PN_ELIMIT;
 	if (!c) {
 		c = content_new(d, cid, name, name_len);
@@ -1038,6 +1146,24 @@ int dir_check(const struct dir *d)
 			if (w->count == 0)
 				return PN_ECORRUPT;
 			postings += w->count;
+		}
+	/* Every source's counts are its nodes' and their offers', within the caps. */
+	for (size_t b = 0; b < d->sources.nbuckets; b++)
+		for (const struct hlink *l = d->sources.buckets[b]; l; l = l->next) {
+			const struct dir_source *src = (const struct dir_source *)l;
+			uint32_t snodes = 0, soffers = 0;
+			bool is_block = false;
+
+			for (const struct dir_node *n = d->oldest; n; n = n->newer)
+				if (n->src == src || n->block == src) {
+					is_block |= n->block == src;
+					snodes++;
+					soffers += n->offer_count;
+				}
+			if (!snodes || snodes != src->nodes || soffers != src->offers || source_find(d, src->key) != src ||
+			    snodes > (is_block ? d->opts.max_nodes_per_block : d->opts.max_nodes_per_source) ||
+			    soffers > (is_block ? d->opts.max_offers_per_block : d->opts.max_offers_per_source))
+				return PN_ECORRUPT;
 		}
 	return postings == refs ? 0 : PN_ECORRUPT;
 }

@@ -19,15 +19,31 @@
 #define DIR_QUERY_MAX PN_DIR_QUERY_MAX /* bytes of a keyword query */
 #define DIR_WORDS_MAX 8                /* words in a query */
 
+/* Bounds against a flood of registrations (docs/PROTOCOL.md, "Limits").
+ * Identities cost nothing to make, so offers are capped per node, per
+ * source address, per address block (an IPv4 /24, an IPv6 /48 for the /64s
+ * in it) and in total: one block can hold at most a tenth of the total, so a
+ * flood from one place cannot crowd out the shares of nodes elsewhere. At
+ * the defaults the directory's memory stays under 256 MiB with every table
+ * full of 255-byte names (bench: directory RSS under a registration flood). */
+#define DIR_DEFAULT_OFFERS 100000u
+#define DIR_DEFAULT_OFFERS_PER_NODE 1000u
+#define DIR_DEFAULT_OFFERS_PER_SOURCE 5000u
+#define DIR_DEFAULT_OFFERS_PER_BLOCK 10000u
+#define DIR_DEFAULT_NODES_PER_SOURCE 64u
+#define DIR_DEFAULT_NODES_PER_BLOCK 256u
+
 /* A field left 0 takes its default. */
 struct dir_opts {
 	uint32_t max_nodes;          /* default 10000 */
-	uint32_t max_offers_per_node;/* default 10000 */
+	uint32_t max_offers_per_node;/* default DIR_DEFAULT_OFFERS_PER_NODE */
 	uint32_t max_results;        /* default 50: providers per find, results per search */
 	uint32_t node_timeout_ms;    /* no heartbeat for this long: dropped; default 30000 */
 	uint64_t seed;               /* for picking which providers to return when there are more,
 				      * and the key of the table hashes */
-	uint32_t max_offers;         /* offers over all nodes; default 1000000 */
+	uint32_t max_offers;         /* offers over all nodes; default DIR_DEFAULT_OFFERS */
+	uint32_t max_nodes_per_source, max_nodes_per_block;   /* defaults above */
+	uint32_t max_offers_per_source, max_offers_per_block; /* offers of the nodes registered from there */
 };
 
 struct dir_provider {
@@ -53,6 +69,12 @@ void dir_free(struct dir *d);
 
 /* Registers or refreshes a node at addr. 0, PN_ELIMIT (table full), PN_EINVAL (bad addr). */
 int dir_register(struct dir *d, const uint8_t node_id[PN_ID_BYTES], const char *addr, uint64_t now);
+/* The same, counting the node and its offers against the caps of the source
+ * address and the address block it registered from (opaque non-zero keys the
+ * caller derives from the connection's address; 0: not counted). A node that
+ * registers again from elsewhere starts afresh there (its offers are dropped). */
+int dir_register_from(struct dir *d, const uint8_t node_id[PN_ID_BYTES], const char *addr, uint64_t source,
+		      uint64_t block, uint64_t now);
 /* Heartbeat: 0, or PN_ENOTFOUND if the node is not registered (it must register again). */
 int dir_heartbeat(struct dir *d, const uint8_t node_id[PN_ID_BYTES], uint64_t now);
 void dir_unregister(struct dir *d, const uint8_t node_id[PN_ID_BYTES]);

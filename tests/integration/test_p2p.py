@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from conftest import (BIN, CHUNK, FAST_BIN, CLI_TIMEOUT, assert_one_error_line, cid_raw, cid_str, make_file, poll, run,
+from conftest import (BIN, CHUNK, FAST_BIN, CLI_TIMEOUT, assert_one_error_line, cid_raw, cid_str, make_file, poll, rss_kib, run,
                       sha256_file, state_chunks_done)
 from p2p import CORRUPT_BIN, MiB, Net, wait_found, wait_procs
 from pnwire import client_context, frame, make_ed25519_cert, parse_frames
@@ -29,6 +29,7 @@ from pnwire import client_context, frame, make_ed25519_cert, parse_frames
 HELLO_NODE = bytes([0x01, 0x01, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00])  # HELLO v1, role node, port 0
 T_ERROR, T_DIR_FIND, T_DIR_PROVIDERS = 0x02, 0x54, 0x55
 WERR_BUSY = 6
+WERR_LIMIT = 3
 
 
 @pytest.fixture
@@ -498,7 +499,7 @@ def test_status_plain_and_json(net, workdir):
     s = down.status()
     assert s["node_id"] == down.node_id
     assert s["port"] == down.port and s["discovery"] == "directory"
-    assert s["directory"] == {"address": d.addr, "connected": True}
+    assert s["directory"] == {"address": d.addr, "connected": True, "refused_shares": 0}
     assert [p["id"] for p in s["peers"]] == [seed.node_id], s["peers"]
     peer = s["peers"][0]
     assert peer["address"] == seed.addr and peer["bytes_from"] == size, peer
@@ -704,3 +705,91 @@ def test_commands_say_what_they_waited_for(net, workdir):
     assert p.returncode == 1
     line = assert_one_error_line(p, "search")
     assert "still no connection to the directory" in line and "refused" in line, line
+
+
+def _flood_identity(port, cert, source, names_per_msg, msgs, seed):
+    """One made-up node: from source, HELLO, DIR_REGISTER, then msgs DIR_OFFERs of
+    names_per_msg 255-byte names. Returns (registered, offers accepted, limits)."""
+    import random
+    rng = random.Random(seed)
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    raw.settimeout(20)
+    raw.bind((source, 0))
+    raw.connect(("127.0.0.1", port))
+    s = client_context(*cert).wrap_socket(raw, server_hostname=None)
+    answers = []
+    data = bytearray()
+
+    def wait_answers(n):
+        deadline = time.monotonic() + 20
+        while len(answers) < n and time.monotonic() < deadline:
+            b = s.recv(1 << 16)
+            if not b:
+                break
+            data.extend(b)
+            frames, used = parse_frames(data)
+            del data[:used]
+            answers.extend(f for f in frames if f[0] != 0x01)
+    try:
+        s.sendall(frame(HELLO_NODE) + frame(bytes([0x50]) + struct.pack(">IHB", 1, 7000, 0)))
+        wait_answers(1)
+        if not answers or answers[0][0] != 0x51:
+            return False, 0, 0
+        ok = limits = 0
+        for m in range(msgs):
+            body = bytearray([0x52]) + struct.pack(">IH", 2 + m, names_per_msg)
+            for _ in range(names_per_msg):
+                cid = cid_raw(cid_str(bytes(rng.getrandbits(8) for _ in range(32)), rng.randrange(1, 1 << 30)))
+                name = ("".join(rng.choice("abcdefghij klmnop") for _ in range(251)) + ".bin").encode()
+                body += cid + struct.pack(">H", len(name)) + name
+            s.sendall(frame(bytes(body)))
+            wait_answers(2 + m)
+            if len(answers) < 2 + m:
+                break
+            last = answers[-1]
+            if last[0] == 0x51:
+                ok += names_per_msg
+            elif last[0] == T_ERROR and struct.unpack(">H", last[5:7])[0] == WERR_LIMIT:
+                limits += 1
+            time.sleep(0.06)  # under the directory's per-connection request rate
+        return True, ok, limits
+    finally:
+        s.close()
+
+
+def test_registration_flood_from_one_address(net, workdir):
+    """100 made-up identities from one address (127.0.5.5, another /24 than the
+    real nodes') register and offer thousands of 255-byte names: the directory
+    refuses past its per-address caps with ERROR LIMIT, its memory stays
+    bounded, and real nodes elsewhere still register, share and find."""
+    d = net.directory(bin=FAST_BIN)
+    rss0 = rss_kib(d.pid)
+    certs = []
+    for i in range(100):
+        sub = os.path.join(workdir, "id%d" % i)
+        os.makedirs(sub)
+        c = make_ed25519_cert(sub)
+        assert c, "openssl cannot make an Ed25519 certificate"
+        certs.append(c)
+    registered = accepted = limits = 0
+    for i, c in enumerate(certs):
+        reg, ok, lim = _flood_identity(d.port, c, "127.0.5.5", 64, 2 if i < 90 else 0, seed=i)
+        registered += reg
+        accepted += ok
+        limits += lim
+    rss1 = rss_kib(d.pid)
+    print("flood: %d identities registered, %d offers accepted, %d refused at a limit; directory RSS %d -> %d KiB"
+          % (registered, accepted, limits, rss0, rss1))
+    assert registered == 64, "per-address node cap: %d registered" % registered
+    assert accepted <= 5000 and limits > 0
+    assert rss1 - rss0 < 64 * 1024, "the directory grew by %d KiB" % (rss1 - rss0)
+    # Real nodes on 127.0.0.1 still register, share and find.
+    src = os.path.join(workdir, "real-report.txt")
+    make_file(src, 4000, seed=17)
+    a = net.node("a", d, bin=FAST_BIN)
+    b = net.node("b", d, bin=FAST_BIN)
+    a.wait_registered()
+    b.wait_registered()
+    cid = a.add_id(src)
+    wait_found(b, ["real", "report"], cid)
+    assert a.status()["directory"]["refused_shares"] == 0

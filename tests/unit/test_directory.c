@@ -91,6 +91,74 @@ static uint32_t find_total(struct dir *d, uint32_t content)
 	return total;
 }
 
+static int reg_from(struct dir *d, uint32_t n, uint64_t source, uint64_t block)
+{
+	uint8_t id[PN_ID_BYTES];
+
+	node_id(n, id);
+	return dir_register_from(d, id, "10.9.9.9:7072", source, block, T0);
+}
+
+/* Identities are free: caps per source address and per address block keep a
+ * flood from one place from crowding out everyone else, and the counts stay
+ * exact through unregistering and moving (dir_check recounts them). */
+Test(directory, source_and_block_caps)
+{
+	struct dir_opts o = { .seed = 1, .node_timeout_ms = TIMEOUT_MS, .max_offers = 100,
+			      .max_offers_per_node = 10, .max_nodes_per_source = 4, .max_nodes_per_block = 6,
+			      .max_offers_per_source = 15, .max_offers_per_block = 20 };
+	struct dir *d = dir_new(&o);
+	char name[32];
+	uint32_t content = 0;
+
+	cr_assert_not_null(d);
+	/* Nodes: 4 from source 1 (block 100), the fifth refused; 2 more from
+	 * source 2 in the same block, then the block is full. */
+	for (uint32_t n = 0; n < 4; n++)
+		cr_assert_eq(reg_from(d, n, 1, 100), 0);
+	cr_assert_eq(reg_from(d, 4, 1, 100), PN_ELIMIT);
+	cr_assert_eq(reg_from(d, 5, 2, 100), 0);
+	cr_assert_eq(reg_from(d, 6, 2, 100), 0);
+	cr_assert_eq(reg_from(d, 7, 3, 100), PN_ELIMIT, "block full");
+	cr_assert_eq(reg_from(d, 8, 4, 200), 0, "another block");
+	cr_assert_eq(reg_from(d, 0, 1, 100), 0, "a refresh is not a new node");
+	/* Offers: source 1's nodes reach 15 between them; then node 5 (source 2)
+	 * brings the block to 20; node 8 elsewhere still offers. */
+	int refused = 0;
+	for (uint32_t n = 0; n < 4; n++)
+		for (int i = 0; i < 10; i++) {
+			snprintf(name, sizeof name, "file %u.bin", content);
+			int r = offer(d, n, content++, name, T0);
+			cr_assert(r == 0 || r == PN_ELIMIT);
+			refused += r == PN_ELIMIT;
+		}
+	cr_assert_eq(refused, 40 - 15);
+	for (int i = 0; i < 10; i++) {
+		snprintf(name, sizeof name, "file %u.bin", content);
+		cr_assert_eq(offer(d, 5, content++, name, T0), i < 5 ? 0 : PN_ELIMIT, "offer %d of node 5", i);
+	}
+	for (int i = 0; i < 10; i++) {
+		snprintf(name, sizeof name, "file %u.bin", content);
+		cr_assert_eq(offer(d, 8, content++, name, T0), 0);
+	}
+	cr_assert_eq(offer(d, 8, content++, "one too many.bin", T0), PN_ELIMIT, "per node");
+	cr_assert_eq(dir_offer_count(d), 30);
+	cr_assert_eq(dir_check(d), 0);
+	/* Node 1 leaves: its offers free room at its source and block. */
+	uint8_t id[PN_ID_BYTES];
+	node_id(1, id);
+	dir_unregister(d, id);
+	cr_assert_eq(offer(d, 2, content++, "room again.bin", T0), 0);
+	/* Node 8 registers again from source 1's block: its offers are dropped
+	 * (counted where it is now), and block 100 is full of nodes again. */
+	cr_assert_eq(reg_from(d, 8, 5, 100), 0);
+	cr_assert_eq(dir_check(d), 0);
+	cr_assert_eq(reg_from(d, 9, 6, 100), PN_ELIMIT);
+	node_id(8, id);
+	cr_assert_eq(dir_check(d), 0);
+	dir_free(d);
+}
+
 Test(directory, register_offer_find)
 {
 	struct dir *d = mkdir_default();
@@ -632,7 +700,8 @@ static double time_search(struct dir *d, const char *q, int *matches)
 
 Test(directory, scale_100k_offers, .timeout = 120)
 {
-	struct dir *d = mkdir_opts(0, 0, 0, 0);
+	/* 101,000 offers: past the default total cap, which this test is not about. */
+	struct dir *d = mkdir_opts(0, 0, 0, 2 * SCALE_NODES * SCALE_PER_NODE);
 	struct dir_provider out[50];
 	uint64_t rng = 7;
 	char name[PN_NAME_MAX + 1], w1[16], w2[16], w3[16];

@@ -458,3 +458,38 @@ Test(node_dir, stop_says_bye_and_reports_nothing_after)
 	dir_client_tick(dc, 100000);
 	cr_assert_eq(fk.connects, 1);
 }
+
+/* An offer the directory refuses at a limit is never a silent loss: one log
+ * line (not one per share), counted for status, and counted afresh after the
+ * next registration, when every share is offered again. */
+Test(node_dir, offers_refused_at_a_limit_are_logged_once_and_counted)
+{
+	register_at(0, 10000);
+	cr_assert_eq(dir_client_refused(dc), 0);
+	struct pn_msg e = {.type = PN_MSG_ERROR};
+	e.u.error.code = PN_WERR_LIMIT;
+	e.u.error.text = "offer refused\n";
+	e.u.error.text_len = 14;
+	int logs = fk.log_lines;
+	for (int i = 0; i < 3; i++) {
+		struct pn_cid cid = test_cid((uint8_t)(20 + i));
+		dir_client_offer(dc, &cid, "share.bin");
+		cr_assert_eq(last_sent()->type, PN_MSG_DIR_OFFER);
+		e.u.error.req_id = last_sent()->u.dir_offer.req_id;
+		cr_assert_eq(dir_client_on_msg(dc, &e), PN_OK);
+	}
+	cr_assert_eq(dir_client_refused(dc), 3);
+	cr_assert_eq(fk.log_lines, logs + 1, "one line for all the refusals");
+	cr_assert(strstr(fk.last_log, "refused to register") && strstr(fk.last_log, "offer refused?"), "%s",
+		  fk.last_log);
+	cr_assert(dir_client_ready(dc), "a refused offer does not drop the directory");
+	/* An accepted offer is not counted; an answer to nothing changes nothing. */
+	struct pn_cid cid = test_cid(30);
+	dir_client_offer(dc, &cid, "fine.bin");
+	struct pn_msg ok = {.type = PN_MSG_DIR_OK};
+	ok.u.dir_ok.req_id = last_sent()->u.dir_offer.req_id;
+	cr_assert_eq(dir_client_on_msg(dc, &ok), PN_OK);
+	e.u.error.req_id = ok.u.dir_ok.req_id; /* already answered */
+	cr_assert_eq(dir_client_on_msg(dc, &e), PN_OK);
+	cr_assert_eq(dir_client_refused(dc), 3);
+}
