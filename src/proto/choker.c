@@ -345,6 +345,8 @@ void choker_tick(struct choker *c, uint64_t now)
 
 uint64_t choker_next_wakeup(const struct choker *c)
 {
+	if (c->npeers == 0)
+		return UINT64_MAX; /* nobody to choke: an idle node sleeps (a late rechoke catches up) */
 	return c->next_rechoke < c->next_optimistic ? c->next_rechoke : c->next_optimistic;
 }
 
