@@ -1141,6 +1141,8 @@ int engine_want(struct engine *e, const struct pn_cid *cid, const char *name, co
 	begin_input(e, now);
 	if (e->o.role == ENGINE_SERVER)
 		return PN_ENOTSUP;
+	if (cid->size > PN_MAX_FILE_SIZE) /* no message could name it (fuzz_engine) */
+		return PN_EINVAL;
 	if (dl_get(e, cid))
 		return PN_EEXIST;
 	if (e->ndownloads >= ENGINE_MAX_DOWNLOADS)

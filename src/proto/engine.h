@@ -206,7 +206,8 @@ void engine_chunk_written(struct engine *e, uint32_t k, const struct pn_cid *cid
 
 /* Start fetching cid. name: known name or NULL. hashes: the verified hash list
  * (nchunks*32, copied) or NULL to fetch it. have: chunks already verified on
- * disk (only with hashes), or NULL. PN_EEXIST if already wanted, PN_ELIMIT
+ * disk (only with hashes), or NULL. PN_EINVAL for an ID past PN_MAX_FILE_SIZE,
+ * PN_EEXIST if already wanted, PN_ELIMIT
  * beyond ENGINE_MAX_DOWNLOADS, PN_ENOTSUP for a server, PN_ENOMEM. */
 PN_MUST_CHECK int engine_want(struct engine *e, const struct pn_cid *cid, const char *name, const uint8_t *hashes,
 			      const uint8_t *have, uint64_t now);

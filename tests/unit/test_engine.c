@@ -837,3 +837,25 @@ Test(engine, too_many_requests_close_the_connection)
 	cr_assert_eq(r, PN_ELIMIT);
 	h_free();
 }
+
+/* Found by fuzz_engine: a want of an ID no message can carry (size past
+ * PN_MAX_FILE_SIZE) was accepted, and the META_REQ it then sent did not
+ * encode. It is refused, and nothing is sent. */
+Test(engine, want_refuses_an_id_past_the_largest_file)
+{
+	h_init(PN_CHUNK_SIZE);
+	int cl = add_node(ENGINE_NODE, false, 1);
+	int seed = add_node(ENGINE_NODE, true, 2);
+	h_connect(cl, seed);
+	run(NULL);
+	struct pn_cid big = H.cid;
+	big.size = PN_MAX_FILE_SIZE + 1;
+	cr_assert_eq(engine_want(H.n[cl].e, &big, NULL, NULL, NULL, H.now), PN_EINVAL);
+	cr_assert_not(engine_downloading(H.n[cl].e, &big));
+	struct engine_action a;
+	cr_assert_not(engine_next_action(H.n[cl].e, &a), "nothing to send for a refused want");
+	big.size = PN_MAX_FILE_SIZE;
+	cr_assert_eq(engine_want(H.n[cl].e, &big, NULL, NULL, NULL, H.now), PN_OK);
+	run(NULL); /* the META_REQ for the largest file encodes (drain asserts it) */
+	h_free();
+}
