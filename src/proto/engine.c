@@ -1202,6 +1202,27 @@ void engine_hashes_recorded(struct engine *e, const struct pn_cid *cid, const ui
 		dl_complete(e, d);
 }
 
+static void cancel_requests(struct engine *e, struct peer *p, struct download *d)
+{
+	uint32_t n = swarm_peer_requests(d->swarm, p->key, NULL, 0);
+	uint32_t *idx = n ? malloc((size_t)n * sizeof *idx) : NULL;
+	if (!idx)
+		return; /* nothing asked, or no memory: late chunks are dropped on arrival */
+	n = swarm_peer_requests(d->swarm, p->key, idx, n);
+	for (uint32_t i = 0; i < n; i++) {
+		struct engine_action *a = push(e, ENGINE_SEND, p->key, NULL);
+		if (!a)
+			break;
+		a->msg.type = PN_MSG_CANCEL;
+		a->msg.u.ref.req_id = ++e->next_req;
+		a->msg.u.ref.cid = d->cid;
+		a->msg.u.ref.index = idx[i];
+		e->st.cancels_sent++;
+		p->released++;
+	}
+	free(idx);
+}
+
 void engine_unwant(struct engine *e, const struct pn_cid *cid, uint64_t now)
 {
 	begin_input(e, now);
@@ -1211,8 +1232,13 @@ void engine_unwant(struct engine *e, const struct pn_cid *cid, uint64_t now)
 	for (uint32_t i = 0; i < e->npeers; i++) {
 		struct peer *p = e->peers[i];
 		struct pcid *pc = eng__pcid_get(p, cid, false);
-		if (pc)
-			set_we_want(e, p, pc, false);
+		if (!pc)
+			continue;
+		/* Withdraw what is asked and not yet come: a peer drops a request it
+		 * has not sent, instead of spending its uplink on a dropped download. */
+		if (d->swarm && pc->in_swarm && !p->closing)
+			cancel_requests(e, p, d);
+		set_we_want(e, p, pc, false);
 	}
 	dl_free(e, d);
 }

@@ -508,6 +508,17 @@ bool swarm_requested(const struct swarm *s, uint32_t peer, uint32_t index)
 	return p && index < s->nchunks && req_find(p, index) >= 0;
 }
 
+uint32_t swarm_peer_requests(const struct swarm *s, uint32_t peer, uint32_t *out, uint32_t max)
+{
+	const struct swarm_peer *p = peer_lookup(s, peer);
+
+	if (!p)
+		return 0;
+	for (uint32_t i = 0; i < p->nreqs && i < max; i++)
+		out[i] = p->reqs[i].index;
+	return p->nreqs;
+}
+
 bool swarm_peer_banned(const struct swarm *s, uint32_t peer)
 {
 	return is_banned(s, peer);

@@ -66,6 +66,9 @@ bool swarm_peer_banned(const struct swarm *s, uint32_t peer);
 void swarm_peer_set_max(struct swarm *s, uint32_t peer, uint32_t max);
 /* Whether index is asked of peer now (live or timed out), without changing anything. */
 bool swarm_requested(const struct swarm *s, uint32_t peer, uint32_t index);
+/* The chunks asked of peer now (live or timed out): up to max indices into
+ * out; returns how many there are (which may exceed max). */
+uint32_t swarm_peer_requests(const struct swarm *s, uint32_t peer, uint32_t *out, uint32_t max);
 /* How many chunks this peer has that we lack (0 for an unknown peer): the
  * caller is interested in the peer exactly when this is non-zero. */
 uint32_t swarm_peer_wanted(const struct swarm *s, uint32_t peer);

@@ -859,3 +859,32 @@ Test(engine, want_refuses_an_id_past_the_largest_file)
 	run(NULL); /* the META_REQ for the largest file encodes (drain asserts it) */
 	h_free();
 }
+
+Test(engine, unwant_cancels_the_requests_in_flight)
+{
+	h_init(40 * PN_CHUNK_SIZE);
+	int srv = add_node(ENGINE_SERVER, true, 1);
+	int cl = add_node(ENGINE_CLIENT, false, 2);
+	uint32_t key = h_connect(cl, srv);
+	run(NULL);
+	H.n[srv].pause_uploads = true; /* one chunk goes, the rest wait in the server's queue */
+	cr_assert_eq(engine_want(H.n[cl].e, &H.cid, NULL, NULL, NULL, H.now), PN_OK);
+	run(NULL);
+	struct engine_peer_info pi;
+	cr_assert(engine_peer_info(H.n[srv].e, key, &pi));
+	cr_assert_gt(pi.upq, 8, "the client's pipeline waits at the server (%u)", pi.upq);
+	uint32_t queued = pi.upq;
+	/* The download is dropped (a disk error, a user's cancel): every request
+	 * the server has not answered is withdrawn, and its queue empties. */
+	engine_unwant(H.n[cl].e, &H.cid, H.now);
+	run(NULL);
+	cr_assert_geq(H.n[srv].cancels_seen, queued, "%u CANCELs for %u queued", H.n[srv].cancels_seen, queued);
+	cr_assert(engine_peer_info(H.n[srv].e, key, &pi));
+	cr_assert_eq(pi.upq, 0);
+	H.n[srv].pause_uploads = false;
+	engine_peer_writable(H.n[srv].e, key, H.now);
+	run(NULL);
+	cr_assert_leq(H.n[srv].chunks_sent, 2, "%u chunks sent after the cancel", H.n[srv].chunks_sent);
+	cr_assert_not(H.n[cl].done);
+	h_free();
+}
