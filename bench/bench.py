@@ -17,9 +17,14 @@ Measures, in one run:
      which also draws bench/distribution.svg);
   f. flooding, in the simulator and on real nodes (flood_sim.py, flood_real.py);
   g. the swarm in the simulator: the real peer engine at N = 4 .. 10,000, and the fault simulation (swarm_sim.py);
+  h. faults between machines: a directory, a server and six nodes in network
+     namespaces, links cut, the network split, processes killed, a disk
+     full, hostile peers (netns_faults.py; needs root);
   idle. wake-ups per second of an idle server, directory and node.
 
-`--only a,idle` runs some sections only (default: all of them).
+`--only a,idle` runs some sections only (default: all of them). One section
+runs only when named: `--only fuzz` runs the fuzzing campaign
+(fuzz_campaign.py: every fuzz target for --fuzz-seconds, ASan+UBSan).
 
 Every process started here is stopped by its PID; every wait is bounded. A
 slow result is reported, never a failure; a broken run (a transfer that fails
@@ -667,7 +672,11 @@ def med(xs):
 
 # ---------------------------------------------------------------- main
 
-SECTIONS = ("a", "b", "c", "d", "idle", "e", "f", "g")
+SECTIONS = ("a", "b", "c", "d", "idle", "e", "f", "g", "h")
+# Sections run only when --only names them, never by default: "fuzz" runs
+# bench/fuzz_campaign.py (every fuzz target in turn, --fuzz-seconds each: an
+# hour or more) and puts its table in the results.
+OPT_IN = ("fuzz",)
 
 
 def main():
@@ -676,7 +685,8 @@ def main():
     ap.add_argument("--idle-clients", default=None, help="default: idle-clients next to --bin")
     ap.add_argument("--out", default="bench/RESULTS.md")
     ap.add_argument("--only", default=",".join(SECTIONS),
-                    help=f"comma-separated sections to run, of {','.join(SECTIONS)} (default: all)")
+                    help=f"comma-separated sections to run, of {','.join(SECTIONS)} (default: all) "
+                    f"and {','.join(OPT_IN)} (only when named)")
     ap.add_argument("--runs", type=int, default=5, help="runs per single-client figure (median)")
     ap.add_argument("--size-mib", type=int, default=256, help="single-client file size")
     ap.add_argument("--many", type=int, default=64, help="concurrent clients")
@@ -691,22 +701,26 @@ def main():
     ap.add_argument("--dist-node-rate", default="2M", help="e: u, each peer's upload cap")
     ap.add_argument("--no-dist", action="store_true", help="skip e")
     ap.add_argument("--no-flood", action="store_true", help="skip f (flooding: simulator and real nodes)")
+    ap.add_argument("--fuzz-build", default=None, help="fuzz: build directory of the fuzz targets "
+                    "(default: the directory of --bin)")
+    ap.add_argument("--fuzz-seconds", type=int, default=1800, help="fuzz: seconds per target at most")
+    ap.add_argument("--fuzz-runs", type=int, default=10_000_000, help="fuzz: executions per target at most")
     args = ap.parse_args()
     sel = {x.strip() for x in args.only.split(",") if x.strip()}
-    bad = sel - set(SECTIONS)
+    bad = sel - set(SECTIONS) - set(OPT_IN)
     if bad or not sel:
-        print(f"bench: --only takes sections of {','.join(SECTIONS)}; not {','.join(sorted(bad))}",
+        print(f"bench: --only takes sections of {','.join(SECTIONS + OPT_IN)}; not {','.join(sorted(bad))}",
               file=sys.stderr)
         return 2
     if args.no_dist:
         sel.discard("e")
     if args.no_flood:
         sel.discard("f")
-    args.sections = [x for x in SECTIONS if x in sel]
+    args.sections = [x for x in SECTIONS + OPT_IN if x in sel]
 
     binary = os.path.abspath(args.bin)
     idle_bin = os.path.abspath(args.idle_clients or os.path.join(os.path.dirname(binary), "idle-clients"))
-    for b in [binary] + ([idle_bin] if "d" in sel else []):
+    for b in ([binary] if sel - set(OPT_IN) else []) + ([idle_bin] if "d" in sel else []):
         if not os.access(b, os.X_OK):
             print(f"bench: {b} is missing; run `make bench` (it builds it)", file=sys.stderr)
             return 2
@@ -978,6 +992,37 @@ def main():
             with open(os.path.join(here, "swarm-sim.md")) as f:
                 R["swarm_sim"] = f.read()
 
+        # ---- h: faults between machines, in network namespaces
+        if "h" in sel:
+            here = os.path.dirname(os.path.abspath(__file__))
+            md = os.path.join(here, "netns-faults.md")
+            print("bench: netns_faults.py")
+            r = subprocess.run([sys.executable, os.path.join(here, "netns_faults.py"), "--bin", binary,
+                                "--out", md], timeout=1200)
+            if r.returncode == 2:   # no root, no namespaces: reported, not a broken run
+                R["netns_faults"] = ("# Faults between machines, in network namespaces\n\nNot measured: "
+                                     "`bench/netns_faults.py` needs root and network namespaces (exit 2).\n")
+            elif r.returncode != 0:
+                raise BenchError(f"netns_faults.py failed with exit {r.returncode}")
+            else:
+                with open(md) as f:
+                    R["netns_faults"] = f.read()
+
+        # ---- fuzz (opt-in): the fuzzing campaign, one target at a time under nice 19
+        if "fuzz" in sel:
+            here = os.path.dirname(os.path.abspath(__file__))
+            md = os.path.join(here, "fuzz-campaign.md")
+            build_dir = args.fuzz_build or os.path.relpath(os.path.dirname(binary), os.path.dirname(here))
+            print("bench: fuzz_campaign.py")
+            r = subprocess.run([sys.executable, os.path.join(here, "fuzz_campaign.py"), "--build", build_dir,
+                                "--seconds", str(args.fuzz_seconds), "--runs", str(args.fuzz_runs), "--out", md],
+                               timeout=args.fuzz_seconds * 20 + 600)
+            if r.returncode != 0:
+                raise BenchError(f"fuzz_campaign.py failed with exit {r.returncode}")
+            with open(md) as f:
+                R["fuzz"] = (f"`python3 bench/fuzz_campaign.py --build {build_dir} --seconds {args.fuzz_seconds} "
+                             f"--runs {args.fuzz_runs}`\n\n" + f.read())
+
         R["load_end"] = loadavg()
         R["finished"] = datetime.datetime.now(datetime.timezone.utc)
         text = render(R, args)
@@ -1092,6 +1137,21 @@ def render(R, args):
         w("Also written on its own as `bench/swarm-sim.md` (`python3 bench/swarm_sim.py`).")
         w("")
         w("\n".join(("#" + line) if line.startswith("#") else line for line in R["swarm_sim"].splitlines()))
+    if R.get("netns_faults"):
+        head, _, rest = R["netns_faults"].rstrip("\n").partition("\n")
+        w("")
+        w(head)
+        w("")
+        w("Also written on its own as `bench/netns-faults.md` (`python3 bench/netns_faults.py --bin ...`).")
+        w(rest)
+    if R.get("fuzz"):
+        w("")
+        w("# Fuzzing campaign")
+        w("")
+        w("Every fuzz target (`fuzz/fuzz_*.c`, libFuzzer with ASan+UBSan) in turn; cov and ft are libFuzzer's "
+          "final coverage counters (edges, features). Also written on its own as `bench/fuzz-campaign.md`.")
+        w("")
+        w(R["fuzz"].rstrip("\n"))
     return "\n".join(L)
 
 
