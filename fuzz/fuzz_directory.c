@@ -1,7 +1,9 @@
 /* libFuzzer target: the directory core as a state machine. The input is a
- * sequence of operations (register, heartbeat, offer, withdraw, find, search,
- * tick, unregister) over a few node IDs and content IDs, run on a directory
- * with small limits and beside a plain shadow model. After every operation
+ * sequence of operations (register from one of a few source addresses in two
+ * address blocks or from none, heartbeat, offer, withdraw, find, search, tick,
+ * unregister) over a few node IDs and content IDs, run on a directory with
+ * small limits (in total, per node, per source and per block) and beside a
+ * plain shadow model. After every operation
  * the return code must be the one the model predicts, the counts must agree
  * and stay within the limits, and dir_check() must pass; find must return
  * distinct live providers and the model's total; search must return exactly
@@ -19,6 +21,12 @@
 #define MAX_PER_NODE 3
 #define MAX_OFFERS 8
 #define MAX_RESULTS 3
+#define SOURCES 3          /* source keys 1..3; 1 and 2 in block BLOCK0 + 1, 3 in BLOCK0 + 2 */
+#define BLOCK0 0x100
+#define MAX_NODES_PER_SOURCE 2
+#define MAX_NODES_PER_BLOCK 3
+#define MAX_OFFERS_PER_SOURCE 4
+#define MAX_OFFERS_PER_BLOCK 5
 #define TIMEOUT_MS 100
 #define TIME_STEP_MS 4    /* each op advances the clock by (op byte >> 3) steps */
 #define RAW_NAME_MAX 12   /* bytes of a name taken straight from the input */
@@ -41,6 +49,7 @@ struct model {
 	bool alive[NODES];
 	char addr[NODES][DIR_ADDR_MAX + 1];
 	uint64_t last_seen[NODES];
+	unsigned src[NODES], blk[NODES]; /* where it registered from; 0: not counted */
 	bool offered[NODES][CIDS];
 	char name[CIDS][PN_NAME_MAX + 1];
 };
@@ -115,6 +124,28 @@ static unsigned node_offers(const struct model *m, unsigned node)
 
 	for (unsigned c = 0; c < CIDS; c++)
 		n += m->offered[node][c];
+	return n;
+}
+
+/* Live nodes registered from key (a source or a block; 0 counts nothing), and their offers. */
+static unsigned nodes_from(const struct model *m, unsigned key)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; key && i < NODES; i++)
+		n += m->alive[i] && (m->src[i] == key || m->blk[i] == key);
+	return n;
+}
+
+static unsigned node_offers(const struct model *m, unsigned node);
+
+static unsigned offers_from(const struct model *m, unsigned key)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; key && i < NODES; i++)
+		if (m->alive[i] && (m->src[i] == key || m->blk[i] == key))
+			n += node_offers(m, i);
 	return n;
 }
 
@@ -301,6 +332,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.node_timeout_ms = TIMEOUT_MS,
 		.seed = 1,
 		.max_offers = MAX_OFFERS,
+		.max_nodes_per_source = MAX_NODES_PER_SOURCE,
+		.max_nodes_per_block = MAX_NODES_PER_BLOCK,
+		.max_offers_per_source = MAX_OFFERS_PER_SOURCE,
+		.max_offers_per_block = MAX_OFFERS_PER_BLOCK,
 	};
 	struct model m;
 	struct input in = { data, size };
@@ -322,23 +357,34 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		now += (uint64_t)(opb >> 3) * TIME_STEP_MS;
 		node_id(node, id);
 		switch (opb % OP_COUNT) {
-		case OP_REGISTER:
+		case OP_REGISTER: {
+			unsigned src = next(&in) % (SOURCES + 1);
+			unsigned blk = src ? BLOCK0 + (src <= 2 ? 1 : 2) : 0;
+
 			s = addrs[c % (sizeof(addrs) / sizeof(addrs[0]))];
-			rc = dir_register(d, id, s, now);
+			rc = src ? dir_register_from(d, id, s, src, blk, now) : dir_register(d, id, s, now);
 			if (!*s || strchr(s, ' ') || s[0] == '\x01' || strchr(s, '\x7f')) {
 				check(rc == PN_EINVAL);
 				break;
 			}
 			model_expire(&m, now);
-			if (!m.alive[node] && model_nodes(&m) >= MAX_NODES) {
+			/* A node that registers from elsewhere starts afresh there. */
+			if (m.alive[node] && (m.src[node] != src || m.blk[node] != blk))
+				model_drop(&m, node);
+			if (!m.alive[node] &&
+			    (model_nodes(&m) >= MAX_NODES || (src && nodes_from(&m, src) >= MAX_NODES_PER_SOURCE) ||
+			     (blk && nodes_from(&m, blk) >= MAX_NODES_PER_BLOCK))) {
 				check(rc == PN_ELIMIT);
 				break;
 			}
 			check(rc == 0);
 			m.alive[node] = true;
 			m.last_seen[node] = now;
+			m.src[node] = src;
+			m.blk[node] = blk;
 			strcpy(m.addr[node], s);
 			break;
+		}
 		case OP_HEARTBEAT:
 			rc = dir_heartbeat(d, id, now);
 			model_expire(&m, now);
@@ -373,7 +419,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			unsigned total = 0;
 			for (unsigned i = 0; i < NODES; i++)
 				total += node_offers(&m, i);
-			if (node_offers(&m, node) >= MAX_PER_NODE || total >= MAX_OFFERS) {
+			if (node_offers(&m, node) >= MAX_PER_NODE || total >= MAX_OFFERS ||
+			    (m.src[node] && offers_from(&m, m.src[node]) >= MAX_OFFERS_PER_SOURCE) ||
+			    (m.blk[node] && offers_from(&m, m.blk[node]) >= MAX_OFFERS_PER_BLOCK)) {
 				check(rc == PN_ELIMIT);
 				break;
 			}
@@ -429,6 +477,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check(dir_node_count(d) == model_nodes(&m) && dir_node_count(d) <= MAX_NODES);
 		check(dir_content_count(d) == contents && dir_offer_count(d) == offers && offers <= MAX_OFFERS);
 		check(dir_next_wakeup(d) == oldest);
+		for (unsigned k = 1; k <= SOURCES; k++)
+			check(nodes_from(&m, k) <= MAX_NODES_PER_SOURCE && offers_from(&m, k) <= MAX_OFFERS_PER_SOURCE);
+		for (unsigned k = BLOCK0 + 1; k <= BLOCK0 + 2; k++)
+			check(nodes_from(&m, k) <= MAX_NODES_PER_BLOCK && offers_from(&m, k) <= MAX_OFFERS_PER_BLOCK);
 		check(dir_check(d) == 0);
 	}
 	dir_free(d);
