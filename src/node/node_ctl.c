@@ -23,7 +23,9 @@
 #include "crypto/crypto.h"
 #include "store/store.h"
 
-#define CTL_MAX_CLIENTS 64
+#define CTL_MAX_CLIENTS 64          /* control connections at once; one more is told so and closed */
+#define CTL_REQUEST_TIMEOUT_MS 10000 /* a connection that has not sent its request line by then is closed */
+#define CTL_SWEEP_MS 1000            /* how often that is looked at, while such a connection exists */
 #define CTL_MAX_FIELDS 64
 #define CTL_LINE_MAX 8192
 #define CTL_PATH_MAX 4096
@@ -34,6 +36,7 @@ struct ctl_client {
 	struct ctl_client *next;
 	char buf[CTL_LINE_MAX];
 	size_t len;
+	uint64_t accepted_ms;
 	bool handled, closing;
 };
 
@@ -43,7 +46,8 @@ struct ctl_server {
 	struct ctl_ops ops;
 	char path[CTL_PATH_MAX];
 	uv_pipe_t pipe;
-	bool listening, closing, bound;
+	uv_timer_t sweep;    /* runs only while a connection waits for its request line */
+	bool listening, closing, bound, sweeping;
 	struct ctl_client *clients;
 };
 
@@ -451,6 +455,26 @@ static void ctl_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	handle_line(cc, cc->buf);
 }
 
+/* Closes the connections that have not sent their request in time; stops when none waits. */
+static void sweep_cb(uv_timer_t *t)
+{
+	struct ctl_server *cs = t->data;
+	uint64_t now = uv_now(cs->loop);
+	bool waiting = false;
+	for (struct ctl_client *cc = cs->clients; cc; cc = cc->next) {
+		if (cc->handled || cc->closing)
+			continue;
+		if (now - cc->accepted_ms >= CTL_REQUEST_TIMEOUT_MS)
+			ctl_finish(cc, "no request within %d s", CTL_REQUEST_TIMEOUT_MS / 1000);
+		else
+			waiting = true;
+	}
+	if (!waiting) {
+		uv_timer_stop(&cs->sweep);
+		cs->sweeping = false;
+	}
+}
+
 static void ctl_connection_cb(uv_stream_t *server, int status)
 {
 	struct ctl_server *cs = server->data;
@@ -467,10 +491,17 @@ static void ctl_connection_cb(uv_stream_t *server, int status)
 	int count = 0;
 	for (struct ctl_client *x = cs->clients; x; x = x->next)
 		count++;
-	if (uv_accept(server, (uv_stream_t *)&cc->pipe) != 0 || count > CTL_MAX_CLIENTS) {
+	if (uv_accept(server, (uv_stream_t *)&cc->pipe) != 0) {
 		ctl_close(cc);
 		return;
 	}
+	if (count > CTL_MAX_CLIENTS) {
+		ctl_finish(cc, "the node serves %d control connections already; try again later", CTL_MAX_CLIENTS);
+		return;
+	}
+	cc->accepted_ms = uv_now(cs->loop);
+	if (!cs->sweeping && uv_timer_start(&cs->sweep, sweep_cb, CTL_SWEEP_MS, CTL_SWEEP_MS) == 0)
+		cs->sweeping = true;
 	uv_read_start((uv_stream_t *)&cc->pipe, ctl_alloc_cb, ctl_read_cb);
 }
 
@@ -524,6 +555,8 @@ static int ctl_listen(struct ctl_server *cs, char *err, size_t errlen)
 	}
 	chmod(cs->path, 0600);
 	cs->listening = true;
+	uv_timer_init(cs->loop, &cs->sweep);
+	cs->sweep.data = cs;
 	return PN_OK;
 }
 
@@ -563,7 +596,9 @@ void ctl_server_close(struct ctl_server *cs)
 			ctl_finish(cc, "the node is stopping");
 	if (cs->listening) {
 		uv_close((uv_handle_t *)&cs->pipe, NULL);
+		uv_close((uv_handle_t *)&cs->sweep, NULL);
 		cs->listening = false;
+		cs->sweeping = false;
 	}
 }
 

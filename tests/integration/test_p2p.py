@@ -535,6 +535,55 @@ def test_second_node_on_same_data_dir(net, workdir):
     assert os.path.exists(os.path.join(first.data_dir, "control.sock"))
 
 
+CTL_MAX_CLIENTS = 64          # node_ctl.c
+CTL_REQUEST_TIMEOUT_S = 10
+
+
+def test_control_socket_bounds(net, workdir):
+    """The control socket holds at most 64 connections: one more is told so in
+    one line, as is `peernet status`; a connection that sends no request is
+    closed after 10 s with a line saying why, and the node answers again."""
+    d = net.directory()
+    n = net.node("ctl", d, bin=BIN)
+    path = os.path.join(n.data_dir, "control.sock")
+    silent = []
+    try:
+        def connect():
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.settimeout(20)
+            # The listen backlog is short: wait while the node accepts the ones before.
+            poll(lambda: c.connect_ex(path) == 0, 10, interval=0.02, what="a control connection")
+            return c
+        for _ in range(CTL_MAX_CLIENTS):
+            silent.append(connect())
+        t0 = time.monotonic()
+        time.sleep(0.5)   # the node has accepted them all
+        extra = connect()
+        extra.sendall(b"status\n")
+        answer = extra.recv(4096).decode()
+        extra.close()
+        assert answer.startswith("err\t") and "control connections already" in answer, answer
+        p = n.cli("status", timeout=30)
+        assert p.returncode == 1, (p.stdout, p.stderr)
+        assert "control connections already" in assert_one_error_line(p, "status")
+        # Each silent connection is told why and closed, 10 s after it came.
+        for c in silent:
+            got = b""
+            while not got.endswith(b"\n"):
+                b = c.recv(4096)
+                assert b, "closed without a word: %r" % got
+                got += b
+            assert got.decode().startswith("err\tno request within %d s" % CTL_REQUEST_TIMEOUT_S), got
+            assert c.recv(4096) == b""
+        waited = time.monotonic() - t0
+        assert CTL_REQUEST_TIMEOUT_S - 1 <= waited <= CTL_REQUEST_TIMEOUT_S + 8, waited
+    finally:
+        for c in silent:
+            c.close()
+    assert n.status()["node_id"] == n.node_id
+    assert n.alive()
+
+
 def test_stop_command(net, workdir):
     """`peernet stop` ends the node (exit 0), removes its control socket, and the
     directory forgets it (BYE): it no longer counts as a provider."""
