@@ -283,7 +283,12 @@ static void update_their_interest(struct engine *e, struct peer *p)
 		p->seed_unchoked = true;
 		return;
 	}
-	if (p->seed_unchoked) { /* back to the choker's rules */
+	/* A super-seeded peer that is done with what it was shown stays unchoked
+	 * (it asks nothing meanwhile): a CHOKE now would cross its last requests,
+	 * and the UNCHOKE that follows the next chunk shown would have them asked
+	 * and sent twice. It goes back to the choker's rules only when it wants
+	 * something that is not super-seeded. */
+	if (p->seed_unchoked && any) { /* back to the choker's rules */
 		p->seed_unchoked = false;
 		if (!p->am_choking && !p->closing) {
 			struct pn_msg m = {.type = PN_MSG_CHOKE};
@@ -843,9 +848,10 @@ static int on_chunk(struct engine *e, struct peer *p, const struct pn_msg_chunk 
 			swarm_chunk_received(d->swarm, p->key, m->index, true, e->now);
 		return PN_OK;
 	}
-	if (!swarm_requested(d->swarm, p->key, m->index)) {
-		if (p->released)
-			return PN_OK; /* it may answer a request we cancelled */
+	/* A chunk we lack that answers a request we withdrew (a CANCEL, or its
+	 * CHOKE crossing our request) is kept: it is verified like any other,
+	 * and asking for it again would fetch it twice. */
+	if (!swarm_requested(d->swarm, p->key, m->index) && !p->released) {
 		send_error(e, p, 0, PN_WERR_PROTOCOL, "a chunk that was not asked for");
 		close_peer(e, p, PN_EPROTO, "sent a chunk that was not asked for", false);
 		return PN_EPROTO;
@@ -1104,7 +1110,8 @@ void engine_chunk_written(struct engine *e, uint32_t k, const struct pn_cid *cid
 	}
 	if (result != PN_OK)
 		return; /* the request times out and goes elsewhere; the owner decides */
-	swarm_chunk_received(d->swarm, k, index, true, e->now);
+	if (!swarm_chunk_received(d->swarm, k, index, true, e->now))
+		swarm_chunk_had(d->swarm, index, e->now); /* it came unasked */
 	if (!bit(d->have, index)) {
 		bit_set(d->have, index);
 		d->have_count++;

@@ -553,15 +553,19 @@ bool swarm_chunk_received(struct swarm *s, uint32_t peer, uint32_t index, bool o
 	struct swarm_peer *p = peer_find(s, peer);
 	int j;
 
-	if (!p || index >= s->nchunks || (j = req_find(p, index)) < 0)
+	if (!p || index >= s->nchunks)
 		return false;
 	if (!ok) {
-		/* Bad hash: the peer is dropped and banned; its requests go elsewhere. */
+		/* Bad hash, asked for or not: the peer is dropped and banned; its
+		 * requests go elsewhere. */
+		bool asked = req_find(p, index) >= 0;
 		peer_detach(s, p);
 		ban(s, peer);
 		queue_push(s, SWARM_DROP_PEER, peer, index);
-		return true;
+		return asked;
 	}
+	if ((j = req_find(p, index)) < 0)
+		return false;
 	bool stale = p->reqs[j].stale;
 	bool waiting = stale && s->active[index] == 0; /* counted in unrequested */
 
@@ -581,6 +585,24 @@ bool swarm_chunk_received(struct swarm *s, uint32_t peer, uint32_t index, bool o
 			s->peers[i].wanted--;
 	if (p->limit < p->max)
 		p->limit++;
+	return true;
+}
+
+bool swarm_chunk_had(struct swarm *s, uint32_t index, uint64_t now)
+{
+	see_time(s, now);
+	if (index >= s->nchunks || bit_get(s->have, index))
+		return false;
+	bool waiting = s->active[index] == 0; /* counted in unrequested */
+	cancel_others(s, index);
+	if (waiting && s->unrequested > 0)
+		s->unrequested--;
+	s->active[index] = 0;
+	mark_had(s, index);
+	for (uint32_t i = 0; i < s->hi; i++)
+		if (s->peers[i].used && bit_get(s->peers[i].bits, index))
+			s->peers[i].wanted--;
+	s->gen++;
 	return true;
 }
 

@@ -75,9 +75,14 @@ uint32_t swarm_peer_wanted(const struct swarm *s, uint32_t peer);
 
 /* A chunk arrived from peer and passed its hash check (ok) or failed it (!ok).
  * Returns true when it was requested from that peer (also after a timeout,
- * until the request is dropped); a chunk that was not is ignored (returns
- * false). A bad one drops and bans the peer (SWARM_DROP_PEER follows). */
+ * until the request is dropped); a good chunk that was not is ignored (returns
+ * false; see swarm_chunk_had). A bad one, asked for or not, drops and bans the
+ * peer (SWARM_DROP_PEER follows). */
 bool swarm_chunk_received(struct swarm *s, uint32_t peer, uint32_t index, bool ok, uint64_t now);
+/* A verified chunk that no live request of ours asked for (a late answer to a
+ * request withdrawn by a CANCEL or a CHOKE): it is had, and every request for
+ * it is cancelled. Returns false if it was had already. */
+bool swarm_chunk_had(struct swarm *s, uint32_t index, uint64_t now);
 
 /* Time passes: re-issues timed-out requests. */
 void swarm_tick(struct swarm *s, uint64_t now);

@@ -258,6 +258,38 @@ def test_directory_restart(net, workdir):
     assert seed.status()["directory"]["connected"] is True
 
 
+def test_every_provider_gone_then_a_new_one(net, workdir):
+    """The only provider is killed mid-transfer; the get waits (within
+    --peer-timeout, 30 s here) instead of failing, and when another node starts
+    sharing the same file it finds it through the directory and finishes in the
+    same get, fetching only what it lacked."""
+    size = 4 * MiB
+    src = os.path.join(workdir, "phoenix.bin")
+    digest = make_file(src, size, seed=41)
+    d = net.directory()
+    first = net.node("first", d, bin=FAST_BIN, args=["--share", src, "--up-rate", "256K"])
+    down = net.node("down", d, bin=BIN, args=["--peer-timeout", "30"])
+    for n in (first, down):
+        n.wait_registered()
+    cid = first.status()["shares"][0]["id"]
+    wait_found(down, ["phoenix"], cid)
+    out = os.path.join(workdir, "out.bin")
+    proc = start_get(down, cid, out)
+    poll(lambda: chunks_have(down, cid) >= 2, 30, interval=0.1, what="two chunks")
+    first.kill9()
+    had = chunks_have(down, cid)
+    time.sleep(3)
+    assert proc.poll() is None, "the get gave up with its only provider gone: %r" % (proc.communicate(),)
+    second = net.node("second", d, bin=FAST_BIN, args=["--share", src])
+    second.wait_registered()
+    res = finish_get(proc, timeout=60)
+    assert sha256_file(out) == digest
+    assert res["bytes_downloaded"] == size, res
+    got_from_second = second.status()["totals"]["bytes_uploaded"]
+    assert 0 < got_from_second <= size - had * CHUNK, (got_from_second, had)
+    assert down.alive()
+
+
 def test_no_provider_reachable(net, workdir):
     """The only provider is killed (SIGKILL: the directory still lists it).
     A get fails with one clear line after --peer-timeout 3 s, exit 1, and the

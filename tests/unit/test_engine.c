@@ -245,6 +245,7 @@ static int drain(int i)
 			if (l->open)
 				enqueue(other, a.peer, H.frame, PN_FRAME_HDR + PN_CHUNK_MSG_HDR + len);
 			n->chunks_sent++;
+			if (getenv("H_TRACE")) fprintf(stderr, "t=%lu node %d sends chunk %u to key %u\n", (unsigned long)H.now, i, a.index, a.peer);
 			engine_chunk_sent(n->e, a.peer, &a.cid, a.index, len, true, n->pause_uploads, H.now);
 			break;
 		}
@@ -325,6 +326,7 @@ static void run(bool (*until)(void))
 		if (l->open) {
 			struct pn_msg msg;
 			cr_assert_eq(pn_msg_decode(m.frame + PN_FRAME_HDR, m.len - PN_FRAME_HDR, &msg), PN_OK);
+			if (getenv("H_TRACE") && msg.type != PN_MSG_CHUNK) fprintf(stderr, "t=%lu to node %d key %u: type 0x%02x idx %u\n", (unsigned long)H.now, m.to, m.key, msg.type, msg.type == PN_MSG_CHUNK_REQ || msg.type == PN_MSG_CANCEL ? msg.u.ref.index : 0);
 			if (msg.type == PN_MSG_CANCEL)
 				H.n[m.to].cancels_seen++;
 			int r = engine_on_msg(H.n[m.to].e, m.key, &msg, H.now);
@@ -886,5 +888,65 @@ Test(engine, unwant_cancels_the_requests_in_flight)
 	run(NULL);
 	cr_assert_leq(H.n[srv].chunks_sent, 2, "%u chunks sent after the cancel", H.n[srv].chunks_sent);
 	cr_assert_not(H.n[cl].done);
+	h_free();
+}
+
+Test(engine, a_new_provider_sends_only_what_is_missing)
+{
+	h_init(16 * PN_CHUNK_SIZE);
+	int s1 = add_node(ENGINE_NODE, true, 1);
+	int s2 = add_node(ENGINE_NODE, true, 2);
+	int dl = add_node(ENGINE_NODE, false, 3);
+	uint32_t k1 = h_connect(dl, s1);
+	run(NULL);
+	cr_assert_eq(engine_want(H.n[dl].e, &H.cid, NULL, NULL, NULL, H.now), PN_OK);
+	engine_peer_offer(H.n[dl].e, k1, &H.cid, H.now);
+	H.n[s1].pause_uploads = true; /* s1 sends one chunk then nothing */
+	run(NULL);
+	advance(1000);
+	cr_assert_eq(H.n[dl].written, 1);
+	h_close(k1);
+	run(NULL);
+	advance(3000);
+	uint32_t k2 = h_connect(dl, s2);
+	engine_peer_offer(H.n[dl].e, k2, &H.cid, H.now);
+	run(NULL);
+	advance(10000);
+	assert_has_content(dl);
+	cr_assert_eq(H.n[s2].chunks_sent, 15, "s2 sent %u chunks for the 15 missing", H.n[s2].chunks_sent);
+	h_free();
+}
+
+Test(engine, chunks_crossing_a_choke_are_kept_not_fetched_twice)
+{
+	h_init(12 * PN_CHUNK_SIZE);
+	h_no_super_seed = true;
+	int seed = add_node(ENGINE_NODE, true, 1);
+	int dl = add_node(ENGINE_NODE, false, 2);
+	uint32_t key = h_connect(dl, seed);
+	run(NULL);
+	H.n[seed].pause_uploads = true; /* the requests wait in the seed's queue */
+	cr_assert_eq(engine_want(H.n[dl].e, &H.cid, NULL, NULL, NULL, H.now), PN_OK);
+	engine_peer_offer(H.n[dl].e, key, &H.cid, H.now);
+	run(NULL);
+	int before = H.n[dl].written;
+	struct engine_peer_info pi;
+	cr_assert(engine_peer_info(H.n[seed].e, key, &pi));
+	cr_assert_gt(pi.upq, 1, "requests queued at the seed: %u", pi.upq);
+	/* A CHOKE reaches the downloader (as if sent before the requests came):
+	 * it counts its requests as dropped. The seed sends them anyway. */
+	struct pn_msg c = {.type = PN_MSG_CHOKE};
+	cr_assert_eq(engine_on_msg(H.n[dl].e, key, &c, H.now), PN_OK);
+	drain(dl);
+	H.n[seed].pause_uploads = false;
+	engine_peer_writable(H.n[seed].e, key, H.now);
+	run(NULL);
+	cr_assert_eq(H.n[dl].written, before + (int)pi.upq, "the chunks that crossed the CHOKE are kept");
+	struct pn_msg u = {.type = PN_MSG_UNCHOKE};
+	cr_assert_eq(engine_on_msg(H.n[dl].e, key, &u, H.now), PN_OK);
+	run(NULL);
+	advance(20000);
+	assert_has_content(dl);
+	cr_assert_eq(H.n[seed].chunks_sent, 12, "each chunk once, not %u", H.n[seed].chunks_sent);
 	h_free();
 }

@@ -628,3 +628,56 @@ Test(swarm, large_swarm_pick_is_cheap)
 	free(all);
 	swarm_free(s);
 }
+
+Test(swarm, chunk_had_unasked_is_never_requested_and_cancels_others)
+{
+	struct swarm *s = mk(6, 2, BIG_TIMEOUT_MS, 3);
+	uint8_t *all = bm_all(6);
+	struct actions acts;
+
+	cr_assert_eq(swarm_peer_add(s, 1, all, 0), 0);
+	swarm_peer_choked(s, 1, false, 0);
+	drain(s, &acts);
+	cr_assert_geq(count_type(&acts, SWARM_REQUEST, 1), 1);
+	uint32_t asked = acts.a[0].index, unasked = 6, first_acts = acts.n;
+	struct swarm_action early[8];
+	for (uint32_t i = 0; i < first_acts && i < 8; i++)
+		early[i] = acts.a[i];
+	for (uint32_t i = 0; i < 6 && unasked == 6; i++)
+		if (!swarm_requested(s, 1, i))
+			unasked = i;
+	cr_assert_lt(unasked, 6u);
+	/* An unasked chunk (a late answer to a withdrawn request) verified: had. */
+	cr_assert(swarm_chunk_had(s, unasked, 1));
+	cr_assert_not(swarm_chunk_had(s, unasked, 1), "had already");
+	cr_assert(swarm_has(s, unasked));
+	cr_assert_eq(swarm_have_count(s), 1);
+	cr_assert_eq(swarm_peer_wanted(s, 1), 5);
+	/* One that is asked of peer 1 came from elsewhere: peer 1's request is cancelled. */
+	cr_assert(swarm_chunk_had(s, asked, 2));
+	drain(s, &acts);
+	cr_assert(has_action(&acts, SWARM_CANCEL, 1, asked));
+	cr_assert_not(swarm_requested(s, 1, asked));
+	/* The rest is fetched once each, never the two had. */
+	uint32_t got = 2;
+	for (uint32_t i = 1; i < first_acts && i < 8; i++)
+		if (early[i].type == SWARM_REQUEST) {
+			cr_assert(swarm_chunk_received(s, 1, early[i].index, true, 2));
+			got++;
+		}
+	for (int round = 0; round < 20 && got < 6; round++) {
+		for (uint32_t i = 0; i < acts.n; i++)
+			if (acts.a[i].type == SWARM_REQUEST) {
+				cr_assert_neq(acts.a[i].index, unasked);
+				cr_assert_neq(acts.a[i].index, asked);
+				cr_assert(swarm_chunk_received(s, 1, acts.a[i].index, true, 3 + round));
+				got++;
+			}
+		drain(s, &acts);
+	}
+	cr_assert_eq(got, 6, "got %u", got);
+	cr_assert_eq(swarm_have_count(s), 6);
+	cr_assert_eq(swarm_peer_wanted(s, 1), 0);
+	free(all);
+	swarm_free(s);
+}
