@@ -209,6 +209,7 @@ int main(int argc, char **argv)
 			return 0;
 		} else if (!strcmp(a, "--diag")) {
 			diag = true;
+			continue;
 		} else if (!strcmp(a, "--check")) {
 			check = true;
 			continue;

@@ -11,7 +11,9 @@
  * bucket at u_i (burst max(u_i/10, 16 KiB), debt allowed) that releases one
  * whole message per turn, round-robin over the node's connections that have
  * something queued, and when the bucket is in debt sleeps until it is out of
- * it (never less than the real shaper's 5 ms timer). A released message
+ * it (never less than the real shaper's 5 ms timer); a control message of
+ * at most 1 KiB with nothing queued before it on its connection skips the
+ * queue, its bytes taken from the bucket. A released message
  * reaches the receiver after the link's latency; when the receiver has a
  * download cap its downlink serves arrivals first come first served at d_i.
  * A connection's messages arrive in order (one TCP stream). A connection
@@ -701,6 +703,25 @@ static void enqueue(struct ssim *s, struct snode *n, uint32_t link, struct smsg 
 	int side = side_of(l, n->idx);
 	struct dirq *q = &l->q[side];
 	m->next = NULL;
+	/* A small message on a connection with nothing waiting goes at once, as
+	 * the real shaper lets it (PN_NET_SHAPER_BYPASS): it is counted against
+	 * the rate but does not wait for the debt of the chunks before it. */
+	if (!m->is_chunk && m->size <= SWARM_SIM_SHAPER_BYPASS && !q->head && s->now >= n->stall_until_us &&
+	    !n->leaving && n->state != NS_GONE) {
+		if (n->up_rate) {
+			bucket_refill(s, n);
+			n->tokens -= m->size;
+			if ((double)s->now > n->busy_until_us) {
+				n->idle_us += (double)s->now - n->busy_until_us;
+				n->busy_until_us = (double)s->now;
+			}
+			n->busy_until_us += (double)m->size * 1e6 / (double)n->up_rate;
+		}
+		s->r->msgs++;
+		s->r->wire_bytes += m->size;
+		release(s, link, side, m);
+		return;
+	}
 	if (q->tail)
 		q->tail->next = m;
 	else
@@ -1143,9 +1164,9 @@ static struct engine *engine_for(struct ssim *s, struct snode *n)
 	o.seed = mix64(s->p.seed ^ SS_STREAM_ENGINE, n->idx);
 	o.store = &store_ops;
 	o.store_ud = n;
-	/* node.c: under a cap at most two chunks (or 100 ms) wait behind it */
+	/* node.c: under a cap at most one chunk (or 100 ms) waits behind it */
 	if (n->up_rate)
-		o.backlog_max = n->up_rate / 10 > 2 * PN_CHUNK_SIZE ? n->up_rate / 10 : 2 * PN_CHUNK_SIZE;
+		o.backlog_max = n->up_rate / 10 > PN_CHUNK_SIZE ? n->up_rate / 10 : PN_CHUNK_SIZE;
 	o.no_super_seed = s->p.no_super_seed;
 	o.upload_slots = s->p.upload_slots;
 	o.inflight_node = s->p.inflight_node;

@@ -23,6 +23,7 @@
 #define SWARM_SIM_RECHOKE_MS 1000     /* NODE_RECHOKE_MS */
 #define SWARM_SIM_OPTIMISTIC_MS 500   /* NODE_OPTIMISTIC_MS */
 #define SWARM_SIM_SHAPE_TICK_MS 5     /* the real shaper's minimum timer (src/net/conn.c) */
+#define SWARM_SIM_SHAPER_BYPASS 1024u /* a control message up to this size skips the shaper's queue */
 #define SWARM_SIM_HIGH_WATER (512u * 1024) /* a capped connection's high water mark (SHAPED_HIGH_WATER) */
 #define SWARM_SIM_LOW_WATER (256u * 1024)  /* ... and where it is writable again */
 #define SWARM_SIM_MAX_TIME_MS 3600000ull   /* default cap on virtual time */

@@ -630,7 +630,18 @@ static int flush_out(struct pn_conn *c)
 	if (!c->queued)
 		c->last_tx_ms = now;
 	bool capped = net->up.rate != 0;
-	if (capped) {
+	if (capped && !c->shaped_head && w->len <= PN_NET_SHAPER_BYPASS) {
+		/* A control message (a request, HAVE, CHOKE...) with nothing queued
+		 * before it on its connection goes at once: its bytes count against
+		 * the cap, but it does not wait for the debt of the chunks before it.
+		 * Held behind them, every request and every HAVE of a node that
+		 * uploads at its cap lost up to a chunk's time, at each hop. */
+		if (submit_write(c, w) != PN_OK) {
+			write_req_free(w);
+			return PN_EIO;
+		}
+		c->queued += w->len;
+	} else if (capped) {
 		/* Capped: every write waits its turn in the shaped queues, released
 		 * round-robin by shape_cb, so connections share the rate evenly. */
 		if (c->shaped_tail)

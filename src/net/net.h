@@ -23,6 +23,8 @@
 #include "wire/wire.h"
 
 #define PN_NET_READ_BUF (64 * 1024)
+#define PN_NET_SHAPER_BYPASS 1024 /* under an upload cap, a write this small with nothing queued before it on
+				   * its connection skips the shaper queue (still counted against the rate) */
 #define PN_CONN_HIGH_WATER (2u * 1024 * 1024)  /* stop producing above this many queued bytes */
 #define PN_CONN_LOW_WATER (512u * 1024)        /* resume below this */
 #define PN_HANDSHAKE_TIMEOUT_MS 10000

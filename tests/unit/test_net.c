@@ -723,3 +723,33 @@ Test(net, a_listener_full_of_established_connections_refuses)
 	cr_assert(pn_conn_is_established(c1), "the first is untouched");
 	pn_net_close(srv);
 }
+
+Test(net, under_a_cap_a_small_message_does_not_wait_behind_the_debt)
+{
+	char addr[32];
+	struct pn_conn *c = NULL;
+
+	snprintf(addr, sizeof addr, "127.0.0.1:%u", T.port);
+	cr_assert_eq(pn_net_connect(T.client, addr, T.server_id.node_id, &test_cbs, &T.c, &c), PN_OK);
+	run_until(&T.c.established, 1, "the client's handshake");
+	run_until(&T.s.established, 1, "the server's handshake");
+	pn_net_set_rates(T.client, 100, 0); /* 100 B/s: any write puts the cap in debt for a while */
+	struct pn_msg m = {.type = PN_MSG_PING};
+	uint64_t up0, up1, up2, up3, down;
+	pn_net_bytes(T.client, &up0, &down);
+	/* Control messages go to the socket at once, debt or not (counted all the same). */
+	cr_assert_eq(pn_conn_send_msg(c, &m), PN_OK);
+	pn_net_bytes(T.client, &up1, &down);
+	cr_assert_gt(up1, up0, "a PING waited for the shaper");
+	cr_assert_eq(pn_conn_send_msg(c, &m), PN_OK);
+	pn_net_bytes(T.client, &up2, &down);
+	cr_assert_gt(up2, up1, "a PING waited for the debt of the one before");
+	run_until(&T.s.frames, 2, "both PINGs");
+	/* A large write waits for the cap, and a small one behind it keeps its place. */
+	static uint8_t big[4096];
+	cr_assert_eq(pn_conn_send(c, big, sizeof big), PN_OK);
+	cr_assert_eq(pn_conn_send_msg(c, &m), PN_OK);
+	pn_net_bytes(T.client, &up3, &down);
+	cr_assert_eq(up3, up2, "the large write or the PING behind it skipped the cap");
+	cr_assert_gt(pn_conn_queued(c), sizeof big);
+}
