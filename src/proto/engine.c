@@ -467,7 +467,9 @@ static void dl_free(struct engine *e, struct download *d)
 	d->swarm = NULL;
 	free(d->have);
 	free(d->writing);
+	free(d->sent);
 	d->have = d->writing = NULL;
+	d->sent = NULL;
 	/* The hash list may still be pointed at by a queued HASHES answer. */
 	d->done = true;
 	d->next = e->graveyard;
@@ -1162,10 +1164,12 @@ int engine_want(struct engine *e, const struct pn_cid *cid, const char *name, co
 	d->hashes = malloc((size_t)d->nchunks * PN_HASH_BYTES);
 	d->have = calloc(1, bm_len(d->nchunks));
 	d->writing = calloc(1, bm_len(d->nchunks));
-	if (!d->hashes || !d->have || !d->writing) {
+	d->sent = calloc(d->nchunks, sizeof *d->sent);
+	if (!d->hashes || !d->have || !d->writing || !d->sent) {
 		free(d->hashes);
 		free(d->have);
 		free(d->writing);
+		free(d->sent);
 		free(d);
 		return PN_ENOMEM;
 	}

@@ -69,6 +69,7 @@ struct download {
 	uint32_t meta_peer, meta_req;
 	uint8_t *have;           /* chunks written */
 	uint8_t *writing;        /* chunks handed to the owner, result pending */
+	uint16_t *sent;          /* per chunk: copies we handed out to be sent (saturating) */
 	uint32_t have_count;
 	struct swarm *swarm;
 	uint64_t started_ms, last_chunk_ms, stall_at;

@@ -224,6 +224,30 @@ bool eng__pump_uploads(struct engine *e, struct engine_action *out)
 		if (can_upload_to(e, e->peers[i]))
 			at = first_copy_at(e, e->peers[i]);
 	}
+	/* A downloader passing chunks on: the one it has sent least first, so
+	 * that two chunks only it holds both start to spread (a chunk it has
+	 * sent already has another holder that can pass it on too). */
+	if (at < 0 && e->downloads) {
+		uint32_t best = UINT32_MAX;
+		for (n = 0; n < e->npeers && best > 0; n++) {
+			uint32_t j = (e->pump_cursor + n) % e->npeers;
+			const struct peer *p = e->peers[j];
+			if (!can_upload_to(e, p))
+				continue;
+			for (uint32_t k = 0; k < p->upq_len && best > 0; k++) {
+				const struct upreq *u = &p->upq[(p->upq_head + k) % p->upq_cap];
+				const struct download *d = e->downloads;
+				while (d && !cid_eq(&d->cid, &u->cid))
+					d = d->next;
+				uint32_t sent = d && d->sent && u->index < d->nchunks ? d->sent[u->index] : UINT32_MAX - 1;
+				if (sent < best) {
+					best = sent;
+					at = (int)k;
+					i = j;
+				}
+			}
+		}
+	}
 	for (n = 0; at < 0 && n < e->npeers; n++) {
 		i = (e->pump_cursor + n) % e->npeers;
 		if (can_upload_to(e, e->peers[i]))
@@ -241,6 +265,9 @@ bool eng__pump_uploads(struct engine *e, struct engine_action *out)
 		struct seed *s = seed_find(e, &u.cid);
 		if (s)
 			s->sent[u.index]++;
+		for (struct download *d = e->downloads; d; d = d->next)
+			if (d->sent && cid_eq(&d->cid, &u.cid) && u.index < d->nchunks && d->sent[u.index] < UINT16_MAX)
+				d->sent[u.index]++;
 		memset(out, 0, sizeof *out);
 		out->type = ENGINE_SEND_CHUNK;
 		out->peer = p->key;

@@ -33,6 +33,7 @@ struct hnode {
 	char name[PN_NAME_MAX + 1];
 	uint32_t cancels_seen;   /* CANCEL messages received */
 	uint32_t chunks_sent;
+	uint32_t sent_log[16];   /* indexes of the first 16 chunks sent, in order */
 };
 
 struct hlink {
@@ -245,7 +246,8 @@ static int drain(int i)
 			if (l->open)
 				enqueue(other, a.peer, H.frame, PN_FRAME_HDR + PN_CHUNK_MSG_HDR + len);
 			n->chunks_sent++;
-			if (getenv("H_TRACE")) fprintf(stderr, "t=%lu node %d sends chunk %u to key %u\n", (unsigned long)H.now, i, a.index, a.peer);
+			if (n->chunks_sent <= 16)
+				n->sent_log[n->chunks_sent - 1] = a.index;
 			engine_chunk_sent(n->e, a.peer, &a.cid, a.index, len, true, n->pause_uploads, H.now);
 			break;
 		}
@@ -326,7 +328,6 @@ static void run(bool (*until)(void))
 		if (l->open) {
 			struct pn_msg msg;
 			cr_assert_eq(pn_msg_decode(m.frame + PN_FRAME_HDR, m.len - PN_FRAME_HDR, &msg), PN_OK);
-			if (getenv("H_TRACE") && msg.type != PN_MSG_CHUNK) fprintf(stderr, "t=%lu to node %d key %u: type 0x%02x idx %u\n", (unsigned long)H.now, m.to, m.key, msg.type, msg.type == PN_MSG_CHUNK_REQ || msg.type == PN_MSG_CANCEL ? msg.u.ref.index : 0);
 			if (msg.type == PN_MSG_CANCEL)
 				H.n[m.to].cancels_seen++;
 			int r = engine_on_msg(H.n[m.to].e, m.key, &msg, H.now);
@@ -948,5 +949,47 @@ Test(engine, chunks_crossing_a_choke_are_kept_not_fetched_twice)
 	advance(20000);
 	assert_has_content(dl);
 	cr_assert_eq(H.n[seed].chunks_sent, 12, "each chunk once, not %u", H.n[seed].chunks_sent);
+	h_free();
+}
+
+/* A downloader passes on first the chunk it has sent least: of two chunks
+ * only it holds, both start to spread instead of one waiting behind the
+ * other's copies. */
+Test(engine, a_downloader_serves_its_least_sent_chunk_first)
+{
+	h_init(8 * PN_CHUNK_SIZE);
+	int x = add_node(ENGINE_NODE, false, 1);
+	int p = add_node(ENGINE_NODE, false, 2);
+	int q = add_node(ENGINE_NODE, false, 3);
+	static uint8_t have[1] = {0xe0}; /* chunks 0, 1, 2 on disk */
+	memcpy(H.n[x].data, H.content, 3 * PN_CHUNK_SIZE);
+	H.n[x].have_on_disk = have;
+	uint32_t kp = h_connect(p, x), kq = h_connect(q, x);
+	run(NULL);
+	cr_assert_eq(engine_want(H.n[x].e, &H.cid, "file.bin", H.hashes, have, H.now), PN_OK);
+	struct pn_msg m = {.type = PN_MSG_INTERESTED};
+	m.u.cidref.cid = H.cid;
+	cr_assert_eq(engine_on_msg(H.n[x].e, kp, &m, H.now), PN_OK);
+	cr_assert_eq(engine_on_msg(H.n[x].e, kq, &m, H.now), PN_OK);
+	drain(x);
+	H.n[x].pause_uploads = true; /* one chunk per link, then it is congested */
+	struct { uint32_t key, index; } reqs[] = {{kq, 0}, {kp, 2}, {kq, 2}, {kp, 1}};
+	for (uint32_t i = 0; i < 4; i++) {
+		struct pn_msg r = {.type = PN_MSG_CHUNK_REQ};
+		r.u.ref.req_id = 100 + i;
+		r.u.ref.cid = H.cid;
+		r.u.ref.index = reqs[i].index;
+		cr_assert_eq(engine_on_msg(H.n[x].e, reqs[i].key, &r, H.now), PN_OK);
+		drain(x);
+	}
+	cr_assert_eq(H.n[x].chunks_sent, 2, "chunk 0 to q and chunk 2 to p went, the rest wait");
+	/* Both links free up: chunk 1 (never sent) goes before chunk 2 (sent once). */
+	engine_peer_writable(H.n[x].e, kq, H.now);
+	engine_peer_writable(H.n[x].e, kp, H.now);
+	drain(x);
+	cr_assert_eq(H.n[x].chunks_sent, 4);
+	cr_assert_eq(H.n[x].sent_log[2], 1, "chunk %u went first", H.n[x].sent_log[2]);
+	cr_assert_eq(H.n[x].sent_log[3], 2);
+	H.n[x].have_on_disk = NULL;
 	h_free();
 }
