@@ -20,6 +20,8 @@ Measures, in one run:
   h. faults between machines: a directory, a server and six nodes in network
      namespaces, links cut, the network split, processes killed, a disk
      full, hostile peers (netns_faults.py; needs root);
+  i. bounds under abuse: a serve under stalled-handshake floods, a directory
+     under a registration flood, their memory (abuse.py);
   idle. wake-ups per second of an idle server, directory and node.
 
 `--only a,idle` runs some sections only (default: all of them). One section
@@ -672,7 +674,7 @@ def med(xs):
 
 # ---------------------------------------------------------------- main
 
-SECTIONS = ("a", "b", "c", "d", "idle", "e", "f", "g", "h")
+SECTIONS = ("a", "b", "c", "d", "idle", "e", "f", "g", "h", "i")
 # Sections run only when --only names them, never by default: "fuzz" runs
 # bench/fuzz_campaign.py (every fuzz target in turn, --fuzz-seconds each: an
 # hour or more) and puts its table in the results.
@@ -1008,6 +1010,18 @@ def main():
                 with open(md) as f:
                     R["netns_faults"] = f.read()
 
+        # ---- i: bounds under abuse
+        if "i" in sel:
+            here = os.path.dirname(os.path.abspath(__file__))
+            md = os.path.join(here, "abuse.md")
+            print("bench: abuse.py")
+            r = subprocess.run([sys.executable, os.path.join(here, "abuse.py"), "--bin", binary, "--out", md],
+                               timeout=1800)
+            if r.returncode != 0:
+                raise BenchError(f"abuse.py failed with exit {r.returncode}")
+            with open(md) as f:
+                R["abuse"] = f.read()
+
         # ---- fuzz (opt-in): the fuzzing campaign, one target at a time under nice 19
         if "fuzz" in sel:
             here = os.path.dirname(os.path.abspath(__file__))
@@ -1022,6 +1036,14 @@ def main():
             with open(md) as f:
                 R["fuzz"] = (f"`python3 bench/fuzz_campaign.py --build {build_dir} --seconds {args.fuzz_seconds} "
                              f"--runs {args.fuzz_runs}`\n\n" + f.read())
+        else:
+            # A campaign takes hours: a run that does not name it shows the last
+            # one recorded, which says when and at which commit it ran.
+            md = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fuzz-campaign.md")
+            if os.path.exists(md):
+                with open(md) as f:
+                    R["fuzz"] = ("Recorded by an earlier campaign, not re-run by this bench (`python3 bench/bench.py "
+                                 "--only fuzz` runs one):\n\n" + f.read())
 
         R["load_end"] = loadavg()
         R["finished"] = datetime.datetime.now(datetime.timezone.utc)
@@ -1143,6 +1165,13 @@ def render(R, args):
         w(head)
         w("")
         w("Also written on its own as `bench/netns-faults.md` (`python3 bench/netns_faults.py --bin ...`).")
+        w(rest)
+    if R.get("abuse"):
+        head, _, rest = R["abuse"].rstrip("\n").partition("\n")
+        w("")
+        w(head)
+        w("")
+        w("Also written on its own as `bench/abuse.md` (`python3 bench/abuse.py --bin ...`).")
         w(rest)
     if R.get("fuzz"):
         w("")

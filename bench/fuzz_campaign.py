@@ -125,11 +125,20 @@ def merge(build_dir, target):
     return len(files), size
 
 
+def source_commit():
+    r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, stdout=subprocess.PIPE,
+                       stderr=subprocess.DEVNULL, text=True, timeout=30)
+    return r.stdout.strip() or "?"
+
+
+TABLE_HEAD = ["| target | executions | exec/s | cov | ft | corpus | crashes | time (s) |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+
+
 def table(rows, seconds, runs):
     out = [f"Each target until {runs:,} executions or {seconds} s, whichever first; one at a time, nice 19, "
-           "ASan+UBSan (clang -fsanitize=fuzzer,address,undefined).", "",
-           "| target | executions | exec/s | cov | ft | corpus | crashes | time (s) |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+           "ASan+UBSan (clang -fsanitize=fuzzer,address,undefined); source at commit "
+           f"{source_commit()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", ""] + TABLE_HEAD
     for r in rows:
         rate = r["execs"] / r["seconds"] if r["seconds"] > 0 else 0
         out.append(f"| {r['target']} | {r['execs']:,} | {rate:,.0f} | {r['cov']} | {r['ft']} | {r['corpus']} | "
@@ -148,7 +157,24 @@ def main(argv=None):
     ap.add_argument("--merge", action="store_true", help="minimise each grown corpus into fuzz/corpus/<target>/")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--out", default=None, help="also write the table (markdown) here")
+    ap.add_argument("--combine", nargs="+", metavar="MD", help="only merge the tables of earlier runs "
+                    "(their --out files, e.g. of targets run side by side) into --out")
+    ap.add_argument("--note", action="append", default=[], help="with --combine: a line to add (repeatable)")
     args = ap.parse_args(argv)
+    if args.combine:
+        notes, rows = [], []
+        for path in args.combine:
+            with open(path) as f:
+                lines = f.read().splitlines()
+            notes += [l for l in lines if l and not l.startswith("|")]
+            rows += [l for l in lines if l.startswith("| fuzz_")]
+        text = "\n".join(["Targets run in %d lanes side by side:" % len(args.combine), ""] +
+                         ["* " + n for n in notes + args.note] + [""] + TABLE_HEAD + sorted(rows)) + "\n"
+        print(text)
+        if args.out:
+            with open(args.out, "w") as f:
+                f.write(text)
+        return []
     targets = [t for t in args.targets.split(",") if t] or targets_all()
     if not args.no_build:
         build(args.build, targets)
