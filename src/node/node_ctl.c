@@ -37,6 +37,7 @@ struct ctl_client {
 	char buf[CTL_LINE_MAX];
 	size_t len;
 	uint64_t accepted_ms;
+	bool requested;      /* its request line came (a get may then run for long) */
 	bool handled, closing;
 };
 
@@ -452,6 +453,7 @@ static void ctl_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	}
 	*nl = 0;
 	uv_read_stop(s);
+	cc->requested = true;
 	handle_line(cc, cc->buf);
 }
 
@@ -462,7 +464,7 @@ static void sweep_cb(uv_timer_t *t)
 	uint64_t now = uv_now(cs->loop);
 	bool waiting = false;
 	for (struct ctl_client *cc = cs->clients; cc; cc = cc->next) {
-		if (cc->handled || cc->closing)
+		if (cc->requested || cc->handled || cc->closing)
 			continue;
 		if (now - cc->accepted_ms >= CTL_REQUEST_TIMEOUT_MS)
 			ctl_finish(cc, "no request within %d s", CTL_REQUEST_TIMEOUT_MS / 1000);
