@@ -1171,20 +1171,15 @@ def render(R, args):
         w("Also written on its own as `bench/swarm-sim.md` (`python3 bench/swarm_sim.py`).")
         w("")
         w("\n".join(("#" + line) if line.startswith("#") else line for line in R["swarm_sim"].splitlines()))
-    if R.get("netns_faults"):
-        head, _, rest = R["netns_faults"].rstrip("\n").partition("\n")
-        w("")
-        w(head)
-        w("")
-        w("Also written on its own as `bench/netns-faults.md` (`python3 bench/netns_faults.py --bin ...`).")
-        w(rest)
-    if R.get("abuse"):
-        head, _, rest = R["abuse"].rstrip("\n").partition("\n")
-        w("")
-        w(head)
-        w("")
-        w("Also written on its own as `bench/abuse.md` (`python3 bench/abuse.py --bin ...`).")
-        w(rest)
+    # Sections that a script of their own also writes as a page: its title, where, the rest.
+    for key, page, script in (("netns_faults", "netns-faults.md", "netns_faults.py"), ("abuse", "abuse.md", "abuse.py")):
+        if R.get(key):
+            head, _, rest = R[key].rstrip("\n").partition("\n")
+            w("")
+            w(head)
+            w("")
+            w(f"Also written on its own as `bench/{page}` (`python3 bench/{script} --bin ...`).")
+            w(rest)
     if R.get("fuzz"):
         w("")
         w("# Fuzzing campaign")
