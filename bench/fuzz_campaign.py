@@ -169,7 +169,7 @@ def main(argv=None):
             notes += [l for l in lines if l and not l.startswith("|")]
             rows += [l for l in lines if l.startswith("| fuzz_")]
         text = "\n".join(["Targets run in %d lanes side by side:" % len(args.combine), ""] +
-                         ["* " + n for n in notes + args.note] + [""] + TABLE_HEAD + sorted(rows)) + "\n"
+                         ["* " + n for n in dict.fromkeys(notes + args.note)] + [""] + TABLE_HEAD + sorted(rows)) + "\n"
         print(text)
         if args.out:
             with open(args.out, "w") as f:

@@ -294,12 +294,12 @@ def test_directory_killed_and_restarted(world):
     rx0 = n4.wire_rx()
     res2, t_done2 = finish(start_get(world, n4, cid, out), "n4 get after the directory restart")
     assert sha256_file(out) == digest
-    # Not asserted: n4 fetches from n1 and n5 at once, and the end game asks the
-    # last chunks of both (copies already sent after a CANCEL still arrive).
+    # Not asserted: n4 fetches from n1 and n5 at once, and in the end game a
+    # copy already sent before its CANCEL arrives still comes.
     extra2 = n4.wire_rx() - rx0 - FILE_SIZE
     record("directory SIGKILLed, back 3 s later", max(t_done, t_all) - t_end, extra,
            "download done; all 6 nodes re-registered %.1f s after the restart; a new look-up "
-           "finds the file and n4 fetches it (%d bytes beyond the size, from 2 providers: end game)" % (
+           "finds the file and n4 fetches it from 2 providers (%d bytes beyond the size)" % (
                t_all - t["restart"], extra2), resume_s=t_res - t_end)
 
 
