@@ -706,7 +706,7 @@ def test_serve_full_of_stalled_handshakes_from_many_sources(tmp_path):
 def test_serve_memory_returns_after_a_halfopen_flood(tmp_path):
     """2,000 stalled handshakes from 100 sources (20 each: under the per-address
     limit, so all are let in and each costs a TLS session): RSS stays under
-    FLOOD_RSS_DURING_KIB above the baseline, `ls` still works, the handshake
+    FLOOD_RSS_DURING_KIB above the baseline, `ls` and a `get` still work, the handshake
     timeout drops them all, and RSS falls back to within FLOOD_RSS_AFTER_KIB
     of the baseline. Measured on the build without sanitizers, whose heap is glibc's."""
     if "asan" in FAST_BIN:
@@ -728,6 +728,11 @@ def test_serve_memory_returns_after_a_halfopen_flood(tmp_path):
         time.sleep(0.5)
         during = max(during, srv.rss_kib())
         assert cid in [x["id"] for x in srv.ls(bin=FAST_BIN)]
+        # A normal download during the flood.
+        out = os.path.join(d, "during.bin")
+        srv.get(cid, out, bin=FAST_BIN)
+        assert sha256_file(out) == sha256_file(src)
+        assert flood.closed_count() == 0, "the flood ended before the get: the test proves nothing"
         wait_all_closed(flood, 30)
         after = poll(lambda: (lambda r: r if r - base < FLOOD_RSS_AFTER_KIB else None)(srv.rss_kib()), 10,
                      what="RSS to fall back near %d KiB (now %d KiB)" % (base, srv.rss_kib()))
