@@ -9,14 +9,18 @@ Every process is stopped by its PID; every wait is bounded in count and time;
 tests assert behaviour (what was delivered, who served it, what was said), not
 how fast it happened. Rate caps only give the swarm time to form.
 """
+import errno
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import ssl
+import stat
 import struct
 import subprocess
+import sys
 import time
 
 import pytest
@@ -894,3 +898,61 @@ def test_registration_flood_from_one_address(net, workdir):
     cid = a.add_id(src)
     wait_found(b, ["real", "report"], cid)
     assert a.status()["directory"]["refused_shares"] == 0
+
+
+NOBODY = 65534
+
+
+def as_nobody():
+    os.setgroups([])
+    os.setgid(NOBODY)
+    os.setuid(NOBODY)
+
+
+def test_data_directory_private_and_other_users_refused(net, workdir):
+    """Even under umask 000 a node's data directory is 0700 and its identity
+    and control socket 0600; another local user can neither reach the socket
+    nor stop or query the node through it, and the node goes on."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run a command as another user")
+    # A parent every user may traverse, so that only the node's own modes protect it.
+    base = os.path.join("/tmp", "pn-private-%d" % os.getpid())
+    os.makedirs(base)
+    os.chmod(base, 0o755)
+    n = None
+    try:
+        d = net.directory()
+        old = os.umask(0)
+        try:
+            n = net.node("private", d, bin=BIN, data_dir=os.path.join(base, "data"))
+        finally:
+            os.umask(old)
+        n.wait_registered()
+        data = n.data_dir
+        sock = os.path.join(data, "control.sock")
+        assert stat.S_IMODE(os.stat(data).st_mode) == 0o700, oct(os.stat(data).st_mode)
+        assert stat.S_IMODE(os.lstat(sock).st_mode) & 0o077 == 0, oct(os.lstat(sock).st_mode)
+        secret = [f for f in os.listdir(data) if "identity" in f or f.endswith(".pem") or f.endswith(".key")]
+        assert secret, os.listdir(data)
+        for f in secret:
+            assert stat.S_IMODE(os.stat(os.path.join(data, f)).st_mode) & 0o077 == 0, f
+        # Another user: the socket cannot be reached, and the CLI says so in one line.
+        probe = subprocess.run([sys.executable, "-c",
+                                "import socket,sys\ns=socket.socket(socket.AF_UNIX)\n"
+                                "try:\n s.connect(sys.argv[1]); print('connected')\n"
+                                "except OSError as e: print(e.errno)", sock],
+                               preexec_fn=as_nobody, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+        assert probe.stdout.decode().strip() == str(errno.EACCES), (probe.stdout, probe.stderr)
+        for cmd in (["stop"], ["status"], ["get", n.node_id + "x", "-o", "/tmp/pn-nobody-out"]):
+            p = subprocess.run([FAST_BIN, cmd[0], "--data", data] + cmd[1:], preexec_fn=as_nobody,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+            assert p.returncode != 0, (cmd, p.stdout, p.stderr)
+            lines = [l for l in p.stderr.decode(errors="replace").splitlines() if l.strip()]
+            assert len(lines) == 1 and lines[0].startswith("peernet %s: " % cmd[0]), (cmd, lines)
+        assert n.alive()
+        assert n.status()["node_id"] == n.node_id
+        assert not os.path.exists("/tmp/pn-nobody-out")
+    finally:
+        if n is not None and n.alive():
+            assert n.stop() == 0, n.log_tail()
+        shutil.rmtree(base, ignore_errors=True)
