@@ -96,6 +96,7 @@ struct pn_conn {
 	struct pn_addr_count *src;     /* accepted: the count of its source address */
 	size_t max_body;
 	uint64_t created_ms, last_rx_ms, last_tx_ms, closing_ms;
+	uint64_t ping_ms;               /* when our last keepalive PING went out */
 	size_t queued;
 	uint64_t bytes_in, bytes_out;
 	int close_err;
@@ -321,8 +322,25 @@ static void sweep_cb(uv_timer_t *t)
 			pn_conn_close(c, PN_ETIMEDOUT);
 			continue;
 		}
-		if (net->opts.idle_timeout_ms && !c->queued && now - c->last_rx_ms > net->opts.idle_timeout_ms)
+		/* Keepalive (docs/PROTOCOL.md, Handshake and keepalive): once both
+		 * HELLOs have passed (a frame each way), silence gets a PING, and a
+		 * connection idle past the timeout is told why before it closes. */
+		bool hello_done = c->bytes_in && c->bytes_out;
+		if (net->opts.idle_timeout_ms && !c->queued && now - c->last_rx_ms > net->opts.idle_timeout_ms) {
+			if (hello_done)
+				(void)pn_conn_send_error(c, 0, PN_WERR_LIMIT, "idle timeout: no message received for too long");
 			pn_conn_close(c, PN_ETIMEDOUT);
+			continue;
+		}
+		uint64_t ping_after = PN_PING_INTERVAL_MS;
+		if (net->opts.idle_timeout_ms && net->opts.idle_timeout_ms / 4 < ping_after)
+			ping_after = net->opts.idle_timeout_ms / 4;
+		if (hello_done && now - c->last_rx_ms >= ping_after && c->ping_ms <= c->last_rx_ms) {
+			struct pn_msg ping = {.type = PN_MSG_PING};
+			ping.u.ping.nonce = pn_prng_next(&net->prng);
+			c->ping_ms = now;
+			(void)pn_conn_send_msg(c, &ping);
+		}
 	}
 	sweep_arm(net);
 }

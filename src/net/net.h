@@ -29,6 +29,7 @@
 #define PN_CONN_LOW_WATER (512u * 1024)        /* resume below this */
 #define PN_HANDSHAKE_TIMEOUT_MS 10000
 #define PN_IDLE_TIMEOUT_MS 120000
+#define PN_PING_INTERVAL_MS 30000 /* PING after this long without a frame (or a quarter of the idle timeout) */
 #define PN_WRITE_STALL_TIMEOUT_MS 30000
 #define PN_ADDR_STR_MAX 64
 

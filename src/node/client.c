@@ -811,9 +811,11 @@ static int frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
 	}
 	switch (m.type) {
 	case PN_MSG_HELLO:
-		if (m.u.hello.role != PN_ROLE_SERVER)
+		if (m.u.hello.role != PN_ROLE_SERVER) {
+			(void)pn_conn_send_error(c, 0, PN_WERR_PROTOCOL, "unexpected role: LIST and PUT go to a server");
 			fail(s, PN_EPROTO, "%s is not a peernet server (it is a %s)", s->opts->server,
 			     m.u.hello.role == PN_ROLE_NODE ? "peer node" : m.u.hello.role == PN_ROLE_DIRECTORY ? "directory" : "client");
+		}
 		return PN_OK;
 	case PN_MSG_ERROR:
 		on_error_msg(s, m.u.error.code, m.u.error.text, m.u.error.text_len);

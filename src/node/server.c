@@ -46,6 +46,8 @@ struct client {
 	bool put_done_already;     /* the object existed when PUT_BEGIN came */
 	struct pn_cid put_cid;
 	uint32_t put_req;
+	bool put_ended;            /* an ERROR ended the upload put_req/put_cid: frames of it that
+				    * crossed that ERROR are ignored */
 	uint64_t put_cost;         /* counted in srv->upload_state_bytes */
 	struct client *next;
 };
@@ -78,6 +80,23 @@ static void put_release(struct client *cl)
 }
 
 static struct client *client_by_key(struct server *srv, uint32_t key);
+
+/* A protocol violation: ERROR(0, PROTOCOL, why) and the connection closes
+ * (docs/PROTOCOL.md, Errors and closing). */
+static int violation(struct pn_conn *c, struct server *srv, const char *why)
+{
+	PN_LOGI(srv->log, "%s: %s, closing", pn_conn_peer_addr(c), why);
+	(void)pn_conn_send_error(c, 0, PN_WERR_PROTOCOL, why);
+	return PN_EPROTO;
+}
+
+/* Ends the upload with ERROR(req_id, code, text); the connection stays. */
+static int put_fail(struct pn_conn *c, struct client *cl, uint16_t code, const char *text)
+{
+	put_release(cl);
+	cl->put_ended = true;
+	return pn_conn_send_error(c, cl->put_req, code, text);
+}
 
 /* Reads the chunk from the store and sends it as one CHUNK frame. */
 static void send_chunk(struct server *srv, struct client *cl, const struct engine_action *a)
@@ -146,13 +165,25 @@ static int on_list_req(struct pn_conn *c, struct server *srv, const struct pn_ms
 {
 	size_t total = store_count(srv->store);
 	size_t i = q->cursor;
+	char printed[PN_CID_STR_LEN + 1];
+	if (q->req_id == 0)
+		return violation(c, srv, "request with req_id 0");
+	/* Objects are only appended while the server runs, so every cursor it
+	 * gave out stays below the count: a larger one was never given out. */
+	if (i != 0 && i >= total)
+		return pn_conn_send_error(c, q->req_id, PN_WERR_NOT_FOUND, "no such page (cursor past the end)");
 	uint8_t *entries = srv->out + PN_FRAME_HDR + 64; /* build entries after room for the header */
 	struct pn_writer w;
 	pn_wr_init(&w, entries, LIST_PAGE_BYTES);
 	uint16_t count = 0;
 	for (; i < total && count < PN_LIST_MAX; i++) {
 		const struct store_object *o = store_at(srv->store, i);
-		struct pn_list_entry e = {.cid = o->cid, .name = o->name, .name_len = (uint16_t)strlen(o->name)};
+		const char *name = o->name;
+		if (!*name) { /* stored without a name: it goes by its printed content ID */
+			pn_cid_format(&o->cid, printed);
+			name = printed;
+		}
+		struct pn_list_entry e = {.cid = o->cid, .name = name, .name_len = (uint16_t)strlen(name)};
 		size_t before = w.len;
 		pn_list_entry_encode(&w, &e);
 		if (w.err) {
@@ -207,19 +238,32 @@ static int send_put_status(struct pn_conn *c, struct server *srv, uint32_t req_i
 
 static int on_put_begin(struct pn_conn *c, struct server *srv, struct client *cl, const struct pn_msg_meta *q)
 {
-	put_release(cl);
+	if (q->req_id == 0)
+		return violation(c, srv, "request with req_id 0");
+	if (cl->put)
+		return violation(c, srv, "PUT_BEGIN while an upload is in progress on this connection");
 	char name[PN_NAME_MAX + 1];
 	memcpy(name, q->name, q->name_len);
 	name[q->name_len] = 0;
 	cl->put_cid = q->cid;
 	cl->put_req = q->req_id;
+	cl->put_ended = cl->put_done_already = false;
 	if (store_get(srv->store, &q->cid)) {
 		cl->put_done_already = true;
 		return send_put_status(c, srv, q->req_id, &q->cid, NULL);
 	}
+	for (const struct client *o = srv->clients; o; o = o->next)
+		if (o != cl && o->put && !memcmp(&o->put_cid, &q->cid, sizeof q->cid)) {
+			cl->put_ended = true; /* nothing of it is taken: what crosses the ERROR is ignored */
+			return pn_conn_send_error(c, q->req_id, PN_WERR_BUSY,
+						  "another upload of this content is in progress; try again later");
+		}
 	if (srv->active_uploads >= MAX_ACTIVE_UPLOADS ||
 	    srv->upload_state_bytes + upload_cost(&q->cid) > UPLOAD_STATE_BUDGET)
+	{
+		cl->put_ended = true;
 		return pn_conn_send_error(c, q->req_id, PN_WERR_BUSY, "too many uploads in progress, try again later");
+	}
 	struct store_partial *p;
 	int r = store_put_begin(srv->store, &q->cid, name, &p);
 	if (r == PN_EEXIST) {
@@ -228,7 +272,8 @@ static int on_put_begin(struct pn_conn *c, struct server *srv, struct client *cl
 	}
 	if (r != PN_OK) {
 		PN_LOGE(srv->log, "%s: cannot start upload of %s: %s", pn_conn_peer_addr(c), name, pn_strerror(r));
-		return pn_conn_send_error(c, q->req_id, r == PN_ENOSPC ? PN_WERR_INTERNAL : PN_WERR_INTERNAL,
+		cl->put_ended = true;
+		return pn_conn_send_error(c, q->req_id, PN_WERR_INTERNAL,
 				  r == PN_ENOSPC ? "server disk full" : "server cannot store the upload");
 	}
 	cl->put = p;
@@ -238,53 +283,63 @@ static int on_put_begin(struct pn_conn *c, struct server *srv, struct client *cl
 	return send_put_status(c, srv, q->req_id, &q->cid, p);
 }
 
-static bool put_matches(struct client *cl, const struct pn_cid *cid)
+enum put_frame { PUT_FRAME_TAKE, PUT_FRAME_IGNORE, PUT_FRAME_BAD };
+
+/* What a HASHES, CHUNK or PUT_END with this req_id and cid is to the upload
+ * on this connection: its own (take it), one that an ERROR or the content
+ * being there already ended (ignore it: it crossed that answer), or none
+ * (a protocol violation). */
+static enum put_frame put_frame(const struct client *cl, uint32_t req_id, const struct pn_cid *cid)
 {
-	return cl->put && !memcmp(&cl->put_cid, cid, sizeof *cid);
+	if (req_id != cl->put_req || memcmp(&cl->put_cid, cid, sizeof *cid) != 0)
+		return PUT_FRAME_BAD;
+	if (cl->put)
+		return PUT_FRAME_TAKE;
+	if (cl->put_ended || cl->put_done_already)
+		return PUT_FRAME_IGNORE;
+	return PUT_FRAME_BAD;
 }
 
 static int on_put_hashes(struct pn_conn *c, struct server *srv, struct client *cl, const struct pn_msg_hashes *q)
 {
-	if (cl->put_done_already && !memcmp(&cl->put_cid, &q->cid, sizeof q->cid))
-		return PN_OK;
-	if (!put_matches(cl, &q->cid)) {
-		pn_conn_send_error(c, q->req_id, PN_WERR_PROTOCOL, "HASHES without PUT_BEGIN");
-		return PN_EPROTO;
+	switch (put_frame(cl, q->req_id, &q->cid)) {
+	case PUT_FRAME_IGNORE: return PN_OK;
+	case PUT_FRAME_BAD: return violation(c, srv, "HASHES that belong to no upload on this connection");
+	case PUT_FRAME_TAKE: break;
 	}
 	if (store_partial_has_hashes(cl->put))
-		return PN_OK;
+		return PN_OK; /* the server had the list already (PUT_STATUS flag bit 0): not needed */
 	int r = store_partial_add_hashes(cl->put, q->first, q->count, q->hashes);
 	if (r == PN_ECORRUPT) {
-		PN_LOGI(srv->log, "%s: uploaded hash list does not match its content ID, closing", pn_conn_peer_addr(c));
-		pn_conn_send_error(c, q->req_id, PN_WERR_CORRUPT, "hash list does not match the content ID");
-		return PN_ECORRUPT;
+		PN_LOGI(srv->log, "%s: uploaded hash list does not match its content ID", pn_conn_peer_addr(c));
+		return put_fail(c, cl, PN_WERR_CORRUPT, "hash list does not match the content ID");
 	}
+	if (r == PN_EINVAL || r == PN_EPROTO)
+		return violation(c, srv, "HASHES out of order or out of range");
 	if (r != PN_OK)
-		return pn_conn_send_error(c, q->req_id, PN_WERR_INTERNAL, "server cannot store the hash list");
+		return put_fail(c, cl, PN_WERR_INTERNAL, "server cannot store the hash list");
 	return PN_OK;
 }
 
 static int on_put_chunk(struct pn_conn *c, struct server *srv, struct client *cl, const struct pn_msg_chunk *q)
 {
-	if (cl->put_done_already && !memcmp(&cl->put_cid, &q->cid, sizeof q->cid))
-		return PN_OK;
-	if (!put_matches(cl, &q->cid) || !store_partial_has_hashes(cl->put)) {
-		pn_conn_send_error(c, q->req_id, PN_WERR_PROTOCOL, "CHUNK without PUT_BEGIN and hash list");
-		return PN_EPROTO;
+	switch (put_frame(cl, q->req_id, &q->cid)) {
+	case PUT_FRAME_IGNORE: return PN_OK;
+	case PUT_FRAME_BAD: return violation(c, srv, "CHUNK that belongs to no upload on this connection");
+	case PUT_FRAME_TAKE: break;
 	}
+	if (!store_partial_has_hashes(cl->put))
+		return violation(c, srv, "CHUNK before the whole hash list");
 	if (store_partial_has_chunk(cl->put, q->index))
-		return PN_OK;
+		return PN_OK; /* held already (another upload brought it, or a resend): nothing to do */
 	int r = store_partial_write_chunk(cl->put, q->index, q->data, q->len);
 	if (r == PN_ECORRUPT) {
-		PN_LOGI(srv->log, "%s: uploaded chunk %u does not match its hash, closing", pn_conn_peer_addr(c), q->index);
-		pn_conn_send_error(c, q->req_id, PN_WERR_CORRUPT, "chunk does not match its hash");
-		return PN_ECORRUPT;
+		PN_LOGI(srv->log, "%s: uploaded chunk %u does not match its hash", pn_conn_peer_addr(c), q->index);
+		return put_fail(c, cl, PN_WERR_CORRUPT, "chunk does not match its hash");
 	}
 	if (r != PN_OK) {
 		PN_LOGE(srv->log, "writing upload chunk: %s", pn_strerror(r));
-		pn_conn_send_error(c, q->req_id, PN_WERR_INTERNAL,
-			   r == PN_ENOSPC ? "server disk full" : "server failed to write the upload");
-		return r;
+		return put_fail(c, cl, PN_WERR_INTERNAL, r == PN_ENOSPC ? "server disk full" : "server failed to write the upload");
 	}
 	return PN_OK;
 }
@@ -294,17 +349,21 @@ static int on_put_end(struct pn_conn *c, struct server *srv, struct client *cl, 
 	struct pn_msg m = {.type = PN_MSG_PUT_DONE};
 	m.u.ref.req_id = q->req_id;
 	m.u.ref.cid = q->cid;
-	if (cl->put_done_already && !memcmp(&cl->put_cid, &q->cid, sizeof q->cid)) {
-		cl->put_done_already = false;
-		return pn_conn_send_msg(c, &m);
+	switch (put_frame(cl, q->req_id, &q->cid)) {
+	case PUT_FRAME_IGNORE:
+		if (cl->put_done_already) { /* the content was there already: done */
+			cl->put_done_already = false;
+			return pn_conn_send_msg(c, &m);
+		}
+		cl->put_ended = false; /* answered by the ERROR that ended it */
+		return PN_OK;
+	case PUT_FRAME_BAD: return violation(c, srv, "PUT_END that belongs to no upload on this connection");
+	case PUT_FRAME_TAKE: break;
 	}
-	if (!put_matches(cl, &q->cid)) {
-		pn_conn_send_error(c, q->req_id, PN_WERR_PROTOCOL, "PUT_END without PUT_BEGIN");
-		return PN_EPROTO;
-	}
-	if (!store_partial_has_hashes(cl->put) ||
-	    store_partial_have_count(cl->put) != store_partial_nchunks(cl->put))
-		return pn_conn_send_error(c, q->req_id, PN_WERR_PROTOCOL, "upload is missing chunks");
+	if (!store_partial_has_hashes(cl->put))
+		return violation(c, srv, "PUT_END before the whole hash list");
+	if (store_partial_have_count(cl->put) != store_partial_nchunks(cl->put))
+		return violation(c, srv, "PUT_END before every chunk the server lacks was sent");
 	const struct store_object *o = NULL;
 	int r = store_put_finish(srv->store, cl->put, &o);
 	if (r == PN_OK) {

@@ -130,10 +130,15 @@ static void ban_id(struct engine *e, const uint8_t id[PN_ID_BYTES])
 	}
 }
 
+static void send_error(struct engine *e, struct peer *p, uint32_t req_id, uint16_t code, const char *text);
+
+/* A provider of data that failed its hash: told why, cut off, and not
+ * dialled again. */
 static void ban_peer(struct engine *e, struct peer *p, const char *why)
 {
 	if (p->id_known)
 		ban_id(e, p->id);
+	send_error(e, p, 0, PN_WERR_CORRUPT, why);
 	close_peer(e, p, PN_ECORRUPT, why, true);
 }
 
@@ -167,6 +172,23 @@ static void send_error(struct engine *e, struct peer *p, uint32_t req_id, uint16
 	m.u.error.text = text;
 	m.u.error.text_len = (uint16_t)strlen(text);
 	send_msg(e, p, &m, NULL);
+}
+
+/* A fresh request ID: never 0 (docs/PROTOCOL.md, Request IDs). */
+static uint32_t new_req(struct engine *e)
+{
+	if (++e->next_req == 0)
+		e->next_req = 1;
+	return e->next_req;
+}
+
+/* A protocol violation: ERROR(0, PROTOCOL, why), then the connection closes
+ * (docs/PROTOCOL.md, Errors and closing). */
+static int violation(struct engine *e, struct peer *p, const char *why)
+{
+	send_error(e, p, 0, PN_WERR_PROTOCOL, why);
+	close_peer(e, p, PN_EPROTO, why, false);
+	return PN_EPROTO;
 }
 
 /* A peer that takes part in the peer-to-peer protocol (interest, HAVE, choking). */
@@ -393,7 +415,7 @@ static void dl_try_meta_and_hashes(struct engine *e, struct download *d, struct 
 		return;
 	if (!d->have_name && !d->meta_req && !pc->probed) {
 		struct pn_msg m = {.type = PN_MSG_META_REQ};
-		m.u.ref.req_id = d->meta_req = ++e->next_req;
+		m.u.ref.req_id = d->meta_req = new_req(e);
 		m.u.ref.cid = d->cid;
 		d->meta_peer = p->key;
 		send_msg(e, p, &m, NULL);
@@ -403,7 +425,7 @@ static void dl_try_meta_and_hashes(struct engine *e, struct download *d, struct 
 	struct pn_msg m = {.type = PN_MSG_HASH_REQ};
 	d->hash_first = d->hashes_got;
 	d->hash_count = d->nchunks - d->hashes_got < PN_HASHES_MAX ? d->nchunks - d->hashes_got : PN_HASHES_MAX;
-	m.u.hash_req.req_id = d->hash_req = ++e->next_req;
+	m.u.hash_req.req_id = d->hash_req = new_req(e);
 	m.u.hash_req.cid = d->cid;
 	m.u.hash_req.first = d->hash_first;
 	m.u.hash_req.count = d->hash_count;
@@ -417,7 +439,7 @@ static void probe(struct engine *e, struct peer *p, struct pcid *pc)
 	if (pc->probed || !p->ready || p->closing)
 		return;
 	struct pn_msg m = {.type = PN_MSG_META_REQ};
-	m.u.ref.req_id = pc->probe_req = ++e->next_req;
+	m.u.ref.req_id = pc->probe_req = new_req(e);
 	m.u.ref.cid = pc->cid;
 	pc->probed = true;
 	send_msg(e, p, &m, NULL);
@@ -672,15 +694,24 @@ static void on_choke(struct engine *e, struct peer *p, bool choked)
 static int on_meta_req(struct engine *e, struct peer *p, const struct pn_msg_ref *q)
 {
 	struct held h = hold_of(e, &q->cid);
-	if (!h.name || !*h.name) {
+	/* Held but nameless (a download whose META has not come, or an object
+	 * stored without a name): a download in progress does not know it yet;
+	 * what we hold in full goes by its printed content ID. */
+	char printed[PN_CID_STR_LEN + 1];
+	const char *name = h.name;
+	if (h.any && h.complete && name && !*name) {
+		pn_cid_format(&q->cid, printed);
+		name = printed;
+	}
+	if (!name || !*name) {
 		send_error(e, p, q->req_id, PN_WERR_NOT_FOUND, "no such content");
 		return PN_OK;
 	}
 	struct pn_msg m = {.type = PN_MSG_META};
 	m.u.meta.req_id = q->req_id;
 	m.u.meta.cid = q->cid;
-	m.u.meta.name = h.name;
-	m.u.meta.name_len = (uint16_t)strlen(h.name);
+	m.u.meta.name = name;
+	m.u.meta.name_len = (uint16_t)strlen(name);
 	send_msg(e, p, &m, NULL);
 	return PN_OK;
 }
@@ -716,8 +747,9 @@ static int on_chunk_req(struct engine *e, struct peer *p, const struct pn_msg_re
 		return PN_OK;
 	}
 	uint32_t max = e->o.role == ENGINE_SERVER ? ENGINE_UPQ_MAX_SERVER : ENGINE_UPQ_MAX;
-	if (p->upq_len >= max && e->o.role == ENGINE_SERVER && !p->writable)
-		return PN_EAGAIN; /* a client that does not read: read no more of its requests */
+	for (uint32_t k = 0; k < p->upq_len; k++)
+		if (p->upq[(p->upq_head + k) % p->upq_cap].req_id == q->req_id)
+			return violation(e, p, "req_id of a request still open");
 	if (p->upq_len >= max) {
 		send_error(e, p, 0, PN_WERR_LIMIT, "too many chunk requests outstanding");
 		close_peer(e, p, PN_ELIMIT, "too many chunk requests outstanding", false);
@@ -803,10 +835,8 @@ static int on_hashes(struct engine *e, struct peer *p, const struct pn_msg_hashe
 	struct download *d = dl_get(e, &m->cid);
 	if (!d || m->req_id != d->hash_req || d->hash_peer != p->key)
 		return PN_OK;
-	if (m->first != d->hash_first || m->count != d->hash_count) {
-		close_peer(e, p, PN_EPROTO, "a hash list page that was not asked for", false);
-		return PN_EPROTO;
-	}
+	if (m->first != d->hash_first || m->count != d->hash_count)
+		return violation(e, p, "a hash list page that was not asked for");
 	d->hash_req = 0;
 	memcpy(d->hashes + (size_t)m->first * PN_HASH_BYTES, m->hashes, (size_t)m->count * PN_HASH_BYTES);
 	d->hashes_got = m->first + m->count;
@@ -928,6 +958,16 @@ int engine_on_msg(struct engine *e, uint32_t k, const struct pn_msg *m, uint64_t
 	}
 	case PN_MSG_PONG: return PN_OK;
 	case PN_MSG_ERROR: return on_error(e, p, &m->u.error);
+	case PN_MSG_META_REQ:
+	case PN_MSG_HASH_REQ:
+	case PN_MSG_CHUNK_REQ:
+		if ((m->type == PN_MSG_HASH_REQ ? m->u.hash_req.req_id : m->u.ref.req_id) == 0)
+			return violation(e, p, "request with req_id 0");
+		break;
+	default:
+		break;
+	}
+	switch (m->type) {
 	case PN_MSG_META_REQ: return on_meta_req(e, p, &m->u.ref);
 	case PN_MSG_HASH_REQ: return on_hash_req(e, p, &m->u.hash_req);
 	case PN_MSG_CHUNK_REQ: return on_chunk_req(e, p, &m->u.ref);
@@ -1225,7 +1265,7 @@ static void cancel_requests(struct engine *e, struct peer *p, struct download *d
 		if (!a)
 			break;
 		a->msg.type = PN_MSG_CANCEL;
-		a->msg.u.ref.req_id = ++e->next_req;
+		a->msg.u.ref.req_id = new_req(e);
 		a->msg.u.ref.cid = d->cid;
 		a->msg.u.ref.index = idx[i];
 		e->st.cancels_sent++;
@@ -1412,24 +1452,17 @@ static bool pump_swarms(struct engine *e, struct engine_action *out)
 			struct peer *p = peer_get(e, sa.peer);
 			if (!p || p->closing)
 				continue;
-			if (sa.type == SWARM_DROP_PEER) {
-				if (p->id_known)
-					ban_id(e, p->id);
-				p->closing = true;
-				memset(out, 0, sizeof *out);
-				out->type = ENGINE_CLOSE;
-				out->peer = p->key;
-				out->err = PN_ECORRUPT;
-				out->why = "sent a chunk that does not match its hash";
-				out->ban = true;
-				out->role = p->role;
-				return true;
+			if (sa.type == SWARM_DROP_PEER) { /* ERROR(0, CORRUPT), then the close */
+				ban_peer(e, p, "sent a chunk that does not match its hash");
+				if (pop_queued(e, out))
+					return true;
+				continue;
 			}
 			memset(out, 0, sizeof *out);
 			out->type = ENGINE_SEND;
 			out->peer = p->key;
 			out->msg.type = sa.type == SWARM_REQUEST ? PN_MSG_CHUNK_REQ : PN_MSG_CANCEL;
-			out->msg.u.ref.req_id = ++e->next_req;
+			out->msg.u.ref.req_id = new_req(e);
 			out->msg.u.ref.cid = d->cid;
 			out->msg.u.ref.index = sa.index;
 			if (sa.type == SWARM_CANCEL) {
