@@ -64,11 +64,29 @@ static void raise_fd_limit(void)
 	}
 }
 
+/* libuv's thread pool hashes and writes the chunks a download receives. Its
+ * default of 4 threads on a machine of 2 cores has them fight the loop
+ * thread, which decrypts, and each other over the file's lock: leave the
+ * loop a core of its own, 1 to 4 threads. The user's UV_THREADPOOL_SIZE wins.
+ * (On 2 cores, 256 MiB from serve to get --server on loopback took about 8%
+ * less time with 1 thread than with 4, measured side by side.) */
+static void size_thread_pool(void)
+{
+	if (getenv("UV_THREADPOOL_SIZE"))
+		return;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	long n = cpus - 1 < 1 ? 1 : cpus - 1 > 4 ? 4 : cpus - 1;
+	char v[8];
+	snprintf(v, sizeof v, "%ld", n);
+	setenv("UV_THREADPOOL_SIZE", v, 0);
+}
+
 int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN); /* a closed socket is an error to handle, not a reason to die */
 	cli_log_init_from_env();
 	raise_fd_limit();
+	size_thread_pool();
 	if (argc < 2) {
 		fputs(usage, stderr);
 		return PN_EXIT_USAGE;

@@ -87,6 +87,12 @@ void pn_tls_free(struct pn_tls *t);
 /* Hands ciphertext from the network to the session. Always consumes all of it
  * (the memory BIO grows); callers bound how much they feed before reading. */
 PN_MUST_CHECK int pn_tls_feed(struct pn_tls *t, const void *ct, size_t len);
+/* Lends ct (len bytes the caller keeps in place) to the session: the next
+ * handshake steps and reads take ciphertext straight from it. The caller
+ * must call pn_tls_unlend before ct changes or goes away; it keeps what was
+ * not read (PN_ENOMEM if it cannot). */
+void pn_tls_lend(struct pn_tls *t, const void *ct, size_t len);
+PN_MUST_CHECK int pn_tls_unlend(struct pn_tls *t);
 
 /* Advances the handshake. Returns PN_OK when it is complete, PN_EAGAIN when it
  * needs more input, PN_ETLS or PN_EPEERID on failure. After each call, send

@@ -38,6 +38,7 @@ static const unsigned char alpn_wire[] = {
  * than BIO_get_new_index(), which hands out one of 127 numbers per process
  * while every context makes its own method. */
 #define PN_TLS_OUT_BIO_TYPE (0xfe | BIO_TYPE_SOURCE_SINK)
+#define PN_TLS_IN_BIO_TYPE (0xfd | BIO_TYPE_SOURCE_SINK)
 
 enum tls_state { TLS_HANDSHAKING, TLS_ESTABLISHED, TLS_FAILED };
 
@@ -46,11 +47,16 @@ enum tls_state { TLS_HANDSHAKING, TLS_ESTABLISHED, TLS_FAILED };
 struct pn_tls_ctx {
 	SSL_CTX *ssl_ctx;
 	BIO_METHOD *out_method;
+	BIO_METHOD *in_method;
 };
 
 struct pn_tls {
 	SSL *ssl;
-	BIO *rbio;              /* ciphertext in; owned by ssl */
+	BIO *rbio;              /* ciphertext in (reads lent, then in); owned by ssl */
+	const uint8_t *lent;    /* the caller's ciphertext, read in place until pn_tls_unlend */
+	size_t lent_len;
+	uint8_t *in;            /* ciphertext kept: what a lend left unread, or fed */
+	size_t in_off, in_len, in_cap;
 	BIO *wbio;              /* ciphertext out (appends to out); owned by ssl */
 	uint8_t *out;           /* ciphertext waiting for the network */
 	size_t out_len, out_cap;
@@ -208,6 +214,7 @@ static int verify_peer_cb(X509_STORE_CTX *store, void *arg)
 }
 
 static BIO_METHOD *out_method_new(void);
+static BIO_METHOD *in_method_new(void);
 
 struct pn_tls_ctx *pn_tls_ctx_new(const struct pn_identity *id, bool is_server)
 {
@@ -251,7 +258,8 @@ struct pn_tls_ctx *pn_tls_ctx_new(const struct pn_identity *id, bool is_server)
 	if (!c)
 		goto fail;
 	c->out_method = out_method_new();
-	if (!c->out_method)
+	c->in_method = in_method_new();
+	if (!c->out_method || !c->in_method)
 		goto fail;
 	c->ssl_ctx = ctx;
 	return c;
@@ -273,6 +281,7 @@ void pn_tls_ctx_free(struct pn_tls_ctx *ctx)
 		return;
 	SSL_CTX_free(ctx->ssl_ctx);
 	BIO_meth_free(ctx->out_method);
+	BIO_meth_free(ctx->in_method);
 	free(ctx);
 }
 
@@ -351,22 +360,95 @@ static BIO_METHOD *out_method_new(void)
 	return NULL;
 }
 
+/* The input BIO reads ciphertext where it lies: first what was kept from
+ * earlier, then the caller's read buffer, lent for the length of one
+ * pn_tls_lend .. pn_tls_unlend (no copy into a memory BIO). */
+static int in_read(BIO *b, char *data, size_t want, size_t *got)
+{
+	struct pn_tls *t = BIO_get_data(b);
+	size_t n = 0;
+
+	BIO_clear_retry_flags(b);
+	if (t && t->in_len > t->in_off) {
+		n = t->in_len - t->in_off < want ? t->in_len - t->in_off : want;
+		memcpy(data, t->in + t->in_off, n);
+		t->in_off += n;
+		if (t->in_off == t->in_len)
+			t->in_off = t->in_len = 0;
+	}
+	if (t && n < want && t->lent_len) {
+		size_t m = t->lent_len < want - n ? t->lent_len : want - n;
+		memcpy(data + n, t->lent, m);
+		t->lent += m;
+		t->lent_len -= m;
+		n += m;
+	}
+	if (n == 0) {
+		BIO_set_retry_read(b); /* no bytes yet: never end of file */
+		*got = 0;
+		return 0;
+	}
+	*got = n;
+	return 1;
+}
+
+static long in_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	struct pn_tls *t = BIO_get_data(b);
+	switch (cmd) {
+	case BIO_CTRL_PENDING:
+		return t ? (long)(t->in_len - t->in_off + t->lent_len) : 0;
+	case BIO_CTRL_FLUSH:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+static BIO_METHOD *in_method_new(void)
+{
+	BIO_METHOD *m = BIO_meth_new(PN_TLS_IN_BIO_TYPE, "peernet-in");
+	if (m && BIO_meth_set_read_ex(m, in_read) && BIO_meth_set_ctrl(m, in_ctrl) &&
+	    BIO_meth_set_create(m, out_create) && BIO_meth_set_destroy(m, out_destroy))
+		return m;
+	BIO_meth_free(m);
+	return NULL;
+}
+
+/* Keeps len more bytes of ciphertext in t->in. 0 when out of memory. */
+static int in_keep(struct pn_tls *t, const uint8_t *p, size_t len)
+{
+	if (t->in_off && t->in_off == t->in_len)
+		t->in_off = t->in_len = 0;
+	if (t->in_off) { /* move what is left to the front first */
+		memmove(t->in, t->in + t->in_off, t->in_len - t->in_off);
+		t->in_len -= t->in_off;
+		t->in_off = 0;
+	}
+	if (t->in_cap - t->in_len < len) {
+		size_t cap = t->in_cap ? t->in_cap : OUT_MIN_CAP;
+		while (cap - t->in_len < len) {
+			if (cap > SIZE_MAX / 2)
+				return 0;
+			cap *= 2;
+		}
+		uint8_t *n = realloc(t->in, cap);
+		if (!n)
+			return 0;
+		t->in = n;
+		t->in_cap = cap;
+	}
+	memcpy(t->in + t->in_len, p, len);
+	t->in_len += len;
+	return 1;
+}
+
 static BIO *new_out_bio(const BIO_METHOD *method, struct pn_tls *t)
 {
 	BIO *b = BIO_new(method);
 	if (b)
 		BIO_set_data(b, t);
 	return b;
-}
-
-static BIO *new_mem_bio(void)
-{
-	BIO *bio = BIO_new(BIO_s_mem());
-
-	/* An empty BIO means "no bytes yet", never end of file. */
-	if (bio)
-		BIO_set_mem_eof_return(bio, -1);
-	return bio;
 }
 
 struct pn_tls *pn_tls_new(struct pn_tls_ctx *ctx, bool is_server, const uint8_t *expected_id)
@@ -381,7 +463,7 @@ struct pn_tls *pn_tls_new(struct pn_tls_ctx *ctx, bool is_server, const uint8_t 
 		return NULL;
 	ERR_clear_error();
 	t->ssl = SSL_new(ctx->ssl_ctx);
-	rbio = new_mem_bio();
+	rbio = new_out_bio(ctx->in_method, t);
 	wbio = new_out_bio(ctx->out_method, t);
 	if (!t->ssl || !rbio || !wbio)
 		goto fail;
@@ -415,12 +497,15 @@ void pn_tls_free(struct pn_tls *t)
 		return;
 	SSL_free(t->ssl); /* frees both BIOs; OpenSSL wipes the key schedule */
 	free(t->out);
+	free(t->in);
 	free(t);
 }
 
 /* Swaps a drained memory BIO whose buffer grew past PN_TLS_BIO_KEEP for a
  * fresh one, so that one large transfer does not pin its buffer for the
  * life of an idle connection. */
+/* Gives back a drained buffer that one large transfer grew, so that it is
+ * not pinned for the life of an idle connection. */
 static void shrink_bio(struct pn_tls *t, bool out)
 {
 	if (out) {
@@ -431,45 +516,37 @@ static void shrink_bio(struct pn_tls *t, bool out)
 		}
 		return;
 	}
-	BIO *bio = t->rbio;
-	BUF_MEM *mem = NULL;
-	BIO *fresh;
-
-	if (BIO_ctrl_pending(bio) != 0)
-		return;
-	if (BIO_get_mem_ptr(bio, &mem) != 1 || !mem || mem->max <= PN_TLS_BIO_KEEP)
-		return;
-	fresh = new_mem_bio();
-	if (!fresh)
-		return; /* keep the old one: still correct, only larger */
-	if (out) {
-		SSL_set0_wbio(t->ssl, fresh); /* frees the old one */
-		t->wbio = fresh;
-	} else {
-		SSL_set0_rbio(t->ssl, fresh);
-		t->rbio = fresh;
+	if (t->in_len == t->in_off && t->in_cap > PN_TLS_BIO_KEEP) {
+		free(t->in);
+		t->in = NULL;
+		t->in_off = t->in_len = t->in_cap = 0;
 	}
 }
 
 int pn_tls_feed(struct pn_tls *t, const void *ct, size_t len)
 {
-	const uint8_t *p = ct;
-
 	/* A failed session reads nothing more: drop the bytes, keep no memory. */
-	if (t->state == TLS_FAILED)
+	if (t->state == TLS_FAILED || len == 0)
 		return PN_OK;
-	while (len > 0) {
-		size_t chunk = len > INT_MAX ? INT_MAX : len;
-		size_t written = 0;
-		ERR_clear_error();
-		if (BIO_write_ex(t->rbio, p, chunk, &written) != 1 || written == 0) {
-			ERR_clear_error();
-			return PN_ENOMEM;
-		}
-		p += written;
-		len -= written;
-	}
-	return PN_OK;
+	return in_keep(t, ct, len) ? PN_OK : PN_ENOMEM;
+}
+
+void pn_tls_lend(struct pn_tls *t, const void *ct, size_t len)
+{
+	if (t->state == TLS_FAILED)
+		return; /* as pn_tls_feed: dropped */
+	t->lent = ct;
+	t->lent_len = len;
+}
+
+int pn_tls_unlend(struct pn_tls *t)
+{
+	int r = PN_OK;
+	if (t->lent_len && t->state != TLS_FAILED && !in_keep(t, t->lent, t->lent_len))
+		r = PN_ENOMEM;
+	t->lent = NULL;
+	t->lent_len = 0;
+	return r;
 }
 
 /* The handshake has just completed: make sure of ALPN and the peer ID. */

@@ -896,11 +896,13 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		pn_conn_close(c, PN_ENOMEM);
 		return;
 	}
-	if (pn_tls_feed(c->tls, buf->base, (size_t)nread) != PN_OK) {
-		pn_conn_close(c, PN_ENOMEM);
-		return;
-	}
+	/* The session reads the ciphertext in place; what it leaves (a partial
+	 * record, or all of it while the owner has paused) it keeps a copy of
+	 * before the buffer is read into again. */
+	pn_tls_lend(c->tls, buf->base, (size_t)nread);
 	process(c);
+	if (pn_tls_unlend(c->tls) != PN_OK)
+		pn_conn_close(c, PN_ENOMEM);
 }
 
 static void start_reading(struct pn_conn *c)

@@ -22,7 +22,7 @@
 #include "util/log.h"
 #include "wire/wire.h"
 
-#define PN_NET_READ_BUF (64 * 1024)
+#define PN_NET_READ_BUF (256 * 1024)
 #define PN_NET_SHAPER_BYPASS 1024 /* under an upload cap, a write this small with nothing queued before it on
 				   * its connection skips the shaper queue (still counted against the rate) */
 #define PN_CONN_HIGH_WATER (2u * 1024 * 1024)  /* stop producing above this many queued bytes */
