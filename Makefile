@@ -40,10 +40,11 @@ FUZZ_BINS := $(FUZZ_SRCS:fuzz/%.c=$(BUILD)/fuzz/%)
 
 # Debian packages each target needs (binary name or file -> package).
 DEPS_BUILD := libuv1-dev libssl-dev pkg-config
-DEPS_TEST  := $(DEPS_BUILD) libcriterion-dev python3-pytest clang libclang-rt-14-dev openssl
+DEPS_TEST  := $(DEPS_BUILD) libcriterion-dev python3-pytest clang libclang-rt-14-dev openssl \
+              python3-cryptography python3-openssl
 DEPS_BENCH := $(DEPS_BUILD) nginx curl python3-matplotlib linux-perf
 
-.PHONY: all test unit fuzz-smoke integration demo bench fuzz clean deps-build deps-test deps-bench asan sim-faults sim-faults-test
+.PHONY: all test unit fuzz-smoke integration conformance demo bench fuzz clean deps-build deps-test deps-bench asan sim-faults sim-faults-test
 
 all: deps-build $(BUILD)/peernet $(BUILD)/libpeernet.a
 
@@ -111,8 +112,13 @@ integration: deps-test $(BUILD)/peernet $(BUILD)/asan/peernet $(BUILD)/peernet-c
 	  PEERNET_CORRUPT_BIN=$(abspath $(BUILD)/peernet-corrupt) \
 	  $(PYTHON) -m pytest -q -x tests/integration
 
+# The protocol's requirements, one case per **must** of docs/PROTOCOL.md,
+# driven byte by byte from Python (tests/conformance/README.md).
+conformance: deps-test $(BUILD)/asan/peernet
+	PEERNET_BIN=$(abspath $(BUILD)/asan/peernet) $(PYTHON) -m pytest -q tests/conformance
+
 TEST_SEEDS ?= 200
-test: unit fuzz-smoke sim-faults-test integration
+test: unit fuzz-smoke sim-faults-test conformance integration
 	@echo "all tests passed"
 
 fuzz: deps-test $(FUZZ_BINS)

@@ -341,6 +341,8 @@ static void get_written(struct session *s, uint32_t peer, const struct pn_cid *c
 {
 	engine_chunk_written(s->engine, peer, cid, index, r, uv_now(&s->loop));
 	if (r == PN_ECORRUPT) {
+		if (s->conn) /* the close is caused by the peer's data: say why (docs/PROTOCOL.md) */
+			(void)pn_conn_send_error(s->conn, 0, PN_WERR_CORRUPT, "a chunk does not match its hash");
 		fail(s, r, "server sent chunk %u that does not match its hash; it was not written%s", index,
 		     partial_hint(s));
 		return;
@@ -432,7 +434,7 @@ static void get_on_write(struct session *s, const struct engine_action *a)
 	get_written(s, a->peer, &a->cid, a->index, a->len, r);
 }
 
-static void on_error_msg(struct session *s, uint16_t code, const char *etext, size_t text_len);
+static void on_error_msg(struct session *s, uint32_t req_id, uint16_t code, const char *etext, size_t text_len);
 
 static void engine_timer_cb(uv_timer_t *t)
 {
@@ -470,7 +472,7 @@ static void engine_pump(struct session *s)
 			break;
 		}
 		case ENGINE_PEER_ERROR:
-			on_error_msg(s, a.code, a.text, a.text_len);
+			on_error_msg(s, a.req_id, a.code, a.text, a.text_len);
 			break;
 		case ENGINE_STALLED:
 			if (!s->conn && s->last_err)
@@ -482,6 +484,11 @@ static void engine_pump(struct session *s)
 				     partial_hint(s));
 			break;
 		case ENGINE_CLOSE:
+			if (a.err == PN_ECLOSED) { /* the server ended it with ERROR(0, BUSY): as if dropped */
+				if (s->conn)
+					pn_conn_close(s->conn, PN_ECLOSED);
+				break;
+			}
 			if (a.role && a.role != PN_ROLE_SERVER && a.role != PN_ROLE_NODE)
 				fail(s, PN_EPROTO, "%s is not a peernet server (it is a %s)", s->opts->server,
 				     a.role == PN_ROLE_DIRECTORY ? "directory" : "client");
@@ -763,13 +770,20 @@ static void established_cb(struct pn_conn *c)
 	}
 }
 
-static void on_error_msg(struct session *s, uint16_t code, const char *etext, size_t text_len)
+static void on_error_msg(struct session *s, uint32_t req_id, uint16_t code, const char *etext, size_t text_len)
 {
 	char text[PN_ERRMSG_MAX + 1];
 	size_t n = 0;
 	for (size_t i = 0; i < text_len && i < PN_ERRMSG_MAX; i++) /* never print a peer's control bytes */
 		text[n++] = (etext[i] >= 0x20 && etext[i] != 0x7f) ? etext[i] : '?';
 	text[n] = 0;
+	/* A server that is stopping or full ends the connection with
+	 * ERROR(0, BUSY): a download goes on as after a dropped connection,
+	 * asking again on a new one (docs/PROTOCOL.md, Errors and closing). */
+	if (req_id == 0 && code == PN_WERR_BUSY && s->op == OP_GET && s->was_connected) {
+		PN_LOGI(s->opts->log, "server %s: %s; connecting again", s->opts->server, text);
+		return;
+	}
 	if (code == PN_WERR_NOT_FOUND && s->op == OP_GET) {
 		char id[PN_CID_STR_LEN + 1];
 		pn_cid_format(&s->cid, id);
@@ -818,7 +832,7 @@ static int frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
 		}
 		return PN_OK;
 	case PN_MSG_ERROR:
-		on_error_msg(s, m.u.error.code, m.u.error.text, m.u.error.text_len);
+		on_error_msg(s, m.u.error.req_id, m.u.error.code, m.u.error.text, m.u.error.text_len);
 		return PN_OK;
 	case PN_MSG_PING: {
 		struct pn_msg pong = {.type = PN_MSG_PONG};

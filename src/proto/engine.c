@@ -697,9 +697,11 @@ static int on_meta_req(struct engine *e, struct peer *p, const struct pn_msg_ref
 	/* Held but nameless (a download whose META has not come, or an object
 	 * stored without a name): a download in progress does not know it yet;
 	 * what we hold in full goes by its printed content ID. */
-	char printed[PN_CID_STR_LEN + 1];
+	char *printed = NULL; /* the action outlives this call: it owns the copy */
 	const char *name = h.name;
 	if (h.any && h.complete && name && !*name) {
+		if (!(printed = malloc(PN_CID_STR_LEN + 1)))
+			return PN_ENOMEM;
 		pn_cid_format(&q->cid, printed);
 		name = printed;
 	}
@@ -712,7 +714,7 @@ static int on_meta_req(struct engine *e, struct peer *p, const struct pn_msg_ref
 	m.u.meta.cid = q->cid;
 	m.u.meta.name = name;
 	m.u.meta.name_len = (uint16_t)strlen(name);
-	send_msg(e, p, &m, NULL);
+	send_msg(e, p, &m, printed);
 	return PN_OK;
 }
 
@@ -928,6 +930,10 @@ static int on_error(struct engine *e, struct peer *p, const struct pn_msg_error 
 		a->text = er->text;
 		a->text_len = er->text_len;
 	}
+	/* ERROR(0, ...) ends the connection: the peer sends nothing more on it,
+	 * and neither do we (docs/PROTOCOL.md, Errors and closing). */
+	if (er->req_id == 0)
+		close_peer(e, p, PN_ECLOSED, "the peer ended the connection with an ERROR", false);
 	return PN_OK;
 }
 
