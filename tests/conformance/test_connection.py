@@ -159,6 +159,7 @@ def test_every_close_caused_by_the_client_is_explained(serve, ident):
     offences = [
         (b"\x00\x00\x00\x00", E_PROTOCOL),                              # zero-length frame
         (frame(b"\x7f"), E_PROTOCOL),                                   # unknown type
+        (struct.pack(">I", 100000) + bytes([META_REQ]), E_PROTOCOL),    # too large for its type
         (frame(wire.hello(CLIENT)), E_PROTOCOL),                        # a second HELLO
         (b"".join(frame(ref(CHUNK_REQ, 1 + i, cid, i % 4)) for i in range(300)), E_LIMIT),
     ]

@@ -240,3 +240,37 @@ def _cid_from_put(tmp_path, path):
         return r.stdout.decode().split()[0]
     finally:
         p.stop()
+
+
+def test_pythons_ssl_cannot_play_the_server(ident):
+    """Implementing peernet, TLS stacks: Python's ssl requests a client
+    certificate only to validate it against a CA, so it refuses the
+    self-signed certificate every peernet client presents."""
+    import threading
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_cert_chain(ident.cert_path, ident.key_path)
+    ctx.set_alpn_protocols(["peernet/1"])
+    ctx.verify_mode = ssl.CERT_OPTIONAL  # CERT_NONE would not ask for one at all
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(1)
+    lst.settimeout(20)
+    result = []
+
+    def accept():
+        try:
+            c, _ = lst.accept()
+            c.settimeout(20)
+            with ctx.wrap_socket(c, server_side=True):
+                result.append("handshake completed")
+        except (ssl.SSLError, OSError) as e:
+            result.append(str(e))
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    r = run(["ls", "--server", "127.0.0.1:%d" % lst.getsockname()[1]], timeout=30)
+    t.join(25)
+    lst.close()
+    assert r.returncode != 0
+    assert result and "CERTIFICATE_VERIFY_FAILED" in result[0], result
