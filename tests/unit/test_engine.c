@@ -993,3 +993,81 @@ Test(engine, a_downloader_serves_its_least_sent_chunk_first)
 	H.n[x].have_on_disk = NULL;
 	h_free();
 }
+
+/* A server peer that has said HELLO as a client, on engine node srv. */
+static uint32_t ready_client_of(int srv, uint32_t key)
+{
+	uint8_t id[PN_ID_BYTES] = {7};
+	cr_assert_eq(engine_peer_add(H.n[srv].e, key, false, NULL, H.now), PN_OK);
+	engine_peer_established(H.n[srv].e, key, id, 0, H.now);
+	struct pn_msg h = {.type = PN_MSG_HELLO};
+	h.u.hello.version = PN_PROTOCOL_VERSION;
+	h.u.hello.role = PN_ROLE_CLIENT;
+	cr_assert_eq(engine_on_msg(H.n[srv].e, key, &h, H.now), PN_OK);
+	struct engine_action a;
+	while (engine_next_action(H.n[srv].e, &a))
+		;
+	return key;
+}
+
+/* What the engine does next: whether it sent ERROR(0, code) and closed. */
+static bool error0_then_close(int node, uint16_t code)
+{
+	struct engine_action a;
+	bool error = false, closed = false;
+	while (engine_next_action(H.n[node].e, &a)) {
+		if (a.type == ENGINE_SEND && a.msg.type == PN_MSG_ERROR && !closed)
+			error |= a.msg.u.error.req_id == 0 && a.msg.u.error.code == code;
+		closed |= a.type == ENGINE_CLOSE;
+	}
+	return error && closed;
+}
+
+/* docs/PROTOCOL.md, Requests: req_id 0, and a req_id of a chunk request still
+ * queued, are violations: ERROR(0, PROTOCOL), then the close. */
+Test(engine, request_ids_zero_or_still_queued_are_violations)
+{
+	h_init(4 * PN_CHUNK_SIZE);
+	int srv = add_node(ENGINE_SERVER, true, 1);
+	H.n[srv].pause_uploads = true;
+	uint32_t k = ready_client_of(srv, 1);
+	struct pn_msg q = {.type = PN_MSG_META_REQ};
+	q.u.ref.cid = H.cid;
+	cr_assert_eq(engine_on_msg(H.n[srv].e, k, &q, H.now), PN_EPROTO);
+	cr_assert(error0_then_close(srv, PN_WERR_PROTOCOL));
+
+	k = ready_client_of(srv, 2);
+	struct pn_msg c = {.type = PN_MSG_CHUNK_REQ};
+	c.u.ref.cid = H.cid;
+	c.u.ref.req_id = 5;
+	cr_assert_eq(engine_on_msg(H.n[srv].e, k, &c, H.now), PN_OK);
+	c.u.ref.index = 1; /* another chunk, the same req_id while the first waits */
+	cr_assert_eq(engine_on_msg(H.n[srv].e, k, &c, H.now), PN_EPROTO);
+	cr_assert(error0_then_close(srv, PN_WERR_PROTOCOL));
+	h_free();
+}
+
+/* docs/PROTOCOL.md, Errors and closing: ERROR(0, ...) from a peer ends the
+ * connection; an ERROR about one request does not. */
+Test(engine, error_0_from_a_peer_ends_the_connection)
+{
+	h_init(PN_CHUNK_SIZE);
+	int srv = add_node(ENGINE_SERVER, true, 1);
+	uint32_t k = ready_client_of(srv, 1);
+	struct pn_msg e = {.type = PN_MSG_ERROR};
+	e.u.error.req_id = 9;
+	e.u.error.code = PN_WERR_INTERNAL;
+	cr_assert_eq(engine_on_msg(H.n[srv].e, k, &e, H.now), PN_OK);
+	struct engine_action a;
+	bool closed = false;
+	while (engine_next_action(H.n[srv].e, &a))
+		closed |= a.type == ENGINE_CLOSE;
+	cr_assert(!closed, "an ERROR about a request leaves the connection open");
+	e.u.error.req_id = 0;
+	e.u.error.code = PN_WERR_BUSY;
+	cr_assert_eq(engine_on_msg(H.n[srv].e, k, &e, H.now), PN_OK);
+	while (engine_next_action(H.n[srv].e, &a))
+		closed |= a.type == ENGINE_CLOSE && a.peer == k;
+	cr_assert(closed, "ERROR(0) ends the connection");
+	h_free();
+}
