@@ -462,6 +462,7 @@ static int net_frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
 	struct pn_msg m;
 	if (pn_msg_decode(body, len, &m) != PN_OK) {
 		PN_LOGW(dc->o.log, "directory sent a malformed message (type 0x%02x)", len ? body[0] : 0);
+		(void)pn_conn_send_error(c, 0, PN_WERR_PROTOCOL, "malformed message"); /* then the close */
 		return PN_EPROTO;
 	}
 	int r = dir_client_on_msg(dc, &m);

@@ -117,10 +117,12 @@ def serve(tmp_path, procs):
 def swarm(tmp_path, procs):
     """swarm(files={name: size}) -> (node Proc, {name: (printed cid, data)}): a
     directory and one node sharing the files."""
-    def start(files=None, extra=()):
+    def start(files=None, extra=(), directory=None):
         work = str(tmp_path)
-        d = Proc(os.path.join(work, "dir"), "directory", ["directory", "--listen", "127.0.0.1:0"])
-        procs.append(d)
+        d = directory
+        if d is None:
+            d = Proc(os.path.join(work, "dir"), "directory", ["directory", "--listen", "127.0.0.1:0"])
+            procs.append(d)
         held, shares = {}, []
         for name, size in (files or {}).items():
             path = os.path.join(work, name)
@@ -129,7 +131,12 @@ def swarm(tmp_path, procs):
         node_dir = os.path.join(work, "node")
         p = Proc(node_dir, "node", ["node", "--listen", "127.0.0.1:0", "--data", os.path.join(node_dir, "data"),
                                     "--discovery", "directory", "--directory", d.addr] + shares + list(extra))
+        if directory is not None:
+            procs.append(p)
+            p.directory = d
+            return p, held
         procs.append(p)
+        p.directory = d
         for name in held:
             r = wait_for(lambda: _status_cid(node_dir, name), START_TIMEOUT, "the node's share " + name)
             held[name] = (r, held[name][1])

@@ -106,3 +106,22 @@ def cited_quotes():
                         if isinstance(a, ast.Constant) and isinstance(a.value, str):
                             out.append((os.path.basename(path), node.name, a.value))
     return out
+
+
+def rejected_examples(path=SPEC):
+    """The "why" column of the table of bodies a receiver must reject."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    start = next(i for i, l in enumerate(lines) if l.startswith("Examples of bodies a receiver **must** reject"))
+    out = []
+    for l in lines[start + 1:]:
+        s = l.strip()
+        if not s and out:
+            break
+        if not s.startswith("|") or re.fullmatch(r"\|[\s:|-]+\|?", s):
+            continue
+        cells = [c.strip() for c in s.strip("|").split("|")]
+        if cells[0] == "body":
+            continue
+        out.append(cells[-1])
+    return out

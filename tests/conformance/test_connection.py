@@ -47,38 +47,6 @@ def test_a_body_with_a_byte_left_over_is_malformed(serve, ident):
     c.expect_error_and_close(E_PROTOCOL)
 
 
-REJECTED_AT_A_SERVER = [
-    # (what, body before CID substitution) from "Examples of bodies a receiver must reject"
-    ("CHUNK_REQ index 2 of a 2-chunk file", lambda cid2: bytes([0x14]) + struct.pack(">I", 2) + cid2 +
-     struct.pack(">I", 2)),
-    ("HASH_REQ first + count wraps around", lambda cid2: bytes([0x12]) + struct.pack(">I", 4) + cid2 +
-     struct.pack(">II", 0xFFFFFFFF, 2)),
-    ("META_REQ size above 64 GiB", lambda cid2: bytes([0x10]) + struct.pack(">I", 1) + bytes(range(32)) +
-     struct.pack(">Q", 68719476737)),
-    ("PING with a trailing byte", lambda cid2: bytes([0x03]) + bytes(range(1, 9)) + b"\x00"),
-]
-
-
-@rule("Examples of bodies a receiver **must** reject as malformed")
-@pytest.mark.parametrize("what,body", REJECTED_AT_A_SERVER, ids=[r[0] for r in REJECTED_AT_A_SERVER])
-def test_the_rejected_examples_are_rejected_by_a_server(serve, ident, what, body):
-    srv, held = serve(files={"two-chunks": 262145})
-    c = connect(srv.port, ident)
-    c.send(body(wire.cid_wire(held["two-chunks"][0])))
-    c.expect_error_and_close(E_PROTOCOL)
-
-
-@rule("Examples of bodies a receiver **must** reject as malformed")
-@pytest.mark.parametrize("body", [bytes([1, 0, 2, 0x1b, 0x9e, 0, 0, 0, 0]), bytes([1, 1, 5, 0x1b, 0x9e, 0, 0, 0, 0])],
-                         ids=["HELLO version 0", "HELLO role 5"])
-def test_the_rejected_hellos_are_rejected(serve, ident, body):
-    srv, _ = serve()
-    c = connect(srv.port, ident, send_hello=False)
-    c.send(body)
-    assert c.recv().type == wire.HELLO
-    c.expect_error_and_close(E_PROTOCOL)
-
-
 @rule("A requester **must not** send a request with `req_id` 0.",
       "A server or node that receives one **must** answer ERROR(0, PROTOCOL) and close the connection.")
 @pytest.mark.parametrize("kind", ["META_REQ", "HASH_REQ", "CHUNK_REQ", "LIST_REQ"])

@@ -163,32 +163,6 @@ def test_a_bad_printed_content_id_is_refused(text):
     assert len(r.stderr.splitlines()) == 1 and b"content ID" in r.stderr, r.stderr
 
 
-@rule("Examples of bodies a receiver **must** reject as malformed")
-@pytest.mark.parametrize("status", [b"\x00" + struct.pack(">I", 10) + b"\xff\xe0",
-                                    b"\x02" + struct.pack(">I", 10) + b"\xff\xc0"],
-                         ids=["unused bitmap bit set", "undefined flag bit"])
-def test_the_rejected_put_status_examples_are_rejected_by_put(ident, tmp_path, status):
-    path = tmp_path / "ten.bin"
-    path.write_bytes(bytes(9 * 262144 + 5))
-    got = []
-
-    def handler(conn):
-        conn.send(wire.hello(wire.SERVER, 7070))
-        while True:
-            m = conn.recv(20)
-            if m.type == PUT_BEGIN:
-                conn.send(bytes([wire.PUT_STATUS]) + struct.pack(">I", m.req_id) + m.cid + status)
-            elif m.type == ERROR:
-                got.append(m)
-                return
-
-    s = wire.TLSServer(ident, handler)
-    r = run(["put", "--server", s.addr, "--no-progress", str(path)], timeout=60)
-    s.result()
-    assert r.returncode != 0
-    assert got and (got[0].req_id, got[0].code) == (0, E_PROTOCOL)
-
-
 @rule("a peer **must** treat either as the end of the connection and of the requests open on it")
 def test_a_client_told_busy_and_closed_asks_again_on_a_new_connection(ident, tmp_path):
     data = bytes(range(256)) * 2000  # two chunks

@@ -271,21 +271,6 @@ def test_a_nodes_bitfield_count_and_bitmap(swarm, ident):
     assert bits_ok(m.bitmap, 10)
 
 
-@rule("Examples of bodies a receiver **must** reject as malformed")
-@pytest.mark.parametrize("what", ["HAVE index 2 of a 2-chunk file", "BITFIELD nchunks is not chunks(cid)",
-                                  "BITFIELD unused bit set", "CHOKE with a payload"])
-def test_the_rejected_swarm_examples_are_rejected_by_a_node(swarm, ident, what):
-    node, held = swarm(files={"two": 262145, "ten": 9 * 262144 + 5})
-    cid2, cid10 = wire.cid_wire(held["two"][0]), wire.cid_wire(held["ten"][0])
-    body = {"HAVE index 2 of a 2-chunk file": bytes([wire.HAVE]) + cid2 + struct.pack(">I", 2),
-            "BITFIELD nchunks is not chunks(cid)": bytes([BITFIELD]) + cid10 + struct.pack(">I", 9) + b"\xff\x80",
-            "BITFIELD unused bit set": bytes([BITFIELD]) + cid10 + struct.pack(">I", 10) + b"\xff\xe0",
-            "CHOKE with a payload": bytes([wire.CHOKE, 0])}[what]
-    c = connect(node.port, ident, role=wire.NODE)
-    c.send(body)
-    c.expect_error_and_close(E_PROTOCOL)
-
-
 @rule("a server **must** let any client continue it, whoever began it")
 def test_another_client_continues_a_partial_upload(serve, tmp_path):
     srv, _ = serve()
