@@ -765,6 +765,7 @@ static void registered_cb(void *ud)
 			dir_client_offer(n->dir, &d->cid, d->name);
 	refind(n, node_now(n)); /* downloads and searches that waited for the directory ask now */
 	pending_searches_run(n, node_now(n));
+	node_schedule(n); /* the heartbeat the directory asked for starts now, not at the next tick */
 }
 
 static void wake_cb(void *ud)

@@ -165,8 +165,9 @@ def test_a_silent_client_is_pinged_then_told_before_the_idle_close(serve, ident)
     first = c.recv(10)
     assert first.type == PING, first
     pinged = time.monotonic() - t0
-    # A quarter of the idle timeout (1 s), checked about once a second.
-    assert pinged < 4 / 2, "the first PING came %.1f s after the last frame" % pinged
+    # A quarter of the idle timeout (1 s), checked about once a second: it
+    # comes well before the idle timeout (wide margins for a busy machine).
+    assert pinged < 3.5, "the first PING came %.1f s after the last frame" % pinged
     # Not answering it: the server gives up at the idle timeout, and says why.
     err = c.expect_error_and_close(E_LIMIT, timeout=10)
     assert "idle" in err.text
