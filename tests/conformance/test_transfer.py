@@ -236,7 +236,8 @@ def test_a_chunk_sent_twice_is_ignored(serve, ident):
     assert c.recv_type(PUT_DONE).req_id == 4
 
 
-@rule("While one client's upload of a `cid` is open, a server **must** answer another client's PUT_BEGIN")
+@rule("While one client's upload of a `cid` is open, a server **must** answer another client's PUT_BEGIN",
+      "a server **must not** rename content it holds because a PUT_BEGIN gives another name")
 def test_a_second_uploader_of_the_same_content_gets_busy(serve, ident):
     srv, _ = serve()
     data = b"w" * 6000
