@@ -8,8 +8,8 @@ import pytest
 import wire
 from conftest import run
 from spec import rule
-from wire import (CLIENT, ERROR, E_LIMIT, E_NOT_FOUND, E_PROTOCOL, META, META_REQ, CHUNK, CHUNK_REQ,
-                  HASH_REQ, PING, PONG, connect, frame, ref)
+from wire import (CLIENT, ERROR, E_LIMIT, E_NOT_FOUND, E_PROTOCOL, META_REQ, CHUNK, CHUNK_REQ,
+                  PING, PONG, connect, frame, ref)
 
 
 def test_every_case_names_a_requirement_and_every_requirement_has_a_case():

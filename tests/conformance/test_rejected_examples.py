@@ -2,9 +2,7 @@
 must reject is sent to a peernet process that receives that type, and is
 refused as malformed. A row added to the table without a vector here fails
 test_every_row_has_a_vector."""
-import os
 import struct
-import time
 
 import pytest
 

@@ -11,9 +11,9 @@ import subprocess
 import pytest
 
 import wire
-from conftest import BIN, run
+from conftest import run
 from spec import rule
-from wire import CHUNK_REQ, E_CORRUPT, E_PROTOCOL, ERROR, HASH_REQ, META_REQ, PUT_BEGIN
+from wire import CHUNK_REQ, E_CORRUPT, E_PROTOCOL, ERROR, HASH_REQ, META_REQ
 
 
 def _alert(port, identity):

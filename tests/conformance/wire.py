@@ -343,7 +343,7 @@ class Conn:
         """The connection still serves: a META_REQ is answered."""
         rid = 0x7fff0001
         self.send(ref(META_REQ, rid, cid_known))
-        m = self.recv_type(META, skip=(PING, PONG, HAVE, BITFIELD, ERROR) if False else (PING, PONG, HAVE, BITFIELD))
+        m = self.recv_type(META)
         assert m.req_id == rid
         return m
 
