@@ -295,22 +295,29 @@ void pn_tls_ctx_free(struct pn_tls_ctx *ctx)
 #define TLS_RECORD_OVERHEAD 32u /* header, tag and content type of one TLS 1.3 record, rounded up */
 #define TLS_RECORD_MAX 16384u
 
-static int out_reserve(struct pn_tls *t, size_t more)
+/* Makes room for `more` bytes after the first `len` of *buf (capacity *cap),
+ * doubling from OUT_MIN_CAP. 0 when out of memory. */
+static int grow(uint8_t **buf, size_t *cap, size_t len, size_t more)
 {
-	if (t->out_cap - t->out_len >= more)
+	if (*cap - len >= more)
 		return 1;
-	size_t cap = t->out_cap ? t->out_cap : OUT_MIN_CAP;
-	while (cap - t->out_len < more) {
-		if (cap > SIZE_MAX / 2)
+	size_t c = *cap ? *cap : OUT_MIN_CAP;
+	while (c - len < more) {
+		if (c > SIZE_MAX / 2)
 			return 0;
-		cap *= 2;
+		c *= 2;
 	}
-	uint8_t *n = realloc(t->out, cap);
+	uint8_t *n = realloc(*buf, c);
 	if (!n)
 		return 0;
-	t->out = n;
-	t->out_cap = cap;
+	*buf = n;
+	*cap = c;
 	return 1;
+}
+
+static int out_reserve(struct pn_tls *t, size_t more)
+{
+	return grow(&t->out, &t->out_cap, t->out_len, more);
 }
 
 static int out_write(BIO *b, const char *data, size_t len, size_t *written)
@@ -418,26 +425,13 @@ static BIO_METHOD *in_method_new(void)
 /* Keeps len more bytes of ciphertext in t->in. 0 when out of memory. */
 static int in_keep(struct pn_tls *t, const uint8_t *p, size_t len)
 {
-	if (t->in_off && t->in_off == t->in_len)
-		t->in_off = t->in_len = 0;
 	if (t->in_off) { /* move what is left to the front first */
 		memmove(t->in, t->in + t->in_off, t->in_len - t->in_off);
 		t->in_len -= t->in_off;
 		t->in_off = 0;
 	}
-	if (t->in_cap - t->in_len < len) {
-		size_t cap = t->in_cap ? t->in_cap : OUT_MIN_CAP;
-		while (cap - t->in_len < len) {
-			if (cap > SIZE_MAX / 2)
-				return 0;
-			cap *= 2;
-		}
-		uint8_t *n = realloc(t->in, cap);
-		if (!n)
-			return 0;
-		t->in = n;
-		t->in_cap = cap;
-	}
+	if (!grow(&t->in, &t->in_cap, t->in_len, len))
+		return 0;
 	memcpy(t->in + t->in_len, p, len);
 	t->in_len += len;
 	return 1;

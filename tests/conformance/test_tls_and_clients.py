@@ -81,13 +81,17 @@ def test_a_mismatched_server_id_is_reported_as_the_spec_words_it(serve):
     assert ("peer identity mismatch: expected %s got %s" % (wrong, _server_id(srv))).encode() in r.stderr
 
 
-def _serve_one_download(ident, data, answer):
+def _serve_one_download(ident, data, answer, cid=None, conns=1):
     """The suite as a server of one content: HELLO, META, HASHES as asked;
-    answer(conn, msg) handles every CHUNK_REQ. Returns (TLSServer, cid)."""
-    cid = wire.chunk_hashes(data)[0] + struct.pack(">Q", len(data))
+    answer(conn, msg, index) handles every CHUNK_REQ on the index-th
+    connection (False: stop reading it). Returns (TLSServer, cid); the
+    server's .seen lists what the client sent."""
+    if cid is None:  # one chunk: the root is the chunk's hash
+        cid = wire.chunk_hashes(data)[0] + struct.pack(">Q", len(data))
+    hashes = wire.chunk_hashes(data)
     seen = []
 
-    def handler(conn):
+    def handler(conn, index=0):
         conn.send(wire.hello(wire.SERVER, 7070))
         while True:
             try:
@@ -98,9 +102,9 @@ def _serve_one_download(ident, data, answer):
             if m.type == META_REQ:
                 conn.send(wire.meta_msg(wire.META, m.req_id, cid, "x.bin"))
             elif m.type == HASH_REQ:
-                conn.send(wire.hashes_msg(m.req_id, cid, 0, wire.chunk_hashes(data)))
+                conn.send(wire.hashes_msg(m.req_id, cid, 0, hashes))
             elif m.type == CHUNK_REQ:
-                if answer(conn, m) is False:
+                if answer(conn, m, index) is False:
                     break
             elif m.type == ERROR:
                 break
@@ -110,7 +114,7 @@ def _serve_one_download(ident, data, answer):
         except (wire.Closed, TimeoutError):
             pass
 
-    s = wire.TLSServer(ident, handler)
+    s = wire.TLSServer(ident, handler, conns=conns)
     s.seen = seen
     return s, cid
 
@@ -118,7 +122,7 @@ def _serve_one_download(ident, data, answer):
 @rule("the chunk; its length (body length − 49) **must** equal the chunk's length from the cid |")
 def test_a_chunk_of_the_wrong_length_is_refused_by_the_client(ident, tmp_path):
     data = b"0123456789" * 100
-    s, cid = _serve_one_download(ident, data, lambda c, m: c.send(wire.chunk_msg(m.req_id, cid, 0, data[:-1])))
+    s, cid = _serve_one_download(ident, data, lambda c, m, i: c.send(wire.chunk_msg(m.req_id, cid, 0, data[:-1])))
     r = run(["get", "--server", s.addr, wire.cid_printed(cid), "-o", str(tmp_path / "out"),
              "--no-progress", "--timeout", "5"], timeout=60)
     s.result()
@@ -130,7 +134,7 @@ def test_a_chunk_of_the_wrong_length_is_refused_by_the_client(ident, tmp_path):
 def test_a_chunk_that_fails_its_hash_gets_error_corrupt_and_the_close(ident, tmp_path):
     data = b"abcdefghij" * 100
     s, cid = _serve_one_download(ident, data,
-                                 lambda c, m: c.send(wire.chunk_msg(m.req_id, cid, 0, b"X" * len(data))))
+                                 lambda c, m, i: c.send(wire.chunk_msg(m.req_id, cid, 0, b"X" * len(data))))
     r = run(["get", "--server", s.addr, wire.cid_printed(cid), "-o", str(tmp_path / "out"),
              "--no-progress", "--timeout", "5"], timeout=60)
     s.result()
@@ -144,7 +148,7 @@ def test_an_error_text_with_control_characters_is_printed_harmlessly(ident, tmp_
     data = b"k" * 100
     evil = "no\x1b[31mred\x07\r\nFAKE LINE"
     s, cid = _serve_one_download(ident, data,
-                                 lambda c, m: c.send(wire.error_msg(m.req_id, wire.E_INTERNAL, evil)))
+                                 lambda c, m, i: c.send(wire.error_msg(m.req_id, wire.E_INTERNAL, evil)))
     r = run(["get", "--server", s.addr, wire.cid_printed(cid), "-o", str(tmp_path / "out"),
              "--no-progress", "--timeout", "5"], timeout=60)
     s.result()
@@ -166,7 +170,6 @@ def test_a_bad_printed_content_id_is_refused(text):
 @rule("a peer **must** treat either as the end of the connection and of the requests open on it")
 def test_a_client_told_busy_and_closed_asks_again_on_a_new_connection(ident, tmp_path):
     data = bytes(range(256)) * 2000  # two chunks
-    hashes = wire.chunk_hashes(data)
     # The root of a two-chunk file comes from the hash tree (Hash tree): the
     # suite takes the content ID from the reference instead of deriving it.
     src = tmp_path / "two.bin"
@@ -175,26 +178,14 @@ def test_a_client_told_busy_and_closed_asks_again_on_a_new_connection(ident, tmp
     cid = wire.cid_wire(printed)
     asked = [[], []]
 
-    def handler(conn, index):
-        conn.send(wire.hello(wire.SERVER, 7070))
-        while True:
-            try:
-                m = conn.recv(20)
-            except wire.Closed:
-                return
-            if m.type == META_REQ:
-                conn.send(wire.meta_msg(wire.META, m.req_id, cid, "two.bin"))
-            elif m.type == HASH_REQ:
-                conn.send(wire.hashes_msg(m.req_id, cid, 0, hashes))
-            elif m.type == CHUNK_REQ:
-                asked[index].append(m.index)
-                if index == 0:  # stopping: ERROR(0, BUSY), then the close
-                    conn.send(wire.error_msg(0, wire.E_BUSY, "the server is stopping"))
-                    conn.close()
-                    return
-                conn.send(wire.chunk_msg(m.req_id, cid, m.index, data[m.index * 262144:(m.index + 1) * 262144]))
+    def answer(conn, m, index):
+        asked[index].append(m.index)
+        if index == 0:  # stopping: ERROR(0, BUSY), then the close
+            conn.send(wire.error_msg(0, wire.E_BUSY, "the server is stopping"))
+            return False  # sends nothing more; the connection ends
+        conn.send(wire.chunk_msg(m.req_id, cid, m.index, data[m.index * 262144:(m.index + 1) * 262144]))
 
-    s = wire.TLSServer(ident, handler, conns=2)
+    s, _ = _serve_one_download(ident, data, answer, cid=cid, conns=2)
     out = tmp_path / "out.bin"
     r = run(["get", "--server", s.addr, printed, "-o", str(out), "--no-progress", "--timeout", "20"], timeout=60)
     s.result()
