@@ -919,6 +919,11 @@ def test_data_directory_private_and_other_users_refused(net, workdir):
     base = os.path.join("/tmp", "pn-private-%d" % os.getpid())
     os.makedirs(base)
     os.chmod(base, 0o755)
+    # The other user runs a copy of the binary from there: the checkout may
+    # sit under a directory only root can enter (mktemp -d makes one 0700).
+    cli = os.path.join(base, "peernet")
+    shutil.copy(FAST_BIN, cli)
+    os.chmod(cli, 0o755)
     n = None
     try:
         d = net.directory()
@@ -944,7 +949,7 @@ def test_data_directory_private_and_other_users_refused(net, workdir):
                                preexec_fn=as_nobody, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
         assert probe.stdout.decode().strip() == str(errno.EACCES), (probe.stdout, probe.stderr)
         for cmd in (["stop"], ["status"], ["get", n.node_id + "x", "-o", "/tmp/pn-nobody-out"]):
-            p = subprocess.run([FAST_BIN, cmd[0], "--data", data] + cmd[1:], preexec_fn=as_nobody,
+            p = subprocess.run([cli, cmd[0], "--data", data] + cmd[1:], preexec_fn=as_nobody,
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
             assert p.returncode != 0, (cmd, p.stdout, p.stderr)
             lines = [l for l in p.stderr.decode(errors="replace").splitlines() if l.strip()]
