@@ -14,8 +14,12 @@
 
 #if defined(__GNUC__)
 #define PN_MUST_CHECK __attribute__((warn_unused_result))
+/* Marks what the shared library exports: it is built with hidden visibility,
+ * so only the declarations of this header are visible to programs. */
+#define PN_EXTERN __attribute__((visibility("default")))
 #else
 #define PN_MUST_CHECK
+#define PN_EXTERN
 #endif
 
 /* Every function that can fail returns 0 or one of these negative codes. */
@@ -45,7 +49,7 @@ enum pn_err {
 };
 
 /* Returns a static, human-readable string for an error code. */
-const char *pn_strerror(int err);
+PN_EXTERN const char *pn_strerror(int err);
 
 /* Content ID: the hash-tree root over the file's chunk hashes, plus its size.
  * Printed form: "pn1" followed by the RFC 4648 base32 (lower case, no padding)
@@ -66,12 +70,12 @@ struct pn_cid {
 };
 
 /* Writes the printed form and a NUL into out (PN_CID_STR_LEN + 1 bytes). */
-void pn_cid_format(const struct pn_cid *cid, char out[PN_CID_STR_LEN + 1]);
+PN_EXTERN void pn_cid_format(const struct pn_cid *cid, char out[PN_CID_STR_LEN + 1]);
 /* Parses the printed form (case-insensitive). PN_EBADID on any error. */
-PN_MUST_CHECK int pn_cid_parse(const char *s, struct pn_cid *out);
+PN_EXTERN PN_MUST_CHECK int pn_cid_parse(const char *s, struct pn_cid *out);
 /* Number of chunks of a file of this size: max(1, ceil(size / PN_CHUNK_SIZE)). */
-uint32_t pn_cid_chunks(const struct pn_cid *cid);
+PN_EXTERN uint32_t pn_cid_chunks(const struct pn_cid *cid);
 /* Length in bytes of chunk `index` (the last may be short; a 0-byte file has one 0-byte chunk). */
-uint32_t pn_cid_chunk_len(const struct pn_cid *cid, uint32_t index);
+PN_EXTERN uint32_t pn_cid_chunk_len(const struct pn_cid *cid, uint32_t index);
 
 #endif
