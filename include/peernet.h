@@ -1,15 +1,40 @@
 /* peernet — public API.
  *
  * Everything a program linking libpeernet may use is declared here with the
- * pn_ prefix. Internal headers live beside their sources in src/.
+ * pn_ prefix. Internal headers live beside their sources in src/ and refuse
+ * to be included from outside the library.
+ *
+ * Rules that hold for every function below:
+ * * A node, server or directory lives on the caller's uv_loop_t and is used
+ *   from that loop's thread only. Several may share one loop or one process.
+ * * Functions that can fail return 0 (PN_OK) or a negative PN_E* code.
+ * * Strings and structs passed in are copied before the call returns unless a
+ *   comment says otherwise; pointers handed to a callback are valid only
+ *   during that callback.
+ * * Handles are opaque. Every handle that *_new gave out must be closed with
+ *   its *_close, which finishes asynchronously: the handle's memory is freed
+ *   just before its close callback runs, so the callback must not use it.
+ * * The library prints nothing, installs no signal handler and keeps no
+ *   process-wide state; its lines go to the log callback the program sets.
+ *   Like any libuv program, one that embeds peernet should ignore SIGPIPE
+ *   (signal(SIGPIPE, SIG_IGN)): a peer closing mid-write must not kill it.
  */
 #ifndef PEERNET_H
 #define PEERNET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
-#define PN_VERSION_STRING "0.1.0"
+#define PN_VERSION_MAJOR 0
+#define PN_VERSION_MINOR 1
+#define PN_VERSION_PATCH 0
+#define PN_VERSION_STR_(x) #x
+#define PN_VERSION_XSTR_(a, b, c) PN_VERSION_STR_(a) "." PN_VERSION_STR_(b) "." PN_VERSION_STR_(c)
+#define PN_VERSION_STRING PN_VERSION_XSTR_(PN_VERSION_MAJOR, PN_VERSION_MINOR, PN_VERSION_PATCH)
+/* One number that grows with every release: 0x00MMmmpp. */
+#define PN_VERSION_HEX ((PN_VERSION_MAJOR << 16) | (PN_VERSION_MINOR << 8) | PN_VERSION_PATCH)
 #define PN_PROTOCOL_VERSION 1
 
 #if defined(__GNUC__)
@@ -45,7 +70,9 @@ enum pn_err {
 	PN_ENOTSUP = -18,     /* not supported */
 	PN_EACCES = -19,      /* permission denied */
 	PN_ELINK = -20,       /* a symbolic link where a file is written: not followed */
-	PN_ERR_MIN_ = -21
+	PN_ECANCELED = -21,   /* cancelled by the caller, or the handle is closing */
+	PN_EBUSY = -22,       /* the handle is not in a state that allows this call */
+	PN_ERR_MIN_ = -23
 };
 
 /* Returns a static, human-readable string for an error code. */
@@ -77,5 +104,283 @@ PN_EXTERN PN_MUST_CHECK int pn_cid_parse(const char *s, struct pn_cid *out);
 PN_EXTERN uint32_t pn_cid_chunks(const struct pn_cid *cid);
 /* Length in bytes of chunk `index` (the last may be short; a 0-byte file has one 0-byte chunk). */
 PN_EXTERN uint32_t pn_cid_chunk_len(const struct pn_cid *cid, uint32_t index);
+
+/* "MAJOR.MINOR.PATCH" of the library actually linked (PN_VERSION_STRING is
+ * that of the header compiled against). Static string. */
+PN_EXTERN const char *pn_version(void);
+
+/* ------------------------------------------------------------------ logging */
+
+enum pn_log_level { PN_LOG_ERROR = 0, PN_LOG_WARN = 1, PN_LOG_INFO = 2, PN_LOG_DEBUG = 3 };
+
+/* Receives one finished line (no trailing newline), valid only during the call. */
+typedef void (*pn_log_cb)(void *ud, enum pn_log_level level, const char *line);
+
+/* "error", "warn", "info", "debug" (static; "?" when out of range). */
+PN_EXTERN const char *pn_log_level_name(enum pn_log_level level);
+/* Parses one of those names: 0, or PN_EINVAL (out unchanged). */
+PN_EXTERN PN_MUST_CHECK int pn_log_level_parse(const char *s, enum pn_log_level *out);
+/* A ready-made pn_log_cb: writes "HH:MM:SS.mmm TAG LEVEL: line" (UTC) to
+ * stderr in one write(2). ud is the tag, a const char * (NULL: "peernet"). */
+PN_EXTERN void pn_log_stderr_cb(void *ud, enum pn_log_level level, const char *line);
+
+/* The data directory a program should use when the user names none:
+ * $PEERNET_DATA, else $XDG_DATA_HOME/peernet, else $HOME/.local/share/peernet.
+ * Writes a NUL-terminated path into out (cut to len bytes). */
+PN_EXTERN void pn_default_data_dir(char *out, size_t len);
+
+/* The control socket's file name inside a data directory, where the CLI puts
+ * it (pn_node_config.control_path) and looks for it. */
+#define PN_CONTROL_SOCKET "control.sock"
+
+/* A node ID prints as PN_NODE_ID_STR_LEN lower-case hex digits (and a NUL);
+ * parse accepts either case and nothing else (PN_EINVAL). */
+PN_EXTERN void pn_node_id_format(const uint8_t id[PN_ID_BYTES], char out[PN_NODE_ID_STR_LEN + 1]);
+PN_EXTERN PN_MUST_CHECK int pn_node_id_parse(const char *s, uint8_t out[PN_ID_BYTES]);
+
+/* ------------------------------------------------------------------ the node
+ *
+ * A peer-to-peer node: it serves what its store holds to other nodes, finds
+ * providers through its discovery method, and downloads from all of them at
+ * once. Create it with pn_node_new, start it with pn_node_start, close it
+ * with pn_node_close. */
+
+typedef struct pn_node pn_node;
+typedef struct pn_download pn_download;
+typedef struct pn_search pn_search;
+
+enum pn_discovery { PN_DISCOVERY_DIRECTORY = 1, PN_DISCOVERY_FLOOD = 2, PN_DISCOVERY_DHT = 3 };
+
+struct pn_node_config {
+	const char *listen;          /* "HOST:PORT" for peers ("[::]:0": any address, a free port) */
+	const char *data_dir;        /* identity and store; created (0700) if missing */
+	/* A Unix socket for `peernet add/get/search/status/stop` (mode 0600);
+	 * NULL: none. */
+	const char *control_path;
+	enum pn_discovery discovery; /* 0: PN_DISCOVERY_DIRECTORY */
+	const char *directory;       /* "HOST:PORT" of the look-up service (directory discovery) */
+	const char *announce_host;   /* host the directory registers; NULL: the address it sees */
+	/* flood discovery: nodes to join through, neighbour counts (0: 4 and 8),
+	 * hop limit of queries (0: 5, at most 7), no expanding ring */
+	const char *const *bootstrap;
+	size_t nbootstrap;
+	uint32_t min_neighbors, max_neighbors;
+	uint8_t ttl;
+	bool plain_flood;
+	/* `peernet serve` servers used as one more provider of every download */
+	const char *const *seed_servers;
+	size_t nseed_servers;
+	uint64_t up_rate, down_rate; /* bytes per second, 0: no cap */
+	uint32_t peer_timeout_ms;    /* no provider reachable this long: a download fails; 0: 30 s */
+	uint32_t upload_slots;       /* peers unchoked at once; 0: the default (4) */
+	enum pn_log_level log_level; /* lines above it are not formatted; 0 is PN_LOG_ERROR */
+};
+
+/* What a download reports. */
+struct pn_progress {
+	struct pn_cid cid;
+	const char *name;            /* the content's name ("" before its META came) */
+	uint64_t have, total;        /* verified bytes, size */
+	uint32_t peers;              /* providers connected */
+};
+
+struct pn_download_result {
+	struct pn_cid cid;
+	const char *name;
+	const char *path;            /* where the file was written; "" if no path was asked */
+	uint64_t bytes_downloaded;   /* chunk bytes fetched in this run */
+	uint64_t bytes_resumed;      /* verified bytes reused from an earlier attempt */
+	double seconds;
+	uint32_t providers;          /* providers that sent chunks */
+};
+
+struct pn_peer_info {
+	uint8_t id[PN_ID_BYTES];
+	char addr[64];               /* "HOST:PORT" */
+	bool outgoing;               /* we dialled it */
+	bool neighbor;               /* a flooding neighbour */
+	bool seed_server;            /* a --seed-server connection */
+	bool peer_choking, am_choking;
+	uint64_t bytes_to, bytes_from; /* chunk bytes sent to it, received from it */
+};
+
+/* Every callback may be NULL; each gets ud first. None runs after the
+ * node's close callback, and none runs from inside the pn_node_* call that
+ * caused it except where said. */
+struct pn_node_events {
+	void *ud;
+	pn_log_cb log;
+	/* A connection to a node finished its handshake (joined) or closed. */
+	void (*peer)(void *ud, pn_node *n, const struct pn_peer_info *peer, bool joined);
+	/* About four times a second while a download moves, and once when it starts. */
+	void (*progress)(void *ud, pn_download *d, const struct pn_progress *p);
+	/* The next bytes of a download started with PN_GET_STREAM, in order,
+	 * offset first; the sum of len reaches the size before done is called. */
+	void (*data)(void *ud, pn_download *d, uint64_t offset, const void *buf, size_t len);
+	/* A download is over: err PN_OK and r set, or an error with one line in
+	 * why (r NULL). The download handle is freed after this returns. */
+	void (*done)(void *ud, pn_download *d, int err, const struct pn_download_result *r, const char *why);
+	/* A client of the control socket asked the node to stop (`peernet
+	 * stop`). The node does nothing itself: the program decides (the CLI
+	 * closes the node). NULL: the request is refused. */
+	void (*stop_requested)(void *ud, pn_node *n);
+};
+
+/* Checks and copies cfg and ev (and every string they point to); does no
+ * I/O. PN_EINVAL for a bad config. */
+PN_EXTERN PN_MUST_CHECK int pn_node_new(uv_loop_t *loop, const struct pn_node_config *cfg,
+					const struct pn_node_events *ev, pn_node **out);
+/* Opens the identity and the store, listens, starts discovery and the
+ * control socket. On failure: a PN_E* code, and pn_node_error says why in one
+ * line; the node must still be closed. */
+PN_EXTERN PN_MUST_CHECK int pn_node_start(pn_node *n);
+/* Ends every download and search (done with PN_ECANCELED), closes every
+ * connection and the control socket, then frees the node and calls
+ * closed(ud) from the loop. Safe on a node that never started or failed to
+ * start. NULL closed: no callback. */
+PN_EXTERN void pn_node_close(pn_node *n, void (*closed)(void *ud), void *ud);
+/* The last error of a pn_node_* call, one line ("" if none). Owned by the node. */
+PN_EXTERN const char *pn_node_error(const pn_node *n);
+/* The port bound (0 before start). */
+PN_EXTERN uint16_t pn_node_port(const pn_node *n);
+/* The node's ID: SHA-256 of its Ed25519 public key (zero before start). */
+PN_EXTERN void pn_node_id(const pn_node *n, uint8_t out[PN_ID_BYTES]);
+
+/* Shares a regular file: hashes it and copies it into the store (the loop is
+ * busy meanwhile; a large file takes about a second per GiB), then offers it.
+ * PN_EEXIST if already shared (cid set all the same). out may be NULL. */
+PN_EXTERN PN_MUST_CHECK int pn_node_share(pn_node *n, const char *path, struct pn_cid *out);
+
+#define PN_GET_OVERWRITE 0x1u /* replace an existing file at path */
+#define PN_GET_STREAM 0x2u    /* also hand the bytes to events.data, in order, as they are verified */
+/* Downloads cid from every provider the node finds (and keeps it shared).
+ * path: where the finished file goes (NULL: only into the store; a
+ * directory: the content's name inside it). Several calls for one cid share
+ * one download; each gets its own handle and its own done. user: see
+ * pn_download_user. progress, data and done arrive through the node's events. */
+PN_EXTERN PN_MUST_CHECK int pn_node_get(pn_node *n, const struct pn_cid *cid, const char *path, unsigned flags,
+					void *user, pn_download **out);
+/* Withdraws this handle: done follows with PN_ECANCELED (from the loop, not
+ * from inside this call). The download itself stops when no handle is left;
+ * what it verified is kept for a later resume. */
+PN_EXTERN void pn_download_cancel(pn_download *d);
+PN_EXTERN void *pn_download_user(const pn_download *d);
+PN_EXTERN const struct pn_cid *pn_download_cid(const pn_download *d);
+
+/* One search answer: valid during the callback. */
+struct pn_search_hit {
+	struct pn_cid cid;
+	const char *name;            /* name_len bytes, not NUL-terminated (names may hold any byte but NUL) */
+	size_t name_len;
+	uint32_t providers;          /* how many nodes offer it, as far as discovery knows */
+};
+/* Searches names across the network for every word of query. result runs for
+ * each hit, then done once (err PN_OK, or an error with one line in why);
+ * the handle is freed after done returns. out may be NULL. */
+PN_EXTERN PN_MUST_CHECK int pn_node_search(pn_node *n, const char *query,
+					   void (*result)(void *ud, const struct pn_search_hit *hit),
+					   void (*done)(void *ud, int err, const char *why), void *ud,
+					   pn_search **out);
+/* done follows with PN_ECANCELED (from the loop). */
+PN_EXTERN void pn_search_cancel(pn_search *s);
+
+struct pn_node_status {
+	uint8_t node_id[PN_ID_BYTES];
+	uint16_t port;
+	enum pn_discovery discovery;
+	bool discovery_ready;        /* registered with the directory / has a neighbour */
+	uint32_t directory_refused;  /* shares the directory refused to register (its limits) */
+	size_t peers, neighbors, downloads, shares;
+	uint64_t bytes_up, bytes_down; /* chunk bytes */
+	uint64_t wire_up, wire_down;   /* every byte on the wire, TLS included */
+	uint64_t lookups, lookup_msgs; /* look-ups made, messages they cost */
+};
+PN_EXTERN void pn_node_status(const pn_node *n, struct pn_node_status *out);
+/* Fills at most max entries; returns how many peers there are. */
+PN_EXTERN size_t pn_node_peers(const pn_node *n, struct pn_peer_info *out, size_t max);
+/* Running downloads, as in the progress event; names valid until the next
+ * call into the node. Returns how many there are. */
+PN_EXTERN size_t pn_node_downloads(const pn_node *n, struct pn_progress *out, size_t max);
+/* Shared objects from index `from` on; names valid until the next call into
+ * the node. Returns how many there are in all. */
+struct pn_share_info {
+	struct pn_cid cid;
+	const char *name;
+};
+PN_EXTERN size_t pn_node_shares(const pn_node *n, size_t from, struct pn_share_info *out, size_t max);
+
+/* ---------------------------------------------------------------- the server
+ *
+ * The central server of the client-server model (`peernet serve`): stores
+ * what clients upload and serves it to them, through the same transfer
+ * engine as a node that only seeds. */
+
+typedef struct pn_server pn_server;
+
+struct pn_server_config {
+	const char *listen;            /* "HOST:PORT" */
+	const char *data_dir;          /* store and identity */
+	uint32_t handshake_timeout_ms; /* 0: 10 s */
+	uint32_t idle_timeout_ms;      /* 0: 120 s */
+	uint32_t max_conns;            /* 0: 4096 */
+	uint64_t up_rate, down_rate;   /* bytes per second, 0: no cap */
+	enum pn_log_level log_level;
+};
+struct pn_server_events {
+	void *ud;
+	pn_log_cb log;
+	/* An upload finished and the object is stored (also when it was already). */
+	void (*stored)(void *ud, pn_server *s, const struct pn_cid *cid, const char *name);
+};
+struct pn_server_status {
+	uint8_t node_id[PN_ID_BYTES];
+	uint16_t port;
+	size_t objects;                /* stored */
+	uint64_t bytes;                /* their sizes together */
+	size_t connections;            /* open now */
+	uint64_t connections_total;    /* accepted since the start */
+	uint64_t bytes_served;         /* chunk bytes sent */
+	uint64_t wire_up, wire_down;   /* every byte on the wire, TLS included */
+};
+PN_EXTERN PN_MUST_CHECK int pn_server_new(uv_loop_t *loop, const struct pn_server_config *cfg,
+					  const struct pn_server_events *ev, pn_server **out);
+PN_EXTERN PN_MUST_CHECK int pn_server_start(pn_server *s);
+PN_EXTERN void pn_server_close(pn_server *s, void (*closed)(void *ud), void *ud);
+PN_EXTERN const char *pn_server_error(const pn_server *s);
+PN_EXTERN uint16_t pn_server_port(const pn_server *s);
+PN_EXTERN void pn_server_status(const pn_server *s, struct pn_server_status *out);
+
+/* ------------------------------------------------------------- the directory
+ *
+ * The central look-up service of the peer-to-peer model (`peernet
+ * directory`): nodes register what they offer and ask who offers what. */
+
+typedef struct pn_directory pn_directory;
+
+struct pn_directory_config {
+	const char *listen;          /* "HOST:PORT" */
+	const char *data_dir;        /* identity; NULL: an ephemeral one */
+	uint32_t heartbeat_ms;       /* asked of nodes; dropped after 3 missed; 0: 10 s */
+	uint32_t max_nodes;          /* 0: the default (see docs/PROTOCOL.md, Limits) */
+	uint32_t rate_per_s;         /* requests per second per connection; 0: the default */
+	enum pn_log_level log_level;
+};
+struct pn_directory_events {
+	void *ud;
+	pn_log_cb log;
+};
+struct pn_directory_status {
+	uint8_t node_id[PN_ID_BYTES];
+	uint16_t port;
+	size_t nodes, offers, connections;
+	uint64_t requests;
+};
+PN_EXTERN PN_MUST_CHECK int pn_directory_new(uv_loop_t *loop, const struct pn_directory_config *cfg,
+					     const struct pn_directory_events *ev, pn_directory **out);
+PN_EXTERN PN_MUST_CHECK int pn_directory_start(pn_directory *d);
+PN_EXTERN void pn_directory_close(pn_directory *d, void (*closed)(void *ud), void *ud);
+PN_EXTERN const char *pn_directory_error(const pn_directory *d);
+PN_EXTERN uint16_t pn_directory_port(const pn_directory *d);
+PN_EXTERN void pn_directory_status(const pn_directory *d, struct pn_directory_status *out);
 
 #endif

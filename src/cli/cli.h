@@ -25,6 +25,10 @@ int cmd_stop(int argc, char **argv);
 int cmd_get_node(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 
+/* Runs loop until SIGINT or SIGTERM, then close(handle) and the rest of the
+ * loop (a directory's or a server's close). */
+void cli_run_until_signal(uv_loop_t *loop, void *handle, void (*close)(void *handle));
+
 /* Prints "peernet CMD: message" on stderr. */
 void cli_err(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prints a usage error plus "try 'peernet CMD --help'" and returns PN_EXIT_USAGE. */

@@ -53,14 +53,14 @@ struct client_args {
 	int json_count;
 	char error[PN_CLIENT_ERROR_MAX];
 	struct pn_logger log;
-	struct pn_progress bar;
+	struct progress_bar bar;
 };
 
 /* The library reports a transfer's progress; the program draws the bar. */
 static void progress_report(void *ud, enum pn_progress_event ev, const char *label, uint64_t done, uint64_t total,
 			    uint64_t now_ms)
 {
-	struct pn_progress *bar = ud;
+	struct progress_bar *bar = ud;
 	switch (ev) {
 	case PN_PROGRESS_START:
 		pn_progress_init(bar, label, total, done, now_ms);

@@ -7,7 +7,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -77,22 +81,107 @@ static bool parse_rate_opt(const char *cmd, const char *opt, const char *arg, ui
 	return false;
 }
 
-/* The node listens: its two lines on stdout (scripts read "node-id"), then
- * the port file. ud is the --port-file path or NULL. */
-static void node_ready_cb(void *ud, const struct pn_node_ready *r)
+#define NODE_CLI_MAX_LIST 64 /* --share, --bootstrap, --seed-server: each at most this often */
+
+/* The node on this process's loop, and what stops it. */
+struct node_run {
+	pn_node *node;
+	struct pn_logger lg;
+	uv_signal_t sig_int, sig_term;
+	bool closing;
+};
+
+static void node_run_close(struct node_run *run)
 {
+	if (run->closing)
+		return;
+	run->closing = true;
+	pn_node_close(run->node, NULL, NULL);
+	uv_close((uv_handle_t *)&run->sig_int, NULL);
+	uv_close((uv_handle_t *)&run->sig_term, NULL);
+}
+
+static void node_signal_cb(uv_signal_t *s, int signum)
+{
+	node_run_close(s->data);
+}
+
+static void node_stop_requested(void *ud, pn_node *n)
+{
+	node_run_close(ud);
+}
+
+static void node_log_cb(void *ud, enum pn_log_level level, const char *line)
+{
+	struct node_run *run = ud;
+	if (run->lg.cb)
+		run->lg.cb(run->lg.ud, level, line);
+}
+
+static void node_log(const struct pn_logger *lg, enum pn_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void node_log(const struct pn_logger *lg, enum pn_log_level level, const char *fmt, ...)
+{
+	if (!lg->cb || level > lg->level)
+		return;
+	char line[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	lg->cb(lg->ud, level, line);
+}
+
+/* --share: a file, or the regular files directly inside a directory. */
+static void node_share_path(pn_node *n, const struct pn_logger *lg, const char *path)
+{
+	struct stat st;
+	if (stat(path, &st) != 0) {
+		node_log(lg, PN_LOG_WARN, "cannot share %s: %s", path, strerror(errno));
+		return;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		DIR *dir = opendir(path);
+		struct dirent *e;
+		int count = 0;
+		while (dir && (e = readdir(dir)) && count < 10000) {
+			if (e->d_name[0] == '.')
+				continue;
+			char sub[PATH_MAX];
+			if (snprintf(sub, sizeof sub, "%s/%s", path, e->d_name) >= (int)sizeof sub)
+				continue;
+			if (stat(sub, &st) == 0 && S_ISREG(st.st_mode)) {
+				node_share_path(n, lg, sub);
+				count++;
+			}
+		}
+		if (dir)
+			closedir(dir);
+		return;
+	}
+	struct pn_cid cid;
+	int r = pn_node_share(n, path, &cid);
+	if (r != PN_OK && r != PN_EEXIST)
+		node_log(lg, PN_LOG_WARN, "%s", pn_node_error(n));
+}
+
+/* The node listens: its two lines on stdout (scripts read "node-id"), then
+ * the port file. */
+static void node_announce(pn_node *n, const char *control_path, const char *port_file)
+{
+	struct pn_node_status st;
+	pn_node_status(n, &st);
 	char idhex[PN_NODE_ID_STR_LEN + 1];
-	pn_node_id_format(r->node_id, idhex);
-	printf("peernet node %s listening on port %u, discovery %s, %zu files shared, control %s\n", idhex, r->port,
-	       r->discovery == PN_DISCOVERY_DIRECTORY ? "directory" : r->discovery == PN_DISCOVERY_FLOOD ? "flood" : "dht",
-	       r->shared, r->control_path);
+	pn_node_id_format(st.node_id, idhex);
+	printf("peernet node %s listening on port %u, discovery %s, %zu files shared, control %s\n", idhex, st.port,
+	       st.discovery == PN_DISCOVERY_DIRECTORY ? "directory" : st.discovery == PN_DISCOVERY_FLOOD ? "flood" : "dht",
+	       st.shares, control_path);
 	printf("node-id %s\n", idhex);
 	fflush(stdout);
-	const char *port_file = ud;
 	if (port_file) {
 		FILE *f = fopen(port_file, "w");
 		if (f) {
-			fprintf(f, "%u\n", r->port);
+			fprintf(f, "%u\n", st.port);
 			fclose(f);
 		}
 	}
@@ -123,9 +212,12 @@ int cmd_node(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	struct pn_node_opts o = {0};
+	struct pn_node_config o = {0};
+	const char *bootstrap[NODE_CLI_MAX_LIST], *seed_servers[NODE_CLI_MAX_LIST], *shares[NODE_CLI_MAX_LIST];
+	size_t nshares = 0;
+	const char *port_file = NULL;
 	uint32_t v;
-	static char data[PATH_MAX];
+	char data[PATH_MAX], control[PATH_MAX + 32];
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "l:d:vh", longopts, NULL)) != -1) {
@@ -144,18 +236,18 @@ int cmd_node(int argc, char **argv)
 				return cli_usage_err("node", "bad --discovery '%s': expected directory or flood", optarg);
 			break;
 		case 'b':
-			if (o.nbootstrap >= PN_NODE_MAX_SHARES)
-				return cli_usage_err("node", "at most %d --bootstrap options", PN_NODE_MAX_SHARES);
+			if (o.nbootstrap >= NODE_CLI_MAX_LIST)
+				return cli_usage_err("node", "at most %d --bootstrap options", NODE_CLI_MAX_LIST);
 			if (strlen(optarg) > PN_DIR_ADDR_MAX || !pn_addr_text_valid(optarg, strlen(optarg), false))
 				return cli_usage_err("node", "bad --bootstrap '%s': expected HOST:PORT", optarg);
-			o.bootstrap[o.nbootstrap++] = optarg;
+			bootstrap[o.nbootstrap++] = optarg;
 			break;
 		case 'E':
-			if (o.nseed_servers >= PN_NODE_MAX_SHARES)
-				return cli_usage_err("node", "at most %d --seed-server options", PN_NODE_MAX_SHARES);
+			if (o.nseed_servers >= NODE_CLI_MAX_LIST)
+				return cli_usage_err("node", "at most %d --seed-server options", NODE_CLI_MAX_LIST);
 			if (strlen(optarg) > PN_DIR_ADDR_MAX || !pn_addr_text_valid(optarg, strlen(optarg), false))
 				return cli_usage_err("node", "bad --seed-server '%s': expected HOST:PORT", optarg);
-			o.seed_servers[o.nseed_servers++] = optarg;
+			seed_servers[o.nseed_servers++] = optarg;
 			break;
 		case 'n':
 			if (!cli_parse_uint(optarg, 1, 64, &v))
@@ -176,9 +268,9 @@ int cmd_node(int argc, char **argv)
 		case 'r': o.directory = optarg; break;
 		case 'a': o.announce_host = optarg; break;
 		case 's':
-			if (o.nshares >= PN_NODE_MAX_SHARES)
-				return cli_usage_err("node", "at most %d --share options", PN_NODE_MAX_SHARES);
-			o.shares[o.nshares++] = optarg;
+			if (nshares >= NODE_CLI_MAX_LIST)
+				return cli_usage_err("node", "at most %d --share options", NODE_CLI_MAX_LIST);
+			shares[nshares++] = optarg;
 			break;
 		case 'U': if (!parse_rate_opt("node", "--up-rate", optarg, &o.up_rate)) return PN_EXIT_USAGE; break;
 		case 'W': if (!parse_rate_opt("node", "--down-rate", optarg, &o.down_rate)) return PN_EXIT_USAGE; break;
@@ -190,7 +282,7 @@ int cmd_node(int argc, char **argv)
 			if (!cli_parse_uint(optarg, 1, 64, &o.upload_slots))
 				return cli_usage_err("node", "bad --upload-slots '%s': expected 1 to 64", optarg);
 			break;
-		case 'p': o.ready_ud = optarg; break;
+		case 'p': port_file = optarg; break;
 		case 'v': cli_log_set_level(PN_LOG_DEBUG); break;
 		case 'h': fputs(node_help, stdout); return PN_EXIT_OK;
 		default: return cli_usage_err("node", "bad option");
@@ -214,21 +306,85 @@ int cmd_node(int argc, char **argv)
 		pn_default_data_dir(data, sizeof data);
 		o.data_dir = data;
 	}
+	if (!o.control_path) {
+		snprintf(control, sizeof control, "%s/%s", o.data_dir, PN_CONTROL_SOCKET);
+		o.control_path = control;
+	}
+	o.bootstrap = bootstrap;
+	o.seed_servers = seed_servers;
 	cli_log_set_tag("peernet node");
 	struct pn_logger lg = cli_logger("peernet node");
-	o.log = &lg;
-	o.ready_cb = node_ready_cb;
-	char err[PN_NODE_ERR_MAX];
-	if (pn_node_run(&o, err, sizeof err) != 0) {
-		cli_err("node", "%s", err[0] ? err : "could not start");
+	o.log_level = lg.level;
+	struct node_run run = {.lg = lg};
+	struct pn_node_events ev = {.ud = &run, .log = node_log_cb, .stop_requested = node_stop_requested};
+	uv_loop_t loop;
+	if (uv_loop_init(&loop) != 0) {
+		cli_err("node", "cannot create an event loop");
 		return PN_EXIT_FAIL;
 	}
-	return PN_EXIT_OK;
+	signal(SIGPIPE, SIG_IGN);
+	int r = pn_node_new(&loop, &o, &ev, &run.node);
+	if (r != PN_OK) {
+		cli_err("node", "%s", pn_strerror(r));
+		uv_loop_close(&loop);
+		return PN_EXIT_FAIL;
+	}
+	r = pn_node_start(run.node);
+	int status = PN_EXIT_OK;
+	if (r != PN_OK) {
+		cli_err("node", "%s", pn_node_error(run.node)[0] ? pn_node_error(run.node) : "could not start");
+		pn_node_close(run.node, NULL, NULL);
+		status = PN_EXIT_FAIL;
+	} else {
+		for (size_t i = 0; i < nshares; i++)
+			node_share_path(run.node, &lg, shares[i]);
+		uv_signal_init(&loop, &run.sig_int);
+		uv_signal_init(&loop, &run.sig_term);
+		run.sig_int.data = run.sig_term.data = &run;
+		uv_signal_start(&run.sig_int, node_signal_cb, SIGINT);
+		uv_signal_start(&run.sig_term, node_signal_cb, SIGTERM);
+		node_announce(run.node, o.control_path, port_file);
+	}
+	uv_run(&loop, UV_RUN_DEFAULT);
+	if (uv_loop_close(&loop) != 0)
+		cli_err("node", "internal: handles left open at exit");
+	return status;
 }
 
-static void directory_ready_cb(void *ud, uint16_t port, const uint8_t node_id[PN_ID_BYTES])
+/* A directory, a server: one handle on this process's loop until SIGINT or
+ * SIGTERM. */
+struct svc_run {
+	void *handle;
+	void (*close)(void *handle);
+	uv_signal_t sig_int, sig_term;
+	bool closing;
+};
+
+static void svc_signal_cb(uv_signal_t *s, int signum)
 {
-	cli_announce("directory", port, node_id, ud);
+	struct svc_run *run = s->data;
+	if (run->closing)
+		return;
+	run->closing = true;
+	run->close(run->handle);
+	uv_close((uv_handle_t *)&run->sig_int, NULL);
+	uv_close((uv_handle_t *)&run->sig_term, NULL);
+}
+
+void cli_run_until_signal(uv_loop_t *loop, void *handle, void (*close)(void *handle))
+{
+	struct svc_run run = {.handle = handle, .close = close};
+	uv_signal_init(loop, &run.sig_int);
+	uv_signal_init(loop, &run.sig_term);
+	run.sig_int.data = run.sig_term.data = &run;
+	uv_signal_start(&run.sig_int, svc_signal_cb, SIGINT);
+	uv_signal_start(&run.sig_term, svc_signal_cb, SIGTERM);
+	uv_run(loop, UV_RUN_DEFAULT);
+}
+
+static void directory_close(void *h)
+{
+	pn_directory_close(h, NULL, NULL);
 }
 
 int cmd_directory(int argc, char **argv)
@@ -244,7 +400,8 @@ int cmd_directory(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	struct pn_directory_opts o = {0};
+	struct pn_directory_config o = {0};
+	const char *port_file = NULL;
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "l:d:vh", longopts, NULL)) != -1) {
@@ -263,7 +420,7 @@ int cmd_directory(int argc, char **argv)
 			if (!cli_parse_uint(optarg, 1, 1000000, &o.rate_per_s))
 				return cli_usage_err("directory", "bad --rate '%s'", optarg);
 			break;
-		case 'p': o.ready_ud = optarg; break;
+		case 'p': port_file = optarg; break;
 		case 'v': cli_log_set_level(PN_LOG_DEBUG); break;
 		case 'h': fputs(directory_help, stdout); return PN_EXIT_OK;
 		default: return cli_usage_err("directory", "bad option");
@@ -275,9 +432,36 @@ int cmd_directory(int argc, char **argv)
 		return cli_usage_err("directory", "--listen ADDR:PORT is required");
 	cli_log_set_tag("peernet directory");
 	struct pn_logger lg = cli_logger("peernet directory");
-	o.log = &lg;
-	o.ready_cb = directory_ready_cb;
-	return pn_directory_run(&o) == 0 ? PN_EXIT_OK : PN_EXIT_FAIL;
+	o.log_level = lg.level;
+	struct pn_directory_events ev = {.ud = lg.ud, .log = lg.cb};
+	uv_loop_t loop;
+	pn_directory *d;
+	if (uv_loop_init(&loop) != 0) {
+		cli_err("directory", "cannot create an event loop");
+		return PN_EXIT_FAIL;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	int r = pn_directory_new(&loop, &o, &ev, &d);
+	if (r != PN_OK) {
+		cli_err("directory", "%s", pn_strerror(r));
+		uv_loop_close(&loop);
+		return PN_EXIT_FAIL;
+	}
+	int status = PN_EXIT_OK;
+	if (pn_directory_start(d) != PN_OK) {
+		cli_err("directory", "%s", pn_directory_error(d));
+		pn_directory_close(d, NULL, NULL);
+		uv_run(&loop, UV_RUN_DEFAULT);
+		status = PN_EXIT_FAIL;
+	} else {
+		struct pn_directory_status st;
+		pn_directory_status(d, &st);
+		cli_announce("directory", st.port, st.node_id, port_file);
+		cli_run_until_signal(&loop, d, directory_close);
+	}
+	if (uv_loop_close(&loop) != 0)
+		cli_err("directory", "internal: handles left open at exit");
+	return status;
 }
 
 /* ---------------------------------------------------------------- control client */
@@ -644,7 +828,7 @@ int cmd_get_node(int argc, char **argv)
 	}
 	ctl_send(cc, req);
 	char *line;
-	struct pn_progress bar;
+	struct progress_bar bar;
 	bool bar_on = false;
 	int rc = PN_EXIT_FAIL;
 	while ((line = ctl_line(cc))) {

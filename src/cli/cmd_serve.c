@@ -1,4 +1,5 @@
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,22 +29,28 @@ static const char serve_help[] =
 
 /* The server listens: its two lines on stdout (scripts read "node-id"), then
  * the port file. ud is the --port-file path or NULL. */
-static void serve_ready_cb(void *ud, const struct pn_server_ready *r)
+static void serve_announce(pn_server *srv, const char *data_dir, const char *port_file)
 {
+	struct pn_server_status st;
+	pn_server_status(srv, &st);
 	char idhex[PN_NODE_ID_STR_LEN + 1];
-	pn_node_id_format(r->node_id, idhex);
-	printf("peernet server %s listening on port %u, %zu objects (%llu bytes) in %s\n", idhex, r->port, r->objects,
-	       (unsigned long long)r->bytes, r->data_dir);
+	pn_node_id_format(st.node_id, idhex);
+	printf("peernet server %s listening on port %u, %zu objects (%llu bytes) in %s\n", idhex, st.port, st.objects,
+	       (unsigned long long)st.bytes, data_dir);
 	printf("node-id %s\n", idhex);
 	fflush(stdout);
-	const char *port_file = ud;
 	if (port_file) {
 		FILE *f = fopen(port_file, "w");
 		if (f) {
-			fprintf(f, "%u\n", r->port);
+			fprintf(f, "%u\n", st.port);
 			fclose(f);
 		}
 	}
+}
+
+static void serve_close(void *h)
+{
+	pn_server_close(h, NULL, NULL);
 }
 
 int cmd_serve(int argc, char **argv)
@@ -61,7 +68,8 @@ int cmd_serve(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	struct pn_server_opts o = {0};
+	struct pn_server_config o = {0};
+	const char *port_file = NULL;
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "l:d:vh", longopts, NULL)) != -1) {
@@ -80,7 +88,7 @@ int cmd_serve(int argc, char **argv)
 			if (!cli_parse_uint(optarg, 1, 1000000, &o.max_conns))
 				return cli_usage_err("serve", "bad --max-connections '%s'", optarg);
 			break;
-		case 'p': o.ready_ud = optarg; break;
+		case 'p': port_file = optarg; break;
 		case 'U':
 			if (pn_parse_rate(optarg, &o.up_rate) != 0)
 				return cli_usage_err("serve", "bad --up-rate '%s': expected bytes per second like 500K or 2M", optarg);
@@ -102,13 +110,32 @@ int cmd_serve(int argc, char **argv)
 		return cli_usage_err("serve", "--data DIR is required");
 	cli_log_set_tag("peernet serve");
 	struct pn_logger lg = cli_logger("peernet serve");
-	char err[512] = "";
-	o.log = &lg;
-	o.ready_cb = serve_ready_cb;
-	o.err = err;
-	o.err_len = sizeof err;
-	int r = pn_server_run(&o);
-	if (r != 0 && err[0])
-		fprintf(stderr, "peernet serve: %s\n", err);
-	return r == 0 ? PN_EXIT_OK : PN_EXIT_FAIL;
+	o.log_level = lg.level;
+	struct pn_server_events ev = {.ud = lg.ud, .log = lg.cb};
+	uv_loop_t loop;
+	pn_server *srv;
+	if (uv_loop_init(&loop) != 0) {
+		cli_err("serve", "cannot create an event loop");
+		return PN_EXIT_FAIL;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	int r = pn_server_new(&loop, &o, &ev, &srv);
+	if (r != PN_OK) {
+		cli_err("serve", "%s", pn_strerror(r));
+		uv_loop_close(&loop);
+		return PN_EXIT_FAIL;
+	}
+	int status = PN_EXIT_OK;
+	if (pn_server_start(srv) != PN_OK) {
+		cli_err("serve", "%s", pn_server_error(srv));
+		pn_server_close(srv, NULL, NULL);
+		uv_run(&loop, UV_RUN_DEFAULT);
+		status = PN_EXIT_FAIL;
+	} else {
+		serve_announce(srv, o.data_dir, port_file);
+		cli_run_until_signal(&loop, srv, serve_close);
+	}
+	if (uv_loop_close(&loop) != 0)
+		cli_err("serve", "internal: handles left open at exit");
+	return status;
 }

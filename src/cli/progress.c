@@ -21,7 +21,7 @@ void pn_format_bytes(uint64_t bytes, char out[16])
 		snprintf(out, 16, "%.1f %s", v, units[u]);
 }
 
-void pn_progress_init(struct pn_progress *p, const char *label, uint64_t total, uint64_t done, uint64_t now_ms)
+void pn_progress_init(struct progress_bar *p, const char *label, uint64_t total, uint64_t done, uint64_t now_ms)
 {
 	memset(p, 0, sizeof *p);
 	snprintf(p->label, sizeof p->label, "%s", label);
@@ -30,9 +30,9 @@ void pn_progress_init(struct pn_progress *p, const char *label, uint64_t total, 
 	p->start_ms = p->last_ms = now_ms;
 }
 
-void pn_progress_add(struct pn_progress *p, uint64_t bytes) { p->done += bytes; }
+void pn_progress_add(struct progress_bar *p, uint64_t bytes) { p->done += bytes; }
 
-void pn_progress_draw(struct pn_progress *p, uint64_t now_ms)
+void pn_progress_draw(struct progress_bar *p, uint64_t now_ms)
 {
 	char line[160], done_s[16], total_s[16], rate_s[16];
 	double frac = p->total ? (double)p->done / (double)p->total : 1.0;
@@ -62,14 +62,14 @@ void pn_progress_draw(struct pn_progress *p, uint64_t now_ms)
 	p->last_ms = now_ms;
 }
 
-void pn_progress_done(struct pn_progress *p)
+void pn_progress_done(struct progress_bar *p)
 {
 	pn_progress_draw(p, uv_hrtime() / 1000000);
 	fputc('\n', stderr);
 	fflush(stderr);
 }
 
-void pn_progress_clear(struct pn_progress *p)
+void pn_progress_clear(struct progress_bar *p)
 {
 	if (p->last_len)
 		fprintf(stderr, "\r%*s\r", p->last_len, "");

@@ -56,9 +56,7 @@ PN_MUST_CHECK int pn_identity_load_or_create(const char *dir, struct pn_identity
 PN_MUST_CHECK int pn_identity_ephemeral(struct pn_identity *id);
 void pn_identity_free(struct pn_identity *id);
 
-/* Node IDs print as 64 lower-case hex digits. Parse accepts either case. */
-void pn_node_id_format(const uint8_t id[PN_ID_BYTES], char out[PN_NODE_ID_STR_LEN + 1]);
-PN_MUST_CHECK int pn_node_id_parse(const char *s, uint8_t out[PN_ID_BYTES]);
+/* pn_node_id_format and pn_node_id_parse: peernet.h. */
 
 /* ---- TLS ---- */
 

@@ -31,6 +31,8 @@
 
 struct pn_net {
 	uv_loop_t *loop;
+	void (*closed_cb)(void *ud);    /* pn_net_close_cb */
+	void *closed_ud;
 	const struct pn_identity *id;
 	struct pn_tls_ctx *ctx_server;
 	struct pn_tls_ctx *ctx_client;
@@ -256,11 +258,15 @@ void pn_addr_format(const struct sockaddr *sa, char out[PN_ADDR_STR_MAX])
 static void net_maybe_free(struct pn_net *net)
 {
 	if (net->closing && net->open_handles == 0 && net->nconns == 0) {
+		void (*cb)(void *) = net->closed_cb;
+		void *ud = net->closed_ud;
 		pn_tls_ctx_free(net->ctx_server);
 		pn_tls_ctx_free(net->ctx_client);
 		pn_addr_table_clear(&net->by_addr);
 		free(net->scratch);
 		free(net);
+		if (cb)
+			cb(ud);
 	}
 }
 
@@ -395,6 +401,13 @@ size_t pn_net_conn_count(const struct pn_net *net) { return net->nconns; }
 size_t pn_net_halfopen_count(const struct pn_net *net) { return net->nhalfopen; }
 uint64_t pn_net_evicted_count(const struct pn_net *net) { return net->evicted; }
 uint64_t pn_net_refused_per_addr(const struct pn_net *net) { return net->refused_per_addr; }
+
+void pn_net_close_cb(struct pn_net *net, void (*closed)(void *ud), void *ud)
+{
+	net->closed_cb = closed;
+	net->closed_ud = ud;
+	pn_net_close(net);
+}
 
 void pn_net_close(struct pn_net *net)
 {

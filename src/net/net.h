@@ -73,6 +73,8 @@ PN_MUST_CHECK int pn_net_new(uv_loop_t *loop, const struct pn_identity *id, cons
 /* Closes every connection (their close_cb run) and the listener; the net is
  * freed once the loop has run their close callbacks. */
 void pn_net_close(struct pn_net *net);
+/* pn_net_close, then closed(ud) from the loop once the net is freed. */
+void pn_net_close_cb(struct pn_net *net, void (*closed)(void *ud), void *ud);
 uv_loop_t *pn_net_loop(struct pn_net *net);
 /* The owner's pointer, for accept_cb. */
 void pn_net_set_data(struct pn_net *net, void *data);

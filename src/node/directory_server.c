@@ -6,7 +6,7 @@
  * deadline) after every request: an idle directory does not wake at all, and
  * expiries are batched at most WAKE_MIN_GAP_MS apart. */
 #include <arpa/inet.h>
-#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +26,7 @@
 #define WAKE_MIN_GAP_MS 250         /* expiries wait this long after the last wake-up: <= 4 a second */
 #define NOT_ARMED UINT64_MAX
 
-struct dserver {
+struct pn_directory {
 	uv_loop_t *loop;
 	struct pn_net *net;
 	struct pn_identity id;
@@ -37,7 +37,13 @@ struct dserver {
 	uint64_t tick_at;           /* when the timer fires (loop ms), NOT_ARMED if stopped */
 	uint64_t last_tick;         /* when it last fired */
 	bool stopping;
-	uv_signal_t sig_int, sig_term;
+	bool started, have_id;
+	uint16_t port;
+	struct pn_directory_config cfg; /* listen and data_dir owned */
+	char error[256];
+	unsigned closing;            /* close callbacks still to come */
+	void (*closed_cb)(void *ud);
+	void *closed_ud;
 	uint32_t heartbeat_ms;
 	uint32_t rate;
 	uint64_t requests, finds, searches;
@@ -47,7 +53,7 @@ struct dserver {
 #define DSERVER_LIMIT_LOG_MS 10000 /* offers refused at a limit: one log line this often */
 
 struct dclient {
-	struct dserver *ds;
+	struct pn_directory *ds;
 	bool hello, registered;
 	uint8_t node_id[PN_ID_BYTES];
 	struct pn_bucket bucket; /* request rate, one token per request */
@@ -55,7 +61,7 @@ struct dclient {
 };
 
 
-static int dok(struct dserver *ds, struct pn_conn *c, uint32_t req_id, uint32_t heartbeat_ms)
+static int dok(struct pn_directory *ds, struct pn_conn *c, uint32_t req_id, uint32_t heartbeat_ms)
 {
 	struct pn_msg m = {.type = PN_MSG_DIR_OK};
 	m.u.dir_ok.req_id = req_id;
@@ -118,7 +124,7 @@ static void node_addr(struct pn_conn *c, const struct pn_msg_dir_register *r, ch
 		out[0] = 0; /* too long: dir_register refuses the empty address */
 }
 
-static int on_find(struct dserver *ds, struct pn_conn *c, struct dclient *dc, const struct pn_msg_dir_ref *q)
+static int on_find(struct pn_directory *ds, struct pn_conn *c, struct dclient *dc, const struct pn_msg_dir_ref *q)
 {
 	struct dir_provider prov[PN_DIR_RESULTS_MAX];
 	uint32_t total = 0;
@@ -150,7 +156,7 @@ static int on_find(struct dserver *ds, struct pn_conn *c, struct dclient *dc, co
 /* The refusal below names the core's word limit. */
 _Static_assert(DIR_WORDS_MAX == 8, "on_search's message says 1 to 8 words");
 
-static int on_search(struct dserver *ds, struct pn_conn *c, const struct pn_msg_dir_search *q)
+static int on_search(struct pn_directory *ds, struct pn_conn *c, const struct pn_msg_dir_search *q)
 {
 	char query[PN_DIR_QUERY_MAX + 1];
 	memcpy(query, q->query, q->query_len);
@@ -193,7 +199,7 @@ static int on_search(struct dserver *ds, struct pn_conn *c, const struct pn_msg_
 }
 
 /* One log line per PN_NET_LIMIT_LOG_INTERVAL_MS-ish period, with a count. */
-static void limit_refused(struct dserver *ds)
+static void limit_refused(struct pn_directory *ds)
 {
 	uint64_t now = uv_now(ds->loop);
 	ds->limit_refusals++;
@@ -205,7 +211,7 @@ static void limit_refused(struct dserver *ds)
 	}
 }
 
-static int on_offer(struct dserver *ds, struct pn_conn *c, struct dclient *dc, const struct pn_msg_dir_offer *q)
+static int on_offer(struct pn_directory *ds, struct pn_conn *c, struct dclient *dc, const struct pn_msg_dir_offer *q)
 {
 	uint64_t now = uv_now(ds->loop);
 	size_t off = 0;
@@ -245,7 +251,7 @@ static void tick_cb(uv_timer_t *t);
 
 /* Arms the timer at the core's next wake-up, but not sooner than
  * WAKE_MIN_GAP_MS after the last one; stops it when no node is registered. */
-static void tick_arm(struct dserver *ds)
+static void tick_arm(struct pn_directory *ds)
 {
 	uint64_t wake = dir_next_wakeup(ds->dir);
 
@@ -268,7 +274,7 @@ static void tick_arm(struct dserver *ds)
 
 static void tick_cb(uv_timer_t *t)
 {
-	struct dserver *ds = t->data;
+	struct pn_directory *ds = t->data;
 	uint64_t now = uv_now(ds->loop);
 	size_t gone = dir_tick(ds->dir, now);
 
@@ -279,7 +285,7 @@ static void tick_cb(uv_timer_t *t)
 	tick_arm(ds);
 }
 
-static int handle_frame(struct dserver *ds, struct dclient *dc, struct pn_conn *c, const uint8_t *body,
+static int handle_frame(struct pn_directory *ds, struct dclient *dc, struct pn_conn *c, const uint8_t *body,
 			size_t len)
 {
 	struct pn_msg m;
@@ -368,7 +374,7 @@ static int handle_frame(struct dserver *ds, struct dclient *dc, struct pn_conn *
 static int frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
 {
 	struct dclient *dc = pn_conn_data(c);
-	struct dserver *ds = dc->ds;
+	struct pn_directory *ds = dc->ds;
 	int r = handle_frame(ds, dc, c, body, len);
 
 	tick_arm(ds);
@@ -406,85 +412,164 @@ static const struct pn_conn_cbs *accept_cb(struct pn_net *net, struct pn_conn *c
 	return &dc->ds->conn_cbs;
 }
 
-static void signal_cb(uv_signal_t *s, int signum)
+static void dserver_set_err(struct pn_directory *ds, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void dserver_set_err(struct pn_directory *ds, const char *fmt, ...)
 {
-	struct dserver *ds = s->data;
-	PN_LOGI(&ds->log, "signal %d: stopping", signum);
-	ds->stopping = true;
-	uv_close((uv_handle_t *)&ds->sig_int, NULL);
-	uv_close((uv_handle_t *)&ds->sig_term, NULL);
-	uv_close((uv_handle_t *)&ds->tick, NULL);
-	pn_net_close(ds->net);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(ds->error, sizeof ds->error, fmt, ap);
+	va_end(ap);
 }
 
-int pn_directory_run(const struct pn_directory_opts *opts)
+int pn_directory_new(uv_loop_t *loop, const struct pn_directory_config *cfg, const struct pn_directory_events *ev,
+		     pn_directory **out)
 {
-	struct dserver ds = {0};
-	int r;
-	signal(SIGPIPE, SIG_IGN);
-	ds.loop = uv_default_loop();
-	if (opts->log)
-		ds.log = *opts->log;
-	ds.conn_cbs = (struct pn_conn_cbs){
+	*out = NULL;
+	if (!loop || !cfg || !cfg->listen || cfg->log_level > PN_LOG_DEBUG)
+		return PN_EINVAL;
+	struct pn_directory *ds = calloc(1, sizeof *ds);
+	if (!ds)
+		return PN_ENOMEM;
+	ds->cfg = *cfg;
+	ds->cfg.listen = strdup(cfg->listen);
+	ds->cfg.data_dir = cfg->data_dir ? strdup(cfg->data_dir) : NULL;
+	if (!ds->cfg.listen || (cfg->data_dir && !ds->cfg.data_dir)) {
+		free((char *)ds->cfg.listen);
+		free((char *)ds->cfg.data_dir);
+		free(ds);
+		return PN_ENOMEM;
+	}
+	ds->loop = loop;
+	if (ev)
+		ds->log = (struct pn_logger){.cb = ev->log, .ud = ev->ud, .level = cfg->log_level};
+	ds->conn_cbs = (struct pn_conn_cbs){
 		.established_cb = established_cb,
 		.frame_cb = frame_cb,
 		.close_cb = close_cb,
 	};
-	ds.heartbeat_ms = opts->heartbeat_ms ? opts->heartbeat_ms : DEFAULT_HEARTBEAT_MS;
-	ds.rate = opts->rate_per_s ? opts->rate_per_s : DEFAULT_RATE;
-	r = opts->data_dir ? pn_identity_load_or_create(opts->data_dir, &ds.id) : pn_identity_ephemeral(&ds.id);
-	if (r != PN_OK) {
-		PN_LOGE(&ds.log, "cannot load or create an identity: %s", pn_strerror(r));
-		goto out_loop;
+	ds->heartbeat_ms = cfg->heartbeat_ms ? cfg->heartbeat_ms : DEFAULT_HEARTBEAT_MS;
+	ds->rate = cfg->rate_per_s ? cfg->rate_per_s : DEFAULT_RATE;
+	uv_timer_init(loop, &ds->tick);
+	ds->tick.data = ds;
+	ds->tick_at = NOT_ARMED;
+	ds->last_tick = uv_now(loop);
+	*out = ds;
+	return PN_OK;
+}
+
+int pn_directory_start(pn_directory *ds)
+{
+	if (ds->started || ds->stopping || ds->have_id) {
+		dserver_set_err(ds, "the directory was started already");
+		return PN_EBUSY;
 	}
+	int r = ds->cfg.data_dir ? pn_identity_load_or_create(ds->cfg.data_dir, &ds->id) : pn_identity_ephemeral(&ds->id);
+	if (r != PN_OK) {
+		dserver_set_err(ds, "cannot load or create an identity%s%s: %s", ds->cfg.data_dir ? " in " : "",
+				ds->cfg.data_dir ? ds->cfg.data_dir : "", pn_strerror(r));
+		return r;
+	}
+	ds->have_id = true;
 	struct dir_opts dopts = {
-		.max_nodes = opts->max_nodes,
-		.node_timeout_ms = ds.heartbeat_ms * MISSED_HEARTBEATS,
-		.seed = ds.id.node_id[0] | (uint64_t)ds.id.node_id[1] << 8,
+		.max_nodes = ds->cfg.max_nodes,
+		.node_timeout_ms = ds->heartbeat_ms * MISSED_HEARTBEATS,
+		.seed = ds->id.node_id[0] | (uint64_t)ds->id.node_id[1] << 8,
 	};
-	ds.dir = dir_new(&dopts);
-	if (!ds.dir) {
-		r = PN_ENOMEM;
-		goto out_id;
+	ds->dir = dir_new(&dopts);
+	if (!ds->dir) {
+		dserver_set_err(ds, "out of memory");
+		return PN_ENOMEM;
 	}
 	struct pn_net_opts nopts;
 	pn_net_opts_default(&nopts);
-	nopts.log = &ds.log;
-	r = pn_net_new(ds.loop, &ds.id, &nopts, &ds.net);
+	nopts.log = &ds->log;
+	r = pn_net_new(ds->loop, &ds->id, &nopts, &ds->net);
 	if (r != PN_OK) {
-		PN_LOGE(&ds.log, "cannot set up TLS: %s", pn_strerror(r));
-		goto out_dir;
+		dserver_set_err(ds, "cannot set up TLS: %s", pn_strerror(r));
+		return r;
 	}
-	pn_net_set_data(ds.net, &ds);
-	uint16_t port;
-	r = pn_net_listen(ds.net, opts->listen, accept_cb, &port);
+	pn_net_set_data(ds->net, ds);
+	r = pn_net_listen(ds->net, ds->cfg.listen, accept_cb, &ds->port);
 	if (r != PN_OK) {
-		PN_LOGE(&ds.log, "cannot listen on %s: %s", opts->listen,
-			r == PN_EEXIST ? "address already in use" : pn_strerror(r));
-		pn_net_close(ds.net);
-		uv_run(ds.loop, UV_RUN_DEFAULT);
-		goto out_dir;
+		dserver_set_err(ds, "cannot listen on %s: %s", ds->cfg.listen,
+				r == PN_EEXIST ? "address already in use" : pn_strerror(r));
+		return r;
 	}
-	uv_timer_init(ds.loop, &ds.tick);
-	ds.tick.data = &ds;
-	ds.tick_at = NOT_ARMED;
-	ds.last_tick = uv_now(ds.loop);
-	uv_signal_init(ds.loop, &ds.sig_int);
-	uv_signal_init(ds.loop, &ds.sig_term);
-	ds.sig_int.data = ds.sig_term.data = &ds;
-	uv_signal_start(&ds.sig_int, signal_cb, SIGINT);
-	uv_signal_start(&ds.sig_term, signal_cb, SIGTERM);
-	if (opts->ready_cb)
-		opts->ready_cb(opts->ready_ud, port, ds.id.node_id);
-	uv_run(ds.loop, UV_RUN_DEFAULT);
-	PN_LOGI(&ds.log, "stopped after %llu requests (%llu finds, %llu searches)", (unsigned long long)ds.requests,
-		(unsigned long long)ds.finds, (unsigned long long)ds.searches);
-	r = PN_OK;
-out_dir:
-	dir_free(ds.dir);
-out_id:
-	pn_identity_free(&ds.id);
-out_loop:
-	uv_loop_close(ds.loop);
-	return r;
+	ds->started = true;
+	return PN_OK;
+}
+
+static void dserver_free(struct pn_directory *ds)
+{
+	void (*cb)(void *) = ds->closed_cb;
+	void *ud = ds->closed_ud;
+	if (ds->started)
+		PN_LOGI(&ds->log, "stopped after %llu requests (%llu finds, %llu searches)",
+			(unsigned long long)ds->requests, (unsigned long long)ds->finds, (unsigned long long)ds->searches);
+	dir_free(ds->dir);
+	if (ds->have_id)
+		pn_identity_free(&ds->id);
+	free((char *)ds->cfg.listen);
+	free((char *)ds->cfg.data_dir);
+	free(ds);
+	if (cb)
+		cb(ud);
+}
+
+static void dserver_part_closed(struct pn_directory *ds)
+{
+	if (--ds->closing == 0)
+		dserver_free(ds);
+}
+
+static void dserver_tick_closed_cb(uv_handle_t *h)
+{
+	dserver_part_closed(h->data);
+}
+
+static void dserver_net_closed_cb(void *ud)
+{
+	dserver_part_closed(ud);
+}
+
+void pn_directory_close(pn_directory *ds, void (*closed)(void *ud), void *ud)
+{
+	if (!ds || ds->stopping)
+		return;
+	ds->stopping = true;
+	if (ds->started)
+		PN_LOGI(&ds->log, "stopping");
+	ds->closed_cb = closed;
+	ds->closed_ud = ud;
+	uv_timer_stop(&ds->tick);
+	ds->closing = 1;
+	uv_close((uv_handle_t *)&ds->tick, dserver_tick_closed_cb);
+	if (ds->net) {
+		ds->closing++;
+		pn_net_close_cb(ds->net, dserver_net_closed_cb, ds);
+	}
+}
+
+const char *pn_directory_error(const pn_directory *ds)
+{
+	return ds->error;
+}
+
+uint16_t pn_directory_port(const pn_directory *ds)
+{
+	return ds->port;
+}
+
+void pn_directory_status(const pn_directory *ds, struct pn_directory_status *out)
+{
+	memset(out, 0, sizeof *out);
+	if (ds->have_id)
+		memcpy(out->node_id, ds->id.node_id, PN_ID_BYTES);
+	out->port = ds->port;
+	if (!ds->started)
+		return;
+	out->nodes = dir_node_count(ds->dir);
+	out->offers = dir_offer_count(ds->dir);
+	out->connections = pn_net_conn_count(ds->net);
+	out->requests = ds->requests;
 }

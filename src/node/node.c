@@ -59,13 +59,12 @@
 static_assert(NODE_MAX_PEERS <= CTL_STATUS_PEERS_MAX, "a status shows every peer");
 static_assert(NODE_MAX_DOWNLOADS <= CTL_STATUS_TRANSFERS_MAX, "a status shows every download");
 
-struct node;
 
 /* One connection to another node (or a client or a server). What it knows
  * about transfers lives in the peer engine, and what flooding knows of it in
  * the flood node, both under the same key. */
 struct peer {
-	struct node *node;
+	struct pn_node *node;
 	struct pn_conn *conn;
 	struct peer *next;
 	uint32_t key;
@@ -77,17 +76,53 @@ struct peer {
 	bool seed_server;             /* a --seed-server connection */
 };
 
-/* A control client waiting for a download. */
-struct waiter {
-	struct ctl_client *client;    /* NULL once it went away: the download goes on */
-	char out_path[NODE_PATH_MAX]; /* "": CWD/name of the content */
-	char cwd[NODE_PATH_MAX];
-	bool to_stdout, force;
-	struct waiter *next;
+/* Who waits for a download: a handle of the API (pn_node_get) or a client of
+ * the control socket, told through its ops. */
+struct waiter_ops {
+	void (*progress)(struct pn_download *w, const struct pn_progress *p);
+	void (*data)(struct pn_download *w, uint64_t offset, const void *buf, size_t len);
+	/* The end: err PN_OK and r, or an error and why. The waiter is freed after. */
+	void (*done)(struct pn_download *w, int err, const struct pn_download_result *r, const char *why);
+};
+
+struct pn_download {
+	struct pn_node *node;
+	struct download *dl;          /* NULL once finished or for content already held */
+	const struct waiter_ops *ops; /* NULL: detached (its control client went away), the download goes on */
+	void *user;
+	struct pn_cid cid;
+	unsigned flags;               /* PN_GET_* */
+	char *path;                   /* the file to write; NULL: none (or into dir) */
+	char *dir;                    /* write DIR/NAME; NULL: none */
+	uint64_t streamed;            /* bytes handed to ops->data so far */
+	bool canceled;                /* pn_download_cancel: finished from the loop */
+	int err;                      /* set once finishing (the ready list) */
+	char *why;
+	struct pn_download *next;
+};
+
+/* A search of the API or of a control client. */
+struct search_ops {
+	void (*result)(struct pn_search *s, const struct pn_search_hit *hit);
+	void (*done)(struct pn_search *s, int err, const char *why);
+};
+
+struct pn_search {
+	struct pn_node *node;
+	const struct search_ops *ops;
+	void *user;
+	void (*api_result)(void *ud, const struct pn_search_hit *hit);
+	void (*api_done)(void *ud, int err, const char *why);
+	bool pending;                 /* waits for discovery to come up */
+	bool running;                 /* with the discovery method */
+	bool canceled;
+	uint64_t deadline_ms;         /* pending: --peer-timeout after it came */
+	char query[PN_DIR_QUERY_MAX + 1];
+	struct pn_search *next;
 };
 
 struct download {
-	struct node *node;
+	struct pn_node *node;
 	struct download *next;
 	struct pn_cid cid;
 	char name[PN_NAME_MAX + 1];
@@ -95,17 +130,37 @@ struct download {
 	bool have_meta;
 	uint64_t started_ms, last_find_ms;
 	uint64_t bytes_resumed;
-	struct waiter *waiters;
+	struct pn_download *waiters;
 	bool finding;                 /* a look-up is outstanding */
 	bool looked_up;               /* a look-up has gone out to the directory */
 	bool done;
 	uint32_t providers_seen;
 };
 
-struct node {
+/* The config as the node keeps it: a copy, every string owned. */
+struct node_config {
+	struct pn_node_config c;
+	char **bootstrap, **seed_servers;
+};
+
+struct pn_node {
 	uv_loop_t *loop;
-	struct pn_node_opts opts;
-	struct pn_logger log;         /* a copy of opts->log; cb NULL: silent */
+	struct node_config conf;
+	const struct pn_node_config *cfg; /* &conf.c */
+	struct pn_node_events ev;
+	struct pn_logger log;         /* ev.log at cfg->log_level; cb NULL: silent */
+	char error[PN_NODE_ERR_MAX];  /* pn_node_error */
+	enum { NODE_NEW, NODE_STARTED, NODE_CLOSING } state;
+	unsigned closing_handles;     /* close callbacks still to come */
+	void (*closed_cb)(void *ud);
+	void *closed_ud;
+	struct pn_download *ready;    /* waiters to finish from the loop */
+	struct pn_search *searches;   /* every search not yet done */
+	bool kick;                    /* node_kick: tick at once */
+	bool have_id;                 /* id loaded */
+	bool started;                 /* pn_node_start succeeded */
+	unsigned in_user;             /* inside a callback of the program: a close waits for the loop */
+	bool close_pending;
 	struct pn_identity id;
 	struct store *store;
 	struct pn_net *net;
@@ -116,7 +171,6 @@ struct node {
 	struct flood_node *flood;     /* flood discovery, else NULL */
 	uv_timer_t tick;              /* one timer, armed at the soonest wake-up (node_schedule) */
 	bool timer_on;
-	uv_signal_t sig_int, sig_term;
 	bool stopping;
 	struct peer *peers;
 	uint32_t next_key;
@@ -130,22 +184,29 @@ struct node {
 	uint64_t seed_server_next_ms;
 	uint64_t last_progress_ms;    /* progress lines to control clients, 4 a second */
 	uint64_t dir_since_ms;        /* when the node last registered with the directory */
-	struct pending_search {       /* a search sent before discovery was up */
-		struct ctl_client *cc;    /* NULL: a free slot */
-		uint64_t deadline_ms;     /* --peer-timeout after it came */
-		char query[PN_DIR_QUERY_MAX + 1];
-	} pending[NODE_PENDING_SEARCHES];
+	uint8_t *stream_buf;          /* one chunk, for PN_GET_STREAM (allocated on first use) */
 };
 
-static uint64_t node_now(const struct node *n) { return uv_now(n->loop); }
+static uint64_t node_now(const struct pn_node *n) { return uv_now(n->loop); }
 
 static void cid_str(const struct pn_cid *cid, char out[PN_CID_STR_LEN + 1]) { pn_cid_format(cid, out); }
 
-static void node_schedule(struct node *n);
+static void node_schedule(struct pn_node *n);
+static void tick_cb(uv_timer_t *t);
+static void node_close_now(struct pn_node *n);
+
+/* Runs the tick from the loop as soon as possible: for what a call into the
+ * node started and must not finish from inside that call. */
+static void node_kick(struct pn_node *n)
+{
+	n->kick = true;
+	if (n->timer_on && !n->stopping)
+		uv_timer_start(&n->tick, tick_cb, 0, 0);
+}
 
 /* ------------------------------------------------------------ peers */
 
-static struct peer *peer_by_id(struct node *n, const uint8_t id[PN_ID_BYTES])
+static struct peer *peer_by_id(struct pn_node *n, const uint8_t id[PN_ID_BYTES])
 {
 	for (struct peer *p = n->peers; p; p = p->next)
 		if (p->hello && !memcmp(p->id, id, PN_ID_BYTES))
@@ -153,7 +214,7 @@ static struct peer *peer_by_id(struct node *n, const uint8_t id[PN_ID_BYTES])
 	return NULL;
 }
 
-static struct peer *peer_by_key(struct node *n, uint32_t key)
+static struct peer *peer_by_key(struct pn_node *n, uint32_t key)
 {
 	for (struct peer *p = n->peers; p; p = p->next)
 		if (p->key == key)
@@ -161,7 +222,7 @@ static struct peer *peer_by_key(struct node *n, uint32_t key)
 	return NULL;
 }
 
-static size_t peer_count(struct node *n)
+static size_t peer_count(struct pn_node *n)
 {
 	size_t c = 0;
 	for (struct peer *p = n->peers; p; p = p->next)
@@ -171,7 +232,7 @@ static size_t peer_count(struct node *n)
 
 /* A new connection's peer, known to the engine under its key. NULL when out
  * of memory or when the engine refuses the ID (banned). */
-static struct peer *peer_new(struct node *n, struct pn_conn *c, bool outgoing, const uint8_t *id)
+static struct peer *peer_new(struct pn_node *n, struct pn_conn *c, bool outgoing, const uint8_t *id)
 {
 	struct peer *p = calloc(1, sizeof *p);
 	if (!p)
@@ -191,7 +252,7 @@ static struct peer *peer_new(struct node *n, struct pn_conn *c, bool outgoing, c
 	return p;
 }
 
-static void peer_unlink(struct node *n, struct peer *p)
+static void peer_unlink(struct pn_node *n, struct peer *p)
 {
 	struct peer **pp = &n->peers;
 	while (*pp && *pp != p)
@@ -203,7 +264,7 @@ static void peer_unlink(struct node *n, struct peer *p)
 /* Dials addr (pinning id unless NULL): PN_OK with *out, the new peer, or
  * the error (nothing is left behind then); PN_ENOMEM also when the engine
  * refuses the ID (banned). */
-static int peer_dial(struct node *n, const char *addr, const uint8_t *id, struct peer **out)
+static int peer_dial(struct pn_node *n, const char *addr, const uint8_t *id, struct peer **out)
 {
 	*out = NULL;
 	struct peer *p = peer_new(n, NULL, true, id);
@@ -225,7 +286,7 @@ static int peer_dial(struct node *n, const char *addr, const uint8_t *id, struct
 
 /* ------------------------------------------------------------ downloads */
 
-static struct download *download_find(struct node *n, const struct pn_cid *cid)
+static struct download *download_find(struct pn_node *n, const struct pn_cid *cid)
 {
 	for (struct download *d = n->downloads; d; d = d->next)
 		if (!d->done && !memcmp(&d->cid, cid, sizeof *cid))
@@ -233,9 +294,42 @@ static struct download *download_find(struct node *n, const struct pn_cid *cid)
 	return NULL;
 }
 
+static void waiter_free(struct pn_download *w)
+{
+	free(w->path);
+	free(w->dir);
+	free(w->why);
+	free(w);
+}
+
+/* Tells the waiter the end and frees it. */
+static void waiter_done(struct pn_download *w, int err, const struct pn_download_result *r, const char *why)
+{
+	if (w->canceled) {
+		err = PN_ECANCELED;
+		r = NULL;
+		why = "cancelled";
+	}
+	if (w->ops && w->ops->done)
+		w->ops->done(w, err, r, why);
+	waiter_free(w);
+}
+
+/* Finishes w from the loop (pn_node_get and pn_download_cancel return first). */
+static void waiter_defer(struct pn_node *n, struct pn_download *w, int err, const char *why)
+{
+	w->err = err;
+	free(w->why);
+	w->why = why ? strdup(why) : NULL;
+	w->dl = NULL;
+	w->next = n->ready;
+	n->ready = w;
+	node_kick(n);
+}
+
 static void download_free(struct download *d)
 {
-	struct node *n = d->node;
+	struct pn_node *n = d->node;
 	struct download **dp = &n->downloads;
 	while (*dp && *dp != d)
 		dp = &(*dp)->next;
@@ -245,17 +339,17 @@ static void download_free(struct download *d)
 	if (d->part)
 		store_put_release(n->store, d->part);
 	while (d->waiters) {
-		struct waiter *w = d->waiters;
+		struct pn_download *w = d->waiters;
 		d->waiters = w->next;
-		free(w);
+		waiter_free(w);
 	}
 	free(d);
 }
 
-static void download_fail(struct download *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void download_fail(struct download *d, const char *fmt, ...)
+static void download_fail(struct download *d, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void download_fail(struct download *d, int err, const char *fmt, ...)
 {
-	char msg[512];
+	char msg[512], why[640];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
@@ -263,21 +357,55 @@ static void download_fail(struct download *d, const char *fmt, ...)
 	char id[PN_CID_STR_LEN + 1];
 	cid_str(&d->cid, id);
 	PN_LOGW(&d->node->log, "download %s failed: %s", id, msg);
-	for (struct waiter *w = d->waiters; w; w = w->next)
-		if (w->client)
-			ctl_finish(w->client, "%s; the partial download is kept and resumes on the next get", msg);
+	snprintf(why, sizeof why, "%s; the partial download is kept and resumes on the next get", msg);
 	d->done = true;
+	while (d->waiters) {
+		struct pn_download *w = d->waiters;
+		d->waiters = w->next;
+		w->dl = NULL;
+		waiter_done(w, err, NULL, why);
+	}
 	download_free(d);
+}
+
+/* Hands a PN_GET_STREAM waiter the verified bytes that follow what it had,
+ * from the partial download (part) or the finished object (o). */
+static void waiter_stream(struct pn_node *n, struct pn_download *w, struct store_partial *part,
+			  const struct store_object *o, const struct pn_cid *cid)
+{
+	if (!(w->flags & PN_GET_STREAM) || !w->ops || !w->ops->data || w->err || w->canceled)
+		return;
+	if (!n->stream_buf && !(n->stream_buf = malloc(PN_CHUNK_SIZE)))
+		return;
+	while (w->streamed < cid->size && !w->err && !w->canceled) {
+		uint32_t idx = (uint32_t)(w->streamed / PN_CHUNK_SIZE), len = 0;
+		int r;
+		if (o)
+			r = store_read_chunk(n->store, o, idx, n->stream_buf, &len);
+		else if (part && store_partial_has_chunk(part, idx))
+			r = store_partial_read_chunk(part, idx, n->stream_buf, &len);
+		else
+			return;
+		if (r != PN_OK) {
+			PN_LOGE(&n->log, "reading chunk %u to stream it: %s", idx, pn_strerror(r));
+			return;
+		}
+		uint64_t off = w->streamed - (uint64_t)idx * PN_CHUNK_SIZE;
+		if (off >= len)
+			return;
+		w->streamed += len - off;
+		w->ops->data(w, w->streamed - (len - off), n->stream_buf + off, len - off);
+	}
 }
 
 /* Copies the object's file to path (atomically, without replacing an
  * existing file unless force). Returns 0 or an errno-style message in err. */
-static int deliver_file(struct node *n, const struct store_object *o, const char *path, bool force, char *err,
+static int deliver_file(struct pn_node *n, const struct store_object *o, const char *path, bool force, char *err,
 			size_t errlen)
 {
 	char src[NODE_PATH_MAX + 128], id[PN_CID_STR_LEN + 1], tmp[NODE_PATH_MAX + 32];
 	cid_str(&o->cid, id);
-	snprintf(src, sizeof src, "%s/objects/%s", n->opts.data_dir, id);
+	snprintf(src, sizeof src, "%s/objects/%s", n->cfg->data_dir, id);
 	if (!force && access(path, F_OK) == 0) {
 		snprintf(err, errlen, "%s already exists; use --force to overwrite it", path);
 		return -1;
@@ -332,42 +460,50 @@ static int deliver_file(struct node *n, const struct store_object *o, const char
 	return rc;
 }
 
-static void report_done(struct node *n, struct waiter *w, const struct store_object *o, uint64_t down,
-			uint64_t resumed, double secs, unsigned peers)
+/* The content is held (o): stream what the waiter has not had, write its
+ * file if it asked for one, and tell it. */
+static void waiter_complete(struct pn_node *n, struct pn_download *w, const struct store_object *o, uint64_t down,
+			    uint64_t resumed, double secs, unsigned peers)
 {
-	if (!w->client)
-		return;
-	char id[PN_CID_STR_LEN + 1], path[NODE_PATH_MAX + 128];
-	cid_str(&o->cid, id);
-	if (w->to_stdout) {
-		snprintf(path, sizeof path, "%s/objects/%s", n->opts.data_dir, id);
-	} else {
+	waiter_stream(n, w, NULL, o, &o->cid);
+	char path[NODE_PATH_MAX + PN_NAME_MAX + 2] = "";
+	if (w->path || w->dir) {
 		char err[8400];
-		int len = w->out_path[0] ? snprintf(path, sizeof path, "%s", w->out_path)
-					 : snprintf(path, sizeof path, "%s/%s", w->cwd, o->name);
+		int len = w->path ? snprintf(path, sizeof path, "%s", w->path)
+				  : snprintf(path, sizeof path, "%s/%s", w->dir, o->name);
 		if (len >= (int)sizeof path) {
-			ctl_finish(w->client, "output path too long (the node keeps the file in its store)");
+			waiter_done(w, PN_EINVAL, NULL, "output path too long (the node keeps the file in its store)");
 			return;
 		}
-		if (deliver_file(n, o, path, w->force, err, sizeof err) != 0) {
-			ctl_finish(w->client, "%s (the node keeps the file in its store)", err);
+		if (deliver_file(n, o, path, w->flags & PN_GET_OVERWRITE, err, sizeof err) != 0) {
+			char why[8500];
+			snprintf(why, sizeof why, "%s (the node keeps the file in its store)", err);
+			waiter_done(w, PN_EIO, NULL, why);
 			return;
 		}
 	}
-	ctl_got(w->client, &o->cid, o->name, path, down, resumed, secs, peers);
-	ctl_finish(w->client, NULL);
+	struct pn_download_result r = {
+		.cid = o->cid,
+		.name = o->name,
+		.path = path,
+		.bytes_downloaded = down,
+		.bytes_resumed = resumed,
+		.seconds = secs,
+		.providers = peers,
+	};
+	waiter_done(w, PN_OK, &r, NULL);
 }
 
 static void download_complete(struct download *d)
 {
-	struct node *n = d->node;
+	struct pn_node *n = d->node;
 	const struct store_object *o = NULL;
 	struct store_partial *part = d->part;
 	d->part = NULL;
 	int r = store_put_finish(n->store, part, &o);
 	if (r != PN_OK) {
 		d->part = part;
-		download_fail(d, "cannot complete the download: %s", pn_strerror(r));
+		download_fail(d, r, "cannot complete the download: %s", pn_strerror(r));
 		return;
 	}
 	char id[PN_CID_STR_LEN + 1];
@@ -376,26 +512,30 @@ static void download_complete(struct download *d)
 	uint64_t down = d->cid.size - d->bytes_resumed;
 	unsigned peers = d->providers_seen;
 	PN_LOGI(&n->log, "downloaded %s  %s: %llu bytes in %.2f s", id, o->name, (unsigned long long)down, secs);
-	for (struct waiter *w = d->waiters; w; w = w->next)
-		report_done(n, w, o, down, d->bytes_resumed, secs, peers);
 	d->done = true;
+	while (d->waiters) {
+		struct pn_download *w = d->waiters;
+		d->waiters = w->next;
+		w->dl = NULL;
+		waiter_complete(n, w, o, down, d->bytes_resumed, secs, peers);
+	}
 	download_free(d);
 }
 
 /* The hash list is complete and verified: record it, re-verify what a
  * previous run left on disk, and let the engine request chunks. */
-static void download_hashes(struct node *n, struct download *d, const uint8_t *hashes, uint32_t len)
+static void download_hashes(struct pn_node *n, struct download *d, const uint8_t *hashes, uint32_t len)
 {
 	int r = store_partial_has_hashes(d->part) ? PN_OK
 		: store_partial_add_hashes(d->part, 0, len / PN_HASH_BYTES, hashes);
 	if (r != PN_OK) {
-		download_fail(d, "cannot store the hash list: %s", pn_strerror(r));
+		download_fail(d, r, "cannot store the hash list: %s", pn_strerror(r));
 		return;
 	}
 	uint64_t ok = 0;
 	r = store_partial_verify_existing(d->part, &ok);
 	if (r != PN_OK) {
-		download_fail(d, "cannot read the partial download: %s", pn_strerror(r));
+		download_fail(d, r, "cannot read the partial download: %s", pn_strerror(r));
 		return;
 	}
 	d->bytes_resumed = ok;
@@ -405,7 +545,7 @@ static void download_hashes(struct node *n, struct download *d, const uint8_t *h
 /* ------------------------------------------------------------ the engine's actions */
 
 /* Reads the chunk and sends it as one CHUNK frame from the scratch buffer. */
-static void send_chunk(struct node *n, struct peer *p, const struct engine_action *a)
+static void send_chunk(struct pn_node *n, struct peer *p, const struct engine_action *a)
 {
 	uint8_t *data = n->out + PN_FRAME_HDR + PN_CHUNK_MSG_HDR;
 	uint32_t len = 0;
@@ -435,7 +575,7 @@ static void send_chunk(struct node *n, struct peer *p, const struct engine_actio
 			  node_now(n));
 }
 
-static void write_chunk(struct node *n, const struct engine_action *a)
+static void write_chunk(struct pn_node *n, const struct engine_action *a)
 {
 	struct download *d = download_find(n, &a->cid);
 	if (!d || !d->part) {
@@ -450,10 +590,26 @@ static void write_chunk(struct node *n, const struct engine_action *a)
 	}
 	engine_chunk_written(n->engine, a->peer, &a->cid, a->index, r, node_now(n));
 	if (r != PN_OK && r != PN_ECORRUPT)
-		download_fail(d, "cannot write the download: %s", pn_strerror(r));
+		download_fail(d, r, "cannot write the download: %s", pn_strerror(r));
+	else if (r == PN_OK)
+		for (struct pn_download *w = d->waiters; w; w = w->next)
+			waiter_stream(n, w, d->part, NULL, &d->cid);
 }
 
-static void on_peer_ready(struct node *n, struct peer *p, const struct engine_action *a)
+static bool peer_info(const struct pn_node *n, const struct peer *p, struct pn_peer_info *out);
+
+/* events.peer: a peer joined (its HELLO was accepted) or is leaving. */
+static void tell_peer(struct pn_node *n, const struct peer *p, bool joined)
+{
+	struct pn_peer_info pi;
+	if (n->ev.peer && peer_info(n, p, &pi)) {
+		n->in_user++;
+		n->ev.peer(n->ev.ud, n, &pi, joined);
+		n->in_user--;
+	}
+}
+
+static void on_peer_ready(struct pn_node *n, struct peer *p, const struct engine_action *a)
 {
 	p->hello = true;
 	p->role = a->role;
@@ -464,9 +620,10 @@ static void on_peer_ready(struct node *n, struct peer *p, const struct engine_ac
 					     .listen_port = a->listen_port, .features = a->features};
 		(void)flood_node_peer_hello(n->flood, &h, node_now(n));
 	}
+	tell_peer(n, p, true);
 }
 
-static void dial_provider(struct node *n, const struct engine_action *a)
+static void dial_provider(struct pn_node *n, const struct engine_action *a)
 {
 	if (peer_count(n) >= NODE_MAX_PEERS)
 		return;
@@ -481,26 +638,26 @@ static void dial_provider(struct node *n, const struct engine_action *a)
 }
 
 /* Runs every action the engine has pending. Call after every engine input. */
-static bool discovery_ready(const struct node *n)
+static bool discovery_ready(const struct pn_node *n)
 {
 	return n->flood ? flood_node_ready(n->flood) : n->dir && dir_client_ready(n->dir);
 }
 
 /* What a command that waited for discovery was waiting for, in one line. */
-static void discovery_waited(const struct node *n, char *out, size_t len)
+static void discovery_waited(const struct pn_node *n, char *out, size_t len)
 {
-	uint32_t t = n->opts.peer_timeout_ms ? n->opts.peer_timeout_ms : NODE_DEFAULT_PEER_TIMEOUT_MS;
+	uint32_t t = n->cfg->peer_timeout_ms ? n->cfg->peer_timeout_ms : NODE_DEFAULT_PEER_TIMEOUT_MS;
 	const char *why = n->dir ? dir_client_last_error(n->dir) : "";
 	if (n->flood)
 		snprintf(out, len, "no flooding neighbour reached in %u s (the bootstrap peers are unreachable); "
 			 "the node keeps trying", t / 1000);
 	else
 		snprintf(out, len, "still no connection to the directory at %s after %u s (last error: %s); "
-			 "the node keeps trying", n->opts.directory ? n->opts.directory : "(none)", t / 1000,
+			 "the node keeps trying", n->cfg->directory ? n->cfg->directory : "(none)", t / 1000,
 			 why[0] ? why : "not connected");
 }
 
-static void node_pump(struct node *n)
+static void node_pump(struct pn_node *n)
 {
 	struct engine_action a;
 	while (engine_next_action(n->engine, &a)) {
@@ -556,14 +713,14 @@ static void node_pump(struct node *n)
 			if ((d = download_find(n, &a.cid))) {
 				char id[PN_CID_STR_LEN + 1];
 				cid_str(&d->cid, id);
-				uint32_t t = n->opts.peer_timeout_ms ? n->opts.peer_timeout_ms : NODE_DEFAULT_PEER_TIMEOUT_MS;
+				uint32_t t = n->cfg->peer_timeout_ms ? n->cfg->peer_timeout_ms : NODE_DEFAULT_PEER_TIMEOUT_MS;
 				char why[PN_NODE_ERR_MAX];
 				discovery_waited(n, why, sizeof why);
 				if (!d->providers_seen && ((n->flood && !flood_node_ready(n->flood)) ||
 							   (!n->flood && n->dir && !d->looked_up)))
-					download_fail(d, "%s", why);
+					download_fail(d, PN_ETIMEDOUT, "%s", why);
 				else
-					download_fail(d, "no provider of %s reachable for %u s", id, t / 1000);
+					download_fail(d, PN_ETIMEDOUT, "no provider of %s reachable for %u s", id, t / 1000);
 			}
 			break;
 		case ENGINE_NOT_FOUND:
@@ -581,7 +738,7 @@ static void node_pump(struct node *n)
 static int peer_frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
 {
 	struct peer *p = pn_conn_data(c);
-	struct node *n = p->node;
+	struct pn_node *n = p->node;
 	struct pn_msg m;
 	int r = pn_msg_decode(body, len, &m);
 	if (r != PN_OK) {
@@ -606,7 +763,7 @@ static int peer_frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
 static void peer_established_cb(struct pn_conn *c)
 {
 	struct peer *p = pn_conn_data(c);
-	struct node *n = p->node;
+	struct pn_node *n = p->node;
 	memcpy(p->id, pn_conn_peer_id(c), PN_ID_BYTES);
 	uint32_t features = n->flood ? flood_node_hello_features(n->flood, p->key, p->outgoing) : 0;
 	engine_peer_established(n->engine, p->key, p->id, features, node_now(n));
@@ -623,9 +780,11 @@ static void peer_writable_cb(struct pn_conn *c)
 static void peer_close_cb(struct pn_conn *c, int err)
 {
 	struct peer *p = pn_conn_data(c);
-	struct node *n = p->node;
+	struct pn_node *n = p->node;
 	if (err && err != PN_ECLOSED && err != PN_ECORRUPT && err != PN_EPROTO && !pn_conn_evicted(c))
 		PN_LOGI(&n->log, "%s: peer connection closed: %s", p->addr, pn_strerror(err));
+	if (p->hello && n->state == NODE_STARTED)
+		tell_peer(n, p, false);
 	engine_peer_closed(n->engine, p->key, node_now(n));
 	if (n->flood)
 		flood_node_peer_closed(n->flood, p->key, node_now(n));
@@ -636,7 +795,7 @@ static void peer_close_cb(struct pn_conn *c, int err)
 
 static const struct pn_conn_cbs *accept_cb(struct pn_net *net, struct pn_conn *c)
 {
-	struct node *n = pn_net_data(net);
+	struct pn_node *n = pn_net_data(net);
 	size_t inbound = 0;
 	for (struct peer *p = n->peers; p; p = p->next)
 		inbound += !p->outgoing;
@@ -659,13 +818,13 @@ static const struct pn_conn_cbs *accept_cb(struct pn_net *net, struct pn_conn *c
 
 /* --seed-server: a connection to each `peernet serve` given, used as one more
  * provider of every download (like a BitTorrent web seed). Redialled while down. */
-static void seed_servers_tick(struct node *n, uint64_t now)
+static void seed_servers_tick(struct pn_node *n, uint64_t now)
 {
 	if (now < n->seed_server_next_ms)
 		return;
 	n->seed_server_next_ms = now + NODE_SEED_SERVER_RETRY_MS;
-	for (int i = 0; i < n->opts.nseed_servers; i++) {
-		const char *addr = n->opts.seed_servers[i];
+	for (size_t i = 0; i < n->cfg->nseed_servers; i++) {
+		const char *addr = n->cfg->seed_servers[i];
 		bool up = false;
 		for (struct peer *p = n->peers; p && !up; p = p->next)
 			up = p->seed_server && !strcmp(p->addr, addr);
@@ -684,14 +843,14 @@ static void seed_servers_tick(struct node *n, uint64_t now)
 
 static bool store_lookup_cb(void *ud, const struct pn_cid *cid, struct engine_content *out)
 {
-	struct node *n = ud;
+	struct pn_node *n = ud;
 	return engine_store_lookup(n->store, cid, out);
 }
 
 /* Bytes waiting behind the upload cap on every connection. */
 static uint64_t backlog_cb(void *ud)
 {
-	struct node *n = ud;
+	struct pn_node *n = ud;
 	uint64_t queued = 0;
 	for (struct peer *p = n->peers; p; p = p->next)
 		if (p->conn)
@@ -704,7 +863,7 @@ static uint64_t backlog_cb(void *ud)
 static void providers_cb(void *ud, const struct pn_cid *cid, const struct discovery_provider *p, size_t count,
 			 uint32_t total)
 {
-	struct node *n = ud;
+	struct pn_node *n = ud;
 	for (size_t i = 0; i < count; i++) {
 		engine_provider(n->engine, p[i].id, p[i].addr, cid, node_now(n));
 		node_pump(n);
@@ -716,12 +875,12 @@ static void providers_cb(void *ud, const struct pn_cid *cid, const struct discov
 
 static void lookup_done_cb(void *ud, const struct pn_cid *cid, int err, uint32_t found)
 {
-	struct node *n = ud;
+	struct pn_node *n = ud;
 	struct download *d = download_find(n, cid);
 	if (!d)
 		return;
 	d->finding = false; /* may ask again later */
-	if (err == PN_ELIMIT || found > 0 || d->providers_seen > 0 || n->opts.nseed_servers > 0)
+	if (err == PN_ELIMIT || found > 0 || d->providers_seen > 0 || n->cfg->nseed_servers > 0)
 		return;
 	/* A directory just (re)joined may not have heard from the providers yet:
 	 * ask again (refind) until it has had time to (--peer-timeout still bounds it). */
@@ -733,32 +892,59 @@ static void lookup_done_cb(void *ud, const struct pn_cid *cid, int err, uint32_t
 	char id[PN_CID_STR_LEN + 1];
 	cid_str(cid, id);
 	if (n->flood)
-		download_fail(d, "no node within %u hops has %s", n->opts.ttl ? n->opts.ttl : FLOOD_DEFAULT_TTL, id);
+		download_fail(d, PN_ENOTFOUND, "no node within %u hops has %s", n->cfg->ttl ? n->cfg->ttl : FLOOD_DEFAULT_TTL, id);
 	else
-		download_fail(d, "no node offers %s", id);
+		download_fail(d, PN_ENOTFOUND, "no node offers %s", id);
 }
 
 static void search_result_cb(void *ud, void *token, const struct pn_cid *cid, uint32_t providers, const char *name,
 			     size_t name_len)
 {
-	ctl_result(token, cid, providers, name, name_len);
+	struct pn_search *sr = token;
+	if (sr->canceled || !sr->ops->result)
+		return;
+	struct pn_search_hit hit = {.cid = *cid, .name = name, .name_len = name_len, .providers = providers};
+	sr->ops->result(sr, &hit);
+}
+
+/* Unlinks, tells and frees the search. */
+static void search_finish(struct pn_search *sr, int err, const char *why)
+{
+	struct pn_node *n = sr->node;
+	struct pn_search **pp = &n->searches;
+	while (*pp && *pp != sr)
+		pp = &(*pp)->next;
+	if (*pp)
+		*pp = sr->next;
+	if (sr->canceled && err != PN_ECANCELED) {
+		err = PN_ECANCELED;
+		why = "cancelled";
+	}
+	if (sr->ops->done)
+		sr->ops->done(sr, err, why);
+	free(sr);
 }
 
 static void search_done_cb(void *ud, void *token, const char *why)
 {
-	if (why)
-		ctl_finish(token, "search failed: %s", why);
-	else
-		ctl_finish(token, NULL);
+	struct pn_search *sr = token;
+	sr->running = false;
+	if (why) {
+		char msg[600];
+		snprintf(msg, sizeof msg, "search failed: %s", why);
+		search_finish(sr, PN_EIO, msg);
+	} else {
+		search_finish(sr, PN_OK, NULL);
+	}
 }
 
 /* The directory took us (back): what is being downloaded is served too. */
-static void refind(struct node *n, uint64_t now);
-static void pending_searches_run(struct node *n, uint64_t now);
+static void refind(struct pn_node *n, uint64_t now);
+static void pending_searches_run(struct pn_node *n, uint64_t now);
 
 static void registered_cb(void *ud)
 {
-	struct node *n = ud;
+	struct pn_node *n = ud;
 	n->dir_since_ms = node_now(n);
 	for (struct download *d = n->downloads; d; d = d->next)
 		if (d->have_meta)
@@ -813,7 +999,7 @@ static bool flood_local_ip_cb(void *ud, uint32_t key, char ip[PN_ADDR_STR_MAX])
 
 static const char *flood_held_name_cb(void *ud, const struct pn_cid *cid)
 {
-	struct node *n = ud;
+	struct pn_node *n = ud;
 	const struct store_object *o = store_get(n->store, cid);
 	if (o)
 		return o->name;
@@ -821,58 +1007,76 @@ static const char *flood_held_name_cb(void *ud, const struct pn_cid *cid)
 	return d && d->have_meta && d->part && store_partial_have_count(d->part) ? d->name : NULL;
 }
 
-/* ------------------------------------------------------------ what the control socket asks */
+/* ------------------------------------------------------------ downloads and searches */
 
-static int ctl_get_cb(void *ud, struct ctl_client *cc, const struct ctl_get_request *req)
+
+static int count_downloads(const struct pn_node *n)
 {
-	struct node *n = ud;
-	const struct pn_cid *cid = &req->cid;
-	struct waiter *w = calloc(1, sizeof *w);
-	if (!w)
+	int count = 0;
+	for (const struct download *x = n->downloads; x; x = x->next)
+		count++;
+	return count;
+}
+
+/* Starts or joins the download of cid for a new waiter (path: the file to
+ * write, dir: write DIR/NAME, both NULL: none). PN_OK with *out, or an error
+ * with one line in why. */
+static int node_get(struct pn_node *n, const struct pn_cid *cid, const char *path, const char *dir, unsigned flags,
+		    const struct waiter_ops *ops, void *user, struct pn_download **out, char *why, size_t whylen)
+{
+	*out = NULL;
+	struct pn_download *w = calloc(1, sizeof *w);
+	if (!w || (path && !(w->path = strdup(path))) || (dir && !(w->dir = strdup(dir)))) {
+		if (w)
+			waiter_free(w);
+		snprintf(why, whylen, "out of memory");
 		return PN_ENOMEM;
-	w->client = cc;
-	w->to_stdout = req->to_stdout;
-	w->force = req->force;
-	snprintf(w->out_path, sizeof w->out_path, "%s", req->out_path ? req->out_path : "");
-	snprintf(w->cwd, sizeof w->cwd, "%s", req->cwd ? req->cwd : ".");
-	const struct store_object *o = store_get(n->store, cid);
-	if (o) {
-		report_done(n, w, o, 0, cid->size, 0, 0);
-		free(w);
+	}
+	w->node = n;
+	w->ops = ops;
+	w->user = user;
+	w->cid = *cid;
+	w->flags = flags;
+	if (store_get(n->store, cid)) {
+		waiter_defer(n, w, PN_OK, NULL);
+		*out = w;
 		return PN_OK;
 	}
 	struct download *d = download_find(n, cid);
 	if (d) {
+		w->dl = d;
 		w->next = d->waiters;
 		d->waiters = w;
+		if (d->part)
+			waiter_stream(n, w, d->part, NULL, &d->cid);
+		*out = w;
 		return PN_OK;
 	}
 	/* Discovery not up yet (the node is still connecting to its directory or
 	 * neighbours, or lost them): the download starts anyway and its look-up
 	 * goes out when discovery is back (refind); --peer-timeout without a
 	 * provider ends it with a line saying what it waited for. */
-	int count = 0;
-	for (struct download *x = n->downloads; x; x = x->next)
-		count++;
+	int count = count_downloads(n), r;
 	if (count >= NODE_MAX_DOWNLOADS) {
-		free(w);
-		ctl_finish(cc, "too many downloads at once (%d); try again when one ends", count);
-		return PN_OK;
+		waiter_free(w);
+		snprintf(why, whylen, "too many downloads at once (%d); try again when one ends", count);
+		return PN_ELIMIT;
 	}
 	d = calloc(1, sizeof *d);
 	if (!d) {
-		free(w);
+		waiter_free(w);
+		snprintf(why, whylen, "out of memory");
 		return PN_ENOMEM;
 	}
 	d->node = n;
 	d->cid = *cid;
 	d->started_ms = node_now(n);
-	int r = store_put_begin(n->store, cid, NULL, &d->part);
+	r = store_put_begin(n->store, cid, NULL, &d->part);
 	if (r != PN_OK) {
 		free(d);
-		free(w);
-		ctl_finish(cc, "cannot start the download in the store: %s", pn_strerror(r));
-		return PN_OK;
+		waiter_free(w);
+		snprintf(why, whylen, "cannot start the download in the store: %s", pn_strerror(r));
+		return r;
 	}
 	const char *stored_name = store_partial_name(d->part);
 	if (stored_name && *stored_name) {
@@ -886,26 +1090,29 @@ static int ctl_get_cb(void *ud, struct ctl_client *cc, const struct ctl_get_requ
 		if (r != PN_OK) {
 			store_put_release(n->store, d->part);
 			free(d);
-			free(w);
-			ctl_finish(cc, "cannot read the partial download: %s", pn_strerror(r));
-			return PN_OK;
+			waiter_free(w);
+			snprintf(why, whylen, "cannot read the partial download: %s", pn_strerror(r));
+			return r;
 		}
 		d->bytes_resumed = ok;
 		hashes = store_partial_hash(d->part, 0);
 		have = store_partial_bitmap(d->part);
 	}
+	w->dl = d;
 	d->waiters = w;
 	d->next = n->downloads;
 	n->downloads = d;
 	r = engine_want(n->engine, cid, d->have_meta ? d->name : NULL, hashes, have, node_now(n));
 	if (r != PN_OK) {
 		d->waiters = NULL;
-		free(w);
+		waiter_free(w);
 		d->done = true;
 		download_free(d);
-		ctl_finish(cc, "cannot start the download: %s", pn_strerror(r));
-		return PN_OK;
+		snprintf(why, whylen, "cannot start the download: %s", pn_strerror(r));
+		return r;
 	}
+	*out = w;
+	waiter_stream(n, w, d->part, NULL, &d->cid); /* what a previous run verified */
 	if (d->have_meta && n->dir)
 		dir_client_offer(n->dir, cid, d->name);
 	d->finding = true;
@@ -918,81 +1125,165 @@ static int ctl_get_cb(void *ud, struct ctl_client *cc, const struct ctl_get_requ
 		d->finding = false;
 		d->last_find_ms = 0; /* ask as soon as discovery is up */
 	}
-	node_pump(n); /* may complete at once (everything was on disk) */
+	/* Everything may be on disk already: the engine then says DONE, and the
+	 * waiter hears it from the loop, not from inside this call. */
+	node_kick(n);
 	return PN_OK;
 }
 
-static void search_now(struct node *n, struct ctl_client *cc, const char *query)
+/* Waiters cancelled since the last tick leave their downloads (a download
+ * nobody waits for any more stops, its partial kept), and the waiters on the
+ * ready list are finished. */
+static void waiters_run(struct pn_node *n)
 {
+	for (struct download *d = n->downloads, *dnext; d; d = dnext) {
+		dnext = d->next;
+		bool had = d->waiters != NULL;
+		for (struct pn_download **wp = &d->waiters; *wp;) {
+			struct pn_download *w = *wp;
+			if (!w->canceled) {
+				wp = &w->next;
+				continue;
+			}
+			*wp = w->next;
+			w->dl = NULL;
+			waiter_defer(n, w, PN_ECANCELED, "cancelled");
+		}
+		if (had && !d->waiters) {
+			char id[PN_CID_STR_LEN + 1];
+			cid_str(&d->cid, id);
+			PN_LOGI(&n->log, "download %s cancelled; the partial download is kept", id);
+			d->done = true;
+			download_free(d);
+		}
+	}
+	while (n->ready) {
+		struct pn_download *w = n->ready;
+		n->ready = w->next;
+		const struct store_object *o = NULL;
+		if (w->err == PN_OK && !w->canceled && (o = store_get(n->store, &w->cid)) != NULL)
+			waiter_complete(n, w, o, 0, o->cid.size, 0, 0);
+		else
+			waiter_done(w, w->err ? w->err : PN_ECANCELED, NULL, w->why ? w->why : "cancelled");
+	}
+}
+
+/* Sends a search to the discovery method, or finishes it with the reason. */
+static void search_now(struct pn_node *n, struct pn_search *sr)
+{
+	char msg[600];
+	sr->pending = false;
+	sr->running = true;
 	if (n->flood) {
-		int r = flood_node_search(n->flood, query, cc, node_now(n));
+		int r = flood_node_search(n->flood, sr->query, sr, node_now(n));
 		if (r == PN_EINVAL)
-			ctl_finish(cc, "search: the query must be 1 to %d bytes", PN_QUERY_DATA_MAX);
+			snprintf(msg, sizeof msg, "search: the query must be 1 to %d bytes", PN_QUERY_DATA_MAX);
 		else if (r == PN_ECLOSED)
-			ctl_finish(cc, "not connected to any peer (the bootstrap peers are unreachable); the node keeps retrying");
+			snprintf(msg, sizeof msg, "not connected to any peer (the bootstrap peers are unreachable); the node keeps retrying");
 		else if (r != PN_OK)
-			ctl_finish(cc, "search failed: %s", pn_strerror(r));
+			snprintf(msg, sizeof msg, "search failed: %s", pn_strerror(r));
 		node_schedule(n);
+		if (r != PN_OK) {
+			sr->running = false;
+			search_finish(sr, r, msg);
+		}
 		return;
 	}
-	int r = n->dir ? dir_client_search(n->dir, query, cc) : PN_ECLOSED;
+	int r = n->dir ? dir_client_search(n->dir, sr->query, sr) : PN_ECLOSED;
+	if (r == PN_OK)
+		return;
+	sr->running = false;
 	if (r == PN_EINVAL) {
-		ctl_finish(cc, "search: the query must be 1 to %d bytes", PN_DIR_QUERY_MAX);
-	} else if (r != PN_OK) {
+		snprintf(msg, sizeof msg, "search: the query must be 1 to %d bytes", PN_DIR_QUERY_MAX);
+	} else {
 		const char *why = n->dir ? dir_client_last_error(n->dir) : "";
-		ctl_finish(cc, "the directory at %s is unreachable (%s)", n->opts.directory ? n->opts.directory : "(none)",
-			   why[0] ? why : "not connected");
+		snprintf(msg, sizeof msg, "the directory at %s is unreachable (%s)",
+			 n->cfg->directory ? n->cfg->directory : "(none)", why[0] ? why : "not connected");
 	}
+	search_finish(sr, r, msg);
 }
 
-/* A search sent while the node is still connecting to its directory or
- * neighbours (or lost them) waits for them, at most --peer-timeout. */
-static void ctl_search_cb(void *ud, struct ctl_client *cc, const char *query)
+/* A new search. It waits for discovery (at most --peer-timeout) when that is
+ * not up yet; it is sent from the loop, never from inside this call. */
+static int node_search(struct pn_node *n, const char *query, const struct search_ops *ops, void *user,
+		       struct pn_search **out, char *why, size_t whylen)
 {
-	struct node *n = ud;
-	size_t len = strlen(query);
-	if (discovery_ready(n) || len == 0 || len > PN_DIR_QUERY_MAX) {
-		search_now(n, cc, query); /* a bad query is refused there */
-		return;
+	*out = NULL;
+	size_t len = strlen(query), pending = 0;
+	if (len == 0 || len > PN_DIR_QUERY_MAX) {
+		snprintf(why, whylen, "search: the query must be 1 to %d bytes", PN_DIR_QUERY_MAX);
+		return PN_EINVAL;
 	}
-	for (size_t i = 0; i < NODE_PENDING_SEARCHES; i++) {
-		struct pending_search *ps = &n->pending[i];
-		if (ps->cc)
-			continue;
-		ps->cc = cc;
-		ps->deadline_ms = node_now(n) + (n->opts.peer_timeout_ms ? n->opts.peer_timeout_ms
-									: NODE_DEFAULT_PEER_TIMEOUT_MS);
-		memcpy(ps->query, query, len + 1);
-		node_schedule(n);
-		return;
+	for (struct pn_search *x = n->searches; x; x = x->next)
+		pending += x->pending;
+	if (!discovery_ready(n) && pending >= NODE_PENDING_SEARCHES) {
+		snprintf(why, whylen, "%d searches already wait for the node to reach %s; try again later",
+			 NODE_PENDING_SEARCHES, n->flood ? "its neighbours" : "its directory");
+		return PN_ELIMIT;
 	}
-	ctl_finish(cc, "%d searches already wait for the node to reach %s; try again later", NODE_PENDING_SEARCHES,
-		   n->flood ? "its neighbours" : "its directory");
+	struct pn_search *sr = calloc(1, sizeof *sr);
+	if (!sr) {
+		snprintf(why, whylen, "out of memory");
+		return PN_ENOMEM;
+	}
+	sr->node = n;
+	sr->ops = ops;
+	sr->user = user;
+	sr->pending = true;
+	sr->deadline_ms = node_now(n) + (n->cfg->peer_timeout_ms ? n->cfg->peer_timeout_ms
+								 : NODE_DEFAULT_PEER_TIMEOUT_MS);
+	memcpy(sr->query, query, len + 1);
+	sr->next = n->searches;
+	n->searches = sr;
+	*out = sr;
+	node_kick(n);
+	return PN_OK;
 }
 
-/* Sends the waiting searches once discovery is up; fails those whose time is over. */
-static void pending_searches_run(struct node *n, uint64_t now)
+static void search_cancel(struct pn_search *sr)
+{
+	struct pn_node *n = sr->node;
+	if (sr->canceled)
+		return;
+	sr->canceled = true;
+	if (sr->running) {
+		if (n->flood)
+			flood_node_search_cancel(n->flood, sr);
+		if (n->dir)
+			dir_client_search_cancel(n->dir, sr);
+		sr->running = false;
+	}
+	sr->pending = true;
+	sr->deadline_ms = 0;
+	node_kick(n);
+}
+
+/* Sends the waiting searches once discovery is up; fails those whose time is
+ * over; finishes the cancelled ones. */
+static void pending_searches_run(struct pn_node *n, uint64_t now)
 {
 	bool ready = discovery_ready(n);
-	for (size_t i = 0; i < NODE_PENDING_SEARCHES; i++) {
-		struct pending_search *ps = &n->pending[i];
-		struct ctl_client *cc = ps->cc;
-		if (!cc || (!ready && now < ps->deadline_ms))
-			continue;
-		ps->cc = NULL;
-		if (ready) {
-			search_now(n, cc, ps->query);
+	for (int guard = 0; guard < 1 + NODE_PENDING_SEARCHES * 4; guard++) {
+		struct pn_search *sr = n->searches;
+		while (sr && !(sr->pending && (sr->canceled || ready || now >= sr->deadline_ms)))
+			sr = sr->next;
+		if (!sr)
+			return;
+		if (sr->canceled) {
+			search_finish(sr, PN_ECANCELED, "cancelled");
+		} else if (ready) {
+			search_now(n, sr);
 		} else {
-			char why[PN_NODE_ERR_MAX];
+			char why[PN_NODE_ERR_MAX], msg[PN_NODE_ERR_MAX + 16];
 			discovery_waited(n, why, sizeof why);
-			ctl_finish(cc, "search: %s", why);
+			snprintf(msg, sizeof msg, "search: %s", why);
+			search_finish(sr, PN_ETIMEDOUT, msg);
 		}
 	}
 }
 
-static int ctl_add_cb(void *ud, const char *path, const struct store_object **out)
+static int node_share(struct pn_node *n, const char *path, const struct store_object **out)
 {
-	struct node *n = ud;
 	int r = store_add_local(n->store, path, NULL, out);
 	if (r != PN_OK && r != PN_EEXIST)
 		return r;
@@ -1002,21 +1293,121 @@ static int ctl_add_cb(void *ud, const char *path, const struct store_object **ou
 		dir_client_offer(n->dir, &(*out)->cid, (*out)->name);
 	if (n->dir && !dir_client_ready(n->dir))
 		PN_LOGI(&n->log, "holding %s  %s; it is registered when the directory at %s is reachable", id,
-			(*out)->name, n->opts.directory);
+			(*out)->name, n->cfg->directory);
 	else
 		PN_LOGI(&n->log, "sharing %s  %s", id, (*out)->name);
 	return r;
 }
 
+/* Progress for everyone waiting on a download. */
+static void report_progress(struct pn_node *n)
+{
+	for (struct download *d = n->downloads; d; d = d->next) {
+		struct engine_download_info info;
+		if (!d->part || !engine_download_info(n->engine, &d->cid, &info))
+			continue;
+		struct pn_progress pr = {.cid = d->cid, .name = d->name, .have = info.bytes_have, .total = d->cid.size,
+					 .peers = info.peers};
+		for (struct pn_download *w = d->waiters; w; w = w->next)
+			if (w->ops && w->ops->progress && !w->canceled)
+				w->ops->progress(w, &pr);
+	}
+}
+
+static bool waiters_want_progress(const struct pn_node *n)
+{
+	for (const struct download *d = n->downloads; d; d = d->next)
+		for (const struct pn_download *w = d->waiters; w; w = w->next)
+			if (w->ops && w->ops->progress)
+				return true;
+	return false;
+}
+
+/* ------------------------------------------------------------ the control socket
+ *
+ * It asks through the same calls as the API, with its own ops. */
+
+#define NODE_GET_STDOUT 0x100u /* a control client's get -o -: it reads the store's copy */
+
+static void ctl_w_progress(struct pn_download *w, const struct pn_progress *p)
+{
+	ctl_progress(w->user, p->have, p->total, p->peers, p->name);
+}
+
+static void ctl_w_done(struct pn_download *w, int err, const struct pn_download_result *r, const char *why)
+{
+	struct ctl_client *cc = w->user;
+	if (err != PN_OK) {
+		ctl_finish(cc, "%s", why ? why : pn_strerror(err));
+		return;
+	}
+	char path[NODE_PATH_MAX + 128];
+	if (w->flags & NODE_GET_STDOUT) {
+		char id[PN_CID_STR_LEN + 1];
+		cid_str(&r->cid, id);
+		snprintf(path, sizeof path, "%s/objects/%s", w->node->cfg->data_dir, id);
+	} else {
+		snprintf(path, sizeof path, "%s", r->path);
+	}
+	ctl_got(cc, &r->cid, r->name, path, r->bytes_downloaded, r->bytes_resumed, r->seconds, r->providers);
+	ctl_finish(cc, NULL);
+}
+
+static const struct waiter_ops ctl_waiter_ops = {.progress = ctl_w_progress, .done = ctl_w_done};
+
+static int ctl_get_cb(void *ud, struct ctl_client *cc, const struct ctl_get_request *req)
+{
+	struct pn_node *n = ud;
+	bool named = req->out_path && req->out_path[0];
+	unsigned flags = (req->force ? PN_GET_OVERWRITE : 0) | (req->to_stdout ? NODE_GET_STDOUT : 0);
+	struct pn_download *w;
+	char why[PN_NODE_ERR_MAX];
+	int r = node_get(n, &req->cid, !req->to_stdout && named ? req->out_path : NULL,
+			 !req->to_stdout && !named ? (req->cwd ? req->cwd : ".") : NULL, flags, &ctl_waiter_ops, cc, &w,
+			 why, sizeof why);
+	if (r != PN_OK)
+		ctl_finish(cc, "%s", why);
+	return PN_OK;
+}
+
+static void ctl_s_result(struct pn_search *sr, const struct pn_search_hit *h)
+{
+	ctl_result(sr->user, &h->cid, h->providers, h->name, h->name_len);
+}
+
+static void ctl_s_done(struct pn_search *sr, int err, const char *why)
+{
+	if (err != PN_OK)
+		ctl_finish(sr->user, "%s", why ? why : pn_strerror(err));
+	else
+		ctl_finish(sr->user, NULL);
+}
+
+static const struct search_ops ctl_search_ops = {.result = ctl_s_result, .done = ctl_s_done};
+static const struct search_ops silent_search_ops = {0};
+
+static void ctl_search_cb(void *ud, struct ctl_client *cc, const char *query)
+{
+	struct pn_search *sr;
+	char why[PN_NODE_ERR_MAX];
+	if (node_search(ud, query, &ctl_search_ops, cc, &sr, why, sizeof why) != PN_OK)
+		ctl_finish(cc, "%s", why);
+}
+
+static int ctl_add_cb(void *ud, const char *path, const struct store_object **out)
+{
+	return node_share(ud, path, out);
+}
+
 static void ctl_status_cb(void *ud, struct ctl_status *st)
 {
-	struct node *n = ud;
+	struct pn_node *n = ud;
 	memcpy(st->node_id, n->id.node_id, PN_ID_BYTES);
-	st->listen = n->opts.listen;
+	st->listen = n->cfg->listen;
 	st->port = n->port;
-	st->discovery = n->opts.discovery == PN_DISCOVERY_DIRECTORY ? "directory"
-			: n->opts.discovery == PN_DISCOVERY_FLOOD ? "flood" : "dht";
-	st->directory = n->opts.directory;
+	st->discovery = n->cfg->discovery == PN_DISCOVERY_DIRECTORY ? "directory"
+			: n->cfg->discovery == PN_DISCOVERY_FLOOD ? "flood" : "dht";
+	st->directory = n->cfg->directory;
 	st->directory_registered = n->dir && dir_client_ready(n->dir);
 	st->directory_refused = n->dir ? dir_client_refused(n->dir) : 0;
 	if (n->dir)
@@ -1029,22 +1420,21 @@ static void ctl_status_cb(void *ud, struct ctl_status *st)
 		st->flood_stats = fs.core;
 		st->lookups += fs.lookups;
 	}
-	st->npeers = 0;
-	for (struct peer *p = n->peers; p && st->npeers < CTL_STATUS_PEERS_MAX; p = p->next) {
-		struct engine_peer_info e;
-		if (!p->hello || !engine_peer_info(n->engine, p->key, &e))
-			continue;
-		struct ctl_peer_status *ps = &st->peers[st->npeers++];
+	struct pn_peer_info pi[CTL_STATUS_PEERS_MAX];
+	size_t np = pn_node_peers(n, pi, CTL_STATUS_PEERS_MAX);
+	st->npeers = np < CTL_STATUS_PEERS_MAX ? np : CTL_STATUS_PEERS_MAX;
+	for (size_t i = 0; i < st->npeers; i++) {
+		struct ctl_peer_status *ps = &st->peers[i];
 		memset(ps, 0, sizeof *ps);
-		memcpy(ps->id, p->id, PN_ID_BYTES);
-		snprintf(ps->addr, sizeof ps->addr, "%s", p->addr);
-		ps->outgoing = p->outgoing;
-		ps->neighbor = n->flood && flood_node_is_neighbor(n->flood, p->key);
-		ps->seed_server = p->seed_server;
-		ps->peer_choking = e.peer_choking;
-		ps->am_choking = e.am_choking;
-		ps->bytes_to = e.bytes_to;
-		ps->bytes_from = e.bytes_from;
+		memcpy(ps->id, pi[i].id, PN_ID_BYTES);
+		snprintf(ps->addr, sizeof ps->addr, "%s", pi[i].addr);
+		ps->outgoing = pi[i].outgoing;
+		ps->neighbor = pi[i].neighbor;
+		ps->seed_server = pi[i].seed_server;
+		ps->peer_choking = pi[i].peer_choking;
+		ps->am_choking = pi[i].am_choking;
+		ps->bytes_to = pi[i].bytes_to;
+		ps->bytes_from = pi[i].bytes_from;
 	}
 	st->ntransfers = 0;
 	for (struct download *d = n->downloads; d && st->ntransfers < CTL_STATUS_TRANSFERS_MAX; d = d->next) {
@@ -1065,46 +1455,39 @@ static void ctl_status_cb(void *ud, struct ctl_status *st)
 	pn_net_bytes(n->net, &st->wire_up, &st->wire_down);
 }
 
-static void node_stop(struct node *n);
-
 static void ctl_stop_cb(void *ud)
 {
-	node_stop(ud);
+	struct pn_node *n = ud;
+	if (n->ev.stop_requested) {
+		n->in_user++;
+		n->ev.stop_requested(n->ev.ud, n);
+		n->in_user--;
+	}
+	else
+		PN_LOGW(&n->log, "a control client asked the node to stop; the program does not allow it");
 }
 
 static void ctl_client_gone_cb(void *ud, struct ctl_client *cc)
 {
-	struct node *n = ud;
-	for (size_t i = 0; i < NODE_PENDING_SEARCHES; i++)
-		if (n->pending[i].cc == cc)
-			n->pending[i].cc = NULL;
-	if (n->flood)
-		flood_node_search_cancel(n->flood, cc);
-	if (n->dir)
-		dir_client_search_cancel(n->dir, cc);
+	struct pn_node *n = ud;
+	for (struct pn_search *sr = n->searches; sr; sr = sr->next)
+		if (sr->ops == &ctl_search_ops && sr->user == cc) {
+			sr->ops = &silent_search_ops;
+			search_cancel(sr);
+		}
 	for (struct download *d = n->downloads; d; d = d->next)
-		for (struct waiter *w = d->waiters; w; w = w->next)
-			if (w->client == cc)
-				w->client = NULL; /* the download goes on in the background */
-}
-
-/* Progress lines for control clients waiting on downloads. */
-static void report_progress(struct node *n)
-{
-	for (struct download *d = n->downloads; d; d = d->next) {
-		struct engine_download_info info;
-		if (!d->part || !engine_download_info(n->engine, &d->cid, &info))
-			continue;
-		for (struct waiter *w = d->waiters; w; w = w->next)
-			if (w->client)
-				ctl_progress(w->client, info.bytes_have, d->cid.size, info.peers, d->name);
-	}
+		for (struct pn_download *w = d->waiters; w; w = w->next)
+			if (w->ops == &ctl_waiter_ops && w->user == cc)
+				w->ops = NULL; /* the download goes on in the background */
+	for (struct pn_download *w = n->ready; w; w = w->next)
+		if (w->ops == &ctl_waiter_ops && w->user == cc)
+			w->ops = NULL;
 }
 
 /* ------------------------------------------------------------ timers */
 
 /* When the discovery of d next wants to ask again (UINT64_MAX: not now). */
-static uint64_t download_refind_at(struct node *n, const struct download *d)
+static uint64_t download_refind_at(struct pn_node *n, const struct download *d)
 {
 	if (d->finding)
 		return UINT64_MAX;
@@ -1118,10 +1501,9 @@ static uint64_t download_refind_at(struct node *n, const struct download *d)
 	return d->last_find_ms + period + 1;
 }
 
-static void tick_cb(uv_timer_t *t);
 
 /* Arms the node's one timer at the soonest time any part needs it. */
-static void node_schedule(struct node *n)
+static void node_schedule(struct pn_node *n)
 {
 	if (n->stopping || !n->timer_on)
 		return;
@@ -1133,29 +1515,30 @@ static void node_schedule(struct node *n)
 	t = n->flood ? flood_node_next_wakeup(n->flood, now) : UINT64_MAX;
 	if (t < next)
 		next = t;
-	if (n->opts.nseed_servers && n->seed_server_next_ms < next)
+	if (n->cfg->nseed_servers && n->seed_server_next_ms < next)
 		next = n->seed_server_next_ms;
-	for (size_t i = 0; i < NODE_PENDING_SEARCHES; i++)
-		if (n->pending[i].cc && n->pending[i].deadline_ms < next)
-			next = n->pending[i].deadline_ms;
+	for (struct pn_search *sr = n->searches; sr; sr = sr->next)
+		if (sr->pending && sr->deadline_ms < next)
+			next = sr->deadline_ms;
 	for (struct download *d = n->downloads; d; d = d->next) {
 		t = download_refind_at(n, d);
 		if (t < next)
 			next = t;
-		for (struct waiter *w = d->waiters; w; w = w->next)
-			if (w->client && n->last_progress_ms + NODE_PROGRESS_MS < next)
-				next = n->last_progress_ms + NODE_PROGRESS_MS;
 	}
-	if (n->opts.up_rate && engine_uploads_waiting(n->engine)) {
+	if (waiters_want_progress(n) && n->last_progress_ms + NODE_PROGRESS_MS < next)
+		next = n->last_progress_ms + NODE_PROGRESS_MS;
+	if (n->cfg->up_rate && engine_uploads_waiting(n->engine)) {
 		/* Requests wait for the upload backlog to drain: look again when
 		 * about a chunk of it has gone out. */
-		t = now + 1 + (uint64_t)PN_CHUNK_SIZE * 1000 / n->opts.up_rate;
+		t = now + 1 + (uint64_t)PN_CHUNK_SIZE * 1000 / n->cfg->up_rate;
 		if (t < next)
 			next = t;
 	}
 	uint64_t delay = next <= now ? 0 : next - now;
-	if (delay < NODE_TIMER_MIN_MS)
+	if (delay < NODE_TIMER_MIN_MS && !n->kick)
 		delay = NODE_TIMER_MIN_MS;
+	if (n->kick)
+		delay = 0;
 	if (delay > NODE_TIMER_MAX_MS)
 		delay = NODE_TIMER_MAX_MS;
 	uv_timer_start(&n->tick, tick_cb, delay, 0);
@@ -1163,7 +1546,7 @@ static void node_schedule(struct node *n)
 
 /* Asks discovery again for the providers of downloads that need more. A
  * look-up's answer may end a download, so each is looked up afresh. */
-static void refind(struct node *n, uint64_t now)
+static void refind(struct pn_node *n, uint64_t now)
 {
 	struct pn_cid due[NODE_MAX_DOWNLOADS];
 	size_t ndue = 0;
@@ -1203,8 +1586,13 @@ static void refind(struct node *n, uint64_t now)
 
 static void tick_cb(uv_timer_t *t)
 {
-	struct node *n = t->data;
+	struct pn_node *n = t->data;
 	uint64_t now = node_now(n);
+	n->kick = false;
+	if (n->close_pending) {
+		node_close_now(n);
+		return;
+	}
 	if (n->dir)
 		dir_client_tick(n->dir, now);
 	if (n->flood)
@@ -1213,6 +1601,7 @@ static void tick_cb(uv_timer_t *t)
 	if (engine_next_wakeup(n->engine) <= now)
 		engine_tick(n->engine, now);
 	node_pump(n);
+	waiters_run(n);
 	refind(n, now);
 	pending_searches_run(n, now);
 	if (now - n->last_progress_ms >= NODE_PROGRESS_MS) {
@@ -1224,28 +1613,33 @@ static void tick_cb(uv_timer_t *t)
 
 /* ------------------------------------------------------------ start and stop */
 
-static void close_walk_cb(uv_handle_t *h, void *arg)
-{
-	if (!uv_is_closing(h))
-		uv_close(h, NULL);
-}
-
-static void node_stop(struct node *n)
+/* Ends everything a stop must end: searches, downloads, their waiters. */
+static void node_stop(struct pn_node *n)
 {
 	if (n->stopping)
 		return;
+	waiters_run(n); /* content already held completes; what was cancelled is told so */
 	n->stopping = true;
 	PN_LOGI(&n->log, "stopping");
-	for (size_t i = 0; i < NODE_PENDING_SEARCHES; i++)
-		if (n->pending[i].cc) {
-			ctl_finish(n->pending[i].cc, "the node is stopping");
-			n->pending[i].cc = NULL;
+	while (n->searches) {
+		struct pn_search *sr = n->searches;
+		if (sr->running) {
+			if (n->flood)
+				flood_node_search_cancel(n->flood, sr);
+			if (n->dir)
+				dir_client_search_cancel(n->dir, sr);
+			sr->running = false;
 		}
+		search_finish(sr, PN_ECANCELED, "the node is stopping");
+	}
 	while (n->downloads) {
 		struct download *d = n->downloads;
-		for (struct waiter *w = d->waiters; w; w = w->next)
-			if (w->client)
-				ctl_finish(w->client, "the node is stopping; the partial download is kept");
+		while (d->waiters) {
+			struct pn_download *w = d->waiters;
+			d->waiters = w->next;
+			w->dl = NULL;
+			waiter_done(w, PN_ECANCELED, NULL, "the node is stopping; the partial download is kept");
+		}
 		d->done = true;
 		download_free(d);
 	}
@@ -1254,18 +1648,6 @@ static void node_stop(struct node *n)
 		dir_client_stop(n->dir);
 	if (n->flood)
 		flood_node_stop(n->flood);
-	uv_timer_stop(&n->tick);
-	n->timer_on = false;
-	uv_close((uv_handle_t *)&n->tick, NULL);
-	uv_close((uv_handle_t *)&n->sig_int, NULL);
-	uv_close((uv_handle_t *)&n->sig_term, NULL);
-	ctl_server_close(n->ctl);
-	pn_net_close(n->net);
-}
-
-static void signal_cb(uv_signal_t *s, int signum)
-{
-	node_stop(s->data);
 }
 
 void pn_default_data_dir(char *out, size_t len)
@@ -1284,56 +1666,17 @@ void pn_default_data_dir(char *out, size_t len)
 	snprintf(out, len, "%s/.local/share/peernet", v && *v ? v : ".");
 }
 
-/* Shares a file, or the regular files directly inside a directory. */
-static void add_share(struct node *n, const char *path)
+static void set_err(struct pn_node *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_err(struct pn_node *n, const char *fmt, ...)
 {
-	struct stat st;
-	if (stat(path, &st) != 0) {
-		PN_LOGW(&n->log, "cannot share %s: %s", path, strerror(errno));
-		return;
-	}
-	if (S_ISDIR(st.st_mode)) {
-		DIR *dir = opendir(path);
-		struct dirent *e;
-		int count = 0;
-		while (dir && (e = readdir(dir)) && count < 10000) {
-			if (e->d_name[0] == '.')
-				continue;
-			char sub[NODE_PATH_MAX];
-			snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-			if (stat(sub, &st) == 0 && S_ISREG(st.st_mode)) {
-				add_share(n, sub);
-				count++;
-			}
-		}
-		if (dir)
-			closedir(dir);
-		return;
-	}
-	const struct store_object *o = NULL;
-	int r = store_add_local(n->store, path, NULL, &o);
-	if (r != PN_OK && r != PN_EEXIST) {
-		PN_LOGW(&n->log, "cannot share %s: %s", path, pn_strerror(r));
-		return;
-	}
-	char id[PN_CID_STR_LEN + 1];
-	cid_str(&o->cid, id);
-	PN_LOGI(&n->log, "sharing %s  %s", id, o->name);
-}
-
-static void set_err(char *err, size_t err_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-{
-	if (!err || !err_len)
-		return;
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(err, err_len, fmt, ap);
+	vsnprintf(n->error, sizeof n->error, fmt, ap);
 	va_end(ap);
 }
 
 /* Discovery: the directory client or the flood node, reporting to n. */
-static int discovery_setup(struct node *n)
+static int discovery_setup(struct pn_node *n)
 {
 	struct discovery_events ev = {
 		.ud = n,
@@ -1344,17 +1687,17 @@ static int discovery_setup(struct node *n)
 		.registered_cb = registered_cb,
 		.wake_cb = wake_cb,
 	};
-	if (n->opts.discovery == PN_DISCOVERY_FLOOD) {
+	if (n->cfg->discovery == PN_DISCOVERY_FLOOD) {
 		struct flood_node_opts fo = {
-			.data_dir = n->opts.data_dir,
-			.announce_host = n->opts.announce_host,
+			.data_dir = n->cfg->data_dir,
+			.announce_host = n->cfg->announce_host,
 			.port = n->port,
-			.bootstrap = n->opts.bootstrap,
-			.nbootstrap = n->opts.nbootstrap,
-			.min_neighbors = n->opts.min_neighbors,
-			.max_neighbors = n->opts.max_neighbors,
-			.ttl = n->opts.ttl,
-			.plain_flood = n->opts.plain_flood,
+			.bootstrap = n->cfg->bootstrap,
+			.nbootstrap = (int)n->cfg->nbootstrap,
+			.min_neighbors = n->cfg->min_neighbors,
+			.max_neighbors = n->cfg->max_neighbors,
+			.ttl = n->cfg->ttl,
+			.plain_flood = n->cfg->plain_flood,
 			.seed = pn_prng_next(&n->rng),
 			.store = n->store,
 			.log = &n->log,
@@ -1374,10 +1717,10 @@ static int discovery_setup(struct node *n)
 		n->flood = flood_node_new(&fo);
 		return n->flood ? PN_OK : PN_ENOMEM;
 	}
-	if (n->opts.discovery == PN_DISCOVERY_DIRECTORY && n->opts.directory) {
+	if (n->cfg->discovery == PN_DISCOVERY_DIRECTORY && n->cfg->directory) {
 		struct dir_client_opts dopts = {
-			.directory = n->opts.directory,
-			.announce_host = n->opts.announce_host,
+			.directory = n->cfg->directory,
+			.announce_host = n->cfg->announce_host,
 			.port = n->port,
 			.net = n->net,
 			.store = n->store,
@@ -1391,15 +1734,11 @@ static int discovery_setup(struct node *n)
 	return PN_OK;
 }
 
-static int ctl_setup(struct node *n, char *err, size_t err_len)
+static int ctl_setup(struct pn_node *n)
 {
-	if (n->opts.control_path)
-		snprintf(n->control_path, sizeof n->control_path, "%s", n->opts.control_path);
-	else
-		snprintf(n->control_path, sizeof n->control_path, "%s/%s", n->opts.data_dir, PN_CONTROL_SOCKET);
 	struct ctl_server_opts co = {
 		.loop = n->loop,
-		.path = n->control_path,
+		.path = n->cfg->control_path,
 		.store = n->store,
 		.ops = {
 			.ud = n,
@@ -1414,24 +1753,112 @@ static int ctl_setup(struct node *n, char *err, size_t err_len)
 	char why[PN_NODE_ERR_MAX];
 	int r = ctl_server_new(&co, &n->ctl, why, sizeof why);
 	if (r != PN_OK)
-		set_err(err, err_len, "%s", why);
+		set_err(n, "%s", why);
 	return r;
 }
 
-int pn_node_run(const struct pn_node_opts *opts, char *err, size_t err_len)
+/* ------------------------------------------------------------ the API */
+
+static char *dup_or_null(const char *s, bool *oom)
 {
-	set_err(err, err_len, "%s", "");
-	struct node *n = calloc(1, sizeof *n);
-	int r;
-	if (!n) {
-		set_err(err, err_len, "out of memory");
+	if (!s)
+		return NULL;
+	char *d = strdup(s);
+	if (!d)
+		*oom = true;
+	return d;
+}
+
+static char **dup_list(const char *const *v, size_t n, bool *oom)
+{
+	if (!n)
+		return NULL;
+	char **d = calloc(n, sizeof *d);
+	if (!d) {
+		*oom = true;
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++)
+		d[i] = dup_or_null(v[i], oom);
+	return d;
+}
+
+static void free_list(char **v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+static void config_free(struct node_config *c)
+{
+	free((char *)c->c.listen);
+	free((char *)c->c.data_dir);
+	free((char *)c->c.control_path);
+	free((char *)c->c.directory);
+	free((char *)c->c.announce_host);
+	free_list(c->bootstrap, c->c.nbootstrap);
+	free_list(c->seed_servers, c->c.nseed_servers);
+}
+
+#define NODE_MAX_LIST 64 /* --bootstrap and --seed-server addresses, each */
+
+int pn_node_new(uv_loop_t *loop, const struct pn_node_config *cfg, const struct pn_node_events *ev, pn_node **out)
+{
+	*out = NULL;
+	if (!loop || !cfg || !cfg->listen || !cfg->data_dir || cfg->nbootstrap > NODE_MAX_LIST ||
+	    cfg->nseed_servers > NODE_MAX_LIST || (cfg->nbootstrap && !cfg->bootstrap) ||
+	    (cfg->nseed_servers && !cfg->seed_servers) || cfg->ttl > FLOOD_MAX_TTL ||
+	    (cfg->discovery && cfg->discovery != PN_DISCOVERY_DIRECTORY && cfg->discovery != PN_DISCOVERY_FLOOD) ||
+	    cfg->log_level > PN_LOG_DEBUG)
+		return PN_EINVAL;
+	for (size_t i = 0; i < cfg->nbootstrap; i++)
+		if (!cfg->bootstrap[i])
+			return PN_EINVAL;
+	for (size_t i = 0; i < cfg->nseed_servers; i++)
+		if (!cfg->seed_servers[i])
+			return PN_EINVAL;
+	struct pn_node *n = calloc(1, sizeof *n);
+	if (!n)
+		return PN_ENOMEM;
+	bool oom = false;
+	n->conf.c = *cfg;
+	if (!n->conf.c.discovery)
+		n->conf.c.discovery = PN_DISCOVERY_DIRECTORY;
+	n->conf.c.listen = dup_or_null(cfg->listen, &oom);
+	n->conf.c.data_dir = dup_or_null(cfg->data_dir, &oom);
+	n->conf.c.control_path = dup_or_null(cfg->control_path, &oom);
+	n->conf.c.directory = dup_or_null(cfg->directory, &oom);
+	n->conf.c.announce_host = dup_or_null(cfg->announce_host, &oom);
+	n->conf.bootstrap = dup_list(cfg->bootstrap, cfg->nbootstrap, &oom);
+	n->conf.seed_servers = dup_list(cfg->seed_servers, cfg->nseed_servers, &oom);
+	n->conf.c.bootstrap = (const char *const *)n->conf.bootstrap;
+	n->conf.c.seed_servers = (const char *const *)n->conf.seed_servers;
+	n->cfg = &n->conf.c;
+	if (oom) {
+		config_free(&n->conf);
+		free(n);
 		return PN_ENOMEM;
 	}
-	n->opts = *opts;
-	n->opts.log = NULL;
-	if (opts->log)
-		n->log = *opts->log;
-	n->loop = uv_default_loop();
+	if (ev)
+		n->ev = *ev;
+	n->log = (struct pn_logger){.cb = n->ev.log, .ud = n->ev.ud, .level = cfg->log_level};
+	n->loop = loop;
+	n->state = NODE_NEW;
+	uv_timer_init(loop, &n->tick);
+	n->tick.data = n;
+	*out = n;
+	return PN_OK;
+}
+
+int pn_node_start(pn_node *n)
+{
+	if (n->state != NODE_NEW || n->store) {
+		set_err(n, "the node was started already");
+		return PN_EBUSY;
+	}
+	n->error[0] = '\0';
+	int r;
 	pn_prng_seed(&n->rng, uv_hrtime() ^ (uint64_t)getpid() << 32 ^ (uint64_t)(uintptr_t)n);
 	n->peer_cbs = (struct pn_conn_cbs){
 		.established_cb = peer_established_cb,
@@ -1440,39 +1867,38 @@ int pn_node_run(const struct pn_node_opts *opts, char *err, size_t err_len)
 		.close_cb = peer_close_cb,
 	};
 	n->store_ops = (struct engine_store_ops){.lookup = store_lookup_cb, .backlog = backlog_cb};
-	signal(SIGPIPE, SIG_IGN);
 	n->out_cap = PN_FRAME_HDR + PN_FRAME_MAX;
 	n->out = malloc(n->out_cap);
 	if (!n->out) {
-		set_err(err, err_len, "out of memory");
-		r = PN_ENOMEM;
-		goto out_buf;
+		set_err(n, "out of memory");
+		return PN_ENOMEM;
 	}
-	r = pn_identity_load_or_create(opts->data_dir, &n->id);
+	r = pn_identity_load_or_create(n->cfg->data_dir, &n->id);
 	if (r != PN_OK) {
-		set_err(err, err_len, "cannot load or create the identity in %s: %s", opts->data_dir, pn_strerror(r));
-		goto out_buf;
+		set_err(n, "cannot load or create the identity in %s: %s", n->cfg->data_dir, pn_strerror(r));
+		return r;
 	}
-	r = store_open_log(opts->data_dir, &n->log, &n->store);
+	n->have_id = true;
+	r = store_open_log(n->cfg->data_dir, &n->log, &n->store);
 	if (r != PN_OK) {
-		set_err(err, err_len, "cannot open the store in %s: %s", opts->data_dir, pn_strerror(r));
-		goto out_id;
+		set_err(n, "cannot open the store in %s: %s", n->cfg->data_dir, pn_strerror(r));
+		return r;
 	}
 	struct pn_net_opts nopts;
 	pn_net_opts_default(&nopts);
 	nopts.log = &n->log;
 	r = pn_net_new(n->loop, &n->id, &nopts, &n->net);
 	if (r != PN_OK) {
-		set_err(err, err_len, "cannot set up TLS: %s", pn_strerror(r));
-		goto out_store;
+		set_err(n, "cannot set up TLS: %s", pn_strerror(r));
+		return r;
 	}
 	pn_net_set_data(n->net, n);
-	pn_net_set_rates(n->net, opts->up_rate, opts->down_rate);
-	r = pn_net_listen(n->net, opts->listen, accept_cb, &n->port);
+	pn_net_set_rates(n->net, n->cfg->up_rate, n->cfg->down_rate);
+	r = pn_net_listen(n->net, n->cfg->listen, accept_cb, &n->port);
 	if (r != PN_OK) {
-		set_err(err, err_len, "cannot listen on %s: %s", opts->listen,
+		set_err(n, "cannot listen on %s: %s", n->cfg->listen,
 			r == PN_EEXIST ? "address already in use" : pn_strerror(r));
-		goto out_net;
+		return r;
 	}
 	/* Rechoke every second and move the optimistic slot every half second
 	 * (BitTorrent uses 10 s and 30 s): swarms here often last seconds, and in a
@@ -1483,10 +1909,10 @@ int pn_node_run(const struct pn_node_opts *opts, char *err, size_t err_len)
 	struct engine_opts eo = {
 		.role = ENGINE_NODE,
 		.listen_port = n->port,
-		.upload_slots = opts->upload_slots,
+		.upload_slots = n->cfg->upload_slots,
 		.rechoke_ms = NODE_RECHOKE_MS,
 		.optimistic_ms = NODE_OPTIMISTIC_MS,
-		.stall_ms = opts->peer_timeout_ms ? opts->peer_timeout_ms : NODE_DEFAULT_PEER_TIMEOUT_MS,
+		.stall_ms = n->cfg->peer_timeout_ms ? n->cfg->peer_timeout_ms : NODE_DEFAULT_PEER_TIMEOUT_MS,
 		/* Under an upload cap at most NODE_UPLOAD_BACKLOG_CHUNKS chunks (or
 		 * 100 ms) wait behind it: the rest wait as requests, which a CANCEL or
 		 * a CHOKE can still withdraw and the super-seeder can still reorder.
@@ -1494,9 +1920,9 @@ int pn_node_run(const struct pn_node_opts *opts, char *err, size_t err_len)
 		 * request served, at each hop of a chunk through the swarm: one is
 		 * enough to keep the uplink busy (python3 bench/distribution.py --ns
 		 * 8,16 --models p2p: 1.30/1.27x with two, 1.11/1.23x with one). */
-		.backlog_max = !opts->up_rate ? 0
-			       : opts->up_rate / 10 > NODE_UPLOAD_BACKLOG_CHUNKS * PN_CHUNK_SIZE
-				       ? opts->up_rate / 10
+		.backlog_max = !n->cfg->up_rate ? 0
+			       : n->cfg->up_rate / 10 > NODE_UPLOAD_BACKLOG_CHUNKS * PN_CHUNK_SIZE
+				       ? n->cfg->up_rate / 10
 				       : NODE_UPLOAD_BACKLOG_CHUNKS * PN_CHUNK_SIZE,
 		.seed = pn_prng_next(&n->rng),
 		.store = &n->store_ops,
@@ -1505,62 +1931,356 @@ int pn_node_run(const struct pn_node_opts *opts, char *err, size_t err_len)
 	memcpy(eo.self_id, n->id.node_id, PN_ID_BYTES);
 	n->engine = engine_new(&eo, uv_now(n->loop));
 	if (!n->engine) {
-		set_err(err, err_len, "out of memory");
+		set_err(n, "out of memory");
 		r = PN_ENOMEM;
-		goto out_net;
+		return r;
 	}
 	r = discovery_setup(n);
 	if (r != PN_OK) {
-		set_err(err, err_len, "out of memory");
-		goto out_net;
+		set_err(n, "out of memory");
+		return r;
 	}
-	r = ctl_setup(n, err, err_len);
-	if (r != PN_OK)
-		goto out_net;
-	for (int i = 0; i < opts->nshares; i++)
-		add_share(n, opts->shares[i]);
-	uv_timer_init(n->loop, &n->tick);
-	n->tick.data = n;
+	if (n->cfg->control_path && (r = ctl_setup(n)) != PN_OK)
+		return r;
+	n->state = NODE_STARTED;
+	n->started = true;
 	n->timer_on = true;
 	uv_timer_start(&n->tick, tick_cb, 0, 0);
-	uv_signal_init(n->loop, &n->sig_int);
-	uv_signal_init(n->loop, &n->sig_term);
-	n->sig_int.data = n->sig_term.data = n;
-	uv_signal_start(&n->sig_int, signal_cb, SIGINT);
-	uv_signal_start(&n->sig_term, signal_cb, SIGTERM);
-	if (opts->ready_cb) {
-		struct pn_node_ready ready = {
-			.port = n->port,
-			.discovery = opts->discovery,
-			.shared = store_count(n->store),
-			.control_path = n->control_path,
-		};
-		memcpy(ready.node_id, n->id.node_id, PN_ID_BYTES);
-		opts->ready_cb(opts->ready_ud, &ready);
+	return PN_OK;
+}
+
+static void node_free(struct pn_node *n)
+{
+	void (*cb)(void *) = n->closed_cb;
+	void *ud = n->closed_ud;
+	if (n->started) {
+		struct engine_stats st;
+		engine_stats(n->engine, &st);
+		PN_LOGI(&n->log, "stopped: %llu bytes uploaded, %llu bytes downloaded", (unsigned long long)st.bytes_up,
+			(unsigned long long)st.bytes_down);
 	}
-	uv_run(n->loop, UV_RUN_DEFAULT);
-	r = PN_OK;
-	struct engine_stats st;
-	engine_stats(n->engine, &st);
-	PN_LOGI(&n->log, "stopped: %llu bytes uploaded, %llu bytes downloaded", (unsigned long long)st.bytes_up,
-		(unsigned long long)st.bytes_down);
-	goto out_store;
-out_net:
-	pn_net_close(n->net);
-	uv_run(n->loop, UV_RUN_DEFAULT);
-out_store:
 	ctl_server_free(n->ctl);
 	dir_client_free(n->dir);
 	flood_node_free(n->flood);
 	engine_free(n->engine);
 	store_close(n->store);
-out_id:
-	pn_identity_free(&n->id);
-out_buf:
-	uv_walk(n->loop, close_walk_cb, NULL);
-	uv_run(n->loop, UV_RUN_DEFAULT);
-	uv_loop_close(n->loop);
+	if (n->have_id)
+		pn_identity_free(&n->id);
 	free(n->out);
+	free(n->stream_buf);
+	config_free(&n->conf);
 	free(n);
+	if (cb)
+		cb(ud);
+}
+
+static void node_part_closed(struct pn_node *n)
+{
+	if (--n->closing_handles == 0)
+		node_free(n);
+}
+
+static void tick_closed_cb(uv_handle_t *h)
+{
+	node_part_closed(h->data);
+}
+
+static void net_closed_cb(void *ud)
+{
+	node_part_closed(ud);
+}
+
+static void ctl_closed_cb(void *ud)
+{
+	node_part_closed(ud);
+}
+
+static void node_close_now(struct pn_node *n)
+{
+	bool was_started = n->state == NODE_STARTED;
+	n->close_pending = false;
+	n->state = NODE_CLOSING; /* a pn_node_close from a callback below returns at once */
+	if (was_started)
+		node_stop(n);
+	n->stopping = true;
+	n->timer_on = false;
+	uv_timer_stop(&n->tick);
+	n->closing_handles = 1;
+	uv_close((uv_handle_t *)&n->tick, tick_closed_cb);
+	if (n->ctl) {
+		n->closing_handles++;
+		ctl_server_close(n->ctl, ctl_closed_cb, n);
+	}
+	if (n->net) {
+		n->closing_handles++;
+		pn_net_close_cb(n->net, net_closed_cb, n);
+	}
+}
+
+void pn_node_close(pn_node *n, void (*closed)(void *ud), void *ud)
+{
+	if (!n || n->state == NODE_CLOSING || n->close_pending)
+		return;
+	n->closed_cb = closed;
+	n->closed_ud = ud;
+	if (n->in_user) { /* the node is in the middle of something: the loop closes it next */
+		n->close_pending = true;
+		n->kick = true;
+		uv_timer_start(&n->tick, tick_cb, 0, 0);
+		return;
+	}
+	node_close_now(n);
+}
+
+const char *pn_node_error(const pn_node *n)
+{
+	return n->error;
+}
+
+uint16_t pn_node_port(const pn_node *n)
+{
+	return n->port;
+}
+
+void pn_node_id(const pn_node *n, uint8_t out[PN_ID_BYTES])
+{
+	if (n->have_id)
+		memcpy(out, n->id.node_id, PN_ID_BYTES);
+	else
+		memset(out, 0, PN_ID_BYTES);
+}
+
+int pn_node_share(pn_node *n, const char *path, struct pn_cid *out)
+{
+	if (n->state != NODE_STARTED) {
+		set_err(n, "the node is not running");
+		return PN_EBUSY;
+	}
+	const struct store_object *o = NULL;
+	int r = node_share(n, path, &o);
+	if (r != PN_OK && r != PN_EEXIST) {
+		set_err(n, "cannot share %s: %s", path, pn_strerror(r));
+		return r;
+	}
+	if (out)
+		*out = o->cid;
 	return r;
+}
+
+/* Every call into the program's code goes through these: while one runs,
+ * pn_node_close only marks the node, and the loop closes it next. */
+static void api_w_progress(struct pn_download *w, const struct pn_progress *p)
+{
+	struct pn_node *n = w->node;
+	if (!n->ev.progress)
+		return;
+	n->in_user++;
+	n->ev.progress(n->ev.ud, w, p);
+	n->in_user--;
+}
+
+static void api_w_data(struct pn_download *w, uint64_t offset, const void *buf, size_t len)
+{
+	struct pn_node *n = w->node;
+	if (!n->ev.data)
+		return;
+	n->in_user++;
+	n->ev.data(n->ev.ud, w, offset, buf, len);
+	n->in_user--;
+}
+
+static void api_w_done(struct pn_download *w, int err, const struct pn_download_result *r, const char *why)
+{
+	struct pn_node *n = w->node;
+	if (!n->ev.done)
+		return;
+	n->in_user++;
+	n->ev.done(n->ev.ud, w, err, r, why);
+	n->in_user--;
+}
+
+static const struct waiter_ops api_waiter_ops = {.progress = api_w_progress, .data = api_w_data, .done = api_w_done};
+
+int pn_node_get(pn_node *n, const struct pn_cid *cid, const char *path, unsigned flags, void *user,
+		pn_download **out)
+{
+	if (out)
+		*out = NULL;
+	if (n->state != NODE_STARTED) {
+		set_err(n, "the node is not running");
+		return PN_EBUSY;
+	}
+	if (!cid || (flags & ~(PN_GET_OVERWRITE | PN_GET_STREAM)) || cid->size > PN_MAX_FILE_SIZE) {
+		set_err(n, "invalid argument");
+		return PN_EINVAL;
+	}
+	struct stat st;
+	bool is_dir = path && stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+	struct pn_download *w;
+	int r = node_get(n, cid, is_dir ? NULL : path, is_dir ? path : NULL, flags, &api_waiter_ops, user, &w, n->error,
+			 sizeof n->error);
+	if (r == PN_OK && out)
+		*out = w;
+	return r;
+}
+
+void pn_download_cancel(pn_download *w)
+{
+	if (w->canceled)
+		return;
+	w->canceled = true;
+	node_kick(w->node);
+}
+
+void *pn_download_user(const pn_download *w)
+{
+	return w->user;
+}
+
+const struct pn_cid *pn_download_cid(const pn_download *w)
+{
+	return &w->cid;
+}
+
+static void api_s_result(struct pn_search *sr, const struct pn_search_hit *hit)
+{
+	if (!sr->api_result)
+		return;
+	sr->node->in_user++;
+	sr->api_result(sr->user, hit);
+	sr->node->in_user--;
+}
+
+static void api_s_done(struct pn_search *sr, int err, const char *why)
+{
+	if (!sr->api_done)
+		return;
+	sr->node->in_user++;
+	sr->api_done(sr->user, err, why);
+	sr->node->in_user--;
+}
+
+static const struct search_ops api_search_ops = {.result = api_s_result, .done = api_s_done};
+
+int pn_node_search(pn_node *n, const char *query, void (*result)(void *ud, const struct pn_search_hit *hit),
+		   void (*done)(void *ud, int err, const char *why), void *ud, pn_search **out)
+{
+	if (out)
+		*out = NULL;
+	if (n->state != NODE_STARTED) {
+		set_err(n, "the node is not running");
+		return PN_EBUSY;
+	}
+	if (!query) {
+		set_err(n, "invalid argument");
+		return PN_EINVAL;
+	}
+	struct pn_search *sr;
+	int r = node_search(n, query, &api_search_ops, ud, &sr, n->error, sizeof n->error);
+	if (r != PN_OK)
+		return r;
+	sr->api_result = result;
+	sr->api_done = done;
+	if (out)
+		*out = sr;
+	return PN_OK;
+}
+
+void pn_search_cancel(pn_search *sr)
+{
+	search_cancel(sr);
+}
+
+void pn_node_status(const pn_node *n, struct pn_node_status *st)
+{
+	memset(st, 0, sizeof *st);
+	if (n->have_id)
+		memcpy(st->node_id, n->id.node_id, PN_ID_BYTES);
+	st->port = n->port;
+	st->discovery = n->cfg->discovery;
+	if (n->state != NODE_STARTED)
+		return;
+	st->discovery_ready = discovery_ready(n);
+	st->directory_refused = n->dir ? dir_client_refused(n->dir) : 0;
+	if (n->dir)
+		dir_client_stats(n->dir, &st->lookups, &st->lookup_msgs);
+	if (n->flood) {
+		struct flood_node_stats fs;
+		flood_node_get_stats(n->flood, &fs);
+		st->neighbors = fs.neighbors;
+		st->lookups += fs.lookups;
+		st->lookup_msgs += fs.core.queries_sent;
+	}
+	for (const struct peer *p = n->peers; p; p = p->next)
+		st->peers += p->hello;
+	st->downloads = (size_t)count_downloads(n);
+	st->shares = store_count(n->store);
+	struct engine_stats es;
+	engine_stats(n->engine, &es);
+	st->bytes_up = es.bytes_up;
+	st->bytes_down = es.bytes_down;
+	pn_net_bytes(n->net, &st->wire_up, &st->wire_down);
+}
+
+static bool peer_info(const struct pn_node *n, const struct peer *p, struct pn_peer_info *out)
+{
+	struct engine_peer_info e;
+	if (!p->hello || !engine_peer_info(n->engine, p->key, &e))
+		return false;
+	memset(out, 0, sizeof *out);
+	memcpy(out->id, p->id, PN_ID_BYTES);
+	snprintf(out->addr, sizeof out->addr, "%s", p->addr);
+	out->outgoing = p->outgoing;
+	out->neighbor = n->flood && flood_node_is_neighbor(n->flood, p->key);
+	out->seed_server = p->seed_server;
+	out->peer_choking = e.peer_choking;
+	out->am_choking = e.am_choking;
+	out->bytes_to = e.bytes_to;
+	out->bytes_from = e.bytes_from;
+	return true;
+}
+
+size_t pn_node_peers(const pn_node *n, struct pn_peer_info *out, size_t max)
+{
+	size_t count = 0;
+	if (n->state != NODE_STARTED)
+		return 0;
+	for (const struct peer *p = n->peers; p; p = p->next) {
+		struct pn_peer_info pi;
+		if (!peer_info(n, p, &pi))
+			continue;
+		if (count < max)
+			out[count] = pi;
+		count++;
+	}
+	return count;
+}
+
+size_t pn_node_downloads(const pn_node *n, struct pn_progress *out, size_t max)
+{
+	size_t count = 0;
+	if (n->state != NODE_STARTED)
+		return 0;
+	for (const struct download *d = n->downloads; d; d = d->next) {
+		struct engine_download_info info;
+		if (!engine_download_info(n->engine, &d->cid, &info))
+			continue;
+		if (count < max)
+			out[count] = (struct pn_progress){.cid = d->cid, .name = d->name, .have = info.bytes_have,
+							  .total = d->cid.size, .peers = info.peers};
+		count++;
+	}
+	return count;
+}
+
+size_t pn_node_shares(const pn_node *n, size_t from, struct pn_share_info *out, size_t max)
+{
+	if (n->state != NODE_STARTED)
+		return 0;
+	size_t total = store_count(n->store);
+	for (size_t i = 0; i < max && from + i < total; i++) {
+		const struct store_object *o = store_at(n->store, from + i);
+		out[i] = (struct pn_share_info){.cid = o->cid, .name = o->name};
+	}
+	return total;
 }

@@ -50,7 +50,26 @@ struct ctl_server {
 	uv_timer_t sweep;    /* runs only while a connection waits for its request line */
 	bool listening, closing, bound, sweeping;
 	struct ctl_client *clients;
+	unsigned open;       /* handles not closed yet: the listener, the sweep, each client */
+	void (*closed_cb)(void *ud);
+	void *closed_ud;
 };
+
+static void ctl_maybe_closed(struct ctl_server *cs)
+{
+	if (cs->closing && cs->open == 0 && cs->closed_cb) {
+		void (*cb)(void *) = cs->closed_cb;
+		cs->closed_cb = NULL;
+		cb(cs->closed_ud);
+	}
+}
+
+static void server_handle_closed_cb(uv_handle_t *h)
+{
+	struct ctl_server *cs = h->data;
+	cs->open--;
+	ctl_maybe_closed(cs);
+}
 
 static void ctl_closed_cb(uv_handle_t *h)
 {
@@ -64,6 +83,8 @@ static void ctl_closed_cb(uv_handle_t *h)
 	if (cs->ops.client_gone_cb)
 		cs->ops.client_gone_cb(cs->ops.ud, cc);
 	free(cc);
+	cs->open--;
+	ctl_maybe_closed(cs);
 }
 
 static void ctl_close(struct ctl_client *cc)
@@ -487,6 +508,7 @@ static void ctl_connection_cb(uv_stream_t *server, int status)
 		return;
 	cc->cs = cs;
 	uv_pipe_init(cs->loop, &cc->pipe, 0);
+	cs->open++;
 	cc->pipe.data = cc;
 	cc->next = cs->clients;
 	cs->clients = cc;
@@ -557,6 +579,7 @@ static int ctl_listen(struct ctl_server *cs, char *err, size_t errlen)
 	}
 	chmod(cs->path, 0600);
 	cs->listening = true;
+	cs->open += 2; /* the listener and the sweep */
 	uv_timer_init(cs->loop, &cs->sweep);
 	cs->sweep.data = cs;
 	return PN_OK;
@@ -588,20 +611,23 @@ int ctl_server_new(const struct ctl_server_opts *opts, struct ctl_server **out, 
 	return PN_OK;
 }
 
-void ctl_server_close(struct ctl_server *cs)
+void ctl_server_close(struct ctl_server *cs, void (*closed)(void *ud), void *ud)
 {
 	if (!cs)
 		return;
+	cs->closed_cb = closed;
+	cs->closed_ud = ud;
 	cs->closing = true;
 	for (struct ctl_client *cc = cs->clients; cc; cc = cc->next)
 		if (!cc->handled)
 			ctl_finish(cc, "the node is stopping");
 	if (cs->listening) {
-		uv_close((uv_handle_t *)&cs->pipe, NULL);
-		uv_close((uv_handle_t *)&cs->sweep, NULL);
+		uv_close((uv_handle_t *)&cs->pipe, server_handle_closed_cb);
+		uv_close((uv_handle_t *)&cs->sweep, server_handle_closed_cb);
 		cs->listening = false;
 		cs->sweeping = false;
 	}
+	ctl_maybe_closed(cs); /* nothing was open */
 }
 
 void ctl_server_free(struct ctl_server *cs)

@@ -95,8 +95,9 @@ struct ctl_server_opts {
 PN_MUST_CHECK int ctl_server_new(const struct ctl_server_opts *opts, struct ctl_server **out, char *err,
 				 size_t errlen);
 /* Ends every request in progress with "the node is stopping" and stops
- * listening; the clients close from the loop. */
-void ctl_server_close(struct ctl_server *cs);
+ * listening; the clients close from the loop, and once every handle has
+ * closed, closed(ud) runs (then ctl_server_free may be called). */
+void ctl_server_close(struct ctl_server *cs, void (*closed)(void *ud), void *ud);
 /* Once the loop has run the close callbacks: removes the socket file and
  * frees. NULL is fine. */
 void ctl_server_free(struct ctl_server *cs);

@@ -1,6 +1,5 @@
 /* The client-server model's server. See server.h and docs/PROTOCOL.md. */
 #include <errno.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,14 +17,21 @@
 #define LIST_PAGE_BYTES (64 * 1024)  /* a LIST answer stays under this */
 #define UPLOAD_STATE_BUDGET (40u * 1024 * 1024) /* memory for the hash lists of uploads in progress */
 
-struct server {
+struct pn_server {
 	uv_loop_t *loop;
 	struct pn_net *net;
 	struct engine *engine;  /* serves every download, as a node that only seeds */
 	uint32_t next_key;
 	struct store *store;
 	struct pn_identity id;
-	uv_signal_t sig_int, sig_term;
+	struct pn_server_config cfg; /* listen and data_dir owned */
+	struct pn_server_events ev;
+	char error[512];
+	bool started, stopping, have_id;
+	uint16_t port;
+	unsigned closing;            /* close callbacks still to come */
+	void (*closed_cb)(void *ud);
+	void *closed_ud;
 	uint8_t *out;          /* scratch for one outgoing frame, PN_FRAME_HDR + PN_FRAME_MAX */
 	size_t out_cap;
 	unsigned active_uploads;
@@ -33,12 +39,11 @@ struct server {
 	uint64_t bytes_served;
 	uint64_t conns_total;
 	struct client *clients;
-	int stop_signal;
-	const struct pn_logger *log;
+	struct pn_logger log;
 };
 
 struct client {
-	struct server *srv;
+	struct pn_server *srv;
 	struct pn_conn *conn;
 	uint32_t key;              /* the engine's name for this connection */
 	bool hello;
@@ -52,7 +57,7 @@ struct client {
 	struct client *next;
 };
 
-static struct client *client_by_key(struct server *srv, uint32_t key)
+static struct client *client_by_key(struct pn_server *srv, uint32_t key)
 {
 	for (struct client *cl = srv->clients; cl; cl = cl->next)
 		if (cl->key == key)
@@ -79,13 +84,13 @@ static void put_release(struct client *cl)
 	cl->put_done_already = false;
 }
 
-static struct client *client_by_key(struct server *srv, uint32_t key);
+static struct client *client_by_key(struct pn_server *srv, uint32_t key);
 
 /* A protocol violation: ERROR(0, PROTOCOL, why) and the connection closes
  * (docs/PROTOCOL.md, Errors and closing). */
-static int violation(struct pn_conn *c, struct server *srv, const char *why)
+static int violation(struct pn_conn *c, struct pn_server *srv, const char *why)
 {
-	PN_LOGI(srv->log, "%s: %s, closing", pn_conn_peer_addr(c), why);
+	PN_LOGI(&srv->log, "%s: %s, closing", pn_conn_peer_addr(c), why);
 	(void)pn_conn_send_error(c, 0, PN_WERR_PROTOCOL, why);
 	return PN_EPROTO;
 }
@@ -99,7 +104,7 @@ static int put_fail(struct pn_conn *c, struct client *cl, uint16_t code, const c
 }
 
 /* Reads the chunk from the store and sends it as one CHUNK frame. */
-static void send_chunk(struct server *srv, struct client *cl, const struct engine_action *a)
+static void send_chunk(struct pn_server *srv, struct client *cl, const struct engine_action *a)
 {
 	uint8_t *hdr = srv->out;
 	uint8_t *data = srv->out + PN_FRAME_HDR + PN_CHUNK_MSG_HDR;
@@ -107,7 +112,7 @@ static void send_chunk(struct server *srv, struct client *cl, const struct engin
 	const struct store_object *o = store_get(srv->store, &a->cid);
 	int r = o ? store_read_chunk(srv->store, o, a->index, data, &len) : PN_ENOTFOUND;
 	if (r != PN_OK) {
-		PN_LOGE(srv->log, "reading chunk %u: %s", a->index, pn_strerror(r));
+		PN_LOGE(&srv->log, "reading chunk %u: %s", a->index, pn_strerror(r));
 		(void)pn_conn_send_error(cl->conn, a->req_id, PN_WERR_INTERNAL, "server failed to read the content");
 		engine_chunk_sent(srv->engine, cl->key, &a->cid, a->index, 0, false, pn_conn_congested(cl->conn),
 				  uv_now(srv->loop));
@@ -122,7 +127,7 @@ static void send_chunk(struct server *srv, struct client *cl, const struct engin
 }
 
 /* Carries out what the engine asks. */
-static void server_pump(struct server *srv)
+static void server_pump(struct pn_server *srv)
 {
 	struct engine_action a;
 	while (engine_next_action(srv->engine, &a)) {
@@ -137,7 +142,7 @@ static void server_pump(struct server *srv)
 			send_chunk(srv, cl, &a);
 			break;
 		case ENGINE_CLOSE:
-			PN_LOGI(srv->log, "%s: connection closed: %s", pn_conn_peer_addr(cl->conn), a.why ? a.why : pn_strerror(a.err));
+			PN_LOGI(&srv->log, "%s: connection closed: %s", pn_conn_peer_addr(cl->conn), a.why ? a.why : pn_strerror(a.err));
 			pn_conn_close(cl->conn, a.err);
 			break;
 		case ENGINE_PEER_READY:
@@ -145,7 +150,7 @@ static void server_pump(struct server *srv)
 			pn_conn_set_max_frame(cl->conn, PN_FRAME_MAX);
 			break;
 		case ENGINE_PEER_ERROR:
-			PN_LOGD(srv->log, "%s: error %u from client", pn_conn_peer_addr(cl->conn), a.code);
+			PN_LOGD(&srv->log, "%s: error %u from client", pn_conn_peer_addr(cl->conn), a.code);
 			break;
 		default: /* a server downloads nothing: no other action comes */
 			break;
@@ -155,13 +160,13 @@ static void server_pump(struct server *srv)
 
 static bool store_lookup_cb(void *ud, const struct pn_cid *cid, struct engine_content *out)
 {
-	struct server *srv = ud;
+	struct pn_server *srv = ud;
 	return engine_store_lookup(srv->store, cid, out);
 }
 
 static const struct engine_store_ops server_store_ops = {.lookup = store_lookup_cb};
 
-static int on_list_req(struct pn_conn *c, struct server *srv, const struct pn_msg_list_req *q)
+static int on_list_req(struct pn_conn *c, struct pn_server *srv, const struct pn_msg_list_req *q)
 {
 	size_t total = store_count(srv->store);
 	size_t i = q->cursor;
@@ -209,7 +214,7 @@ static int on_list_req(struct pn_conn *c, struct server *srv, const struct pn_ms
 	return r;
 }
 
-static int send_put_status(struct pn_conn *c, struct server *srv, uint32_t req_id, const struct pn_cid *cid,
+static int send_put_status(struct pn_conn *c, struct pn_server *srv, uint32_t req_id, const struct pn_cid *cid,
 			   struct store_partial *p)
 {
 	uint32_t n = pn_cid_chunks(cid);
@@ -236,7 +241,7 @@ static int send_put_status(struct pn_conn *c, struct server *srv, uint32_t req_i
 	return r;
 }
 
-static int on_put_begin(struct pn_conn *c, struct server *srv, struct client *cl, const struct pn_msg_meta *q)
+static int on_put_begin(struct pn_conn *c, struct pn_server *srv, struct client *cl, const struct pn_msg_meta *q)
 {
 	if (q->req_id == 0)
 		return violation(c, srv, "request with req_id 0");
@@ -271,7 +276,7 @@ static int on_put_begin(struct pn_conn *c, struct server *srv, struct client *cl
 		return send_put_status(c, srv, q->req_id, &q->cid, NULL);
 	}
 	if (r != PN_OK) {
-		PN_LOGE(srv->log, "%s: cannot start upload of %s: %s", pn_conn_peer_addr(c), name, pn_strerror(r));
+		PN_LOGE(&srv->log, "%s: cannot start upload of %s: %s", pn_conn_peer_addr(c), name, pn_strerror(r));
 		cl->put_ended = true;
 		return pn_conn_send_error(c, q->req_id, PN_WERR_INTERNAL,
 				  r == PN_ENOSPC ? "server disk full" : "server cannot store the upload");
@@ -300,7 +305,7 @@ static enum put_frame put_frame(const struct client *cl, uint32_t req_id, const 
 	return PUT_FRAME_BAD;
 }
 
-static int on_put_hashes(struct pn_conn *c, struct server *srv, struct client *cl, const struct pn_msg_hashes *q)
+static int on_put_hashes(struct pn_conn *c, struct pn_server *srv, struct client *cl, const struct pn_msg_hashes *q)
 {
 	switch (put_frame(cl, q->req_id, &q->cid)) {
 	case PUT_FRAME_IGNORE: return PN_OK;
@@ -311,7 +316,7 @@ static int on_put_hashes(struct pn_conn *c, struct server *srv, struct client *c
 		return PN_OK; /* the server had the list already (PUT_STATUS flag bit 0): not needed */
 	int r = store_partial_add_hashes(cl->put, q->first, q->count, q->hashes);
 	if (r == PN_ECORRUPT) {
-		PN_LOGI(srv->log, "%s: uploaded hash list does not match its content ID", pn_conn_peer_addr(c));
+		PN_LOGI(&srv->log, "%s: uploaded hash list does not match its content ID", pn_conn_peer_addr(c));
 		return put_fail(c, cl, PN_WERR_CORRUPT, "hash list does not match the content ID");
 	}
 	if (r == PN_EINVAL || r == PN_EPROTO)
@@ -321,7 +326,7 @@ static int on_put_hashes(struct pn_conn *c, struct server *srv, struct client *c
 	return PN_OK;
 }
 
-static int on_put_chunk(struct pn_conn *c, struct server *srv, struct client *cl, const struct pn_msg_chunk *q)
+static int on_put_chunk(struct pn_conn *c, struct pn_server *srv, struct client *cl, const struct pn_msg_chunk *q)
 {
 	switch (put_frame(cl, q->req_id, &q->cid)) {
 	case PUT_FRAME_IGNORE: return PN_OK;
@@ -334,17 +339,17 @@ static int on_put_chunk(struct pn_conn *c, struct server *srv, struct client *cl
 		return PN_OK; /* held already (another upload brought it, or a resend): nothing to do */
 	int r = store_partial_write_chunk(cl->put, q->index, q->data, q->len);
 	if (r == PN_ECORRUPT) {
-		PN_LOGI(srv->log, "%s: uploaded chunk %u does not match its hash", pn_conn_peer_addr(c), q->index);
+		PN_LOGI(&srv->log, "%s: uploaded chunk %u does not match its hash", pn_conn_peer_addr(c), q->index);
 		return put_fail(c, cl, PN_WERR_CORRUPT, "chunk does not match its hash");
 	}
 	if (r != PN_OK) {
-		PN_LOGE(srv->log, "writing upload chunk: %s", pn_strerror(r));
+		PN_LOGE(&srv->log, "writing upload chunk: %s", pn_strerror(r));
 		return put_fail(c, cl, PN_WERR_INTERNAL, r == PN_ENOSPC ? "server disk full" : "server failed to write the upload");
 	}
 	return PN_OK;
 }
 
-static int on_put_end(struct pn_conn *c, struct server *srv, struct client *cl, const struct pn_msg_ref *q)
+static int on_put_end(struct pn_conn *c, struct pn_server *srv, struct client *cl, const struct pn_msg_ref *q)
 {
 	struct pn_msg m = {.type = PN_MSG_PUT_DONE};
 	m.u.ref.req_id = q->req_id;
@@ -373,15 +378,17 @@ static int on_put_end(struct pn_conn *c, struct server *srv, struct client *cl, 
 		cl->put_cost = 0;
 		char id[PN_CID_STR_LEN + 1];
 		pn_cid_format(&q->cid, id);
-		PN_LOGI(srv->log, "stored %s  %s (%llu bytes) from %s", id, o ? o->name : "?",
+		PN_LOGI(&srv->log, "stored %s  %s (%llu bytes) from %s", id, o ? o->name : "?",
 			    (unsigned long long)q->cid.size, pn_conn_peer_addr(c));
+		if (srv->ev.stored && o)
+			srv->ev.stored(srv->ev.ud, srv, &o->cid, o->name);
 		return pn_conn_send_msg(c, &m);
 	}
 	if (r == PN_EEXIST) { /* another uploader finished it first */
 		put_release(cl);
 		return pn_conn_send_msg(c, &m);
 	}
-	PN_LOGE(srv->log, "finishing upload: %s", pn_strerror(r));
+	PN_LOGE(&srv->log, "finishing upload: %s", pn_strerror(r));
 	return pn_conn_send_error(c, q->req_id, PN_WERR_INTERNAL,
 			  r == PN_ENOSPC ? "server disk full" : "server failed to store the upload");
 }
@@ -389,11 +396,11 @@ static int on_put_end(struct pn_conn *c, struct server *srv, struct client *cl, 
 static int frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
 {
 	struct client *cl = pn_conn_data(c);
-	struct server *srv = cl->srv;
+	struct pn_server *srv = cl->srv;
 	struct pn_msg m;
 	int r = pn_msg_decode(body, len, &m);
 	if (r != PN_OK) {
-		PN_LOGI(srv->log, "%s: malformed message (type 0x%02x, %zu bytes), closing", pn_conn_peer_addr(c),
+		PN_LOGI(&srv->log, "%s: malformed message (type 0x%02x, %zu bytes), closing", pn_conn_peer_addr(c),
 			    len ? body[0] : 0, len);
 		pn_conn_send_error(c, 0, PN_WERR_PROTOCOL, "malformed message");
 		return PN_EPROTO;
@@ -411,10 +418,10 @@ static int frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
 	}
 	r = engine_on_msg(srv->engine, cl->key, &m, uv_now(srv->loop));
 	if (r == PN_ENOTSUP) {
-		PN_LOGI(srv->log, "%s: unexpected message type 0x%02x, closing", pn_conn_peer_addr(c), m.type);
+		PN_LOGI(&srv->log, "%s: unexpected message type 0x%02x, closing", pn_conn_peer_addr(c), m.type);
 		pn_conn_send_error(c, 0, PN_WERR_PROTOCOL, "unexpected message");
 	} else if (r == PN_EPROTO && !cl->hello) {
-		PN_LOGI(srv->log, "%s: first message is not a HELLO this server accepts, closing", pn_conn_peer_addr(c));
+		PN_LOGI(&srv->log, "%s: first message is not a HELLO this server accepts, closing", pn_conn_peer_addr(c));
 	}
 	server_pump(srv);
 	return r == PN_ENOTSUP ? PN_EPROTO : r;
@@ -440,11 +447,11 @@ static void close_cb(struct pn_conn *c, int err)
 	if (!cl)
 		return;
 	/* Protocol and TLS faults were logged where they were found; log the rest here, once. */
-	struct server *srv = cl->srv;
+	struct pn_server *srv = cl->srv;
 	if ((err == PN_ETIMEDOUT || err == PN_EIO || err == PN_ENOMEM || err == PN_ELIMIT) && !pn_conn_evicted(c))
-		PN_LOGI(srv->log, "%s: connection closed: %s", pn_conn_peer_addr(c), pn_strerror(err));
+		PN_LOGI(&srv->log, "%s: connection closed: %s", pn_conn_peer_addr(c), pn_strerror(err));
 	else
-		PN_LOGD(srv->log, "%s: connection closed: %s", pn_conn_peer_addr(c), err ? pn_strerror(err) : "by peer");
+		PN_LOGD(&srv->log, "%s: connection closed: %s", pn_conn_peer_addr(c), err ? pn_strerror(err) : "by peer");
 	put_release(cl);
 	engine_peer_closed(srv->engine, cl->key, uv_now(srv->loop));
 	struct client **pp = &srv->clients;
@@ -469,7 +476,7 @@ static const struct pn_conn_cbs *accept_cb(struct pn_net *net, struct pn_conn *c
 	struct client *cl = calloc(1, sizeof *cl);
 	if (!cl)
 		return NULL;
-	struct server *srv = pn_net_data(net);
+	struct pn_server *srv = pn_net_data(net);
 	cl->srv = srv;
 	cl->conn = c;
 	cl->key = ++srv->next_key;
@@ -482,116 +489,188 @@ static const struct pn_conn_cbs *accept_cb(struct pn_net *net, struct pn_conn *c
 	srv->conns_total++;
 	pn_conn_set_data(c, cl);
 	pn_conn_set_max_frame(c, ENGINE_HELLO_MAX_BODY);
-	PN_LOGD(srv->log, "%s: connected", pn_conn_peer_addr(c));
+	PN_LOGD(&srv->log, "%s: connected", pn_conn_peer_addr(c));
 	return &server_cbs;
 }
 
-static void signal_cb(uv_signal_t *s, int signum)
+static void server_set_err(struct pn_server *srv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void server_set_err(struct pn_server *srv, const char *fmt, ...)
 {
-	struct server *srv = s->data;
-	srv->stop_signal = signum;
-	PN_LOGI(srv->log, "signal %d: stopping", signum);
-	uv_signal_stop(&srv->sig_int);
-	uv_signal_stop(&srv->sig_term);
-	uv_close((uv_handle_t *)&srv->sig_int, NULL);
-	uv_close((uv_handle_t *)&srv->sig_term, NULL);
-	pn_net_close(srv->net);
-}
-
-static void seterr(const struct pn_server_opts *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void seterr(const struct pn_server_opts *o, const char *fmt, ...)
-{
-	if (!o->err || !o->err_len)
-		return;
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(o->err, o->err_len, fmt, ap);
+	vsnprintf(srv->error, sizeof srv->error, fmt, ap);
 	va_end(ap);
 }
 
-int pn_server_run(const struct pn_server_opts *opts)
+int pn_server_new(uv_loop_t *loop, const struct pn_server_config *cfg, const struct pn_server_events *ev,
+		  pn_server **out)
 {
-	struct server srv = {.log = opts->log};
-	int r;
-	if (opts->err && opts->err_len)
-		opts->err[0] = '\0';
-	signal(SIGPIPE, SIG_IGN);
-	srv.loop = uv_default_loop();
-	srv.out_cap = PN_FRAME_HDR + PN_FRAME_MAX;
-	srv.out = malloc(srv.out_cap);
-	if (!srv.out)
+	*out = NULL;
+	if (!loop || !cfg || !cfg->listen || !cfg->data_dir || cfg->log_level > PN_LOG_DEBUG)
+		return PN_EINVAL;
+	struct pn_server *srv = calloc(1, sizeof *srv);
+	if (!srv)
 		return PN_ENOMEM;
-	r = pn_identity_load_or_create(opts->data_dir, &srv.id);
-	if (r != PN_OK) {
-		seterr(opts, "cannot load or create the identity in %s: %s", opts->data_dir, pn_strerror(r));
-		goto out_buf;
+	srv->cfg = *cfg;
+	srv->cfg.listen = strdup(cfg->listen);
+	srv->cfg.data_dir = strdup(cfg->data_dir);
+	if (!srv->cfg.listen || !srv->cfg.data_dir) {
+		free((char *)srv->cfg.listen);
+		free((char *)srv->cfg.data_dir);
+		free(srv);
+		return PN_ENOMEM;
 	}
-	r = store_open_log(opts->data_dir, srv.log, &srv.store);
+	if (ev) {
+		srv->ev = *ev;
+		srv->log = (struct pn_logger){.cb = ev->log, .ud = ev->ud, .level = cfg->log_level};
+	}
+	srv->loop = loop;
+	*out = srv;
+	return PN_OK;
+}
+
+int pn_server_start(pn_server *srv)
+{
+	const struct pn_server_config *cfg = &srv->cfg;
+	if (srv->started || srv->stopping || srv->out) {
+		server_set_err(srv, "the server was started already");
+		return PN_EBUSY;
+	}
+	int r;
+	srv->out_cap = PN_FRAME_HDR + PN_FRAME_MAX;
+	srv->out = malloc(srv->out_cap);
+	if (!srv->out) {
+		server_set_err(srv, "out of memory");
+		return PN_ENOMEM;
+	}
+	r = pn_identity_load_or_create(cfg->data_dir, &srv->id);
 	if (r != PN_OK) {
-		seterr(opts, "cannot open the store in %s: %s", opts->data_dir, pn_strerror(r));
-		goto out_id;
+		server_set_err(srv, "cannot load or create the identity in %s: %s", cfg->data_dir, pn_strerror(r));
+		return r;
+	}
+	srv->have_id = true;
+	r = store_open_log(cfg->data_dir, &srv->log, &srv->store);
+	if (r != PN_OK) {
+		server_set_err(srv, "cannot open the store in %s: %s", cfg->data_dir, pn_strerror(r));
+		return r;
 	}
 	struct pn_net_opts nopts;
 	pn_net_opts_default(&nopts);
-	nopts.log = srv.log;
-	if (opts->handshake_timeout_ms)
-		nopts.handshake_timeout_ms = opts->handshake_timeout_ms;
-	if (opts->idle_timeout_ms) {
-		nopts.idle_timeout_ms = opts->idle_timeout_ms;
+	nopts.log = &srv->log;
+	if (cfg->handshake_timeout_ms)
+		nopts.handshake_timeout_ms = cfg->handshake_timeout_ms;
+	if (cfg->idle_timeout_ms) {
+		nopts.idle_timeout_ms = cfg->idle_timeout_ms;
 		/* A client that stops reading is idle too. */
-		if (opts->idle_timeout_ms < nopts.write_stall_timeout_ms)
-			nopts.write_stall_timeout_ms = opts->idle_timeout_ms;
+		if (cfg->idle_timeout_ms < nopts.write_stall_timeout_ms)
+			nopts.write_stall_timeout_ms = cfg->idle_timeout_ms;
 	}
-	if (opts->max_conns)
-		nopts.max_conns = opts->max_conns;
-	struct engine_opts eo = {.role = ENGINE_SERVER, .seed = uv_hrtime(), .store = &server_store_ops, .store_ud = &srv};
-	memcpy(eo.self_id, srv.id.node_id, PN_ID_BYTES);
-	srv.engine = engine_new(&eo, uv_now(srv.loop));
-	if (!srv.engine) {
-		r = PN_ENOMEM;
-		goto out_store;
+	if (cfg->max_conns)
+		nopts.max_conns = cfg->max_conns;
+	struct engine_opts eo = {.role = ENGINE_SERVER, .seed = uv_hrtime() ^ (uint64_t)(uintptr_t)srv,
+				 .store = &server_store_ops, .store_ud = srv};
+	memcpy(eo.self_id, srv->id.node_id, PN_ID_BYTES);
+	srv->engine = engine_new(&eo, uv_now(srv->loop));
+	if (!srv->engine) {
+		server_set_err(srv, "out of memory");
+		return PN_ENOMEM;
 	}
-	r = pn_net_new(srv.loop, &srv.id, &nopts, &srv.net);
+	r = pn_net_new(srv->loop, &srv->id, &nopts, &srv->net);
 	if (r != PN_OK) {
-		seterr(opts, "cannot set up TLS: %s", pn_strerror(r));
-		goto out_store;
+		server_set_err(srv, "cannot set up TLS: %s", pn_strerror(r));
+		return r;
 	}
-	pn_net_set_data(srv.net, &srv);
-	pn_net_set_rates(srv.net, opts->up_rate, opts->down_rate);
-	uint16_t port = 0;
-	r = pn_net_listen(srv.net, opts->listen, accept_cb, &port);
+	pn_net_set_data(srv->net, srv);
+	pn_net_set_rates(srv->net, cfg->up_rate, cfg->down_rate);
+	r = pn_net_listen(srv->net, cfg->listen, accept_cb, &srv->port);
 	if (r != PN_OK) {
-		seterr(opts, "cannot listen on %s: %s%s", opts->listen,
-			r == PN_EEXIST ? "address already in use" : pn_strerror(r),
-			r == PN_EINVAL ? " (expected HOST:PORT)" : "");
-		pn_net_close(srv.net);
-		uv_run(srv.loop, UV_RUN_DEFAULT);
-		goto out_store;
+		server_set_err(srv, "cannot listen on %s: %s%s", cfg->listen,
+			       r == PN_EEXIST ? "address already in use" : pn_strerror(r),
+			       r == PN_EINVAL ? " (expected HOST:PORT)" : "");
+		return r;
 	}
-	uv_signal_init(srv.loop, &srv.sig_int);
-	uv_signal_init(srv.loop, &srv.sig_term);
-	srv.sig_int.data = srv.sig_term.data = &srv;
-	uv_signal_start(&srv.sig_int, signal_cb, SIGINT);
-	uv_signal_start(&srv.sig_term, signal_cb, SIGTERM);
+	engine_set_listen_port(srv->engine, srv->port); /* HELLO says where we listen (docs/PROTOCOL.md) */
+	srv->started = true;
+	return PN_OK;
+}
 
-	engine_set_listen_port(srv.engine, port); /* HELLO says where we listen (docs/PROTOCOL.md) */
-	if (opts->ready_cb) {
-		struct pn_server_ready rd = {.port = port, .objects = store_count(srv.store),
-					     .bytes = store_total_bytes(srv.store), .data_dir = opts->data_dir};
-		memcpy(rd.node_id, srv.id.node_id, PN_ID_BYTES);
-		opts->ready_cb(opts->ready_ud, &rd);
+static void server_free(struct pn_server *srv)
+{
+	void (*cb)(void *) = srv->closed_cb;
+	void *ud = srv->closed_ud;
+	if (srv->started)
+		PN_LOGI(&srv->log, "stopped after %llu connections, %llu bytes served",
+			(unsigned long long)srv->conns_total, (unsigned long long)srv->bytes_served);
+	engine_free(srv->engine);
+	store_close(srv->store);
+	if (srv->have_id)
+		pn_identity_free(&srv->id);
+	free(srv->out);
+	free((char *)srv->cfg.listen);
+	free((char *)srv->cfg.data_dir);
+	free(srv);
+	if (cb)
+		cb(ud);
+}
+
+static void server_net_closed_cb(void *ud)
+{
+	server_free(ud);
+}
+
+static void server_idle_closed_cb(uv_handle_t *h)
+{
+	struct pn_server *srv = h->data;
+	free(h);
+	server_free(srv);
+}
+
+void pn_server_close(pn_server *srv, void (*closed)(void *ud), void *ud)
+{
+	if (!srv || srv->stopping)
+		return;
+	srv->stopping = true;
+	if (srv->started)
+		PN_LOGI(&srv->log, "stopping");
+	srv->closed_cb = closed;
+	srv->closed_ud = ud;
+	if (srv->net) {
+		pn_net_close_cb(srv->net, server_net_closed_cb, srv);
+		return;
 	}
-	uv_run(srv.loop, UV_RUN_DEFAULT);
-	PN_LOGI(srv.log, "stopped after %llu connections, %llu bytes served", (unsigned long long)srv.conns_total,
-		    (unsigned long long)srv.bytes_served);
-	r = PN_OK;
-out_store:
-	engine_free(srv.engine);
-	store_close(srv.store);
-out_id:
-	pn_identity_free(&srv.id);
-out_buf:
-	free(srv.out);
-	uv_loop_close(srv.loop);
-	return r;
+	/* Nothing on the loop yet: the callback still comes from the loop. */
+	uv_idle_t *idle = malloc(sizeof *idle);
+	if (!idle) {
+		server_free(srv);
+		return;
+	}
+	uv_idle_init(srv->loop, idle);
+	idle->data = srv;
+	uv_close((uv_handle_t *)idle, server_idle_closed_cb);
+}
+
+const char *pn_server_error(const pn_server *srv)
+{
+	return srv->error;
+}
+
+uint16_t pn_server_port(const pn_server *srv)
+{
+	return srv->port;
+}
+
+void pn_server_status(const pn_server *srv, struct pn_server_status *out)
+{
+	memset(out, 0, sizeof *out);
+	if (srv->have_id)
+		memcpy(out->node_id, srv->id.node_id, PN_ID_BYTES);
+	out->port = srv->port;
+	if (!srv->started)
+		return;
+	out->objects = store_count(srv->store);
+	out->bytes = store_total_bytes(srv->store);
+	out->connections = pn_net_conn_count(srv->net);
+	out->connections_total = srv->conns_total;
+	out->bytes_served = srv->bytes_served;
+	pn_net_bytes(srv->net, &out->wire_up, &out->wire_down);
 }

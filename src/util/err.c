@@ -27,3 +27,8 @@ const char *pn_strerror(int err)
 	default: return "unknown error";
 	}
 }
+
+const char *pn_version(void)
+{
+	return PN_VERSION_STRING;
+}

@@ -11,11 +11,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
-
-enum pn_log_level { PN_LOG_ERROR = 0, PN_LOG_WARN = 1, PN_LOG_INFO = 2, PN_LOG_DEBUG = 3 };
-
-/* Receives one line (no trailing newline), valid only during the call. */
-typedef void (*pn_log_cb)(void *ud, enum pn_log_level level, const char *line);
+#include "peernet.h" /* enum pn_log_level, pn_log_cb and the public helpers */
 
 struct pn_logger {
 	pn_log_cb cb;            /* NULL: every line is dropped */
@@ -50,14 +46,6 @@ static inline bool pn_log_enabled(const struct pn_logger *lg, enum pn_log_level 
 			pn_logf(pn_logd_lg_, PN_LOG_DEBUG, __VA_ARGS__); \
 	} while (0)
 
-/* "error", "warn", "info", "debug" (a static string; "?" when out of range). */
-const char *pn_log_level_name(enum pn_log_level level);
-/* Parses one of those names: 0, or PN_EINVAL (out unchanged). */
-int pn_log_level_parse(const char *s, enum pn_log_level *out);
-
-/* A sink for struct pn_logger: prints "HH:MM:SS.mmm TAG LEVEL: line" (UTC) to
- * stderr in one write, so lines of several processes do not interleave. ud is
- * the tag, a const char * (NULL: "peernet"). */
-void pn_log_stderr_cb(void *ud, enum pn_log_level level, const char *line);
+/* pn_log_level_name, pn_log_level_parse and pn_log_stderr_cb: peernet.h. */
 
 #endif
