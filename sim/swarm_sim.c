@@ -389,11 +389,20 @@ static bool store_lookup(void *ud, const struct pn_cid *cid, struct engine_conte
 	return true;
 }
 
-/* What waits behind the node's upload cap (node.c: the sum of pn_conn_queued). */
+static void bucket_refill(struct ssim *s, struct snode *n);
+
+/* What waits behind the node's upload cap, and the cap's debt (node.c: the
+ * sum of pn_conn_queued plus pn_net_upload_debt). */
 static uint64_t store_backlog(void *ud)
 {
-	const struct snode *n = ud;
-	return n->backlog;
+	struct snode *n = ud;
+	uint64_t debt = 0;
+	if (n->up_rate) {
+		bucket_refill(n->s, n);
+		if (n->tokens < 0)
+			debt = (uint64_t)ceil(-n->tokens);
+	}
+	return n->backlog + debt;
 }
 
 static const struct engine_store_ops store_ops = { .lookup = store_lookup, .backlog = store_backlog };
@@ -974,9 +983,9 @@ static void rearm(struct ssim *s, uint32_t node)
 		return;
 	uint64_t w = engine_next_wakeup(n->e);
 	if (n->up_rate && engine_uploads_waiting(n->e)) {
-		/* node.c: requests wait for the backlog to drain; look again when about
-		 * a chunk of it has gone out. */
-		uint64_t again = now_ms(s) + 1 + (uint64_t)PN_CHUNK_SIZE * 1000 / n->up_rate;
+		/* node.c: requests wait for the backlog to drain; look again when the
+		 * cap has paid its debt and what is queued has gone out. */
+		uint64_t again = now_ms(s) + 1 + store_backlog(n) * 1000 / n->up_rate;
 		if (again < w)
 			w = again;
 	}
@@ -1164,9 +1173,10 @@ static struct engine *engine_for(struct ssim *s, struct snode *n)
 	o.seed = mix64(s->p.seed ^ SS_STREAM_ENGINE, n->idx);
 	o.store = &store_ops;
 	o.store_ud = n;
-	/* node.c: under a cap at most one chunk (or 100 ms) waits behind it */
+	/* node.c: under a cap a chunk is handed out only when nothing waits
+	 * behind it and its debt is paid; a fast cap keeps 100 ms ahead */
 	if (n->up_rate)
-		o.backlog_max = n->up_rate / 10 > PN_CHUNK_SIZE ? n->up_rate / 10 : PN_CHUNK_SIZE;
+		o.backlog_max = n->up_rate / 10 > PN_CHUNK_SIZE ? n->up_rate / 10 : 1;
 	o.no_super_seed = s->p.no_super_seed;
 	o.upload_slots = s->p.upload_slots;
 	o.inflight_node = s->p.inflight_node;

@@ -782,6 +782,12 @@ void pn_net_set_rates(struct pn_net *net, uint64_t up_bps, uint64_t down_bps)
 	pn_bucket_empty(&net->down);
 }
 
+uint64_t pn_net_upload_debt(struct pn_net *net)
+{
+	pn_bucket_refill(&net->up, uv_now(net->loop));
+	return net->up.rate && net->up.tokens < 0 ? (uint64_t)-net->up.tokens : 0;
+}
+
 void pn_net_bytes(const struct pn_net *net, uint64_t *up, uint64_t *down)
 {
 	*up = net->bytes_up;

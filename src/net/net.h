@@ -165,6 +165,9 @@ uint64_t pn_conn_bytes_out(const struct pn_conn *c); /* plaintext frame bytes se
 void pn_net_set_rates(struct pn_net *net, uint64_t up_bps, uint64_t down_bps);
 /* Ciphertext bytes sent and received by all connections so far. */
 void pn_net_bytes(const struct pn_net *net, uint64_t *up, uint64_t *down);
+/* Bytes the upload cap is in debt for: what it must earn back before the
+ * next write goes out (0 without a cap or out of debt). */
+uint64_t pn_net_upload_debt(struct pn_net *net);
 
 /* Tighten the frame limit (max body) for this connection; default PN_FRAME_MAX. */
 void pn_conn_set_max_frame(struct pn_conn *c, size_t max_body);

@@ -50,7 +50,7 @@
  * providers come back within their own reconnect backoff. */
 #define NODE_DIR_SETTLE_MS (DIR_BACKOFF_MAX_MS + DIR_BACKOFF_JITTER_MS)
 #define NODE_PENDING_SEARCHES 16   /* searches waiting for discovery to come up, at most */
-#define NODE_UPLOAD_BACKLOG_CHUNKS 1 /* under an upload cap, chunks handed to connections ahead of it */
+#define NODE_UPLOAD_AHEAD_MS 100 /* under a fast upload cap, chunks handed to connections ahead of it */
 #define NODE_REFIND_FLOOD_MS 5000 /* flood mode: re-query this often while no provider is connected */
 #define NODE_REFIND_FLOOD_EARLY_MS 1000 /* ... and this often during the first NODE_EARLY_MS */
 #define NODE_SEED_SERVER_RETRY_MS 5000
@@ -847,11 +847,12 @@ static bool store_lookup_cb(void *ud, const struct pn_cid *cid, struct engine_co
 	return engine_store_lookup(n->store, cid, out);
 }
 
-/* Bytes waiting behind the upload cap on every connection. */
+/* Bytes waiting behind the upload cap on every connection, plus the cap's
+ * debt for what it already let go. */
 static uint64_t backlog_cb(void *ud)
 {
 	struct pn_node *n = ud;
-	uint64_t queued = 0;
+	uint64_t queued = pn_net_upload_debt(n->net);
 	for (struct peer *p = n->peers; p; p = p->next)
 		if (p->conn)
 			queued += pn_conn_queued(p->conn);
@@ -1529,8 +1530,8 @@ static void node_schedule(struct pn_node *n)
 		next = n->last_progress_ms + NODE_PROGRESS_MS;
 	if (n->cfg->up_rate && engine_uploads_waiting(n->engine)) {
 		/* Requests wait for the upload backlog to drain: look again when
-		 * about a chunk of it has gone out. */
-		t = now + 1 + (uint64_t)PN_CHUNK_SIZE * 1000 / n->cfg->up_rate;
+		 * the cap has paid its debt (and what is queued has gone out). */
+		t = now + 1 + backlog_cb(n) * 1000 / n->cfg->up_rate;
 		if (t < next)
 			next = t;
 	}
@@ -1913,17 +1914,21 @@ int pn_node_start(pn_node *n)
 		.rechoke_ms = NODE_RECHOKE_MS,
 		.optimistic_ms = NODE_OPTIMISTIC_MS,
 		.stall_ms = n->cfg->peer_timeout_ms ? n->cfg->peer_timeout_ms : NODE_DEFAULT_PEER_TIMEOUT_MS,
-		/* Under an upload cap at most NODE_UPLOAD_BACKLOG_CHUNKS chunks (or
-		 * 100 ms) wait behind it: the rest wait as requests, which a CANCEL or
-		 * a CHOKE can still withdraw and the super-seeder can still reorder.
-		 * Every chunk waiting there is a chunk time of delay for the next
-		 * request served, at each hop of a chunk through the swarm: one is
-		 * enough to keep the uplink busy (python3 bench/distribution.py --ns
-		 * 8,16 --models p2p: 1.30/1.27x with two, 1.11/1.23x with one). */
+		/* Under an upload cap a chunk is handed to a connection only when
+		 * nothing waits behind the cap and it has paid for the chunk before
+		 * (backlog_cb counts its debt), so the engine picks which request to
+		 * serve at the moment the chunk can go: until then requests wait in
+		 * the queues, where a CANCEL or a CHOKE can still withdraw them and
+		 * a fresher, rarer one can go first. Every chunk committed ahead is
+		 * a chunk time of delay for the next request served, at each hop of
+		 * a chunk through the swarm (swarm-sim calibration, N = 16/32:
+		 * 1.23/1.29x with one chunk ahead, 1.15/1.22x with none). A fast
+		 * cap (over NODE_UPLOAD_AHEAD_MS of it per chunk) keeps that much
+		 * ahead, so the timer's granularity does not idle it. */
 		.backlog_max = !n->cfg->up_rate ? 0
-			       : n->cfg->up_rate / 10 > NODE_UPLOAD_BACKLOG_CHUNKS * PN_CHUNK_SIZE
-				       ? n->cfg->up_rate / 10
-				       : NODE_UPLOAD_BACKLOG_CHUNKS * PN_CHUNK_SIZE,
+			       : n->cfg->up_rate * NODE_UPLOAD_AHEAD_MS / 1000 > PN_CHUNK_SIZE
+				       ? n->cfg->up_rate * NODE_UPLOAD_AHEAD_MS / 1000
+				       : 1,
 		.seed = pn_prng_next(&n->rng),
 		.store = &n->store_ops,
 		.store_ud = n,
