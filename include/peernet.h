@@ -152,8 +152,12 @@ typedef struct pn_search pn_search;
 enum pn_discovery { PN_DISCOVERY_DIRECTORY = 1, PN_DISCOVERY_FLOOD = 2, PN_DISCOVERY_DHT = 3 };
 
 struct pn_node_config {
-	const char *listen;          /* "HOST:PORT" for peers ("[::]:0": any address, a free port) */
+	const char *listen;          /* "HOST:PORT" for peers ("[::]:0": any address of both families, a free port) */
 	const char *data_dir;        /* identity and store; created (0700) if missing */
+	/* Keep every connection of the node (peers, directory, seed servers) on
+	 * this network interface, as VPN users want (SO_BINDTODEVICE, which
+	 * needs CAP_NET_RAW); NULL: any. At most 15 characters. */
+	const char *bind_interface;
 	/* A Unix socket for `peernet add/get/search/status/stop` (mode 0600);
 	 * NULL: none. */
 	const char *control_path;

@@ -48,6 +48,8 @@ static const char node_help[] =
 	"  --plain-flood             flood mode: send each query once with the full hop limit\n"
 	"                            (default: expanding ring, widening only while too few answer)\n"
 	"  --announce HOST           the host the directory gives out for this node (default: as seen)\n"
+	"  --bind-interface IFACE    keep all of the node's traffic on this network interface (e.g. a\n"
+	"                            VPN's tun0): nothing is sent or accepted through any other\n"
 	"  --share PATH              share a file, or the files in a directory (repeatable)\n"
 	"  --seed-server ADDR:PORT   use a `peernet serve` server as one more provider of every\n"
 	"                            download, like a web seed (repeatable)\n"
@@ -196,6 +198,7 @@ int cmd_node(int argc, char **argv)
 		{"discovery", required_argument, NULL, 'D'},
 		{"directory", required_argument, NULL, 'r'},
 		{"announce", required_argument, NULL, 'a'},
+		{"bind-interface", required_argument, NULL, 'I'},
 		{"share", required_argument, NULL, 's'},
 		{"up-rate", required_argument, NULL, 'U'},
 		{"down-rate", required_argument, NULL, 'W'},
@@ -267,6 +270,11 @@ int cmd_node(int argc, char **argv)
 		case 'F': o.plain_flood = true; break;
 		case 'r': o.directory = optarg; break;
 		case 'a': o.announce_host = optarg; break;
+		case 'I':
+			if (!optarg[0] || strlen(optarg) > 15)
+				return cli_usage_err("node", "bad --bind-interface '%s': an interface name of 1 to 15 characters", optarg);
+			o.bind_interface = optarg;
+			break;
 		case 's':
 			if (nshares >= NODE_CLI_MAX_LIST)
 				return cli_usage_err("node", "at most %d --share options", NODE_CLI_MAX_LIST);

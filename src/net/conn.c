@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <netinet/in.h>
 #ifdef __GLIBC__
 #include <malloc.h>
@@ -159,6 +161,7 @@ static void write_cb(uv_write_t *req, int status);
 
 void pn_net_opts_default(struct pn_net_opts *o)
 {
+	memset(o, 0, sizeof *o);
 	o->handshake_timeout_ms = PN_HANDSHAKE_TIMEOUT_MS;
 	o->idle_timeout_ms = PN_IDLE_TIMEOUT_MS;
 	o->write_stall_timeout_ms = PN_WRITE_STALL_TIMEOUT_MS;
@@ -246,6 +249,13 @@ void pn_addr_format(const struct sockaddr *sa, char out[PN_ADDR_STR_MAX])
 		snprintf(out, PN_ADDR_STR_MAX, "%s:%u", ip, ntohs(v4->sin_port));
 	} else if (sa->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)sa;
+		/* An IPv4 client of a dual-stack listener ([::]:PORT) arrives as
+		 * ::ffff:a.b.c.d: it prints, and counts, as the IPv4 address it is. */
+		if (IN6_IS_ADDR_V4MAPPED(&v6->sin6_addr)) {
+			inet_ntop(AF_INET, v6->sin6_addr.s6_addr + 12, ip, sizeof ip);
+			snprintf(out, PN_ADDR_STR_MAX, "%s:%u", ip, ntohs(v6->sin6_port));
+			return;
+		}
 		inet_ntop(AF_INET6, &v6->sin6_addr, ip, sizeof ip);
 		snprintf(out, PN_ADDR_STR_MAX, "[%s]:%u", ip, ntohs(v6->sin6_port));
 	} else {
@@ -431,6 +441,21 @@ void pn_net_close(struct pn_net *net)
 }
 
 /* ---- connections ---- */
+
+/* SO_BINDTODEVICE on the handle's socket when the net has an interface:
+ * its packets leave, and are accepted, only through that interface. */
+static int bind_device(struct pn_net *net, uv_handle_t *h)
+{
+	if (!net->opts.bind_interface[0])
+		return PN_OK;
+	uv_os_fd_t fd;
+	if (uv_fileno(h, &fd) != 0)
+		return PN_EIO;
+	if (setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, net->opts.bind_interface,
+		       (socklen_t)strlen(net->opts.bind_interface)) != 0)
+		return errno == EPERM ? PN_EACCES : errno == ENODEV ? PN_ENOTFOUND : PN_EIO;
+	return PN_OK;
+}
 
 static struct pn_conn *conn_new(struct pn_net *net, bool is_server)
 {
@@ -1240,6 +1265,8 @@ int pn_net_listen(struct pn_net *net, const char *addr, pn_accept_cb accept_cb, 
 	net->open_handles++;
 	net->accept_cb = accept_cb;
 	r = uv_tcp_bind(&net->listener, (struct sockaddr *)&ss, 0);
+	if (r == 0 && (r = bind_device(net, (uv_handle_t *)&net->listener)) != PN_OK)
+		return r;
 	if (r == 0)
 		r = uv_listen((uv_stream_t *)&net->listener, 511, connection_cb);
 	if (r != 0) {
@@ -1298,6 +1325,21 @@ int pn_net_connect_from(struct pn_net *net, const char *source_ip, const char *a
 	struct pn_conn *c = conn_new(net, false);
 	if (!c)
 		return PN_ENOMEM;
+	if (net->opts.bind_interface[0]) {
+		/* The socket must exist before connect to carry the option. */
+		uv_os_sock_t sock = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (sock < 0 || uv_tcp_open(&c->tcp, sock) != 0) {
+			if (sock >= 0)
+				close(sock);
+			conn_finish_close(c);
+			return PN_EIO;
+		}
+		r = bind_device(net, (uv_handle_t *)&c->tcp);
+		if (r != PN_OK) {
+			conn_finish_close(c);
+			return r;
+		}
+	}
 	if (source_ip && uv_tcp_bind(&c->tcp, (struct sockaddr *)&src, 0) != 0) {
 		conn_finish_close(c);
 		return PN_EINVAL;

@@ -52,6 +52,9 @@ struct pn_conn_cbs {
 };
 
 struct pn_net_opts {
+	/* Every socket of this net (the listener and each connection it dials)
+	 * is bound to this network interface (SO_BINDTODEVICE); "": none. */
+	char bind_interface[16];
 	uint32_t handshake_timeout_ms;
 	uint32_t idle_timeout_ms;       /* no frame received for this long: close (0 = never) */
 	uint32_t write_stall_timeout_ms;/* bytes queued but none written for this long: close */

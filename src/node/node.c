@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <dirent.h>
+#include <net/if.h>
 #include <uv.h>
 #include "node/node.h"
 #include "node/node_ctl.h"
@@ -1798,6 +1799,7 @@ static void config_free(struct node_config *c)
 	free((char *)c->c.control_path);
 	free((char *)c->c.directory);
 	free((char *)c->c.announce_host);
+	free((char *)c->c.bind_interface);
 	free_list(c->bootstrap, c->c.nbootstrap);
 	free_list(c->seed_servers, c->c.nseed_servers);
 }
@@ -1811,7 +1813,8 @@ int pn_node_new(uv_loop_t *loop, const struct pn_node_config *cfg, const struct 
 	    cfg->nseed_servers > NODE_MAX_LIST || (cfg->nbootstrap && !cfg->bootstrap) ||
 	    (cfg->nseed_servers && !cfg->seed_servers) || cfg->ttl > FLOOD_MAX_TTL ||
 	    (cfg->discovery && cfg->discovery != PN_DISCOVERY_DIRECTORY && cfg->discovery != PN_DISCOVERY_FLOOD) ||
-	    cfg->log_level > PN_LOG_DEBUG)
+	    cfg->log_level > PN_LOG_DEBUG ||
+	    (cfg->bind_interface && (!cfg->bind_interface[0] || strlen(cfg->bind_interface) > 15)))
 		return PN_EINVAL;
 	for (size_t i = 0; i < cfg->nbootstrap; i++)
 		if (!cfg->bootstrap[i])
@@ -1831,6 +1834,7 @@ int pn_node_new(uv_loop_t *loop, const struct pn_node_config *cfg, const struct 
 	n->conf.c.control_path = dup_or_null(cfg->control_path, &oom);
 	n->conf.c.directory = dup_or_null(cfg->directory, &oom);
 	n->conf.c.announce_host = dup_or_null(cfg->announce_host, &oom);
+	n->conf.c.bind_interface = dup_or_null(cfg->bind_interface, &oom);
 	n->conf.bootstrap = dup_list(cfg->bootstrap, cfg->nbootstrap, &oom);
 	n->conf.seed_servers = dup_list(cfg->seed_servers, cfg->nseed_servers, &oom);
 	n->conf.c.bootstrap = (const char *const *)n->conf.bootstrap;
@@ -1888,6 +1892,13 @@ int pn_node_start(pn_node *n)
 	struct pn_net_opts nopts;
 	pn_net_opts_default(&nopts);
 	nopts.log = &n->log;
+	if (n->cfg->bind_interface) {
+		if (if_nametoindex(n->cfg->bind_interface) == 0) {
+			set_err(n, "cannot bind to the interface %s: no such interface", n->cfg->bind_interface);
+			return PN_ENOTFOUND;
+		}
+		snprintf(nopts.bind_interface, sizeof nopts.bind_interface, "%s", n->cfg->bind_interface);
+	}
 	r = pn_net_new(n->loop, &n->id, &nopts, &n->net);
 	if (r != PN_OK) {
 		set_err(n, "cannot set up TLS: %s", pn_strerror(r));
@@ -1896,6 +1907,11 @@ int pn_node_start(pn_node *n)
 	pn_net_set_data(n->net, n);
 	pn_net_set_rates(n->net, n->cfg->up_rate, n->cfg->down_rate);
 	r = pn_net_listen(n->net, n->cfg->listen, accept_cb, &n->port);
+	if (r == PN_EACCES && n->cfg->bind_interface) {
+		set_err(n, "cannot bind to the interface %s: permission denied (it needs CAP_NET_RAW)",
+			n->cfg->bind_interface);
+		return r;
+	}
 	if (r != PN_OK) {
 		set_err(n, "cannot listen on %s: %s", n->cfg->listen,
 			r == PN_EEXIST ? "address already in use" : pn_strerror(r));
