@@ -254,6 +254,10 @@ PN_EXTERN void pn_node_id(const pn_node *n, uint8_t out[PN_ID_BYTES]);
  * busy meanwhile; a large file takes about a second per GiB), then offers it.
  * PN_EEXIST if already shared (cid set all the same). out may be NULL. */
 PN_EXTERN PN_MUST_CHECK int pn_node_share(pn_node *n, const char *path, struct pn_cid *out);
+/* Stops sharing cid and deletes it from the store; the directory is told
+ * (flooding simply stops answering for it). Requests for it that peers still
+ * send get NOT_FOUND. PN_ENOTFOUND if the store does not hold it. */
+PN_EXTERN PN_MUST_CHECK int pn_node_unshare(pn_node *n, const struct pn_cid *cid);
 
 #define PN_GET_OVERWRITE 0x1u /* replace an existing file at path */
 #define PN_GET_STREAM 0x2u    /* also hand the bytes to events.data, in order, as they are verified */

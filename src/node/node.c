@@ -559,6 +559,11 @@ static void send_chunk(struct pn_node *n, struct peer *p, const struct engine_ac
 		r = store_partial_read_chunk(d->part, a->index, data, &len);
 	else
 		r = PN_ENOTFOUND;
+	if (r == PN_ENOTFOUND) { /* unshared meanwhile */
+		(void)pn_conn_send_error(p->conn, a->req_id, PN_WERR_NOT_FOUND, "no longer held");
+		engine_chunk_sent(n->engine, p->key, &a->cid, a->index, 0, false, pn_conn_congested(p->conn), node_now(n));
+		return;
+	}
 	if (r != PN_OK) {
 		PN_LOGE(&n->log, "reading chunk %u: %s", a->index, pn_strerror(r));
 		(void)pn_conn_send_error(p->conn, a->req_id, PN_WERR_INTERNAL, "cannot read the chunk");
@@ -2090,6 +2095,25 @@ int pn_node_share(pn_node *n, const char *path, struct pn_cid *out)
 
 /* Every call into the program's code goes through these: while one runs,
  * pn_node_close only marks the node, and the loop closes it next. */
+int pn_node_unshare(pn_node *n, const struct pn_cid *cid)
+{
+	if (n->state != NODE_STARTED) {
+		set_err(n, "the node is not running");
+		return PN_EBUSY;
+	}
+	char id[PN_CID_STR_LEN + 1];
+	cid_str(cid, id);
+	int r = store_remove(n->store, cid);
+	if (r != PN_OK) {
+		set_err(n, r == PN_ENOTFOUND ? "%s is not shared here" : "cannot remove %s from the store", id);
+		return r;
+	}
+	if (n->dir)
+		dir_client_withdraw(n->dir, cid);
+	PN_LOGI(&n->log, "no longer sharing %s", id);
+	return PN_OK;
+}
+
 static void api_w_progress(struct pn_download *w, const struct pn_progress *p)
 {
 	struct pn_node *n = w->node;

@@ -192,6 +192,16 @@ void dir_client_offer(struct dir_client *dc, const struct pn_cid *cid, const cha
 		offer_sent(dc, m.u.dir_offer.req_id, 1);
 }
 
+void dir_client_withdraw(struct dir_client *dc, const struct pn_cid *cid)
+{
+	if (!dir_client_ready(dc))
+		return;
+	struct pn_msg m = {.type = PN_MSG_DIR_WITHDRAW};
+	m.u.dir_ref.req_id = ++dc->next_req;
+	m.u.dir_ref.cid = *cid;
+	(void)send_msg(dc, &m);
+}
+
 int dir_client_find(struct dir_client *dc, const struct pn_cid *cid)
 {
 	if (!dir_client_ready(dc))

@@ -85,6 +85,8 @@ int dir_client_search(struct dir_client *dc, const char *query, void *token);
 void dir_client_search_cancel(struct dir_client *dc, void *token);
 /* Offers one more content (nothing when not registered or name is empty). */
 void dir_client_offer(struct dir_client *dc, const struct pn_cid *cid, const char *name);
+/* Tells the directory this node no longer offers cid (nothing if not registered). */
+void dir_client_withdraw(struct dir_client *dc, const struct pn_cid *cid);
 
 /* The transport's events (the default transport calls them itself). */
 void dir_client_connected(struct dir_client *dc);

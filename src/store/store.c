@@ -756,3 +756,39 @@ out:
 	free(data_path);
 	return err;
 }
+
+int store_remove(struct store *s, const struct pn_cid *cid)
+{
+	size_t i;
+	for (i = 0; i < s->count; i++)
+		if (cid_equal(&s->objects[i]->cid, cid))
+			break;
+	if (i == s->count)
+		return PN_ENOTFOUND;
+	char *meta_path = cid_path(s->objects_dir, cid, META_SUFFIX);
+	char *data_path = cid_path(s->objects_dir, cid, NULL);
+	if (!meta_path || !data_path) {
+		free(meta_path);
+		free(data_path);
+		return PN_ENOMEM;
+	}
+	if (unlink(meta_path) != 0 && errno != ENOENT) {
+		PN_LOGW(&s->log, "store: cannot remove %s: %s", meta_path, strerror(errno));
+		free(meta_path);
+		free(data_path);
+		return PN_EIO;
+	}
+	if (unlink(data_path) != 0 && errno != ENOENT)
+		PN_LOGW(&s->log, "store: cannot remove %s: %s (left behind)", data_path, strerror(errno));
+	free(meta_path);
+	free(data_path);
+	struct store_object *o = s->objects[i];
+	s->total_bytes -= o->cid.size;
+	memmove(&s->objects[i], &s->objects[i + 1], (s->count - i - 1) * sizeof *s->objects);
+	s->count--;
+	object_free(o);
+	memset(s->table, 0, s->table_slots * sizeof *s->table);
+	for (size_t k = 0; k < s->count; k++)
+		table_insert(s, (uint32_t)k);
+	return PN_OK;
+}

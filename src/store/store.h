@@ -168,6 +168,12 @@ PN_MUST_CHECK int store_put_finish(struct store *s, struct store_partial *p, con
 PN_MUST_CHECK int store_add_local(struct store *s, const char *path, const char *name,
 				  const struct store_object **out);
 
+/* Deletes a complete object: its .meta first (so a crash in between leaves no
+ * object that store_open would load), then its data. Pointers to it become
+ * invalid. PN_ENOTFOUND if not stored, PN_EIO if the .meta cannot be removed
+ * (the object then stays). */
+PN_MUST_CHECK int store_remove(struct store *s, const struct pn_cid *cid);
+
 /* A usable file name: pn_name_valid() (util/text.h: at most PN_NAME_MAX bytes
  * of valid UTF-8, no control character, no '/' or backslash, not "." or
  * ".."), or the empty name ("unknown"). */

@@ -409,3 +409,79 @@ Test(api, a_server_and_a_node_share_one_loop)
 	cr_assert_eq(w.closed, 2);
 	world_cleanup(&w);
 }
+
+/* Unsharing: search until b finds a's file, unshare it on a, search until b
+ * no longer does (each phase at most 50 searches). */
+struct unshare_run {
+	struct world *w;
+	struct pn_cid cid;
+	int phase;                    /* 0: waiting to find it, 1: waiting for it to go */
+	int searches, found_now;
+	int unshare_again;
+	size_t shares_after;
+	char objects_dir[400];
+	bool file_gone;
+};
+
+static void u_hit(void *ud, const struct pn_search_hit *h)
+{
+	struct unshare_run *u = ud;
+	if (!memcmp(&h->cid, &u->cid, sizeof h->cid))
+		u->found_now++;
+}
+
+static void u_search(struct unshare_run *u);
+
+static void u_done(void *ud, int err, const char *why)
+{
+	struct unshare_run *u = ud;
+	struct world *w = u->w;
+	if (u->phase == 0 && u->found_now) {
+		cr_assert_eq(pn_node_unshare(w->a, &u->cid), PN_OK, "%s", pn_node_error(w->a));
+		u->unshare_again = pn_node_unshare(w->a, &u->cid);
+		struct pn_share_info si;
+		u->shares_after = pn_node_shares(w->a, 0, &si, 1);
+		char id[PN_CID_STR_LEN + 1], path[600];
+		pn_cid_format(&u->cid, id);
+		snprintf(path, sizeof path, "%s/%s", u->objects_dir, id);
+		u->file_gone = access(path, F_OK) != 0;
+		u->phase = 1;
+	} else if (u->phase == 1 && !u->found_now) {
+		u->phase = 2;
+	}
+	if (u->phase == 2 || u->searches >= 100) {
+		pn_node_close(w->a, closed_cb, w);
+		pn_node_close(w->b, closed_cb, w);
+		pn_directory_close(w->directory, closed_cb, w);
+		return;
+	}
+	u_search(u);
+}
+
+static void u_search(struct unshare_run *u)
+{
+	u->searches++;
+	u->found_now = 0;
+	cr_assert_eq(pn_node_search(u->w->b, "unshare", u_hit, u_done, u, NULL), PN_OK);
+}
+
+Test(api, unshare_deletes_and_withdraws_a_share)
+{
+	struct world w;
+	world_init(&w);
+	world_start(&w);
+	struct unshare_run u = {.w = &w};
+	char src[400];
+	snprintf(src, sizeof src, "%s/to unshare.txt", w.dir);
+	snprintf(u.objects_dir, sizeof u.objects_dir, "%s/a/objects", w.dir);
+	free(write_file(src, 5000, 11));
+	cr_assert_eq(pn_node_share(w.a, src, &u.cid), PN_OK);
+	u_search(&u);
+	world_run(&w);
+	cr_assert_eq(u.phase, 2, "found, then no longer found (phase %d after %d searches)", u.phase, u.searches);
+	cr_assert_eq(u.unshare_again, PN_ENOTFOUND);
+	cr_assert_eq(u.shares_after, 0);
+	cr_assert(u.file_gone, "the object's data is deleted");
+	cr_assert_eq(w.closed, 3);
+	world_cleanup(&w);
+}

@@ -1095,3 +1095,35 @@ Test(store, leftovers_of_a_crash)
 	store_close(s);
 	content_free(&c);
 }
+
+Test(store, remove_deletes_one_object_and_keeps_the_rest, .init = make_tmpdir, .fini = remove_tmpdir)
+{
+	struct store *s;
+	cr_assert_eq(store_open(tpath("data"), &s), PN_OK);
+	const struct store_object *o;
+	struct pn_cid cids[3];
+	char name[32];
+	for (int i = 0; i < 3; i++) {
+		char body[100];
+		snprintf(name, sizeof name, "f%d", i);
+		memset(body, 'a' + i, sizeof body);
+		write_file(tpath(name), body, sizeof body - (size_t)i);
+		cr_assert_eq(store_add_local(s, tpath(name), NULL, &o), PN_OK);
+		cids[i] = o->cid;
+	}
+	uint64_t total = store_total_bytes(s);
+	cr_assert_eq(store_remove(s, &cids[1]), PN_OK);
+	cr_assert_eq(store_remove(s, &cids[1]), PN_ENOTFOUND);
+	cr_assert_eq(store_count(s), 2);
+	cr_assert_eq(store_total_bytes(s), total - cids[1].size);
+	cr_assert_null(store_get(s, &cids[1]));
+	cr_assert_not_null(store_get(s, &cids[0]));
+	cr_assert_not_null(store_get(s, &cids[2]));
+	cr_assert_str_eq(store_at(s, 0)->name, "f0", "listing order is kept");
+	cr_assert_str_eq(store_at(s, 1)->name, "f2");
+	store_close(s);
+	cr_assert_eq(store_open(tpath("data"), &s), PN_OK);
+	cr_assert_eq(store_count(s), 2, "the removal survives a reopen");
+	cr_assert_null(store_get(s, &cids[1]));
+	store_close(s);
+}
