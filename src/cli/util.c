@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include "cli/cli.h"
 #include "crypto/crypto.h"
+#include "util/json.h"
 
 void cli_err(const char *cmd, const char *fmt, ...)
 {
@@ -26,18 +27,37 @@ int cli_usage_err(const char *cmd, const char *fmt, ...)
 	return PN_EXIT_USAGE;
 }
 
-void cli_json_str(FILE *f, const char *s)
+json_t *cli_json_with_text(json_t *obj, const char *key, const char *s)
 {
-	fputc('"', f);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			fprintf(f, "\\%c", *p);
-		else if (*p < 0x20)
-			fprintf(f, "\\u%04x", *p);
-		else
-			fputc(*p, f);
+	if (obj && pn_json_set_text(obj, key, s) != PN_OK) {
+		json_decref(obj);
+		return NULL;
 	}
-	fputc('"', f);
+	return obj;
+}
+
+json_t *cli_json_merge(json_t *obj, json_t *more)
+{
+	if (obj && more && json_object_update(obj, more) == 0) {
+		json_decref(more);
+		return obj;
+	}
+	json_decref(obj);
+	json_decref(more);
+	return NULL;
+}
+
+int cli_json_print(const char *cmd, json_t *v)
+{
+	char *s = v ? json_dumps(v, PN_JSON_FLAGS) : NULL;
+	json_decref(v);
+	if (!s) {
+		cli_err(cmd, "out of memory writing the JSON output");
+		return -1;
+	}
+	int r = puts(s) == EOF || fflush(stdout) != 0 ? -1 : 0;
+	free(s);
+	return r;
 }
 
 bool cli_parse_seconds(const char *s, uint32_t *ms)
