@@ -30,13 +30,6 @@ int cmd_demo(int argc, char **argv);
 void cli_err(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prints a usage error plus "try 'peernet CMD --help'" and returns PN_EXIT_USAGE. */
 int cli_usage_err(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Sets obj[key] to the text s by the rule of util/json.h (key_hex too when s
- * is not UTF-8). Returns obj, or NULL when obj is NULL or memory ran out
- * (obj then released): calls chain, and cli_json_print reports the NULL. */
-json_t *cli_json_with_text(json_t *obj, const char *key, const char *s);
-/* Adds the fields of more (released) to obj, after obj's own. Returns obj,
- * or NULL (both released) when either is NULL or memory ran out. */
-json_t *cli_json_merge(json_t *obj, json_t *more);
 /* Prints v on stdout as one line of JSON and releases it. 0, or -1 with an
  * error line on stderr (v NULL: memory ran out while building it). */
 int cli_json_print(const char *cmd, json_t *v);

@@ -9,6 +9,7 @@
 #include "crypto/crypto.h"
 #include "node/client.h"
 #include "cli/progress.h"
+#include "util/json.h"
 #include "util/log.h"
 
 #define CLIENT_OPTS \
@@ -158,8 +159,8 @@ static void put_print(void *ud, const struct pn_put_result *r)
 	char id[PN_CID_STR_LEN + 1];
 	pn_cid_format(&r->cid, id);
 	if (a->json) {
-		json_t *o = cli_json_with_text(json_pack("{s:s}", "id", id), "name", r->name);
-		o = cli_json_merge(o, json_pack("{s:I,s:I}", "size", (json_int_t)r->cid.size, "bytes_sent",
+		json_t *o = pn_json_with_text(json_pack("{s:s}", "id", id), "name", r->name);
+		o = pn_json_merge(o, json_pack("{s:I,s:I}", "size", (json_int_t)r->cid.size, "bytes_sent",
 						(json_int_t)r->bytes_sent));
 		if (!o || json_array_append_new(a->items, o) != 0)
 			a->json_oom = true;
@@ -234,8 +235,8 @@ int cmd_get(int argc, char **argv)
 		if (a.json) {
 			char id[PN_CID_STR_LEN + 1];
 			pn_cid_format(&cid, id);
-			json_t *o = cli_json_with_text(json_pack("{s:s,s:b}", "id", id, "ok", 0), "error", a.error);
-			o = cli_json_merge(o, json_pack("{s:I,s:I}", "bytes_downloaded", (json_int_t)res.bytes_downloaded,
+			json_t *o = pn_json_with_text(json_pack("{s:s,s:b}", "id", id, "ok", 0), "error", a.error);
+			o = pn_json_merge(o, json_pack("{s:I,s:I}", "bytes_downloaded", (json_int_t)res.bytes_downloaded,
 							"bytes_resumed", (json_int_t)res.bytes_resumed));
 			cli_json_print("get", o);
 		}
@@ -246,8 +247,8 @@ int cmd_get(int argc, char **argv)
 		pn_cid_format(&cid, id);
 		double mibs = res.seconds > 0 ? (double)res.bytes_downloaded / res.seconds / 1048576.0 : 0;
 		json_t *o = json_pack("{s:s,s:b}", "id", id, "ok", 1);
-		o = cli_json_with_text(cli_json_with_text(o, "name", res.name), "path", res.path);
-		o = cli_json_merge(o, json_pack("{s:I,s:I,s:I,s:f,s:f}", "size", (json_int_t)cid.size, "bytes_downloaded",
+		o = pn_json_with_text(pn_json_with_text(o, "name", res.name), "path", res.path);
+		o = pn_json_merge(o, json_pack("{s:I,s:I,s:I,s:f,s:f}", "size", (json_int_t)cid.size, "bytes_downloaded",
 						(json_int_t)res.bytes_downloaded, "bytes_resumed",
 						(json_int_t)res.bytes_resumed, "seconds", round(res.seconds * 1000) / 1000,
 						"mib_per_s", round(mibs * 10) / 10));
@@ -268,8 +269,8 @@ static void ls_print(void *ud, const struct pn_cid *cid, const char *name)
 	char id[PN_CID_STR_LEN + 1];
 	pn_cid_format(cid, id);
 	if (st->items) {
-		json_t *o = cli_json_with_text(json_pack("{s:s}", "id", id), "name", name);
-		o = cli_json_merge(o, json_pack("{s:I}", "size", (json_int_t)cid->size));
+		json_t *o = pn_json_with_text(json_pack("{s:s}", "id", id), "name", name);
+		o = pn_json_merge(o, json_pack("{s:I}", "size", (json_int_t)cid->size));
 		if (!o || json_array_append_new(st->items, o) != 0)
 			st->oom = true;
 	} else {

@@ -509,7 +509,7 @@ static json_t *path_value(const char *path)
 	json_t *v = pn_json_text(path, strlen(path), &exact);
 	if (v && !exact) {
 		json_decref(v);
-		v = cli_json_with_text(json_object(), "path", path);
+		v = pn_json_with_text(json_object(), "path", path);
 	}
 	return v;
 }
@@ -757,8 +757,8 @@ int cmd_get_node(int argc, char **argv)
 	}
 	bool progress = a.progress < 0 ? (!a.json && isatty(STDOUT_FILENO) && isatty(STDERR_FILENO)) : a.progress;
 	json_t *req = json_pack("{s:s,s:s}", "cmd", "get", "id", argv[optind]);
-	req = cli_json_with_text(cli_json_with_text(req, "out", a.output ? a.output : ""), "cwd", cwd);
-	req = cli_json_merge(req, json_pack("{s:b}", "force", a.force));
+	req = pn_json_with_text(pn_json_with_text(req, "out", a.output ? a.output : ""), "cwd", cwd);
+	req = pn_json_merge(req, json_pack("{s:b}", "force", a.force));
 	struct ctl_conn *cc = ctl_open("get", a.data, a.control, req);
 	if (!cc)
 		return PN_EXIT_FAIL;
@@ -805,7 +805,7 @@ int cmd_get_node(int argc, char **argv)
 		if (a.json) {
 			json_object_del(rep, "reply"); /* name, path, size, bytes_downloaded, ..., peers */
 			json_object_del(rep, "id");
-			cli_json_print("get", cli_json_merge(json_pack("{s:s,s:b}", "id", argv[optind], "ok", 1), json_incref(rep)));
+			cli_json_print("get", pn_json_merge(json_pack("{s:s,s:b}", "id", argv[optind], "ok", 1), json_incref(rep)));
 		}
 		json_decref(rep);
 	}

@@ -27,26 +27,6 @@ int cli_usage_err(const char *cmd, const char *fmt, ...)
 	return PN_EXIT_USAGE;
 }
 
-json_t *cli_json_with_text(json_t *obj, const char *key, const char *s)
-{
-	if (obj && pn_json_set_text(obj, key, s) != PN_OK) {
-		json_decref(obj);
-		return NULL;
-	}
-	return obj;
-}
-
-json_t *cli_json_merge(json_t *obj, json_t *more)
-{
-	if (obj && more && json_object_update(obj, more) == 0) {
-		json_decref(more);
-		return obj;
-	}
-	json_decref(obj);
-	json_decref(more);
-	return NULL;
-}
-
 int cli_json_print(const char *cmd, json_t *v)
 {
 	char *s = v ? json_dumps(v, PN_JSON_FLAGS) : NULL;

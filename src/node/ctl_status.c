@@ -9,29 +9,6 @@
 #include "store/store.h"
 #include "util/json.h"
 
-/* obj with the fields of more (released) added after its own; NULL (both
- * released) if either is NULL or memory ran out. */
-static json_t *merge(json_t *obj, json_t *more)
-{
-	if (obj && more && json_object_update(obj, more) == 0) {
-		json_decref(more);
-		return obj;
-	}
-	json_decref(obj);
-	json_decref(more);
-	return NULL;
-}
-
-/* obj with obj[key] = the text s (util/json.h's rule); NULL (obj released) on failure. */
-static json_t *with_text(json_t *obj, const char *key, const char *s)
-{
-	if (obj && pn_json_set_text(obj, key, s) != PN_OK) {
-		json_decref(obj);
-		return NULL;
-	}
-	return obj;
-}
-
 /* Appends item (released) to arr; false if either is NULL or memory ran out. */
 static bool append(json_t *arr, json_t *item)
 {
@@ -51,8 +28,8 @@ static json_t *peer_json(const struct ctl_peer_status *p)
 {
 	char pid[PN_NODE_ID_STR_LEN + 1];
 	pn_node_id_format(p->id, pid);
-	json_t *o = with_text(json_pack("{s:s}", "id", pid), "address", p->addr);
-	return merge(o, json_pack("{s:s,s:b,s:b,s:b,s:b,s:I,s:I}", "direction", p->outgoing ? "out" : "in",
+	json_t *o = pn_json_with_text(json_pack("{s:s}", "id", pid), "address", p->addr);
+	return pn_json_merge(o, json_pack("{s:s,s:b,s:b,s:b,s:b,s:I,s:I}", "direction", p->outgoing ? "out" : "in",
 				  "neighbor", p->neighbor, "seed_server", p->seed_server, "choking_us",
 				  p->peer_choking, "we_choke", p->am_choking, "bytes_to", (json_int_t)p->bytes_to,
 				  "bytes_from", (json_int_t)p->bytes_from));
@@ -62,16 +39,16 @@ static json_t *share_json(const struct store_object *o)
 {
 	char id[PN_CID_STR_LEN + 1];
 	pn_cid_format(&o->cid, id);
-	json_t *j = with_text(json_pack("{s:s}", "id", id), "name", o->name);
-	return merge(j, json_pack("{s:I}", "size", (json_int_t)o->cid.size));
+	json_t *j = pn_json_with_text(json_pack("{s:s}", "id", id), "name", o->name);
+	return pn_json_merge(j, json_pack("{s:I}", "size", (json_int_t)o->cid.size));
 }
 
 static json_t *transfer_json(const struct ctl_transfer_status *d)
 {
 	char id[PN_CID_STR_LEN + 1];
 	pn_cid_format(&d->cid, id);
-	json_t *j = with_text(json_pack("{s:s}", "id", id), "name", d->name);
-	return merge(j, json_pack("{s:I,s:I,s:I,s:I}", "size", (json_int_t)d->cid.size, "chunks",
+	json_t *j = pn_json_with_text(json_pack("{s:s}", "id", id), "name", d->name);
+	return pn_json_merge(j, json_pack("{s:I,s:I,s:I,s:I}", "size", (json_int_t)d->cid.size, "chunks",
 				  (json_int_t)d->chunks, "chunks_have", (json_int_t)d->have, "bytes_downloaded",
 				  (json_int_t)d->bytes_down));
 }
@@ -81,12 +58,12 @@ json_t *ctl_status_json(const struct ctl_status *st, const struct store *store, 
 	char idhex[PN_NODE_ID_STR_LEN + 1], bound[PN_ADDR_STR_MAX + 8];
 	pn_node_id_format(st->node_id, idhex);
 	bound_addr(st, bound, sizeof bound);
-	json_t *s = with_text(json_pack("{s:s}", "node_id", idhex), "listen", bound);
-	s = merge(s, json_pack("{s:I,s:s}", "port", (json_int_t)st->port, "discovery",
+	json_t *s = pn_json_with_text(json_pack("{s:s}", "node_id", idhex), "listen", bound);
+	s = pn_json_merge(s, json_pack("{s:I,s:s}", "port", (json_int_t)st->port, "discovery",
 			       st->discovery ? st->discovery : "?"));
 	if (s && st->directory) {
-		json_t *d = with_text(json_object(), "address", st->directory);
-		d = merge(d, json_pack("{s:b,s:I}", "connected", st->directory_registered, "refused_shares",
+		json_t *d = pn_json_with_text(json_object(), "address", st->directory);
+		d = pn_json_merge(d, json_pack("{s:b,s:I}", "connected", st->directory_registered, "refused_shares",
 				       (json_int_t)st->directory_refused));
 		if (json_object_set_new(s, "directory", d) != 0) {
 			json_decref(s);
@@ -95,7 +72,7 @@ json_t *ctl_status_json(const struct ctl_status *st, const struct store *store, 
 	}
 	if (s && st->flood) {
 		const struct flood_stats *fs = &st->flood_stats;
-		s = merge(s, json_pack("{s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}}", "flood", "neighbors",
+		s = pn_json_merge(s, json_pack("{s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}}", "flood", "neighbors",
 				       (json_int_t)st->flood_neighbors, "queries_started", (json_int_t)fs->queries_started,
 				       "queries_sent", (json_int_t)fs->queries_sent, "queries_received",
 				       (json_int_t)fs->queries_received, "duplicates_dropped",

@@ -129,28 +129,6 @@ static void ctl_send(struct ctl_client *cc, json_t *v)
 		free(w);
 }
 
-/* obj with obj[key] = the text s (util/json.h's rule); NULL (obj released) on failure. */
-static json_t *with_text(json_t *obj, const char *key, const char *s)
-{
-	if (obj && pn_json_set_text(obj, key, s) != PN_OK) {
-		json_decref(obj);
-		return NULL;
-	}
-	return obj;
-}
-
-/* obj with the fields of more (released) after its own; NULL (both released) on failure. */
-static json_t *merge(json_t *obj, json_t *more)
-{
-	if (obj && more && json_object_update(obj, more) == 0) {
-		json_decref(more);
-		return obj;
-	}
-	json_decref(obj);
-	json_decref(more);
-	return NULL;
-}
-
 static void shutdown_cb(uv_shutdown_t *req, int status)
 {
 	struct ctl_client *cc = req->data;
@@ -170,7 +148,7 @@ void ctl_finish(struct ctl_client *cc, const char *err_fmt, ...)
 		va_start(ap, err_fmt);
 		vsnprintf(msg, sizeof msg, err_fmt, ap);
 		va_end(ap);
-		ctl_send(cc, with_text(json_pack("{s:s}", "reply", "err"), "error", msg));
+		ctl_send(cc, pn_json_with_text(json_pack("{s:s}", "reply", "err"), "error", msg));
 	} else {
 		ctl_send(cc, json_pack("{s:s}", "reply", "ok"));
 	}
@@ -200,7 +178,7 @@ void ctl_progress(struct ctl_client *cc, uint64_t have, uint64_t total, uint32_t
 {
 	json_t *o = json_pack("{s:s,s:I,s:I,s:I}", "reply", "progress", "have", (json_int_t)have, "total",
 			      (json_int_t)total, "peers", (json_int_t)peers);
-	ctl_send(cc, with_text(o, "name", name));
+	ctl_send(cc, pn_json_with_text(o, "name", name));
 }
 
 void ctl_got(struct ctl_client *cc, const struct pn_cid *cid, const char *name, const char *path, uint64_t down,
@@ -208,8 +186,8 @@ void ctl_got(struct ctl_client *cc, const struct pn_cid *cid, const char *name, 
 {
 	char id[PN_CID_STR_LEN + 1];
 	pn_cid_format(cid, id);
-	json_t *o = with_text(with_text(json_pack("{s:s,s:s}", "reply", "got", "id", id), "name", name), "path", path);
-	ctl_send(cc, merge(o, json_pack("{s:I,s:I,s:I,s:f,s:I}", "size", (json_int_t)cid->size, "bytes_downloaded",
+	json_t *o = pn_json_with_text(pn_json_with_text(json_pack("{s:s,s:s}", "reply", "got", "id", id), "name", name), "path", path);
+	ctl_send(cc, pn_json_merge(o, json_pack("{s:I,s:I,s:I,s:f,s:I}", "size", (json_int_t)cid->size, "bytes_downloaded",
 					(json_int_t)down, "bytes_resumed", (json_int_t)resumed, "seconds",
 					round(secs * 1000) / 1000, "peers", (json_int_t)peers)));
 }
@@ -278,8 +256,8 @@ static void do_add(struct ctl_server *cs, struct ctl_client *cc, const json_t *r
 		}
 		char id[PN_CID_STR_LEN + 1];
 		pn_cid_format(&o->cid, id);
-		json_t *f = with_text(json_pack("{s:s,s:s}", "reply", "file", "id", id), "name", o->name);
-		ctl_send(cc, merge(f, json_pack("{s:I}", "size", (json_int_t)o->cid.size)));
+		json_t *f = pn_json_with_text(json_pack("{s:s,s:s}", "reply", "file", "id", id), "name", o->name);
+		ctl_send(cc, pn_json_merge(f, json_pack("{s:I}", "size", (json_int_t)o->cid.size)));
 	}
 	ctl_finish(cc, NULL);
 }

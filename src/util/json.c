@@ -67,6 +67,26 @@ int pn_json_set_text(json_t *obj, const char *key, const char *s)
 	return r;
 }
 
+json_t *pn_json_with_text(json_t *obj, const char *key, const char *s)
+{
+	if (obj && pn_json_set_text(obj, key, s) != PN_OK) {
+		json_decref(obj);
+		return NULL;
+	}
+	return obj;
+}
+
+json_t *pn_json_merge(json_t *obj, json_t *more)
+{
+	if (obj && more && json_object_update(obj, more) == 0) {
+		json_decref(more);
+		return obj;
+	}
+	json_decref(obj);
+	json_decref(more);
+	return NULL;
+}
+
 static int hex_digit(char c)
 {
 	if (c >= '0' && c <= '9')

@@ -32,6 +32,14 @@ json_t *pn_json_text(const char *s, size_t len, bool *exact);
  * PN_OK, or PN_ENOMEM (obj may then hold key without key_hex). */
 PN_MUST_CHECK int pn_json_set_text(json_t *obj, const char *key, const char *s);
 
+/* obj with obj[key] set by pn_json_set_text; NULL (obj released) when obj
+ * is NULL or memory ran out, so that calls chain. */
+json_t *pn_json_with_text(json_t *obj, const char *key, const char *s);
+
+/* obj with the fields of more (released) added after its own; NULL (both
+ * released) when either is NULL or memory ran out. */
+json_t *pn_json_merge(json_t *obj, json_t *more);
+
 /* Reads back what pn_json_set_text wrote: the bytes of obj[key_hex] when it
  * is there, else the string obj[key]; into out (cap bytes, NUL-terminated).
  * PN_OK; PN_EINVAL when the field is missing, not a string, not hex, or
