@@ -15,7 +15,7 @@ BUILD   ?= build
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 5
 
-PKGS_PC := libuv openssl
+PKGS_PC := libuv openssl jansson
 CPPFLAGS := -Iinclude -Isrc -D_GNU_SOURCE
 WARN    := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS  ?= -O2 -g
@@ -39,7 +39,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/asan/tests/%)
 FUZZ_BINS := $(FUZZ_SRCS:fuzz/%.c=$(BUILD)/fuzz/%)
 
 # Debian packages each target needs (binary name or file -> package).
-DEPS_BUILD := libuv1-dev libssl-dev pkg-config
+DEPS_BUILD := libuv1-dev libssl-dev libjansson-dev pkg-config
 DEPS_TEST  := $(DEPS_BUILD) libcriterion-dev python3-pytest clang libclang-rt-14-dev openssl \
               python3-cryptography python3-openssl
 DEPS_BENCH := $(DEPS_BUILD) nginx curl python3-matplotlib linux-perf

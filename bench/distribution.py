@@ -148,7 +148,7 @@ def ctl_status(sock_path, timeout=2.0):
     s.settimeout(timeout)
     try:
         s.connect(sock_path)
-        s.sendall(b"status\n")
+        s.sendall(b'{"cmd":"status"}\n')
         buf = b""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -156,14 +156,16 @@ def ctl_status(sock_path, timeout=2.0):
             if not chunk:
                 break
             buf += chunk
-            lines = buf.split(b"\n")
-            if any(l == b"ok" or l.startswith(b"err") for l in lines[:-1]):
+            # One JSON object a line (node_ctl.c); the last says ok or err.
+            if buf.endswith(b"\n") and json.loads(buf.split(b"\n")[-2]).get("reply") in ("ok", "err"):
                 break
     finally:
         s.close()
     for line in buf.split(b"\n"):
-        if line.startswith(b"json\t"):
-            return json.loads(line[5:].decode())
+        if line.strip():
+            reply = json.loads(line)
+            if reply.get("reply") == "status":
+                return reply["status"]
     raise DistError(f"no status from {sock_path}: {buf[:200]!r}")
 
 

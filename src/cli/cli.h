@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <jansson.h>
 #include "peernet.h"
 #include "util/log.h"
 
@@ -33,8 +34,9 @@ void cli_run_until_signal(uv_loop_t *loop, void *handle, void (*close)(void *han
 void cli_err(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prints a usage error plus "try 'peernet CMD --help'" and returns PN_EXIT_USAGE. */
 int cli_usage_err(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Writes s as a JSON string literal (quotes included). */
-void cli_json_str(FILE *f, const char *s);
+/* Prints v on stdout as one line of JSON and releases it. 0, or -1 with an
+ * error line on stderr (v NULL: memory ran out while building it). */
+int cli_json_print(const char *cmd, json_t *v);
 /* Parses seconds (integer or decimal) into milliseconds; false if malformed or out of range. */
 bool cli_parse_seconds(const char *s, uint32_t *ms);
 /* Parses a positive integer within [min, max]. */

@@ -1,5 +1,6 @@
 /* put, get, ls: the client side of the client-server model. */
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include "crypto/crypto.h"
 #include "node/client.h"
 #include "cli/progress.h"
+#include "util/json.h"
 #include "util/log.h"
 
 #define CLIENT_OPTS \
@@ -50,7 +52,8 @@ struct client_args {
 	const char *output;
 	bool force;
 	int progress; /* -1 auto, 0 off, 1 on */
-	int json_count;
+	json_t *items;      /* --json: what put or ls has found so far */
+	bool json_oom;      /* an item could not be added */
 	char error[PN_CLIENT_ERROR_MAX];
 	struct pn_logger log;
 	struct progress_bar bar;
@@ -156,13 +159,14 @@ static void put_print(void *ud, const struct pn_put_result *r)
 	char id[PN_CID_STR_LEN + 1];
 	pn_cid_format(&r->cid, id);
 	if (a->json) {
-		printf("%s{\"id\":\"%s\",\"name\":", a->json_count++ ? "," : "[", id);
-		cli_json_str(stdout, r->name);
-		printf(",\"size\":%llu,\"bytes_sent\":%llu}", (unsigned long long)r->cid.size,
-		       (unsigned long long)r->bytes_sent);
-	} else {
-		printf("%s  %s\n", id, r->name);
+		json_t *o = pn_json_with_text(json_pack("{s:s}", "id", id), "name", r->name);
+		o = pn_json_merge(o, json_pack("{s:I,s:I}", "size", (json_int_t)r->cid.size, "bytes_sent",
+						(json_int_t)r->bytes_sent));
+		if (!o || json_array_append_new(a->items, o) != 0)
+			a->json_oom = true;
+		return;
 	}
+	printf("%s  %s\n", id, r->name);
 	fflush(stdout);
 }
 
@@ -174,10 +178,20 @@ int cmd_put(int argc, char **argv)
 		return r;
 	if (optind >= argc)
 		return cli_usage_err("put", "no FILE given");
+	if (a.json && !(a.items = json_array())) {
+		cli_err("put", "out of memory");
+		return PN_EXIT_FAIL;
+	}
 	r = pn_client_put(&a.o, argv + optind, argc - optind, put_print, &a);
-	/* Close the array even after a failure, so what was stored still parses. */
-	if (a.json)
-		fputs(a.json_count ? "]\n" : "[]\n", stdout);
+	/* The array even after a failure: what was stored is listed. */
+	if (a.json) {
+		if (a.json_oom) {
+			json_decref(a.items);
+			a.items = NULL;
+		}
+		if (cli_json_print("put", a.items) != 0 && r == 0)
+			return PN_EXIT_FAIL;
+	}
 	if (r != 0) {
 		cli_err("put", "%s", a.error);
 		return PN_EXIT_FAIL;
@@ -221,10 +235,10 @@ int cmd_get(int argc, char **argv)
 		if (a.json) {
 			char id[PN_CID_STR_LEN + 1];
 			pn_cid_format(&cid, id);
-			printf("{\"id\":\"%s\",\"ok\":false,\"error\":", id);
-			cli_json_str(stdout, a.error);
-			printf(",\"bytes_downloaded\":%llu,\"bytes_resumed\":%llu}\n",
-			       (unsigned long long)res.bytes_downloaded, (unsigned long long)res.bytes_resumed);
+			json_t *o = pn_json_with_text(json_pack("{s:s,s:b}", "id", id, "ok", 0), "error", a.error);
+			o = pn_json_merge(o, json_pack("{s:I,s:I}", "bytes_downloaded", (json_int_t)res.bytes_downloaded,
+							"bytes_resumed", (json_int_t)res.bytes_resumed));
+			cli_json_print("get", o);
 		}
 		return PN_EXIT_FAIL;
 	}
@@ -232,22 +246,21 @@ int cmd_get(int argc, char **argv)
 		char id[PN_CID_STR_LEN + 1];
 		pn_cid_format(&cid, id);
 		double mibs = res.seconds > 0 ? (double)res.bytes_downloaded / res.seconds / 1048576.0 : 0;
-		printf("{\"id\":\"%s\",\"ok\":true,\"name\":", id);
-		cli_json_str(stdout, res.name);
-		printf(",\"path\":");
-		cli_json_str(stdout, res.path);
-		printf(",\"size\":%llu,\"bytes_downloaded\":%llu,\"bytes_resumed\":%llu,\"seconds\":%.3f,"
-		       "\"mib_per_s\":%.1f}\n",
-		       (unsigned long long)cid.size, (unsigned long long)res.bytes_downloaded,
-		       (unsigned long long)res.bytes_resumed, res.seconds, mibs);
+		json_t *o = json_pack("{s:s,s:b}", "id", id, "ok", 1);
+		o = pn_json_with_text(pn_json_with_text(o, "name", res.name), "path", res.path);
+		o = pn_json_merge(o, json_pack("{s:I,s:I,s:I,s:f,s:f}", "size", (json_int_t)cid.size, "bytes_downloaded",
+						(json_int_t)res.bytes_downloaded, "bytes_resumed",
+						(json_int_t)res.bytes_resumed, "seconds", round(res.seconds * 1000) / 1000,
+						"mib_per_s", round(mibs * 10) / 10));
+		if (cli_json_print("get", o) != 0)
+			return PN_EXIT_FAIL;
 	}
 	return PN_EXIT_OK;
 }
 
 struct ls_state {
-	bool json;
-	int count;
-	uint64_t total;
+	json_t *items;       /* --json: the listing so far; NULL without --json */
+	bool oom;            /* an item could not be added */
 };
 
 static void ls_print(void *ud, const struct pn_cid *cid, const char *name)
@@ -255,17 +268,16 @@ static void ls_print(void *ud, const struct pn_cid *cid, const char *name)
 	struct ls_state *st = ud;
 	char id[PN_CID_STR_LEN + 1];
 	pn_cid_format(cid, id);
-	if (st->json) {
-		printf("%s{\"id\":\"%s\",\"name\":", st->count ? "," : "", id);
-		cli_json_str(stdout, name);
-		printf(",\"size\":%llu}", (unsigned long long)cid->size);
+	if (st->items) {
+		json_t *o = pn_json_with_text(json_pack("{s:s}", "id", id), "name", name);
+		o = pn_json_merge(o, json_pack("{s:I}", "size", (json_int_t)cid->size));
+		if (!o || json_array_append_new(st->items, o) != 0)
+			st->oom = true;
 	} else {
 		char size[16];
 		pn_format_bytes(cid->size, size);
 		printf("%s  %10s  %s\n", id, size, name);
 	}
-	st->count++;
-	st->total += cid->size;
 }
 
 int cmd_ls(int argc, char **argv)
@@ -276,12 +288,21 @@ int cmd_ls(int argc, char **argv)
 		return r;
 	if (optind < argc)
 		return cli_usage_err("ls", "unexpected argument '%s'", argv[optind]);
-	struct ls_state st = {.json = a.json};
-	if (a.json)
-		fputs("[", stdout);
+	struct ls_state st = {0};
+	if (a.json && !(st.items = json_array())) {
+		cli_err("ls", "out of memory");
+		return PN_EXIT_FAIL;
+	}
 	r = pn_client_ls(&a.o, ls_print, &st);
-	if (a.json)
-		fputs("]\n", stdout);
+	/* The array even after a failure: what was listed before it. */
+	if (a.json) {
+		if (st.oom) {
+			json_decref(st.items);
+			st.items = NULL;
+		}
+		if (cli_json_print("ls", st.items) != 0 && r == 0)
+			return PN_EXIT_FAIL;
+	}
 	if (r != 0) {
 		cli_err("ls", "%s", a.error);
 		return PN_EXIT_FAIL;

@@ -261,22 +261,23 @@ static bool node_dir(const struct demo *d, int model, int i, char *out)
 	return path_fmt(out, "%s/%s/node-%d", d->root, model ? "flood" : "dir", i);
 }
 
-/* `status --json` of a node, parsed into doc (text kept in buf). */
-static bool node_status(const struct demo *d, int model, int i, char *buf, size_t n, struct jv *doc)
+/* `status --json` of a node (buf of n bytes holds its text), or NULL. The
+ * caller releases it (json_decref). */
+static json_t *node_status(const struct demo *d, int model, int i, char *buf, size_t n)
 {
 	char dir[PATH_MAX];
 	struct args a = {0};
 	int rc;
 	if (!node_dir(d, model, i, dir))
-		return false;
+		return NULL;
 	arg(&a, "peernet");
 	arg(&a, "status");
 	arg(&a, "--data");
 	arg(&a, "%s/data", dir);
 	arg(&a, "--json");
 	if (a.overflow || demo_run(dir, CMD_TIMEOUT_MS, a.v, &rc, NULL, buf, n, NULL, 0) != DEMO_OK || rc != 0)
-		return false;
-	return json_doc(buf, doc);
+		return NULL;
+	return demo_json(buf);
 }
 
 static void sha_hex(const uint8_t sha[32], char out[17])
@@ -368,9 +369,10 @@ static int distribute(struct demo *d, enum model m, struct args *av, char (*outs
 	else
 		printf("  %-16s all %d finished in %.2f s\n", model_name[m], n, r->secs);
 	for (int i = 0; i < n; i++) {
-		struct jv doc, ok;
 		uint8_t sha[32];
-		bool good = g[i]->status == 0 && json_doc(g[i]->out, &doc) && json_get(doc, "ok", &ok) && json_true(ok);
+		json_t *doc = g[i]->status == 0 ? demo_json(g[i]->out) : NULL;
+		bool good = json_is_true(json_object_get(doc, "ok"));
+		json_decref(doc);
 		if (!good) {
 			printf("    get %d FAILED (exit %d): %s\n", i + 1, g[i]->status,
 			       g[i]->err_line[0] ? g[i]->err_line : "no message");
@@ -544,11 +546,11 @@ static int wait_ready(struct demo *d, int model)
 	double deadline = demo_now() + READY_TIMEOUT_MS / 1000.0;
 	int ret = DEMO_TIMEOUT, i = 0;
 	while (buf && i <= d->n) {
-		struct jv doc, v;
 		uint64_t nb = 0;
-		bool ready = node_status(d, model, i, buf, STATUS_MAX, &doc) &&
-			     (model == 0 ? json_get(doc, "directory", &v) && json_get(v, "connected", &v) && json_true(v)
-					 : json_path_u64(doc, &nb, "flood", "neighbors", (char *)NULL) && nb > 0);
+		json_t *doc = node_status(d, model, i, buf, STATUS_MAX);
+		bool ready = model == 0 ? json_is_true(json_object_get(json_object_get(doc, "directory"), "connected"))
+					: demo_json_u64(doc, &nb, "flood", "neighbors", (char *)NULL) && nb > 0;
+		json_decref(doc);
 		if (ready) {
 			i++;
 			continue;
@@ -575,25 +577,25 @@ static int wait_ready(struct demo *d, int model)
 static int seed_ids(struct demo *d, int model)
 {
 	char *buf = malloc(STATUS_MAX);
-	struct jv doc, shares, e, v;
-	char name[64], id[ID_MAX];
 	bool big = false, small = false;
-	if (buf && node_status(d, model, 0, buf, STATUS_MAX, &doc) && json_get(doc, "shares", &shares)) {
-		for (size_t k = 0; json_index(shares, k, &e); k++) {
-			if (!json_get(e, "name", &v) || !json_str(v, name, sizeof name) || !json_get(e, "id", &v) ||
-			    !json_str(v, id, sizeof id))
-				continue;
-			if (!strcmp(name, BIG_NAME)) {
-				big = true;
-				if (strcmp(id, d->big_id))
-					fprintf(stderr, "peernet demo: the seed's ID of %s (%s) is not the server's (%s)\n",
-						BIG_NAME, id, d->big_id);
-			} else if (!strcmp(name, SMALL_NAME)) {
-				small = true;
-				snprintf(d->small_id, sizeof d->small_id, "%s", id);
-			}
+	json_t *doc = buf ? node_status(d, model, 0, buf, STATUS_MAX) : NULL;
+	json_t *shares = json_object_get(doc, "shares");
+	for (size_t k = 0; k < json_array_size(shares); k++) {
+		const json_t *e = json_array_get(shares, k);
+		const char *name = demo_json_str(e, "name"), *id = demo_json_str(e, "id");
+		if (!name || !id || strlen(id) >= ID_MAX)
+			continue;
+		if (!strcmp(name, BIG_NAME)) {
+			big = true;
+			if (strcmp(id, d->big_id))
+				fprintf(stderr, "peernet demo: the seed's ID of %s (%s) is not the server's (%s)\n", BIG_NAME,
+					id, d->big_id);
+		} else if (!strcmp(name, SMALL_NAME)) {
+			small = true;
+			snprintf(d->small_id, sizeof d->small_id, "%s", id);
 		}
 	}
+	json_decref(doc);
 	free(buf);
 	if (!big || !small) {
 		fprintf(stderr, "peernet demo: the seed's status does not list %s and %s\n", BIG_NAME, SMALL_NAME);
@@ -641,22 +643,23 @@ static void p2p_totals(struct demo *d, int model, enum model m)
 	uint64_t msgs = 0, lookups = 0, started = 0;
 	bool ok = buf != NULL;
 	for (int i = 0; ok && i <= d->n; i++) {
-		struct jv doc;
 		uint64_t a = 0, b = 0, c = 0, q = 0;
-		if (!node_status(d, model, i, buf, STATUS_MAX, &doc)) {
+		json_t *doc = node_status(d, model, i, buf, STATUS_MAX);
+		if (!doc) {
 			ok = false;
 			break;
 		}
-		json_path_u64(doc, &c, "totals", "lookups", (char *)NULL);
-		if (i == 0 && json_path_u64(doc, &r->origin_sent, "totals", "bytes_uploaded", (char *)NULL))
+		demo_json_u64(doc, &c, "totals", "lookups", (char *)NULL);
+		if (i == 0 && demo_json_u64(doc, &r->origin_sent, "totals", "bytes_uploaded", (char *)NULL))
 			r->origin_ok = true;
 		if (model == 0) {
-			ok = json_path_u64(doc, &a, "totals", "lookup_messages", (char *)NULL);
+			ok = demo_json_u64(doc, &a, "totals", "lookup_messages", (char *)NULL);
 		} else {
-			ok = json_path_u64(doc, &a, "flood", "queries_sent", (char *)NULL) &&
-			     json_path_u64(doc, &b, "flood", "hits_sent", (char *)NULL);
-			json_path_u64(doc, &q, "flood", "queries_started", (char *)NULL);
+			ok = demo_json_u64(doc, &a, "flood", "queries_sent", (char *)NULL) &&
+			     demo_json_u64(doc, &b, "flood", "hits_sent", (char *)NULL);
+			demo_json_u64(doc, &q, "flood", "queries_started", (char *)NULL);
 		}
+		json_decref(doc);
 		msgs += a + b;
 		lookups += c;
 		started += q;
@@ -815,12 +818,16 @@ static int run_gone(struct demo *d)
 		free(buf);
 		return DEMO_INTR;
 	}
-	struct jv doc, e, v;
 	char id[ID_MAX] = "";
 	bool found = false;
-	if (w == DEMO_OK && rc == 0 && json_doc(buf, &doc))
-		for (size_t k = 0; !found && json_index(doc, k, &e); k++)
-			found = json_get(e, "id", &v) && json_str(v, id, sizeof id) && !strcmp(id, d->small_id);
+	json_t *doc = w == DEMO_OK && rc == 0 ? demo_json(buf) : NULL;
+	for (size_t k = 0; !found && k < json_array_size(doc); k++) {
+		const char *e_id = demo_json_str(json_array_get(doc, k), "id");
+		found = e_id && !strcmp(e_id, d->small_id);
+	}
+	if (found)
+		snprintf(id, sizeof id, "%s", d->small_id);
+	json_decref(doc);
 	free(buf);
 	printf("  %-16s search '%s' from node %d: exit %d after %.2f s, %s\n", model_name[M_FLOOD], SMALL_WORD, asker,
 	       rc, s1, found ? "found it" : "NOT FOUND");

@@ -18,13 +18,14 @@
 #include "cli/cli.h"
 #include "node/directory_server.h"
 #include "node/node.h"
+#include "node/node_ctl.h"
 #include "crypto/crypto.h"
 #include "cli/progress.h"
+#include "util/json.h"
 #include "util/log.h"
 #include "util/ratelimit.h"
+#include "util/text.h"
 #include "wire/wire.h"
-
-#define CTL_REPLY_MAX (512 * 1024)
 
 static const char node_help[] =
 	"usage: peernet node --listen ADDR:PORT [--data DIR] --discovery directory --directory ADDR:PORT\n"
@@ -474,9 +475,10 @@ int cmd_directory(int argc, char **argv)
 
 /* ---------------------------------------------------------------- control client */
 
+/* The node's replies come one JSON object a line (node/node_ctl.c). */
 struct ctl_conn {
 	int fd;
-	char buf[CTL_REPLY_MAX];
+	char buf[CTL_REPLY_LINE_MAX];
 	size_t len, off;
 };
 
@@ -496,31 +498,11 @@ static void control_path(const char *control, const char *data, char *out, size_
 		out[0] = 0; /* ctl_open then reports it */
 }
 
-static int ctl_open(const char *cmd, const char *path, struct ctl_conn *cc)
+static int write_all(int fd, const char *p, size_t len)
 {
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
-	if (strlen(path) >= sizeof sun.sun_path) {
-		cli_err(cmd, "control socket path too long: %s", path);
-		return -1;
-	}
-	strcpy(sun.sun_path, path);
-	cc->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (cc->fd < 0 || connect(cc->fd, (struct sockaddr *)&sun, sizeof sun) != 0) {
-		cli_err(cmd, "no node is running at %s (%s); start one with 'peernet node', or name it with --data DIR or --control PATH",
-			path, strerror(errno));
-		if (cc->fd >= 0)
-			close(cc->fd);
-		return -1;
-	}
-	cc->len = cc->off = 0;
-	return 0;
-}
-
-static int ctl_send(struct ctl_conn *cc, const char *line)
-{
-	size_t len = strlen(line), off = 0;
+	size_t off = 0;
 	while (off < len) {
-		ssize_t w = write(cc->fd, line + off, len - off);
+		ssize_t w = write(fd, p + off, len - off);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0)
@@ -530,7 +512,64 @@ static int ctl_send(struct ctl_conn *cc, const char *line)
 	return 0;
 }
 
-/* Next reply line (NUL-terminated, without the newline), or NULL at EOF. */
+/* Connects to the node's control socket and sends req (released) as one
+ * line. The connection (the caller frees it with ctl_close), or NULL after
+ * an error line. */
+static struct ctl_conn *ctl_open(const char *cmd, const char *data, const char *control, json_t *req)
+{
+	char path[PATH_MAX];
+	char *text = req ? json_dumps(req, PN_JSON_FLAGS) : NULL;
+	json_decref(req);
+	if (!text) {
+		cli_err(cmd, "out of memory");
+		return NULL;
+	}
+	if (strlen(text) >= CTL_REQUEST_MAX) {
+		cli_err(cmd, "the request is longer than the node takes (%d bytes); give fewer paths at once",
+			CTL_REQUEST_MAX - 1);
+		free(text);
+		return NULL;
+	}
+	control_path(control, data, path, sizeof path);
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	struct ctl_conn *cc = NULL;
+	if (strlen(path) >= sizeof sun.sun_path || !path[0]) {
+		cli_err(cmd, "control socket path too long: %s", path);
+		goto fail;
+	}
+	strcpy(sun.sun_path, path);
+	cc = malloc(sizeof *cc);
+	if (!cc) {
+		cli_err(cmd, "out of memory");
+		goto fail;
+	}
+	cc->len = cc->off = 0;
+	cc->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (cc->fd < 0 || connect(cc->fd, (struct sockaddr *)&sun, sizeof sun) != 0) {
+		cli_err(cmd, "no node is running at %s (%s); start one with 'peernet node', or name it with --data DIR or --control PATH",
+			path, strerror(errno));
+		goto fail;
+	}
+	/* A node that answers at once (too many connections) may close before reading: its answer still comes. */
+	(void)(write_all(cc->fd, text, strlen(text)) == 0 && write_all(cc->fd, "\n", 1) == 0);
+	free(text);
+	return cc;
+fail:
+	if (cc && cc->fd >= 0)
+		close(cc->fd);
+	free(cc);
+	free(text);
+	return NULL;
+}
+
+static void ctl_close(struct ctl_conn *cc)
+{
+	close(cc->fd);
+	free(cc);
+}
+
+/* Next reply line (NUL-terminated, without the newline), or NULL at EOF or
+ * past CTL_REPLY_LINE_MAX. */
 static char *ctl_line(struct ctl_conn *cc)
 {
 	for (;;) {
@@ -557,19 +596,50 @@ static char *ctl_line(struct ctl_conn *cc)
 	}
 }
 
-/* Splits a reply line on TABs in place. */
-static int split(char *line, char **f, int max)
+/* The next reply, a JSON object whose "reply" string goes to *type; NULL
+ * when the node closed the connection (or sent what is not a reply). */
+static json_t *ctl_next(struct ctl_conn *cc, const char **type)
 {
-	int n = 0;
-	for (char *p = line; n < max;) {
-		f[n++] = p;
-		char *t = strchr(p, '\t');
-		if (!t)
-			break;
-		*t = 0;
-		p = t + 1;
+	char *line = ctl_line(cc);
+	json_error_t jerr;
+	json_t *r = line ? json_loads(line, JSON_REJECT_DUPLICATES, &jerr) : NULL;
+	*type = json_string_value(json_object_get(r, "reply"));
+	if (!*type) {
+		json_decref(r);
+		return NULL;
 	}
-	return n;
+	return r;
+}
+
+/* Ends an answer whose last reply is r (released): 0 on "ok"; else -1 with
+ * the node's message, or a line saying the answer was cut. */
+static int ctl_end(const char *cmd, json_t *r, const char *type)
+{
+	int ret = -1;
+	char msg[1024];
+	if (!r)
+		cli_err(cmd, "the node closed the control connection without answering (did it stop?)");
+	else if (!strcmp(type, "ok"))
+		ret = 0;
+	else if (!strcmp(type, "err") && pn_json_get_text(r, "error", msg, sizeof msg) != PN_EINVAL)
+		cli_err(cmd, "%s", msg);
+	else
+		cli_err(cmd, "unexpected answer from the node");
+	json_decref(r);
+	return ret;
+}
+
+/* v's string field key, or "" (borrowed from v). */
+static const char *str_field(const json_t *v, const char *key)
+{
+	const char *s = json_string_value(json_object_get(v, key));
+	return s ? s : "";
+}
+
+static uint64_t u64_field(const json_t *v, const char *key)
+{
+	json_int_t n = json_integer_value(json_object_get(v, key));
+	return n > 0 ? (uint64_t)n : 0;
 }
 
 struct ctl_args {
@@ -624,21 +694,16 @@ static const char search_help[] = "usage: peernet search [OPTIONS] WORDS...\n\nK
 static const char status_help[] = "usage: peernet status [OPTIONS]\n\nThe running node's ID, address, discovery mode, peers, shares, transfers and totals.\n\n" CTL_OPTS;
 static const char stop_help[] = "usage: peernet stop [OPTIONS]\n\nStops the running node.\n\n" CTL_OPTS;
 
-/* Reads the answer to the end; prints err lines. Returns 0 on "ok". */
-static int ctl_finish_reply(const char *cmd, struct ctl_conn *cc, char *line)
+/* A request path: the string when it is UTF-8, else {"path","path_hex"} (node_ctl.c). */
+static json_t *path_value(const char *path)
 {
-	if (!line) {
-		cli_err(cmd, "the node closed the control connection without answering");
-		return -1;
+	bool exact;
+	json_t *v = pn_json_text(path, strlen(path), &exact);
+	if (v && !exact) {
+		json_decref(v);
+		v = pn_json_with_text(json_object(), "path", path);
 	}
-	if (!strcmp(line, "ok"))
-		return 0;
-	if (!strncmp(line, "err\t", 4)) {
-		cli_err(cmd, "%s", line + 4);
-		return -1;
-	}
-	cli_err(cmd, "unexpected answer from the node");
-	return -1;
+	return v;
 }
 
 int cmd_add(int argc, char **argv)
@@ -649,52 +714,41 @@ int cmd_add(int argc, char **argv)
 		return r;
 	if (optind >= argc)
 		return cli_usage_err("add", "no PATH given");
-	char path[PATH_MAX], req[CTL_REPLY_MAX / 4];
-	size_t len = (size_t)snprintf(req, sizeof req, "add");
-	for (int i = optind; i < argc; i++) {
+	json_t *paths = json_array();
+	for (int i = optind; paths && i < argc; i++) {
 		char abs[PATH_MAX];
 		if (!realpath(argv[i], abs)) {
-			cli_err("add", "cannot share %s: %s", argv[i], strerror(errno));
+			char shown[PATH_MAX];
+			cli_err("add", "cannot share %s: %s", pn_text_escape(argv[i], strlen(argv[i]), shown, sizeof shown),
+				strerror(errno));
+			json_decref(paths);
 			return PN_EXIT_FAIL;
 		}
-		if (strpbrk(abs, "\t\n")) {
-			cli_err("add", "cannot share %s: the path contains a tab or newline", argv[i]);
-			return PN_EXIT_FAIL;
+		json_t *p = path_value(abs);
+		if (!p || json_array_append_new(paths, p) != 0) {
+			json_decref(paths);
+			paths = NULL;
 		}
-		len += (size_t)snprintf(req + len, sizeof req - len, "\t%s", abs);
-		if (len >= sizeof req - 2)
-			return cli_usage_err("add", "too many paths at once");
 	}
-	snprintf(req + len, sizeof req - len, "\n");
-	control_path(a.control, a.data, path, sizeof path);
-	struct ctl_conn *cc = malloc(sizeof *cc);
-	if (!cc || ctl_open("add", path, cc) != 0) {
-		free(cc);
+	json_t *req = paths ? json_pack("{s:s,s:o}", "cmd", "add", "paths", paths) : NULL;
+	struct ctl_conn *cc = ctl_open("add", a.data, a.control, req);
+	if (!cc)
 		return PN_EXIT_FAIL;
-	}
-	ctl_send(cc, req);
-	char *line;
-	int n = 0;
-	if (a.json)
-		fputs("[", stdout);
-	while ((line = ctl_line(cc)) && !strncmp(line, "file\t", 5)) {
-		char *f[4];
-		if (split(line, f, 4) != 4)
-			continue;
-		if (a.json) {
-			printf("%s{\"id\":\"%s\",\"name\":", n ? "," : "", f[1]);
-			cli_json_str(stdout, f[2]);
-			printf(",\"size\":%s}", f[3]);
-		} else {
-			printf("%s  %s\n", f[1], f[2]);
+	json_t *out = a.json ? json_array() : NULL, *rep;
+	const char *type;
+	while ((rep = ctl_next(cc, &type)) && !strcmp(type, "file")) {
+		if (out) {
+			json_object_del(rep, "reply"); /* id, name, size: as the node sends them */
+			json_array_append(out, rep);
+		} else if (!a.json) {
+			printf("%s  %s\n", str_field(rep, "id"), str_field(rep, "name"));
 		}
-		n++;
+		json_decref(rep);
 	}
-	if (a.json)
-		fputs("]\n", stdout);
-	r = ctl_finish_reply("add", cc, line);
-	close(cc->fd);
-	free(cc);
+	r = ctl_end("add", rep, type);
+	if (a.json && cli_json_print("add", out) != 0)
+		r = -1;
+	ctl_close(cc);
 	return r ? PN_EXIT_FAIL : PN_EXIT_OK;
 }
 
@@ -713,47 +767,93 @@ int cmd_search(int argc, char **argv)
 		if (len > PN_DIR_QUERY_MAX)
 			return cli_usage_err("search", "the query is longer than %d bytes", PN_DIR_QUERY_MAX);
 	}
-	if (strpbrk(query, "\t\n"))
-		return cli_usage_err("search", "the query contains a tab or newline");
-	char path[PATH_MAX], req[PN_DIR_QUERY_MAX + 16];
-	snprintf(req, sizeof req, "search\t%s\n", query);
-	control_path(a.control, a.data, path, sizeof path);
-	struct ctl_conn *cc = malloc(sizeof *cc);
-	if (!cc || ctl_open("search", path, cc) != 0) {
-		free(cc);
-		return PN_EXIT_FAIL;
+	bool exact;
+	json_t *q = pn_json_text(query, len, &exact);
+	if (q && !exact) {
+		json_decref(q);
+		return cli_usage_err("search", "the query is not valid UTF-8");
 	}
-	ctl_send(cc, req);
-	char *line;
+	struct ctl_conn *cc = ctl_open("search", a.data, a.control, q ? json_pack("{s:s,s:o}", "cmd", "search", "query", q) : NULL);
+	if (!cc)
+		return PN_EXIT_FAIL;
+	json_t *out = a.json ? json_array() : NULL, *rep;
+	const char *type;
 	int n = 0;
-	if (a.json)
-		fputs("[", stdout);
-	while ((line = ctl_line(cc)) && !strncmp(line, "result\t", 7)) {
-		char *f[5];
-		if (split(line, f, 5) != 5)
-			continue;
-		if (a.json) {
-			printf("%s{\"id\":\"%s\",\"name\":", n ? "," : "", f[1]);
-			cli_json_str(stdout, f[4]);
-			printf(",\"size\":%s,\"providers\":%s}", f[3], f[2]);
-		} else {
+	while ((rep = ctl_next(cc, &type)) && !strcmp(type, "result")) {
+		if (out) {
+			json_object_del(rep, "reply"); /* id, name, size, providers */
+			json_array_append(out, rep);
+		} else if (!a.json) {
 			char size[16];
-			pn_format_bytes(strtoull(f[3], NULL, 10), size);
-			printf("%s  %10s  %3s peer%s  %s\n", f[1], size, f[2], strcmp(f[2], "1") ? "s" : " ", f[4]);
+			uint64_t providers = u64_field(rep, "providers");
+			pn_format_bytes(u64_field(rep, "size"), size);
+			printf("%s  %10s  %3llu peer%s  %s\n", str_field(rep, "id"), size, (unsigned long long)providers,
+			       providers == 1 ? " " : "s", str_field(rep, "name"));
 		}
+		json_decref(rep);
 		n++;
 	}
-	if (a.json)
-		fputs("]\n", stdout);
-	r = ctl_finish_reply("search", cc, line);
+	r = ctl_end("search", rep, type);
+	if (a.json && cli_json_print("search", out) != 0)
+		r = -1;
 	if (r == 0 && n == 0 && !a.json)
 		fprintf(stderr, "peernet search: nothing on the network matches '%s'\n", query);
-	close(cc->fd);
-	free(cc);
+	ctl_close(cc);
 	return r ? PN_EXIT_FAIL : PN_EXIT_OK;
 }
 
-static int simple_ctl(const char *cmd, const char *help, const char *req, int argc, char **argv)
+/* `peernet status` for people, from the status document (node/ctl_status.c). */
+static void print_status_text(const json_t *s)
+{
+	const json_t *dir = json_object_get(s, "directory"), *flood = json_object_get(s, "flood");
+	const json_t *peers = json_object_get(s, "peers"), *shares = json_object_get(s, "shares");
+	const json_t *transfers = json_object_get(s, "transfers"), *totals = json_object_get(s, "totals");
+	printf("node       %s\n", str_field(s, "node_id"));
+	printf("listening  %s, discovery %s\n", str_field(s, "listen"), str_field(s, "discovery"));
+	if (dir) {
+		uint64_t refused = u64_field(dir, "refused_shares");
+		printf("directory  %s, %s%s\n", str_field(dir, "address"),
+		       json_is_true(json_object_get(dir, "connected")) ? "registered" : "unreachable, retrying",
+		       refused ? "; it refused to register some shares (its limits): others cannot find them" : "");
+		if (refused)
+			printf("           %llu shares not registered\n", (unsigned long long)refused);
+	}
+	if (flood)
+		printf("flood      %llu neighbours, %llu queries sent, %llu received, %llu duplicates dropped\n",
+		       (unsigned long long)u64_field(flood, "neighbors"), (unsigned long long)u64_field(flood, "queries_sent"),
+		       (unsigned long long)u64_field(flood, "queries_received"),
+		       (unsigned long long)u64_field(flood, "duplicates_dropped"));
+	printf("peers      %zu\n", json_array_size(peers));
+	for (size_t i = 0; i < json_array_size(peers); i++) {
+		const json_t *p = json_array_get(peers, i);
+		bool out = !strcmp(str_field(p, "direction"), "out");
+		printf("  %.16s  %-22s %s  sent %llu  received %llu%s%s\n", str_field(p, "id"), str_field(p, "address"),
+		       out ? "out" : "in ", (unsigned long long)u64_field(p, "bytes_to"),
+		       (unsigned long long)u64_field(p, "bytes_from"),
+		       json_is_true(json_object_get(p, "we_choke")) ? "" : "  (unchoked)",
+		       json_is_true(json_object_get(p, "seed_server")) ? "  (seed server)" : "");
+	}
+	uint64_t total = u64_field(s, "shares_total");
+	printf("shares     %llu\n", (unsigned long long)total);
+	for (size_t i = 0; i < json_array_size(shares); i++) {
+		const json_t *o = json_array_get(shares, i);
+		printf("  %s  %llu  %s\n", str_field(o, "id"), (unsigned long long)u64_field(o, "size"), str_field(o, "name"));
+	}
+	if (total > json_array_size(shares))
+		printf("  ... and %llu more\n", (unsigned long long)(total - json_array_size(shares)));
+	printf("transfers  %zu\n", json_array_size(transfers));
+	for (size_t i = 0; i < json_array_size(transfers); i++) {
+		const json_t *d = json_array_get(transfers, i);
+		printf("  %s  %llu/%llu chunks  %s\n", str_field(d, "id"), (unsigned long long)u64_field(d, "chunks_have"),
+		       (unsigned long long)u64_field(d, "chunks"), str_field(d, "name"));
+	}
+	printf("totals     uploaded %llu bytes, downloaded %llu bytes, %llu look-ups\n",
+	       (unsigned long long)u64_field(totals, "bytes_uploaded"),
+	       (unsigned long long)u64_field(totals, "bytes_downloaded"), (unsigned long long)u64_field(totals, "lookups"));
+}
+
+/* status and stop: a request without arguments; status prints its document. */
+static int simple_ctl(const char *cmd, const char *help, int argc, char **argv)
 {
 	struct ctl_args a;
 	int r = parse_ctl(cmd, help, argc, argv, &a, false);
@@ -761,33 +861,57 @@ static int simple_ctl(const char *cmd, const char *help, const char *req, int ar
 		return r;
 	if (optind < argc)
 		return cli_usage_err(cmd, "unexpected argument '%s'", argv[optind]);
-	char path[PATH_MAX];
-	control_path(a.control, a.data, path, sizeof path);
-	struct ctl_conn *cc = malloc(sizeof *cc);
-	if (!cc || ctl_open(cmd, path, cc) != 0) {
-		free(cc);
+	struct ctl_conn *cc = ctl_open(cmd, a.data, a.control, json_pack("{s:s}", "cmd", cmd));
+	if (!cc)
 		return PN_EXIT_FAIL;
+	json_t *rep;
+	const char *type;
+	while ((rep = ctl_next(cc, &type)) && !strcmp(type, "status")) {
+		json_t *s = json_object_get(rep, "status");
+		if (a.json)
+			cli_json_print(cmd, json_incref(s));
+		else if (json_is_object(s))
+			print_status_text(s);
+		json_decref(rep);
 	}
-	ctl_send(cc, req);
-	char *line;
-	while ((line = ctl_line(cc)) && (!strncmp(line, "json\t", 5) || !strncmp(line, "text\t", 5))) {
-		if (a.json == !strncmp(line, "json\t", 5))
-			printf("%s\n", line + 5);
-	}
-	r = ctl_finish_reply(cmd, cc, line);
-	close(cc->fd);
-	free(cc);
+	r = ctl_end(cmd, rep, type);
+	ctl_close(cc);
 	return r ? PN_EXIT_FAIL : PN_EXIT_OK;
 }
 
 int cmd_status(int argc, char **argv)
 {
-	return simple_ctl("status", status_help, "status\n", argc, argv);
+	return simple_ctl("status", status_help, argc, argv);
 }
 
 int cmd_stop(int argc, char **argv)
 {
-	return simple_ctl("stop", stop_help, "stop\n", argc, argv);
+	return simple_ctl("stop", stop_help, argc, argv);
+}
+
+/* Copies the file at path to standard output. 0, or -1 with an error line. */
+static int cat_file(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		char shown[PATH_MAX];
+		cli_err("get", "cannot read %s: %s", pn_text_escape(path, strlen(path), shown, sizeof shown), strerror(errno));
+		return -1;
+	}
+	char buf[65536];
+	ssize_t k;
+	bool ok = true;
+	while ((k = read(fd, buf, sizeof buf)) > 0)
+		if (fwrite(buf, 1, (size_t)k, stdout) != (size_t)k) {
+			ok = false;
+			break;
+		}
+	close(fd);
+	if (!ok || k < 0 || fflush(stdout) != 0) {
+		cli_err("get", "writing to standard output: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
 }
 
 /* get through the node: progress lines, then the result. */
@@ -823,94 +947,69 @@ int cmd_get_node(int argc, char **argv)
 		cli_err("get", "cannot read the current directory: %s", strerror(errno));
 		return PN_EXIT_FAIL;
 	}
-	if ((a.output && strpbrk(a.output, "\t\n")) || strpbrk(cwd, "\t\n"))
-		return cli_usage_err("get", "the output path contains a tab or newline");
 	bool progress = a.progress < 0 ? (!a.json && isatty(STDOUT_FILENO) && isatty(STDERR_FILENO)) : a.progress;
-	char path[PATH_MAX], req[2 * PATH_MAX + 128];
-	snprintf(req, sizeof req, "get\t%s\t%s\t%s\t%d\n", argv[optind], a.output ? a.output : "", cwd, a.force ? 1 : 0);
-	control_path(a.control, a.data, path, sizeof path);
-	struct ctl_conn *cc = malloc(sizeof *cc);
-	if (!cc || ctl_open("get", path, cc) != 0) {
-		free(cc);
+	json_t *req = json_pack("{s:s,s:s}", "cmd", "get", "id", argv[optind]);
+	req = pn_json_with_text(pn_json_with_text(req, "out", a.output ? a.output : ""), "cwd", cwd);
+	req = pn_json_merge(req, json_pack("{s:b}", "force", a.force));
+	struct ctl_conn *cc = ctl_open("get", a.data, a.control, req);
+	if (!cc)
 		return PN_EXIT_FAIL;
-	}
-	ctl_send(cc, req);
-	char *line;
 	struct progress_bar bar;
 	bool bar_on = false;
 	int rc = PN_EXIT_FAIL;
-	while ((line = ctl_line(cc))) {
-		char *f[10];
-		int nf = split(line, f, 10);
-		if (!strcmp(f[0], "progress") && nf >= 5) {
+	json_t *rep;
+	const char *type;
+	while ((rep = ctl_next(cc, &type)) && (!strcmp(type, "progress") || !strcmp(type, "got"))) {
+		if (!strcmp(type, "progress")) {
 			if (progress) {
 				struct timespec ts;
 				clock_gettime(CLOCK_MONOTONIC, &ts);
 				uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+				const char *name = str_field(rep, "name");
 				if (!bar_on) {
-					pn_progress_init(&bar, *f[4] ? f[4] : argv[optind], strtoull(f[2], NULL, 10),
-							 strtoull(f[1], NULL, 10), now);
+					pn_progress_init(&bar, *name ? name : argv[optind], u64_field(rep, "total"),
+							 u64_field(rep, "have"), now);
 					bar_on = true;
 				}
-				bar.done = strtoull(f[1], NULL, 10);
+				bar.done = u64_field(rep, "have");
 				pn_progress_draw(&bar, now);
 			}
+			json_decref(rep);
 			continue;
 		}
-		if (!strcmp(f[0], "got") && nf == 9) {
-			if (bar_on) {
-				bar.done = bar.total;
-				pn_progress_done(&bar);
-				bar_on = false;
-			}
-			if (to_stdout) {
-				int fd = open(f[3], O_RDONLY | O_CLOEXEC);
-				if (fd < 0) {
-					cli_err("get", "cannot read %s: %s", f[3], strerror(errno));
-					break;
-				}
-				char buf[65536];
-				ssize_t k;
-				bool ok = true;
-				while ((k = read(fd, buf, sizeof buf)) > 0)
-					if (fwrite(buf, 1, (size_t)k, stdout) != (size_t)k) {
-						ok = false;
-						break;
-					}
-				close(fd);
-				if (!ok || fflush(stdout) != 0) {
-					cli_err("get", "writing to standard output: %s", strerror(errno));
-					break;
-				}
-			} else if (a.json) {
-				printf("{\"id\":\"%s\",\"ok\":true,\"name\":", f[1]);
-				cli_json_str(stdout, f[2]);
-				printf(",\"path\":");
-				cli_json_str(stdout, f[3]);
-				printf(",\"size\":%s,\"bytes_downloaded\":%s,\"bytes_resumed\":%s,\"seconds\":%s,\"peers\":%s}\n",
-				       f[4], f[5], f[6], f[7], f[8]);
-			}
-			continue;
+		if (bar_on) {
+			bar.done = bar.total;
+			pn_progress_done(&bar);
+			bar_on = false;
 		}
-		if (!strcmp(f[0], "ok")) {
-			rc = PN_EXIT_OK;
-			break;
+		char path[PATH_MAX];
+		if (pn_json_get_text(rep, "path", path, sizeof path) != PN_OK) {
+			cli_err("get", "unexpected answer from the node");
+			json_decref(rep);
+			ctl_close(cc);
+			return PN_EXIT_FAIL;
 		}
-		if (!strcmp(f[0], "err")) {
-			if (bar_on)
-				pn_progress_clear(&bar);
-			cli_err("get", "%s", nf > 1 ? f[1] : "failed");
-			if (a.json) {
-				printf("{\"id\":\"%s\",\"ok\":false,\"error\":", argv[optind]);
-				cli_json_str(stdout, nf > 1 ? f[1] : "failed");
-				printf("}\n");
-			}
-			break;
+		if (to_stdout && cat_file(path) != 0) {
+			json_decref(rep);
+			ctl_close(cc);
+			return PN_EXIT_FAIL;
 		}
+		if (a.json) {
+			json_object_del(rep, "reply"); /* name, path, size, bytes_downloaded, ..., peers */
+			json_object_del(rep, "id");
+			cli_json_print("get", pn_json_merge(json_pack("{s:s,s:b}", "id", argv[optind], "ok", 1), json_incref(rep)));
+		}
+		json_decref(rep);
 	}
-	if (!line)
-		cli_err("get", "the node closed the control connection (did it stop?)");
-	close(cc->fd);
-	free(cc);
+	if (bar_on && rep && strcmp(type, "ok"))
+		pn_progress_clear(&bar);
+	if (rep && !strcmp(type, "err") && a.json) {
+		json_t *o = json_pack("{s:s,s:b,s:O?}", "id", argv[optind], "ok", 0, "error", json_object_get(rep, "error"));
+		if (o && json_object_get(rep, "error_hex"))
+			json_object_set(o, "error_hex", json_object_get(rep, "error_hex"));
+		cli_json_print("get", o);
+	}
+	rc = ctl_end("get", rep, type) == 0 ? PN_EXIT_OK : PN_EXIT_FAIL;
+	ctl_close(cc);
 	return rc;
 }

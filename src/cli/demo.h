@@ -1,8 +1,9 @@
-/* peernet demo: children, progress and a small JSON reader, shared by
+/* peernet demo: children, progress and reading JSON, shared by
  * cmd_demo.c (the story) and demo_proc.c (the machinery). */
 #ifndef PN_CLI_DEMO_H
 #define PN_CLI_DEMO_H
 
+#include <jansson.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -71,20 +72,12 @@ void demo_fmt_bytes(double bytes, char *out, size_t n);
 /* Removes a tree (no symlinks followed). */
 void demo_rmtree(const char *path);
 
-/* A JSON value: the text span [s, e). Only what the demo reads. */
-struct jv {
-	const char *s, *e;
-};
-/* The whole document, if it is one well-formed value (bounded depth). */
-bool json_doc(const char *text, struct jv *out);
-bool json_get(struct jv obj, const char *key, struct jv *out);
-bool json_index(struct jv arr, size_t i, struct jv *out);
-bool json_u64(struct jv v, uint64_t *out);
-bool json_double(struct jv v, double *out);
-bool json_true(struct jv v);
-/* Copies a string without escapes; false if it has any or does not fit. */
-bool json_str(struct jv v, char *buf, size_t n);
-/* json_get(obj, a) then json_get(., b) ... then json_u64; NULL ends the path. */
-bool json_path_u64(struct jv doc, uint64_t *out, ...);
+/* text as one JSON document (jansson), or NULL if it is not one. The
+ * caller releases it (json_decref). */
+json_t *demo_json(const char *text);
+/* doc[key][key]... (a NULL key ends the path) as an unsigned integer. */
+bool demo_json_u64(const json_t *doc, uint64_t *out, ...);
+/* doc[key] if it is a string, else NULL; borrowed from doc. */
+const char *demo_json_str(const json_t *doc, const char *key);
 
 #endif

@@ -1,7 +1,6 @@
 /* peernet demo machinery: child processes (all re-executions of this
- * binary), their pipes and progress bars, bounded waits, a small JSON
- * reader for status/get output, hashing, and cleanup. */
-#include <ctype.h>
+ * binary), their pipes and progress bars, bounded waits, reading the JSON
+ * that status, search and get print, hashing, and cleanup. */
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -18,7 +17,6 @@
 #include "cli/demo.h"
 
 #define SELF_EXE "/proc/self/exe"
-#define JSON_MAX_DEPTH 16
 #define READ_CHUNK 4096
 #define HASH_BLOCK (1 << 20)
 #define PORT_POLL_MS 50
@@ -463,183 +461,29 @@ void demo_rmtree(const char *path)
 	nftw(path, rm_one, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
 }
 
-/* ---- JSON: just enough to read what status, search and get print ---- */
+/* ---- JSON: what status, search and get print ---- */
 
-static const char *skip_ws(const char *p, const char *e)
+json_t *demo_json(const char *text)
 {
-	while (p < e && (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r'))
-		p++;
-	return p;
+	json_error_t err;
+	return json_loads(text, JSON_REJECT_DUPLICATES, &err);
 }
 
-static const char *skip_string(const char *p, const char *e)
-{
-	for (p++; p < e; p++) {
-		if (*p == '\\') {
-			p++;
-			continue;
-		}
-		if (*p == '"')
-			return p + 1;
-	}
-	return NULL;
-}
-
-/* The end of the value at p, or NULL if it is malformed or too deep. */
-static const char *skip_value(const char *p, const char *e, int depth)
-{
-	p = skip_ws(p, e);
-	if (p >= e)
-		return NULL;
-	if (*p == '"')
-		return skip_string(p, e);
-	if (*p == '{' || *p == '[') {
-		char close = *p == '{' ? '}' : ']';
-		if (depth >= JSON_MAX_DEPTH)
-			return NULL;
-		p = skip_ws(p + 1, e);
-		if (p < e && *p == close)
-			return p + 1;
-		for (;;) {
-			if (close == '}') {
-				if (p >= e || *p != '"' || !(p = skip_string(p, e)))
-					return NULL;
-				p = skip_ws(p, e);
-				if (p >= e || *p != ':')
-					return NULL;
-				p++;
-			}
-			if (!(p = skip_value(p, e, depth + 1)))
-				return NULL;
-			p = skip_ws(p, e);
-			if (p >= e)
-				return NULL;
-			if (*p == close)
-				return p + 1;
-			if (*p != ',')
-				return NULL;
-			p = skip_ws(p + 1, e);
-		}
-	}
-	const char *s = p;
-	while (p < e && (isalnum((unsigned char)*p) || *p == '-' || *p == '+' || *p == '.'))
-		p++;
-	return p > s ? p : NULL;
-}
-
-bool json_doc(const char *text, struct jv *out)
-{
-	const char *e = text + strlen(text);
-	const char *s = skip_ws(text, e);
-	const char *end = skip_value(s, e, 0);
-	if (!end || skip_ws(end, e) != e)
-		return false;
-	*out = (struct jv){s, end};
-	return true;
-}
-
-bool json_get(struct jv obj, const char *key, struct jv *out)
-{
-	size_t klen = strlen(key);
-	const char *p = obj.s, *e = obj.e;
-	if (p >= e || *p != '{')
-		return false;
-	p = skip_ws(p + 1, e);
-	while (p < e && *p == '"') {
-		const char *ks = p + 1, *kend = skip_string(p, e);
-		if (!kend)
-			return false;
-		bool match = (size_t)(kend - 1 - ks) == klen && !memcmp(ks, key, klen);
-		p = skip_ws(kend, e);
-		if (p >= e || *p != ':')
-			return false;
-		const char *vs = skip_ws(p + 1, e), *ve = skip_value(vs, e, 1);
-		if (!ve)
-			return false;
-		if (match) {
-			*out = (struct jv){vs, ve};
-			return true;
-		}
-		p = skip_ws(ve, e);
-		if (p >= e || *p != ',')
-			return false;
-		p = skip_ws(p + 1, e);
-	}
-	return false;
-}
-
-bool json_index(struct jv arr, size_t i, struct jv *out)
-{
-	const char *p = arr.s, *e = arr.e;
-	if (p >= e || *p != '[')
-		return false;
-	p = skip_ws(p + 1, e);
-	for (size_t k = 0; p < e && *p != ']'; k++) {
-		const char *ve = skip_value(p, e, 1);
-		if (!ve)
-			return false;
-		if (k == i) {
-			*out = (struct jv){p, ve};
-			return true;
-		}
-		p = skip_ws(ve, e);
-		if (p >= e || *p != ',')
-			return false;
-		p = skip_ws(p + 1, e);
-	}
-	return false;
-}
-
-bool json_u64(struct jv v, uint64_t *out)
-{
-	uint64_t x = 0;
-	if (v.s >= v.e)
-		return false;
-	for (const char *p = v.s; p < v.e; p++) {
-		if (*p < '0' || *p > '9' || x > (UINT64_MAX - 9) / 10)
-			return false;
-		x = x * 10 + (uint64_t)(*p - '0');
-	}
-	*out = x;
-	return true;
-}
-
-bool json_double(struct jv v, double *out)
-{
-	char buf[64];
-	size_t n = (size_t)(v.e - v.s);
-	if (n == 0 || n >= sizeof buf)
-		return false;
-	memcpy(buf, v.s, n);
-	buf[n] = 0;
-	char *end;
-	*out = strtod(buf, &end);
-	return *end == 0;
-}
-
-bool json_true(struct jv v)
-{
-	return v.e - v.s == 4 && !memcmp(v.s, "true", 4);
-}
-
-bool json_str(struct jv v, char *buf, size_t n)
-{
-	size_t len = (size_t)(v.e - v.s);
-	if (len < 2 || v.s[0] != '"' || len - 2 >= n || memchr(v.s, '\\', len))
-		return false;
-	memcpy(buf, v.s + 1, len - 2);
-	buf[len - 2] = 0;
-	return true;
-}
-
-bool json_path_u64(struct jv doc, uint64_t *out, ...)
+bool demo_json_u64(const json_t *doc, uint64_t *out, ...)
 {
 	va_list ap;
 	va_start(ap, out);
 	const char *key;
-	bool ok = true;
-	while (ok && (key = va_arg(ap, const char *)))
-		ok = json_get(doc, key, &doc);
+	while (doc && (key = va_arg(ap, const char *)))
+		doc = json_object_get(doc, key);
 	va_end(ap);
-	return ok && json_u64(doc, out);
+	if (!json_is_integer(doc) || json_integer_value(doc) < 0)
+		return false;
+	*out = (uint64_t)json_integer_value(doc);
+	return true;
+}
+
+const char *demo_json_str(const json_t *doc, const char *key)
+{
+	return json_string_value(json_object_get(doc, key));
 }

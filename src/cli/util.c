@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include "cli/cli.h"
 #include "crypto/crypto.h"
+#include "util/json.h"
 
 void cli_err(const char *cmd, const char *fmt, ...)
 {
@@ -26,18 +27,17 @@ int cli_usage_err(const char *cmd, const char *fmt, ...)
 	return PN_EXIT_USAGE;
 }
 
-void cli_json_str(FILE *f, const char *s)
+int cli_json_print(const char *cmd, json_t *v)
 {
-	fputc('"', f);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			fprintf(f, "\\%c", *p);
-		else if (*p < 0x20)
-			fprintf(f, "\\u%04x", *p);
-		else
-			fputc(*p, f);
+	char *s = v ? json_dumps(v, PN_JSON_FLAGS) : NULL;
+	json_decref(v);
+	if (!s) {
+		cli_err(cmd, "out of memory writing the JSON output");
+		return -1;
 	}
-	fputc('"', f);
+	int r = puts(s) == EOF || fflush(stdout) != 0 ? -1 : 0;
+	free(s);
+	return r;
 }
 
 bool cli_parse_seconds(const char *s, uint32_t *ms)

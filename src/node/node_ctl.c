@@ -1,16 +1,34 @@
 /* The node's control socket: a Unix socket in the data directory (mode 0600)
  * on which `peernet add/search/get/status/stop` talk to a running node.
  *
- * Protocol (local, line-based): the client sends one request line, fields
- * separated by TAB:
- *   add PATH...            -> file ID NAME SIZE           (per file)
- *   search WORDS           -> result ID PROVIDERS SIZE NAME (per match)
- *   get ID OUT CWD FORCE   -> progress HAVE TOTAL PEERS NAME (repeated),
- *                             got ID NAME PATH SIZE DOWN RESUMED SECONDS PEERS
- *   status                 -> json {...} then text lines
- *   stop
- * and the node ends every answer with "ok" or "err MESSAGE". */
+ * Protocol (local): JSON lines, written and read with jansson. The client
+ * sends one request, a JSON object on one line of at most CTL_REQUEST_MAX
+ * bytes ending in "\n"; the node answers with JSON objects, one per line,
+ * each with a "reply" field, and ends with {"reply":"ok"} or
+ * {"reply":"err","error":MESSAGE}, then closes. One request per connection.
+ *
+ *   {"cmd":"add","paths":[PATH...]}
+ *       -> {"reply":"file","id":ID,"name":NAME,"size":N}            per file
+ *   {"cmd":"search","query":WORDS}
+ *       -> {"reply":"result","id":ID,"name":NAME,"size":N,"providers":N}  per match
+ *   {"cmd":"get","id":ID,"out":PATH,"cwd":PATH,"force":BOOL}
+ *       ("out" "" or absent: CWD/name of the content; "-": the client reads the file)
+ *       -> {"reply":"progress","have":N,"total":N,"peers":N,"name":NAME}  repeated
+ *          {"reply":"got","id":ID,"name":NAME,"path":PATH,"size":N,
+ *           "bytes_downloaded":N,"bytes_resumed":N,"seconds":X,"peers":N}
+ *   {"cmd":"status"}
+ *       -> {"reply":"status","status":{...}}     (ctl_status_json)
+ *   {"cmd":"stop"}
+ *
+ * Paths and names follow util/json.h: a text field "x" whose bytes are not
+ * valid UTF-8 carries them exactly in "x_hex" (x itself then has U+FFFD for
+ * each bad byte), in requests and replies alike; an element of "paths" is a
+ * string, or for such a path an object {"path":...,"path_hex":...}.
+ * A request that is not one JSON object with a known "cmd" and fields of the
+ * right types gets one "err" reply naming what is wrong, and the connection
+ * closes; so does a line longer than CTL_REQUEST_MAX. */
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,19 +40,20 @@
 #include "node/node_ctl.h"
 #include "crypto/crypto.h"
 #include "store/store.h"
+#include "util/json.h"
 
 #define CTL_MAX_CLIENTS 64          /* control connections at once; one more is told so and closed */
 #define CTL_REQUEST_TIMEOUT_MS 10000 /* a connection that has not sent its request line by then is closed */
 #define CTL_SWEEP_MS 1000            /* how often that is looked at, while such a connection exists */
-#define CTL_MAX_FIELDS 64
-#define CTL_LINE_MAX 8192
 #define CTL_PATH_MAX 4096
+#define CTL_WRITE_QUEUE_MAX (2 * CTL_REPLY_LINE_MAX) /* a client that lets more pile up is dropped */
+#define CTL_ERR_MAX 1024
 
 struct ctl_client {
 	struct ctl_server *cs;
 	uv_pipe_t pipe;
 	struct ctl_client *next;
-	char buf[CTL_LINE_MAX];
+	char *buf;           /* CTL_REQUEST_MAX bytes, until the request has come */
 	size_t len;
 	uint64_t accepted_ms;
 	bool requested;      /* its request line came (a get may then run for long) */
@@ -82,6 +101,7 @@ static void ctl_closed_cb(uv_handle_t *h)
 		*pp = cc->next;
 	if (cs->ops.client_gone_cb)
 		cs->ops.client_gone_cb(cs->ops.ud, cc);
+	free(cc->buf);
 	free(cc);
 	cs->open--;
 	ctl_maybe_closed(cs);
@@ -105,31 +125,27 @@ static void ctl_write_cb(uv_write_t *req, int status)
 	free(req->data);
 }
 
-static void ctl_reply(struct ctl_client *cc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void ctl_reply(struct ctl_client *cc, const char *fmt, ...)
+/* Sends v (released) as one line. Memory running out, or a client that
+ * stopped reading, closes the connection: the client then sees no "ok". */
+static void ctl_send(struct ctl_client *cc, json_t *v)
 {
+	char *text = v && !cc->closing ? json_dumps(v, PN_JSON_FLAGS) : NULL;
+	json_decref(v);
 	if (cc->closing)
 		return;
-	char line[8192];
-	va_list ap;
-	va_start(ap, fmt);
-	int len = vsnprintf(line, sizeof line, fmt, ap);
-	va_end(ap);
-	if (len < 0)
-		return;
-	if ((size_t)len >= sizeof line)
-		len = sizeof line - 1;
-	/* A client that stopped reading is dropped rather than buffered for. */
-	if (uv_stream_get_write_queue_size((uv_stream_t *)&cc->pipe) > 1024 * 1024) {
+	size_t len = text ? strlen(text) : 0;
+	struct ctl_write *w = text && len < CTL_REPLY_LINE_MAX ? malloc(sizeof *w + len + 1) : NULL;
+	if (!w || uv_stream_get_write_queue_size((uv_stream_t *)&cc->pipe) > CTL_WRITE_QUEUE_MAX) {
+		free(text);
+		free(w);
 		ctl_close(cc);
 		return;
 	}
-	struct ctl_write *w = malloc(sizeof *w + (size_t)len);
-	if (!w)
-		return;
-	memcpy(w->data, line, (size_t)len);
+	memcpy(w->data, text, len);
+	w->data[len] = '\n';
+	free(text);
 	w->req.data = w;
-	uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
+	uv_buf_t b = uv_buf_init(w->data, (unsigned)(len + 1));
 	if (uv_write(&w->req, (uv_stream_t *)&cc->pipe, &b, 1, ctl_write_cb) != 0)
 		free(w);
 }
@@ -141,25 +157,24 @@ static void shutdown_cb(uv_shutdown_t *req, int status)
 	ctl_close(cc);
 }
 
-/* Ends the answer: "ok" when err_fmt is NULL, else "err MESSAGE"; then closes. */
+/* Ends the answer: "ok" when err_fmt is NULL, else "err" with the message; then closes. */
 void ctl_finish(struct ctl_client *cc, const char *err_fmt, ...)
 {
 	if (cc->closing || cc->handled)
 		return;
 	cc->handled = true;
 	if (err_fmt) {
-		char msg[1024];
+		char msg[CTL_ERR_MAX];
 		va_list ap;
 		va_start(ap, err_fmt);
 		vsnprintf(msg, sizeof msg, err_fmt, ap);
 		va_end(ap);
-		for (char *p = msg; *p; p++)
-			if (*p == '\n' || *p == '\t')
-				*p = ' ';
-		ctl_reply(cc, "err\t%s\n", msg);
+		ctl_send(cc, pn_json_with_text(json_pack("{s:s}", "reply", "err"), "error", msg));
 	} else {
-		ctl_reply(cc, "ok\n");
+		ctl_send(cc, json_pack("{s:s}", "reply", "ok"));
 	}
+	if (cc->closing)
+		return;
 	uv_shutdown_t *req = malloc(sizeof *req);
 	if (req) {
 		req->data = cc;
@@ -175,13 +190,16 @@ void ctl_result(struct ctl_client *cc, const struct pn_cid *cid, uint32_t provid
 {
 	char id[PN_CID_STR_LEN + 1];
 	pn_cid_format(cid, id);
-	ctl_reply(cc, "result\t%s\t%u\t%llu\t%.*s\n", id, providers, (unsigned long long)cid->size, (int)name_len, name);
+	ctl_send(cc, json_pack("{s:s,s:s,s:o,s:I,s:I}", "reply", "result", "id", id, "name",
+			       pn_json_text(name, name_len, NULL), "size", (json_int_t)cid->size, "providers",
+			       (json_int_t)providers));
 }
 
 void ctl_progress(struct ctl_client *cc, uint64_t have, uint64_t total, uint32_t peers, const char *name)
 {
-	ctl_reply(cc, "progress\t%llu\t%llu\t%u\t%s\n", (unsigned long long)have, (unsigned long long)total, peers,
-		  name);
+	json_t *o = json_pack("{s:s,s:I,s:I,s:I}", "reply", "progress", "have", (json_int_t)have, "total",
+			      (json_int_t)total, "peers", (json_int_t)peers);
+	ctl_send(cc, pn_json_with_text(o, "name", name));
 }
 
 void ctl_got(struct ctl_client *cc, const struct pn_cid *cid, const char *name, const char *path, uint64_t down,
@@ -189,267 +207,183 @@ void ctl_got(struct ctl_client *cc, const struct pn_cid *cid, const char *name, 
 {
 	char id[PN_CID_STR_LEN + 1];
 	pn_cid_format(cid, id);
-	ctl_reply(cc, "got\t%s\t%s\t%s\t%llu\t%llu\t%llu\t%.3f\t%u\n", id, name, path, (unsigned long long)cid->size,
-		  (unsigned long long)down, (unsigned long long)resumed, secs, peers);
-}
-
-static void json_str(char *out, size_t cap, const char *s)
-{
-	size_t k = 0;
-	if (cap < 3)
-		return;
-	out[k++] = '"';
-	for (; *s && k + 8 < cap; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\') {
-			out[k++] = '\\';
-			out[k++] = (char)ch;
-		} else if (ch < 0x20) {
-			k += (size_t)snprintf(out + k, cap - k, "\\u%04x", ch);
-		} else {
-			out[k++] = (char)ch;
-		}
-	}
-	out[k++] = '"';
-	out[k] = 0;
+	json_t *o = pn_json_with_text(pn_json_with_text(json_pack("{s:s,s:s}", "reply", "got", "id", id), "name", name), "path", path);
+	ctl_send(cc, pn_json_merge(o, json_pack("{s:I,s:I,s:I,s:f,s:I}", "size", (json_int_t)cid->size, "bytes_downloaded",
+					(json_int_t)down, "bytes_resumed", (json_int_t)resumed, "seconds",
+					round(secs * 1000) / 1000, "peers", (json_int_t)peers)));
 }
 
 static void do_status(struct ctl_server *cs, struct ctl_client *cc)
 {
-	char idhex[PN_NODE_ID_STR_LEN + 1], q[600];
-	size_t cap = 256 * 1024, len = 0;
-	char *js = malloc(cap);
 	struct ctl_status st = {0};
 	st.peers = calloc(CTL_STATUS_PEERS_MAX, sizeof *st.peers);
 	st.transfers = calloc(CTL_STATUS_TRANSFERS_MAX, sizeof *st.transfers);
-	if (!js || !st.peers || !st.transfers) {
-		free(js);
-		free(st.peers);
-		free(st.transfers);
-		ctl_finish(cc, "out of memory");
-		return;
+	json_t *doc = NULL;
+	if (st.peers && st.transfers) {
+		cs->ops.status_cb(cs->ops.ud, &st);
+		doc = ctl_status_json(&st, cs->store, CTL_STATUS_SHARES_MAX);
 	}
-	cs->ops.status_cb(cs->ops.ud, &st);
-	pn_node_id_format(st.node_id, idhex);
-	const char *mode = st.discovery ? st.discovery : "?";
-#define J(...) do { if (len < cap) len += (size_t)snprintf(js + len, cap - len, __VA_ARGS__); } while (0)
-	/* The address actually bound: the --listen host with the port the system chose. */
-	char bound[PN_ADDR_STR_MAX + 8];
-	snprintf(bound, sizeof bound, "%s", st.listen ? st.listen : "");
-	char *colon = strrchr(bound, ':');
-	if (colon)
-		snprintf(colon, sizeof bound - (size_t)(colon - bound), ":%u", st.port);
-	json_str(q, sizeof q, bound);
-	J("{\"node_id\":\"%s\",\"listen\":%s,\"port\":%u,\"discovery\":\"%s\"", idhex, q, st.port, mode);
-	if (st.directory) {
-		json_str(q, sizeof q, st.directory);
-		J(",\"directory\":{\"address\":%s,\"connected\":%s,\"refused_shares\":%u}", q,
-		  st.directory_registered ? "true" : "false", st.directory_refused);
-	}
-	if (st.flood) {
-		const struct flood_stats *fs = &st.flood_stats;
-		J(",\"flood\":{\"neighbors\":%zu,\"queries_started\":%llu,\"queries_sent\":%llu,\"queries_received\":%llu,"
-		  "\"duplicates_dropped\":%llu,\"rate_limited\":%llu,\"hits_sent\":%llu,\"hits_received\":%llu}",
-		  st.flood_neighbors, (unsigned long long)fs->queries_started,
-		  (unsigned long long)fs->queries_sent, (unsigned long long)fs->queries_received,
-		  (unsigned long long)fs->duplicates_dropped, (unsigned long long)fs->rate_limited,
-		  (unsigned long long)fs->hits_sent, (unsigned long long)fs->hits_received);
-	}
-	J(",\"peers\":[");
-	for (size_t i = 0; i < st.npeers; i++) {
-		const struct ctl_peer_status *p = &st.peers[i];
-		char pid[PN_NODE_ID_STR_LEN + 1];
-		pn_node_id_format(p->id, pid);
-		json_str(q, sizeof q, p->addr);
-		J("%s{\"id\":\"%s\",\"address\":%s,\"direction\":\"%s\",\"neighbor\":%s,\"seed_server\":%s,"
-		  "\"choking_us\":%s,\"we_choke\":%s,\"bytes_to\":%llu,\"bytes_from\":%llu}",
-		  i ? "," : "", pid, q, p->outgoing ? "out" : "in", p->neighbor ? "true" : "false",
-		  p->seed_server ? "true" : "false", p->peer_choking ? "true" : "false",
-		  p->am_choking ? "true" : "false", (unsigned long long)p->bytes_to, (unsigned long long)p->bytes_from);
-	}
-	J("],\"shares\":[");
-	size_t ns = cs->store ? store_count(cs->store) : 0;
-	for (size_t i = 0; i < ns && len < cap - 1024; i++) {
-		const struct store_object *o = store_at(cs->store, i);
-		char id[PN_CID_STR_LEN + 1];
-		pn_cid_format(&o->cid, id);
-		json_str(q, sizeof q, o->name);
-		J("%s{\"id\":\"%s\",\"name\":%s,\"size\":%llu}", i ? "," : "", id, q, (unsigned long long)o->cid.size);
-	}
-	J("],\"transfers\":[");
-	for (size_t i = 0; i < st.ntransfers; i++) {
-		const struct ctl_transfer_status *d = &st.transfers[i];
-		char id[PN_CID_STR_LEN + 1];
-		pn_cid_format(&d->cid, id);
-		json_str(q, sizeof q, d->name);
-		J("%s{\"id\":\"%s\",\"name\":%s,\"size\":%llu,\"chunks\":%u,\"chunks_have\":%u,\"bytes_downloaded\":%llu}",
-		  i ? "," : "", id, q, (unsigned long long)d->cid.size, d->chunks, d->have, (unsigned long long)d->bytes_down);
-	}
-	J("],\"totals\":{\"bytes_uploaded\":%llu,\"bytes_downloaded\":%llu,\"wire_bytes_sent\":%llu,"
-	  "\"wire_bytes_received\":%llu,\"lookups\":%llu,\"lookup_messages\":%llu}}",
-	  (unsigned long long)st.bytes_up, (unsigned long long)st.bytes_down,
-	  (unsigned long long)st.wire_up, (unsigned long long)st.wire_down, (unsigned long long)st.lookups,
-	  (unsigned long long)st.lookup_msgs);
-#undef J
-	if (len >= cap) {
-		free(js);
-		free(st.peers);
-		free(st.transfers);
-		ctl_finish(cc, "status too large");
-		return;
-	}
-	/* The JSON goes out as one line, possibly longer than ctl_reply's buffer. */
-	struct ctl_write *w = malloc(sizeof *w + len + 6);
-	if (w) {
-		memcpy(w->data, "json\t", 5);
-		memcpy(w->data + 5, js, len);
-		w->data[5 + len] = '\n';
-		w->req.data = w;
-		uv_buf_t b = uv_buf_init(w->data, (unsigned)(len + 6));
-		if (uv_write(&w->req, (uv_stream_t *)&cc->pipe, &b, 1, ctl_write_cb) != 0)
-			free(w);
-	}
-	free(js);
-	/* The plain form, for people. */
-	ctl_reply(cc, "text\tnode       %s\n", idhex);
-	ctl_reply(cc, "text\tlistening  %s, discovery %s\n", bound, mode);
-	if (st.directory)
-		ctl_reply(cc, "text\tdirectory  %s, %s%s\n", st.directory,
-			  st.directory_registered ? "registered" : "unreachable, retrying",
-			  st.directory_refused ? "; it refused to register some shares (its limits): others cannot find them" : "");
-	if (st.directory && st.directory_refused)
-		ctl_reply(cc, "text\t           %u shares not registered\n", st.directory_refused);
-	if (st.flood) {
-		const struct flood_stats *fs = &st.flood_stats;
-		ctl_reply(cc, "text\tflood      %zu neighbours, %llu queries sent, %llu received, %llu duplicates dropped\n",
-			  st.flood_neighbors, (unsigned long long)fs->queries_sent,
-			  (unsigned long long)fs->queries_received, (unsigned long long)fs->duplicates_dropped);
-	}
-	ctl_reply(cc, "text\tpeers      %d\n", (int)st.npeers);
-	for (size_t i = 0; i < st.npeers; i++) {
-		const struct ctl_peer_status *p = &st.peers[i];
-		char pid[PN_NODE_ID_STR_LEN + 1];
-		pn_node_id_format(p->id, pid);
-		ctl_reply(cc, "text\t  %.16s  %-22s %s  sent %llu  received %llu%s%s\n", pid, p->addr,
-			  p->outgoing ? "out" : "in ", (unsigned long long)p->bytes_to, (unsigned long long)p->bytes_from,
-			  p->am_choking ? "" : "  (unchoked)", p->seed_server ? "  (seed server)" : "");
-	}
-	ctl_reply(cc, "text\tshares     %zu\n", ns);
-	for (size_t i = 0; i < ns; i++) {
-		const struct store_object *o = store_at(cs->store, i);
-		char id[PN_CID_STR_LEN + 1];
-		pn_cid_format(&o->cid, id);
-		ctl_reply(cc, "text\t  %s  %llu  %s\n", id, (unsigned long long)o->cid.size, o->name);
-	}
-	ctl_reply(cc, "text\ttransfers  %d\n", (int)st.ntransfers);
-	for (size_t i = 0; i < st.ntransfers; i++) {
-		const struct ctl_transfer_status *d = &st.transfers[i];
-		char id[PN_CID_STR_LEN + 1];
-		pn_cid_format(&d->cid, id);
-		ctl_reply(cc, "text\t  %s  %u/%u chunks  %s\n", id, d->have, d->chunks, d->name);
-	}
-	ctl_reply(cc, "text\ttotals     uploaded %llu bytes, downloaded %llu bytes, %llu look-ups\n",
-		  (unsigned long long)st.bytes_up, (unsigned long long)st.bytes_down, (unsigned long long)st.lookups);
 	free(st.peers);
 	free(st.transfers);
-	ctl_finish(cc, NULL);
+	char *text = doc ? json_dumps(doc, PN_JSON_FLAGS) : NULL;
+	size_t len = text ? strlen(text) : 0;
+	free(text);
+	if (!doc) {
+		ctl_finish(cc, "out of memory");
+	} else if (len + 64 >= CTL_REPLY_LINE_MAX) {
+		json_decref(doc);
+		ctl_finish(cc, "status too large (%zu bytes)", len);
+	} else {
+		ctl_send(cc, json_pack("{s:s,s:o}", "reply", "status", "status", doc));
+		ctl_finish(cc, NULL);
+	}
 }
 
-static void do_add(struct ctl_server *cs, struct ctl_client *cc, char **f, int nf)
+/* A path of a request: a string, or {"path":...,"path_hex":...} for one
+ * that is not UTF-8. PN_OK, PN_EINVAL, PN_ETOOBIG. */
+static int path_arg(const json_t *v, char *out, size_t cap)
 {
-	if (nf < 2) {
-		ctl_finish(cc, "add: no file given");
+	if (json_is_string(v)) {
+		json_t *wrap = json_pack("{s:O}", "path", v);
+		int r = wrap ? pn_json_get_text(wrap, "path", out, cap) : PN_ENOMEM;
+		json_decref(wrap);
+		return r;
+	}
+	return json_is_object(v) ? pn_json_get_text(v, "path", out, cap) : PN_EINVAL;
+}
+
+static void do_add(struct ctl_server *cs, struct ctl_client *cc, const json_t *req)
+{
+	const json_t *paths = json_object_get(req, "paths");
+	if (!json_is_array(paths) || json_array_size(paths) == 0) {
+		ctl_finish(cc, "add: \"paths\" must be a list of at least one path");
 		return;
 	}
-	for (int i = 1; i < nf; i++) {
+	for (size_t i = 0; i < json_array_size(paths); i++) {
+		char path[CTL_PATH_MAX];
+		int r = path_arg(json_array_get(paths, i), path, sizeof path);
+		if (r != PN_OK) {
+			ctl_finish(cc, "add: path %zu %s", i + 1, r == PN_ETOOBIG ? "is too long" : "is not a path string");
+			return;
+		}
 		const struct store_object *o = NULL;
 		errno = 0;
-		int r = cs->ops.add_cb(cs->ops.ud, f[i], &o);
+		r = cs->ops.add_cb(cs->ops.ud, path, &o);
 		if (r != PN_OK && r != PN_EEXIST) {
 			char shown[PATH_MAX];
-			ctl_finish(cc, "cannot share %s: %s", pn_text_escape(f[i], strlen(f[i]), shown, sizeof shown),
+			ctl_finish(cc, "cannot share %s: %s", pn_text_escape(path, strlen(path), shown, sizeof shown),
 				   r == PN_EIO && errno ? strerror(errno) : r == PN_EINVAL ? "not a regular file, or its name is not valid on the network" : pn_strerror(r));
 			return;
 		}
 		char id[PN_CID_STR_LEN + 1];
 		pn_cid_format(&o->cid, id);
-		ctl_reply(cc, "file\t%s\t%s\t%llu\n", id, o->name, (unsigned long long)o->cid.size);
+		json_t *f = pn_json_with_text(json_pack("{s:s,s:s}", "reply", "file", "id", id), "name", o->name);
+		ctl_send(cc, pn_json_merge(f, json_pack("{s:I}", "size", (json_int_t)o->cid.size)));
 	}
 	ctl_finish(cc, NULL);
 }
 
-static void do_search(struct ctl_server *cs, struct ctl_client *cc, char **f, int nf)
+static void do_search(struct ctl_server *cs, struct ctl_client *cc, const json_t *req)
 {
-	if (nf < 2 || !*f[1]) {
-		ctl_finish(cc, "search: no words given");
+	const char *query = json_string_value(json_object_get(req, "query"));
+	if (!query || !*query) {
+		ctl_finish(cc, "search: \"query\" must be a string of words");
 		return;
 	}
-	cs->ops.search_cb(cs->ops.ud, cc, f[1]);
+	cs->ops.search_cb(cs->ops.ud, cc, query);
 }
 
-static void do_get(struct ctl_server *cs, struct ctl_client *cc, char **f, int nf)
+static void do_get(struct ctl_server *cs, struct ctl_client *cc, const json_t *req)
 {
-	if (nf != 5) {
-		ctl_finish(cc, "get: expected ID OUT CWD FORCE");
+	struct ctl_get_request gr = {0};
+	const char *id = json_string_value(json_object_get(req, "id"));
+	const json_t *force = json_object_get(req, "force");
+	char want[CTL_PATH_MAX] = "", cwd[CTL_PATH_MAX];
+	if (!id || pn_cid_parse(id, &gr.cid) != PN_OK) {
+		ctl_finish(cc, "get: \"id\" must be a content ID");
 		return;
 	}
-	struct ctl_get_request req = {0};
-	if (pn_cid_parse(f[1], &req.cid) != PN_OK) {
-		ctl_finish(cc, "'%s' is not a content ID", f[1]);
+	if (force && !json_is_boolean(force)) {
+		ctl_finish(cc, "get: \"force\" must be true or false");
 		return;
 	}
-	req.to_stdout = !strcmp(f[2], "-");
-	req.force = !strcmp(f[4], "1");
+	if ((json_object_get(req, "out") && pn_json_get_text(req, "out", want, sizeof want) != PN_OK) ||
+	    pn_json_get_text(req, "cwd", cwd, sizeof cwd) != PN_OK || cwd[0] != '/') {
+		ctl_finish(cc, "get: \"out\" must be a path and \"cwd\" an absolute path, each under %d bytes", CTL_PATH_MAX);
+		return;
+	}
+	gr.to_stdout = !strcmp(want, "-");
+	gr.force = json_is_true(force);
 	char out[CTL_PATH_MAX];
 	out[0] = 0;
-	if (!req.to_stdout && *f[2]) {
-		snprintf(out, sizeof out, "%s%s%s", f[2][0] == '/' ? "" : f[3], f[2][0] == '/' ? "" : "/", f[2]);
-		if (!req.force && access(out, F_OK) == 0) {
-			ctl_finish(cc, "%s already exists; use --force to overwrite it", out);
+	if (!gr.to_stdout && *want) {
+		bool abs = want[0] == '/';
+		if (snprintf(out, sizeof out, "%s%s%s", abs ? "" : cwd, abs ? "" : "/", want) >= (int)sizeof out) {
+			ctl_finish(cc, "get: the output path is longer than %d bytes", CTL_PATH_MAX - 1);
+			return;
+		}
+		if (!gr.force && access(out, F_OK) == 0) {
+			char shown[PATH_MAX];
+			ctl_finish(cc, "%s already exists; use --force to overwrite it",
+				   pn_text_escape(out, strlen(out), shown, sizeof shown));
 			return;
 		}
 	}
 	/* Without -o the file gets the content's own name in CWD, once that name is known. */
-	req.out_path = out;
-	req.cwd = f[3];
-	int r = cs->ops.get_cb(cs->ops.ud, cc, &req);
+	gr.out_path = out;
+	gr.cwd = cwd;
+	int r = cs->ops.get_cb(cs->ops.ud, cc, &gr);
 	if (r != PN_OK)
 		ctl_finish(cc, "cannot start the download: %s", pn_strerror(r));
 }
 
-static void handle_line(struct ctl_client *cc, char *line)
+/* One request line (len bytes, no newline). */
+static void handle_request(struct ctl_client *cc, const char *line, size_t len)
 {
 	struct ctl_server *cs = cc->cs;
-	char *fields[CTL_MAX_FIELDS];
-	int nf = 0;
-	for (char *p = line; nf < CTL_MAX_FIELDS;) {
-		fields[nf++] = p;
-		char *tab = strchr(p, '\t');
-		if (!tab)
-			break;
-		*tab = 0;
-		p = tab + 1;
+	json_error_t jerr;
+	json_t *req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!req) {
+		ctl_finish(cc, "malformed request: %s (at byte %d)", jerr.text, jerr.position);
+		return;
 	}
-	if (!strcmp(fields[0], "add"))
-		do_add(cs, cc, fields, nf);
-	else if (!strcmp(fields[0], "search"))
-		do_search(cs, cc, fields, nf);
-	else if (!strcmp(fields[0], "get"))
-		do_get(cs, cc, fields, nf);
-	else if (!strcmp(fields[0], "status"))
+	const char *cmd = json_string_value(json_object_get(req, "cmd"));
+	if (!json_is_object(req) || !cmd)
+		ctl_finish(cc, "malformed request: expected a JSON object with a \"cmd\" string");
+	else if (!strcmp(cmd, "add"))
+		do_add(cs, cc, req);
+	else if (!strcmp(cmd, "search"))
+		do_search(cs, cc, req);
+	else if (!strcmp(cmd, "get"))
+		do_get(cs, cc, req);
+	else if (!strcmp(cmd, "status"))
 		do_status(cs, cc);
-	else if (!strcmp(fields[0], "stop")) {
+	else if (!strcmp(cmd, "stop")) {
 		ctl_finish(cc, NULL);
 		cs->ops.stop_cb(cs->ops.ud);
-	} else
-		ctl_finish(cc, "unknown control command '%.40s'", fields[0]);
+	} else {
+		char shown[64];
+		ctl_finish(cc, "unknown control command '%s'", pn_text_escape(cmd, strlen(cmd), shown, sizeof shown));
+	}
+	json_decref(req);
 }
 
+/* The request is read into cc->buf (allocated on the first read); once it
+ * has been answered, what else comes is read into the same buffer and
+ * dropped, until the connection closes. */
 static void ctl_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	struct ctl_client *cc = h->data;
-	buf->base = cc->buf + cc->len;
-	buf->len = sizeof cc->buf - cc->len - 1;
+	if (!cc->buf)
+		cc->buf = malloc(CTL_REQUEST_MAX);
+	if (!cc->buf) {
+		*buf = uv_buf_init(NULL, 0); /* the read fails with UV_ENOBUFS */
+		return;
+	}
+	if (cc->handled)
+		*buf = uv_buf_init(cc->buf, CTL_REQUEST_MAX);
+	else
+		*buf = uv_buf_init(cc->buf + cc->len, (unsigned)(CTL_REQUEST_MAX - cc->len));
 }
 
 static void ctl_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -464,18 +398,19 @@ static void ctl_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	}
 	if (cc->handled)
 		return; /* one request per connection */
+	size_t seen = cc->len;
 	cc->len += (size_t)nread;
-	cc->buf[cc->len] = 0;
-	char *nl = memchr(cc->buf, '\n', cc->len);
+	char *nl = memchr(cc->buf + seen, '\n', cc->len - seen);
 	if (!nl) {
-		if (cc->len >= sizeof cc->buf - 1)
-			ctl_finish(cc, "request too long");
+		if (cc->len >= CTL_REQUEST_MAX)
+			ctl_finish(cc, "request too long (a request is one line of at most %d bytes)", CTL_REQUEST_MAX - 1);
 		return;
 	}
-	*nl = 0;
 	uv_read_stop(s);
 	cc->requested = true;
-	handle_line(cc, cc->buf);
+	handle_request(cc, cc->buf, (size_t)(nl - cc->buf));
+	free(cc->buf);
+	cc->buf = NULL;
 }
 
 /* Closes the connections that have not sent their request in time; stops when none waits. */

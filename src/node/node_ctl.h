@@ -1,14 +1,15 @@
 /* The node's control socket: a Unix socket (mode 0600) on which `peernet
  * add/search/get/status/stop` talk to a running node, one request per
- * connection. This layer owns the line protocol (see node_ctl.c); what a
- * request does is the node's, reached through struct ctl_ops, and the node
- * answers with the reply functions below. */
+ * connection. This layer owns the protocol, JSON lines (see node_ctl.c);
+ * what a request does is the node's, reached through struct ctl_ops, and the
+ * node answers with the reply functions below. */
 #ifndef PN_NODE_CTL_H
 #define PN_NODE_CTL_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <jansson.h>
 #include <uv.h>
 #include "peernet.h"
 #include "net/net.h"
@@ -22,6 +23,9 @@ struct store_object;
 
 #define CTL_STATUS_PEERS_MAX 256     /* peers a status shows at most */
 #define CTL_STATUS_TRANSFERS_MAX 64  /* downloads a status shows at most */
+#define CTL_STATUS_SHARES_MAX 1000   /* shares a status lists at most ("shares_total" counts all) */
+#define CTL_REQUEST_MAX (64 * 1024)        /* bytes of a request line, its newline included */
+#define CTL_REPLY_LINE_MAX (1024 * 1024)   /* bytes of a reply line, its newline included */
 
 /* What `status` shows, filled by the node: a snapshot, so this layer never
  * walks the node's lists. */
@@ -55,6 +59,12 @@ struct ctl_status {
 	size_t ntransfers;
 	uint64_t bytes_up, bytes_down, wire_up, wire_down, lookups, lookup_msgs;
 };
+
+/* The status as `peernet status --json` prints it: node_id, listen, port,
+ * discovery, directory (if any), flood (if on), peers, the first max_shares
+ * shares of store (NULL: none), shares_total, transfers, totals. A new
+ * reference, or NULL when out of memory. */
+json_t *ctl_status_json(const struct ctl_status *st, const struct store *store, size_t max_shares);
 
 struct ctl_get_request {
 	struct pn_cid cid;

@@ -58,6 +58,19 @@ static uint32_t utf8_rest(struct pn_reader *r, uint8_t lead)
 	return cp;
 }
 
+size_t pn_utf8_seq_len(const char *s, size_t len)
+{
+	struct pn_reader r;
+
+	pn_rd_init(&r, s, len);
+	if (!pn_rd_left(&r))
+		return 0;
+	uint8_t b = pn_rd_u8(&r);
+	if (b < C1_LO)
+		return 1;
+	return utf8_rest(&r, b) == UINT32_MAX ? 0 : r.off;
+}
+
 bool pn_text_valid(const char *s, size_t len, bool no_slashes)
 {
 	struct pn_reader r;

@@ -13,6 +13,11 @@
  * U+0080..U+009F); with no_slashes, no '/' or '\\' either. len may be 0. */
 bool pn_text_valid(const char *s, size_t len, bool no_slashes);
 
+/* The length of the well-formed UTF-8 sequence that starts s (len >= 1
+ * bytes): 1 for any ASCII byte, control characters included; 0 if the bytes
+ * at s are malformed, overlong, truncated, a surrogate or above U+10FFFF. */
+size_t pn_utf8_seq_len(const char *s, size_t len);
+
 /* A file name is valid if 1..PN_NAME_MAX bytes of pn_text_valid text without
  * '/' or '\\', and not "." or "..". The one name rule: the wire format uses
  * it as is, the store (store_name_valid) also accepts the empty name. */

@@ -606,12 +606,12 @@ def test_control_socket_bounds(net, workdir):
         time.sleep(0.5)   # the node has accepted them all
         extra = connect()
         try:
-            extra.sendall(b"status\n")
+            extra.sendall(b'{"cmd":"status"}\n')
         except BrokenPipeError:
             pass          # it answered and closed before reading
-        answer = extra.recv(4096).decode()
+        answer = json.loads(extra.recv(4096))
         extra.close()
-        assert answer.startswith("err\t") and "control connections already" in answer, answer
+        assert answer["reply"] == "err" and "control connections already" in answer["error"], answer
         p = n.cli("status", timeout=30)
         assert p.returncode == 1, (p.stdout, p.stderr)
         assert "control connections already" in assert_one_error_line(p, "status")
@@ -622,7 +622,9 @@ def test_control_socket_bounds(net, workdir):
                 b = c.recv(4096)
                 assert b, "closed without a word: %r" % got
                 got += b
-            assert got.decode().startswith("err\tno request within %d s" % CTL_REQUEST_TIMEOUT_S), got
+            reply = json.loads(got)
+            assert reply["reply"] == "err", got
+            assert reply["error"].startswith("no request within %d s" % CTL_REQUEST_TIMEOUT_S), got
             assert c.recv(4096) == b""
         waited = time.monotonic() - t0
         assert CTL_REQUEST_TIMEOUT_S - 1 <= waited <= CTL_REQUEST_TIMEOUT_S + 8, waited
