@@ -914,6 +914,50 @@ static int cat_file(const char *path)
 	return 0;
 }
 
+/* get -o - through the node: the node says how far the content is verified
+ * in its partial download ("stream" replies) and the bytes go to standard
+ * output in order while the download runs, read from that file through one
+ * descriptor (which still reads the same data once it is moved into place). */
+struct out_stream {
+	int fd;              /* the partial download, -1 until the first stream reply */
+	uint64_t done;       /* bytes written to standard output */
+};
+
+/* Copies [s->done, upto) of the open file to standard output. */
+static int stream_to(struct out_stream *s, uint64_t upto)
+{
+	char buf[65536];
+	while (s->done < upto) {
+		size_t want = upto - s->done < sizeof buf ? (size_t)(upto - s->done) : sizeof buf;
+		ssize_t k = pread(s->fd, buf, want, (off_t)s->done);
+		if (k <= 0) {
+			cli_err("get", "reading the download: %s", k < 0 ? strerror(errno) : "it is shorter than the node said");
+			return -1;
+		}
+		if (fwrite(buf, 1, (size_t)k, stdout) != (size_t)k || fflush(stdout) != 0) {
+			cli_err("get", "writing to standard output: %s", strerror(errno));
+			return -1;
+		}
+		s->done += (uint64_t)k;
+	}
+	return 0;
+}
+
+static int stream_reply(struct out_stream *s, json_t *rep)
+{
+	char path[PATH_MAX];
+	if (pn_json_get_text(rep, "path", path, sizeof path) != PN_OK) {
+		cli_err("get", "unexpected answer from the node");
+		return -1;
+	}
+	if (s->fd < 0 && (s->fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+		char shown[PATH_MAX];
+		cli_err("get", "cannot read %s: %s", pn_text_escape(path, strlen(path), shown, sizeof shown), strerror(errno));
+		return -1;
+	}
+	return stream_to(s, u64_field(rep, "upto"));
+}
+
 /* get through the node: progress lines, then the result. */
 int cmd_get_node(int argc, char **argv)
 {
@@ -959,7 +1003,22 @@ int cmd_get_node(int argc, char **argv)
 	int rc = PN_EXIT_FAIL;
 	json_t *rep;
 	const char *type;
-	while ((rep = ctl_next(cc, &type)) && (!strcmp(type, "progress") || !strcmp(type, "got"))) {
+	struct out_stream os = {.fd = -1};
+	while ((rep = ctl_next(cc, &type)) &&
+	       (!strcmp(type, "progress") || !strcmp(type, "got") || !strcmp(type, "stream"))) {
+		if (!strcmp(type, "stream")) {
+			int bad = !to_stdout || stream_reply(&os, rep) != 0;
+			json_decref(rep);
+			if (bad) {
+				if (!to_stdout)
+					cli_err("get", "unexpected answer from the node");
+				if (os.fd >= 0)
+					close(os.fd);
+				ctl_close(cc);
+				return PN_EXIT_FAIL;
+			}
+			continue;
+		}
 		if (!strcmp(type, "progress")) {
 			if (progress) {
 				struct timespec ts;
@@ -989,8 +1048,10 @@ int cmd_get_node(int argc, char **argv)
 			ctl_close(cc);
 			return PN_EXIT_FAIL;
 		}
-		if (to_stdout && cat_file(path) != 0) {
+		if (to_stdout && (os.fd >= 0 ? stream_to(&os, u64_field(rep, "size")) : cat_file(path)) != 0) {
 			json_decref(rep);
+			if (os.fd >= 0)
+				close(os.fd);
 			ctl_close(cc);
 			return PN_EXIT_FAIL;
 		}
@@ -1010,6 +1071,8 @@ int cmd_get_node(int argc, char **argv)
 		cli_json_print("get", o);
 	}
 	rc = ctl_end("get", rep, type) == 0 ? PN_EXIT_OK : PN_EXIT_FAIL;
+	if (os.fd >= 0)
+		close(os.fd);
 	ctl_close(cc);
 	return rc;
 }

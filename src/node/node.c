@@ -82,6 +82,9 @@ struct peer {
 struct waiter_ops {
 	void (*progress)(struct pn_download *w, const struct pn_progress *p);
 	void (*data)(struct pn_download *w, uint64_t offset, const void *buf, size_t len);
+	/* Instead of data: the first `upto` bytes are verified and readable at
+	 * path (for a reader in another process). */
+	void (*ready)(struct pn_download *w, const char *path, uint64_t upto);
 	/* The end: err PN_OK and r, or an error and why. The waiter is freed after. */
 	void (*done)(struct pn_download *w, int err, const struct pn_download_result *r, const char *why);
 };
@@ -374,7 +377,22 @@ static void download_fail(struct download *d, int err, const char *fmt, ...)
 static void waiter_stream(struct pn_node *n, struct pn_download *w, struct store_partial *part,
 			  const struct store_object *o, const struct pn_cid *cid)
 {
-	if (!(w->flags & PN_GET_STREAM) || !w->ops || !w->ops->data || w->err || w->canceled)
+	if (!(w->flags & PN_GET_STREAM) || !w->ops || w->err || w->canceled)
+		return;
+	if (w->ops->ready) { /* only say how far: the reader reads the file itself */
+		if (o || !part)
+			return; /* complete: the done callback names the object */
+		uint64_t was = w->streamed;
+		while (w->streamed < cid->size &&
+		       store_partial_has_chunk(part, (uint32_t)(w->streamed / PN_CHUNK_SIZE))) {
+			uint64_t end = (w->streamed / PN_CHUNK_SIZE + 1) * (uint64_t)PN_CHUNK_SIZE;
+			w->streamed = end < cid->size ? end : cid->size;
+		}
+		if (w->streamed > was)
+			w->ops->ready(w, store_partial_data_path(part), w->streamed);
+		return;
+	}
+	if (!w->ops->data)
 		return;
 	if (!n->stream_buf && !(n->stream_buf = malloc(PN_CHUNK_SIZE)))
 		return;
@@ -1054,9 +1072,8 @@ static int node_get(struct pn_node *n, const struct pn_cid *cid, const char *pat
 		w->dl = d;
 		w->next = d->waiters;
 		d->waiters = w;
-		if (d->part)
-			waiter_stream(n, w, d->part, NULL, &d->cid);
 		*out = w;
+		node_kick(n); /* what is verified already streams from the loop */
 		return PN_OK;
 	}
 	/* Discovery not up yet (the node is still connecting to its directory or
@@ -1119,7 +1136,6 @@ static int node_get(struct pn_node *n, const struct pn_cid *cid, const char *pat
 		return r;
 	}
 	*out = w;
-	waiter_stream(n, w, d->part, NULL, &d->cid); /* what a previous run verified */
 	if (d->have_meta && n->dir)
 		dir_client_offer(n->dir, cid, d->name);
 	d->finding = true;
@@ -1143,6 +1159,10 @@ static int node_get(struct pn_node *n, const struct pn_cid *cid, const char *pat
  * ready list are finished. */
 static void waiters_run(struct pn_node *n)
 {
+	for (struct download *d = n->downloads; d; d = d->next)
+		if (d->part) /* what a previous run verified, for a waiter that just came */
+			for (struct pn_download *w = d->waiters; w; w = w->next)
+				waiter_stream(n, w, d->part, NULL, &d->cid);
 	for (struct download *d = n->downloads, *dnext; d; d = dnext) {
 		dnext = d->next;
 		bool had = d->waiters != NULL;
@@ -1360,7 +1380,14 @@ static void ctl_w_done(struct pn_download *w, int err, const struct pn_download_
 	ctl_finish(cc, NULL);
 }
 
+static void ctl_w_ready(struct pn_download *w, const char *path, uint64_t upto)
+{
+	ctl_stream(w->user, path, upto);
+}
+
 static const struct waiter_ops ctl_waiter_ops = {.progress = ctl_w_progress, .done = ctl_w_done};
+/* get -o -: the client reads the partial download as it grows. */
+static const struct waiter_ops ctl_stream_ops = {.progress = ctl_w_progress, .ready = ctl_w_ready, .done = ctl_w_done};
 
 static int ctl_get_cb(void *ud, struct ctl_client *cc, const struct ctl_get_request *req)
 {
@@ -1369,9 +1396,11 @@ static int ctl_get_cb(void *ud, struct ctl_client *cc, const struct ctl_get_requ
 	unsigned flags = (req->force ? PN_GET_OVERWRITE : 0) | (req->to_stdout ? NODE_GET_STDOUT : 0);
 	struct pn_download *w;
 	char why[PN_NODE_ERR_MAX];
+	if (req->to_stdout)
+		flags |= PN_GET_STREAM;
 	int r = node_get(n, &req->cid, !req->to_stdout && named ? req->out_path : NULL,
-			 !req->to_stdout && !named ? (req->cwd ? req->cwd : ".") : NULL, flags, &ctl_waiter_ops, cc, &w,
-			 why, sizeof why);
+			 !req->to_stdout && !named ? (req->cwd ? req->cwd : ".") : NULL, flags,
+			 req->to_stdout ? &ctl_stream_ops : &ctl_waiter_ops, cc, &w, why, sizeof why);
 	if (r != PN_OK)
 		ctl_finish(cc, "%s", why);
 	return PN_OK;
@@ -1484,10 +1513,10 @@ static void ctl_client_gone_cb(void *ud, struct ctl_client *cc)
 		}
 	for (struct download *d = n->downloads; d; d = d->next)
 		for (struct pn_download *w = d->waiters; w; w = w->next)
-			if (w->ops == &ctl_waiter_ops && w->user == cc)
+			if ((w->ops == &ctl_waiter_ops || w->ops == &ctl_stream_ops) && w->user == cc)
 				w->ops = NULL; /* the download goes on in the background */
 	for (struct pn_download *w = n->ready; w; w = w->next)
-		if (w->ops == &ctl_waiter_ops && w->user == cc)
+		if ((w->ops == &ctl_waiter_ops || w->ops == &ctl_stream_ops) && w->user == cc)
 			w->ops = NULL;
 }
 

@@ -14,6 +14,9 @@
  *   {"cmd":"get","id":ID,"out":PATH,"cwd":PATH,"force":BOOL}
  *       ("out" "" or absent: CWD/name of the content; "-": the client reads the file)
  *       -> {"reply":"progress","have":N,"total":N,"peers":N,"name":NAME}  repeated
+ *          {"reply":"stream","path":PATH,"upto":N}  ("-" only, repeated: the first
+ *           N bytes are verified and readable at PATH, the partial download,
+ *           whose data stays the same file when it moves into the store)
  *          {"reply":"got","id":ID,"name":NAME,"path":PATH,"size":N,
  *           "bytes_downloaded":N,"bytes_resumed":N,"seconds":X,"peers":N}
  *   {"cmd":"status"}
@@ -200,6 +203,12 @@ void ctl_progress(struct ctl_client *cc, uint64_t have, uint64_t total, uint32_t
 	json_t *o = json_pack("{s:s,s:I,s:I,s:I}", "reply", "progress", "have", (json_int_t)have, "total",
 			      (json_int_t)total, "peers", (json_int_t)peers);
 	ctl_send(cc, pn_json_with_text(o, "name", name));
+}
+
+void ctl_stream(struct ctl_client *cc, const char *path, uint64_t upto)
+{
+	json_t *o = json_pack("{s:s,s:I}", "reply", "stream", "upto", (json_int_t)upto);
+	ctl_send(cc, pn_json_with_text(o, "path", path));
 }
 
 void ctl_got(struct ctl_client *cc, const struct pn_cid *cid, const char *name, const char *path, uint64_t down,

@@ -116,6 +116,9 @@ void ctl_server_free(struct ctl_server *cs);
 void ctl_result(struct ctl_client *cc, const struct pn_cid *cid, uint32_t providers, const char *name,
 		size_t name_len);
 void ctl_progress(struct ctl_client *cc, uint64_t have, uint64_t total, uint32_t peers, const char *name);
+/* get -o -: the first `upto` bytes of the content are verified and readable
+ * at path (the partial download, or the object once complete). */
+void ctl_stream(struct ctl_client *cc, const char *path, uint64_t upto);
 void ctl_got(struct ctl_client *cc, const struct pn_cid *cid, const char *name, const char *path, uint64_t down,
 	     uint64_t resumed, double secs, unsigned peers);
 /* Ends the answer: "ok" when err_fmt is NULL, else "err MESSAGE"; then closes. */

@@ -559,3 +559,8 @@ int store_partial_complete(struct store_partial *p, const char *final_path, bool
 	store_partial_free(p);
 	return 0;
 }
+
+const char *store_partial_data_path(const struct store_partial *p)
+{
+	return p->data_path;
+}

@@ -59,6 +59,8 @@ void store_partial_discard(struct store_partial *p);
 
 const struct pn_cid *store_partial_cid(const struct store_partial *p);
 const char *store_partial_name(const struct store_partial *p); /* "" if none */
+/* Where its data lives until it completes (chunks at index * PN_CHUNK_SIZE). */
+const char *store_partial_data_path(const struct store_partial *p);
 uint32_t store_partial_nchunks(const struct store_partial *p);
 
 /* Hash list. add_hashes stores hashes[first..first+count); when every hash is
