@@ -44,7 +44,7 @@ FUZZ_BINS := $(FUZZ_SRCS:fuzz/%.c=$(BUILD)/fuzz/%)
 # Debian packages each target needs (binary name or file -> package).
 DEPS_BUILD := libuv1-dev libssl-dev pkg-config
 DEPS_TEST  := $(DEPS_BUILD) libcriterion-dev python3-pytest clang libclang-rt-14-dev openssl \
-              python3-cryptography python3-openssl scdoc man-db
+              python3-cryptography python3-openssl scdoc man-db systemd
 DEPS_BENCH := $(DEPS_BUILD) nginx curl python3-matplotlib linux-perf
 DEPS_INSTALL := $(DEPS_BUILD) scdoc
 
