@@ -49,7 +49,7 @@ DEPS_BENCH := $(DEPS_BUILD) nginx curl python3-matplotlib linux-perf
 DEPS_INSTALL := $(DEPS_BUILD) scdoc
 
 .PHONY: all test unit fuzz-smoke integration conformance demo bench fuzz clean deps-build deps-test deps-bench asan sim-faults sim-faults-test
-.PHONY: shared man install uninstall deps-install
+.PHONY: shared man install uninstall deps-install FORCE
 
 all: deps-build $(BUILD)/peernet $(BUILD)/libpeernet.a $(BUILD)/libpeernet.so
 
