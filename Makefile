@@ -1,10 +1,13 @@
 # peernet — build, test, demo, bench, fuzz.
 #
-#   make          build/peernet and build/libpeernet.a
+#   make          build/peernet, build/libpeernet.a and build/libpeernet.so
 #   make test     unit tests (ASan+UBSan), fuzz smoke runs, integration tests
 #   make demo     start a local network and show it working
 #   make bench    measure, write bench/RESULTS.md
 #   make fuzz     run every fuzz target for FUZZ_SECONDS each
+#   make install  PREFIX=/usr/local DESTDIR=: the program, the static and shared
+#                 libraries, the header, peernet.pc and the man pages
+#   make uninstall  removes exactly what make install put (same PREFIX, DESTDIR)
 #
 # Every target first makes sure the Debian packages it needs are installed.
 
@@ -41,12 +44,14 @@ FUZZ_BINS := $(FUZZ_SRCS:fuzz/%.c=$(BUILD)/fuzz/%)
 # Debian packages each target needs (binary name or file -> package).
 DEPS_BUILD := libuv1-dev libssl-dev libjansson-dev pkg-config
 DEPS_TEST  := $(DEPS_BUILD) libcriterion-dev python3-pytest clang libclang-rt-14-dev openssl \
-              python3-cryptography python3-openssl
+              python3-cryptography python3-openssl scdoc man-db systemd
 DEPS_BENCH := $(DEPS_BUILD) nginx curl python3-matplotlib linux-perf
+DEPS_INSTALL := $(DEPS_BUILD) scdoc
 
 .PHONY: all test unit fuzz-smoke integration conformance demo bench fuzz clean deps-build deps-test deps-bench asan sim-faults sim-faults-test
+.PHONY: shared man install uninstall deps-install FORCE
 
-all: deps-build $(BUILD)/peernet $(BUILD)/libpeernet.a
+all: deps-build $(BUILD)/peernet $(BUILD)/libpeernet.a $(BUILD)/libpeernet.so
 
 deps-build:
 	@sh tools/ensure-deps.sh $(DEPS_BUILD)
@@ -54,6 +59,8 @@ deps-test:
 	@sh tools/ensure-deps.sh $(DEPS_TEST)
 deps-bench:
 	@sh tools/ensure-deps.sh $(DEPS_BENCH)
+deps-install:
+	@sh tools/ensure-deps.sh $(DEPS_INSTALL)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
@@ -163,8 +170,86 @@ sim-faults-test: deps-test $(BUILD)/asan/fault-sim
 bench: deps-bench $(BUILD)/peernet $(BUILD)/idle-clients
 	$(PYTHON) bench/bench.py --bin $(abspath $(BUILD)/peernet) --out bench/RESULTS.md
 
+# ---------------------------------------------------------------- shared library, man pages, install
+
+# The version is PN_VERSION_STRING of peernet.h; the SONAME carries its first
+# number (libpeernet.so.0 while the project is 0.x).
+VERSION   := $(shell sed -n 's/^\#define PN_VERSION_STRING "\([0-9.]*\)".*/\1/p' include/peernet.h)
+SOVERSION := $(firstword $(subst ., ,$(VERSION)))
+SONAME    := libpeernet.so.$(SOVERSION)
+SOLIB     := libpeernet.so.$(VERSION)
+
+# The shared library's objects are position-independent and hide every symbol
+# that peernet.h does not mark PN_EXTERN: the library exports the public API
+# and nothing else, with no list of symbols kept by hand.
+PIC_OBJS := $(LIB_SRCS:%.c=$(BUILD)/pic/obj/%.o)
+$(BUILD)/pic/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(DEPCFLAGS) $(CFLAGS) -fPIC -fvisibility=hidden -MMD -MP -c $< -o $@
+
+$(BUILD)/$(SOLIB): $(PIC_OBJS)
+	$(CC) $(CFLAGS) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined -Wl,-z,relro,-z,now -o $@ $(PIC_OBJS) $(LDLIBS)
+$(BUILD)/$(SONAME): $(BUILD)/$(SOLIB)
+	ln -sfn $(SOLIB) $@
+$(BUILD)/libpeernet.so: $(BUILD)/$(SONAME)
+	ln -sfn $(SONAME) $@
+
+shared: deps-build $(BUILD)/libpeernet.so
+
+# Man pages: docs/man/NAME.SECTION.scd -> build/man/NAME.SECTION (scdoc).
+MAN_SRCS  := $(wildcard docs/man/*.scd)
+MAN_PAGES := $(MAN_SRCS:docs/man/%.scd=$(BUILD)/man/%)
+$(BUILD)/man/%: docs/man/%.scd
+	@mkdir -p $(@D)
+	scdoc < $< > $@.tmp && mv $@.tmp $@
+
+man: deps-install $(MAN_PAGES)
+
+PREFIX       ?= /usr/local
+BINDIR       ?= $(PREFIX)/bin
+LIBDIR       ?= $(PREFIX)/lib
+INCLUDEDIR   ?= $(PREFIX)/include
+MANDIR       ?= $(PREFIX)/share/man
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+INSTALL      ?= install
+
+# peernet.pc for the PREFIX of this run (written every time: PREFIX may change
+# between runs). Paths under the prefix are written as ${prefix}/..., so
+# pkg-config --define-prefix can relocate them.
+pc_path = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
+$(BUILD)/peernet.pc: peernet.pc.in include/peernet.h FORCE
+	@mkdir -p $(@D)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(call pc_path,$(LIBDIR))|' \
+	    -e 's|@INCLUDEDIR@|$(call pc_path,$(INCLUDEDIR))|' -e 's|@VERSION@|$(VERSION)|' \
+	    -e 's|@REQUIRES_PRIVATE@|$(filter-out libuv,$(PKGS_PC))|' $< > $@.tmp && mv $@.tmp $@
+FORCE:
+
+# Where each man page goes: peernet.1 -> MANDIR/man1/peernet.1.
+man_dest = $(MANDIR)/man$(subst .,,$(suffix $(1)))/$(1)
+MAN_NAMES := $(notdir $(MAN_PAGES))
+INSTALLED := $(BINDIR)/peernet $(INCLUDEDIR)/peernet.h $(PKGCONFIGDIR)/peernet.pc \
+             $(LIBDIR)/libpeernet.a $(LIBDIR)/$(SOLIB) $(LIBDIR)/$(SONAME) $(LIBDIR)/libpeernet.so \
+             $(foreach p,$(MAN_NAMES),$(call man_dest,$(p)))
+
+install: deps-install $(BUILD)/peernet $(BUILD)/libpeernet.a $(BUILD)/libpeernet.so $(BUILD)/peernet.pc $(MAN_PAGES)
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR) \
+	    $(sort $(foreach p,$(MAN_NAMES),$(dir $(DESTDIR)$(call man_dest,$(p)))))
+	$(INSTALL) -m 0755 $(BUILD)/peernet $(DESTDIR)$(BINDIR)/peernet
+	$(INSTALL) -m 0644 include/peernet.h $(DESTDIR)$(INCLUDEDIR)/peernet.h
+	$(INSTALL) -m 0644 $(BUILD)/peernet.pc $(DESTDIR)$(PKGCONFIGDIR)/peernet.pc
+	$(INSTALL) -m 0644 $(BUILD)/libpeernet.a $(DESTDIR)$(LIBDIR)/libpeernet.a
+	$(INSTALL) -m 0755 $(BUILD)/$(SOLIB) $(DESTDIR)$(LIBDIR)/$(SOLIB)
+	ln -sfn $(SOLIB) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sfn $(SONAME) $(DESTDIR)$(LIBDIR)/libpeernet.so
+	$(foreach p,$(MAN_NAMES),$(INSTALL) -m 0644 $(BUILD)/man/$(p) $(DESTDIR)$(call man_dest,$(p)) &&) true
+	@if [ -z "$(DESTDIR)" ] && command -v ldconfig >/dev/null; then ldconfig; fi
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	@if [ -z "$(DESTDIR)" ] && command -v ldconfig >/dev/null; then ldconfig; fi
+
 clean:
 	rm -rf $(BUILD)
 
 -include $(COBJS:.o=.d)
--include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(ALIB_OBJS:.o=.d) $(ACLI_OBJS:.o=.d)
+-include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(ALIB_OBJS:.o=.d) $(ACLI_OBJS:.o=.d) $(PIC_OBJS:.o=.d)
