@@ -172,9 +172,10 @@ bench: deps-bench $(BUILD)/peernet $(BUILD)/idle-clients
 
 # ---------------------------------------------------------------- shared library, man pages, install
 
-# The version is PN_VERSION_STRING of peernet.h; the SONAME carries its first
+# The version is PN_VERSION_MAJOR.MINOR.PATCH of peernet.h; the SONAME carries its first
 # number (libpeernet.so.0 while the project is 0.x).
-VERSION   := $(shell sed -n 's/^\#define PN_VERSION_STRING "\([0-9.]*\)".*/\1/p' include/peernet.h)
+pn_version_part = $(shell sed -n 's/^\#define PN_VERSION_$(1) \([0-9]*\)$$/\1/p' include/peernet.h)
+VERSION   := $(call pn_version_part,MAJOR).$(call pn_version_part,MINOR).$(call pn_version_part,PATCH)
 SOVERSION := $(firstword $(subst ., ,$(VERSION)))
 SONAME    := libpeernet.so.$(SOVERSION)
 SOLIB     := libpeernet.so.$(VERSION)

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <peernet.h>
+#include <uv.h>
 
 struct app {
 	pn_node *node;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <peernet.h>
+#include <uv.h>
 
 struct app {
 	pn_directory *dir;

@@ -25,7 +25,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <uv.h>
+
+/* The loop everything runs on is libuv's; a program that runs one includes
+ * <uv.h> itself. (C11 allows this typedef to repeat uv.h's.) */
+struct uv_loop_s;
+typedef struct uv_loop_s uv_loop_t;
 
 #define PN_VERSION_MAJOR 0
 #define PN_VERSION_MINOR 1

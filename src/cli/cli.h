@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <jansson.h>
+#include <uv.h>
 #include "peernet.h"
 #include "util/log.h"
 

@@ -13,9 +13,12 @@ def header_text():
 
 
 def header_version():
-    m = re.search(r'^#define PN_VERSION_STRING "([0-9.]+)"', header_text(), re.M)
-    assert m, "no PN_VERSION_STRING in peernet.h"
-    return m.group(1)
+    parts = []
+    for part in ("MAJOR", "MINOR", "PATCH"):
+        m = re.search(r'^#define PN_VERSION_%s ([0-9]+)$' % part, header_text(), re.M)
+        assert m, "no PN_VERSION_%s in peernet.h" % part
+        parts.append(m.group(1))
+    return ".".join(parts)
 
 
 def header_extern_names():

@@ -180,16 +180,20 @@ def test_pkg_config_metadata(dest):
     # The header's directory first; pkg-config adds what Requires.private's
     # packages ask for (with the sysroot prepended to their system paths).
     assert pkg_config(dest, "--cflags")[0] == "-I" + p(dest, "include")
-    assert pkg_config(dest, "--libs") == ["-L" + p(dest, "lib"), "-lpeernet"]
+    # The API is expressed in libuv's loop: Requires names libuv, so a program
+    # gets -luv with -lpeernet.
+    libs = pkg_config(dest, "--libs")
+    assert libs[:2] == ["-L" + p(dest, "lib"), "-lpeernet"] and "-luv" in libs, libs
     with open(p(dest, "lib", "pkgconfig", "peernet.pc")) as f:
         pc = f.read()
     assert re.search(r"^prefix=%s$" % re.escape(PREFIX), pc, re.M), pc
-    # Requires.private is the Makefile's PKGS_PC: what the library itself links.
+    # Requires.private is the Makefile's PKGS_PC but libuv (in Requires): what the library itself links.
     mk = subprocess.run(["make", "-C", REPO, "-s", "--no-print-directory", "-f", "Makefile", "-f", "-",
                          "print-pkgs"], input=b"print-pkgs:\n\t@echo $(PKGS_PC)\n", stdout=subprocess.PIPE, env=make_env(),
                         check=True).stdout.decode().split()
     req = re.search(r"^Requires\.private:(.*)$", pc, re.M)
-    assert req and req.group(1).split() == mk, (pc, mk)
+    assert req and req.group(1).split() == [m for m in mk if m != "libuv"], (pc, mk)
+    assert re.search(r"^Requires: libuv$", pc, re.M), pc
 
 
 def test_program_builds_with_pkg_config_against_the_shared_library(dest, tmp_path):
@@ -406,3 +410,68 @@ def test_units_exec_start_runs_and_stops_cleanly_on_sigterm(dest, tmp_path):
         for pr in started:
             if pr.proc.poll() is None:
                 stop_pid(pr.proc, signal.SIGKILL, 10)
+
+
+def build_example(dest, tmp_path, name):
+    """Compiles examples/NAME.c against the installed library, as a user would:
+    the installed header and `pkg-config --cflags --libs peernet`, shared."""
+    exe = str(tmp_path / name)
+    cmd = ["cc", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror", os.path.join(REPO, "examples", name + ".c"),
+           "-o", exe] + pkg_config(dest, "--cflags", "--libs")
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert r.returncode == 0, "%s\n%s" % (" ".join(cmd), r.stdout.decode())
+    assert "libpeernet.so.%s" % header_version().split(".")[0] in needed(exe)
+    return exe, dict(os.environ, LD_LIBRARY_PATH=p(dest, "lib"))
+
+
+def test_example_two_nodes_moves_a_file_in_one_process(dest, tmp_path):
+    exe, env = build_example(dest, tmp_path, "two_nodes")
+    src = tmp_path / "holiday video.bin"
+    data = os.urandom(3 * 256 * 1024 + 99)
+    src.write_bytes(data)
+    work = tmp_path / "work"
+    work.mkdir()
+    r = subprocess.run([exe, str(src), str(work)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr.decode()
+    out = r.stdout.decode()
+    assert "holiday video.bin" in out and "(%d bytes streamed)" % len(data) in out, out
+    assert (work / "copy").read_bytes() == data
+
+
+def test_example_embed_get_downloads_from_a_running_network(dest, tmp_path):
+    """embed_get, a node inside the example's own loop, fetches a file that a
+    `peernet node` (the installed program) shares through a `peernet directory`."""
+    exe, env = build_example(dest, tmp_path, "embed_get")
+    peernet = p(dest, "bin", "peernet")
+    procs = []
+    try:
+        dport_file, nport_file = str(tmp_path / "dir.port"), str(tmp_path / "node.port")
+        procs.append(subprocess.Popen([peernet, "directory", "--listen", "127.0.0.1:0", "--port-file", dport_file],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        dport = int(poll(lambda: open(dport_file).read().strip() if os.path.exists(dport_file) else None, 20,
+                         what="the directory's port"))
+        ndata = str(tmp_path / "node-data")
+        procs.append(subprocess.Popen([peernet, "node", "--listen", "127.0.0.1:0", "--data", ndata,
+                                       "--directory", "127.0.0.1:%d" % dport, "--port-file", nport_file],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        poll(lambda: os.path.exists(nport_file) and open(nport_file).read().endswith("\n"), 20,
+             what="the node's port")
+        src = tmp_path / "shared.bin"
+        data = os.urandom(600_000)
+        src.write_bytes(data)
+        add = subprocess.run([peernet, "add", "--data", ndata, "--json", str(src)], stdout=subprocess.PIPE,
+                             check=True, timeout=60)
+        cid = json.loads(add.stdout)[0]["id"]
+        out = tmp_path / "fetched.bin"
+        r = subprocess.run([exe, "127.0.0.1:%d" % dport, cid, str(out), str(tmp_path / "embed-data")], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+        assert r.returncode == 0, r.stderr.decode()
+        assert out.read_bytes() == data
+        assert "done: shared.bin" in r.stderr.decode()
+        bad = subprocess.run([exe, "127.0.0.1:%d" % dport, "pn1nothing", str(out)], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, timeout=30)
+        assert bad.returncode == 2 and b"not a content ID" in bad.stderr
+    finally:
+        for pr in reversed(procs):
+            assert stop_pid(pr) == 0
