@@ -61,7 +61,8 @@ static const char node_help[] =
 	"                            is reachable this long (default 30)\n"
 	"  --upload-slots N          peers uploaded to at once, besides one optimistic slot (default 4)\n"
 	"  --port-file PATH          write the bound port to PATH once listening\n"
-	"  -v, --verbose             log more\n";
+	"  -v, --verbose             log more\n"
+	"  -h, --help                this text\n";
 
 static const char directory_help[] =
 	"usage: peernet directory --listen ADDR:PORT [--data DIR]\n"
@@ -74,7 +75,9 @@ static const char directory_help[] =
 	"  --heartbeat SECONDS       how often nodes must check in (default 10; dropped after 3 missed)\n"
 	"  --max-nodes N             registered nodes at most (default 10000)\n"
 	"  --rate N                  requests per second per connection (default 200)\n"
-	"  --port-file PATH          write the bound port to PATH once listening\n";
+	"  --port-file PATH          write the bound port to PATH once listening\n"
+	"  -v, --verbose             log more\n"
+	"  -h, --help                this text\n";
 
 static bool parse_rate_opt(const char *cmd, const char *opt, const char *arg, uint64_t *out)
 {

@@ -32,7 +32,7 @@ static const char usage[] =
 	"  demo    distribute one file three ways on loopback, compare  peernet demo [--nodes N]\n"
 	"\n"
 	"Run 'peernet COMMAND --help' for a command's options.\n"
-	"Options for every command: --help, --version. PEERNET_LOG=debug|info|warn|error sets the log level.\n";
+	"'peernet --version' prints the version; every command takes --help. PEERNET_LOG=debug|info|warn|error sets the log level.\n";
 
 struct command {
 	const char *name;
