@@ -19,7 +19,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 5
 
 PKGS_PC := libuv openssl jansson
-CPPFLAGS := -Iinclude -Isrc -D_GNU_SOURCE
+CPPFLAGS := -Iinclude -Isrc -D_GNU_SOURCE -DPN_INTERNAL
 WARN    := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 $(WARN) -fno-strict-aliasing

@@ -7,6 +7,9 @@
  */
 #ifndef PN_CRYPTO_H
 #define PN_CRYPTO_H
+#ifndef PN_INTERNAL
+#error "an internal header of libpeernet: a program includes <peernet.h> only"
+#endif
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,6 +1,9 @@
 /* Helpers shared between the files of src/crypto/ only. */
 #ifndef PN_CRYPTO_INTERNAL_H
 #define PN_CRYPTO_INTERNAL_H
+#ifndef PN_INTERNAL
+#error "an internal header of libpeernet: a program includes <peernet.h> only"
+#endif
 
 #include <stdint.h>
 #include "peernet.h"

@@ -4,6 +4,9 @@
  * Private to src/net/ and its unit test; no socket, clock or loop in here. */
 #ifndef PN_NET_CONN_LIMIT_H
 #define PN_NET_CONN_LIMIT_H
+#ifndef PN_INTERNAL
+#error "an internal header of libpeernet: a program includes <peernet.h> only"
+#endif
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -2,6 +2,9 @@
  * table of allowed changes can be unit-tested. Private to src/net/. */
 #ifndef PN_NET_CONN_STATE_H
 #define PN_NET_CONN_STATE_H
+#ifndef PN_INTERNAL
+#error "an internal header of libpeernet: a program includes <peernet.h> only"
+#endif
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -12,6 +12,9 @@
  */
 #ifndef PN_NET_H
 #define PN_NET_H
+#ifndef PN_INTERNAL
+#error "an internal header of libpeernet: a program includes <peernet.h> only"
+#endif
 
 #include <stdbool.h>
 #include <stdint.h>

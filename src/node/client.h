@@ -4,6 +4,9 @@
  * what to do, in one line. */
 #ifndef PN_NODE_CLIENT_H
 #define PN_NODE_CLIENT_H
+#ifndef PN_INTERNAL
+#error "an internal header of libpeernet: a program includes <peernet.h> only"
+#endif
 
 #include <limits.h>
 #include <stdbool.h>

@@ -7,6 +7,9 @@
  * callback may be NULL. None is called after the method was stopped. */
 #ifndef PN_NODE_DISCOVERY_H
 #define PN_NODE_DISCOVERY_H
+#ifndef PN_INTERNAL
+#error "an internal header of libpeernet: a program includes <peernet.h> only"
+#endif
 
 #include <stddef.h>
 #include <stdint.h>

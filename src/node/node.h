@@ -4,6 +4,9 @@
  * pn_node_* in peernet.h. */
 #ifndef PN_NODE_NODE_H
 #define PN_NODE_NODE_H
+#ifndef PN_INTERNAL
+#error "an internal header of libpeernet: a program includes <peernet.h> only"
+#endif
 
 #include "peernet.h"
 

@@ -5,6 +5,9 @@
  * node answers with the reply functions below. */
 #ifndef PN_NODE_CTL_H
 #define PN_NODE_CTL_H
+#ifndef PN_INTERNAL
+#error "an internal header of libpeernet: a program includes <peernet.h> only"
+#endif
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -7,6 +7,9 @@
  * dir_client_tick() at dir_client_next_wakeup(). */
 #ifndef PN_NODE_DIR_H
 #define PN_NODE_DIR_H
+#ifndef PN_INTERNAL
+#error "an internal header of libpeernet: a program includes <peernet.h> only"
+#endif
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -9,6 +9,9 @@
  * discovery_events. Every entry point takes the time. */
 #ifndef PN_NODE_FLOOD_H
 #define PN_NODE_FLOOD_H
+#ifndef PN_INTERNAL
+#error "an internal header of libpeernet: a program includes <peernet.h> only"
+#endif
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -3,5 +3,8 @@
  * pn_server_* in peernet.h. */
 #ifndef PN_NODE_SERVER_H
 #define PN_NODE_SERVER_H
+#ifndef PN_INTERNAL
+#error "an internal header of libpeernet: a program includes <peernet.h> only"
+#endif
 #include "peernet.h"
 #endif

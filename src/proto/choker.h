@@ -12,6 +12,9 @@
  */
 #ifndef PN_PROTO_CHOKER_H
 #define PN_PROTO_CHOKER_H
+#ifndef PN_INTERNAL
+#error "an internal header of libpeernet: a program includes <peernet.h> only"
+#endif
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -8,6 +8,9 @@
  */
 #ifndef PN_PROTO_DIRECTORY_H
 #define PN_PROTO_DIRECTORY_H
+#ifndef PN_INTERNAL
+#error "an internal header of libpeernet: a program includes <peernet.h> only"
+#endif
 
 #include <stddef.h>
 #include <stdint.h>

@@ -35,6 +35,9 @@
  */
 #ifndef PN_PROTO_ENGINE_H
 #define PN_PROTO_ENGINE_H
+#ifndef PN_INTERNAL
+#error "an internal header of libpeernet: a program includes <peernet.h> only"
+#endif
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -3,6 +3,9 @@
  * source sends: super-seeding and the upload pump). Not part of any API. */
 #ifndef PN_PROTO_ENGINE_INT_H
 #define PN_PROTO_ENGINE_INT_H
+#ifndef PN_INTERNAL
+#error "an internal header of libpeernet: a program includes <peernet.h> only"
+#endif
 #ifndef PN_PROTO_ENGINE_IMPL
 #error "engine_int.h is private to src/proto/engine*.c"
 #endif

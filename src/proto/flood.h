@@ -32,6 +32,9 @@
  */
 #ifndef PN_PROTO_FLOOD_H
 #define PN_PROTO_FLOOD_H
+#ifndef PN_INTERNAL
+#error "an internal header of libpeernet: a program includes <peernet.h> only"
+#endif
 
 #include <stdbool.h>
 #include <stddef.h>

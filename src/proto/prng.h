@@ -6,6 +6,9 @@
  */
 #ifndef PN_PROTO_PRNG_H
 #define PN_PROTO_PRNG_H
+#ifndef PN_INTERNAL
+#error "an internal header of libpeernet: a program includes <peernet.h> only"
+#endif
 
 #include <stdint.h>
 

@@ -17,6 +17,9 @@
  */
 #ifndef PN_PROTO_SWARM_H
 #define PN_PROTO_SWARM_H
+#ifndef PN_INTERNAL
+#error "an internal header of libpeernet: a program includes <peernet.h> only"
+#endif
 
 #include <stdbool.h>
 #include <stdint.h>

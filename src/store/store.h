@@ -8,6 +8,9 @@
  */
 #ifndef PN_STORE_H
 #define PN_STORE_H
+#ifndef PN_INTERNAL
+#error "an internal header of libpeernet: a program includes <peernet.h> only"
+#endif
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -2,6 +2,9 @@
  * content store needs. Nothing outside src/store/ includes this. */
 #ifndef PN_STORE_INT_H
 #define PN_STORE_INT_H
+#ifndef PN_INTERNAL
+#error "an internal header of libpeernet: a program includes <peernet.h> only"
+#endif
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -6,6 +6,9 @@
  */
 #ifndef PN_UTIL_BUF_H
 #define PN_UTIL_BUF_H
+#ifndef PN_INTERNAL
+#error "an internal header of libpeernet: a program includes <peernet.h> only"
+#endif
 
 #include <stddef.h>
 #include <stdint.h>

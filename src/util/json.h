@@ -11,6 +11,9 @@
  * that needs the bytes takes `key_hex` when present. */
 #ifndef PN_UTIL_JSON_H
 #define PN_UTIL_JSON_H
+#ifndef PN_INTERNAL
+#error "an internal header of libpeernet: a program includes <peernet.h> only"
+#endif
 
 #include <jansson.h>
 #include <stdbool.h>

@@ -7,6 +7,9 @@
  */
 #ifndef PN_UTIL_LOG_H
 #define PN_UTIL_LOG_H
+#ifndef PN_INTERNAL
+#error "an internal header of libpeernet: a program includes <peernet.h> only"
+#endif
 
 #include <stdarg.h>
 #include <stdbool.h>

@@ -6,6 +6,9 @@
  */
 #ifndef PN_UTIL_RATELIMIT_H
 #define PN_UTIL_RATELIMIT_H
+#ifndef PN_INTERNAL
+#error "an internal header of libpeernet: a program includes <peernet.h> only"
+#endif
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -2,6 +2,9 @@
  * which names are valid, and how keywords match a name. Pure functions. */
 #ifndef PN_UTIL_TEXT_H
 #define PN_UTIL_TEXT_H
+#ifndef PN_INTERNAL
+#error "an internal header of libpeernet: a program includes <peernet.h> only"
+#endif
 
 #include <stdbool.h>
 #include <stddef.h>

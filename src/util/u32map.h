@@ -4,6 +4,9 @@
  * core finds its peers by the driver's key on every message. */
 #ifndef PN_UTIL_U32MAP_H
 #define PN_UTIL_U32MAP_H
+#ifndef PN_INTERNAL
+#error "an internal header of libpeernet: a program includes <peernet.h> only"
+#endif
 
 #include <stdbool.h>
 #include <stdint.h>

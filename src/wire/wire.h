@@ -9,6 +9,9 @@
  */
 #ifndef PN_WIRE_H
 #define PN_WIRE_H
+#ifndef PN_INTERNAL
+#error "an internal header of libpeernet: a program includes <peernet.h> only"
+#endif
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -475,3 +475,19 @@ def test_example_embed_get_downloads_from_a_running_network(dest, tmp_path):
     finally:
         for pr in reversed(procs):
             assert stop_pid(pr) == 0
+
+
+def test_internal_headers_refuse_outside_inclusion(tmp_path):
+    """Only peernet.h is installed; an internal header reached through the
+    source tree stops the compile with a line saying what to include."""
+    src = tmp_path / "outside.c"
+    src.write_text('#include "node/node.h"\nint main(void) { return 0; }\n')
+    r = subprocess.run(["cc", "-fsyntax-only", "-I" + os.path.join(REPO, "include"), "-I" + os.path.join(REPO, "src"),
+                        str(src)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert r.returncode != 0
+    assert "internal header of libpeernet" in r.stdout.decode(), r.stdout.decode()
+    ok = tmp_path / "inside.c"
+    ok.write_text('#include <peernet.h>\nint main(void) { return pn_strerror(0) == 0; }\n')
+    r = subprocess.run(["cc", "-fsyntax-only", "-I" + os.path.join(REPO, "include"), str(ok)],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert r.returncode == 0, r.stdout.decode()
