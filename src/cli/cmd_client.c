@@ -1,6 +1,7 @@
 /* put, get, ls: the client side of the client-server model. */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,7 +64,7 @@ struct client_args {
 	uint64_t bytes_downloaded, bytes_resumed;
 	double seconds;
 	char name[PN_NAME_MAX + 1];
-	char path[4096];
+	char path[PATH_MAX];
 	int stdout_errno;   /* get -o -: writing to standard output failed with this */
 };
 
