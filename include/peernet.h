@@ -362,6 +362,115 @@ PN_EXTERN const char *pn_server_error(const pn_server *s);
 PN_EXTERN uint16_t pn_server_port(const pn_server *s);
 PN_EXTERN void pn_server_status(const pn_server *s, struct pn_server_status *out);
 
+/* ---------------------------------------------------------------- the client
+ *
+ * The client side of the client-server model (`peernet put/get/ls
+ * --server`): each operation is a transfer on the caller's loop, on its own
+ * TLS connection to the server, and several may run at once on one loop.
+ *
+ * A transfer reports through the events given when it starts, and ends with
+ * exactly one call of done, from the loop (never from inside the pn_client_*
+ * or pn_transfer_cancel call that caused it). By then everything it owned is
+ * closed (its timers, its connection, the chunk writes it had on the thread
+ * pool), so a program may uv_loop_close() as soon as the last done returned.
+ * The library frees the handle right after done returns: the program never
+ * frees it and must not use it after done. */
+
+typedef struct pn_transfer pn_transfer;
+
+/* Copied (with every string it points to) by the pn_client_* call. */
+struct pn_client_config {
+	const char *server;          /* "HOST:PORT" of the server */
+	const uint8_t *server_id;    /* PN_ID_BYTES: refuse any other server; NULL: any */
+	const char *data_dir;        /* the client's identity from here (created if missing); NULL: an ephemeral one */
+	uint32_t window;             /* get: chunk requests in flight; 0: the default (64); at most 256 */
+	uint32_t timeout_ms;         /* nothing from the server this long: fail (get dials again meanwhile); 0: 30 s */
+	enum pn_log_level log_level; /* lines above it are not formatted; 0 is PN_LOG_ERROR */
+};
+
+/* Where a transfer's progress is, for a progress bar: START once when bytes
+ * begin to move (have may be > 0 on a resume), UPDATE about five times a
+ * second, then DONE or ABORT once (before done). A put reports each file
+ * whose bytes the server does not hold yet. */
+enum pn_transfer_phase { PN_TRANSFER_START, PN_TRANSFER_UPDATE, PN_TRANSFER_DONE, PN_TRANSFER_ABORT };
+struct pn_transfer_progress {
+	enum pn_transfer_phase phase;
+	struct pn_cid cid;
+	const char *name;            /* the file's name */
+	uint64_t have, total;        /* bytes verified (get) or sent or already held (put), size */
+};
+
+/* How far a transfer went: complete when done has err PN_OK, and filled as
+ * far as it went when not. */
+struct pn_transfer_result {
+	struct pn_cid cid;           /* get: the content; put: the last file stored */
+	const char *name;            /* get: the content's name ("" if it never came) */
+	const char *path;            /* get: the file written ("" for PN_GET_STREAM without a path) */
+	uint64_t bytes_downloaded;   /* get: chunk bytes fetched in this run */
+	uint64_t bytes_resumed;      /* get: verified bytes reused from an earlier attempt */
+	uint64_t bytes_sent;         /* put: chunk bytes uploaded (the server lacked them) */
+	size_t count;                /* put: files stored; ls: entries listed */
+	double seconds;
+};
+
+/* One stored file of a put. */
+struct pn_put_info {
+	struct pn_cid cid;
+	const char *name;            /* the name it is stored under: the path's last component */
+	const char *path;            /* as given to pn_client_put */
+	uint64_t bytes_sent;         /* chunk bytes of this file uploaded (0 if the server had them all) */
+};
+
+/* Every callback may be NULL; each gets ud first; pointers are valid only
+ * during the call. log may also run from inside the pn_client_* call. */
+struct pn_client_events {
+	void *ud;
+	pn_log_cb log;
+	void (*progress)(void *ud, pn_transfer *t, const struct pn_transfer_progress *p);
+	/* get with PN_GET_STREAM: the content's bytes in order as they are
+	 * verified, offset first; their lengths add up to the size before done. */
+	void (*data)(void *ud, pn_transfer *t, uint64_t offset, const void *buf, size_t len);
+	/* put: a file is stored on the server (also when it held it already). */
+	void (*stored)(void *ud, pn_transfer *t, const struct pn_put_info *file);
+	/* ls: one entry of the server's listing (name NUL-terminated, validated). */
+	void (*entry)(void *ud, pn_transfer *t, const struct pn_cid *cid, const char *name);
+	/* The end, exactly once, from the loop: err PN_OK, or a PN_E* code and
+	 * one line in why saying what went wrong and what to do (why is "" on
+	 * success). r is never NULL. The handle is freed when this returns. */
+	void (*done)(void *ud, pn_transfer *t, int err, const char *why, const struct pn_transfer_result *r);
+};
+
+/* Downloads cid from the server, verifying every chunk against it.
+ * path: the file to write (it grows as PATH.pnpart and PATH.pnpart.state,
+ * which a later get of the same path resumes, and is renamed into place when
+ * complete); an existing file is kept (done fails with PN_EEXIST) unless
+ * PN_GET_OVERWRITE. path NULL: without PN_GET_STREAM, the content's name in
+ * the current directory; with it, nothing is kept (a temporary file in
+ * $TMPDIR, removed before done). PN_GET_STREAM: the bytes also go to
+ * events.data. A dropped connection is dialled again and the download
+ * resumes until timeout_ms passes without a chunk.
+ * Returns PN_EINVAL (bad argument: cfg without server, unknown flags) or
+ * PN_ENOMEM and starts nothing; otherwise 0 with *out set (out may be
+ * NULL), and every later failure, a bad address included, comes to done. */
+PN_EXTERN PN_MUST_CHECK int pn_client_get(uv_loop_t *loop, const struct pn_client_config *cfg,
+					  const struct pn_client_events *ev, const struct pn_cid *cid,
+					  const char *path, unsigned flags, pn_transfer **out);
+/* Uploads npaths regular files in order on one connection; stored runs for
+ * each. What the server holds already is not sent again. paths are copied.
+ * Returns as pn_client_get. */
+PN_EXTERN PN_MUST_CHECK int pn_client_put(uv_loop_t *loop, const struct pn_client_config *cfg,
+					  const struct pn_client_events *ev, const char *const *paths,
+					  size_t npaths, pn_transfer **out);
+/* Lists what the server holds: entry runs for each object. Returns as
+ * pn_client_get. */
+PN_EXTERN PN_MUST_CHECK int pn_client_ls(uv_loop_t *loop, const struct pn_client_config *cfg,
+					 const struct pn_client_events *ev, pn_transfer **out);
+/* Ends the transfer: done follows with PN_ECANCELED and "cancelled", from
+ * the loop, not from inside this call (callable from any of its callbacks).
+ * A get keeps what it verified for a later resume. Nothing if the transfer
+ * is already ending (done then says how it ended). */
+PN_EXTERN void pn_transfer_cancel(pn_transfer *t);
+
 /* ------------------------------------------------------------- the directory
  *
  * The central look-up service of the peer-to-peer model (`peernet

@@ -1,13 +1,13 @@
 /* put, get, ls: the client side of the client-server model. */
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include "cli/cli.h"
-#include "crypto/crypto.h"
-#include "node/client.h"
 #include "cli/progress.h"
 #include "util/json.h"
 #include "util/log.h"
@@ -46,7 +46,9 @@ static const char ls_help[] =
 	"Lists what the server holds: ID, size and name of each file.\n\n" CLIENT_OPTS;
 
 struct client_args {
-	struct pn_client_opts o;
+	const char *cmd;
+	struct pn_client_config cfg;
+	struct pn_client_events ev;
 	uint8_t server_id[PN_ID_BYTES];
 	bool json;
 	const char *output;
@@ -54,33 +56,88 @@ struct client_args {
 	int progress; /* -1 auto, 0 off, 1 on */
 	json_t *items;      /* --json: what put or ls has found so far */
 	bool json_oom;      /* an item could not be added */
-	char error[PN_CLIENT_ERROR_MAX];
-	struct pn_logger log;
 	struct progress_bar bar;
+	uv_loop_t loop;
+	/* what done said */
+	int err;
+	char why[1024];
+	uint64_t bytes_downloaded, bytes_resumed;
+	double seconds;
+	char name[PN_NAME_MAX + 1];
+	char path[PATH_MAX];
+	int stdout_errno;   /* get -o -: writing to standard output failed with this */
 };
 
-/* The library reports a transfer's progress; the program draws the bar. */
-static void progress_report(void *ud, enum pn_progress_event ev, const char *label, uint64_t done, uint64_t total,
-			    uint64_t now_ms)
+/* The library's lines go to stderr under the program's tag. */
+static void log_line(void *ud, enum pn_log_level level, const char *line)
 {
-	struct progress_bar *bar = ud;
-	switch (ev) {
-	case PN_PROGRESS_START:
-		pn_progress_init(bar, label, total, done, now_ms);
+	pn_log_stderr_cb((void *)cli_log_get_tag(), level, line);
+}
+
+/* The library reports a transfer's progress; the program draws the bar. */
+static void progress_report(void *ud, pn_transfer *t, const struct pn_transfer_progress *p)
+{
+	struct client_args *a = ud;
+	struct progress_bar *bar = &a->bar;
+	uint64_t now_ms = uv_now(&a->loop);
+	switch (p->phase) {
+	case PN_TRANSFER_START:
+		pn_progress_init(bar, p->name, p->total, p->have, now_ms);
 		pn_progress_draw(bar, now_ms);
 		break;
-	case PN_PROGRESS_UPDATE:
-		bar->done = done;
+	case PN_TRANSFER_UPDATE:
+		bar->done = p->have;
 		pn_progress_draw(bar, now_ms);
 		break;
-	case PN_PROGRESS_DONE:
-		bar->done = done;
+	case PN_TRANSFER_DONE:
+		bar->done = p->have;
 		pn_progress_done(bar);
 		break;
-	case PN_PROGRESS_ABORT:
+	case PN_TRANSFER_ABORT:
 		pn_progress_clear(bar);
 		break;
 	}
+}
+
+/* The end of the transfer: kept for the command to report once the loop is done. */
+static void transfer_done(void *ud, pn_transfer *t, int err, const char *why, const struct pn_transfer_result *r)
+{
+	struct client_args *a = ud;
+	a->err = err;
+	snprintf(a->why, sizeof a->why, "%s", why);
+	a->bytes_downloaded = r->bytes_downloaded;
+	a->bytes_resumed = r->bytes_resumed;
+	a->seconds = r->seconds;
+	snprintf(a->name, sizeof a->name, "%s", r->name);
+	snprintf(a->path, sizeof a->path, "%s", r->path);
+}
+
+/* The loop the transfer runs on, set up once the arguments are checked. */
+static int loop_start(struct client_args *a)
+{
+	if (uv_loop_init(&a->loop) != 0) {
+		cli_err(a->cmd, "cannot set up the event loop");
+		return -1;
+	}
+	return 0;
+}
+
+/* Runs the loop until the transfer started (r: what starting it returned)
+ * is done, and closes it. Returns the transfer's error code; a->why says why. */
+static int loop_run(struct client_args *a, int r)
+{
+	if (r != PN_OK) {
+		a->err = r;
+		snprintf(a->why, sizeof a->why, "cannot start: %s", pn_strerror(r));
+	}
+	uv_run(&a->loop, UV_RUN_DEFAULT);
+	if (uv_loop_close(&a->loop) != 0)
+		cli_err(a->cmd, "the event loop still had handles at the end");
+	if (a->err == PN_EAGAIN) {
+		a->err = PN_ECLOSED;
+		snprintf(a->why, sizeof a->why, "the transfer ended without a result");
+	}
+	return a->err;
 }
 
 /* Parses the options every client command shares, plus -o/-f for get.
@@ -103,28 +160,31 @@ static int parse_client(const char *cmd, const char *help, int argc, char **argv
 	};
 	bool is_get = !strcmp(cmd, "get");
 	memset(a, 0, sizeof *a);
+	a->cmd = cmd;
 	/* The command's own error line says what went wrong; the connection layer's
 	 * informational lines would only repeat it. PEERNET_LOG=info shows them. */
 	if (!getenv("PEERNET_LOG"))
 		cli_log_set_level(PN_LOG_WARN);
-	a->log = cli_logger(cli_log_get_tag());
-	a->o.log = &a->log;
+	a->cfg.log_level = cli_log_get_level();
+	a->ev.ud = a;
+	a->ev.log = log_line;
+	a->ev.done = transfer_done;
+	a->err = PN_EAGAIN;
 	a->progress = -1;
-	a->o.error = a->error;
-	a->o.server = getenv("PEERNET_SERVER");
+	a->cfg.server = getenv("PEERNET_SERVER");
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, is_get ? "o:fh" : "h", longopts, NULL)) != -1) {
 		switch (c) {
-		case 's': a->o.server = optarg; break;
+		case 's': a->cfg.server = optarg; break;
 		case 'I':
 			if (pn_node_id_parse(optarg, a->server_id) != 0)
 				return cli_usage_err(cmd, "bad --server-id '%s': expected 64 hex digits", optarg);
-			a->o.server_id = a->server_id;
+			a->cfg.server_id = a->server_id;
 			break;
-		case 'd': a->o.data_dir = optarg; break;
+		case 'd': a->cfg.data_dir = optarg; break;
 		case 't':
-			if (!cli_parse_seconds(optarg, &a->o.timeout_ms))
+			if (!cli_parse_seconds(optarg, &a->cfg.timeout_ms))
 				return cli_usage_err(cmd, "bad --timeout '%s': expected seconds", optarg);
 			break;
 		case 'j': a->json = true; break;
@@ -135,7 +195,7 @@ static int parse_client(const char *cmd, const char *help, int argc, char **argv
 			break;
 		case 'f': a->force = true; break;
 		case 'w':
-			if (!cli_parse_uint(optarg, 1, 256, &a->o.window))
+			if (!cli_parse_uint(optarg, 1, 256, &a->cfg.window))
 				return cli_usage_err(cmd, "bad --window '%s': expected 1 to 256", optarg);
 			break;
 		case 'P': a->progress = 1; break;
@@ -144,29 +204,48 @@ static int parse_client(const char *cmd, const char *help, int argc, char **argv
 		default: return cli_usage_err(cmd, "bad option");
 		}
 	}
-	if (!a->o.server)
+	if (!a->cfg.server)
 		return cli_usage_err(cmd, "--server ADDR:PORT is required");
 	/* The bar goes to stderr, and only when a person is watching stdout. */
 	bool bar = a->progress < 0 ? !a->json && isatty(STDOUT_FILENO) && isatty(STDERR_FILENO) : a->progress;
-	a->o.progress = bar ? progress_report : NULL;
-	a->o.progress_ud = &a->bar;
+	a->ev.progress = bar ? progress_report : NULL;
 	return -1;
 }
 
-static void put_print(void *ud, const struct pn_put_result *r)
+/* get -o -: the verified bytes in order go to standard output; a failed
+ * write ends the transfer (the command says why). */
+static void get_write_stdout(void *ud, pn_transfer *t, uint64_t offset, const void *buf, size_t len)
+{
+	struct client_args *a = ud;
+	const uint8_t *p = buf;
+	size_t off = 0;
+	while (off < len && !a->stdout_errno) {
+		ssize_t w = write(STDOUT_FILENO, p + off, len - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			a->stdout_errno = w < 0 ? errno : EIO;
+			pn_transfer_cancel(t);
+			return;
+		}
+		off += (size_t)w;
+	}
+}
+
+static void put_print(void *ud, pn_transfer *t, const struct pn_put_info *f)
 {
 	struct client_args *a = ud;
 	char id[PN_CID_STR_LEN + 1];
-	pn_cid_format(&r->cid, id);
+	pn_cid_format(&f->cid, id);
 	if (a->json) {
-		json_t *o = pn_json_with_text(json_pack("{s:s}", "id", id), "name", r->name);
-		o = pn_json_merge(o, json_pack("{s:I,s:I}", "size", (json_int_t)r->cid.size, "bytes_sent",
-						(json_int_t)r->bytes_sent));
+		json_t *o = pn_json_with_text(json_pack("{s:s}", "id", id), "name", f->name);
+		o = pn_json_merge(o, json_pack("{s:I,s:I}", "size", (json_int_t)f->cid.size, "bytes_sent",
+						(json_int_t)f->bytes_sent));
 		if (!o || json_array_append_new(a->items, o) != 0)
 			a->json_oom = true;
 		return;
 	}
-	printf("%s  %s\n", id, r->name);
+	printf("%s  %s\n", id, f->name);
 	fflush(stdout);
 }
 
@@ -182,7 +261,13 @@ int cmd_put(int argc, char **argv)
 		cli_err("put", "out of memory");
 		return PN_EXIT_FAIL;
 	}
-	r = pn_client_put(&a.o, argv + optind, argc - optind, put_print, &a);
+	if (loop_start(&a) != 0) {
+		json_decref(a.items);
+		return PN_EXIT_FAIL;
+	}
+	a.ev.stored = put_print;
+	r = loop_run(&a, pn_client_put(&a.loop, &a.cfg, &a.ev, (const char *const *)(argv + optind),
+				       (size_t)(argc - optind), NULL));
 	/* The array even after a failure: what was stored is listed. */
 	if (a.json) {
 		if (a.json_oom) {
@@ -193,7 +278,7 @@ int cmd_put(int argc, char **argv)
 			return PN_EXIT_FAIL;
 	}
 	if (r != 0) {
-		cli_err("put", "%s", a.error);
+		cli_err("put", "%s", a.why);
 		return PN_EXIT_FAIL;
 	}
 	return PN_EXIT_OK;
@@ -228,16 +313,22 @@ int cmd_get(int argc, char **argv)
 				     argv[optind]);
 	if (a.output && !strcmp(a.output, "-") && a.json)
 		return cli_usage_err("get", "--json cannot be combined with -o - (both use standard output)");
-	struct pn_get_result res;
-	r = pn_client_get(&a.o, &cid, a.output, a.force, &res);
+	bool to_stdout = a.output && !strcmp(a.output, "-");
+	if (loop_start(&a) != 0)
+		return PN_EXIT_FAIL;
+	a.ev.data = to_stdout ? get_write_stdout : NULL;
+	unsigned flags = (a.force ? PN_GET_OVERWRITE : 0) | (to_stdout ? PN_GET_STREAM : 0);
+	r = loop_run(&a, pn_client_get(&a.loop, &a.cfg, &a.ev, &cid, to_stdout ? NULL : a.output, flags, NULL));
 	if (r != 0) {
-		cli_err("get", "%s", a.error);
+		if (a.stdout_errno) /* the transfer was cancelled for it */
+			snprintf(a.why, sizeof a.why, "writing to standard output: %s", strerror(a.stdout_errno));
+		cli_err("get", "%s", a.why);
 		if (a.json) {
 			char id[PN_CID_STR_LEN + 1];
 			pn_cid_format(&cid, id);
-			json_t *o = pn_json_with_text(json_pack("{s:s,s:b}", "id", id, "ok", 0), "error", a.error);
-			o = pn_json_merge(o, json_pack("{s:I,s:I}", "bytes_downloaded", (json_int_t)res.bytes_downloaded,
-							"bytes_resumed", (json_int_t)res.bytes_resumed));
+			json_t *o = pn_json_with_text(json_pack("{s:s,s:b}", "id", id, "ok", 0), "error", a.why);
+			o = pn_json_merge(o, json_pack("{s:I,s:I}", "bytes_downloaded", (json_int_t)a.bytes_downloaded,
+							"bytes_resumed", (json_int_t)a.bytes_resumed));
 			cli_json_print("get", o);
 		}
 		return PN_EXIT_FAIL;
@@ -245,12 +336,12 @@ int cmd_get(int argc, char **argv)
 	if (a.json) {
 		char id[PN_CID_STR_LEN + 1];
 		pn_cid_format(&cid, id);
-		double mibs = res.seconds > 0 ? (double)res.bytes_downloaded / res.seconds / 1048576.0 : 0;
+		double mibs = a.seconds > 0 ? (double)a.bytes_downloaded / a.seconds / 1048576.0 : 0;
 		json_t *o = json_pack("{s:s,s:b}", "id", id, "ok", 1);
-		o = pn_json_with_text(pn_json_with_text(o, "name", res.name), "path", res.path);
+		o = pn_json_with_text(pn_json_with_text(o, "name", a.name), "path", a.path);
 		o = pn_json_merge(o, json_pack("{s:I,s:I,s:I,s:f,s:f}", "size", (json_int_t)cid.size, "bytes_downloaded",
-						(json_int_t)res.bytes_downloaded, "bytes_resumed",
-						(json_int_t)res.bytes_resumed, "seconds", round(res.seconds * 1000) / 1000,
+						(json_int_t)a.bytes_downloaded, "bytes_resumed",
+						(json_int_t)a.bytes_resumed, "seconds", round(a.seconds * 1000) / 1000,
 						"mib_per_s", round(mibs * 10) / 10));
 		if (cli_json_print("get", o) != 0)
 			return PN_EXIT_FAIL;
@@ -258,21 +349,16 @@ int cmd_get(int argc, char **argv)
 	return PN_EXIT_OK;
 }
 
-struct ls_state {
-	json_t *items;       /* --json: the listing so far; NULL without --json */
-	bool oom;            /* an item could not be added */
-};
-
-static void ls_print(void *ud, const struct pn_cid *cid, const char *name)
+static void ls_print(void *ud, pn_transfer *t, const struct pn_cid *cid, const char *name)
 {
-	struct ls_state *st = ud;
+	struct client_args *a = ud;
 	char id[PN_CID_STR_LEN + 1];
 	pn_cid_format(cid, id);
-	if (st->items) {
+	if (a->items) {
 		json_t *o = pn_json_with_text(json_pack("{s:s}", "id", id), "name", name);
 		o = pn_json_merge(o, json_pack("{s:I}", "size", (json_int_t)cid->size));
-		if (!o || json_array_append_new(st->items, o) != 0)
-			st->oom = true;
+		if (!o || json_array_append_new(a->items, o) != 0)
+			a->json_oom = true;
 	} else {
 		char size[16];
 		pn_format_bytes(cid->size, size);
@@ -288,23 +374,27 @@ int cmd_ls(int argc, char **argv)
 		return r;
 	if (optind < argc)
 		return cli_usage_err("ls", "unexpected argument '%s'", argv[optind]);
-	struct ls_state st = {0};
-	if (a.json && !(st.items = json_array())) {
+	if (a.json && !(a.items = json_array())) {
 		cli_err("ls", "out of memory");
 		return PN_EXIT_FAIL;
 	}
-	r = pn_client_ls(&a.o, ls_print, &st);
+	if (loop_start(&a) != 0) {
+		json_decref(a.items);
+		return PN_EXIT_FAIL;
+	}
+	a.ev.entry = ls_print;
+	r = loop_run(&a, pn_client_ls(&a.loop, &a.cfg, &a.ev, NULL));
 	/* The array even after a failure: what was listed before it. */
 	if (a.json) {
-		if (st.oom) {
-			json_decref(st.items);
-			st.items = NULL;
+		if (a.json_oom) {
+			json_decref(a.items);
+			a.items = NULL;
 		}
-		if (cli_json_print("ls", st.items) != 0 && r == 0)
+		if (cli_json_print("ls", a.items) != 0 && r == 0)
 			return PN_EXIT_FAIL;
 	}
 	if (r != 0) {
-		cli_err("ls", "%s", a.error);
+		cli_err("ls", "%s", a.why);
 		return PN_EXIT_FAIL;
 	}
 	return PN_EXIT_OK;
