@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <peernet.h>
+#include <uv.h>
 
 #define SAFETY_MS 60000 /* a test that has not finished by then fails (the loop is stopped) */
 #define SIZE_A (3u * PN_CHUNK_SIZE + 12345u)
