@@ -744,8 +744,9 @@ static uint32_t pick_chunk(struct swarm *s, const struct swarm_peer *p)
  * the chunk (CANCEL to the first, REQUEST to the second). The request is
  * still queued behind the first peer's other uploads, most likely, while
  * the second's uplink may be idling; without the move, the chunk could not
- * be asked of the second at all until the end game. Among the candidates,
- * the rarest chunk; ties go to the longest waiting. A moved request may
+ * be asked of the second at all until the end game. In the end game, where
+ * both copies of a chunk may wait in long queues, a copy moves the same way.
+ * Among the candidates, the rarest chunk; ties go to the longest waiting. A moved request may
  * move again after as long. If the CANCEL crosses the chunk, the chunk is
  * accepted (the engine counts withdrawn requests) and the second copy is
  * cancelled in turn. A scan that finds nothing is not repeated until a peer,
@@ -772,7 +773,7 @@ static bool move_one(struct swarm *s, uint64_t now, struct swarm_action *out)
 			for (uint32_t j = 0; j < q->nreqs; j++) {
 				const struct swarm_req *r = &q->reqs[j];
 
-				if (r->stale || s->active[r->index] != 1 || !bit_get(p->bits, r->index) ||
+				if (r->stale || !bit_get(p->bits, r->index) ||
 				    now < r->sent_at + s->move_after_ms)
 					continue;
 				uint32_t avail = s->avail[r->index];

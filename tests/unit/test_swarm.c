@@ -802,3 +802,31 @@ Test(swarm, moved_request_is_the_rarest_waiting_one)
 	free(some);
 	swarm_free(s);
 }
+
+Test(swarm, end_game_copy_waiting_at_a_busy_peer_moves_too)
+{
+	struct swarm *s = mk_moving(2, 2, 50);
+	uint8_t *all = bm_all(2), *first = bm_new(2);
+	struct actions acts;
+
+	cr_assert_eq(swarm_peer_add(s, 1, all, 0), 0);
+	cr_assert_eq(swarm_peer_add(s, 2, all, 0), 0);
+	swarm_peer_choked(s, 1, false, 0);
+	swarm_peer_choked(s, 2, false, 0);
+	drain(s, &acts);
+	cr_assert_eq(acts.n, 4, "each chunk asked of both: the end game's two copies");
+	bm_set(first, 0);
+	cr_assert_eq(swarm_peer_add(s, 3, first, 10), 0);
+	swarm_peer_choked(s, 3, false, 10);
+	drain(s, &acts);
+	cr_assert_eq(acts.n, 0, "no third copy");
+	swarm_tick(s, 60);
+	drain(s, &acts);
+	cr_assert_eq(acts.n, 2);
+	cr_assert(has_action(&acts, SWARM_REQUEST, 3, 0));
+	cr_assert_eq(count_type(&acts, SWARM_CANCEL, 1) + count_type(&acts, SWARM_CANCEL, 2), 1);
+	cr_assert_eq(swarm_requested(s, 1, 0) + swarm_requested(s, 2, 0), 1, "still two copies in all");
+	free(all);
+	free(first);
+	swarm_free(s);
+}
