@@ -5,8 +5,8 @@
  *             [--arrive-ms T] [--leave-frac P] [--slow-frac P] [--slow-div D]
  *             [--malicious M] [--seed S] [--runs R] [--max-time-s T] [--diag]
  *             [--refind-ms EARLY,LATER] [--timer-min-ms T] [--upload-slots K]
- *             [--inflight K] [--no-super-seed] [--progress] [--trace FILE]
- * (the last three set the engines' options: the defaults are the engine's)
+ *             [--inflight K] [--move-ms T] [--no-super-seed] [--progress] [--trace FILE]
+ * (the last four set the engines' options: the defaults are the engine's)
  *
  * With --runs R every N runs R times (seeds S, S+1, ...): the row shows the
  * means, D as "mean (min-max)".
@@ -71,7 +71,7 @@ static void usage(FILE *f)
 		   "                 [--down RATE] [--lat-us MIN[-MAX]] [--arrive-ms T] [--leave-frac P]\n"
 		   "                 [--slow-frac P] [--slow-div D] [--malicious M] [--seed S] [--runs R]\n"
 		   "                 [--max-time-s T] [--refind-ms EARLY,LATER] [--timer-min-ms T]\n"
-		   "                 [--upload-slots K] [--inflight K] [--no-super-seed] [--diag] [--check]\n"
+		   "                 [--upload-slots K] [--inflight K] [--move-ms T] [--no-super-seed] [--diag] [--check]\n"
 		   "                 [--progress] [--trace FILE]\n"
 		   "scenarios:");
 	for (size_t i = 0; i < NSCENARIOS; i++)
@@ -277,6 +277,9 @@ int main(int argc, char **argv)
 		} else if (!strcmp(a, "--inflight")) {
 			ok = parse_u64(val, &v) == 0 && v > 0 && v < 1000;
 			base.inflight_node = (uint32_t)v;
+		} else if (!strcmp(a, "--move-ms")) {
+			ok = parse_u64(val, &v) == 0;
+			base.move_ms = v == 0 ? UINT32_MAX : (uint32_t)(v < UINT32_MAX ? v : UINT32_MAX - 1);
 		} else if (!strcmp(a, "--timer-min-ms")) {
 			ok = parse_u64(val, &v) == 0 && v < 10000;
 			base.timer_min_ms = (uint32_t)v;

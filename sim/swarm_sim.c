@@ -1180,6 +1180,7 @@ static struct engine *engine_for(struct ssim *s, struct snode *n)
 	o.no_super_seed = s->p.no_super_seed;
 	o.upload_slots = s->p.upload_slots;
 	o.inflight_node = s->p.inflight_node;
+	o.request_move_ms = s->p.move_ms;
 	o.rechoke_ms = SWARM_SIM_RECHOKE_MS;       /* node.c's NODE_RECHOKE_MS */
 	o.optimistic_ms = SWARM_SIM_OPTIMISTIC_MS; /* node.c's NODE_OPTIMISTIC_MS */
 	struct engine *e = engine_new(&o, now_ms(s));

@@ -80,6 +80,7 @@ struct swarm_sim_params {
 	bool no_super_seed;
 	uint32_t upload_slots;
 	uint32_t inflight_node;
+	uint32_t move_ms;          /* engine's request_move_ms (UINT32_MAX: requests never move) */
 	bool bucket_empty;         /* upload buckets start empty (default: full, as after the
 				    * bench's 0.5 s settling) */
 	uint64_t max_time_ms;      /* default SWARM_SIM_MAX_TIME_MS */

@@ -369,6 +369,7 @@ static void swarm_join(struct engine *e, struct download *d, struct peer *p, str
 	bool server = p->role == PN_ROLE_SERVER;
 	uint32_t max = server ? e->o.inflight_server : e->o.inflight_node;
 	swarm_peer_set_max(d->swarm, p->key, max);
+	swarm_peer_keep_requests(d->swarm, p->key, server);
 	if (server || !p->peer_choking)
 		swarm_peer_choked(d->swarm, p->key, false, e->now);
 }
@@ -390,6 +391,7 @@ static void dl_start_swarm(struct engine *e, struct download *d, const uint8_t *
 		.request_timeout_ms = e->o.request_timeout_ms,
 		.seed = pn_prng_next(&e->prng),
 		.sequential = e->o.sequential,
+		.move_after_ms = e->o.request_move_ms == UINT32_MAX ? 0 : e->o.request_move_ms,
 	};
 	d->swarm = swarm_new(&so, d->have);
 	if (!d->swarm)
@@ -1520,6 +1522,8 @@ struct engine *engine_new(const struct engine_opts *opts, uint64_t now)
 		e->o.inflight_node = ENGINE_DEFAULT_INFLIGHT_NODE;
 	if (!e->o.inflight_server)
 		e->o.inflight_server = ENGINE_DEFAULT_INFLIGHT_SERVER;
+	if (!e->o.request_move_ms)
+		e->o.request_move_ms = ENGINE_DEFAULT_MOVE_MS;
 	if (!e->o.rechoke_ms)
 		e->o.rechoke_ms = 5000;
 	if (!e->o.optimistic_ms)

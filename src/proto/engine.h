@@ -52,6 +52,7 @@
 #define ENGINE_DEFAULT_INFLIGHT_NODE 4    /* requests in flight to a node: a short pipeline behind its cap */
 #define ENGINE_DEFAULT_INFLIGHT_SERVER 64 /* ... to a server: 16 MiB, enough to fill a fast link */
 #define ENGINE_DEFAULT_STALL_MS 30000
+#define ENGINE_DEFAULT_MOVE_MS 50    /* a request to a node waiting this long moves to an idle holder */
 #define ENGINE_SEED_REVEAL_AHEAD 4   /* super-seeding: chunks announced ahead to each downloader */
 #define ENGINE_SEED_RETRY_MS 100     /* super-seeding: a top-up the busy uplink put off is tried again */
 #define ENGINE_HELLO_MAX_BODY 64     /* before HELLO no frame may be larger */
@@ -90,6 +91,8 @@ struct engine_opts {
 	uint32_t inflight_node;      /* 0 = ENGINE_DEFAULT_INFLIGHT_NODE */
 	uint32_t inflight_server;    /* 0 = ENGINE_DEFAULT_INFLIGHT_SERVER */
 	uint32_t request_timeout_ms; /* 0 = the swarm's default */
+	uint32_t request_move_ms;    /* a request waiting this long at a node moves to a holder with
+				      * nothing of ours pending; 0 = ENGINE_DEFAULT_MOVE_MS, UINT32_MAX = never */
 	uint32_t stall_ms;           /* a download that got no chunk for this long is reported stalled; 0 = default */
 	bool no_super_seed;          /* node: announce everything to every downloader */
 	bool sequential;             /* request chunks in order (a client: streaming, resume by prefix) */

@@ -39,6 +39,7 @@ struct swarm_peer {
 	bool used;
 	bool choked;
 	bool stuck;        /* a fill found no chunk at generation stuck_gen */
+	bool keeps;        /* its requests never move to another peer */
 	uint32_t key;
 	uint32_t limit;    /* current request slots, 1..max */
 	uint32_t max;      /* this peer's ceiling, 1..s->inflight */
@@ -54,6 +55,7 @@ struct swarm {
 	uint32_t nbytes;
 	uint32_t inflight;
 	uint32_t timeout_ms;
+	uint32_t move_after_ms; /* 0: a request stays where it was sent */
 	bool sequential;       /* lowest index first instead of rarest first */
 	uint32_t seq_lo;       /* sequential: every chunk below is had */
 	struct pn_prng prng;
@@ -71,6 +73,8 @@ struct swarm {
 	uint64_t last_now;     /* latest time handed in: the send time of new requests */
 	uint64_t due_min;      /* earliest time a request times out or frees its slot */
 	bool due_recount;      /* due_min may be too early: recount it */
+	bool move_dirty;       /* something changed since a move scan found nothing */
+	uint64_t move_next_at; /* ... or a request grows old enough to move then */
 
 	struct swarm_peer peers[SWARM_MAX_PEERS];
 	uint32_t npeers;
@@ -208,6 +212,7 @@ static void req_remove(struct swarm *s, struct swarm_peer *p, uint32_t i)
 {
 	p->reqs[i] = p->reqs[--p->nreqs];
 	s->due_recount = true;
+	s->move_dirty = true;
 }
 
 static bool is_banned(const struct swarm *s, uint32_t key)
@@ -301,6 +306,7 @@ static void peer_set_bits(struct swarm *s, struct swarm_peer *p, const uint8_t *
 		p->bits[b] = nb;
 	}
 	p->stuck = false;
+	s->move_dirty = true;
 }
 
 /* Gives back every request of p (no CANCEL: the peer is gone or choked us). */
@@ -315,6 +321,7 @@ static void peer_release_reqs(struct swarm *s, struct swarm_peer *p)
 	}
 	p->nreqs = 0;
 	s->due_recount = true;
+	s->move_dirty = true;
 }
 
 /* Forgets p: requests re-queued, availability lowered, pending actions dropped. */
@@ -348,6 +355,7 @@ struct swarm *swarm_new(const struct swarm_opts *opts, const uint8_t *have)
 		s->inflight = SWARM_MAX_INFLIGHT;
 	s->timeout_ms = opts->request_timeout_ms ? opts->request_timeout_ms : SWARM_DEFAULT_TIMEOUT_MS;
 	s->sequential = opts->sequential;
+	s->move_after_ms = opts->move_after_ms;
 	pn_prng_seed(&s->prng, opts->seed);
 
 	s->have = calloc(s->nbytes, 1);
@@ -465,6 +473,8 @@ void swarm_peer_have(struct swarm *s, uint32_t peer, uint32_t index, uint64_t no
 	if (!bit_get(s->have, index)) {
 		p->wanted++;
 		p->stuck = false;
+		if (!p->choked)
+			s->move_dirty = true;
 	}
 }
 
@@ -486,6 +496,7 @@ void swarm_peer_choked(struct swarm *s, uint32_t peer, bool choked, uint64_t now
 		return;
 	p->choked = choked;
 	p->stuck = false;
+	s->move_dirty = true;
 	if (choked)
 		peer_release_reqs(s, p);
 }
@@ -499,6 +510,16 @@ void swarm_peer_set_max(struct swarm *s, uint32_t peer, uint32_t max)
 	p->max = max == 0 ? 1 : max > s->inflight ? s->inflight : max;
 	if (p->limit > p->max)
 		p->limit = p->max;
+}
+
+void swarm_peer_keep_requests(struct swarm *s, uint32_t peer, bool keep)
+{
+	struct swarm_peer *p = peer_find(s, peer);
+
+	if (p) {
+		p->keeps = keep;
+		s->move_dirty = true;
+	}
 }
 
 bool swarm_requested(const struct swarm *s, uint32_t peer, uint32_t index)
@@ -624,6 +645,7 @@ void swarm_tick(struct swarm *s, uint64_t now)
 				/* Timed out: cancel it, keep the slot, ask someone else. */
 				r->stale = true;
 				s->due_recount = true;
+				s->move_dirty = true;
 				queue_push(s, SWARM_CANCEL, p->key, r->index);
 				active_dec(s, r->index);
 				if (!slowed && p->limit > 1)
@@ -717,8 +739,91 @@ static uint32_t pick_chunk(struct swarm *s, const struct swarm_peer *p)
 	return SWARM_NONE;
 }
 
+/* Moves one request that has waited at least move_after_ms at a busy peer
+ * to an idle one: an unchoked peer with nothing of ours pending that holds
+ * the chunk (CANCEL to the first, REQUEST to the second). The request is
+ * still queued behind the first peer's other uploads, most likely, while
+ * the second's uplink may be idling; without the move, the chunk could not
+ * be asked of the second at all until the end game. In the end game, where
+ * both copies of a chunk may wait in long queues, a copy moves the same way.
+ * Among the candidates, the rarest chunk; ties go to the longest waiting. A moved request may
+ * move again after as long. If the CANCEL crosses the chunk, the chunk is
+ * accepted (the engine counts withdrawn requests) and the second copy is
+ * cancelled in turn. A scan that finds nothing is not repeated until a peer,
+ * request or bitmap changes or the next request becomes old enough. */
+static bool move_one(struct swarm *s, uint64_t now, struct swarm_action *out)
+{
+	if (!s->move_after_ms || s->sequential || (!s->move_dirty && now < s->move_next_at))
+		return false;
+	for (uint32_t k = 0; k < s->hi; k++) {
+		uint32_t slot = (s->cursor + k) % s->hi;
+		struct swarm_peer *p = &s->peers[slot];
+
+		if (!p->used || p->choked || p->nreqs > 0 || p->wanted == 0)
+			continue;
+		struct swarm_peer *from = NULL;
+		uint32_t from_at = 0, rarest = UINT32_MAX;
+		uint64_t oldest = UINT64_MAX;
+
+		for (uint32_t i = 0; i < s->hi; i++) {
+			struct swarm_peer *q = &s->peers[i];
+
+			if (!q->used || q->keeps || q == p)
+				continue;
+			for (uint32_t j = 0; j < q->nreqs; j++) {
+				const struct swarm_req *r = &q->reqs[j];
+
+				if (r->stale || !bit_get(p->bits, r->index) ||
+				    now < r->sent_at + s->move_after_ms)
+					continue;
+				uint32_t avail = s->avail[r->index];
+
+				if (avail < rarest || (avail == rarest && r->sent_at < oldest)) {
+					rarest = avail;
+					oldest = r->sent_at;
+					from = q;
+					from_at = j;
+				}
+			}
+		}
+		if (!from)
+			continue;
+		uint32_t index = from->reqs[from_at].index;
+
+		queue_push(s, SWARM_CANCEL, from->key, index);
+		req_remove(s, from, from_at); /* outstanding and active stay: the request moves */
+		struct swarm_req *r = &p->reqs[p->nreqs++];
+
+		r->index = index;
+		r->stale = false;
+		r->sent_at = now;
+		if (now + s->timeout_ms < s->due_min)
+			s->due_min = now + s->timeout_ms;
+		s->cursor = (slot + 1) % s->hi;
+		out->type = SWARM_REQUEST;
+		out->peer = p->key;
+		out->index = index;
+		return true;
+	}
+	uint64_t next = UINT64_MAX;
+
+	for (uint32_t i = 0; i < s->hi; i++) {
+		const struct swarm_peer *q = &s->peers[i];
+
+		for (uint32_t j = 0; q->used && !q->keeps && j < q->nreqs; j++) {
+			uint64_t at = q->reqs[j].sent_at + s->move_after_ms;
+
+			if (!q->reqs[j].stale && at > now && at < next)
+				next = at;
+		}
+	}
+	s->move_dirty = false;
+	s->move_next_at = next;
+	return false;
+}
+
 /* Issues one request to the next peer, in round-robin order, that has a free
- * slot and something to ask for. */
+ * slot and something to ask for; failing that, moves a waiting request. */
 static bool fill_one(struct swarm *s, uint64_t now, struct swarm_action *out)
 {
 	for (uint32_t k = 0; k < s->hi; k++) {
@@ -745,13 +850,14 @@ static bool fill_one(struct swarm *s, uint64_t now, struct swarm_action *out)
 			s->due_min = now + s->timeout_ms;
 		s->outstanding[index]++;
 		active_inc(s, index);
+		s->move_dirty = true;
 		s->cursor = (slot + 1) % s->hi;
 		out->type = SWARM_REQUEST;
 		out->peer = p->key;
 		out->index = index;
 		return true;
 	}
-	return false;
+	return move_one(s, now, out);
 }
 
 bool swarm_next_action(struct swarm *s, struct swarm_action *out)

@@ -13,7 +13,10 @@
  * when one copy arrives the others are cancelled. A peer that sends a chunk
  * failing its hash is dropped and refused for the rest of the session; its
  * requests go to others. A request unanswered for opts.request_timeout_ms is
- * re-issued elsewhere (and the slow peer's slots are reduced).
+ * re-issued elsewhere (and the slow peer's slots are reduced). With
+ * opts.move_after_ms, a request that has waited that long moves (CANCEL,
+ * REQUEST) to an unchoked peer that holds the chunk and has nothing of ours
+ * pending: its uplink may idle while the first one's queue is long.
  */
 #ifndef PN_PROTO_SWARM_H
 #define PN_PROTO_SWARM_H
@@ -46,6 +49,7 @@ struct swarm_opts {
 	uint32_t request_timeout_ms; /* default 15000 when 0 */
 	uint64_t seed;               /* PRNG seed for tie-breaks */
 	bool sequential;             /* lowest missing index first (one provider, streaming) */
+	uint32_t move_after_ms;      /* a request waiting this long moves to an idle holder; 0: never */
 };
 
 struct swarm;
@@ -67,6 +71,10 @@ bool swarm_peer_banned(const struct swarm *s, uint32_t peer);
 /* Caps this peer's requests in flight (1..opts.per_peer_inflight): a server
  * behind a fast link gets a long pipeline, a capped node a short one. */
 void swarm_peer_set_max(struct swarm *s, uint32_t peer, uint32_t max);
+/* Whether this peer's requests stay with it (default: they may move). A
+ * server pipelines deeply and sends a request long before a CANCEL could
+ * withdraw it, so moving one would only fetch it twice. */
+void swarm_peer_keep_requests(struct swarm *s, uint32_t peer, bool keep);
 /* Whether index is asked of peer now (live or timed out), without changing anything. */
 bool swarm_requested(const struct swarm *s, uint32_t peer, uint32_t index);
 /* The chunks asked of peer now (live or timed out): up to max indices into

@@ -681,3 +681,152 @@ Test(swarm, chunk_had_unasked_is_never_requested_and_cancels_others)
 	free(all);
 	swarm_free(s);
 }
+
+static struct swarm *mk_moving(uint32_t nchunks, uint32_t inflight, uint32_t move_after_ms)
+{
+	struct swarm_opts o = { .nchunks = nchunks, .per_peer_inflight = inflight,
+				.request_timeout_ms = BIG_TIMEOUT_MS, .seed = 7, .move_after_ms = move_after_ms };
+	struct swarm *s = swarm_new(&o, NULL);
+
+	cr_assert_not_null(s);
+	return s;
+}
+
+/* Peer 1 holds everything and is asked for two chunks at t=0; peer 2 unchokes
+ * us at t=10 holding only the first of them. Returns that chunk. */
+static uint32_t busy_and_idle_holder(struct swarm *s, struct actions *acts)
+{
+	uint8_t *all = bm_all(8);
+
+	cr_assert_eq(swarm_peer_add(s, 1, all, 0), 0);
+	cr_assert_eq(swarm_peer_add(s, 2, NULL, 0), 0);
+	swarm_peer_choked(s, 1, false, 0);
+	drain(s, acts);
+	cr_assert_eq(acts->n, 2);
+	cr_assert_eq(count_type(acts, SWARM_REQUEST, 1), 2);
+	uint32_t waiting = acts->a[0].index;
+
+	swarm_peer_have(s, 2, waiting, 10);
+	swarm_peer_choked(s, 2, false, 10);
+	free(all);
+	return waiting;
+}
+
+Test(swarm, waiting_request_moves_to_idle_holder)
+{
+	struct swarm *s = mk_moving(8, 2, 50);
+	struct actions acts;
+	uint32_t waiting = busy_and_idle_holder(s, &acts);
+
+	/* Peer 2 has nothing unrequested: it gets nothing until the request at
+	 * peer 1 has waited 50 ms. */
+	drain(s, &acts);
+	cr_assert_eq(acts.n, 0);
+	swarm_tick(s, 49);
+	drain(s, &acts);
+	cr_assert_eq(acts.n, 0);
+	swarm_tick(s, 50);
+	drain(s, &acts);
+	cr_assert(has_action(&acts, SWARM_CANCEL, 1, waiting));
+	cr_assert(has_action(&acts, SWARM_REQUEST, 2, waiting));
+	cr_assert_not(swarm_requested(s, 1, waiting));
+	cr_assert(swarm_requested(s, 2, waiting));
+	/* Peer 1's freed slot takes another chunk; nothing is asked twice. */
+	cr_assert_eq(count_type(&acts, SWARM_REQUEST, 1), 1);
+	cr_assert_eq(count_type(&acts, SWARM_CANCEL, 1), 1);
+	cr_assert_eq(acts.n, 3);
+	/* A peer with a request of ours pending takes no other: nothing more moves. */
+	swarm_tick(s, 500);
+	drain(s, &acts);
+	cr_assert_eq(acts.n, 0);
+
+	/* The CANCEL crossed the chunk: it is had, and peer 2's copy is cancelled. */
+	cr_assert_not(swarm_chunk_received(s, 1, waiting, true, 501));
+	cr_assert(swarm_chunk_had(s, waiting, 501));
+	drain(s, &acts);
+	cr_assert(has_action(&acts, SWARM_CANCEL, 2, waiting));
+	cr_assert_not(swarm_requested(s, 2, waiting));
+	swarm_free(s);
+}
+
+Test(swarm, requests_stay_when_moving_is_off_or_the_peer_keeps_them)
+{
+	for (int keep = 0; keep < 2; keep++) {
+		struct swarm *s = mk_moving(8, 2, keep ? 50 : 0);
+		struct actions acts;
+		uint32_t waiting = busy_and_idle_holder(s, &acts);
+
+		if (keep)
+			swarm_peer_keep_requests(s, 1, true);
+		swarm_tick(s, 10000);
+		drain(s, &acts);
+		cr_assert_eq(acts.n, 0, "keep %d: %u actions", keep, acts.n);
+		cr_assert(swarm_requested(s, 1, waiting));
+		cr_assert_not(swarm_requested(s, 2, waiting));
+		swarm_free(s);
+	}
+}
+
+Test(swarm, moved_request_is_the_rarest_waiting_one)
+{
+	struct swarm *s = mk_moving(16, 4, 50); /* half left unrequested: no end game */
+	uint8_t *all = bm_all(16), *some = bm_new(16);
+	struct actions acts;
+
+	cr_assert_eq(swarm_peer_add(s, 1, all, 0), 0);
+	cr_assert_eq(swarm_peer_add(s, 3, all, 0), 0);
+	swarm_peer_choked(s, 1, false, 0);
+	swarm_peer_choked(s, 3, false, 0);
+	drain(s, &acts);
+	cr_assert_eq(acts.n, 8);
+	/* Peer 2 holds every chunk asked of peer 1; one of them also gets a
+	 * fourth holder, so the other three are rarer. */
+	uint32_t asked[4], n = 0;
+
+	for (uint32_t i = 0; i < acts.n; i++)
+		if (acts.a[i].peer == 1)
+			asked[n++] = acts.a[i].index;
+	cr_assert_eq(n, 4);
+	for (uint32_t i = 0; i < 4; i++)
+		bm_set(some, asked[i]);
+	cr_assert_eq(swarm_peer_add(s, 2, some, 5), 0);
+	cr_assert_eq(swarm_peer_add(s, 4, NULL, 5), 0);
+	swarm_peer_have(s, 4, asked[0], 5);
+	swarm_peer_choked(s, 2, false, 5);
+	swarm_tick(s, 60);
+	drain(s, &acts);
+	cr_assert_eq(count_type(&acts, SWARM_REQUEST, 2), 1);
+	cr_assert_eq(count_type(&acts, SWARM_CANCEL, 1), 1);
+	cr_assert_not(swarm_requested(s, 2, asked[0]), "the more common chunk stays");
+	free(all);
+	free(some);
+	swarm_free(s);
+}
+
+Test(swarm, end_game_copy_waiting_at_a_busy_peer_moves_too)
+{
+	struct swarm *s = mk_moving(2, 2, 50);
+	uint8_t *all = bm_all(2), *first = bm_new(2);
+	struct actions acts;
+
+	cr_assert_eq(swarm_peer_add(s, 1, all, 0), 0);
+	cr_assert_eq(swarm_peer_add(s, 2, all, 0), 0);
+	swarm_peer_choked(s, 1, false, 0);
+	swarm_peer_choked(s, 2, false, 0);
+	drain(s, &acts);
+	cr_assert_eq(acts.n, 4, "each chunk asked of both: the end game's two copies");
+	bm_set(first, 0);
+	cr_assert_eq(swarm_peer_add(s, 3, first, 10), 0);
+	swarm_peer_choked(s, 3, false, 10);
+	drain(s, &acts);
+	cr_assert_eq(acts.n, 0, "no third copy");
+	swarm_tick(s, 60);
+	drain(s, &acts);
+	cr_assert_eq(acts.n, 2);
+	cr_assert(has_action(&acts, SWARM_REQUEST, 3, 0));
+	cr_assert_eq(count_type(&acts, SWARM_CANCEL, 1) + count_type(&acts, SWARM_CANCEL, 2), 1);
+	cr_assert_eq(swarm_requested(s, 1, 0) + swarm_requested(s, 2, 0), 1, "still two copies in all");
+	free(all);
+	free(first);
+	swarm_free(s);
+}
