@@ -1073,6 +1073,8 @@ static int node_get(struct pn_node *n, const struct pn_cid *cid, const char *pat
 		w->next = d->waiters;
 		d->waiters = w;
 		*out = w;
+		if (flags & PN_GET_STREAM) /* a reader: the next chunks it needs first */
+			engine_set_streaming(n->engine, cid, true);
 		node_kick(n); /* what is verified already streams from the loop */
 		return PN_OK;
 	}
@@ -1136,6 +1138,8 @@ static int node_get(struct pn_node *n, const struct pn_cid *cid, const char *pat
 		return r;
 	}
 	*out = w;
+	if (flags & PN_GET_STREAM)
+		engine_set_streaming(n->engine, cid, true);
 	if (d->have_meta && n->dir)
 		dir_client_offer(n->dir, cid, d->name);
 	d->finding = true;

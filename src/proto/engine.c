@@ -392,6 +392,7 @@ static void dl_start_swarm(struct engine *e, struct download *d, const uint8_t *
 		.seed = pn_prng_next(&e->prng),
 		.sequential = e->o.sequential,
 		.move_after_ms = e->o.request_move_ms == UINT32_MAX ? 0 : e->o.request_move_ms,
+		.stream_window = d->streaming ? ENGINE_STREAM_WINDOW : 0,
 	};
 	d->swarm = swarm_new(&so, d->have);
 	if (!d->swarm)
@@ -1633,4 +1634,14 @@ void engine_stats(const struct engine *e, struct engine_stats *out)
 bool engine_is_banned(const struct engine *e, const uint8_t id[PN_ID_BYTES])
 {
 	return is_banned(e, id);
+}
+
+void engine_set_streaming(struct engine *e, const struct pn_cid *cid, bool on)
+{
+	struct download *d = dl_get(e, cid);
+	if (!d)
+		return;
+	d->streaming = on;
+	if (d->swarm)
+		swarm_set_stream_window(d->swarm, on ? ENGINE_STREAM_WINDOW : 0);
 }

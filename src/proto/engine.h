@@ -229,6 +229,10 @@ void engine_provider(struct engine *e, const uint8_t id[PN_ID_BYTES], const char
 /* false if cid is not being downloaded. */
 bool engine_download_info(const struct engine *e, const struct pn_cid *cid, struct engine_download_info *out);
 bool engine_downloading(const struct engine *e, const struct pn_cid *cid);
+/* A reader consumes cid in order while it downloads (or no longer): the
+ * next ENGINE_STREAM_WINDOW chunks are asked for first, in order. */
+void engine_set_streaming(struct engine *e, const struct pn_cid *cid, bool on);
+#define ENGINE_STREAM_WINDOW 8
 /* A provider connection that holds chunks of cid exists. */
 bool engine_download_has_providers(const struct engine *e, const struct pn_cid *cid);
 

@@ -78,6 +78,7 @@ struct download {
 	uint64_t started_ms, last_chunk_ms, stall_at;
 	uint64_t bytes_down;
 	bool done;
+	bool streaming;          /* engine_set_streaming */
 };
 
 struct seed {                    /* super-seeding state of one complete content */

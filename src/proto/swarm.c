@@ -57,7 +57,8 @@ struct swarm {
 	uint32_t timeout_ms;
 	uint32_t move_after_ms; /* 0: a request stays where it was sent */
 	bool sequential;       /* lowest index first instead of rarest first */
-	uint32_t seq_lo;       /* sequential: every chunk below is had */
+	uint32_t seq_lo;       /* sequential or streaming: every chunk below is had */
+	uint32_t stream_window;/* streaming: chunks from seq_lo asked for in order first */
 	struct pn_prng prng;
 
 	uint8_t *have;
@@ -355,6 +356,7 @@ struct swarm *swarm_new(const struct swarm_opts *opts, const uint8_t *have)
 		s->inflight = SWARM_MAX_INFLIGHT;
 	s->timeout_ms = opts->request_timeout_ms ? opts->request_timeout_ms : SWARM_DEFAULT_TIMEOUT_MS;
 	s->sequential = opts->sequential;
+	s->stream_window = opts->stream_window;
 	s->move_after_ms = opts->move_after_ms;
 	pn_prng_seed(&s->prng, opts->seed);
 
@@ -689,17 +691,22 @@ uint64_t swarm_next_wakeup(struct swarm *s)
  * random offset so that ties fall at random. SWARM_NONE if there is none. */
 static uint32_t pick_scan(struct swarm *s, const struct swarm_peer *p, uint32_t max_active)
 {
-	if (s->sequential) {
+	if (s->sequential || s->stream_window) {
 		while (s->seq_lo < s->nchunks && bit_get(s->have, s->seq_lo))
 			s->seq_lo++;
-		for (uint32_t index = s->seq_lo; index < s->nchunks; index++) {
+		/* Streaming: the next chunks a reader needs, in order, then the
+		 * rest rarest first, so the swarm still spreads rare chunks. */
+		uint32_t end = s->sequential || s->nchunks - s->seq_lo <= s->stream_window ? s->nchunks
+			       : s->seq_lo + s->stream_window;
+		for (uint32_t index = s->seq_lo; index < end; index++) {
 			if (bit_get(s->have, index) || s->active[index] > max_active || !bit_get(p->bits, index))
 				continue;
 			if (s->outstanding[index] > 0 && req_find(p, index) >= 0)
 				continue;
 			return index;
 		}
-		return SWARM_NONE;
+		if (s->sequential)
+			return SWARM_NONE;
 	}
 	for (uint32_t r = 2; r < SWARM_NREGIONS; r++) {
 		uint32_t lo = s->region_start[r], hi = s->region_start[r + 1];
@@ -898,4 +905,9 @@ uint32_t swarm_nchunks(const struct swarm *s)
 uint32_t swarm_availability(const struct swarm *s, uint32_t index)
 {
 	return index < s->nchunks ? s->avail[index] : 0;
+}
+
+void swarm_set_stream_window(struct swarm *s, uint32_t window)
+{
+	s->stream_window = window;
 }

@@ -49,6 +49,10 @@ struct swarm_opts {
 	uint32_t request_timeout_ms; /* default 15000 when 0 */
 	uint64_t seed;               /* PRNG seed for tie-breaks */
 	bool sequential;             /* lowest missing index first (one provider, streaming) */
+	/* Streaming among many providers: the first missing chunks, at most this
+	 * many from the lowest missing index, are asked for in order before
+	 * rarest first takes over; 0: none. */
+	uint32_t stream_window;
 	uint32_t move_after_ms;      /* a request waiting this long moves to an idle holder; 0: never */
 };
 
@@ -58,6 +62,8 @@ struct swarm;
  * Returns NULL on allocation failure. Free with swarm_free. */
 struct swarm *swarm_new(const struct swarm_opts *opts, const uint8_t *have);
 void swarm_free(struct swarm *s);
+/* Sets stream_window while the download runs (a reader came or went). */
+void swarm_set_stream_window(struct swarm *s, uint32_t window);
 
 /* A peer joined with the chunks in bitmap (NULL: none yet). Starts choked.
  * Returns 0, or PN_ELIMIT when SWARM_MAX_PEERS are present, PN_EACCES for a

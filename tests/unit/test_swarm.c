@@ -830,3 +830,40 @@ Test(swarm, end_game_copy_waiting_at_a_busy_peer_moves_too)
 	free(first);
 	swarm_free(s);
 }
+
+/* A reader consumes the content in order: the window's chunks go first, in
+ * order, then rarest first again, so the rare chunk still leaves early. */
+Test(swarm, stream_window_asks_for_the_next_chunks_in_order_then_rarest)
+{
+	for (uint64_t seed = 1; seed <= 20; seed++) {
+		struct swarm *s = mk(64, 10, 0, seed);
+		uint8_t *all = bm_all(64), *most = bm_all(64);
+		struct actions acts;
+
+		most[41 >> 3] &= (uint8_t)~(0x80u >> (41 & 7));
+		swarm_set_stream_window(s, 8);
+		cr_assert_eq(swarm_peer_add(s, 1, all, 0), 0);
+		cr_assert_eq(swarm_peer_add(s, 2, most, 0), 0);
+		cr_assert_eq(swarm_peer_add(s, 3, most, 0), 0);
+		swarm_peer_choked(s, 1, false, 0);
+		drain(s, &acts);
+		cr_assert_eq(acts.n, 10);
+		for (uint32_t i = 0; i < 8; i++)
+			cr_assert(acts.a[i].type == SWARM_REQUEST && acts.a[i].index == i,
+				  "seed %llu: request %u is for chunk %u", (unsigned long long)seed, i, acts.a[i].index);
+		cr_assert_eq(acts.a[8].index, 41, "then the rarest chunk, not the next in order");
+		swarm_free(s);
+
+		/* Without a reader: the rare chunk first, as always. */
+		s = mk(64, 10, 0, seed);
+		cr_assert_eq(swarm_peer_add(s, 1, all, 0), 0);
+		cr_assert_eq(swarm_peer_add(s, 2, most, 0), 0);
+		cr_assert_eq(swarm_peer_add(s, 3, most, 0), 0);
+		swarm_peer_choked(s, 1, false, 0);
+		drain(s, &acts);
+		cr_assert_eq(acts.a[0].index, 41);
+		free(all);
+		free(most);
+		swarm_free(s);
+	}
+}
