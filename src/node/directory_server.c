@@ -497,6 +497,11 @@ int pn_directory_start(pn_directory *ds)
 		dserver_set_err(ds, "the directory was started already");
 		return PN_EBUSY;
 	}
+	char why[HTTP_ERR_MAX];
+	if (ds->cfg.http_listen && http_check_listen(ds->cfg.http_listen, ds->cfg.http_public, why, sizeof why) != PN_OK) {
+		dserver_set_err(ds, "%s", why); /* before anything starts */
+		return PN_EINVAL;
+	}
 	int r = ds->cfg.data_dir ? pn_identity_load_or_create(ds->cfg.data_dir, &ds->id) : pn_identity_ephemeral(&ds->id);
 	if (r != PN_OK) {
 		dserver_set_err(ds, "cannot load or create an identity%s%s: %s", ds->cfg.data_dir ? " in " : "",
@@ -538,7 +543,6 @@ int pn_directory_start(pn_directory *ds)
 			.log = &ds->log,
 			.ops = {.ud = ds, .status_cb = http_status_cb, .rates_cb = http_rates_cb},
 		};
-		char why[HTTP_ERR_MAX];
 		r = http_server_new(&ho, &ds->http, why, sizeof why);
 		if (r != PN_OK) {
 			dserver_set_err(ds, "%s", why);

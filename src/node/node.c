@@ -1939,6 +1939,12 @@ int pn_node_start(pn_node *n)
 	}
 	n->error[0] = '\0';
 	int r;
+	char why[HTTP_ERR_MAX];
+	if (n->cfg->http_listen &&
+	    (r = http_check_listen(n->cfg->http_listen, n->cfg->http_public, why, sizeof why)) != PN_OK) {
+		set_err(n, "%s", why); /* before anything starts */
+		return r;
+	}
 	pn_prng_seed(&n->rng, uv_hrtime() ^ (uint64_t)getpid() << 32 ^ (uint64_t)(uintptr_t)n);
 	n->peer_cbs = (struct pn_conn_cbs){
 		.established_cb = peer_established_cb,

@@ -573,7 +573,12 @@ int pn_server_start(pn_server *srv)
 		server_set_err(srv, "the server was started already");
 		return PN_EBUSY;
 	}
+	char why[HTTP_ERR_MAX];
 	int r;
+	if (cfg->http_listen && (r = http_check_listen(cfg->http_listen, cfg->http_public, why, sizeof why)) != PN_OK) {
+		server_set_err(srv, "%s", why); /* before anything starts */
+		return r;
+	}
 	srv->out_cap = PN_FRAME_HDR + PN_FRAME_MAX;
 	srv->out = malloc(srv->out_cap);
 	if (!srv->out) {
@@ -636,7 +641,6 @@ int pn_server_start(pn_server *srv)
 			.log = &srv->log,
 			.ops = {.ud = srv, .status_cb = http_status_cb, .rates_cb = http_rates_cb},
 		};
-		char why[HTTP_ERR_MAX];
 		r = http_server_new(&ho, &srv->http, why, sizeof why);
 		if (r != PN_OK) {
 			server_set_err(srv, "%s", why);
