@@ -246,8 +246,6 @@ static enum MHD_Result answer(struct MHD_Connection *c, unsigned code, const cha
 	MHD_add_response_header(r, "Content-Security-Policy",
 				"default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
 				"connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'");
-	if (code == MHD_HTTP_METHOD_NOT_ALLOWED)
-		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
 	enum MHD_Result ret = MHD_queue_response(c, code, r);
 	MHD_destroy_response(r);
 	return ret;
@@ -268,6 +266,25 @@ static enum MHD_Result answer_json(struct MHD_Connection *c, unsigned code, json
 static enum MHD_Result answer_error(struct MHD_Connection *c, unsigned code, const char *why)
 {
 	return answer_json(c, code, pn_json_with_text(json_object(), "error", why));
+}
+
+/* 405 with the methods the path takes. */
+static enum MHD_Result answer_not_allowed(struct MHD_Connection *c, const char *allow, const char *why)
+{
+	json_t *v = pn_json_with_text(json_object(), "error", why);
+	char *text = v ? json_dumps(v, PN_JSON_FLAGS) : NULL;
+	json_decref(v);
+	struct MHD_Response *r = text ? MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE)
+				      : NULL;
+	if (!r) {
+		free(text);
+		return MHD_NO;
+	}
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+	enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_METHOD_NOT_ALLOWED, r);
+	MHD_destroy_response(r);
+	return ret;
 }
 
 static json_t *history_json(const struct http_server *hs)
@@ -311,25 +328,35 @@ static enum MHD_Result stop_request(struct http_server *hs, struct MHD_Connectio
 	return answer_json(c, MHD_HTTP_ACCEPTED, json_pack("{s:b}", "stopping", 1));
 }
 
-/* Every request, on its first call (a body, if any, is never read: the
- * answer is queued before it). */
+/* Every request. A GET or HEAD that announces no body is answered on
+ * libmicrohttpd's second call, once the request is complete, so the
+ * connection can stay open for the page's next poll; anything else on the
+ * first call, before a body is read (libmicrohttpd then closes the
+ * connection after the answer), so a body is never read. */
 static enum MHD_Result access_cb(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 				 const char *version, const char *upload_data, size_t *upload_data_size,
 				 void **req_state)
 {
+	static int seen; /* its address marks a request whose first call came */
 	struct http_server *hs = cls;
 	if (hs->closing)
 		return MHD_NO;
+	bool get = !strcmp(method, MHD_HTTP_METHOD_GET) || !strcmp(method, MHD_HTTP_METHOD_HEAD);
+	if (!*req_state && get &&
+	    !MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH) &&
+	    !MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
+		*req_state = &seen;
+		return MHD_YES;
+	}
 	if (hs->loopback) {
 		const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
 		if (host && !http_host_is_literal(host))
 			return answer_error(c, MHD_HTTP_FORBIDDEN, "the Host header must be an IP address or localhost");
 	}
-	bool get = !strcmp(method, MHD_HTTP_METHOD_GET) || !strcmp(method, MHD_HTTP_METHOD_HEAD);
 	bool post = !strcmp(method, MHD_HTTP_METHOD_POST);
 	if (!strcmp(url, "/api/stop") && hs->ops.stop_cb && hs->have_token) {
 		if (!post)
-			return answer_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "use POST");
+			return answer_not_allowed(c, "POST", "use POST");
 		return stop_request(hs, c);
 	}
 	bool known = !strcmp(url, "/") || !strcmp(url, "/index.html") || !strcmp(url, "/api/status") ||
@@ -337,7 +364,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *c, const char
 	if (!known)
 		return answer_error(c, MHD_HTTP_NOT_FOUND, "no such page");
 	if (!get)
-		return answer_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "the status page is read-only");
+		return answer_not_allowed(c, "GET, HEAD", "the status page is read-only");
 	if (!strcmp(url, "/api/status"))
 		return answer_json(c, MHD_HTTP_OK, hs->ops.status_cb(hs->ops.ud));
 	if (!strcmp(url, "/api/history"))

@@ -344,6 +344,9 @@ def test_stop_needs_the_token(net, workdir):
         assert code == 403, (headers, code, body)
         assert "token" in json.loads(body)["error"]
     assert http(port, "/api/stop")[0] == 405
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen("http://127.0.0.1:%d/api/stop" % port, timeout=10)
+    assert e.value.code == 405 and e.value.headers["Allow"] == "POST"
     assert http(port, "/api/status", method="POST")[0] == 405
     assert http(port, "/nope")[0] == 404
     assert n.alive() and api_status(port)["node_id"] == n.node_id
