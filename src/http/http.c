@@ -227,9 +227,10 @@ static bool authorised(const struct http_server *hs, const char *value)
 
 /* ------------------------------------------------------------ answers */
 
-/* Queues body (freed by libmicrohttpd when must_free) with the page's headers. */
+/* Queues body (freed by libmicrohttpd when must_free) with the page's
+ * headers, and "Allow: ALLOW" unless allow is NULL. */
 static enum MHD_Result answer(struct MHD_Connection *c, unsigned code, const char *type, char *body, size_t len,
-			      bool must_free)
+			      bool must_free, const char *allow)
 {
 	struct MHD_Response *r =
 		MHD_create_response_from_buffer(len, body, must_free ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
@@ -246,45 +247,34 @@ static enum MHD_Result answer(struct MHD_Connection *c, unsigned code, const cha
 	MHD_add_response_header(r, "Content-Security-Policy",
 				"default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
 				"connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'");
+	if (allow)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
 	enum MHD_Result ret = MHD_queue_response(c, code, r);
 	MHD_destroy_response(r);
 	return ret;
 }
 
 /* Queues v (released) as JSON. */
-static enum MHD_Result answer_json(struct MHD_Connection *c, unsigned code, json_t *v)
+static enum MHD_Result answer_json(struct MHD_Connection *c, unsigned code, json_t *v, const char *allow)
 {
 	char *text = v ? json_dumps(v, PN_JSON_FLAGS) : NULL;
 	json_decref(v);
 	if (!text) {
 		static char oom[] = "{\"error\":\"out of memory\"}";
-		return answer(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "application/json", oom, strlen(oom), false);
+		return answer(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "application/json", oom, strlen(oom), false, NULL);
 	}
-	return answer(c, code, "application/json", text, strlen(text), true);
+	return answer(c, code, "application/json", text, strlen(text), true, allow);
 }
 
 static enum MHD_Result answer_error(struct MHD_Connection *c, unsigned code, const char *why)
 {
-	return answer_json(c, code, pn_json_with_text(json_object(), "error", why));
+	return answer_json(c, code, pn_json_with_text(json_object(), "error", why), NULL);
 }
 
 /* 405 with the methods the path takes. */
 static enum MHD_Result answer_not_allowed(struct MHD_Connection *c, const char *allow, const char *why)
 {
-	json_t *v = pn_json_with_text(json_object(), "error", why);
-	char *text = v ? json_dumps(v, PN_JSON_FLAGS) : NULL;
-	json_decref(v);
-	struct MHD_Response *r = text ? MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE)
-				      : NULL;
-	if (!r) {
-		free(text);
-		return MHD_NO;
-	}
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-	MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
-	enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_METHOD_NOT_ALLOWED, r);
-	MHD_destroy_response(r);
-	return ret;
+	return answer_json(c, MHD_HTTP_METHOD_NOT_ALLOWED, pn_json_with_text(json_object(), "error", why), allow);
 }
 
 static json_t *history_json(const struct http_server *hs)
@@ -325,7 +315,7 @@ static enum MHD_Result stop_request(struct http_server *hs, struct MHD_Connectio
 	}
 	hs->stop_pending = true;
 	uv_timer_start(&hs->defer, defer_cb, 0, 0);
-	return answer_json(c, MHD_HTTP_ACCEPTED, json_pack("{s:b}", "stopping", 1));
+	return answer_json(c, MHD_HTTP_ACCEPTED, json_pack("{s:b}", "stopping", 1), NULL);
 }
 
 /* Every request. A GET or HEAD that announces no body is answered on
@@ -366,11 +356,11 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *c, const char
 	if (!get)
 		return answer_not_allowed(c, "GET, HEAD", "the status page is read-only");
 	if (!strcmp(url, "/api/status"))
-		return answer_json(c, MHD_HTTP_OK, hs->ops.status_cb(hs->ops.ud));
+		return answer_json(c, MHD_HTTP_OK, hs->ops.status_cb(hs->ops.ud), NULL);
 	if (!strcmp(url, "/api/history"))
-		return answer_json(c, MHD_HTTP_OK, history_json(hs));
+		return answer_json(c, MHD_HTTP_OK, history_json(hs), NULL);
 	return answer(c, MHD_HTTP_OK, "text/html; charset=utf-8", (char *)pn__http_page,
-		      (size_t)(pn__http_page_end - pn__http_page), false);
+		      (size_t)(pn__http_page_end - pn__http_page), false, NULL);
 }
 
 static void mhd_log_cb(void *cls, const char *fmt, va_list ap)
