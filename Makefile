@@ -18,7 +18,7 @@ BUILD   ?= build
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 5
 
-PKGS_PC := libuv openssl jansson
+PKGS_PC := libuv openssl jansson libmicrohttpd
 CPPFLAGS := -Iinclude -Isrc -D_GNU_SOURCE -DPN_INTERNAL
 WARN    := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS  ?= -O2 -g
@@ -27,7 +27,7 @@ DEPCFLAGS = $(shell pkg-config --cflags $(PKGS_PC) 2>/dev/null)
 LDLIBS  = $(shell pkg-config --libs $(PKGS_PC) 2>/dev/null) -lm
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-LIB_SRCS := $(wildcard src/util/*.c src/wire/*.c src/crypto/*.c src/store/*.c src/proto/*.c src/net/*.c src/node/*.c)
+LIB_SRCS := $(wildcard src/util/*.c src/wire/*.c src/crypto/*.c src/store/*.c src/proto/*.c src/net/*.c src/http/*.c src/node/*.c)
 CLI_SRCS := $(wildcard src/cli/*.c)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 FUZZ_SRCS := $(wildcard fuzz/fuzz_*.c)
@@ -42,9 +42,13 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/asan/tests/%)
 FUZZ_BINS := $(FUZZ_SRCS:fuzz/%.c=$(BUILD)/fuzz/%)
 
 # Debian packages each target needs (binary name or file -> package).
-DEPS_BUILD := libuv1-dev libssl-dev libjansson-dev pkg-config
+# libunistring-dev: test_install links a program statically through
+# `pkg-config --static`, which pulls in gnutls's libraries by way of
+# libmicrohttpd (Debian's is built with gnutls).
+DEPS_BUILD := libuv1-dev libssl-dev libjansson-dev libmicrohttpd-dev pkg-config
 DEPS_TEST  := $(DEPS_BUILD) libcriterion-dev python3-pytest clang libclang-rt-14-dev openssl \
-              python3-cryptography python3-openssl scdoc man-db systemd
+              python3-cryptography python3-openssl scdoc man-db systemd chromium \
+              libunistring-dev
 DEPS_BENCH := $(DEPS_BUILD) nginx curl python3-matplotlib linux-perf
 DEPS_INSTALL := $(DEPS_BUILD) scdoc
 
@@ -69,6 +73,9 @@ $(BUILD)/obj/%.o: %.c
 $(BUILD)/asan/obj/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(DEPCFLAGS) $(CFLAGS) $(SAN) -MMD -MP -c $< -o $@
+
+# The status page is built into src/http/page.c with .incbin, which -MMD does not see.
+$(BUILD)/obj/src/http/page.o $(BUILD)/asan/obj/src/http/page.o $(BUILD)/corrupt/obj/src/http/page.o $(BUILD)/pic/obj/src/http/page.o: src/http/page.html
 
 $(BUILD)/libpeernet.a: $(LIB_OBJS)
 	@mkdir -p $(@D)

@@ -182,6 +182,9 @@ struct pn_node_config {
 	uint32_t peer_timeout_ms;    /* no provider reachable this long: a download fails; 0: 30 s */
 	uint32_t upload_slots;       /* peers unchoked at once; 0: the default (4) */
 	enum pn_log_level log_level; /* lines above it are not formatted; 0 is PN_LOG_ERROR */
+	/* The status page (see "The status page" below); NULL: none. */
+	const char *http_listen;
+	bool http_public;
 };
 
 /* What a download reports. */
@@ -210,6 +213,7 @@ struct pn_peer_info {
 	bool seed_server;            /* a --seed-server connection */
 	bool peer_choking, am_choking;
 	uint64_t bytes_to, bytes_from; /* chunk bytes sent to it, received from it */
+	uint64_t rate_to, rate_from;   /* the same per second, over the last few seconds */
 };
 
 /* Every callback may be NULL; each gets ud first. None runs after the
@@ -306,6 +310,7 @@ struct pn_node_status {
 	uint64_t bytes_up, bytes_down; /* chunk bytes */
 	uint64_t wire_up, wire_down;   /* every byte on the wire, TLS included */
 	uint64_t lookups, lookup_msgs; /* look-ups made, messages they cost */
+	uint64_t rate_up, rate_down;   /* chunk bytes per second over the last few seconds */
 };
 PN_EXTERN void pn_node_status(const pn_node *n, struct pn_node_status *out);
 /* Fills at most max entries; returns how many peers there are. */
@@ -337,6 +342,8 @@ struct pn_server_config {
 	uint32_t max_conns;            /* 0: 4096 */
 	uint64_t up_rate, down_rate;   /* bytes per second, 0: no cap */
 	enum pn_log_level log_level;
+	const char *http_listen;       /* the status page; NULL: none */
+	bool http_public;
 };
 struct pn_server_events {
 	void *ud;
@@ -485,6 +492,8 @@ struct pn_directory_config {
 	uint32_t max_nodes;          /* 0: the default (see docs/PROTOCOL.md, Limits) */
 	uint32_t rate_per_s;         /* requests per second per connection; 0: the default */
 	enum pn_log_level log_level;
+	const char *http_listen;     /* the status page; NULL: none */
+	bool http_public;
 };
 struct pn_directory_events {
 	void *ud;
@@ -503,5 +512,28 @@ PN_EXTERN void pn_directory_close(pn_directory *d, void (*closed)(void *ud), voi
 PN_EXTERN const char *pn_directory_error(const pn_directory *d);
 PN_EXTERN uint16_t pn_directory_port(const pn_directory *d);
 PN_EXTERN void pn_directory_status(const pn_directory *d, struct pn_directory_status *out);
+
+/* ----------------------------------------------------------- the status page
+ *
+ * A node, a server or a directory whose config names http_listen
+ * ("127.0.0.1:8080"; "[::1]:0" or port 0: a free port) serves a small web
+ * page of its status from its *_start on, on the same loop (no thread):
+ *
+ *   GET  /             the page: identity, peers, shares, transfers with
+ *                      progress, totals and a live chart of the rates
+ *   GET  /api/status   the status as JSON; for a node the very document
+ *                      `peernet status --json` prints
+ *   GET  /api/history  the upload and download rates of the last minutes
+ *   POST /api/stop     a node only: with "Authorization: Bearer TOKEN", the
+ *                      token read from DATA/http-token (made, mode 0600, at
+ *                      the start), calls events.stop_requested; 403 without.
+ *
+ * Everything else is read-only. The address must be a loopback one unless
+ * http_public is set (the start fails with one line in *_error); connections,
+ * request sizes and silences are bounded. Closing the handle stops the page
+ * first. The functions below give the port bound (0: no page). */
+PN_EXTERN uint16_t pn_node_http_port(const pn_node *n);
+PN_EXTERN uint16_t pn_server_http_port(const pn_server *s);
+PN_EXTERN uint16_t pn_directory_http_port(const pn_directory *d);
 
 #endif

@@ -60,4 +60,22 @@ struct pn_logger cli_logger(const char *tag);
  * on stdout, then writes the port to port_file (may be NULL). */
 void cli_announce(const char *what, uint16_t port, const uint8_t node_id[PN_ID_BYTES], const char *port_file);
 
+/* --http, --http-public and --http-port-file, shared by node, serve and
+ * directory: long-option codes beyond any short option, the help lines, and
+ * the line printed once the page is up ("status-page http://HOST:PORT/",
+ * HOST as given to --http) with the port written to port_file (may be NULL). */
+#define CLI_OPT_HTTP 1000
+#define CLI_OPT_HTTP_PUBLIC 1001
+#define CLI_OPT_HTTP_PORT_FILE 1002
+#define CLI_HTTP_LONGOPTS                                                        \
+	{"http", required_argument, NULL, CLI_OPT_HTTP},                         \
+	{"http-public", no_argument, NULL, CLI_OPT_HTTP_PUBLIC},                 \
+	{"http-port-file", required_argument, NULL, CLI_OPT_HTTP_PORT_FILE}
+#define CLI_HTTP_HELP                                                                                        \
+	"  --http ADDR:PORT          serve a status page (and its JSON at /api/status) on this\n"             \
+	"                            address, e.g. 127.0.0.1:8080 (port 0 picks a free one)\n"                \
+	"  --http-public             allow an --http address that is not loopback\n"                          \
+	"  --http-port-file PATH     write the status page's port to PATH once listening\n"
+void cli_announce_http(const char *listen, uint16_t port, const char *port_file);
+
 #endif

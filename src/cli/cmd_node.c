@@ -61,6 +61,8 @@ static const char node_help[] =
 	"                            is reachable this long (default 30)\n"
 	"  --upload-slots N          peers uploaded to at once, besides one optimistic slot (default 4)\n"
 	"  --port-file PATH          write the bound port to PATH once listening\n"
+	CLI_HTTP_HELP
+	"                            (POST /api/stop needs the token in DATA/http-token)\n"
 	"  -v, --verbose             log more\n"
 	"  -h, --help                this text\n";
 
@@ -76,6 +78,7 @@ static const char directory_help[] =
 	"  --max-nodes N             registered nodes at most (default 10000)\n"
 	"  --rate N                  requests per second per connection (default 200)\n"
 	"  --port-file PATH          write the bound port to PATH once listening\n"
+	CLI_HTTP_HELP
 	"  -v, --verbose             log more\n"
 	"  -h, --help                this text\n";
 
@@ -215,6 +218,7 @@ int cmd_node(int argc, char **argv)
 		{"ttl", required_argument, NULL, 't'},
 		{"plain-flood", no_argument, NULL, 'F'},
 		{"seed-server", required_argument, NULL, 'E'},
+		CLI_HTTP_LONGOPTS,
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -222,7 +226,7 @@ int cmd_node(int argc, char **argv)
 	struct pn_node_config o = {0};
 	const char *bootstrap[NODE_CLI_MAX_LIST], *seed_servers[NODE_CLI_MAX_LIST], *shares[NODE_CLI_MAX_LIST];
 	size_t nshares = 0;
-	const char *port_file = NULL;
+	const char *port_file = NULL, *http_port_file = NULL;
 	uint32_t v;
 	char data[PATH_MAX], control[PATH_MAX + 32];
 	int c;
@@ -295,6 +299,9 @@ int cmd_node(int argc, char **argv)
 				return cli_usage_err("node", "bad --upload-slots '%s': expected 1 to 64", optarg);
 			break;
 		case 'p': port_file = optarg; break;
+		case CLI_OPT_HTTP: o.http_listen = optarg; break;
+		case CLI_OPT_HTTP_PUBLIC: o.http_public = true; break;
+		case CLI_OPT_HTTP_PORT_FILE: http_port_file = optarg; break;
 		case 'v': cli_log_set_level(PN_LOG_DEBUG); break;
 		case 'h': fputs(node_help, stdout); return PN_EXIT_OK;
 		default: return cli_usage_err("node", "bad option");
@@ -356,6 +363,8 @@ int cmd_node(int argc, char **argv)
 		uv_signal_start(&run.sig_int, node_signal_cb, SIGINT);
 		uv_signal_start(&run.sig_term, node_signal_cb, SIGTERM);
 		node_announce(run.node, o.control_path, port_file);
+		if (o.http_listen)
+			cli_announce_http(o.http_listen, pn_node_http_port(run.node), http_port_file);
 	}
 	uv_run(&loop, UV_RUN_DEFAULT);
 	if (uv_loop_close(&loop) != 0)
@@ -408,12 +417,13 @@ int cmd_directory(int argc, char **argv)
 		{"max-nodes", required_argument, NULL, 'm'},
 		{"rate", required_argument, NULL, 'R'},
 		{"port-file", required_argument, NULL, 'p'},
+		CLI_HTTP_LONGOPTS,
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	struct pn_directory_config o = {0};
-	const char *port_file = NULL;
+	const char *port_file = NULL, *http_port_file = NULL;
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "l:d:vh", longopts, NULL)) != -1) {
@@ -433,6 +443,9 @@ int cmd_directory(int argc, char **argv)
 				return cli_usage_err("directory", "bad --rate '%s'", optarg);
 			break;
 		case 'p': port_file = optarg; break;
+		case CLI_OPT_HTTP: o.http_listen = optarg; break;
+		case CLI_OPT_HTTP_PUBLIC: o.http_public = true; break;
+		case CLI_OPT_HTTP_PORT_FILE: http_port_file = optarg; break;
 		case 'v': cli_log_set_level(PN_LOG_DEBUG); break;
 		case 'h': fputs(directory_help, stdout); return PN_EXIT_OK;
 		default: return cli_usage_err("directory", "bad option");
@@ -469,6 +482,8 @@ int cmd_directory(int argc, char **argv)
 		struct pn_directory_status st;
 		pn_directory_status(d, &st);
 		cli_announce("directory", st.port, st.node_id, port_file);
+		if (o.http_listen)
+			cli_announce_http(o.http_listen, pn_directory_http_port(d), http_port_file);
 		cli_run_until_signal(&loop, d, directory_close);
 	}
 	if (uv_loop_close(&loop) != 0)

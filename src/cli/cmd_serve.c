@@ -24,6 +24,7 @@ static const char serve_help[] =
 	"  --up-rate RATE            cap the upload rate, e.g. 500K, 2M (bytes/s; K, M, G = 1024^n)\n"
 	"  --down-rate RATE          cap the download rate\n"
 	"  --port-file PATH          write the bound port to PATH once listening\n"
+	CLI_HTTP_HELP
 	"  -v, --verbose             log every connection\n"
 	"  -h, --help                this text\n";
 
@@ -64,12 +65,13 @@ int cmd_serve(int argc, char **argv)
 		{"port-file", required_argument, NULL, 'p'},
 		{"up-rate", required_argument, NULL, 'U'},
 		{"down-rate", required_argument, NULL, 'D'},
+		CLI_HTTP_LONGOPTS,
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	struct pn_server_config o = {0};
-	const char *port_file = NULL;
+	const char *port_file = NULL, *http_port_file = NULL;
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "l:d:vh", longopts, NULL)) != -1) {
@@ -89,6 +91,9 @@ int cmd_serve(int argc, char **argv)
 				return cli_usage_err("serve", "bad --max-connections '%s'", optarg);
 			break;
 		case 'p': port_file = optarg; break;
+		case CLI_OPT_HTTP: o.http_listen = optarg; break;
+		case CLI_OPT_HTTP_PUBLIC: o.http_public = true; break;
+		case CLI_OPT_HTTP_PORT_FILE: http_port_file = optarg; break;
 		case 'U':
 			if (pn_parse_rate(optarg, &o.up_rate) != 0)
 				return cli_usage_err("serve", "bad --up-rate '%s': expected bytes per second like 500K or 2M", optarg);
@@ -133,6 +138,8 @@ int cmd_serve(int argc, char **argv)
 		status = PN_EXIT_FAIL;
 	} else {
 		serve_announce(srv, o.data_dir, port_file);
+		if (o.http_listen)
+			cli_announce_http(o.http_listen, pn_server_http_port(srv), http_port_file);
 		cli_run_until_signal(&loop, srv, serve_close);
 	}
 	if (uv_loop_close(&loop) != 0)

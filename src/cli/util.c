@@ -2,6 +2,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <string.h>
 #include "cli/cli.h"
 #include "crypto/crypto.h"
 #include "util/json.h"
@@ -86,6 +87,21 @@ struct pn_logger cli_logger(const char *tag)
 {
 	struct pn_logger lg = {.cb = pn_log_stderr_cb, .ud = (void *)tag, .level = cli_level};
 	return lg;
+}
+
+void cli_announce_http(const char *listen, uint16_t port, const char *port_file)
+{
+	const char *colon = strrchr(listen, ':');
+	int host_len = colon ? (int)(colon - listen) : (int)strlen(listen);
+	printf("status-page http://%.*s:%u/\n", host_len, listen, port);
+	fflush(stdout);
+	if (port_file) {
+		FILE *f = fopen(port_file, "w");
+		if (f) {
+			fprintf(f, "%u\n", port);
+			fclose(f);
+		}
+	}
 }
 
 void cli_announce(const char *what, uint16_t port, const uint8_t node_id[PN_ID_BYTES], const char *port_file)

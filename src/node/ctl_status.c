@@ -3,6 +3,7 @@
  * from the control socket so that another front end (a status page's
  * /api/status) gives the same document. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "node/node_ctl.h"
 #include "crypto/crypto.h"
@@ -29,10 +30,12 @@ static json_t *peer_json(const struct ctl_peer_status *p)
 	char pid[PN_NODE_ID_STR_LEN + 1];
 	pn_node_id_format(p->id, pid);
 	json_t *o = pn_json_with_text(json_pack("{s:s}", "id", pid), "address", p->addr);
-	return pn_json_merge(o, json_pack("{s:s,s:b,s:b,s:b,s:b,s:I,s:I}", "direction", p->outgoing ? "out" : "in",
+	o = pn_json_merge(o, json_pack("{s:s,s:b,s:b,s:b,s:b,s:I,s:I}", "direction", p->outgoing ? "out" : "in",
 				  "neighbor", p->neighbor, "seed_server", p->seed_server, "choking_us",
 				  p->peer_choking, "we_choke", p->am_choking, "bytes_to", (json_int_t)p->bytes_to,
 				  "bytes_from", (json_int_t)p->bytes_from));
+	return pn_json_merge(o, json_pack("{s:I,s:I}", "rate_to", (json_int_t)p->rate_to, "rate_from",
+					  (json_int_t)p->rate_from));
 }
 
 static json_t *share_json(const struct store_object *o)
@@ -92,7 +95,9 @@ json_t *ctl_status_json(const struct ctl_status *st, const struct store *store, 
 				   "bytes_downloaded", (json_int_t)st->bytes_down, "wire_bytes_sent",
 				   (json_int_t)st->wire_up, "wire_bytes_received", (json_int_t)st->wire_down, "lookups",
 				   (json_int_t)st->lookups, "lookup_messages", (json_int_t)st->lookup_msgs);
-	if (!ok || !totals) {
+	json_t *rates = json_pack("{s:I,s:I}", "upload", (json_int_t)st->rate_up, "download", (json_int_t)st->rate_down);
+	if (!ok || !totals || !rates) {
+		json_decref(rates);
 		json_decref(s);
 		json_decref(peers);
 		json_decref(shares);
@@ -106,9 +111,26 @@ json_t *ctl_status_json(const struct ctl_status *st, const struct store *store, 
 	bad |= json_object_set_new(s, "shares_total", json_integer((json_int_t)ns));
 	bad |= json_object_set_new(s, "transfers", transfers);
 	bad |= json_object_set_new(s, "totals", totals);
+	bad |= json_object_set_new(s, "rates", rates);
 	if (bad) {
 		json_decref(s);
 		return NULL;
 	}
 	return s;
+}
+
+json_t *ctl_status_document(void (*status_cb)(void *ud, struct ctl_status *out), void *ud,
+			    const struct store *store)
+{
+	struct ctl_status st = {0};
+	st.peers = calloc(CTL_STATUS_PEERS_MAX, sizeof *st.peers);
+	st.transfers = calloc(CTL_STATUS_TRANSFERS_MAX, sizeof *st.transfers);
+	json_t *doc = NULL;
+	if (st.peers && st.transfers) {
+		status_cb(ud, &st);
+		doc = ctl_status_json(&st, store, CTL_STATUS_SHARES_MAX);
+	}
+	free(st.peers);
+	free(st.transfers);
+	return doc;
 }

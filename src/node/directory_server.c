@@ -13,10 +13,12 @@
 #include <uv.h>
 #include "node/directory_server.h"
 #include "crypto/crypto.h"
+#include "http/http.h"
 #include "net/net.h"
 #include "proto/directory.h"
 #include "util/log.h"
 #include "util/ratelimit.h"
+#include "util/ratemeter.h"
 #include "wire/wire.h"
 
 #define DEFAULT_HEARTBEAT_MS 10000
@@ -48,6 +50,8 @@ struct pn_directory {
 	uint32_t rate;
 	uint64_t requests, finds, searches;
 	uint64_t limit_refusals, limit_logged_ms; /* offers refused at a cap, logged now and then */
+	struct http_server *http;    /* the status page, or NULL */
+	struct pn_rate_meter wire_rate; /* wire bytes up and down, sampled by the status page */
 };
 
 #define DSERVER_LIMIT_LOG_MS 10000 /* offers refused at a limit: one log line this often */
@@ -421,6 +425,34 @@ static void dserver_set_err(struct pn_directory *ds, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* The status page's questions (http/http.h). */
+static void http_rates_cb(void *ud, uint64_t *up, uint64_t *down)
+{
+	struct pn_directory *ds = ud;
+	uint64_t wire_up, wire_down, now = uv_now(ds->loop);
+	pn_net_bytes(ds->net, &wire_up, &wire_down);
+	pn_rate_sample(&ds->wire_rate, now, wire_up, wire_down);
+	pn_rate_get(&ds->wire_rate, now, wire_up, wire_down, up, down);
+}
+
+/* {"kind":"directory","node_id","port","nodes","offers","connections",
+ *  "requests","finds","searches","rates":{"upload","download"}} */
+static json_t *http_status_cb(void *ud)
+{
+	struct pn_directory *ds = ud;
+	struct pn_directory_status st;
+	pn_directory_status(ds, &st);
+	uint64_t up, down;
+	http_rates_cb(ds, &up, &down);
+	char idhex[PN_NODE_ID_STR_LEN + 1];
+	pn_node_id_format(st.node_id, idhex);
+	return json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:{s:I,s:I}}", "kind", "directory", "node_id", idhex,
+			 "port", (json_int_t)st.port, "nodes", (json_int_t)st.nodes, "offers", (json_int_t)st.offers,
+			 "connections", (json_int_t)st.connections, "requests", (json_int_t)st.requests, "finds",
+			 (json_int_t)ds->finds, "searches", (json_int_t)ds->searches, "rates", "upload", (json_int_t)up,
+			 "download", (json_int_t)down);
+}
+
 int pn_directory_new(uv_loop_t *loop, const struct pn_directory_config *cfg, const struct pn_directory_events *ev,
 		     pn_directory **out)
 {
@@ -433,9 +465,11 @@ int pn_directory_new(uv_loop_t *loop, const struct pn_directory_config *cfg, con
 	ds->cfg = *cfg;
 	ds->cfg.listen = strdup(cfg->listen);
 	ds->cfg.data_dir = cfg->data_dir ? strdup(cfg->data_dir) : NULL;
-	if (!ds->cfg.listen || (cfg->data_dir && !ds->cfg.data_dir)) {
+	ds->cfg.http_listen = cfg->http_listen ? strdup(cfg->http_listen) : NULL;
+	if (!ds->cfg.listen || (cfg->data_dir && !ds->cfg.data_dir) || (cfg->http_listen && !ds->cfg.http_listen)) {
 		free((char *)ds->cfg.listen);
 		free((char *)ds->cfg.data_dir);
+		free((char *)ds->cfg.http_listen);
 		free(ds);
 		return PN_ENOMEM;
 	}
@@ -462,6 +496,11 @@ int pn_directory_start(pn_directory *ds)
 	if (ds->started || ds->stopping || ds->have_id) {
 		dserver_set_err(ds, "the directory was started already");
 		return PN_EBUSY;
+	}
+	char why[HTTP_ERR_MAX];
+	if (ds->cfg.http_listen && http_check_listen(ds->cfg.http_listen, ds->cfg.http_public, why, sizeof why) != PN_OK) {
+		dserver_set_err(ds, "%s", why); /* before anything starts */
+		return PN_EINVAL;
 	}
 	int r = ds->cfg.data_dir ? pn_identity_load_or_create(ds->cfg.data_dir, &ds->id) : pn_identity_ephemeral(&ds->id);
 	if (r != PN_OK) {
@@ -496,6 +535,20 @@ int pn_directory_start(pn_directory *ds)
 		return r;
 	}
 	ds->started = true;
+	if (ds->cfg.http_listen) {
+		struct http_opts ho = {
+			.loop = ds->loop,
+			.listen = ds->cfg.http_listen,
+			.public_ok = ds->cfg.http_public,
+			.log = &ds->log,
+			.ops = {.ud = ds, .status_cb = http_status_cb, .rates_cb = http_rates_cb},
+		};
+		r = http_server_new(&ho, &ds->http, why, sizeof why);
+		if (r != PN_OK) {
+			dserver_set_err(ds, "%s", why);
+			return r;
+		}
+	}
 	return PN_OK;
 }
 
@@ -511,6 +564,7 @@ static void dserver_free(struct pn_directory *ds)
 		pn_identity_free(&ds->id);
 	free((char *)ds->cfg.listen);
 	free((char *)ds->cfg.data_dir);
+	free((char *)ds->cfg.http_listen);
 	free(ds);
 	if (cb)
 		cb(ud);
@@ -532,6 +586,11 @@ static void dserver_net_closed_cb(void *ud)
 	dserver_part_closed(ud);
 }
 
+static void dserver_http_closed_cb(void *ud)
+{
+	dserver_part_closed(ud);
+}
+
 void pn_directory_close(pn_directory *ds, void (*closed)(void *ud), void *ud)
 {
 	if (!ds || ds->stopping)
@@ -544,6 +603,11 @@ void pn_directory_close(pn_directory *ds, void (*closed)(void *ud), void *ud)
 	uv_timer_stop(&ds->tick);
 	ds->closing = 1;
 	uv_close((uv_handle_t *)&ds->tick, dserver_tick_closed_cb);
+	if (ds->http) { /* before the network: libmicrohttpd stops here */
+		ds->closing++;
+		http_server_close(ds->http, dserver_http_closed_cb, ds);
+		ds->http = NULL;
+	}
 	if (ds->net) {
 		ds->closing++;
 		pn_net_close_cb(ds->net, dserver_net_closed_cb, ds);
@@ -553,6 +617,11 @@ void pn_directory_close(pn_directory *ds, void (*closed)(void *ud), void *ud)
 const char *pn_directory_error(const pn_directory *ds)
 {
 	return ds->error;
+}
+
+uint16_t pn_directory_http_port(const pn_directory *ds)
+{
+	return ds->http ? http_server_port(ds->http) : 0;
 }
 
 uint16_t pn_directory_port(const pn_directory *ds)

@@ -28,11 +28,13 @@
 #include "node/node_dir.h"
 #include "node/node_flood.h"
 #include "crypto/crypto.h"
+#include "http/http.h"
 #include "net/conn_limit.h"
 #include "net/net.h"
 #include "proto/engine.h"
 #include "proto/prng.h"
 #include "store/store.h"
+#include "util/ratemeter.h"
 #include "wire/wire.h"
 
 #define NODE_TIMER_MIN_MS 20     /* the timer never fires sooner than this after it is armed */
@@ -75,6 +77,7 @@ struct peer {
 	uint8_t role;
 	uint16_t listen_port;         /* from their HELLO */
 	bool seed_server;             /* a --seed-server connection */
+	struct pn_rate_meter rate;    /* bytes_to and bytes_from */
 };
 
 /* Who waits for a download: a handle of the API (pn_node_get) or a client of
@@ -189,6 +192,9 @@ struct pn_node {
 	uint64_t last_progress_ms;    /* progress lines to control clients, 4 a second */
 	uint64_t dir_since_ms;        /* when the node last registered with the directory */
 	uint8_t *stream_buf;          /* one chunk, for PN_GET_STREAM (allocated on first use) */
+	struct pn_rate_meter rate;    /* the engine's bytes_up and bytes_down */
+	uint64_t rate_sampled_ms;
+	struct http_server *http;     /* the status page, or NULL */
 };
 
 static uint64_t node_now(const struct pn_node *n) { return uv_now(n->loop); }
@@ -1475,6 +1481,8 @@ static void ctl_status_cb(void *ud, struct ctl_status *st)
 		ps->am_choking = pi[i].am_choking;
 		ps->bytes_to = pi[i].bytes_to;
 		ps->bytes_from = pi[i].bytes_from;
+		ps->rate_to = pi[i].rate_to;
+		ps->rate_from = pi[i].rate_from;
 	}
 	st->ntransfers = 0;
 	for (struct download *d = n->downloads; d && st->ntransfers < CTL_STATUS_TRANSFERS_MAX; d = d->next) {
@@ -1492,6 +1500,7 @@ static void ctl_status_cb(void *ud, struct ctl_status *st)
 	engine_stats(n->engine, &es);
 	st->bytes_up = es.bytes_up;
 	st->bytes_down = es.bytes_down;
+	pn_rate_get(&n->rate, node_now(n), es.bytes_up, es.bytes_down, &st->rate_up, &st->rate_down);
 	pn_net_bytes(n->net, &st->wire_up, &st->wire_down);
 }
 
@@ -1624,6 +1633,23 @@ static void refind(struct pn_node *n, uint64_t now)
 	}
 }
 
+/* Feeds the rate meters of the node and of each peer, at most every
+ * PN_RATE_SPACING_MS (the tick runs at least once a second). */
+static void sample_rates(struct pn_node *n, uint64_t now)
+{
+	if (n->rate_sampled_ms && now - n->rate_sampled_ms < PN_RATE_SPACING_MS)
+		return;
+	n->rate_sampled_ms = now;
+	struct engine_stats es;
+	engine_stats(n->engine, &es);
+	pn_rate_sample(&n->rate, now, es.bytes_up, es.bytes_down);
+	for (struct peer *p = n->peers; p; p = p->next) {
+		struct engine_peer_info e;
+		if (p->hello && engine_peer_info(n->engine, p->key, &e))
+			pn_rate_sample(&p->rate, now, e.bytes_to, e.bytes_from);
+	}
+}
+
 static void tick_cb(uv_timer_t *t)
 {
 	struct pn_node *n = t->data;
@@ -1648,6 +1674,7 @@ static void tick_cb(uv_timer_t *t)
 		n->last_progress_ms = now;
 		report_progress(n);
 	}
+	sample_rates(n, now);
 	node_schedule(n);
 }
 
@@ -1797,6 +1824,47 @@ static int ctl_setup(struct pn_node *n)
 	return r;
 }
 
+/* The status page's questions (http/http.h), asked on the loop. */
+static json_t *http_status_cb(void *ud)
+{
+	struct pn_node *n = ud;
+	return ctl_status_document(ctl_status_cb, n, n->store);
+}
+
+static void http_rates_cb(void *ud, uint64_t *up, uint64_t *down)
+{
+	struct pn_node *n = ud;
+	struct engine_stats es;
+	engine_stats(n->engine, &es);
+	uint64_t now = node_now(n);
+	pn_rate_sample(&n->rate, now, es.bytes_up, es.bytes_down);
+	pn_rate_get(&n->rate, now, es.bytes_up, es.bytes_down, up, down);
+}
+
+static int http_setup(struct pn_node *n)
+{
+	struct http_opts ho = {
+		.loop = n->loop,
+		.listen = n->cfg->http_listen,
+		.public_ok = n->cfg->http_public,
+		.data_dir = n->cfg->data_dir,
+		.log = &n->log,
+		.ops = {
+			.ud = n,
+			.status_cb = http_status_cb,
+			.rates_cb = http_rates_cb,
+			.stop_cb = n->ev.stop_requested ? ctl_stop_cb : NULL,
+		},
+	};
+	char why[HTTP_ERR_MAX];
+	int r = http_server_new(&ho, &n->http, why, sizeof why);
+	if (r != PN_OK)
+		set_err(n, "%s", why);
+	else
+		PN_LOGI(&n->log, "status page on port %u", http_server_port(n->http));
+	return r;
+}
+
 /* ------------------------------------------------------------ the API */
 
 static char *dup_or_null(const char *s, bool *oom)
@@ -1838,6 +1906,7 @@ static void config_free(struct node_config *c)
 	free((char *)c->c.directory);
 	free((char *)c->c.announce_host);
 	free((char *)c->c.bind_interface);
+	free((char *)c->c.http_listen);
 	free_list(c->bootstrap, c->c.nbootstrap);
 	free_list(c->seed_servers, c->c.nseed_servers);
 }
@@ -1873,6 +1942,7 @@ int pn_node_new(uv_loop_t *loop, const struct pn_node_config *cfg, const struct 
 	n->conf.c.directory = dup_or_null(cfg->directory, &oom);
 	n->conf.c.announce_host = dup_or_null(cfg->announce_host, &oom);
 	n->conf.c.bind_interface = dup_or_null(cfg->bind_interface, &oom);
+	n->conf.c.http_listen = dup_or_null(cfg->http_listen, &oom);
 	n->conf.bootstrap = dup_list(cfg->bootstrap, cfg->nbootstrap, &oom);
 	n->conf.seed_servers = dup_list(cfg->seed_servers, cfg->nseed_servers, &oom);
 	n->conf.c.bootstrap = (const char *const *)n->conf.bootstrap;
@@ -1902,6 +1972,12 @@ int pn_node_start(pn_node *n)
 	}
 	n->error[0] = '\0';
 	int r;
+	char why[HTTP_ERR_MAX];
+	if (n->cfg->http_listen &&
+	    (r = http_check_listen(n->cfg->http_listen, n->cfg->http_public, why, sizeof why)) != PN_OK) {
+		set_err(n, "%s", why); /* before anything starts */
+		return r;
+	}
 	pn_prng_seed(&n->rng, uv_hrtime() ^ (uint64_t)getpid() << 32 ^ (uint64_t)(uintptr_t)n);
 	n->peer_cbs = (struct pn_conn_cbs){
 		.established_cb = peer_established_cb,
@@ -2001,6 +2077,8 @@ int pn_node_start(pn_node *n)
 	}
 	if (n->cfg->control_path && (r = ctl_setup(n)) != PN_OK)
 		return r;
+	if (n->cfg->http_listen && (r = http_setup(n)) != PN_OK)
+		return r;
 	n->state = NODE_STARTED;
 	n->started = true;
 	n->timer_on = true;
@@ -2054,6 +2132,11 @@ static void ctl_closed_cb(void *ud)
 	node_part_closed(ud);
 }
 
+static void http_closed_cb(void *ud)
+{
+	node_part_closed(ud);
+}
+
 static void node_close_now(struct pn_node *n)
 {
 	bool was_started = n->state == NODE_STARTED;
@@ -2066,6 +2149,11 @@ static void node_close_now(struct pn_node *n)
 	uv_timer_stop(&n->tick);
 	n->closing_handles = 1;
 	uv_close((uv_handle_t *)&n->tick, tick_closed_cb);
+	if (n->http) { /* first: libmicrohttpd stops here and asks nothing more */
+		n->closing_handles++;
+		http_server_close(n->http, http_closed_cb, n);
+		n->http = NULL;
+	}
 	if (n->ctl) {
 		n->closing_handles++;
 		ctl_server_close(n->ctl, ctl_closed_cb, n);
@@ -2094,6 +2182,11 @@ void pn_node_close(pn_node *n, void (*closed)(void *ud), void *ud)
 const char *pn_node_error(const pn_node *n)
 {
 	return n->error;
+}
+
+uint16_t pn_node_http_port(const pn_node *n)
+{
+	return n->http ? http_server_port(n->http) : 0;
 }
 
 uint16_t pn_node_port(const pn_node *n)
@@ -2297,6 +2390,7 @@ void pn_node_status(const pn_node *n, struct pn_node_status *st)
 	engine_stats(n->engine, &es);
 	st->bytes_up = es.bytes_up;
 	st->bytes_down = es.bytes_down;
+	pn_rate_get(&n->rate, uv_now(n->loop), es.bytes_up, es.bytes_down, &st->rate_up, &st->rate_down);
 	pn_net_bytes(n->net, &st->wire_up, &st->wire_down);
 }
 
@@ -2315,6 +2409,7 @@ static bool peer_info(const struct pn_node *n, const struct peer *p, struct pn_p
 	out->am_choking = e.am_choking;
 	out->bytes_to = e.bytes_to;
 	out->bytes_from = e.bytes_from;
+	pn_rate_get(&p->rate, uv_now(n->loop), e.bytes_to, e.bytes_from, &out->rate_to, &out->rate_from);
 	return true;
 }
 

@@ -224,16 +224,7 @@ void ctl_got(struct ctl_client *cc, const struct pn_cid *cid, const char *name, 
 
 static void do_status(struct ctl_server *cs, struct ctl_client *cc)
 {
-	struct ctl_status st = {0};
-	st.peers = calloc(CTL_STATUS_PEERS_MAX, sizeof *st.peers);
-	st.transfers = calloc(CTL_STATUS_TRANSFERS_MAX, sizeof *st.transfers);
-	json_t *doc = NULL;
-	if (st.peers && st.transfers) {
-		cs->ops.status_cb(cs->ops.ud, &st);
-		doc = ctl_status_json(&st, cs->store, CTL_STATUS_SHARES_MAX);
-	}
-	free(st.peers);
-	free(st.transfers);
+	json_t *doc = ctl_status_document(cs->ops.status_cb, cs->ops.ud, cs->store);
 	char *text = doc ? json_dumps(doc, PN_JSON_FLAGS) : NULL;
 	size_t len = text ? strlen(text) : 0;
 	free(text);

@@ -38,6 +38,7 @@ struct ctl_peer_status {
 	bool outgoing, neighbor, seed_server;
 	bool peer_choking, am_choking;
 	uint64_t bytes_to, bytes_from;
+	uint64_t rate_to, rate_from;  /* chunk bytes per second over the last seconds */
 };
 struct ctl_transfer_status {
 	struct pn_cid cid;
@@ -61,13 +62,19 @@ struct ctl_status {
 	struct ctl_transfer_status *transfers; /* room for CTL_STATUS_TRANSFERS_MAX */
 	size_t ntransfers;
 	uint64_t bytes_up, bytes_down, wire_up, wire_down, lookups, lookup_msgs;
+	uint64_t rate_up, rate_down;  /* chunk bytes per second over the last seconds */
 };
 
 /* The status as `peernet status --json` prints it: node_id, listen, port,
  * discovery, directory (if any), flood (if on), peers, the first max_shares
- * shares of store (NULL: none), shares_total, transfers, totals. A new
+ * shares of store (NULL: none), shares_total, transfers, totals, rates. A new
  * reference, or NULL when out of memory. */
 json_t *ctl_status_json(const struct ctl_status *st, const struct store *store, size_t max_shares);
+/* The whole document as the control socket and the status page give it: a
+ * snapshot filled by status_cb, then ctl_status_json with up to
+ * CTL_STATUS_SHARES_MAX shares. A new reference, or NULL (out of memory). */
+json_t *ctl_status_document(void (*status_cb)(void *ud, struct ctl_status *out), void *ud,
+			    const struct store *store);
 
 struct ctl_get_request {
 	struct pn_cid cid;

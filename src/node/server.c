@@ -7,10 +7,13 @@
 #include <uv.h>
 #include "node/server.h"
 #include "crypto/crypto.h"
+#include "http/http.h"
 #include "net/net.h"
 #include "proto/engine.h"
 #include "store/store.h"
+#include "util/json.h"
 #include "util/log.h"
+#include "util/ratemeter.h"
 #include "wire/wire.h"
 
 #define MAX_ACTIVE_UPLOADS 64        /* uploads in progress at once, server-wide */
@@ -40,6 +43,8 @@ struct pn_server {
 	uint64_t conns_total;
 	struct client *clients;
 	struct pn_logger log;
+	struct http_server *http;    /* the status page, or NULL */
+	struct pn_rate_meter rate;   /* wire bytes up and down, sampled by the status page */
 };
 
 struct client {
@@ -502,6 +507,36 @@ static void server_set_err(struct pn_server *srv, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* The status page's questions (http/http.h). */
+static void http_rates_cb(void *ud, uint64_t *up, uint64_t *down)
+{
+	struct pn_server *srv = ud;
+	uint64_t wire_up, wire_down, now = uv_now(srv->loop);
+	pn_net_bytes(srv->net, &wire_up, &wire_down);
+	pn_rate_sample(&srv->rate, now, wire_up, wire_down);
+	pn_rate_get(&srv->rate, now, wire_up, wire_down, up, down);
+}
+
+/* {"kind":"server","node_id","port","objects","bytes","connections",
+ *  "connections_total","bytes_served","wire_bytes_sent",
+ *  "wire_bytes_received","rates":{"upload","download"}} */
+static json_t *http_status_cb(void *ud)
+{
+	struct pn_server *srv = ud;
+	struct pn_server_status st;
+	pn_server_status(srv, &st);
+	uint64_t up, down;
+	http_rates_cb(srv, &up, &down);
+	char idhex[PN_NODE_ID_STR_LEN + 1];
+	pn_node_id_format(st.node_id, idhex);
+	return json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:{s:I,s:I}}", "kind", "server", "node_id", idhex,
+			 "port", (json_int_t)st.port, "objects", (json_int_t)st.objects, "bytes", (json_int_t)st.bytes,
+			 "connections", (json_int_t)st.connections, "connections_total",
+			 (json_int_t)st.connections_total, "bytes_served", (json_int_t)st.bytes_served,
+			 "wire_bytes_sent", (json_int_t)st.wire_up, "wire_bytes_received", (json_int_t)st.wire_down,
+			 "rates", "upload", (json_int_t)up, "download", (json_int_t)down);
+}
+
 int pn_server_new(uv_loop_t *loop, const struct pn_server_config *cfg, const struct pn_server_events *ev,
 		  pn_server **out)
 {
@@ -514,9 +549,11 @@ int pn_server_new(uv_loop_t *loop, const struct pn_server_config *cfg, const str
 	srv->cfg = *cfg;
 	srv->cfg.listen = strdup(cfg->listen);
 	srv->cfg.data_dir = strdup(cfg->data_dir);
-	if (!srv->cfg.listen || !srv->cfg.data_dir) {
+	srv->cfg.http_listen = cfg->http_listen ? strdup(cfg->http_listen) : NULL;
+	if (!srv->cfg.listen || !srv->cfg.data_dir || (cfg->http_listen && !srv->cfg.http_listen)) {
 		free((char *)srv->cfg.listen);
 		free((char *)srv->cfg.data_dir);
+		free((char *)srv->cfg.http_listen);
 		free(srv);
 		return PN_ENOMEM;
 	}
@@ -536,7 +573,12 @@ int pn_server_start(pn_server *srv)
 		server_set_err(srv, "the server was started already");
 		return PN_EBUSY;
 	}
+	char why[HTTP_ERR_MAX];
 	int r;
+	if (cfg->http_listen && (r = http_check_listen(cfg->http_listen, cfg->http_public, why, sizeof why)) != PN_OK) {
+		server_set_err(srv, "%s", why); /* before anything starts */
+		return r;
+	}
 	srv->out_cap = PN_FRAME_HDR + PN_FRAME_MAX;
 	srv->out = malloc(srv->out_cap);
 	if (!srv->out) {
@@ -591,6 +633,20 @@ int pn_server_start(pn_server *srv)
 	}
 	engine_set_listen_port(srv->engine, srv->port); /* HELLO says where we listen (docs/PROTOCOL.md) */
 	srv->started = true;
+	if (cfg->http_listen) {
+		struct http_opts ho = {
+			.loop = srv->loop,
+			.listen = cfg->http_listen,
+			.public_ok = cfg->http_public,
+			.log = &srv->log,
+			.ops = {.ud = srv, .status_cb = http_status_cb, .rates_cb = http_rates_cb},
+		};
+		r = http_server_new(&ho, &srv->http, why, sizeof why);
+		if (r != PN_OK) {
+			server_set_err(srv, "%s", why);
+			return r;
+		}
+	}
 	return PN_OK;
 }
 
@@ -608,14 +664,17 @@ static void server_free(struct pn_server *srv)
 	free(srv->out);
 	free((char *)srv->cfg.listen);
 	free((char *)srv->cfg.data_dir);
+	free((char *)srv->cfg.http_listen);
 	free(srv);
 	if (cb)
 		cb(ud);
 }
 
-static void server_net_closed_cb(void *ud)
+static void server_part_closed_cb(void *ud)
 {
-	server_free(ud);
+	struct pn_server *srv = ud;
+	if (--srv->closing == 0)
+		server_free(srv);
 }
 
 static void server_idle_closed_cb(uv_handle_t *h)
@@ -634,8 +693,14 @@ void pn_server_close(pn_server *srv, void (*closed)(void *ud), void *ud)
 		PN_LOGI(&srv->log, "stopping");
 	srv->closed_cb = closed;
 	srv->closed_ud = ud;
-	if (srv->net) {
-		pn_net_close_cb(srv->net, server_net_closed_cb, srv);
+	if (srv->net) { /* the status page, if any, came after the network */
+		srv->closing = 1;
+		if (srv->http) { /* first: libmicrohttpd stops here */
+			srv->closing++;
+			http_server_close(srv->http, server_part_closed_cb, srv);
+			srv->http = NULL;
+		}
+		pn_net_close_cb(srv->net, server_part_closed_cb, srv);
 		return;
 	}
 	/* Nothing on the loop yet: the callback still comes from the loop. */
@@ -652,6 +717,11 @@ void pn_server_close(pn_server *srv, void (*closed)(void *ud), void *ud)
 const char *pn_server_error(const pn_server *srv)
 {
 	return srv->error;
+}
+
+uint16_t pn_server_http_port(const pn_server *srv)
+{
+	return srv->http ? http_server_port(srv->http) : 0;
 }
 
 uint16_t pn_server_port(const pn_server *srv)

@@ -486,3 +486,127 @@ Test(api, unshare_deletes_and_withdraws_a_share)
 	cr_assert_eq(w.closed, 3);
 	world_cleanup(&w);
 }
+
+/* The status page of a node, a server and a directory on one loop, fetched
+ * by an HTTP client on the same loop (a uv_tcp_t): each answers its own
+ * status; closing each stops its page and leaves no handle behind. */
+struct page_fetch {
+	uv_tcp_t tcp;
+	uv_connect_t conn;
+	uv_write_t write;
+	char request[128];
+	char reply[64 * 1024];
+	size_t len;
+	bool done;
+};
+
+static void fetch_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+	struct page_fetch *f = h->data;
+	*buf = uv_buf_init(f->reply + f->len, (unsigned)(sizeof f->reply - 1 - f->len));
+}
+
+static void fetch_closed_cb(uv_handle_t *h)
+{
+	((struct page_fetch *)h->data)->done = true;
+}
+
+static void fetch_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	struct page_fetch *f = s->data;
+	if (n > 0)
+		f->len += (size_t)n;
+	if (n < 0 || f->len == sizeof f->reply - 1)
+		uv_close((uv_handle_t *)s, fetch_closed_cb);
+}
+
+static void fetch_connect_cb(uv_connect_t *c, int status)
+{
+	struct page_fetch *f = c->handle->data;
+	cr_assert_eq(status, 0, "connect to the status page: %s", uv_strerror(status));
+	uv_buf_t b = uv_buf_init(f->request, (unsigned)strlen(f->request));
+	cr_assert_eq(uv_write(&f->write, (uv_stream_t *)&f->tcp, &b, 1, NULL), 0);
+	uv_read_start((uv_stream_t *)&f->tcp, fetch_alloc_cb, fetch_read_cb);
+}
+
+/* GET path from 127.0.0.1:port, running the loop until the server closes;
+ * returns the body (inside f). */
+static const char *fetch(uv_loop_t *loop, struct page_fetch *f, uint16_t port, const char *path)
+{
+	memset(f, 0, sizeof *f);
+	snprintf(f->request, sizeof f->request, "GET %s HTTP/1.0\r\nHost: 127.0.0.1:%u\r\n\r\n", path, port);
+	struct sockaddr_in sa;
+	uv_ip4_addr("127.0.0.1", port, &sa);
+	uv_tcp_init(loop, &f->tcp);
+	f->tcp.data = f;
+	cr_assert_eq(uv_tcp_connect(&f->conn, &f->tcp, (const struct sockaddr *)&sa, fetch_connect_cb), 0);
+	for (int i = 0; i < 100000 && !f->done; i++)
+		uv_run(loop, UV_RUN_ONCE);
+	cr_assert(f->done);
+	f->reply[f->len] = '\0';
+	cr_assert(!strncmp(f->reply, "HTTP/1.0 200", 12) || !strncmp(f->reply, "HTTP/1.1 200", 12), "%.200s", f->reply);
+	const char *body = strstr(f->reply, "\r\n\r\n");
+	cr_assert_not_null(body);
+	return body + 4;
+}
+
+Test(api, status_pages_of_a_node_a_server_and_a_directory)
+{
+	struct world w;
+	world_init(&w);
+	struct pn_directory_config dc = {.listen = "127.0.0.1:0", .http_listen = "127.0.0.1:0"};
+	cr_assert_eq(pn_directory_new(&w.loop, &dc, NULL, &w.directory), PN_OK);
+	cr_assert_eq(pn_directory_start(w.directory), PN_OK, "%s", pn_directory_error(w.directory));
+	char sdir[300], ndir[300], daddr[64];
+	snprintf(sdir, sizeof sdir, "%s/srv", w.dir);
+	snprintf(ndir, sizeof ndir, "%s/n", w.dir);
+	snprintf(daddr, sizeof daddr, "127.0.0.1:%u", pn_directory_port(w.directory));
+	struct pn_server_config sc = {.listen = "127.0.0.1:0", .data_dir = sdir, .http_listen = "[::1]:0"};
+	pn_server *s;
+	cr_assert_eq(pn_server_new(&w.loop, &sc, NULL, &s), PN_OK);
+	struct pn_node_config nc = {.listen = "127.0.0.1:0", .data_dir = ndir, .directory = daddr,
+				    .http_listen = "localhost:0"};
+	cr_assert_eq(pn_node_new(&w.loop, &nc, NULL, &w.a), PN_OK);
+	cr_assert_eq(pn_node_start(w.a), PN_OK, "%s", pn_node_error(w.a));
+	cr_assert_neq(pn_node_http_port(w.a), 0);
+	cr_assert_neq(pn_directory_http_port(w.directory), 0);
+
+	struct page_fetch f;
+	char id[PN_NODE_ID_STR_LEN + 1];
+	uint8_t raw[PN_ID_BYTES];
+	pn_node_id(w.a, raw);
+	pn_node_id_format(raw, id);
+	const char *body = fetch(&w.loop, &f, pn_node_http_port(w.a), "/api/status");
+	cr_assert(strstr(body, id) && strstr(body, "\"rates\""), "%.300s", body);
+	body = fetch(&w.loop, &f, pn_node_http_port(w.a), "/");
+	cr_assert(strstr(body, "<!DOCTYPE html>") == body && strstr(body, "</html>"), "the whole page");
+	struct pn_directory_status ds;
+	pn_directory_status(w.directory, &ds);
+	pn_node_id_format(ds.node_id, id);
+	body = fetch(&w.loop, &f, pn_directory_http_port(w.directory), "/api/status");
+	cr_assert(strstr(body, "\"kind\":\"directory\"") && strstr(body, id), "%.300s", body);
+
+	/* The server's page is on [::1], where IPv6 may be missing: then its
+	 * start says so in one line. A page is never on an address other than
+	 * loopback unless http_public. */
+	if (pn_server_start(s) == PN_OK)
+		cr_assert_neq(pn_server_http_port(s), 0);
+	else
+		cr_assert(strstr(pn_server_error(s), "status page") && !strchr(pn_server_error(s), '\n'), "%s",
+			  pn_server_error(s));
+	struct pn_node_config pub = nc;
+	pub.http_listen = "0.0.0.0:0";
+	pn_node *refused;
+	cr_assert_eq(pn_node_new(&w.loop, &pub, NULL, &refused), PN_OK);
+	cr_assert_eq(pn_node_start(refused), PN_EACCES);
+	cr_assert(strstr(pn_node_error(refused), "not a loopback address"), "%s", pn_node_error(refused));
+	cr_assert_eq(pn_node_http_port(refused), 0);
+
+	pn_node_close(refused, closed_cb, &w);
+	pn_server_close(s, closed_cb, &w);
+	pn_node_close(w.a, closed_cb, &w);
+	pn_directory_close(w.directory, closed_cb, &w);
+	world_run(&w);
+	cr_assert_eq(w.closed, 4);
+	world_cleanup(&w);
+}

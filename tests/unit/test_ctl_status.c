@@ -49,6 +49,7 @@ static void store_gone(struct store *s)
 static struct ctl_peer_status peer = {
 	.addr = "127.0.0.1:7072", .outgoing = true, .neighbor = false, .seed_server = true,
 	.peer_choking = false, .am_choking = true, .bytes_to = 5, .bytes_from = 1ull << 40,
+	.rate_to = 50, .rate_from = 60,
 };
 static struct ctl_transfer_status transfer = {.name = "big.iso", .chunks = 9, .have = 4, .bytes_down = 1000};
 
@@ -58,7 +59,7 @@ static struct ctl_status sample(void)
 		.listen = "0.0.0.0:0", .port = 7072, .discovery = "directory", .directory = "dir.example:7071",
 		.directory_registered = true, .directory_refused = 2, .peers = &peer, .npeers = 1,
 		.transfers = &transfer, .ntransfers = 1, .bytes_up = 10, .bytes_down = 20, .wire_up = 30,
-		.wire_down = 40, .lookups = 3, .lookup_msgs = 6,
+		.wire_down = 40, .lookups = 3, .lookup_msgs = 6, .rate_up = 70, .rate_down = 80,
 	};
 	memset(st.node_id, 0xab, sizeof st.node_id);
 	memset(peer.id, 0x01, sizeof peer.id);
@@ -109,6 +110,8 @@ Test(ctl_status, fields_and_types)
 	cr_assert(json_is_true(json_object_get(p, "we_choke")));
 	cr_assert_eq(num(p, "bytes_to"), 5);
 	cr_assert_eq(num(p, "bytes_from"), 1ll << 40);
+	cr_assert_eq(num(p, "rate_to"), 50);
+	cr_assert_eq(num(p, "rate_from"), 60);
 
 	const json_t *shares = field(doc, "shares", JSON_ARRAY);
 	cr_assert_eq(json_array_size(shares), 2);
@@ -131,10 +134,13 @@ Test(ctl_status, fields_and_types)
 	cr_assert_eq(num(tot, "wire_bytes_received"), 40);
 	cr_assert_eq(num(tot, "lookups"), 3);
 	cr_assert_eq(num(tot, "lookup_messages"), 6);
+	const json_t *rates = field(doc, "rates", JSON_OBJECT);
+	cr_assert_eq(num(rates, "upload"), 70);
+	cr_assert_eq(num(rates, "download"), 80);
 
 	/* The fields in the order they have always been printed. */
 	const char *order[] = {"node_id", "listen", "port", "discovery", "directory", "peers", "shares",
-			       "shares_total", "transfers", "totals"};
+			       "shares_total", "transfers", "totals", "rates"};
 	size_t i = 0;
 	const char *key;
 	json_t *v;
