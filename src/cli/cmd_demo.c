@@ -15,9 +15,8 @@
 #include <unistd.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
-#include "cli/cli.h"
-#include "cli/demo.h"
-#include "util/ratelimit.h"
+#include "cli.h"
+#include "demo.h"
 
 #define DEFAULT_NODES 8
 #define MAX_NODES 32

@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <openssl/evp.h>
-#include "cli/demo.h"
+#include "demo.h"
 
 #define SELF_EXE "/proc/self/exe"
 #define READ_CHUNK 4096
