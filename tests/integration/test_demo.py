@@ -99,8 +99,9 @@ def test_demo_runs_all_three_models_and_cleans_up(demo_tmp):
     # inside the demo (the only gets it starts are the three of section 5).
     assert any(" node " in what for what in seen.values()), seen
     assert not [what for what in seen.values() if "--progress" in what], seen
-    gets = [what for what in seen.values() if what.split()[1:2] == ["get"]]
-    assert len(gets) <= 3, gets
+    # (by command line: LeakSanitizer's tracer shows its process's under another pid)
+    gets = {what for what in seen.values() if what.split()[1:2] == ["get"]}
+    assert len(gets) <= 3, "\n".join(sorted(gets))
     for m in MODELS:
         assert re.search(r"^  %s +\d+\.\d%%  +\d+/3 finished" % re.escape(m), out, re.M), out
     table = out[out.index("== 6."):]
