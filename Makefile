@@ -20,6 +20,10 @@ FUZZ_SMOKE_SECONDS ?= 5
 
 PKGS_PC := libuv openssl jansson libmicrohttpd
 CPPFLAGS := -Iinclude -Isrc -D_GNU_SOURCE -DPN_INTERNAL
+# src/cli/ is an outside client of the library: peernet.h (and libuv,
+# jansson) only, no PN_INTERNAL and no -Isrc, so an internal include there
+# fails the build.
+CLI_CPPFLAGS := -Iinclude -D_GNU_SOURCE
 WARN    := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 $(WARN) -fno-strict-aliasing
@@ -77,6 +81,15 @@ $(BUILD)/asan/obj/%.o: %.c
 # The status page is built into src/http/page.c with .incbin, which -MMD does not see.
 $(BUILD)/obj/src/http/page.o $(BUILD)/asan/obj/src/http/page.o $(BUILD)/corrupt/obj/src/http/page.o $(BUILD)/pic/obj/src/http/page.o: src/http/page.html
 
+# The CLI in every build (normal, asan, corrupt): the more specific patterns win.
+$(BUILD)/obj/src/cli/%.o: src/cli/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CLI_CPPFLAGS) $(DEPCFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/asan/obj/src/cli/%.o: src/cli/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CLI_CPPFLAGS) $(DEPCFLAGS) $(CFLAGS) $(SAN) -MMD -MP -c $< -o $@
+
 $(BUILD)/libpeernet.a: $(LIB_OBJS)
 	@mkdir -p $(@D)
 	rm -f $@ && ar rcs $@ $^
@@ -87,6 +100,9 @@ COBJS := $(LIB_SRCS:%.c=$(BUILD)/corrupt/obj/%.o) $(CLI_SRCS:%.c=$(BUILD)/corrup
 $(BUILD)/corrupt/obj/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(DEPCFLAGS) $(CFLAGS) -DPN_TEST_CORRUPT -MMD -MP -c $< -o $@
+$(BUILD)/corrupt/obj/src/cli/%.o: src/cli/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CLI_CPPFLAGS) $(DEPCFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/peernet-corrupt: $(COBJS)
 	$(CC) $(CFLAGS) -o $@ $(COBJS) $(LDLIBS)

@@ -136,11 +136,81 @@ PN_EXTERN void pn_default_data_dir(char *out, size_t len);
 /* The control socket's file name inside a data directory, where the CLI puts
  * it (pn_node_config.control_path) and looks for it. */
 #define PN_CONTROL_SOCKET "control.sock"
+/* Its protocol is JSON lines, one request per connection (described at the
+ * top of src/node/node_ctl.c; bounds in docs/PROTOCOL.md, "Local control
+ * socket"): a request line and a reply line are at most these many bytes,
+ * the newline included. */
+#define PN_CONTROL_REQUEST_MAX (64 * 1024)
+#define PN_CONTROL_REPLY_MAX (1024 * 1024)
 
 /* A node ID prints as PN_NODE_ID_STR_LEN lower-case hex digits (and a NUL);
  * parse accepts either case and nothing else (PN_EINVAL). */
 PN_EXTERN void pn_node_id_format(const uint8_t id[PN_ID_BYTES], char out[PN_NODE_ID_STR_LEN + 1]);
 PN_EXTERN PN_MUST_CHECK int pn_node_id_parse(const char *s, uint8_t out[PN_ID_BYTES]);
+
+/* ------------------------------------------------------------------ user input
+ *
+ * What a program checks its user's words with, so that it answers as the
+ * library would, naming the word that is wrong. */
+
+/* Bytes of an address "HOST:PORT" ("[v6]:PORT", "name:PORT") a node is given
+ * (bootstrap, seed server, directory) or gives out (an announced host and
+ * its port). */
+#define PN_ADDR_MAX 63
+/* Bytes of a search query (pn_node_search). */
+#define PN_QUERY_MAX 255
+
+/* Whether s may be an address: 1 to PN_ADDR_MAX printable ASCII characters,
+ * no space (whether it resolves is known only when it is dialled). */
+PN_EXTERN bool pn_addr_valid(const char *s);
+/* Parses a rate in bytes per second: "500K", "2M", "1.5G", "800" (K, M, G
+ * are powers of 1024; a trailing B is allowed); "0" and "unlimited" are 0,
+ * no cap. 0, or PN_EINVAL (out unchanged). */
+PN_EXTERN PN_MUST_CHECK int pn_parse_rate(const char *s, uint64_t *out);
+/* Copies s (len bytes, any bytes: a file name, a path) into out (cap >= 1
+ * bytes, NUL-terminated, cut if it does not fit) so that it can go into a
+ * one-line message on a terminal: valid, visible UTF-8 is kept; control
+ * bytes, bytes of invalid UTF-8 and invisible format controls become \xNN.
+ * Returns out. */
+PN_EXTERN char *pn_text_escape(const char *s, size_t len, char *out, size_t cap);
+
+/* ------------------------------------------------------------------ JSON text
+ *
+ * The control socket's protocol and the CLI's --json output are JSON, which
+ * is UTF-8, while names and paths on disk are any bytes. One rule carries
+ * them: a text field "x" is always a JSON string, readable as text; when its
+ * bytes are not valid UTF-8, each byte that is not part of valid UTF-8 is
+ * U+FFFD in "x", and "x_hex" holds the exact bytes in lower-case hex.
+ *
+ * These helpers take jansson's json_t, declared here incompletely: a program
+ * that does not call them needs no jansson header. They are public, and in
+ * jansson's type, because the library already links jansson (peernet.pc,
+ * Requires.private) and its control protocol is written with it: a client of
+ * that protocol (the CLI is one) applies the very rule the node applies, not
+ * a copy of it. The price is that a program calling them must use the
+ * jansson the library links (libjansson.so.4, whose ABI has not changed
+ * since jansson 2.0). */
+struct json_t;
+
+/* How every JSON document is written (an argument of jansson's json_dumps):
+ * one line, no spaces, fields in the order they were set, reals to 10
+ * significant digits. Needs <jansson.h> where it is used. */
+#define PN_JSON_FLAGS (JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10))
+
+/* The JSON string of s (len bytes): s when it is valid UTF-8, else s with
+ * every byte that is not part of valid UTF-8 replaced by U+FFFD; *exact (may
+ * be NULL) tells which. A new reference (the caller json_decref()s it), or
+ * NULL when out of memory. */
+PN_EXTERN struct json_t *pn_json_text(const char *s, size_t len, bool *exact);
+/* Sets obj[key] to the text s (NUL-terminated) by the rule, and obj[key_hex]
+ * when s is not valid UTF-8. key is at most 58 bytes. 0, PN_EINVAL (key too
+ * long) or PN_ENOMEM (obj may then hold key without key_hex). */
+PN_EXTERN PN_MUST_CHECK int pn_json_set_text(struct json_t *obj, const char *key, const char *s);
+/* Reads back what the rule wrote: the bytes of obj[key_hex] when it is
+ * there, else the string obj[key]; into out (cap bytes, NUL-terminated).
+ * 0; PN_EINVAL when the field is missing, not a string, not hex, or holds a
+ * NUL; PN_ETOOBIG when it does not fit (out is then ""). */
+PN_EXTERN PN_MUST_CHECK int pn_json_get_text(const struct json_t *obj, const char *key, char *out, size_t cap);
 
 /* ------------------------------------------------------------------ the node
  *

@@ -1,4 +1,15 @@
-/* Command-line front end: one file per command. */
+/* Command-line front end: one file per command.
+ *
+ * src/cli/ is a client of the library like any other program: it includes
+ * <peernet.h>, <uv.h> and, for its --json output and the node's control
+ * socket, <jansson.h>; never a header of src/ (the Makefile compiles it
+ * without PN_INTERNAL and without -Isrc, so such an include fails the build).
+ *
+ * JSON: the control socket speaks JSON lines and --json prints JSON, with
+ * jansson, the library's own JSON library. Text that may not be UTF-8
+ * (names, paths) follows the one rule the node follows, through the public
+ * pn_json_text/pn_json_set_text/pn_json_get_text of peernet.h, so the CLI
+ * never holds a second copy of it. */
 #ifndef PN_CLI_H
 #define PN_CLI_H
 
@@ -7,8 +18,7 @@
 #include <stdio.h>
 #include <jansson.h>
 #include <uv.h>
-#include "peernet.h"
-#include "util/log.h"
+#include <peernet.h>
 
 #define PN_EXIT_OK 0
 #define PN_EXIT_FAIL 1
@@ -38,6 +48,12 @@ int cli_usage_err(const char *cmd, const char *fmt, ...) __attribute__((format(p
 /* Prints v on stdout as one line of JSON and releases it. 0, or -1 with an
  * error line on stderr (v NULL: memory ran out while building it). */
 int cli_json_print(const char *cmd, json_t *v);
+/* obj with obj[key] set to the text s by pn_json_set_text; NULL (obj
+ * released) when obj is NULL or memory ran out, so that calls chain. */
+json_t *cli_json_with_text(json_t *obj, const char *key, const char *s);
+/* obj with the fields of more (released) added after its own; NULL (both
+ * released) when either is NULL or memory ran out. */
+json_t *cli_json_merge(json_t *obj, json_t *more);
 /* Parses seconds (integer or decimal) into milliseconds; false if malformed or out of range. */
 bool cli_parse_seconds(const char *s, uint32_t *ms);
 /* Parses a positive integer within [min, max]. */
@@ -53,9 +69,17 @@ enum pn_log_level cli_log_get_level(void);
 void cli_log_set_tag(const char *tag);
 const char *cli_log_get_tag(void);
 
-/* The program's logger: lines on stderr as "HH:MM:SS.mmm TAG LEVEL: text", at
- * the level above. tag is not copied: a static string. */
-struct pn_logger cli_logger(const char *tag);
+/* Where the program's lines go: a log callback of peernet.h, its ud, and the
+ * level above which lines are dropped. */
+struct cli_log {
+	pn_log_cb cb;
+	void *ud;
+	enum pn_log_level level;
+};
+/* The program's logger: pn_log_stderr_cb, lines on stderr as
+ * "HH:MM:SS.mmm TAG LEVEL: text", at the level above. tag is not copied: a
+ * static string. */
+struct cli_log cli_logger(const char *tag);
 /* Prints "peernet WHAT <node-id> listening on port N" and "node-id <node-id>"
  * on stdout, then writes the port to port_file (may be NULL). */
 void cli_announce(const char *what, uint16_t port, const uint8_t node_id[PN_ID_BYTES], const char *port_file);

@@ -7,10 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "cli/cli.h"
-#include "cli/progress.h"
-#include "util/json.h"
-#include "util/log.h"
+#include "cli.h"
+#include "progress.h"
 
 #define CLIENT_OPTS \
 	"  --server ADDR:PORT        the server (or PEERNET_SERVER in the environment)\n" \
@@ -238,8 +236,8 @@ static void put_print(void *ud, pn_transfer *t, const struct pn_put_info *f)
 	char id[PN_CID_STR_LEN + 1];
 	pn_cid_format(&f->cid, id);
 	if (a->json) {
-		json_t *o = pn_json_with_text(json_pack("{s:s}", "id", id), "name", f->name);
-		o = pn_json_merge(o, json_pack("{s:I,s:I}", "size", (json_int_t)f->cid.size, "bytes_sent",
+		json_t *o = cli_json_with_text(json_pack("{s:s}", "id", id), "name", f->name);
+		o = cli_json_merge(o, json_pack("{s:I,s:I}", "size", (json_int_t)f->cid.size, "bytes_sent",
 						(json_int_t)f->bytes_sent));
 		if (!o || json_array_append_new(a->items, o) != 0)
 			a->json_oom = true;
@@ -326,8 +324,8 @@ int cmd_get(int argc, char **argv)
 		if (a.json) {
 			char id[PN_CID_STR_LEN + 1];
 			pn_cid_format(&cid, id);
-			json_t *o = pn_json_with_text(json_pack("{s:s,s:b}", "id", id, "ok", 0), "error", a.why);
-			o = pn_json_merge(o, json_pack("{s:I,s:I}", "bytes_downloaded", (json_int_t)a.bytes_downloaded,
+			json_t *o = cli_json_with_text(json_pack("{s:s,s:b}", "id", id, "ok", 0), "error", a.why);
+			o = cli_json_merge(o, json_pack("{s:I,s:I}", "bytes_downloaded", (json_int_t)a.bytes_downloaded,
 							"bytes_resumed", (json_int_t)a.bytes_resumed));
 			cli_json_print("get", o);
 		}
@@ -338,8 +336,8 @@ int cmd_get(int argc, char **argv)
 		pn_cid_format(&cid, id);
 		double mibs = a.seconds > 0 ? (double)a.bytes_downloaded / a.seconds / 1048576.0 : 0;
 		json_t *o = json_pack("{s:s,s:b}", "id", id, "ok", 1);
-		o = pn_json_with_text(pn_json_with_text(o, "name", a.name), "path", a.path);
-		o = pn_json_merge(o, json_pack("{s:I,s:I,s:I,s:f,s:f}", "size", (json_int_t)cid.size, "bytes_downloaded",
+		o = cli_json_with_text(cli_json_with_text(o, "name", a.name), "path", a.path);
+		o = cli_json_merge(o, json_pack("{s:I,s:I,s:I,s:f,s:f}", "size", (json_int_t)cid.size, "bytes_downloaded",
 						(json_int_t)a.bytes_downloaded, "bytes_resumed",
 						(json_int_t)a.bytes_resumed, "seconds", round(a.seconds * 1000) / 1000,
 						"mib_per_s", round(mibs * 10) / 10));
@@ -355,8 +353,8 @@ static void ls_print(void *ud, pn_transfer *t, const struct pn_cid *cid, const c
 	char id[PN_CID_STR_LEN + 1];
 	pn_cid_format(cid, id);
 	if (a->items) {
-		json_t *o = pn_json_with_text(json_pack("{s:s}", "id", id), "name", name);
-		o = pn_json_merge(o, json_pack("{s:I}", "size", (json_int_t)cid->size));
+		json_t *o = cli_json_with_text(json_pack("{s:s}", "id", id), "name", name);
+		o = cli_json_merge(o, json_pack("{s:I}", "size", (json_int_t)cid->size));
 		if (!o || json_array_append_new(a->items, o) != 0)
 			a->json_oom = true;
 	} else {

@@ -1,7 +1,12 @@
 /* peernet demo: distributes one file by client-server, by peer-to-peer with
  * a directory and by peer-to-peer with flooding, all on loopback, and ends
  * with one table comparing the models, every figure measured in the run.
- * Every process it starts is this binary again (demo_proc.c). */
+ * Every process it starts is this binary again (demo_proc.c): the server,
+ * the directory, the nodes, and the short commands (put, status, search,
+ * the gets of section 5). The downloads of each distribution run in this
+ * process (demo_get.c): from the server through pn_client_get, through a
+ * node by its control socket; their progress comes from the library's
+ * events and the nodes' JSON replies, never from a progress bar. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -15,9 +20,8 @@
 #include <unistd.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
-#include "cli/cli.h"
-#include "cli/demo.h"
-#include "util/ratelimit.h"
+#include "cli.h"
+#include "demo.h"
 
 #define DEFAULT_NODES 8
 #define MAX_NODES 32
@@ -37,6 +41,7 @@
 #define READY_POLL_US (200 * 1000)
 #define GET_SLACK_S 30.0         /* a distribution may take 2x its bound plus this */
 #define CLIENT_TIMEOUT "5"       /* seconds a CS client waits on a silent server */
+#define CLIENT_TIMEOUT_MS 5000
 #define PEER_TIMEOUT "10"        /* seconds a node's get waits for a reachable provider */
 #define PLAIN_EVERY_S 1.0        /* a progress line per second when stdout is not a terminal */
 #define TTY_EVERY_S 0.1          /* redraws on a terminal */
@@ -288,14 +293,14 @@ static void sha_hex(const uint8_t sha[32], char out[17])
 
 /* ---- live progress ---- */
 
-static void draw_progress(const struct demo *d, enum model m, struct demo_child **g, int n, double t0, bool final)
+static void draw_progress(const struct demo *d, enum model m, const struct demo_get *g, int n, double t0, bool final)
 {
 	double sum = 0;
 	int done = 0;
 	for (int i = 0; i < n; i++) {
-		bool ok = !g[i]->running && g[i]->status == 0;
-		sum += ok ? 1.0 : g[i]->frac;
-		done += !g[i]->running;
+		double part = g[i].total ? (double)g[i].have / (double)g[i].total : 0;
+		sum += !g[i].running && g[i].ok ? 1.0 : part > 1 ? 1.0 : part;
+		done += !g[i].running;
 	}
 	double frac = n ? sum / n : 1.0;
 	double secs = demo_now() - t0;
@@ -313,29 +318,60 @@ static void draw_progress(const struct demo *d, enum model m, struct demo_child 
 	fflush(stdout);
 }
 
-/* Runs the getters (argument lists av[0..n-1], outputs outs), shows
- * progress, verifies every copy; fills r->secs and r->verified. */
-static int distribute(struct demo *d, enum model m, struct args *av, char (*outs)[PATH_MAX], char (*cwds)[PATH_MAX])
+static void tick_cb(uv_timer_t *t)
+{
+	/* nothing: it makes each uv_run(UV_RUN_ONCE) return within DEMO_TICK_MS */
+}
+
+static int running_count(const struct demo_get *g, int n)
+{
+	int k = 0;
+	for (int i = 0; i < n; i++)
+		k += g[i].running;
+	return k;
+}
+
+/* Starts one download of a distribution on loop into out: from the server
+ * (client-server), else through the node whose directory is cwd. */
+static int start_get(struct demo *d, enum model m, uv_loop_t *loop, struct demo_get *g, const char *out,
+		     const char *cwd)
+{
+	char control[PATH_MAX];
+	if (m == M_CS)
+		return demo_get_server(loop, g, d->server_addr, d->big_id, out, CLIENT_TIMEOUT_MS);
+	if (!path_fmt(control, "%s/data/%s", cwd, PN_CONTROL_SOCKET))
+		return DEMO_FAIL;
+	return demo_get_node(loop, g, control, d->big_id, out, cwd);
+}
+
+/* Runs the n downloads of model m at once in this process (outputs outs,
+ * directories cwds), shows their progress as the library reports it,
+ * verifies every copy; fills r->secs and r->verified. */
+static int distribute(struct demo *d, enum model m, char (*outs)[PATH_MAX], char (*cwds)[PATH_MAX])
 {
 	struct result *r = &d->r[m];
-	struct demo_child *g[MAX_NODES];
+	struct demo_get *g = calloc((size_t)d->n, sizeof *g);
+	uv_loop_t loop;
+	uv_timer_t tick;
 	int n = 0, ret = DEMO_OK;
+	if (!g || uv_loop_init(&loop) != 0) {
+		fprintf(stderr, "peernet demo: cannot set up the event loop\n");
+		free(g);
+		return DEMO_FAIL;
+	}
+	uv_timer_init(&loop, &tick);
+	uv_timer_start(&tick, tick_cb, DEMO_TICK_MS, DEMO_TICK_MS);
 	double t0 = demo_now(), deadline = t0 + 2 * r->bound + GET_SLACK_S, last_plain = 0;
 	printf("  %d downloads at once (lower bound %.1f s):\n", d->n, r->bound);
 	for (; n < d->n; n++) {
-		char name[DEMO_NAME_MAX];
-		snprintf(name, sizeof name, "get %d", n + 1);
-		if (av[n].overflow || !(g[n] = demo_spawn(name, cwds[n], NULL, av[n].v))) {
+		if (start_get(d, m, &loop, &g[n], outs[n], cwds[n]) != DEMO_OK) {
+			fprintf(stderr, "peernet demo: cannot start get %d: %s\n", n + 1, g[n].err);
+			n++;
 			ret = DEMO_FAIL;
 			break;
 		}
 	}
-	while (ret == DEMO_OK) {
-		bool all = true;
-		for (int i = 0; i < n; i++)
-			all &= !g[i]->running && g[i]->out_fd < 0 && g[i]->err_fd < 0;
-		if (all)
-			break;
+	while (ret == DEMO_OK && running_count(g, n)) {
 		if (stop_now()) {
 			ret = DEMO_INTR;
 			break;
@@ -345,24 +381,29 @@ static int distribute(struct demo *d, enum model m, struct args *av, char (*outs
 			ret = DEMO_TIMEOUT;
 			break;
 		}
-		demo_pump(DEMO_TICK_MS);
+		uv_run(&loop, UV_RUN_ONCE);
 		if (demo_now() - last_plain >= (d->tty ? TTY_EVERY_S : PLAIN_EVERY_S)) {
 			draw_progress(d, m, g, n, t0, false);
 			last_plain = demo_now();
 		}
 	}
+	for (int i = 0; i < n; i++)
+		if (g[i].running)
+			demo_get_cancel(&g[i]);
+	/* every download lets go of the loop: transfers call done, pipes close */
+	uv_close((uv_handle_t *)&tick, NULL);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	if (uv_loop_close(&loop) != 0)
+		fprintf(stderr, "peernet demo: internal: the event loop still had handles\n");
 	if (ret != DEMO_OK) {
 		if (d->tty)
 			printf("\n");
-		for (int i = 0; i < n; i++) {
-			demo_kill(g[i]);
-			demo_release(g[i]);
-		}
+		free(g);
 		return ret;
 	}
 	double last = t0;
 	for (int i = 0; i < n; i++)
-		last = g[i]->t_end > last ? g[i]->t_end : last;
+		last = g[i].t_end > last ? g[i].t_end : last;
 	r->secs = last - t0;
 	if (d->tty)
 		printf("\r\x1b[2K  %-16s all %d finished in %.2f s\n", model_name[m], n, r->secs);
@@ -370,19 +411,14 @@ static int distribute(struct demo *d, enum model m, struct args *av, char (*outs
 		printf("  %-16s all %d finished in %.2f s\n", model_name[m], n, r->secs);
 	for (int i = 0; i < n; i++) {
 		uint8_t sha[32];
-		json_t *doc = g[i]->status == 0 ? demo_json(g[i]->out) : NULL;
-		bool good = json_is_true(json_object_get(doc, "ok"));
-		json_decref(doc);
-		if (!good) {
-			printf("    get %d FAILED (exit %d): %s\n", i + 1, g[i]->status,
-			       g[i]->err_line[0] ? g[i]->err_line : "no message");
-		} else if (!demo_sha256_file(outs[i], sha) || memcmp(sha, d->big_sha, 32)) {
+		if (!g[i].ok)
+			printf("    get %d FAILED: %s\n", i + 1, g[i].err[0] ? g[i].err : "no message");
+		else if (!demo_sha256_file(outs[i], sha) || memcmp(sha, d->big_sha, 32))
 			printf("    get %d: %s does not match the original's SHA-256\n", i + 1, outs[i]);
-		} else {
+		else
 			r->verified++;
-		}
-		demo_release(g[i]);
 	}
+	free(g);
 	r->ran = true;
 	printf("  %d/%d copies verified by SHA-256\n", r->verified, n);
 	return DEMO_OK;
@@ -436,37 +472,24 @@ static int run_cs(struct demo *d)
 
 	uint64_t w0 = 0, w1 = 0;
 	bool wok = demo_proc_wchar(d->server->pid, &w0);
-	struct args *av = calloc((size_t)d->n, sizeof *av);
 	char(*outs)[PATH_MAX] = calloc((size_t)d->n, PATH_MAX), (*cwds)[PATH_MAX] = calloc((size_t)d->n, PATH_MAX);
 	int ret = DEMO_FAIL;
-	if (!av || !outs || !cwds)
+	if (!outs || !cwds)
 		goto out;
 	for (int i = 0; i < d->n; i++) {
 		if (!path_fmt(cwds[i], "%s/cs/client-%d", d->root, i + 1) || !make_dir(cwds[i]) ||
 		    !path_fmt(outs[i], "%s/%s", cwds[i], BIG_NAME))
 			goto out;
-		arg(&av[i], "peernet");
-		arg(&av[i], "get");
-		arg(&av[i], "--server");
-		arg(&av[i], "%s", d->server_addr);
-		arg(&av[i], "--timeout");
-		arg(&av[i], CLIENT_TIMEOUT);
-		arg(&av[i], "%s", d->big_id);
-		arg(&av[i], "-o");
-		arg(&av[i], "%s", outs[i]);
-		arg(&av[i], "--json");
-		arg(&av[i], "--progress");
 	}
 	/* d = infinity: downloads are not capped */
 	r->bound = (double)d->n * (double)d->size / (double)d->rate;
-	ret = distribute(d, M_CS, av, outs, cwds);
+	ret = distribute(d, M_CS, outs, cwds);
 	if (ret == DEMO_OK && wok && demo_proc_wchar(d->server->pid, &w1) && w1 >= w0) {
 		r->central_ok = r->origin_ok = true;
 		r->central_sent = r->origin_sent = w1 - w0;
 	}
 	r->msgs_ok = true; /* the client knows the server: no look-up at all */
 out:
-	free(av);
 	free(outs);
 	free(cwds);
 	return ret;
@@ -607,29 +630,18 @@ static int seed_ids(struct demo *d, int model)
 /* The N node gets of one p2p model. */
 static int p2p_gets(struct demo *d, int model, enum model m)
 {
-	struct args *av = calloc((size_t)d->n, sizeof *av);
 	char(*outs)[PATH_MAX] = calloc((size_t)d->n, PATH_MAX), (*cwds)[PATH_MAX] = calloc((size_t)d->n, PATH_MAX);
 	int ret = DEMO_FAIL;
-	if (!av || !outs || !cwds)
+	if (!outs || !cwds)
 		goto out;
 	for (int i = 0; i < d->n; i++) {
 		if (!node_dir(d, model, i + 1, cwds[i]) || !path_fmt(outs[i], "%s/%s", cwds[i], BIG_NAME))
 			goto out;
-		arg(&av[i], "peernet");
-		arg(&av[i], "get");
-		arg(&av[i], "--data");
-		arg(&av[i], "%s/data", cwds[i]);
-		arg(&av[i], "%s", d->big_id);
-		arg(&av[i], "-o");
-		arg(&av[i], "%s", outs[i]);
-		arg(&av[i], "--json");
-		arg(&av[i], "--progress");
 	}
 	double us = (double)d->rate, u = (double)d->rate, F = (double)d->size, N = d->n;
 	d->r[m].bound = fmax(F / us, N * F / (us + N * u));
-	ret = distribute(d, m, av, outs, cwds);
+	ret = distribute(d, m, outs, cwds);
 out:
-	free(av);
 	free(outs);
 	free(cwds);
 	return ret;

@@ -15,17 +15,8 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
-#include "cli/cli.h"
-#include "node/directory_server.h"
-#include "node/node.h"
-#include "node/node_ctl.h"
-#include "crypto/crypto.h"
-#include "cli/progress.h"
-#include "util/json.h"
-#include "util/log.h"
-#include "util/ratelimit.h"
-#include "util/text.h"
-#include "wire/wire.h"
+#include "cli.h"
+#include "progress.h"
 
 static const char node_help[] =
 	"usage: peernet node --listen ADDR:PORT [--data DIR] --discovery directory --directory ADDR:PORT\n"
@@ -95,7 +86,7 @@ static bool parse_rate_opt(const char *cmd, const char *opt, const char *arg, ui
 /* The node on this process's loop, and what stops it. */
 struct node_run {
 	pn_node *node;
-	struct pn_logger lg;
+	struct cli_log lg;
 	uv_signal_t sig_int, sig_term;
 	bool closing;
 };
@@ -127,9 +118,9 @@ static void node_log_cb(void *ud, enum pn_log_level level, const char *line)
 		run->lg.cb(run->lg.ud, level, line);
 }
 
-static void node_log(const struct pn_logger *lg, enum pn_log_level level, const char *fmt, ...)
+static void node_log(const struct cli_log *lg, enum pn_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-static void node_log(const struct pn_logger *lg, enum pn_log_level level, const char *fmt, ...)
+static void node_log(const struct cli_log *lg, enum pn_log_level level, const char *fmt, ...)
 {
 	if (!lg->cb || level > lg->level)
 		return;
@@ -142,7 +133,7 @@ static void node_log(const struct pn_logger *lg, enum pn_log_level level, const 
 }
 
 /* --share: a file, or the regular files directly inside a directory. */
-static void node_share_path(pn_node *n, const struct pn_logger *lg, const char *path)
+static void node_share_path(pn_node *n, const struct cli_log *lg, const char *path)
 {
 	struct stat st;
 	if (stat(path, &st) != 0) {
@@ -249,14 +240,14 @@ int cmd_node(int argc, char **argv)
 		case 'b':
 			if (o.nbootstrap >= NODE_CLI_MAX_LIST)
 				return cli_usage_err("node", "at most %d --bootstrap options", NODE_CLI_MAX_LIST);
-			if (strlen(optarg) > PN_DIR_ADDR_MAX || !pn_addr_text_valid(optarg, strlen(optarg), false))
+			if (!pn_addr_valid(optarg))
 				return cli_usage_err("node", "bad --bootstrap '%s': expected HOST:PORT", optarg);
 			bootstrap[o.nbootstrap++] = optarg;
 			break;
 		case 'E':
 			if (o.nseed_servers >= NODE_CLI_MAX_LIST)
 				return cli_usage_err("node", "at most %d --seed-server options", NODE_CLI_MAX_LIST);
-			if (strlen(optarg) > PN_DIR_ADDR_MAX || !pn_addr_text_valid(optarg, strlen(optarg), false))
+			if (!pn_addr_valid(optarg))
 				return cli_usage_err("node", "bad --seed-server '%s': expected HOST:PORT", optarg);
 			seed_servers[o.nseed_servers++] = optarg;
 			break;
@@ -311,10 +302,10 @@ int cmd_node(int argc, char **argv)
 		return cli_usage_err("node", "unexpected argument '%s'", argv[optind]);
 	if (!o.listen)
 		return cli_usage_err("node", "--listen ADDR:PORT is required");
-	if (o.announce_host && (!pn_addr_text_valid(o.announce_host, strlen(o.announce_host), false) ||
-				strlen(o.announce_host) > PN_DIR_ADDR_MAX - 6))
+	/* the host and ":PORT" (at most 6 bytes) must make an address */
+	if (o.announce_host && (!pn_addr_valid(o.announce_host) || strlen(o.announce_host) > PN_ADDR_MAX - 6))
 		return cli_usage_err("node", "bad --announce '%s': a host name or address of at most %d printable characters",
-				     o.announce_host, PN_DIR_ADDR_MAX - 6);
+				     o.announce_host, PN_ADDR_MAX - 6);
 	if (!o.discovery)
 		o.discovery = o.nbootstrap && !o.directory ? PN_DISCOVERY_FLOOD : PN_DISCOVERY_DIRECTORY;
 	if (o.discovery == PN_DISCOVERY_DIRECTORY && !o.directory)
@@ -332,7 +323,7 @@ int cmd_node(int argc, char **argv)
 	o.bootstrap = bootstrap;
 	o.seed_servers = seed_servers;
 	cli_log_set_tag("peernet node");
-	struct pn_logger lg = cli_logger("peernet node");
+	struct cli_log lg = cli_logger("peernet node");
 	o.log_level = lg.level;
 	struct node_run run = {.lg = lg};
 	struct pn_node_events ev = {.ud = &run, .log = node_log_cb, .stop_requested = node_stop_requested};
@@ -456,7 +447,7 @@ int cmd_directory(int argc, char **argv)
 	if (!o.listen)
 		return cli_usage_err("directory", "--listen ADDR:PORT is required");
 	cli_log_set_tag("peernet directory");
-	struct pn_logger lg = cli_logger("peernet directory");
+	struct cli_log lg = cli_logger("peernet directory");
 	o.log_level = lg.level;
 	struct pn_directory_events ev = {.ud = lg.ud, .log = lg.cb};
 	uv_loop_t loop;
@@ -496,7 +487,7 @@ int cmd_directory(int argc, char **argv)
 /* The node's replies come one JSON object a line (node/node_ctl.c). */
 struct ctl_conn {
 	int fd;
-	char buf[CTL_REPLY_LINE_MAX];
+	char buf[PN_CONTROL_REPLY_MAX];
 	size_t len, off;
 };
 
@@ -542,9 +533,9 @@ static struct ctl_conn *ctl_open(const char *cmd, const char *data, const char *
 		cli_err(cmd, "out of memory");
 		return NULL;
 	}
-	if (strlen(text) >= CTL_REQUEST_MAX) {
+	if (strlen(text) >= PN_CONTROL_REQUEST_MAX) {
 		cli_err(cmd, "the request is longer than the node takes (%d bytes); give fewer paths at once",
-			CTL_REQUEST_MAX - 1);
+			PN_CONTROL_REQUEST_MAX - 1);
 		free(text);
 		return NULL;
 	}
@@ -587,7 +578,7 @@ static void ctl_close(struct ctl_conn *cc)
 }
 
 /* Next reply line (NUL-terminated, without the newline), or NULL at EOF or
- * past CTL_REPLY_LINE_MAX. */
+ * past PN_CONTROL_REPLY_MAX. */
 static char *ctl_line(struct ctl_conn *cc)
 {
 	for (;;) {
@@ -719,7 +710,7 @@ static json_t *path_value(const char *path)
 	json_t *v = pn_json_text(path, strlen(path), &exact);
 	if (v && !exact) {
 		json_decref(v);
-		v = pn_json_with_text(json_object(), "path", path);
+		v = cli_json_with_text(json_object(), "path", path);
 	}
 	return v;
 }
@@ -778,12 +769,12 @@ int cmd_search(int argc, char **argv)
 		return r;
 	if (optind >= argc)
 		return cli_usage_err("search", "no WORDS given");
-	char query[PN_DIR_QUERY_MAX + 2];
+	char query[PN_QUERY_MAX + 2];
 	size_t len = 0;
 	for (int i = optind; i < argc; i++) {
 		len += (size_t)snprintf(query + len, sizeof query - len, "%s%s", len ? " " : "", argv[i]);
-		if (len > PN_DIR_QUERY_MAX)
-			return cli_usage_err("search", "the query is longer than %d bytes", PN_DIR_QUERY_MAX);
+		if (len > PN_QUERY_MAX)
+			return cli_usage_err("search", "the query is longer than %d bytes", PN_QUERY_MAX);
 	}
 	bool exact;
 	json_t *q = pn_json_text(query, len, &exact);
@@ -1011,8 +1002,8 @@ int cmd_get_node(int argc, char **argv)
 	}
 	bool progress = a.progress < 0 ? (!a.json && isatty(STDOUT_FILENO) && isatty(STDERR_FILENO)) : a.progress;
 	json_t *req = json_pack("{s:s,s:s}", "cmd", "get", "id", argv[optind]);
-	req = pn_json_with_text(pn_json_with_text(req, "out", a.output ? a.output : ""), "cwd", cwd);
-	req = pn_json_merge(req, json_pack("{s:b}", "force", a.force));
+	req = cli_json_with_text(cli_json_with_text(req, "out", a.output ? a.output : ""), "cwd", cwd);
+	req = cli_json_merge(req, json_pack("{s:b}", "force", a.force));
 	struct ctl_conn *cc = ctl_open("get", a.data, a.control, req);
 	if (!cc)
 		return PN_EXIT_FAIL;
@@ -1076,7 +1067,7 @@ int cmd_get_node(int argc, char **argv)
 		if (a.json) {
 			json_object_del(rep, "reply"); /* name, path, size, bytes_downloaded, ..., peers */
 			json_object_del(rep, "id");
-			cli_json_print("get", pn_json_merge(json_pack("{s:s,s:b}", "id", argv[optind], "ok", 1), json_incref(rep)));
+			cli_json_print("get", cli_json_merge(json_pack("{s:s,s:b}", "id", argv[optind], "ok", 1), json_incref(rep)));
 		}
 		json_decref(rep);
 	}

@@ -3,11 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "cli/cli.h"
-#include "crypto/crypto.h"
-#include "node/server.h"
-#include "util/log.h"
-#include "util/ratelimit.h"
+#include "cli.h"
 
 static const char serve_help[] =
 	"usage: peernet serve --listen ADDR:PORT --data DIR [OPTIONS]\n"
@@ -114,7 +110,7 @@ int cmd_serve(int argc, char **argv)
 	if (!o.data_dir)
 		return cli_usage_err("serve", "--data DIR is required");
 	cli_log_set_tag("peernet serve");
-	struct pn_logger lg = cli_logger("peernet serve");
+	struct cli_log lg = cli_logger("peernet serve");
 	o.log_level = lg.level;
 	struct pn_server_events ev = {.ud = lg.ud, .log = lg.cb};
 	uv_loop_t loop;

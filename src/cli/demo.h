@@ -1,5 +1,6 @@
-/* peernet demo: children, progress and reading JSON, shared by
- * cmd_demo.c (the story) and demo_proc.c (the machinery). */
+/* peernet demo: children, downloads and reading JSON, shared by
+ * cmd_demo.c (the story), demo_proc.c (the child processes) and demo_get.c
+ * (the downloads, in this process). */
 #ifndef PN_CLI_DEMO_H
 #define PN_CLI_DEMO_H
 
@@ -9,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <peernet.h>
+#include <uv.h>
 
 #define DEMO_MAX_CHILDREN 256
 #define DEMO_NAME_MAX 32
@@ -32,9 +35,41 @@ struct demo_child {
 	size_t out_len;
 	char pend[DEMO_ERR_MAX];    /* stderr since the last \r or \n */
 	size_t pend_len;
-	char err_line[DEMO_ERR_MAX]; /* the last stderr line that is not a progress bar */
-	double frac;                /* progress 0..1, parsed from the bar */
+	char err_line[DEMO_ERR_MAX]; /* the last line it wrote to stderr */
 };
+
+/* One download of a distribution, on the demo's own loop: progress comes
+ * from the library (pn_client_get's events) or from the node's JSON replies
+ * on its control socket, never from a progress bar. */
+struct demo_get {
+	bool running;               /* not ended yet */
+	bool ok;                    /* ended with the file in place */
+	double t_end;               /* demo_now() when it ended */
+	uint64_t have, total;       /* verified bytes, size (0 before the first report) */
+	char err[DEMO_ERR_MAX];     /* why it failed: one line, escaped for a terminal */
+	/* private to demo_get.c */
+	pn_transfer *transfer;      /* from the server, until its done */
+	uv_pipe_t pipe;             /* through a node: its control socket */
+	uv_connect_t connect;
+	uv_write_t write;
+	bool pipe_open, got;
+	char *req, *line;
+	size_t line_len;
+};
+
+/* Starts downloading id from the server (HOST:PORT) into path through
+ * pn_client_get; timeout_ms as its config's. DEMO_OK, or DEMO_FAIL with g
+ * ended (g->err says why). g must stay put until demo_get_busy is false. */
+int demo_get_server(uv_loop_t *loop, struct demo_get *g, const char *server, const char *id, const char *path,
+		    uint32_t timeout_ms);
+/* Asks the node whose control socket is at control to download id into
+ * path (cwd: the directory a relative path is taken from). As above. */
+int demo_get_node(uv_loop_t *loop, struct demo_get *g, const char *control, const char *id, const char *path,
+		  const char *cwd);
+/* Ends a running download ("cancelled"); its handles close from the loop. */
+void demo_get_cancel(struct demo_get *g);
+/* Whether g still has something on the loop (running, or closing). */
+bool demo_get_busy(const struct demo_get *g);
 
 extern volatile sig_atomic_t demo_interrupted;
 

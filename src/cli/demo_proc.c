@@ -1,6 +1,7 @@
 /* peernet demo machinery: child processes (all re-executions of this
- * binary), their pipes and progress bars, bounded waits, reading the JSON
- * that status, search and get print, hashing, and cleanup. */
+ * binary), their pipes (stdout kept, the last stderr line kept as the
+ * message of a failure), bounded waits, reading the JSON that status,
+ * search and get print, hashing, and cleanup. */
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -14,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <openssl/evp.h>
-#include "cli/demo.h"
+#include "demo.h"
 
 #define SELF_EXE "/proc/self/exe"
 #define READ_CHUNK 4096
@@ -129,25 +130,10 @@ fail:
 	return NULL;
 }
 
-/* One piece of stderr between \r or \n: a progress bar or a message. The bar
- * reads "LABEL [####....]  42%  1.2 MiB / 2.9 MiB  ...". */
+/* One line of stderr (ended by \r or \n): kept, trimmed, as the message
+ * to show if the command fails. Nothing else is read from it. */
 static void take_segment(struct demo_child *c, char *seg)
 {
-	char *br = strrchr(seg, ']');
-	if (br) {
-		char *end;
-		double pct = strtod(br + 1, &end);
-		if (end != br + 1 && *end == '%') {
-			double done, total;
-			char u1[8], u2[8];
-			if (sscanf(end + 1, " %lf %7s / %lf %7s", &done, u1, &total, u2) == 4 && !strcmp(u1, u2) &&
-			    total > 0)
-				pct = 100.0 * done / total; /* finer than the whole percent */
-			if (pct >= 0 && pct <= 100)
-				c->frac = pct / 100.0;
-			return;
-		}
-	}
 	while (*seg == ' ')
 		seg++;
 	size_t n = strlen(seg);

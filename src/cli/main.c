@@ -6,9 +6,8 @@
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
-#include "cli/cli.h"
-#include "peernet.h"
-#include "util/log.h"
+#include "cli.h"
+#include <peernet.h>
 
 static const char usage[] =
 	"usage: peernet COMMAND [OPTIONS]\n"

@@ -1,7 +1,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <uv.h>
-#include "cli/progress.h"
+#include "progress.h"
 
 #define BAR_WIDTH 24
 

@@ -3,9 +3,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include "cli/cli.h"
-#include "crypto/crypto.h"
-#include "util/json.h"
+#include "cli.h"
 
 void cli_err(const char *cmd, const char *fmt, ...)
 {
@@ -39,6 +37,26 @@ int cli_json_print(const char *cmd, json_t *v)
 	int r = puts(s) == EOF || fflush(stdout) != 0 ? -1 : 0;
 	free(s);
 	return r;
+}
+
+json_t *cli_json_with_text(json_t *obj, const char *key, const char *s)
+{
+	if (obj && pn_json_set_text(obj, key, s) != PN_OK) {
+		json_decref(obj);
+		return NULL;
+	}
+	return obj;
+}
+
+json_t *cli_json_merge(json_t *obj, json_t *more)
+{
+	if (obj && more && json_object_update(obj, more) == 0) {
+		json_decref(more);
+		return obj;
+	}
+	json_decref(obj);
+	json_decref(more);
+	return NULL;
 }
 
 bool cli_parse_seconds(const char *s, uint32_t *ms)
@@ -83,9 +101,9 @@ void cli_log_init_from_env(void)
 		cli_level = level;
 }
 
-struct pn_logger cli_logger(const char *tag)
+struct cli_log cli_logger(const char *tag)
 {
-	struct pn_logger lg = {.cb = pn_log_stderr_cb, .ud = (void *)tag, .level = cli_level};
+	struct cli_log lg = {.cb = pn_log_stderr_cb, .ud = (void *)tag, .level = cli_level};
 	return lg;
 }
 

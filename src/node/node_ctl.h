@@ -27,8 +27,8 @@ struct store_object;
 #define CTL_STATUS_PEERS_MAX 256     /* peers a status shows at most */
 #define CTL_STATUS_TRANSFERS_MAX 64  /* downloads a status shows at most */
 #define CTL_STATUS_SHARES_MAX 1000   /* shares a status lists at most ("shares_total" counts all) */
-#define CTL_REQUEST_MAX (64 * 1024)        /* bytes of a request line, its newline included */
-#define CTL_REPLY_LINE_MAX (1024 * 1024)   /* bytes of a reply line, its newline included */
+#define CTL_REQUEST_MAX PN_CONTROL_REQUEST_MAX  /* bytes of a request line, its newline included */
+#define CTL_REPLY_LINE_MAX PN_CONTROL_REPLY_MAX /* bytes of a reply line, its newline included */
 
 /* What `status` shows, filled by the node: a snapshot, so this layer never
  * walks the node's lists. */

@@ -65,7 +65,7 @@ uint64_t pn_bucket_wait_ms(struct pn_bucket *b, uint64_t now_ms)
 int pn_parse_rate(const char *s, uint64_t *out)
 {
 	if (!s || !*s)
-		return -1;
+		return PN_EINVAL;
 	if (!strcmp(s, "unlimited") || !strcmp(s, "0")) {
 		*out = 0;
 		return 0;
@@ -74,7 +74,7 @@ int pn_parse_rate(const char *s, uint64_t *out)
 	errno = 0;
 	double v = strtod(s, &end);
 	if (errno || end == s || !isfinite(v) || v < 0)
-		return -1;
+		return PN_EINVAL;
 	double mult = 1;
 	if (*end == 'k' || *end == 'K')
 		mult = 1024, end++;
@@ -85,10 +85,10 @@ int pn_parse_rate(const char *s, uint64_t *out)
 	if (*end == 'B' || *end == 'b')
 		end++;
 	if (*end)
-		return -1;
+		return PN_EINVAL;
 	v *= mult;
 	if (v < 1 || v > 1e12)
-		return v == 0 ? (*out = 0, 0) : -1;
+		return v == 0 ? (*out = 0, 0) : PN_EINVAL;
 	*out = (uint64_t)v;
 	return 0;
 }

@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include "peernet.h" /* pn_parse_rate */
 
 struct pn_bucket {
 	uint64_t rate;   /* bytes per second; 0 = unlimited */
@@ -34,8 +35,6 @@ bool pn_bucket_ready(struct pn_bucket *b, uint64_t now_ms);
 /* Milliseconds until the bucket is out of debt (0 if it is now). */
 uint64_t pn_bucket_wait_ms(struct pn_bucket *b, uint64_t now_ms);
 
-/* Parses a rate such as "500K", "2M", "1.5G", "800" (bytes per second;
- * K/M/G are powers of 1024; "0" or "unlimited" mean no cap). -1 on error. */
-int pn_parse_rate(const char *s, uint64_t *out);
+/* pn_parse_rate ("500K", "2M"): peernet.h. */
 
 #endif

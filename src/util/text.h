@@ -26,11 +26,7 @@ size_t pn_utf8_seq_len(const char *s, size_t len);
  * it as is, the store (store_name_valid) also accepts the empty name. */
 bool pn_name_valid(const char *name, size_t len);
 
-/* Copies s (len bytes) into out (cap >= 1 bytes, NUL-terminated, truncated
- * if it does not fit) so that it can go to a terminal: valid, visible UTF-8 is
- * kept; control bytes, bytes of invalid UTF-8 and invisible format controls
- * become \xNN (each byte). Returns out. */
-char *pn_text_escape(const char *s, size_t len, char *out, size_t cap);
+/* pn_text_escape (a name or path for a one-line message): peernet.h. */
 
 /* ---- keywords ----
  * A name and a query are split into words on every byte that is not an

@@ -188,6 +188,11 @@ bool pn_addr_text_valid(const char *s, size_t len, bool allow_empty)
 	return true;
 }
 
+bool pn_addr_valid(const char *s)
+{
+	return s && pn_addr_text_valid(s, strnlen(s, PN_ADDR_MAX + 1), false);
+}
+
 static bool cid_valid(const struct pn_cid *cid)
 {
 	return cid->size <= PN_MAX_FILE_SIZE;

@@ -192,10 +192,10 @@ struct pn_msg_bitfield {
 
 /* ---- directory ---- */
 
-#define PN_DIR_ADDR_MAX 63      /* bytes of "ip:port" / "[v6]:port" / host */
+#define PN_DIR_ADDR_MAX PN_ADDR_MAX /* bytes of "ip:port" / "[v6]:port" / host (peernet.h) */
 #define PN_DIR_OFFER_MAX 256    /* entries in one DIR_OFFER */
 #define PN_DIR_RESULTS_MAX 100  /* entries in DIR_PROVIDERS / DIR_RESULTS */
-#define PN_DIR_QUERY_MAX 255    /* bytes of a search query */
+#define PN_DIR_QUERY_MAX PN_QUERY_MAX /* bytes of a search query (peernet.h) */
 
 /* DIR_REGISTER: u32 req_id, u16 listen_port (1..65535), u8 host_len (0..63),
  * host (printable ASCII, no space; empty: the directory uses the address the

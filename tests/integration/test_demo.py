@@ -5,10 +5,12 @@ one, so any process whose arguments or working directory point into it after
 the demo has exited is a leftover.
 """
 import os
+import re
 import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
@@ -41,6 +43,28 @@ def processes_in(prefix):
     return found
 
 
+class Sampler:
+    """Records, until stopped, the arguments of every process under prefix,
+    every 20 ms: what the demo starts, even for a second."""
+
+    def __init__(self, prefix):
+        self.prefix = prefix
+        self.seen = {}
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.done.wait(0.02):
+            for pid, what in processes_in(self.prefix):
+                self.seen.setdefault(pid, what)
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
+        return self.seen
+
+
 def stop(proc):
     if proc.poll() is None:
         proc.send_signal(signal.SIGKILL)
@@ -63,11 +87,23 @@ def start_demo(tmp):
 
 def test_demo_runs_all_three_models_and_cleans_up(demo_tmp):
     proc = start_demo(demo_tmp)
+    sampler = Sampler(demo_tmp)
     try:
         out, err = proc.communicate(timeout=DEMO_TIMEOUT)
     finally:
         stop(proc)
+        seen = sampler.stop()
     assert proc.returncode == 0, f"exit {proc.returncode}\n{out}\n{err}"
+    # Progress comes from the library and the nodes' JSON, not from scraping
+    # progress bars: no child draws one, and the distributions' downloads run
+    # inside the demo (the only gets it starts are the three of section 5).
+    assert any(" node " in what for what in seen.values()), seen
+    assert not [what for what in seen.values() if "--progress" in what], seen
+    # (by command line: LeakSanitizer's tracer shows its process's under another pid)
+    gets = {what for what in seen.values() if what.split()[1:2] == ["get"]}
+    assert len(gets) <= 3, "\n".join(sorted(gets))
+    for m in MODELS:
+        assert re.search(r"^  %s +\d+\.\d%%  +\d+/3 finished" % re.escape(m), out, re.M), out
     table = out[out.index("== 6."):]
     header = table.splitlines()[2]
     for m in MODELS:

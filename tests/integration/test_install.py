@@ -491,3 +491,30 @@ def test_internal_headers_refuse_outside_inclusion(tmp_path):
     r = subprocess.run(["cc", "-fsyntax-only", "-I" + os.path.join(REPO, "include"), str(ok)],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert r.returncode == 0, r.stdout.decode()
+
+
+def test_the_cli_is_compiled_as_an_outside_client(tmp_path):
+    """src/cli/ is a client of peernet.h like any program: every build of it
+    (normal, sanitizers, the corrupting test build) compiles without
+    PN_INTERNAL and without -Isrc, so an internal header included there
+    stops the build; the library itself keeps both."""
+    def compile_command(obj):
+        r = subprocess.run(["make", "-n", "-B", "BUILD=" + str(tmp_path / "b"), str(tmp_path / "b" / obj)],
+                           cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert r.returncode == 0, r.stdout
+        source = obj.split("obj/", 1)[1][:-2] + ".c"
+        line = next(l for l in r.stdout.splitlines() if " -c %s " % source in l)
+        return line.split()
+
+    for variant in ("obj", "asan/obj", "corrupt/obj"):
+        cmd = compile_command(variant + "/src/cli/main.o")
+        assert "-DPN_INTERNAL" not in cmd and "-Isrc" not in cmd, (variant, cmd)
+        lib = compile_command(variant + "/src/util/log.o")
+        assert "-DPN_INTERNAL" in lib and "-Isrc" in lib, (variant, lib)
+    # The CLI's flags on a file that reaches an internal header by its path.
+    src = tmp_path / "cli_internal.c"
+    src.write_text('#include "%s"\nint main(void) { return 0; }\n' % os.path.join(REPO, "src", "util", "log.h"))
+    flags = [t for t in compile_command("obj/src/cli/main.o")[1:] if t.startswith(("-I", "-D"))]
+    r = subprocess.run(["cc", "-fsyntax-only"] + flags + [str(src)], cwd=REPO, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True)
+    assert r.returncode != 0 and "internal header of libpeernet" in r.stdout, r.stdout
