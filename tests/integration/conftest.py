@@ -329,3 +329,14 @@ def wait_progress(p, state, nchunks, want):
         assert p.poll() is None, "the download ended before it could be interrupted: %r" % (p.communicate(),)
         return state_chunks_done(state, nchunks) >= want
     poll(progressed, 60, what="%d verified chunks in %s" % (want, state))
+
+
+@pytest.fixture
+def net(workdir):
+    """A set of peer-to-peer processes for one test (p2p.Net), every one
+    stopped by its PID at the end; an unclean exit fails the test."""
+    from p2p import Net  # p2p imports this module
+    n = Net(workdir)
+    yield n
+    failures = n.close()
+    assert not failures, "\n".join(failures)

@@ -8,7 +8,6 @@ import subprocess
 import pytest
 
 from conftest import BIN, FAST_BIN, START_TIMEOUT, make_file, poll, run, sha256_file, stop_pid
-from p2p import Net
 
 
 def has_ipv6_loopback():
@@ -23,14 +22,6 @@ def has_ipv6_loopback():
 
 
 pytestmark = pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback on this machine")
-
-
-@pytest.fixture
-def net(workdir):
-    n = Net(workdir)
-    yield n
-    failures = n.close()
-    assert not failures, "\n".join(failures)
 
 
 def start_serve(workdir):

@@ -16,7 +16,7 @@ import subprocess
 import pytest
 
 from conftest import BIN, CLI_TIMEOUT, assert_one_error_line, make_file, sha256_file
-from p2p import Net, wait_found
+from p2p import wait_found
 
 # Names the network carries: quotes, apostrophes, non-ASCII, emoji.
 GOOD_NAMES = ['say "hi".txt', "it's.txt", "na\u00efve \u2603.txt", "\U0001F600 {json} [x].txt"]
@@ -50,14 +50,6 @@ def exact_text(obj, key):
         assert obj[key] == shown, (obj, shown)
         return raw
     return obj[key].encode("utf-8")
-
-
-@pytest.fixture
-def net(workdir):
-    n = Net(workdir)
-    yield n
-    failures = n.close()
-    assert not failures, "\n".join(failures)
 
 
 def write(path, data):

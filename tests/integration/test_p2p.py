@@ -27,21 +27,13 @@ import pytest
 
 from conftest import (BIN, CHUNK, FAST_BIN, CLI_TIMEOUT, assert_one_error_line, cid_raw, cid_str, make_file, poll, rss_kib, run,
                       sha256_file, state_chunks_done)
-from p2p import CORRUPT_BIN, MiB, Net, wait_found, wait_procs
+from p2p import CORRUPT_BIN, MiB, wait_found, wait_procs
 from pnwire import client_context, frame, make_ed25519_cert, parse_frames
 
 HELLO_NODE = bytes([0x01, 0x01, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00])  # HELLO v1, role node, port 0
 T_ERROR, T_DIR_FIND, T_DIR_PROVIDERS = 0x02, 0x54, 0x55
 WERR_BUSY = 6
 WERR_LIMIT = 3
-
-
-@pytest.fixture
-def net(workdir):
-    n = Net(workdir)
-    yield n
-    failures = n.close()
-    assert not failures, "\n".join(failures)
 
 
 def transfer(node, cid):

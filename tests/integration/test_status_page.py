@@ -21,7 +21,7 @@ import urllib.request
 import pytest
 
 from conftest import REPO, make_file, poll, run, sha256_file, assert_one_error_line
-from p2p import Net, wait_found
+from p2p import wait_found
 
 SCREENSHOT = os.path.join(REPO, "build", "status-page.png")
 CHROMIUM_TIMEOUT = 90
@@ -32,14 +32,6 @@ FILE_SIZE = 4 * 1024 * 1024            # 16 chunks: about 16 s at RATE
 @pytest.fixture
 def workdir(tmp_path):
     return str(tmp_path)
-
-
-@pytest.fixture
-def net(workdir):
-    n = Net(workdir)
-    yield n
-    failures = n.close()
-    assert not failures, "\n".join(failures)
 
 
 # ------------------------------------------------------------------ helpers

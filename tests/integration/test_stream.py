@@ -7,18 +7,9 @@ import select
 import subprocess
 import time
 
-import pytest
 
 from conftest import make_file, poll
-from p2p import MiB, Net
-
-
-@pytest.fixture
-def net(workdir):
-    n = Net(workdir)
-    yield n
-    failures = n.close()
-    assert not failures, "\n".join(failures)
+from p2p import MiB
 
 
 def read_exactly(stream, n, timeout):
