@@ -108,6 +108,12 @@ PN_EXTERN PN_MUST_CHECK int pn_cid_parse(const char *s, struct pn_cid *out);
 PN_EXTERN uint32_t pn_cid_chunks(const struct pn_cid *cid);
 /* Length in bytes of chunk `index` (the last may be short; a 0-byte file has one 0-byte chunk). */
 PN_EXTERN uint32_t pn_cid_chunk_len(const struct pn_cid *cid, uint32_t index);
+/* The content ID of the regular file at path, as a node sharing it would
+ * compute it (every chunk hashed; nothing is stored or sent). The caller's
+ * thread is busy meanwhile, about a second per GiB. 0; PN_EINVAL for what is
+ * not a regular file, PN_ETOOBIG above PN_MAX_FILE_SIZE, PN_EIO (errno set)
+ * when it cannot be read, PN_ENOMEM. */
+PN_EXTERN PN_MUST_CHECK int pn_cid_of_file(const char *path, struct pn_cid *out);
 
 /* "MAJOR.MINOR.PATCH" of the library actually linked (PN_VERSION_STRING is
  * that of the header compiled against). Static string. */

@@ -18,8 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <openssl/evp.h>
-#include <openssl/rand.h>
+#include <sys/random.h>
 #include "cli.h"
 #include "demo.h"
 
@@ -77,7 +76,7 @@ struct demo {
 	bool keep, tty;
 	char root[PATH_MAX];
 	char big[PATH_MAX], small[PATH_MAX];
-	uint8_t big_sha[32], small_sha[32];
+	struct pn_cid big_cid, small_cid; /* of the files distributed: every copy is checked against them */
 	char big_id[ID_MAX], small_id[ID_MAX];
 	struct result r[NMODELS];
 	struct demo_child *server, *directory;
@@ -185,16 +184,22 @@ static bool stop_now(void)
 	return demo_interrupted != 0;
 }
 
-/* Random bytes into path; their SHA-256 into sha. */
-static bool make_file(const char *path, uint64_t size, uint8_t sha[32])
+/* Random bytes into path; its content ID (the SHA-256 hash tree, as a node
+ * computes it) into cid. */
+static bool make_file(const char *path, uint64_t size, struct pn_cid *cid)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	unsigned char *buf = malloc(WRITE_BLOCK);
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	bool ok = fd >= 0 && buf && ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1;
+	bool ok = fd >= 0 && buf;
 	for (uint64_t left = size; ok && left && !stop_now();) {
 		size_t k = left < WRITE_BLOCK ? (size_t)left : WRITE_BLOCK;
-		ok = RAND_bytes(buf, (int)k) == 1 && EVP_DigestUpdate(ctx, buf, k) == 1;
+		for (size_t got = 0; ok && got < k;) {
+			ssize_t g = getrandom(buf + got, k - got, 0);
+			if (g < 0 && errno == EINTR)
+				continue;
+			ok = g > 0;
+			got += ok ? (size_t)g : 0;
+		}
 		for (size_t off = 0; ok && off < k;) {
 			ssize_t w = write(fd, buf + off, k - off);
 			if (w < 0 && errno == EINTR)
@@ -204,15 +209,20 @@ static bool make_file(const char *path, uint64_t size, uint8_t sha[32])
 		}
 		left -= k;
 	}
-	unsigned len = 0;
-	ok = ok && !stop_now() && EVP_DigestFinal_ex(ctx, sha, &len) == 1 && len == 32;
 	if (fd >= 0 && close(fd) != 0)
 		ok = false;
+	ok = ok && !stop_now() && pn_cid_of_file(path, cid) == PN_OK;
 	if (!ok && !stop_now())
 		fprintf(stderr, "peernet demo: cannot write %s: %s\n", path, strerror(errno));
-	EVP_MD_CTX_free(ctx);
 	free(buf);
 	return ok;
+}
+
+/* The copy at path has the content ID of the original. */
+static bool same_content(const char *path, const struct pn_cid *want)
+{
+	struct pn_cid got;
+	return pn_cid_of_file(path, &got) == PN_OK && !memcmp(&got, want, sizeof got);
 }
 
 /* Prints the last lines of a child's log after it failed. */
@@ -283,12 +293,6 @@ static json_t *node_status(const struct demo *d, int model, int i, char *buf, si
 	if (a.overflow || demo_run(dir, CMD_TIMEOUT_MS, a.v, &rc, NULL, buf, n, NULL, 0) != DEMO_OK || rc != 0)
 		return NULL;
 	return demo_json(buf);
-}
-
-static void sha_hex(const uint8_t sha[32], char out[17])
-{
-	for (int i = 0; i < 8; i++)
-		snprintf(out + 2 * i, 3, "%02x", sha[i]);
 }
 
 /* ---- live progress ---- */
@@ -410,11 +414,10 @@ static int distribute(struct demo *d, enum model m, char (*outs)[PATH_MAX], char
 	else
 		printf("  %-16s all %d finished in %.2f s\n", model_name[m], n, r->secs);
 	for (int i = 0; i < n; i++) {
-		uint8_t sha[32];
 		if (!g[i].ok)
 			printf("    get %d FAILED: %s\n", i + 1, g[i].err[0] ? g[i].err : "no message");
-		else if (!demo_sha256_file(outs[i], sha) || memcmp(sha, d->big_sha, 32))
-			printf("    get %d: %s does not match the original's SHA-256\n", i + 1, outs[i]);
+		else if (!same_content(outs[i], &d->big_cid))
+			printf("    get %d: %s does not match the original's content ID (SHA-256 hash tree)\n", i + 1, outs[i]);
 		else
 			r->verified++;
 	}
@@ -863,9 +866,8 @@ static int run_gone(struct demo *d)
 	arg(&a, "--json");
 	gone_get(d, M_FLOOD, &a, cwd, true);
 	r->gone_secs += s1;
-	uint8_t sha[32];
-	if (r->gone_rc == 0 && (!demo_sha256_file(out, sha) || memcmp(sha, d->small_sha, 32))) {
-		printf("  %s does not match the original's SHA-256\n", out);
+	if (r->gone_rc == 0 && !same_content(out, &d->small_cid)) {
+		printf("  %s does not match the original's content ID (SHA-256 hash tree)\n", out);
 		r->gone_expected = false;
 	}
 	return stop_now() ? DEMO_INTR : DEMO_OK;
@@ -948,7 +950,7 @@ static void print_table(const struct demo *d)
 
 static int run(struct demo *d)
 {
-	char sz[32], rate[32], hex[17];
+	char sz[32], rate[32], hex[PN_CID_STR_LEN + 1];
 	int ret;
 	demo_fmt_bytes((double)d->size, sz, sizeof sz);
 	demo_fmt_bytes((double)d->rate, rate, sizeof rate);
@@ -957,10 +959,10 @@ static int run(struct demo *d)
 	printf("\n== 1. A random file\n");
 	if (!path_fmt(d->big, "%s/%s", d->root, BIG_NAME) || !path_fmt(d->small, "%s/%s", d->root, SMALL_NAME))
 		return DEMO_FAIL;
-	if (!make_file(d->big, d->size, d->big_sha) || !make_file(d->small, SMALL_SIZE, d->small_sha))
+	if (!make_file(d->big, d->size, &d->big_cid) || !make_file(d->small, SMALL_SIZE, &d->small_cid))
 		return stop_now() ? DEMO_INTR : DEMO_FAIL;
-	sha_hex(d->big_sha, hex);
-	printf("  %s  %s, sha256 %s...\n", BIG_NAME, sz, hex);
+	pn_cid_format(&d->big_cid, hex);
+	printf("  %s  %s, content ID %s\n", BIG_NAME, sz, hex);
 	if ((ret = run_cs(d)) || (ret = run_dir(d)) || (ret = run_flood(d)) || (ret = run_gone(d)))
 		return ret;
 	print_table(d);

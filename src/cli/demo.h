@@ -101,7 +101,6 @@ int demo_wait_port(struct demo_child *c, const char *port_file, int timeout_ms, 
 
 /* /proc/PID/io wchar: bytes the process passed to write(2) and friends. */
 bool demo_proc_wchar(pid_t pid, uint64_t *out);
-bool demo_sha256_file(const char *path, uint8_t out[32]);
 /* "12.3 MiB" */
 void demo_fmt_bytes(double bytes, char *out, size_t n);
 /* Removes a tree (no symlinks followed). */

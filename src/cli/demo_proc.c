@@ -14,12 +14,10 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include <openssl/evp.h>
 #include "demo.h"
 
 #define SELF_EXE "/proc/self/exe"
 #define READ_CHUNK 4096
-#define HASH_BLOCK (1 << 20)
 #define PORT_POLL_MS 50
 
 volatile sig_atomic_t demo_interrupted;
@@ -390,32 +388,6 @@ bool demo_proc_wchar(pid_t pid, uint64_t *out)
 		}
 	}
 	fclose(f);
-	return ok;
-}
-
-bool demo_sha256_file(const char *path, uint8_t out[32])
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	unsigned char *buf = malloc(HASH_BLOCK);
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	bool ok = buf && ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1;
-	while (ok) {
-		ssize_t r = read(fd, buf, HASH_BLOCK);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			ok = r == 0;
-			break;
-		}
-		ok = EVP_DigestUpdate(ctx, buf, (size_t)r) == 1;
-	}
-	unsigned len = 0;
-	ok = ok && EVP_DigestFinal_ex(ctx, out, &len) == 1 && len == 32;
-	EVP_MD_CTX_free(ctx);
-	free(buf);
-	close(fd);
 	return ok;
 }
 

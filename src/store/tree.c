@@ -7,6 +7,8 @@
  * allocating anything.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -144,4 +146,24 @@ fail:
 	free(block);
 	free(hashes);
 	return err;
+}
+
+int pn_cid_of_file(const char *path, struct pn_cid *out)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return PN_EIO;
+	struct stat st;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		int r = fstat(fd, &st) != 0 ? PN_EIO : PN_EINVAL;
+		close(fd);
+		return r;
+	}
+	uint8_t *hashes = NULL;
+	int r = store_hash_fd(fd, (uint64_t)st.st_size, out, &hashes);
+	int saved = errno;
+	free(hashes);
+	close(fd);
+	errno = saved;
+	return r;
 }

@@ -610,3 +610,26 @@ Test(api, status_pages_of_a_node_a_server_and_a_directory)
 	cr_assert_eq(w.closed, 4);
 	world_cleanup(&w);
 }
+
+Test(api, cid_of_file_is_the_id_a_node_gives_the_file)
+{
+	struct world w;
+	world_init(&w);
+	world_start(&w);
+	char src[400], missing[400];
+	snprintf(src, sizeof src, "%s/some file.bin", w.dir);
+	snprintf(missing, sizeof missing, "%s/none", w.dir);
+	free(write_file(src, 2 * PN_CHUNK_SIZE + 5, 21));
+	struct pn_cid shared, computed;
+	cr_assert_eq(pn_node_share(w.a, src, &shared), PN_OK);
+	cr_assert_eq(pn_cid_of_file(src, &computed), PN_OK);
+	cr_assert(memcmp(&shared, &computed, sizeof shared) == 0);
+	cr_assert_eq(pn_cid_of_file(w.dir, &computed), PN_EINVAL, "a directory has no content ID");
+	cr_assert_eq(pn_cid_of_file(missing, &computed), PN_EIO);
+	pn_node_close(w.a, closed_cb, &w);
+	pn_node_close(w.b, closed_cb, &w);
+	pn_directory_close(w.directory, closed_cb, &w);
+	world_run(&w);
+	cr_assert_eq(w.closed, 3);
+	world_cleanup(&w);
+}
