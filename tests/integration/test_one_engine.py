@@ -6,7 +6,7 @@ import os
 
 from conftest import BIN, FAST_BIN, make_file, run, sha256_file
 from p2p import MiB
-from test_p2p import finish_get, net, start_get  # noqa: F401 (net is a fixture)
+from test_p2p import finish_get, start_get
 
 
 def put(server, path):
