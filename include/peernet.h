@@ -244,8 +244,11 @@ struct pn_node_config {
 	enum pn_discovery discovery; /* 0: PN_DISCOVERY_DIRECTORY */
 	const char *directory;       /* "HOST:PORT" of the look-up service (directory discovery) */
 	const char *announce_host;   /* host the directory registers; NULL: the address it sees */
-	/* flood discovery: nodes to join through, neighbour counts (0: 4 and 8),
-	 * hop limit of queries (0: 5, at most 7), no expanding ring */
+	/* flood and DHT discovery: nodes to join through ("HOST:PORT", names
+	 * resolved; the DHT pings them over UDP on the same port, and a node
+	 * with a saved routing table, DATA/dht-table, needs none); flood
+	 * discovery: neighbour counts (0: 4 and 8), hop limit of queries (0: 5,
+	 * at most 7), no expanding ring */
 	const char *const *bootstrap;
 	size_t nbootstrap;
 	uint32_t min_neighbors, max_neighbors;
@@ -380,12 +383,17 @@ struct pn_node_status {
 	uint8_t node_id[PN_ID_BYTES];
 	uint16_t port;
 	enum pn_discovery discovery;
-	bool discovery_ready;        /* registered with the directory / has a neighbour */
+	bool discovery_ready;        /* registered with the directory / has a neighbour / a DHT contact */
 	uint32_t directory_refused;  /* shares the directory refused to register (its limits) */
 	size_t peers, neighbors, downloads, shares;
 	uint64_t bytes_up, bytes_down; /* chunk bytes */
 	uint64_t wire_up, wire_down;   /* every byte on the wire, TLS included */
 	uint64_t lookups, lookup_msgs; /* look-ups made, messages they cost */
+	/* DHT discovery: contacts in the routing table; requests a look-up
+	 * sent and its rounds (see docs/DHT.md), for the last look-up and the
+	 * median of the last 64. */
+	size_t dht_contacts;
+	uint32_t dht_rounds_last, dht_rounds_median, dht_msgs_last, dht_msgs_median;
 	uint64_t rate_up, rate_down;   /* chunk bytes per second over the last few seconds */
 };
 PN_EXTERN void pn_node_status(const pn_node *n, struct pn_node_status *out);

@@ -21,6 +21,7 @@
 static const char node_help[] =
 	"usage: peernet node --listen ADDR:PORT [--data DIR] --discovery directory --directory ADDR:PORT\n"
 	"       peernet node --listen ADDR:PORT [--data DIR] --discovery flood --bootstrap ADDR:PORT...\n"
+	"       peernet node --listen ADDR:PORT [--data DIR] --discovery dht [--bootstrap ADDR:PORT...]\n"
 	"                    [--share PATH]... [--up-rate RATE] [--down-rate RATE]\n"
 	"\n"
 	"Runs a peer: serves what it holds, finds providers through the discovery\n"
@@ -30,10 +31,12 @@ static const char node_help[] =
 	"  --listen ADDR:PORT        where other peers reach this node\n"
 	"  --data DIR                identity, store and control socket (default ~/.local/share/peernet)\n"
 	"  --control PATH            the control socket (default DATA/control.sock)\n"
-	"  --discovery MODE          directory (central look-up service) or flood (ask the neighbours)\n"
+	"  --discovery MODE          directory (central look-up service), flood (ask the neighbours)\n"
+	"                            or dht (Kademlia distributed hash table over UDP, same port)\n"
 	"  --directory ADDR:PORT     the look-up service (directory mode)\n"
-	"  --bootstrap ADDR:PORT     a node to join through (flood mode; repeatable); good peers are\n"
-	"                            remembered in DATA/peers and tried first next time\n"
+	"  --bootstrap ADDR:PORT     a node to join through (flood and dht modes; repeatable); flood\n"
+	"                            remembers good peers in DATA/peers, dht its routing table in\n"
+	"                            DATA/dht-table, and rejoins through them next time\n"
 	"  --min-neighbors N         flood mode: keep at least N neighbours (default 4)\n"
 	"  --max-neighbors N         flood mode: accept at most N neighbours (default 8)\n"
 	"  --ttl N                   flood mode: hop limit of queries, 1 to 7 (default 5)\n"
@@ -233,9 +236,9 @@ int cmd_node(int argc, char **argv)
 			else if (!strcmp(optarg, "flood"))
 				o.discovery = PN_DISCOVERY_FLOOD;
 			else if (!strcmp(optarg, "dht"))
-				return cli_usage_err("node", "--discovery dht is not available in this version; use directory or flood");
+				o.discovery = PN_DISCOVERY_DHT;
 			else
-				return cli_usage_err("node", "bad --discovery '%s': expected directory or flood", optarg);
+				return cli_usage_err("node", "bad --discovery '%s': expected directory, flood or dht", optarg);
 			break;
 		case 'b':
 			if (o.nbootstrap >= NODE_CLI_MAX_LIST)
@@ -815,6 +818,7 @@ int cmd_search(int argc, char **argv)
 static void print_status_text(const json_t *s)
 {
 	const json_t *dir = json_object_get(s, "directory"), *flood = json_object_get(s, "flood");
+	const json_t *dht = json_object_get(s, "dht");
 	const json_t *peers = json_object_get(s, "peers"), *shares = json_object_get(s, "shares");
 	const json_t *transfers = json_object_get(s, "transfers"), *totals = json_object_get(s, "totals");
 	printf("node       %s\n", str_field(s, "node_id"));
@@ -832,6 +836,12 @@ static void print_status_text(const json_t *s)
 		       (unsigned long long)u64_field(flood, "neighbors"), (unsigned long long)u64_field(flood, "queries_sent"),
 		       (unsigned long long)u64_field(flood, "queries_received"),
 		       (unsigned long long)u64_field(flood, "duplicates_dropped"));
+	if (dht)
+		printf("dht        %llu contacts, %llu look-ups: last %llu rounds / %llu messages, median %llu / %llu\n",
+		       (unsigned long long)u64_field(dht, "contacts"), (unsigned long long)u64_field(dht, "lookups"),
+		       (unsigned long long)u64_field(dht, "rounds_last"), (unsigned long long)u64_field(dht, "messages_last"),
+		       (unsigned long long)u64_field(dht, "rounds_median"),
+		       (unsigned long long)u64_field(dht, "messages_median"));
 	printf("peers      %zu\n", json_array_size(peers));
 	for (size_t i = 0; i < json_array_size(peers); i++) {
 		const json_t *p = json_array_get(peers, i);

@@ -27,6 +27,7 @@
 #include "node/node_ctl.h"
 #include "node/node_dir.h"
 #include "node/node_flood.h"
+#include "node/node_dht.h"
 #include "crypto/crypto.h"
 #include "http/http.h"
 #include "net/conn_limit.h"
@@ -56,6 +57,12 @@
 #define NODE_UPLOAD_AHEAD_MS 100 /* under a fast upload cap, chunks handed to connections ahead of it */
 #define NODE_REFIND_FLOOD_MS 5000 /* flood mode: re-query this often while no provider is connected */
 #define NODE_REFIND_FLOOD_EARLY_MS 1000 /* ... and this often during the first NODE_EARLY_MS */
+#define NODE_REFIND_DHT_MS 5000   /* DHT mode: look up again this often while no provider is connected */
+#define NODE_REFIND_DHT_EARLY_MS 1000 /* ... and this often during the first NODE_EARLY_MS */
+/* DHT mode: a look-up that found no provider ends a download only after
+ * this long (a provider's records may still be on their way to the nodes
+ * closest to the key); until then the download looks up again. */
+#define NODE_DHT_SETTLE_MS 10000
 #define NODE_SEED_SERVER_RETRY_MS 5000
 #define NODE_PATH_MAX 4096
 
@@ -176,6 +183,7 @@ struct pn_node {
 	struct ctl_server *ctl;
 	struct dir_client *dir;       /* directory discovery, else NULL */
 	struct flood_node *flood;     /* flood discovery, else NULL */
+	struct dht_node *dht;         /* DHT discovery, else NULL */
 	uv_timer_t tick;              /* one timer, armed at the soonest wake-up (node_schedule) */
 	bool timer_on;
 	bool stopping;
@@ -346,6 +354,8 @@ static void download_free(struct download *d)
 	if (*dp)
 		*dp = d->next;
 	engine_unwant(n->engine, &d->cid, node_now(n)); /* nothing if it completed */
+	if (n->dht && !store_get(n->store, &d->cid))
+		dht_node_withdraw(n->dht, &d->cid); /* it announced itself while it held part of it */
 	if (d->part)
 		store_put_release(n->store, d->part);
 	while (d->waiters) {
@@ -670,6 +680,8 @@ static void dial_provider(struct pn_node *n, const struct engine_action *a)
 /* Runs every action the engine has pending. Call after every engine input. */
 static bool discovery_ready(const struct pn_node *n)
 {
+	if (n->dht)
+		return dht_node_ready(n->dht);
 	return n->flood ? flood_node_ready(n->flood) : n->dir && dir_client_ready(n->dir);
 }
 
@@ -681,6 +693,9 @@ static void discovery_waited(const struct pn_node *n, char *out, size_t len)
 	if (n->flood)
 		snprintf(out, len, "no flooding neighbour reached in %u s (the bootstrap peers are unreachable); "
 			 "the node keeps trying", t / 1000);
+	else if (n->dht)
+		snprintf(out, len, "no DHT node answered in %u s (the bootstrap nodes and the saved contacts are "
+			 "unreachable); the node keeps trying", t / 1000);
 	else
 		snprintf(out, len, "still no connection to the directory at %s after %u s (last error: %s); "
 			 "the node keeps trying", n->cfg->directory ? n->cfg->directory : "(none)", t / 1000,
@@ -717,6 +732,8 @@ static void node_pump(struct pn_node *n)
 					PN_LOGW(&n->log, "cannot record the name of a download");
 				if (n->dir)
 					dir_client_offer(n->dir, &d->cid, d->name);
+				if (n->dht)
+					(void)dht_node_offer(n->dht, &d->cid, d->name, node_now(n));
 			}
 			break;
 		case ENGINE_DIAL:
@@ -747,6 +764,7 @@ static void node_pump(struct pn_node *n)
 				char why[PN_NODE_ERR_MAX];
 				discovery_waited(n, why, sizeof why);
 				if (!d->providers_seen && ((n->flood && !flood_node_ready(n->flood)) ||
+							   (n->dht && !dht_node_ready(n->dht)) ||
 							   (!n->flood && n->dir && !d->looked_up)))
 					download_fail(d, PN_ETIMEDOUT, "%s", why);
 				else
@@ -915,7 +933,10 @@ static void lookup_done_cb(void *ud, const struct pn_cid *cid, int err, uint32_t
 		return;
 	/* A directory just (re)joined may not have heard from the providers yet:
 	 * ask again (refind) until it has had time to (--peer-timeout still bounds it). */
-	if (!n->flood && node_now(n) - n->dir_since_ms < NODE_DIR_SETTLE_MS)
+	if (n->dir && node_now(n) - n->dir_since_ms < NODE_DIR_SETTLE_MS)
+		return;
+	/* DHT: nobody answered, or the records may still be on their way. */
+	if (n->dht && (err != PN_OK || node_now(n) - d->started_ms < NODE_DHT_SETTLE_MS))
 		return;
 	struct engine_download_info info;
 	if (engine_download_info(n->engine, cid, &info) && info.have_hashes)
@@ -924,6 +945,8 @@ static void lookup_done_cb(void *ud, const struct pn_cid *cid, int err, uint32_t
 	cid_str(cid, id);
 	if (n->flood)
 		download_fail(d, PN_ENOTFOUND, "no node within %u hops has %s", n->cfg->ttl ? n->cfg->ttl : FLOOD_DEFAULT_TTL, id);
+	else if (n->dht)
+		download_fail(d, PN_ENOTFOUND, "no node in the DHT announces %s", id);
 	else
 		download_fail(d, PN_ENOTFOUND, "no node offers %s", id);
 }
@@ -1148,10 +1171,13 @@ static int node_get(struct pn_node *n, const struct pn_cid *cid, const char *pat
 		engine_set_streaming(n->engine, cid, true);
 	if (d->have_meta && n->dir)
 		dir_client_offer(n->dir, cid, d->name);
+	if (d->have_meta && n->dht)
+		(void)dht_node_offer(n->dht, cid, d->name, node_now(n));
 	d->finding = true;
 	d->last_find_ms = node_now(n);
 	d->looked_up = !n->flood && n->dir && dir_client_ready(n->dir);
 	r = n->flood ? flood_node_find(n->flood, cid, node_now(n))
+	    : n->dht ? dht_node_find(n->dht, cid, node_now(n))
 	    : d->looked_up ? dir_client_find(n->dir, cid) : PN_ENOTSUP;
 	/* A look-up may have answered at once and ended the download already. */
 	if (r != PN_OK && (d = download_find(n, cid))) {
@@ -1211,9 +1237,12 @@ static void search_now(struct pn_node *n, struct pn_search *sr)
 	char msg[600];
 	sr->pending = false;
 	sr->running = true;
-	if (n->flood) {
-		int r = flood_node_search(n->flood, sr->query, sr, node_now(n));
-		if (r == PN_EINVAL)
+	if (n->flood || n->dht) {
+		int r = n->flood ? flood_node_search(n->flood, sr->query, sr, node_now(n))
+				 : dht_node_search(n->dht, sr->query, sr, node_now(n));
+		if (r == PN_EINVAL && n->dht)
+			snprintf(msg, sizeof msg, "search: the DHT finds whole words of 2 bytes or more; the query has none");
+		else if (r == PN_EINVAL)
 			snprintf(msg, sizeof msg, "search: the query must be 1 to %d bytes", PN_QUERY_DATA_MAX);
 		else if (r == PN_ECLOSED)
 			snprintf(msg, sizeof msg, "not connected to any peer (the bootstrap peers are unreachable); the node keeps retrying");
@@ -1255,7 +1284,7 @@ static int node_search(struct pn_node *n, const char *query, const struct search
 		pending += x->pending;
 	if (!discovery_ready(n) && pending >= NODE_PENDING_SEARCHES) {
 		snprintf(why, whylen, "%d searches already wait for the node to reach %s; try again later",
-			 NODE_PENDING_SEARCHES, n->flood ? "its neighbours" : "its directory");
+			 NODE_PENDING_SEARCHES, n->flood ? "its neighbours" : n->dht ? "the DHT" : "its directory");
 		return PN_ELIMIT;
 	}
 	struct pn_search *sr = calloc(1, sizeof *sr);
@@ -1286,6 +1315,8 @@ static void search_cancel(struct pn_search *sr)
 	if (sr->running) {
 		if (n->flood)
 			flood_node_search_cancel(n->flood, sr);
+		if (n->dht)
+			dht_node_search_cancel(n->dht, sr);
 		if (n->dir)
 			dir_client_search_cancel(n->dir, sr);
 		sr->running = false;
@@ -1328,6 +1359,8 @@ static int node_share(struct pn_node *n, const char *path, const struct store_ob
 	cid_str(&(*out)->cid, id);
 	if (n->dir)
 		dir_client_offer(n->dir, &(*out)->cid, (*out)->name);
+	if (n->dht && dht_node_offer(n->dht, &(*out)->cid, (*out)->name, node_now(n)) != PN_OK)
+		PN_LOGW(&n->log, "cannot announce %s in the DHT (too many contents announced)", id);
 	if (n->dir && !dir_client_ready(n->dir))
 		PN_LOGI(&n->log, "holding %s  %s; it is registered when the directory at %s is reachable", id,
 			(*out)->name, n->cfg->directory);
@@ -1466,6 +1499,12 @@ static void ctl_status_cb(void *ud, struct ctl_status *st)
 		st->flood_stats = fs.core;
 		st->lookups += fs.lookups;
 	}
+	if (n->dht) {
+		st->dht = true;
+		dht_node_get_stats(n->dht, &st->dht_stats);
+		st->lookups += st->dht_stats.lookups;
+		st->lookup_msgs += st->dht_stats.lookup_msgs;
+	}
 	struct pn_peer_info pi[CTL_STATUS_PEERS_MAX];
 	size_t np = pn_node_peers(n, pi, CTL_STATUS_PEERS_MAX);
 	st->npeers = np < CTL_STATUS_PEERS_MAX ? np : CTL_STATUS_PEERS_MAX;
@@ -1543,6 +1582,8 @@ static uint64_t download_refind_at(struct pn_node *n, const struct download *d)
 	uint64_t period;
 	if (n->flood)
 		period = node_now(n) - d->started_ms < NODE_EARLY_MS ? NODE_REFIND_FLOOD_EARLY_MS : NODE_REFIND_FLOOD_MS;
+	else if (n->dht && dht_node_ready(n->dht))
+		period = node_now(n) - d->started_ms < NODE_EARLY_MS ? NODE_REFIND_DHT_EARLY_MS : NODE_REFIND_DHT_MS;
 	else if (n->dir && dir_client_ready(n->dir))
 		period = node_now(n) - d->started_ms < NODE_EARLY_MS ? NODE_REFIND_EARLY_MS : NODE_REFIND_MS;
 	else
@@ -1562,6 +1603,9 @@ static void node_schedule(struct pn_node *n)
 	if (t < next)
 		next = t;
 	t = n->flood ? flood_node_next_wakeup(n->flood, now) : UINT64_MAX;
+	if (t < next)
+		next = t;
+	t = n->dht ? dht_node_next_wakeup(n->dht) : UINT64_MAX;
 	if (t < next)
 		next = t;
 	if (n->cfg->nseed_servers && n->seed_server_next_ms < next)
@@ -1621,6 +1665,20 @@ static void refind(struct pn_node *n, uint64_t now)
 						d->finding = false;
 				}
 			}
+		} else if (n->dht) {
+			/* As flooding: again while no provider is connected, and early on. */
+			if (dht_node_ready(n->dht) &&
+			    now - d->last_find_ms > (early ? NODE_REFIND_DHT_EARLY_MS : NODE_REFIND_DHT_MS) &&
+			    (early || !engine_download_has_providers(n->engine, &d->cid))) {
+				d->finding = true;
+				int r = dht_node_find(n->dht, &due[i], now);
+				if ((d = download_find(n, &due[i]))) {
+					if (r == PN_OK)
+						d->last_find_ms = now;
+					else
+						d->finding = false;
+				}
+			}
 		} else if (n->dir && now - d->last_find_ms > (early ? NODE_REFIND_EARLY_MS : NODE_REFIND_MS) &&
 			   dir_client_ready(n->dir)) {
 			/* Early in a download ask often: fellow downloaders register as they start. */
@@ -1663,6 +1721,8 @@ static void tick_cb(uv_timer_t *t)
 		dir_client_tick(n->dir, now);
 	if (n->flood)
 		flood_node_tick(n->flood, now);
+	if (n->dht)
+		dht_node_tick(n->dht, now);
 	seed_servers_tick(n, now);
 	if (engine_next_wakeup(n->engine) <= now)
 		engine_tick(n->engine, now);
@@ -1693,6 +1753,8 @@ static void node_stop(struct pn_node *n)
 		if (sr->running) {
 			if (n->flood)
 				flood_node_search_cancel(n->flood, sr);
+			if (n->dht)
+				dht_node_search_cancel(n->dht, sr);
 			if (n->dir)
 				dir_client_search_cancel(n->dir, sr);
 			sr->running = false;
@@ -1715,6 +1777,8 @@ static void node_stop(struct pn_node *n)
 		dir_client_stop(n->dir);
 	if (n->flood)
 		flood_node_stop(n->flood);
+	if (n->dht)
+		dht_node_stop(n->dht);
 }
 
 void pn_default_data_dir(char *out, size_t len)
@@ -1783,6 +1847,36 @@ static int discovery_setup(struct pn_node *n)
 		memcpy(fo.self_id, n->id.node_id, PN_ID_BYTES);
 		n->flood = flood_node_new(&fo);
 		return n->flood ? PN_OK : PN_ENOMEM;
+	}
+	if (n->cfg->discovery == PN_DISCOVERY_DHT) {
+		struct dht_node_opts dopts = {
+			.loop = n->loop,
+			.listen = n->cfg->listen,
+			.port = n->port,
+			.bind_interface = n->cfg->bind_interface,
+			.data_dir = n->cfg->data_dir,
+			.id = &n->id,
+			.bootstrap = n->cfg->bootstrap,
+			.nbootstrap = n->cfg->nbootstrap,
+			.seed = pn_prng_next(&n->rng),
+			.log = &n->log,
+			.events = ev,
+		};
+		char why[PN_NODE_ERR_MAX];
+		int r = dht_node_new(&dopts, node_now(n), &n->dht, why, sizeof why);
+		if (r != PN_OK) {
+			set_err(n, "%s", why);
+			return r;
+		}
+		/* Everything the store holds is announced. */
+		for (size_t i = 0; i < store_count(n->store); i++) {
+			const struct store_object *o = store_at(n->store, i);
+			if (dht_node_offer(n->dht, &o->cid, o->name, node_now(n)) != PN_OK) {
+				PN_LOGW(&n->log, "cannot announce every content in the DHT (at most %d)", DHT_NODE_OFFERS_MAX);
+				break;
+			}
+		}
+		return PN_OK;
 	}
 	if (n->cfg->discovery == PN_DISCOVERY_DIRECTORY && n->cfg->directory) {
 		struct dir_client_opts dopts = {
@@ -1919,7 +2013,8 @@ int pn_node_new(uv_loop_t *loop, const struct pn_node_config *cfg, const struct 
 	if (!loop || !cfg || !cfg->listen || !cfg->data_dir || cfg->nbootstrap > NODE_MAX_LIST ||
 	    cfg->nseed_servers > NODE_MAX_LIST || (cfg->nbootstrap && !cfg->bootstrap) ||
 	    (cfg->nseed_servers && !cfg->seed_servers) || cfg->ttl > FLOOD_MAX_TTL ||
-	    (cfg->discovery && cfg->discovery != PN_DISCOVERY_DIRECTORY && cfg->discovery != PN_DISCOVERY_FLOOD) ||
+	    (cfg->discovery && cfg->discovery != PN_DISCOVERY_DIRECTORY && cfg->discovery != PN_DISCOVERY_FLOOD &&
+	     cfg->discovery != PN_DISCOVERY_DHT) ||
 	    cfg->log_level > PN_LOG_DEBUG ||
 	    (cfg->bind_interface && (!cfg->bind_interface[0] || strlen(cfg->bind_interface) > 15)))
 		return PN_EINVAL;
@@ -2072,7 +2167,8 @@ int pn_node_start(pn_node *n)
 	}
 	r = discovery_setup(n);
 	if (r != PN_OK) {
-		set_err(n, "out of memory");
+		if (!n->error[0])
+			set_err(n, "out of memory");
 		return r;
 	}
 	if (n->cfg->control_path && (r = ctl_setup(n)) != PN_OK)
@@ -2099,6 +2195,7 @@ static void node_free(struct pn_node *n)
 	ctl_server_free(n->ctl);
 	dir_client_free(n->dir);
 	flood_node_free(n->flood);
+	dht_node_free(n->dht);
 	engine_free(n->engine);
 	store_close(n->store);
 	if (n->have_id)
@@ -2137,6 +2234,11 @@ static void http_closed_cb(void *ud)
 	node_part_closed(ud);
 }
 
+static void dht_closed_cb(void *ud)
+{
+	node_part_closed(ud);
+}
+
 static void node_close_now(struct pn_node *n)
 {
 	bool was_started = n->state == NODE_STARTED;
@@ -2161,6 +2263,10 @@ static void node_close_now(struct pn_node *n)
 	if (n->net) {
 		n->closing_handles++;
 		pn_net_close_cb(n->net, net_closed_cb, n);
+	}
+	if (n->dht) {
+		n->closing_handles++;
+		dht_node_close(n->dht, dht_closed_cb, n);
 	}
 }
 
@@ -2236,6 +2342,8 @@ int pn_node_unshare(pn_node *n, const struct pn_cid *cid)
 	}
 	if (n->dir)
 		dir_client_withdraw(n->dir, cid);
+	if (n->dht && !download_find(n, cid))
+		dht_node_withdraw(n->dht, cid);
 	PN_LOGI(&n->log, "no longer sharing %s", id);
 	return PN_OK;
 }
@@ -2381,6 +2489,17 @@ void pn_node_status(const pn_node *n, struct pn_node_status *st)
 		st->neighbors = fs.neighbors;
 		st->lookups += fs.lookups;
 		st->lookup_msgs += fs.core.queries_sent;
+	}
+	if (n->dht) {
+		struct dht_node_stats ds;
+		dht_node_get_stats(n->dht, &ds);
+		st->lookups += ds.lookups;
+		st->lookup_msgs += ds.lookup_msgs;
+		st->dht_contacts = ds.contacts;
+		st->dht_rounds_last = ds.rounds_last;
+		st->dht_rounds_median = ds.rounds_median;
+		st->dht_msgs_last = ds.msgs_last;
+		st->dht_msgs_median = ds.msgs_median;
 	}
 	for (const struct peer *p = n->peers; p; p = p->next)
 		st->peers += p->hello;

@@ -17,6 +17,7 @@
 #include "peernet.h"
 #include "net/net.h"
 #include "proto/flood.h"
+#include "node/node_dht.h"
 #include "wire/wire.h"
 
 struct ctl_server;
@@ -57,6 +58,8 @@ struct ctl_status {
 	bool flood;                  /* the flood fields below are set */
 	size_t flood_neighbors;
 	struct flood_stats flood_stats;
+	bool dht;                    /* the DHT fields below are set */
+	struct dht_node_stats dht_stats;
 	struct ctl_peer_status *peers;         /* room for CTL_STATUS_PEERS_MAX */
 	size_t npeers;
 	struct ctl_transfer_status *transfers; /* room for CTL_STATUS_TRANSFERS_MAX */
