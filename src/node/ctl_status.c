@@ -84,14 +84,15 @@ json_t *ctl_status_json(const struct ctl_status *st, const struct store *store, 
 	}
 	if (s && st->dht) {
 		const struct dht_node_stats *ds = &st->dht_stats;
-		s = pn_json_merge(s, json_pack("{s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}}", "dht", "contacts",
+		s = pn_json_merge(s, json_pack("{s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}}", "dht", "contacts",
 				       (json_int_t)ds->contacts, "records_stored", (json_int_t)ds->records_stored,
 				       "lookups", (json_int_t)ds->lookups, "lookup_messages", (json_int_t)ds->lookup_msgs,
 				       "rounds_last", (json_int_t)ds->rounds_last, "rounds_median",
 				       (json_int_t)ds->rounds_median, "messages_last", (json_int_t)ds->msgs_last,
 				       "messages_median", (json_int_t)ds->msgs_median, "datagrams_received",
 				       (json_int_t)ds->datagrams_in, "datagrams_sent", (json_int_t)ds->datagrams_out,
-				       "datagrams_dropped", (json_int_t)ds->bad_datagrams));
+				       "datagrams_dropped", (json_int_t)ds->bad_datagrams, "records_dropped",
+				       (json_int_t)ds->bad_records));
 	}
 	json_t *peers = json_array(), *shares = json_array(), *transfers = json_array();
 	bool ok = s && peers && shares && transfers;

@@ -19,7 +19,6 @@
 #define BAD_LOG_MS 10000             /* dropped datagrams are logged at most this often */
 #define ANNOUNCE_SETTLE_MS 2000      /* after the table first fills: announce everything again then */
 #define REANNOUNCE_MIN_MS 10000      /* ... and again when it has doubled, at most this often */
-#define WORD_MIN_BYTES 2             /* shorter words are not published (docs/DHT.md) */
 
 /* One content this node announces. */
 struct offer {
@@ -64,7 +63,6 @@ struct dht_node {
 	bool udp_open, v6sock, stopped;
 	void (*closed_cb)(void *ud);
 	void *closed_ud;
-	uint8_t pub[PN_DHT_PUB_BYTES];
 	struct pn_prng rng;
 	struct dlookup lookups[DHT_MAX_LOOKUPS];
 	struct sent_find sent[SENT_FINDS];
@@ -84,27 +82,16 @@ struct dht_node {
 	uint8_t sbuf[PN_DHT_DGRAM_MAX];
 };
 
-/* ---- signatures and keys (src/crypto) ---- */
-
-static bool sign_bytes(struct dht_node *dn, const uint8_t *data, size_t len, uint8_t sig[PN_DHT_SIG_BYTES])
-{
-	return pn_dht_sign(dn->o.id, data, len, sig) == PN_OK;
-}
-
-static bool verify_bytes(const uint8_t pub[PN_DHT_PUB_BYTES], const uint8_t *data, size_t len,
-			 const uint8_t sig[PN_DHT_SIG_BYTES])
-{
-	return pn_dht_verify(pub, data, len, sig);
-}
+/* ---- keys (src/crypto, dht_sign.c) ---- */
 
 static bool key_of_cid(const uint8_t cid[PN_CID_BYTES], uint8_t key[PN_DHT_KEY_BYTES])
 {
 	return pn_dht_key_of_cid(cid, key) == PN_OK;
 }
 
-static bool key_of_word(const char *word, size_t len, uint8_t key[PN_DHT_KEY_BYTES])
+static bool key_of_word(const char *name, const struct pn_dht_word *w, uint8_t key[PN_DHT_KEY_BYTES])
 {
-	return pn_dht_key_of_word(word, len, key) == PN_OK;
+	return pn_dht_key_of_word(name + w->off, w->len, key) == PN_OK;
 }
 
 /* ---- small helpers ---- */
@@ -122,38 +109,6 @@ static bool cid_of_bytes(const uint8_t in[PN_CID_BYTES], struct pn_cid *cid)
 	pn_rd_init(&r, in, PN_CID_BYTES);
 	pn_cid_read(&r, cid);
 	return !r.err;
-}
-
-/* The words of a name as the DHT publishes them: split where pn_keywords_match
- * splits, at least WORD_MIN_BYTES long, each once, at most max. Returns how
- * many; words[i] points into name, lens[i] its length. */
-static size_t name_words(const char *name, size_t len, const char **words, size_t *lens, size_t max)
-{
-	size_t n = 0;
-	for (size_t i = 0; i < len && n < max;) {
-		while (i < len && !pn_word_byte((uint8_t)name[i]))
-			i++;
-		size_t start = i;
-		while (i < len && pn_word_byte((uint8_t)name[i]))
-			i++;
-		size_t wl = i - start;
-		if (wl < WORD_MIN_BYTES)
-			continue;
-		bool dup = false;
-		for (size_t k = 0; k < n && !dup; k++) {
-			if (lens[k] != wl)
-				continue;
-			dup = true;
-			for (size_t c = 0; c < wl && dup; c++)
-				dup = pn_ascii_lower((uint8_t)words[k][c]) == pn_ascii_lower((uint8_t)name[start + c]);
-		}
-		if (!dup) {
-			words[n] = name + start;
-			lens[n] = wl;
-			n++;
-		}
-	}
-	return n;
 }
 
 static bool addr_of_sockaddr(const struct sockaddr *sa, struct pn_dht_addr *out)
@@ -338,10 +293,8 @@ static void send_msg(struct dht_node *dn, const struct pn_dht_addr *to, struct p
 	size_t len = 0;
 	if (!dn->udp_open || dn->stopped)
 		return;
-	memcpy(m->sender_key, dn->pub, PN_DHT_PUB_BYTES);
 	if (!sockaddr_of_addr(to, dn->v6sock, &ss) || pn_dht_encode(m, dn->sbuf, &len) != PN_OK ||
-	    len < PN_DHT_HDR_BYTES + PN_DHT_SIG_BYTES ||
-	    !sign_bytes(dn, dn->sbuf, len - PN_DHT_SIG_BYTES, dn->sbuf + len - PN_DHT_SIG_BYTES)) {
+	    pn_dht_sign_dgram(dn->o.id, dn->sbuf, len) != PN_OK) {
 		dn->send_failures++;
 		return;
 	}
@@ -503,12 +456,8 @@ static void pump(struct dht_node *dn, uint64_t now)
 static int announce_record(struct dht_node *dn, const uint8_t key[PN_DHT_KEY_BYTES], struct pn_dht_record *rec,
 			   uint64_t now)
 {
-	uint8_t signed_bytes[PN_DHT_SIGNED_MAX];
-	memcpy(rec->publisher, dn->pub, PN_DHT_PUB_BYTES);
-	size_t len = pn_dht_record_signed_bytes(rec, key, signed_bytes);
-	if (!sign_bytes(dn, signed_bytes, len, rec->sig))
-		return PN_ENOMEM;
-	return dht_announce(dn->core, key, rec, now);
+	int r = pn_dht_record_sign(dn->o.id, key, rec);
+	return r != PN_OK ? r : dht_announce(dn->core, key, rec, now);
 }
 
 /* Announces one content: its PROVIDER record and a KEYWORD record per word. */
@@ -523,16 +472,15 @@ static int announce_offer(struct dht_node *dn, const struct offer *of, uint64_t 
 	size_t nlen = strlen(of->name);
 	if (r != PN_OK || !nlen || !pn_name_valid(of->name, nlen))
 		return r;
-	const char *words[DHT_NODE_WORDS_MAX];
-	size_t lens[DHT_NODE_WORDS_MAX];
-	size_t nw = name_words(of->name, nlen, words, lens, DHT_NODE_WORDS_MAX);
+	struct pn_dht_word words[DHT_NODE_WORDS_MAX];
+	size_t nw = pn_dht_name_words(of->name, nlen, words, DHT_NODE_WORDS_MAX);
 	rec.kind = PN_DHT_REC_KEYWORD;
 	rec.name = of->name;
 	rec.name_len = (uint8_t)(nlen > PN_DHT_NAME_MAX ? PN_DHT_NAME_MAX : nlen);
 	if (nlen > PN_DHT_NAME_MAX)
 		return PN_OK; /* PN_NAME_MAX is the wire's limit too; kept for safety */
 	for (size_t i = 0; i < nw && r == PN_OK; i++) {
-		if (!key_of_word(words[i], lens[i], key))
+		if (!key_of_word(of->name, &words[i], key))
 			return PN_ENOMEM;
 		r = announce_record(dn, key, &rec, now);
 	}
@@ -545,11 +493,10 @@ static void unannounce_offer(struct dht_node *dn, const struct offer *of)
 	cid_bytes(&of->cid, raw);
 	if (key_of_cid(raw, key))
 		dht_unannounce(dn->core, key, PN_DHT_REC_PROVIDER, raw);
-	const char *words[DHT_NODE_WORDS_MAX];
-	size_t lens[DHT_NODE_WORDS_MAX];
-	size_t nw = name_words(of->name, strlen(of->name), words, lens, DHT_NODE_WORDS_MAX);
+	struct pn_dht_word words[DHT_NODE_WORDS_MAX];
+	size_t nw = pn_dht_name_words(of->name, strlen(of->name), words, DHT_NODE_WORDS_MAX);
 	for (size_t i = 0; i < nw; i++)
-		if (key_of_word(words[i], lens[i], key))
+		if (key_of_word(of->name, &words[i], key))
 			dht_unannounce(dn->core, key, PN_DHT_REC_KEYWORD, raw);
 }
 
@@ -613,24 +560,11 @@ void dht_node_withdraw(struct dht_node *dn, const struct pn_cid *cid)
 
 /* ---- receiving ---- */
 
-/* Whether rec may sit under key: its signature, its kind, and its key. */
+/* Whether rec may sit under key: its kind, its signature, and its key. */
 static bool record_ok(const struct pn_dht_record *rec, const uint8_t key[PN_DHT_KEY_BYTES], uint8_t kind)
 {
-	uint8_t signed_bytes[PN_DHT_SIGNED_MAX], k[PN_DHT_KEY_BYTES];
-	if (rec->kind != kind)
-		return false;
-	size_t len = pn_dht_record_signed_bytes(rec, key, signed_bytes);
-	if (!verify_bytes(rec->publisher, signed_bytes, len, rec->sig))
-		return false;
-	if (kind == PN_DHT_REC_PROVIDER)
-		return key_of_cid(rec->cid, k) && !memcmp(k, key, PN_DHT_KEY_BYTES);
-	const char *words[DHT_NODE_WORDS_MAX];
-	size_t lens[DHT_NODE_WORDS_MAX];
-	size_t nw = name_words(rec->name, rec->name_len, words, lens, DHT_NODE_WORDS_MAX);
-	for (size_t i = 0; i < nw; i++)
-		if (key_of_word(words[i], lens[i], k) && !memcmp(k, key, PN_DHT_KEY_BYTES))
-			return true;
-	return false;
+	return rec->kind == kind && pn_dht_record_verify(rec, key) == PN_OK &&
+	       pn_dht_record_key_check(rec, key) == PN_OK;
 }
 
 static void on_datagram(struct dht_node *dn, const uint8_t *buf, size_t len, const struct pn_dht_addr *from)
@@ -643,12 +577,13 @@ static void on_datagram(struct dht_node *dn, const uint8_t *buf, size_t len, con
 		bad_datagram(dn, from, "malformed");
 		return;
 	}
-	if (!m.sig || m.signed_len + PN_DHT_SIG_BYTES != len || !verify_bytes(m.sender_key, buf, m.signed_len, m.sig)) {
+	int r = pn_dht_verify_dgram(buf, len, &m, from_id);
+	if (r == PN_ENOMEM)
+		return;
+	if (r != PN_OK) {
 		bad_datagram(dn, from, "bad signature");
 		return;
 	}
-	if (pn_sha256(m.sender_key, PN_DHT_PUB_BYTES, from_id) != PN_OK)
-		return;
 	if (!memcmp(from_id, dn->o.id->node_id, PN_ID_BYTES)) {
 		bad_datagram(dn, from, "our own key");
 		return;
@@ -782,7 +717,7 @@ int dht_node_new(const struct dht_node_opts *opts, uint64_t now, struct dht_node
 	struct dht_opts co = {.seed = pn_prng_next(&dn->rng)};
 	memcpy(co.id, opts->id->node_id, PN_ID_BYTES);
 	int r = PN_ENOMEM;
-	if (oom || pn_dht_public_key(opts->id, dn->pub) != PN_OK || !(dn->core = dht_new(&co))) {
+	if (oom || !(dn->core = dht_new(&co))) {
 		snprintf(why, whylen, "out of memory");
 		goto fail;
 	}
@@ -898,19 +833,18 @@ int dht_node_search(struct dht_node *dn, const char *query, void *token, uint64_
 	size_t qlen = strlen(query);
 	if (qlen == 0 || qlen > PN_DIR_QUERY_MAX)
 		return PN_EINVAL;
-	const char *words[PN_DIR_QUERY_MAX / 2 + 1];
-	size_t lens[PN_DIR_QUERY_MAX / 2 + 1];
-	size_t nw = name_words(query, qlen, words, lens, sizeof words / sizeof *words), best = 0;
+	struct pn_dht_word words[PN_DHT_WORDS_MAX];
+	size_t nw = pn_dht_name_words(query, qlen, words, PN_DHT_WORDS_MAX), best = 0;
 	if (!nw)
 		return PN_EINVAL;
-	for (size_t i = 1; i < nw; i++)
-		if (lens[i] > lens[best])
+	for (size_t i = 1; i < nw; i++) /* the longest word: the rarest, in practice */
+		if (words[i].len > words[best].len)
 			best = i;
 	uint8_t key[PN_DHT_KEY_BYTES];
 	struct dlookup *l = lookup_free_slot(dn);
 	if (!l)
 		return PN_ELIMIT;
-	if (!key_of_word(words[best], lens[best], key))
+	if (!key_of_word(query, &words[best], key))
 		return PN_ENOMEM;
 	struct sresult *results = calloc(DHT_NODE_MAX_RESULTS, sizeof *results);
 	if (!results)
