@@ -19,6 +19,14 @@
 #define BAD_LOG_MS 10000             /* dropped datagrams are logged at most this often */
 #define ANNOUNCE_SETTLE_MS 2000      /* after the table first fills: announce everything again then */
 #define REANNOUNCE_MIN_MS 10000      /* ... and again when it has doubled, at most this often */
+/* A join looks up this node's own ID, which finds its neighbourhood only: a
+ * table that stays below FILL_BELOW contacts is filled by node look-ups of
+ * IDs in the FILL_TARGETS farthest buckets (as a bucket refresh would, but
+ * now rather than in an hour), FILL_ROUNDS times at most, FILL_MS apart. */
+#define FILL_BELOW (DHT_K / 2)
+#define FILL_TARGETS 4
+#define FILL_ROUNDS 3
+#define FILL_MS 4000
 
 /* One content this node announces. */
 struct offer {
@@ -71,6 +79,8 @@ struct dht_node {
 	size_t noffers, offers_cap;
 	uint64_t next_reboot_ms, next_save_ms, announce_at_ms, last_announce_ms;
 	size_t announced_table;      /* table size at the last announce of everything */
+	uint64_t fill_at_ms;         /* the next table fill (0: none planned) */
+	unsigned fills;              /* fills done */
 	bool table_dirty;
 	uint64_t bad_logged_ms, bad_unlogged;
 	char bad_last[160];
@@ -877,6 +887,28 @@ void dht_node_search_cancel(struct dht_node *dn, void *token)
 
 /* ---- time ---- */
 
+/* Node look-ups of an ID in each of the farthest buckets: this node's ID
+ * with bit i flipped and random bits after it. Their answers enter the
+ * table; the look-ups are not the node's (no event, no cost counted). */
+static void table_fill(struct dht_node *dn, uint64_t now)
+{
+	for (unsigned i = 0; i < FILL_TARGETS; i++) {
+		uint8_t target[PN_DHT_KEY_BYTES];
+		for (size_t b = 0; b < PN_DHT_KEY_BYTES; b += 8) {
+			uint64_t v = pn_prng_next(&dn->rng);
+			memcpy(target + b, &v, 8);
+		}
+		for (unsigned bit = 0; bit < i; bit++) {
+			uint8_t mask = (uint8_t)(0x80u >> bit);
+			target[0] = (uint8_t)((target[0] & ~mask) | (dn->o.id->node_id[0] & mask));
+		}
+		uint8_t mask = (uint8_t)(0x80u >> i);
+		target[0] = (uint8_t)((target[0] & ~mask) | (~dn->o.id->node_id[0] & mask));
+		(void)dht_lookup(dn->core, DHT_LOOKUP_NODES, target, 0, now);
+	}
+	dn->fills++;
+}
+
 void dht_node_tick(struct dht_node *dn, uint64_t now)
 {
 	if (dn->stopped)
@@ -886,6 +918,13 @@ void dht_node_tick(struct dht_node *dn, uint64_t now)
 	size_t size = dht_table_size(dn->core);
 	if (size == 0 && now >= dn->next_reboot_ms)
 		bootstrap(dn, now);
+	if (size > 0 && size < FILL_BELOW && dn->fills < FILL_ROUNDS && !dn->fill_at_ms)
+		dn->fill_at_ms = now + (dn->fills ? FILL_MS : ANNOUNCE_SETTLE_MS / 2);
+	if (dn->fill_at_ms && now >= dn->fill_at_ms) {
+		dn->fill_at_ms = 0;
+		if (size > 0 && size < FILL_BELOW)
+			table_fill(dn, now);
+	}
 	/* The first contacts: what was announced into an empty table goes out
 	 * again once the join has found the neighbourhood; and again whenever
 	 * the table has doubled since (the records' closest nodes moved). */
@@ -912,6 +951,8 @@ uint64_t dht_node_next_wakeup(const struct dht_node *dn)
 		next = dn->next_reboot_ms;
 	if (dn->announce_at_ms && dn->announce_at_ms < next)
 		next = dn->announce_at_ms;
+	if (dn->fill_at_ms && dn->fill_at_ms < next)
+		next = dn->fill_at_ms;
 	if (dn->table_dirty && dn->next_save_ms < next)
 		next = dn->next_save_ms;
 	return next;

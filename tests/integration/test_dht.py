@@ -158,14 +158,15 @@ def test_restart_rejoins_without_bootstrap(dhtnet):
     # A node whose bootstrap nodes are all killed, then itself stopped and
     # started again from its data directory with the same (dead) --bootstrap.
     node = [n for n in d.nodes if n.name == "n26"][0]
+    spared = (d.holder, d.nodes[SEARCHER])
     for b in d.boot_of[node.name]:
-        if b.alive() and b not in (d.holder,):
+        if b.alive() and b not in spared:
             b.kill9()
     assert node.stop() == 0
     table = os.path.join(node.data_dir, "dht-table")
     assert os.path.getsize(table) > 0
     node.start()
-    assert not any(b.alive() for b in d.boot_of[node.name] if b is not d.holder)
+    assert not any(b.alive() for b in d.boot_of[node.name] if b not in spared)
     poll(lambda: node.dht()["contacts"] >= 4, 20, interval=0.3, what="the restarted node to rejoin")
     node.wait_log("known nodes from", timeout=5)
     search_until(node, ["quarterly"], d.cid, timeout=30)
@@ -300,7 +301,7 @@ def test_junk_node_ignored(dhtnet):
         for n in alive:                      # every live node hears of it
             junk.ping(n.port)
         # A new node that joins through the junk node and one real node.
-        newbie = d.net.node("junky", bootstrap=[junk.addr, d.nodes[0].addr], bin=BIN)
+        newbie = d.net.node("junky", bootstrap=[junk.addr, d.nodes[SEARCHER].addr], bin=BIN)
         poll(lambda: newbie.dht()["contacts"] >= 4, 20, interval=0.3, what="the new node to join")
         junk.garbage(newbie.port)
         r = search_until(newbie, ["quarterly"], d.cid, timeout=45)
@@ -313,6 +314,6 @@ def test_junk_node_ignored(dhtnet):
         st = newbie.dht()
         assert st["datagrams_dropped"] >= 2, st
         # The old nodes still answer searches despite the junk in their tables.
-        search_until(d.nodes[0], ["report"], d.cid, timeout=30)
+        search_until(d.nodes[SEARCHER], ["report"], d.cid, timeout=30)
     finally:
         junk.stop()
