@@ -17,6 +17,14 @@
 #define SENT_FINDS 256               /* FIND_VALUE requests remembered, to check the records of their answers */
 #define SENT_FIND_TTL_MS 30000
 #define BAD_LOG_MS 10000             /* dropped datagrams are logged at most this often */
+/* A sender address whose datagrams failed BAD_LIMIT times within BAD_WINDOW_MS
+ * is not heard for BAD_BLOCK_MS: its datagrams are dropped before their
+ * signature costs a verification. BAD_SLOTS addresses are tracked (a hash
+ * table that forgets on collision). */
+#define BAD_SLOTS 256
+#define BAD_LIMIT 20
+#define BAD_WINDOW_MS 10000
+#define BAD_BLOCK_MS 60000
 #define ANNOUNCE_SETTLE_MS 2000      /* after the table first fills: announce everything again then */
 #define REANNOUNCE_MIN_MS 10000      /* ... and again when it has doubled, at most this often */
 /* A join looks up this node's own ID, which finds its neighbourhood only: a
@@ -54,6 +62,13 @@ struct dlookup {
 	size_t nresults;
 };
 
+/* A sender whose datagrams fail. */
+struct bad_sender {
+	struct pn_dht_addr addr;
+	uint32_t count;
+	uint64_t since_ms, blocked_until_ms;
+};
+
 /* A FIND_VALUE sent: the key its answer's records must be signed under. */
 struct sent_find {
 	uint32_t txid;
@@ -88,6 +103,7 @@ struct dht_node {
 	uint32_t cost_rounds[DHT_NODE_COST_WINDOW], cost_msgs[DHT_NODE_COST_WINDOW];
 	size_t ncosts;
 	uint64_t datagrams_in, datagrams_out, bad_datagrams, bad_records, send_failures;
+	struct bad_sender bad[BAD_SLOTS];
 	uint8_t rbuf[RECV_BUF_BYTES];
 	uint8_t sbuf[PN_DHT_DGRAM_MAX];
 };
@@ -181,11 +197,43 @@ static void addr_text(const struct pn_dht_addr *a, char out[PN_ADDR_STR_MAX])
 		snprintf(out, PN_ADDR_STR_MAX, "?");
 }
 
+static struct bad_sender *bad_slot(struct dht_node *dn, const struct pn_dht_addr *a)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (size_t i = 0; i < sizeof a->ip; i++)
+		h = (h ^ a->ip[i]) * 1099511628211ull;
+	h = (h ^ a->port ^ a->family) * 1099511628211ull;
+	return &dn->bad[h % BAD_SLOTS];
+}
+
+static bool addr_same(const struct pn_dht_addr *a, const struct pn_dht_addr *b)
+{
+	return a->family == b->family && a->port == b->port && !memcmp(a->ip, b->ip, sizeof a->ip);
+}
+
+/* Whether datagrams from a are dropped unread for now. */
+static bool sender_blocked(struct dht_node *dn, const struct pn_dht_addr *a, uint64_t now)
+{
+	const struct bad_sender *b = bad_slot(dn, a);
+	return addr_same(&b->addr, a) && now < b->blocked_until_ms;
+}
+
 /* Counts a dropped datagram and logs, at most every BAD_LOG_MS, how many. */
 static void bad_datagram(struct dht_node *dn, const struct pn_dht_addr *from, const char *why)
 {
 	uint64_t now = uv_now(dn->o.loop);
 	char at[PN_ADDR_STR_MAX];
+	struct bad_sender *b = bad_slot(dn, from);
+	if (!addr_same(&b->addr, from) || now - b->since_ms >= BAD_WINDOW_MS) {
+		if (!addr_same(&b->addr, from) || now >= b->blocked_until_ms) {
+			memset(b, 0, sizeof *b);
+			b->addr = *from;
+		}
+		b->since_ms = now;
+		b->count = 0;
+	}
+	if (++b->count >= BAD_LIMIT && now >= b->blocked_until_ms)
+		b->blocked_until_ms = now + BAD_BLOCK_MS;
 	dn->bad_datagrams++;
 	dn->bad_unlogged++;
 	addr_text(from, at);
@@ -633,6 +681,11 @@ static void recv_cb(uv_udp_t *u, ssize_t nread, const uv_buf_t *buf, const struc
 	struct pn_dht_addr from;
 	if (nread <= 0 || !sa || dn->stopped || !addr_of_sockaddr(sa, &from))
 		return;
+	if (sender_blocked(dn, &from, uv_now(dn->o.loop))) {
+		dn->datagrams_in++;
+		dn->bad_datagrams++;
+		return;
+	}
 	if ((flags & UV_UDP_PARTIAL) || (size_t)nread > PN_DHT_DGRAM_MAX) {
 		dn->datagrams_in++;
 		bad_datagram(dn, &from, "too long");

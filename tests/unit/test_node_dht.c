@@ -3,7 +3,7 @@
  * directory, talking real signed UDP datagrams on 127.0.0.1. Joining
  * through a bootstrap node, a search by keyword and a providers look-up
  * with the provider's address, whole words only, junk datagrams counted and
- * dropped, withdrawing, DATA/dht-table written and used to rejoin without
+ * dropped (and their sender not heard for a while), withdrawing, DATA/dht-table written and used to rejoin without
  * a bootstrap node, and a UDP port already taken. */
 #include <ftw.h>
 #include <netinet/in.h>
@@ -328,6 +328,51 @@ Test(node_dht, junk_datagrams_are_counted_and_dropped_with_bounded_logging)
 	cr_assert_eq(st.bad_datagrams, 50);
 	cr_assert_leq(tn[0].ev.log_lines - logs, 1, "one line for a burst");
 	cr_assert(dht_node_ready(tn[0].dn), "still in the DHT");
+}
+
+/* A signed PING from fd to node i: whether a PONG comes back. */
+static bool pinged(int fd, int i)
+{
+	struct pn_identity id;
+	struct pn_dht_msg m = {.type = PN_DHT_PING, .txid = 77};
+	uint8_t dgram[PN_DHT_DGRAM_MAX];
+	size_t len = 0;
+	struct sockaddr_in to = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+				 .sin_port = htons(tn[i].port)};
+	cr_assert_eq(pn_identity_ephemeral(&id), PN_OK);
+	cr_assert_eq(pn_dht_encode(&m, dgram, &len), PN_OK);
+	cr_assert_eq(pn_dht_sign_dgram(&id, dgram, len), PN_OK);
+	pn_identity_free(&id);
+	cr_assert_eq(sendto(fd, dgram, len, 0, (struct sockaddr *)&to, sizeof to), (ssize_t)len);
+	for (int k = 0; k < 200; k++) {
+		uv_run(&loop, UV_RUN_NOWAIT);
+		ssize_t n = recv(fd, dgram, sizeof dgram, MSG_DONTWAIT);
+		struct pn_dht_msg reply;
+		if (n > 0 && pn_dht_decode(dgram, (size_t)n, &reply) == PN_OK && reply.type == PN_DHT_PONG &&
+		    reply.txid == 77)
+			return true;
+		usleep(5000);
+	}
+	return false;
+}
+
+Test(node_dht, a_sender_of_junk_is_not_heard_for_a_while)
+{
+	char why[256];
+	cr_assert_eq(start(0, NULL, 0, 0, why, sizeof why), PN_OK, "%s", why);
+	int bad = socket(AF_INET, SOCK_DGRAM, 0), good = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_in to = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+				 .sin_port = htons(tn[0].port)};
+	cr_assert(pinged(bad, 0), "a PING is answered");
+	for (int i = 0; i < 30; i++)
+		cr_assert_eq(sendto(bad, "pD", 2, 0, (struct sockaddr *)&to, sizeof to), 2);
+	cr_assert_not(pinged(bad, 0), "the junk's sender is not heard any more");
+	cr_assert(pinged(good, 0), "another sender is");
+	struct dht_node_stats st;
+	dht_node_get_stats(tn[0].dn, &st);
+	cr_assert_eq(st.bad_datagrams, 31);
+	close(bad);
+	close(good);
 }
 
 Test(node_dht, the_table_is_saved_and_a_restart_rejoins_without_bootstrap)
