@@ -933,7 +933,7 @@ static void lookup_done_cb(void *ud, const struct pn_cid *cid, int err, uint32_t
 		return;
 	/* A directory just (re)joined may not have heard from the providers yet:
 	 * ask again (refind) until it has had time to (--peer-timeout still bounds it). */
-	if (n->dir && node_now(n) - n->dir_since_ms < NODE_DIR_SETTLE_MS)
+	if (!n->flood && !n->dht && node_now(n) - n->dir_since_ms < NODE_DIR_SETTLE_MS)
 		return;
 	/* DHT: nobody answered, or the records may still be on their way. */
 	if (n->dht && (err != PN_OK || node_now(n) - d->started_ms < NODE_DHT_SETTLE_MS))
