@@ -17,6 +17,13 @@
  * stay valid until then. A finished user look-up stays in its slot until
  * its LOOKUP_DONE is handed out, so LOOKUP_DONE is never dropped.
  *
+ * Junk in replies: a contact with an invalid address, this node's ID or the
+ * replier's own ID is skipped and counted. A contact farther from the key
+ * than the replier is NOT junk: near the key, the k closest a node knows
+ * are mostly farther than itself, and a look-up that skipped them would
+ * miss part of the true k closest (the test network shows it). A far
+ * contact cannot push a near one out of the shortlist anyway.
+ *
  * Write tokens: 8 bytes of issue time and an 8-byte keyed mix of the
  * requester's address and that time under a secret of the time's epoch
  * (epochs of token_ms, each with its own secret derived from the seed);
@@ -1026,9 +1033,10 @@ static void lookup_step(struct dht *d, struct lookup *lk, uint32_t slot, uint64_
 			pending = true;
 		if (e->state != SL_NEW)
 			continue;
-		pending = true;
-		if (lk->inflight >= DHT_ALPHA)
+		if (lk->inflight >= DHT_ALPHA) {
+			pending = true;
 			continue;
+		}
 		struct rpc *r;
 
 		if (lk->kind == DHT_LOOKUP_NODES) {
@@ -1050,6 +1058,7 @@ static void lookup_step(struct dht *d, struct lookup *lk, uint32_t slot, uint64_
 			live--;
 			continue;
 		}
+		pending = true;
 		r->lk_slot = (uint16_t)slot;
 		r->lk_gen = lk->gen;
 		e->state = SL_ASKED;
@@ -1221,7 +1230,7 @@ static void lookup_on_reply(struct dht *d, struct lookup *lk, uint32_t slot, con
 	for (uint32_t i = 0; i < nn; i++) {
 		const struct pn_dht_contact *c = &m->u.nodes.nodes[i];
 
-		if (!addr_ok(&c->addr) || id_eq(c->id, d->o.id) || dht_cmp_distance(lk->key, c->id, from_id) >= 0) {
+		if (!addr_ok(&c->addr) || id_eq(c->id, d->o.id) || id_eq(c->id, from_id)) {
 			d->stats.junk_contacts++;
 			continue;
 		}
