@@ -203,6 +203,7 @@ struct dht {
 	struct announce **ann;
 	uint32_t nann, anncap;
 	uint64_t ann_next;
+	bool ann_waiting; /* a due announce waits for a look-up slot */
 
 	struct rate_slot *rate;
 
@@ -1006,7 +1007,7 @@ static void lookup_finish(struct dht *d, struct lookup *lk, uint64_t now)
 		d->ann_next = min64(d->ann_next, a->next_at);
 		lk->ann = NULL;
 	}
-	if (lk->purpose != LK_USER)
+	if (lk->purpose != LK_USER && d->ann_waiting)
 		d->ann_next = min64(d->ann_next, now); /* a slot frees: waiting announces may go */
 }
 
@@ -1296,14 +1297,18 @@ static void announces_run(struct dht *d, uint64_t now)
 		return;
 	uint64_t next = UINT64_MAX;
 
+	d->ann_waiting = false;
+
 	for (uint32_t i = 0; i < d->nann; i++) {
 		struct announce *a = d->ann[i];
 
 		if (a->lk)
 			continue;
 		if (a->next_at <= now) {
-			if (d->n_internal >= MAX_INTERNAL)
-				continue; /* waits for a slot: lookup_finish wakes us */
+			if (d->n_internal >= MAX_INTERNAL) {
+				d->ann_waiting = true; /* lookup_finish wakes us */
+				continue;
+			}
 			uint8_t kind = a->rec.kind == PN_DHT_REC_KEYWORD ? DHT_LOOKUP_KEYWORD : DHT_LOOKUP_PROVIDERS;
 			struct lookup *lk = lookup_start(d, kind, a->key, 0, LK_ANNOUNCE, now);
 

@@ -575,7 +575,19 @@ Test(dht, rounds_median_at_1000, .timeout = 300)
 		cr_assert_leq(d->st.requests, 100);
 	}
 	qsort(rounds, 40, sizeof(rounds[0]), cmp_u32);
+	size_t mem = 0, mem_max = 0, table = 0;
+
+	for (uint32_t i = 0; i < net->n; i++) {
+		size_t m = dht_memory(net->cores[i]);
+
+		mem += m;
+		mem_max = m > mem_max ? m : mem_max;
+		table += dht_table_size(net->cores[i]);
+	}
+	cr_log_info("1000 nodes: rounds median %u max %u; table %zu contacts, memory %zu bytes a node (max %zu)",
+		    rounds[20], rounds[39], table / net->n, mem / net->n, mem_max);
 	cr_assert_leq(rounds[20], 4, "median rounds %u", rounds[20]);
+	cr_assert_lt(mem_max, 64 * 1024);
 	net_free(net);
 }
 
@@ -1186,4 +1198,36 @@ Test(dht, lossy_network_lookups_still_finish)
 	}
 	cr_assert_gt(timeouts, 0, "the loss was felt");
 	net_free(net);
+}
+
+Test(dht, idle_bucket_is_refreshed)
+{
+	uint8_t self[32] = { 0 }, peer[32];
+	struct dht_opts o = { .refresh_ms = 60000 };
+	struct lone *l = lone_new(self, o);
+	struct pn_dht_msg ping = { .type = PN_DHT_PING, .txid = 1 };
+
+	self[0] = 0x5a;
+	dht_free(l->d);
+	o.id[0] = 0x5a;
+	memcpy(o.id, self, 32);
+	o.seed = 3;
+	l->d = dht_new(&o);
+	cr_assert(l->d);
+	id_near(self, 3, 1, peer);
+	lone_feed(l, 1, peer, &ping, 1000);
+	cr_assert_eq(dht_next_wakeup(l->d), 61000);
+	dht_tick(l->d, 60999);
+	lone_drain(l);
+	cr_assert_null(lone_find(l, PN_DHT_FIND_NODE), "not yet");
+	dht_tick(l->d, 61000);
+	lone_drain(l);
+	const struct dht_action *a = lone_find(l, PN_DHT_FIND_NODE);
+
+	cr_assert(a, "the idle bucket is refreshed");
+	cr_assert_eq(a->to.ip[3], 1);
+	/* The target is in bucket 3: the first 3 bits ours, the 4th not. */
+	cr_assert_eq(a->msg.u.target[0] & 0xe0, self[0] & 0xe0);
+	cr_assert_neq(a->msg.u.target[0] & 0x10, self[0] & 0x10);
+	lone_free(l);
 }
