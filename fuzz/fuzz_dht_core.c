@@ -14,6 +14,9 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef FUZZ_REPORT
+#include <stdio.h>
+#endif
 #include "peernet.h"
 #include "proto/dht.h"
 
@@ -478,6 +481,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check(all_ended());
 	check(dht_records_stored(core) == 0);
 	check(dht_get_stats(core)->lookups_done <= dht_get_stats(core)->lookups_started);
+#ifdef FUZZ_REPORT /* what the corpus reaches: cc -DFUZZ_REPORT with a main that runs it */
+	const struct dht_stats *st = dht_get_stats(core);
+
+	fprintf(stderr, "stores ok %llu refused %llu lookups %llu/%llu junk %llu unexpected %llu limited %llu evict-table %zu\n",
+		(unsigned long long)st->stores_accepted, (unsigned long long)st->stores_refused,
+		(unsigned long long)st->lookups_done, (unsigned long long)st->lookups_started,
+		(unsigned long long)st->junk_contacts, (unsigned long long)st->unexpected_replies,
+		(unsigned long long)st->rate_limited, dht_table_size(core));
+#endif
 	dht_free(core);
 	core = NULL;
 	return 0;
