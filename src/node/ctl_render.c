@@ -61,7 +61,7 @@ int pn_put_json(const struct pn_put_info *f, char **out)
 	return dump_to(o, out);
 }
 
-json_t *pn__search_hit_value(const struct pn_search_hit *h)
+static json_t *search_hit_value(const struct pn_search_hit *h)
 {
 	json_t *name = pn__json_text(h->name ? h->name : "", h->name ? h->name_len : 0, NULL);
 	json_t *o = with_id(&h->cid);
@@ -80,7 +80,7 @@ int pn_search_hit_json(const struct pn_search_hit *h, char **out)
 	if (!out)
 		return PN_EINVAL;
 	*out = NULL;
-	return h ? dump_to(pn__search_hit_value(h), out) : PN_EINVAL;
+	return h ? dump_to(search_hit_value(h), out) : PN_EINVAL;
 }
 
 int pn_download_json(const struct pn_cid *cid, const struct pn_download_result *r, const char *why, char **out)

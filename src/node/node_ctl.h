@@ -79,8 +79,6 @@ json_t *ctl_status_document(void (*status_cb)(void *ud, struct ctl_status *out),
 /* The report (peernet.h) as a JSON object: what pn_node_report_json
  * writes. A new reference, or NULL (out of memory). In ctl_render.c. */
 json_t *pn__node_report_value(const struct pn_node_report *r);
-/* A search hit as {"id","name","size","providers"}, likewise. */
-json_t *pn__search_hit_value(const struct pn_search_hit *h);
 
 struct ctl_get_request {
 	struct pn_cid cid;
