@@ -145,8 +145,8 @@ PN_EXTERN void pn_default_data_dir(char *out, size_t len);
 #define PN_CONTROL_SOCKET "control.sock"
 /* Its protocol is JSON lines, one request per connection (described at the
  * top of src/node/node_ctl.c; bounds in docs/PROTOCOL.md, "Local control
- * socket"): a request line and a reply line are at most these many bytes,
- * the newline included. */
+ * socket"), which pn_ctl_* below speak: a request line and a reply line are
+ * at most these many bytes, the newline included. */
 #define PN_CONTROL_REQUEST_MAX (64 * 1024)
 #define PN_CONTROL_REPLY_MAX (1024 * 1024)
 
@@ -238,7 +238,7 @@ struct pn_progress {
 	const char *name;            /* the content's name ("" before its META came) */
 	uint64_t have, total;        /* verified bytes, size */
 	uint32_t peers;              /* providers connected */
-	uint32_t chunks;             /* chunks of the content (0 before its hashes came) */
+	uint32_t chunks;             /* chunks of the content */
 	uint32_t chunks_have;        /* of those, verified */
 	uint64_t bytes_downloaded;   /* chunk bytes received in this run */
 };
