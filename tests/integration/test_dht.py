@@ -125,7 +125,7 @@ def test_found_by_keyword_and_downloaded(dhtnet):
     st = searcher.status()
     assert st["discovery"] == "dht"
     dht = st["dht"]
-    assert dht["contacts"] >= 3 and dht["lookups"] >= 2
+    assert dht["contacts"] >= 3 and dht["records_stored"] >= 0 and dht["datagrams_received"] > 0
     assert 1 <= dht["rounds_median"] <= 8 and 1 <= dht["messages_median"] <= 100, dht
     assert st["totals"]["lookups"] >= 2 and st["totals"]["lookup_messages"] >= dht["messages_median"]
     # The routing table is saved (debounced) in the data directory.
