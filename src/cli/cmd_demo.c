@@ -1,5 +1,5 @@
 /* peernet demo: distributes one file by client-server, by peer-to-peer with
- * a directory and by peer-to-peer with flooding, all on loopback, and ends
+ * a directory, with flooding and with a DHT, all on loopback, and ends
  * with one table comparing the models, every figure measured in the run.
  * Every process it starts is this binary again (demo_proc.c): the server,
  * the directory, the nodes, and the short commands (put, status, search,
@@ -51,8 +51,11 @@
 #define ADDR_MAX 64
 #define WRITE_BLOCK (1 << 20)
 
-enum model { M_CS, M_DIR, M_FLOOD, NMODELS };
-static const char *const model_name[NMODELS] = {"client-server", "p2p + directory", "p2p + flooding"};
+enum model { M_CS, M_DIR, M_FLOOD, M_DHT, NMODELS };
+static const char *const model_name[NMODELS] = {"client-server", "p2p + directory", "p2p + flooding", "p2p + DHT"};
+/* The peer-to-peer networks: 0 directory, 1 flood, 2 DHT (their directories under the root). */
+#define NNETS 3
+static const char *const net_name[NNETS] = {"dir", "flood", "dht"};
 
 struct result {
 	bool ran;
@@ -80,8 +83,8 @@ struct demo {
 	struct result r[NMODELS];
 	struct demo_child *server, *directory;
 	char server_addr[ADDR_MAX], dir_addr[ADDR_MAX];
-	struct demo_child *node[2][MAX_NODES + 1]; /* [0: directory, 1: flood][0 is the seed] */
-	unsigned node_port[2][MAX_NODES + 1];
+	struct demo_child *node[NNETS][MAX_NODES + 1]; /* [network][0 is the seed] */
+	unsigned node_port[NNETS][MAX_NODES + 1];
 };
 
 static const char demo_help[] =
@@ -89,8 +92,8 @@ static const char demo_help[] =
 	"\n"
 	"Starts, on 127.0.0.1, a server, a directory and networks of nodes (each in its\n"
 	"own directory under one temporary root), and distributes one random file to N\n"
-	"downloaders three ways: client-server, peer-to-peer with the directory, and\n"
-	"peer-to-peer with flooding. Shows live progress, verifies every copy by SHA-256,\n"
+	"downloaders four ways: client-server, peer-to-peer with the directory, with\n"
+	"flooding and with a DHT. Shows live progress, verifies every copy by SHA-256,\n"
 	"kills each model's central machine to see what still works, and ends with one\n"
 	"table comparing the models, every figure measured in the run. Stops everything it\n"
 	"started, also on Ctrl-C.\n"
@@ -267,12 +270,12 @@ static struct demo_child *start_daemon(const char *name, const char *dir, struct
 	return NULL;
 }
 
-/* A node's directory under the root: model 0 = directory, 1 = flood. */
+/* A node's directory under the root: model 0 = directory, 1 = flood, 2 = DHT. */
 static bool node_dir(const struct demo *d, int model, int i, char *out)
 {
 	if (i == 0)
-		return path_fmt(out, "%s/%s/seed", d->root, model ? "flood" : "dir");
-	return path_fmt(out, "%s/%s/node-%d", d->root, model ? "flood" : "dir", i);
+		return path_fmt(out, "%s/%s/seed", d->root, net_name[model]);
+	return path_fmt(out, "%s/%s/node-%d", d->root, net_name[model], i);
 }
 
 /* The control socket of a node under the root into out; false if it does not fit. */
@@ -504,7 +507,7 @@ static int start_nodes(struct demo *d, int model)
 		struct args a = {0};
 		if (!node_dir(d, model, i, dir))
 			return DEMO_FAIL;
-		snprintf(name, sizeof name, i ? "%s node %d" : "%s seed", model ? "flood" : "dir", i);
+		snprintf(name, sizeof name, i ? "%s node %d" : "%s seed", net_name[model], i);
 		arg(&a, "peernet");
 		arg(&a, "node");
 		arg(&a, "--listen");
@@ -524,12 +527,12 @@ static int start_nodes(struct demo *d, int model)
 			arg(&a, "%s", d->dir_addr);
 		} else {
 			arg(&a, "--discovery");
-			arg(&a, "flood");
+			arg(&a, "%s", model == 1 ? "flood" : "dht");
 			/* a small random connected topology: 1-2 earlier nodes */
 			int k = i == 0 ? 0 : i == 1 ? 1 : 1 + rand() % 2, first = i ? rand() % i : 0;
 			for (int j = 0; j < k; j++) {
 				arg(&a, "--bootstrap");
-				arg(&a, "127.0.0.1:%u", d->node_port[1][(first + j) % i]);
+				arg(&a, "127.0.0.1:%u", d->node_port[model][(first + j) % i]);
 			}
 		}
 		if (i == 0) {
@@ -540,7 +543,7 @@ static int start_nodes(struct demo *d, int model)
 		}
 		if (!(d->node[model][i] = start_daemon(name, dir, &a, &d->node_port[model][i])))
 			return stop_now() ? DEMO_INTR : DEMO_FAIL;
-		if (model == 1 && i > 0) {
+		if (model >= 1 && i > 0) {
 			printf("  %-12s pid %-7d port %-5u bootstrap", name, (int)d->node[model][i]->pid,
 			       d->node_port[model][i]);
 			for (int j = 0; j < a.n; j++)
@@ -561,7 +564,8 @@ static int start_nodes(struct demo *d, int model)
 	return DEMO_OK;
 }
 
-/* Waits until every node is registered (directory) or has a neighbour (flood). */
+/* Waits until every node is registered (directory), has a neighbour (flood)
+ * or a contact in its routing table (DHT). */
 static int wait_ready(struct demo *d, int model)
 {
 	struct demo_status *st = malloc(sizeof *st);
@@ -569,7 +573,7 @@ static int wait_ready(struct demo *d, int model)
 	int ret = DEMO_TIMEOUT, i = 0;
 	while (st && i <= d->n) {
 		bool ready = node_status(d, model, i, st) == DEMO_OK &&
-			     (model == 0 ? st->status.discovery_ready : st->flood_on && st->status.neighbors > 0);
+			     (model == 1 ? st->flood_on && st->status.neighbors > 0 : st->status.discovery_ready);
 		if (ready) {
 			i++;
 			continue;
@@ -579,8 +583,9 @@ static int wait_ready(struct demo *d, int model)
 			break;
 		}
 		if (demo_now() > deadline) {
-			fprintf(stderr, "peernet demo: %s %d is not %s after %d s\n", model ? "flood" : "directory", i,
-				model ? "connected to any neighbour" : "registered with the directory",
+			static const char *const what[NNETS] = {"registered with the directory",
+								 "connected to any neighbour", "in touch with any DHT node"};
+			fprintf(stderr, "peernet demo: %s node %d is not %s after %d s\n", net_name[model], i, what[model],
 				READY_TIMEOUT_MS / 1000);
 			break;
 		}
@@ -656,7 +661,7 @@ static void p2p_totals(struct demo *d, int model, enum model m)
 			r->origin_sent = st->status.bytes_up;
 			r->origin_ok = true;
 		}
-		if (model == 0) {
+		if (model != 1) { /* the directory's requests, or the DHT's */
 			msgs += st->status.lookup_msgs;
 		} else {
 			ok = st->flood_on;
@@ -727,7 +732,50 @@ static int run_flood(struct demo *d)
 	return DEMO_OK;
 }
 
-/* ---- 5. the central machine gone ---- */
+/* Polls a search from the last node until it lists the seed's file: the
+ * seed's records have reached the nodes closest to its keys. */
+static int wait_announced(struct demo *d, int model)
+{
+	char control[PATH_MAX], err[DEMO_ERR_MAX];
+	double deadline = demo_now() + READY_TIMEOUT_MS / 1000.0;
+	if (!node_control(d, model, d->n, control))
+		return DEMO_FAIL;
+	for (;;) {
+		bool found = false;
+		int w = demo_search(control, "demo data", d->big_id, CMD_TIMEOUT_MS, &found, err, sizeof err);
+		if (w == DEMO_OK && found)
+			return DEMO_OK;
+		if (stop_now())
+			return DEMO_INTR;
+		if (demo_now() > deadline) {
+			fprintf(stderr, "peernet demo: node %d does not find %s in the DHT after %d s%s%s\n", d->n, BIG_NAME,
+				READY_TIMEOUT_MS / 1000, w == DEMO_OK ? "" : ": ", w == DEMO_OK ? "" : err);
+			return DEMO_TIMEOUT;
+		}
+		usleep(READY_POLL_US);
+	}
+}
+
+static int run_dht(struct demo *d)
+{
+	int ret;
+	printf("\n== 5. Peer-to-peer with a DHT: a seed and %d nodes, each joining through 1-2 earlier ones\n", d->n);
+	char dir[PATH_MAX];
+	if (!path_fmt(dir, "%s/dht", d->root) || !make_dir(dir))
+		return DEMO_FAIL;
+	if ((ret = start_nodes(d, 2)) || (ret = wait_ready(d, 2)))
+		return ret;
+	printf("  every node is in touch with the DHT\n");
+	if ((ret = wait_announced(d, 2)))
+		return ret;
+	printf("  node %d finds %s by keyword: the seed's records are in place\n", d->n, BIG_NAME);
+	if ((ret = p2p_gets(d, 2, M_DHT)))
+		return ret;
+	p2p_totals(d, 2, M_DHT);
+	return DEMO_OK;
+}
+
+/* ---- 6. the central machine gone ---- */
 
 static void gone_get(struct demo *d, enum model m, struct args *a, const char *cwd, bool expect_ok)
 {
@@ -748,10 +796,69 @@ static void gone_get(struct demo *d, enum model m, struct args *a, const char *c
 	       r->gone_expected ? "as expected" : "UNEXPECTED");
 }
 
+/* In the network of model (1 flood, 2 DHT), a node that is neither the seed
+ * nor the asker dies; the last node searches the second file and gets it. */
+static int gone_p2p(struct demo *d, int model, enum model m)
+{
+	char cwd[PATH_MAX], out[PATH_MAX];
+	struct args a = {0};
+	struct result *r = &d->r[m];
+	int asker = d->n, victim = d->n >= 2 ? 1 : 0;
+	if (victim) {
+		printf("  kill -9 %s node %d (pid %d)\n", net_name[model], victim, (int)d->node[model][victim]->pid);
+		demo_kill(d->node[model][victim]);
+	} else {
+		printf("  (one node only: nothing to kill but the seed or the asker)\n");
+	}
+	char control[PATH_MAX];
+	if (!node_dir(d, model, asker, cwd) || !path_fmt(out, "%s/%s", cwd, SMALL_NAME) ||
+	    !node_control(d, model, asker, control))
+		return DEMO_FAIL;
+	/* the search runs in this process, as `peernet search` would run it */
+	double t0 = demo_now();
+	bool found = false;
+	int w = demo_search(control, SMALL_WORD, d->small_id, GONE_TIMEOUT_MS, &found, r->gone_err, sizeof r->gone_err);
+	double s1 = demo_now() - t0;
+	int rc = w == DEMO_OK ? 0 : 1;
+	if (stop_now())
+		return DEMO_INTR;
+	char id[ID_MAX] = "";
+	found = found && w == DEMO_OK;
+	if (found)
+		snprintf(id, sizeof id, "%s", d->small_id);
+	printf("  %-16s search '%s' from node %d: exit %d after %.2f s, %s\n", model_name[m], SMALL_WORD, asker,
+	       rc, s1, found ? "found it" : "NOT FOUND");
+	snprintf(r->gone_what, sizeof r->gone_what, "get of %s", SMALL_NAME);
+	if (!found) {
+		r->gone_ran = true;
+		r->gone_rc = rc ? rc : 1;
+		r->gone_secs = s1;
+		r->gone_expected = false;
+		snprintf(r->gone_what, sizeof r->gone_what, "search");
+		return DEMO_OK;
+	}
+	memset(&a, 0, sizeof a);
+	arg(&a, "peernet");
+	arg(&a, "get");
+	arg(&a, "--data");
+	arg(&a, "%s/data", cwd);
+	arg(&a, "%s", id);
+	arg(&a, "-o");
+	arg(&a, "%s", out);
+	arg(&a, "--json");
+	gone_get(d, m, &a, cwd, true);
+	r->gone_secs += s1;
+	if (r->gone_rc == 0 && !same_content(out, &d->small_cid)) {
+		printf("  %s does not match the original's content ID (SHA-256 hash tree)\n", out);
+		r->gone_expected = false;
+	}
+	return stop_now() ? DEMO_INTR : DEMO_OK;
+}
+
 static int run_gone(struct demo *d)
 {
 	char cwd[PATH_MAX], out[PATH_MAX];
-	printf("\n== 5. The central machine gone\n");
+	printf("\n== 6. The central machine gone\n");
 	/* client-server: the server dies, a new client tries */
 	printf("  kill -9 the server (pid %d)\n", (int)d->server->pid);
 	demo_kill(d->server);
@@ -792,68 +899,19 @@ static int run_gone(struct demo *d)
 	if (stop_now())
 		return DEMO_INTR;
 
-	/* flood: a node (not the seed, not the asker) dies; the last node searches and gets */
-	struct result *r = &d->r[M_FLOOD];
-	int asker = d->n, victim = d->n >= 2 ? 1 : 0;
-	if (victim) {
-		printf("  kill -9 flood node %d (pid %d)\n", victim, (int)d->node[1][victim]->pid);
-		demo_kill(d->node[1][victim]);
-	} else {
-		printf("  (one node only: nothing to kill but the seed or the asker)\n");
-	}
-	char control[PATH_MAX];
-	if (!node_dir(d, 1, asker, cwd) || !path_fmt(out, "%s/%s", cwd, SMALL_NAME) ||
-	    !node_control(d, 1, asker, control))
-		return DEMO_FAIL;
-	/* the search runs in this process, as `peernet search` would run it */
-	double t0 = demo_now();
-	bool found = false;
-	int w = demo_search(control, SMALL_WORD, d->small_id, GONE_TIMEOUT_MS, &found, r->gone_err, sizeof r->gone_err);
-	double s1 = demo_now() - t0;
-	int rc = w == DEMO_OK ? 0 : 1;
-	if (stop_now())
-		return DEMO_INTR;
-	char id[ID_MAX] = "";
-	found = found && w == DEMO_OK;
-	if (found)
-		snprintf(id, sizeof id, "%s", d->small_id);
-	printf("  %-16s search '%s' from node %d: exit %d after %.2f s, %s\n", model_name[M_FLOOD], SMALL_WORD, asker,
-	       rc, s1, found ? "found it" : "NOT FOUND");
-	snprintf(r->gone_what, sizeof r->gone_what, "get of %s", SMALL_NAME);
-	if (!found) {
-		r->gone_ran = true;
-		r->gone_rc = rc ? rc : 1;
-		r->gone_secs = s1;
-		r->gone_expected = false;
-		snprintf(r->gone_what, sizeof r->gone_what, "search");
-		return DEMO_OK;
-	}
-	memset(&a, 0, sizeof a);
-	arg(&a, "peernet");
-	arg(&a, "get");
-	arg(&a, "--data");
-	arg(&a, "%s/data", cwd);
-	arg(&a, "%s", id);
-	arg(&a, "-o");
-	arg(&a, "%s", out);
-	arg(&a, "--json");
-	gone_get(d, M_FLOOD, &a, cwd, true);
-	r->gone_secs += s1;
-	if (r->gone_rc == 0 && !same_content(out, &d->small_cid)) {
-		printf("  %s does not match the original's content ID (SHA-256 hash tree)\n", out);
-		r->gone_expected = false;
-	}
-	return stop_now() ? DEMO_INTR : DEMO_OK;
+	/* flood and DHT: a node (not the seed, not the asker) dies; the last node searches and gets */
+	int ret = gone_p2p(d, 1, M_FLOOD);
+	return ret ? ret : gone_p2p(d, 2, M_DHT);
 }
 
-/* ---- 6. the table ---- */
+/* ---- 7. the table ---- */
 
 #define COL 24
 #define LABEL 30
 
-static void row(const char *label, const char *a, const char *b, const char *c)
+static void row(const char *label, const char *a, const char *b, const char *c, const char *e)
 {
-	printf("  %-*s %-*s %-*s %s\n", LABEL, label, COL, a, COL, b, c);
+	printf("  %-*s %-*s %-*s %-*s %s\n", LABEL, label, COL, a, COL, b, COL, c, e);
 }
 
 static void fmt_sent(const struct demo *d, bool ok, uint64_t bytes, char *out, size_t n)
@@ -873,29 +931,31 @@ static void print_table(const struct demo *d)
 	const struct result *r = d->r;
 	demo_fmt_bytes((double)d->size, sz, sizeof sz);
 	demo_fmt_bytes((double)d->rate, rate, sizeof rate);
-	printf("\n== 6. The models side by side (F = %s, N = %d, every upload capped at %s/s)\n\n", sz, d->n, rate);
-	row("", model_name[M_CS], model_name[M_DIR], model_name[M_FLOOD]);
+	printf("\n== 7. The models side by side (F = %s, N = %d, every upload capped at %s/s)\n\n", sz, d->n, rate);
+	row("", model_name[M_CS], model_name[M_DIR], model_name[M_FLOOD], model_name[M_DHT]);
 	for (int m = 0; m < NMODELS; m++)
 		snprintf(c[m], sizeof c[m], r[m].ran ? "%.2f s" : "not run", r[m].secs);
-	row("time to distribute", c[0], c[1], c[2]);
+	row("time to distribute", c[0], c[1], c[2], c[3]);
 	for (int m = 0; m < NMODELS; m++)
 		snprintf(c[m], sizeof c[m], r[m].ran ? "%.2f s (%.2fx)" : "-", r[m].bound,
 			 r[m].bound > 0 ? r[m].secs / r[m].bound : 0);
-	row("  lower bound (time / bound)", c[0], c[1], c[2]);
+	row("  lower bound (time / bound)", c[0], c[1], c[2], c[3]);
 	for (int m = 0; m < NMODELS; m++)
 		snprintf(c[m], sizeof c[m], "%d/%d", r[m].verified, d->n);
-	row("copies verified (SHA-256)", c[0], c[1], c[2]);
+	row("copies verified (SHA-256)", c[0], c[1], c[2], c[3]);
 	fmt_sent(d, r[M_CS].central_ok, r[M_CS].central_sent, c[0], sizeof c[0]);
 	if (r[M_DIR].central_ok)
 		demo_fmt_bytes((double)r[M_DIR].central_sent, c[1], sizeof c[1]);
 	else
 		snprintf(c[1], sizeof c[1], "not measured");
 	snprintf(c[2], sizeof c[2], "none: no central machine");
-	row("bytes the central machine sent", c[0], c[1], c[2]);
+	snprintf(c[3], sizeof c[3], "none: no central machine");
+	row("bytes the central machine sent", c[0], c[1], c[2], c[3]);
 	snprintf(c[0], sizeof c[0], "(the server)");
 	fmt_sent(d, r[M_DIR].origin_ok, r[M_DIR].origin_sent, c[1], sizeof c[1]);
 	fmt_sent(d, r[M_FLOOD].origin_ok, r[M_FLOOD].origin_sent, c[2], sizeof c[2]);
-	row("bytes the seed sent", c[0], c[1], c[2]);
+	fmt_sent(d, r[M_DHT].origin_ok, r[M_DHT].origin_sent, c[3], sizeof c[3]);
+	row("bytes the seed sent", c[0], c[1], c[2], c[3]);
 	snprintf(c[0], sizeof c[0], "0: knows the server");
 	for (int m = M_DIR; m < NMODELS; m++) {
 		if (r[m].msgs_ok)
@@ -904,19 +964,21 @@ static void print_table(const struct demo *d)
 		else
 			snprintf(c[m], sizeof c[m], "not measured");
 	}
-	row("messages per look-up", c[0], c[1], c[2]);
-	static const char *const claim[NMODELS] = {"new downloads fail", "new look-ups fail", "still works"};
+	row("messages per look-up", c[0], c[1], c[2], c[3]);
+	static const char *const claim[NMODELS] = {"new downloads fail", "new look-ups fail", "still works",
+						   "still works"};
 	for (int m = 0; m < NMODELS; m++)
 		snprintf(c[m], sizeof c[m], "%s%s", r[m].gone_ran ? claim[m] : "not measured",
 			 r[m].gone_ran && !r[m].gone_expected ? " - NOT SO" : "");
-	row("central machine gone", c[0], c[1], c[2]);
+	row("central machine gone", c[0], c[1], c[2], c[3]);
 	for (int m = 0; m < NMODELS; m++)
 		snprintf(c[m], sizeof c[m], r[m].gone_ran ? "exit %d in %.2f s" : "-", r[m].gone_rc, r[m].gone_secs);
-	row("  measured", c[0], c[1], c[2]);
+	row("  measured", c[0], c[1], c[2], c[3]);
 	printf("\n  lower bounds (downloads uncapped): client-server N*F/u_s; peer-to-peer max(F/u_s, N*F/(u_s+N*u))\n"
 	       "  bytes: the server's and the directory's write(2) bytes (/proc/PID/io wchar) during the\n"
-	       "  distribution; the seed's bytes_uploaded. Messages: directory requests, or flood queries\n"
-	       "  and hits sent by every node, per look-up the nodes started.\n");
+	       "  distribution; the seed's bytes_uploaded. Messages: directory requests, flood queries\n"
+	       "  and hits sent by every node, or DHT requests of the nodes' look-ups, per look-up the\n"
+	       "  nodes started.\n");
 }
 
 /* ---- the command ---- */
@@ -936,7 +998,8 @@ static int run(struct demo *d)
 		return stop_now() ? DEMO_INTR : DEMO_FAIL;
 	pn_cid_format(&d->big_cid, hex);
 	printf("  %s  %s, content ID %s\n", BIG_NAME, sz, hex);
-	if ((ret = run_cs(d)) || (ret = run_dir(d)) || (ret = run_flood(d)) || (ret = run_gone(d)))
+	if ((ret = run_cs(d)) || (ret = run_dir(d)) || (ret = run_flood(d)) || (ret = run_dht(d)) ||
+	    (ret = run_gone(d)))
 		return ret;
 	print_table(d);
 	return DEMO_OK;
