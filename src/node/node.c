@@ -58,7 +58,7 @@
 #define NODE_REFIND_FLOOD_MS 5000 /* flood mode: re-query this often while no provider is connected */
 #define NODE_REFIND_FLOOD_EARLY_MS 1000 /* ... and this often during the first NODE_EARLY_MS */
 #define NODE_REFIND_DHT_MS 5000   /* DHT mode: look up again this often while no provider is connected */
-#define NODE_REFIND_DHT_EARLY_MS 1000 /* ... and this often during the first NODE_EARLY_MS */
+#define NODE_REFIND_DHT_EARLY_MS 300 /* ... and this often during the first NODE_EARLY_MS (fellow downloaders announce as they start) */
 /* DHT mode: a look-up that found no provider ends a download only after
  * this long (a provider's records may still be on their way to the nodes
  * closest to the key); until then the download looks up again. */
