@@ -86,7 +86,8 @@ enum dht_lookup_kind {
 
 struct dht_lookup_stats {
 	uint32_t rounds;          /* see the header comment */
-	uint32_t rounds_to_first; /* value look-ups: depth of the first record; 0 if none */
+	uint32_t rounds_to_first; /* value look-ups: depth of the first record; 0 if none, or if
+				   * this node stores one itself (delivered at the start) */
 	uint32_t requests;        /* requests sent */
 	uint32_t replies;         /* replies received */
 	uint32_t timeouts;
@@ -113,7 +114,8 @@ struct dht_action {
 	struct pn_dht_addr to;   /* SEND */
 	struct pn_dht_msg msg;   /* SEND: sender_key is left for the driver to fill */
 	uint32_t handle;         /* RECORD, LOOKUP_DONE */
-	int err;                 /* LOOKUP_DONE: 0, or PN_ENOTFOUND when no node answered */
+	int err;                 /* LOOKUP_DONE: 0, or PN_ENOTFOUND when no node answered and
+				  * this node stores no matching record itself */
 	struct pn_dht_record rec; /* RECORD */
 	struct dht_lookup_stats stats; /* LOOKUP_DONE */
 	const struct pn_dht_contact *contacts; /* LOOKUP_DONE, CONTACT (n_contacts 1) */

@@ -298,6 +298,10 @@ bool dht__token_ok(const struct dht *d, const struct pn_dht_addr *a, const uint8
 bool dht__rate_ok(struct dht *d, const struct pn_dht_addr *a, uint64_t now);
 void dht__records_sweep(struct dht *d, uint64_t now);
 bool dht__record_shape_ok(const struct pn_dht_record *r);
+/* The live records of `kind` this node stores under key, up to max, into out
+ * (names point into the store: valid until the next call into the core). */
+size_t dht__local_records(const struct dht *d, const uint8_t *key, uint8_t kind, uint64_t now,
+			  struct pn_dht_record *out, size_t max);
 uint8_t dht__store_record(struct dht *d, const uint8_t *key, const struct pn_dht_record *rec,
 			    const struct pn_dht_addr *from, uint64_t now);
 int dht__sl_find(const struct lookup *lk, const uint8_t *id);

@@ -3,6 +3,8 @@
 #include "proto/dht_int.h"
 
 static void announce_stores(struct dht *d, struct lookup *lk, uint64_t now);
+static bool lookup_new_record(struct dht *d, struct lookup *lk, const struct pn_dht_record *r);
+static void emit_record(struct dht *d, struct lookup *lk, const struct pn_dht_record *r);
 
 /* ---- look-ups ---- */
 
@@ -50,7 +52,7 @@ static void lookup_finish(struct dht *d, struct lookup *lk, uint64_t now)
 {
 	lk->finished = true;
 	lk->stats.done_ms = now;
-	lk->err = lk->any_answer ? 0 : PN_ENOTFOUND;
+	lk->err = lk->any_answer || lk->stats.records ? 0 : PN_ENOTFOUND;
 	lk->nresult = 0;
 	for (uint32_t i = 0; i < lk->n && lk->nresult < DHT_K; i++)
 		if (lk->sl[i].state == SL_ANSWERED)
@@ -191,6 +193,21 @@ struct lookup *dht__lookup_start(struct dht *d, uint8_t kind, const uint8_t *key
 
 	if (b)
 		b->touched = now;
+	if (purpose == LK_USER && kind != DHT_LOOKUP_NODES) {
+		/* What this node stores itself counts too (in a small network
+		 * it may be the only holder of the key): found in 0 rounds. */
+		struct pn_dht_record mine[PN_DHT_RECORDS_MAX];
+		uint8_t rk = kind == DHT_LOOKUP_KEYWORD ? PN_DHT_REC_KEYWORD : PN_DHT_REC_PROVIDER;
+		size_t nm = dht__local_records(d, key, rk, now, mine, PN_DHT_RECORDS_MAX);
+
+		for (size_t i = 0; i < nm; i++) {
+			if (!lookup_new_record(d, lk, &mine[i]))
+				continue;
+			emit_record(d, lk, &mine[i]);
+			if (lk->stats.records++ == 0)
+				lk->stats.first_record_ms = now;
+		}
+	}
 	dht__lookup_step(d, lk, slot, now);
 	return lk;
 }

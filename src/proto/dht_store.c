@@ -299,6 +299,29 @@ uint8_t dht__store_record(struct dht *d, const uint8_t *key, const struct pn_dht
 	return PN_DHT_STORE_OK;
 }
 
+size_t dht__local_records(const struct dht *d, const uint8_t *key, uint8_t kind, uint64_t now,
+			  struct pn_dht_record *out, size_t max)
+{
+	const struct skey *k = (const struct skey *)ht_find(d, &d->keys, key);
+	size_t n = 0;
+
+	for (const struct srec *r = k ? k->recs : NULL; r && n < max; r = r->next) {
+		if (r->kind != kind || r->expires <= now)
+			continue;
+		struct pn_dht_record *o = &out[n++];
+
+		memset(o, 0, sizeof(*o));
+		o->kind = r->kind;
+		memcpy(o->cid, r->cid, PN_CID_BYTES);
+		o->name_len = r->name_len;
+		o->name = r->name_len ? r->name : NULL;
+		memcpy(o->publisher, r->publisher, PN_DHT_PUB_BYTES);
+		memcpy(o->sig, r->sig, PN_DHT_SIG_BYTES);
+		o->addr = r->addr;
+	}
+	return n;
+}
+
 /* ---- requests from others ---- */
 
 void dht__answer_values(struct dht *d, const struct pn_dht_addr *from, const uint8_t *from_id,

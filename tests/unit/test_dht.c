@@ -641,18 +641,22 @@ Test(dht, provider_announce_then_lookup)
 	cr_assert_geq(stored_total(net), DHT_K / 2, "stored on %zu nodes", stored_total(net));
 	cr_assert_leq(stored_total(net), DHT_K);
 
-	int h = lookup(net, 55, DHT_LOOKUP_PROVIDERS, key, 1);
+	uint32_t asker = 55;
+
+	while (dht_records_stored(net->cores[asker]) > 0) /* one that must ask the others */
+		asker++;
+	int h = lookup(net, asker, DHT_LOOKUP_PROVIDERS, key, 1);
 
 	run_for(net, 5000);
-	const struct done_log *d = done_of(net, 55, h);
+	const struct done_log *d = done_of(net, asker, h);
 
 	cr_assert(d);
 	cr_assert_eq(d->err, 0);
 	cr_assert_eq(d->st.records, 1);
 	cr_assert_geq(d->st.rounds_to_first, 1);
-	cr_assert_eq(records_for(net, 55, h, rec.cid), 1);
+	cr_assert_eq(records_for(net, asker, h, rec.cid), 1);
 	for (size_t i = 0; i < net->nrecs; i++)
-		if (net->recs[i].handle == (uint32_t)h && net->recs[i].node == 55) {
+		if (net->recs[i].handle == (uint32_t)h && net->recs[i].node == asker) {
 			struct pn_dht_addr a = addr_of(7);
 
 			cr_assert_eq(memcmp(net->recs[i].r.publisher, net->ids[7], 32), 0);
@@ -664,6 +668,45 @@ Test(dht, provider_announce_then_lookup)
 	run_for(net, 5000);
 	cr_assert(done_of(net, 56, h));
 	cr_assert_eq(records_for(net, 56, h, NULL), 0);
+	net_free(net);
+}
+
+/* A node that stores a record itself finds it in its own look-up, even when
+ * nobody else answers (in a small network it may be the only holder). */
+Test(dht, lookup_finds_what_this_node_stores)
+{
+	struct dht_opts o = default_opts();
+	struct net *net = net_new(4, &o, 11);
+	uint8_t key[32];
+
+	net_join_all(net);
+	rand_bytes(&net->rng, key, 32);
+	struct pn_dht_record rec = make_record(net, PN_DHT_REC_PROVIDER, net->ids[0], NULL);
+
+	cr_assert_eq(dht_announce(net->cores[0], key, &rec, net->now), 0);
+	drain(net, 0);
+	run_for(net, 5000);
+	uint32_t holder = UINT32_MAX;
+
+	for (uint32_t i = 1; i < net->n && holder == UINT32_MAX; i++)
+		if (dht_records_stored(net->cores[i]) > 0)
+			holder = i;
+	cr_assert_neq(holder, UINT32_MAX, "some node stored the record");
+	net->loss_pct = 100; /* from now on nobody hears anybody */
+	int h = lookup(net, holder, DHT_LOOKUP_PROVIDERS, key, 0);
+
+	run_for(net, 30000);
+	const struct done_log *d = done_of(net, holder, h);
+
+	cr_assert(d);
+	cr_assert_eq(d->st.records, 1);
+	cr_assert_eq(d->st.rounds_to_first, 0);
+	cr_assert_eq(records_for(net, holder, h, rec.cid), 1);
+	/* A KEYWORD look-up of the same key does not deliver the PROVIDER record. */
+	h = lookup(net, holder, DHT_LOOKUP_KEYWORD, key, 0);
+	run_for(net, 30000);
+	cr_assert(done_of(net, holder, h));
+	cr_assert_eq(records_for(net, holder, h, NULL), 0);
 	net_free(net);
 }
 
