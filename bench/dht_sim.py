@@ -142,7 +142,7 @@ def plot(series, path, title):
         ax.set_xticks(ns)
         ax.set_xticklabels([f"{x:,}" for x in ns])
         ax.set_xlabel("N (nodes)")
-        ax.set_ylabel("messages per look-up (median)")
+        ax.set_ylabel("messages per look-up (mean)")
         ax.set_title(title, fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
@@ -187,7 +187,7 @@ def svg_by_hand(series, path, title):
     o.append(f'<line x1="{L}" y1="{T}" x2="{L}" y2="{H - B}" stroke="black"/>')
     o.append(f'<text x="{(L + W - R) / 2}" y="{H - 20}" text-anchor="middle">N (nodes), log scale</text>')
     o.append(f'<text x="20" y="{(T + H - B) / 2}" text-anchor="middle" '
-             f'transform="rotate(-90 20 {(T + H - B) / 2})">messages per look-up (median), log scale</text>')
+             f'transform="rotate(-90 20 {(T + H - B) / 2})">messages per look-up (mean), log scale</text>')
     for k, (label, xs, vs, color, style) in enumerate(series):
         pts = " ".join(f"{X(x):.1f},{Y(max(v, ylo)):.1f}" for x, v in zip(xs, vs))
         dash = ' stroke-dasharray="6,4"' if style == "dashed" else ""
@@ -215,9 +215,9 @@ def plot_series(by_copies):
         if style == "solid":
             out.append(("directory (computed): 2", ns, [2] * len(ns), "#7f7f7f", "solid"))
         if all("flood" in r for r in rows):
-            out.append((f"flooding, {what}", ns, [r["flood"]["msgs_median"] for r in rows], "#d62728", style))
-            out.append((f"expanding ring, {what}", ns, [r["ring"]["msgs_median"] for r in rows], "#ff7f0e", style))
-        out.append((f"DHT, {what}", ns, [r["dht"]["msgs_median"] for r in rows], "#1f77b4", style))
+            out.append((f"flooding, {what}", ns, [r["flood"]["msgs_mean"] for r in rows], "#d62728", style))
+            out.append((f"expanding ring, {what}", ns, [r["ring"]["msgs_mean"] for r in rows], "#ff7f0e", style))
+        out.append((f"DHT, {what}", ns, [r["dht"]["msgs_mean"] for r in rows], "#1f77b4", style))
     return out
 
 
@@ -309,7 +309,7 @@ def main():
     w("")
     w(f"![messages per look-up against N]({svg_name})")
     w("")
-    w(f"`{svg_name}`: medians from the tables below (plot by {tool}); solid lines are popular items "
+    w(f"`{svg_name}`: means from the tables below (plot by {tool}); solid lines are popular items "
       "(copies = 1% of N), dashed single-copy items.")
     for idx, (copies, rows) in enumerate(sweeps):
         what = "popular items: each held by 1% of N" if copies.endswith("%") else "rare items: one copy each"
