@@ -4,7 +4,7 @@
  *   dht-sim [--nodes N[,N...]] [--lookups L] [--churn-per-hour P] [--loss P]
  *           [--latency MIN-MAX] [--items M] [--copies R|R%] [--want W]
  *           [--bootstrap B] [--join-s T] [--settle-s T] [--window-s T]
- *           [--rpc-timeout-ms T] [--max-fails F] [--seed S]
+ *           [--rpc-timeout-ms T] [--max-fails F] [--refresh-ms T] [--seed S]
  *           [--flood] [--flood-queries Q] [--flood-ttl T] [--progress]
  *
  * Prints one JSON object per line, one per N: the DHT's figures, and with
@@ -47,6 +47,7 @@ static void usage(void)
 		"usage: dht-sim [--nodes N[,N...]] [--lookups L] [--churn-per-hour P] [--loss P]\n"
 		"               [--latency MIN-MAX] [--items M] [--copies R|R%%] [--want W] [--bootstrap B]\n"
 		"               [--join-s T] [--settle-s T] [--window-s T] [--rpc-timeout-ms T] [--max-fails F]\n"
+		"               [--refresh-ms T]\n"
 		"               [--seed S] [--flood] [--flood-queries Q] [--flood-ttl T] [--progress]\n"
 		"  P is a share (0.1) or a percentage (10%%); latency is one way, per node pair, in ms.\n");
 	exit(2);
@@ -162,6 +163,8 @@ static void parse_args(struct opts *o, int argc, char **argv)
 			o->p.rpc_timeout_ms = parse_u32(v);
 		else if (!strcmp(a, "--max-fails"))
 			o->p.max_fails = parse_u32(v);
+		else if (!strcmp(a, "--refresh-ms"))
+			o->p.refresh_ms = parse_u32(v);
 		else if (!strcmp(a, "--seed"))
 			o->p.seed = parse_u64(v);
 		else if (!strcmp(a, "--flood-queries"))
@@ -300,10 +303,10 @@ static int run_size(const struct opts *o, uint32_t n)
 		d.lookups = DHT_SIM_DEFAULT_LOOKUPS;
 	printf("{\"nodes\": %u, \"seed\": %" PRIu64 ", \"items\": %u, \"copies\": %u, \"lookups\": %u, "
 	       "\"want\": %u, \"churn_per_hour\": %g, \"loss\": %g, \"lat_min_ms\": %u, \"lat_max_ms\": %u, "
-	       "\"window_s\": %u, \"rpc_timeout_ms\": %u, \"max_fails\": %u",
+	       "\"window_s\": %u, \"settle_s\": %u, \"rpc_timeout_ms\": %u, \"max_fails\": %u, \"refresh_ms\": %u",
 	       n, p.seed, d.items, d.copies, d.lookups, p.want ? p.want : DHT_SIM_DEFAULT_WANT, p.churn_per_hour, p.loss,
-	       d.lat_min_ms, d.lat_max_ms, p.window_s ? p.window_s : DHT_SIM_DEFAULT_WINDOW_S, p.rpc_timeout_ms,
-	       p.max_fails);
+	       d.lat_min_ms, d.lat_max_ms, p.window_s ? p.window_s : DHT_SIM_DEFAULT_WINDOW_S,
+	       p.settle_s ? p.settle_s : DHT_SIM_DEFAULT_SETTLE_S, p.rpc_timeout_ms, p.max_fails, p.refresh_ms);
 	printf(", \"dht\": {\"counted\": %u, \"no_live_holder\": %u, \"done\": %u, \"success\": %u, "
 	       "\"success_rate\": %.4f, \"stale_only\": %u, "
 	       "\"rounds_median\": %.0f, \"rounds_p99\": %.0f, \"rounds_mean\": %.2f, "

@@ -303,6 +303,7 @@ static int node_start(struct dsim *s, uint32_t *out)
 	o.seed = pn_prng_next(&s->node_seeds);
 	o.rpc_timeout_ms = s->p.rpc_timeout_ms;
 	o.max_fails = s->p.max_fails;
+	o.refresh_ms = s->p.refresh_ms;
 	memset(nd, 0, sizeof(*nd));
 	nd->d = dht_new(&o);
 	if (!nd->d)

@@ -44,6 +44,7 @@ struct dht_sim_params {
 	uint32_t join_s, settle_s, announce_s, window_s;
 	uint32_t rpc_timeout_ms;  /* struct dht_opts overrides; 0: the core's default */
 	uint32_t max_fails;
+	uint32_t refresh_ms;
 	uint64_t seed;
 	bool progress;            /* a line on stderr per virtual minute */
 };
