@@ -20,14 +20,16 @@ FUZZ_SMOKE_SECONDS ?= 5
 
 PKGS_PC := libuv openssl jansson libmicrohttpd
 CPPFLAGS := -Iinclude -Isrc -D_GNU_SOURCE -DPN_INTERNAL
-# src/cli/ is an outside client of the library: peernet.h (and libuv,
-# jansson) only, no PN_INTERNAL and no -Isrc, so an internal include there
-# fails the build.
+# src/cli/ is an outside client of the library: peernet.h and libuv only
+# (tools/check-cli-includes.sh checks every include line), no PN_INTERNAL,
+# no -Isrc and none of the other libraries' flags, so an internal include
+# there fails the build. It is linked with what the static library needs.
 CLI_CPPFLAGS := -Iinclude -D_GNU_SOURCE
 WARN    := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 $(WARN) -fno-strict-aliasing
 DEPCFLAGS = $(shell pkg-config --cflags $(PKGS_PC) 2>/dev/null)
+CLI_DEPCFLAGS = $(shell pkg-config --cflags libuv 2>/dev/null)
 LDLIBS  = $(shell pkg-config --libs $(PKGS_PC) 2>/dev/null) -lm
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
@@ -56,7 +58,7 @@ DEPS_TEST  := $(DEPS_BUILD) libcriterion-dev python3-pytest clang libclang-rt-14
 DEPS_BENCH := $(DEPS_BUILD) nginx curl python3-matplotlib linux-perf
 DEPS_INSTALL := $(DEPS_BUILD) scdoc
 
-.PHONY: all test unit fuzz-smoke integration conformance demo bench fuzz clean deps-build deps-test deps-bench asan sim-faults sim-faults-test
+.PHONY: all test cli-includes unit fuzz-smoke integration conformance demo bench fuzz clean deps-build deps-test deps-bench asan sim-faults sim-faults-test
 .PHONY: shared man install uninstall deps-install FORCE
 
 all: deps-build $(BUILD)/peernet $(BUILD)/libpeernet.a $(BUILD)/libpeernet.so $(BUILD)/dht-sim
@@ -84,11 +86,11 @@ $(BUILD)/obj/src/http/page.o $(BUILD)/asan/obj/src/http/page.o $(BUILD)/corrupt/
 # The CLI in every build (normal, asan, corrupt): the more specific patterns win.
 $(BUILD)/obj/src/cli/%.o: src/cli/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CLI_CPPFLAGS) $(DEPCFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(CLI_CPPFLAGS) $(CLI_DEPCFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/asan/obj/src/cli/%.o: src/cli/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CLI_CPPFLAGS) $(DEPCFLAGS) $(CFLAGS) $(SAN) -MMD -MP -c $< -o $@
+	$(CC) $(CLI_CPPFLAGS) $(CLI_DEPCFLAGS) $(CFLAGS) $(SAN) -MMD -MP -c $< -o $@
 
 $(BUILD)/libpeernet.a: $(LIB_OBJS)
 	@mkdir -p $(@D)
@@ -102,7 +104,7 @@ $(BUILD)/corrupt/obj/%.o: %.c
 	$(CC) $(CPPFLAGS) $(DEPCFLAGS) $(CFLAGS) -DPN_TEST_CORRUPT -MMD -MP -c $< -o $@
 $(BUILD)/corrupt/obj/src/cli/%.o: src/cli/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CLI_CPPFLAGS) $(DEPCFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(CLI_CPPFLAGS) $(CLI_DEPCFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/peernet-corrupt: $(COBJS)
 	$(CC) $(CFLAGS) -o $@ $(COBJS) $(LDLIBS)
@@ -147,8 +149,13 @@ integration: deps-test $(BUILD)/peernet $(BUILD)/asan/peernet $(BUILD)/peernet-c
 conformance: deps-test $(BUILD)/asan/peernet
 	PEERNET_BIN=$(abspath $(BUILD)/asan/peernet) $(PYTHON) -m pytest -q tests/conformance
 
+# src/cli/ includes <peernet.h>, <uv.h>, libc/POSIX headers and its own
+# headers, nothing else (issue 12: the CLI is a client of the public API).
+cli-includes:
+	sh tools/check-cli-includes.sh src/cli
+
 TEST_SEEDS ?= 200
-test: unit fuzz-smoke sim-faults-test conformance integration
+test: cli-includes unit fuzz-smoke sim-faults-test conformance integration
 	@echo "all tests passed"
 
 fuzz: deps-test $(FUZZ_BINS)

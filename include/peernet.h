@@ -76,7 +76,8 @@ enum pn_err {
 	PN_ELINK = -20,       /* a symbolic link where a file is written: not followed */
 	PN_ECANCELED = -21,   /* cancelled by the caller, or the handle is closing */
 	PN_EBUSY = -22,       /* the handle is not in a state that allows this call */
-	PN_ERR_MIN_ = -23
+	PN_EREMOTE = -23,     /* the other side refused the request (the message says why) */
+	PN_ERR_MIN_ = -24
 };
 
 /* Returns a static, human-readable string for an error code. */
@@ -144,8 +145,8 @@ PN_EXTERN void pn_default_data_dir(char *out, size_t len);
 #define PN_CONTROL_SOCKET "control.sock"
 /* Its protocol is JSON lines, one request per connection (described at the
  * top of src/node/node_ctl.c; bounds in docs/PROTOCOL.md, "Local control
- * socket"): a request line and a reply line are at most these many bytes,
- * the newline included. */
+ * socket"), which pn_ctl_* below speak: a request line and a reply line are
+ * at most these many bytes, the newline included. */
 #define PN_CONTROL_REQUEST_MAX (64 * 1024)
 #define PN_CONTROL_REPLY_MAX (1024 * 1024)
 
@@ -180,43 +181,11 @@ PN_EXTERN PN_MUST_CHECK int pn_parse_rate(const char *s, uint64_t *out);
  * Returns out. */
 PN_EXTERN char *pn_text_escape(const char *s, size_t len, char *out, size_t cap);
 
-/* ------------------------------------------------------------------ JSON text
- *
- * The control socket's protocol and the CLI's --json output are JSON, which
- * is UTF-8, while names and paths on disk are any bytes. One rule carries
- * them: a text field "x" is always a JSON string, readable as text; when its
- * bytes are not valid UTF-8, each byte that is not part of valid UTF-8 is
- * U+FFFD in "x", and "x_hex" holds the exact bytes in lower-case hex.
- *
- * These helpers take jansson's json_t, declared here incompletely: a program
- * that does not call them needs no jansson header. They are public, and in
- * jansson's type, because the library already links jansson (peernet.pc,
- * Requires.private) and its control protocol is written with it: a client of
- * that protocol (the CLI is one) applies the very rule the node applies, not
- * a copy of it. The price is that a program calling them must use the
- * jansson the library links (libjansson.so.4, whose ABI has not changed
- * since jansson 2.0). */
-struct json_t;
-
-/* How every JSON document is written (an argument of jansson's json_dumps):
- * one line, no spaces, fields in the order they were set, reals to 10
- * significant digits. Needs <jansson.h> where it is used. */
-#define PN_JSON_FLAGS (JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10))
-
-/* The JSON string of s (len bytes): s when it is valid UTF-8, else s with
- * every byte that is not part of valid UTF-8 replaced by U+FFFD; *exact (may
- * be NULL) tells which. A new reference (the caller json_decref()s it), or
- * NULL when out of memory. */
-PN_EXTERN struct json_t *pn_json_text(const char *s, size_t len, bool *exact);
-/* Sets obj[key] to the text s (NUL-terminated) by the rule, and obj[key_hex]
- * when s is not valid UTF-8. key is at most 58 bytes. 0, PN_EINVAL (key too
- * long) or PN_ENOMEM (obj may then hold key without key_hex). */
-PN_EXTERN PN_MUST_CHECK int pn_json_set_text(struct json_t *obj, const char *key, const char *s);
-/* Reads back what the rule wrote: the bytes of obj[key_hex] when it is
- * there, else the string obj[key]; into out (cap bytes, NUL-terminated).
- * 0; PN_EINVAL when the field is missing, not a string, not hex, or holds a
- * NUL; PN_ETOOBIG when it does not fit (out is then ""). */
-PN_EXTERN PN_MUST_CHECK int pn_json_get_text(const struct json_t *obj, const char *key, char *out, size_t cap);
+/* Copies s (len bytes, any bytes) into out (cap >= 1 bytes, NUL-terminated,
+ * cut at a character boundary if it does not fit) as valid UTF-8: each byte
+ * that is not part of valid UTF-8 becomes U+FFFD, the way a JSON text field
+ * of the library shows it (see "Output" below). Returns out. */
+PN_EXTERN char *pn_text_utf8(const char *s, size_t len, char *out, size_t cap);
 
 /* ------------------------------------------------------------------ the node
  *
@@ -269,6 +238,9 @@ struct pn_progress {
 	const char *name;            /* the content's name ("" before its META came) */
 	uint64_t have, total;        /* verified bytes, size */
 	uint32_t peers;              /* providers connected */
+	uint32_t chunks;             /* chunks of the content */
+	uint32_t chunks_have;        /* of those, verified */
+	uint64_t bytes_downloaded;   /* chunk bytes received in this run */
 };
 
 struct pn_download_result {
@@ -401,6 +373,110 @@ struct pn_share_info {
 	const char *name;
 };
 PN_EXTERN size_t pn_node_shares(const pn_node *n, size_t from, struct pn_share_info *out, size_t max);
+
+/* A node's whole status, as `peernet status` shows it: the counters of
+ * pn_node_status and the lists of pn_node_peers, pn_node_shares and
+ * pn_node_downloads, as a running node reports them on its control socket
+ * (pn_ctl_status) and renders them (pn_node_report_json/_text). Every
+ * pointer in it is owned by whoever handed the report out. */
+struct pn_flood_info {
+	uint64_t queries_started;    /* by this node (each ring step counts) */
+	uint64_t queries_sent, queries_received;
+	uint64_t duplicates_dropped, rate_limited;
+	uint64_t hits_sent, hits_received;
+};
+struct pn_node_report {
+	/* status.peers, .downloads: the lengths of the lists below;
+	 * status.shares: shares in all (the list may hold fewer) */
+	struct pn_node_status status;
+	const char *listen;          /* the address bound: the --listen host with the port */
+	const char *directory;       /* "HOST:PORT" of the directory; NULL: directory discovery is off */
+	bool flood_on;               /* flood discovery: flood is set */
+	struct pn_flood_info flood;
+	const struct pn_peer_info *peers;
+	size_t npeers;
+	const struct pn_share_info *shares;  /* the first nshares of status.shares */
+	size_t nshares;
+	const struct pn_progress *transfers; /* running downloads (have and peers are 0 here) */
+	size_t ntransfers;
+};
+
+/* ---------------------------------------------------------- the control client
+ *
+ * What `peernet add/search/get/status/stop` do: one request to a node
+ * running in another process, through its control socket (the file
+ * PN_CONTROL_SOCKET of its data directory, or its control_path), on the
+ * caller's loop. Each pn_ctl_* call opens one connection for one request;
+ * the answer comes through the events, and ends with exactly one call of
+ * done, from the loop (never from inside the pn_ctl_* call). The library
+ * frees the handle right after done returns; by then its connection is
+ * closed, so a program may uv_loop_close() once the last done returned.
+ * The node's replies are untrusted bytes: whatever is not a well-formed
+ * reply ends the request with PN_EPROTO. */
+
+typedef struct pn_ctl pn_ctl;
+
+/* Every callback may be NULL; each gets ud first; pointers are valid only
+ * during the call. */
+struct pn_ctl_events {
+	void *ud;
+	/* add: one file is shared (also when it was already), in order */
+	void (*shared)(void *ud, pn_ctl *c, const struct pn_share_info *file);
+	/* search: one hit (name_len bytes of valid UTF-8: each byte of the
+	 * name that is not part of valid UTF-8 arrives as U+FFFD) */
+	void (*hit)(void *ud, pn_ctl *c, const struct pn_search_hit *hit);
+	/* get: how far the download is (chunks, chunks_have and
+	 * bytes_downloaded are 0 here) */
+	void (*progress)(void *ud, pn_ctl *c, const struct pn_progress *p);
+	/* get with PN_GET_STREAM: the first upto bytes of the content are
+	 * verified and may be read from the file at path (the node's partial
+	 * download; the same file goes on holding them when it completes) */
+	void (*stream)(void *ud, pn_ctl *c, const char *path, uint64_t upto);
+	/* get: the download is complete (path: the file written, or the node's
+	 * copy for PN_GET_STREAM) */
+	void (*got)(void *ud, pn_ctl *c, const struct pn_download_result *r);
+	/* status: the node's report */
+	void (*status)(void *ud, pn_ctl *c, const struct pn_node_report *r);
+	/* The end, exactly once: err PN_OK, or a PN_E* code and one line in
+	 * why ("" on success): PN_ECONNREFUSED (no node listens at the
+	 * socket), PN_EINVAL (the socket path does not fit a Unix socket),
+	 * PN_EREMOTE (the node refused or failed the request: why is its
+	 * message), PN_ECLOSED (the node closed without ending its answer),
+	 * PN_EPROTO (an answer that is not one), PN_ECANCELED, PN_ENOMEM. */
+	void (*done)(void *ud, pn_ctl *c, int err, const char *why);
+};
+
+/* Each returns PN_EINVAL (a NULL argument, or as said) or PN_ETOOBIG (the
+ * request line would be longer than PN_CONTROL_REQUEST_MAX) or PN_ENOMEM
+ * and starts nothing; otherwise 0 with *out set (out may be NULL), and every
+ * later failure comes to done. control is the socket's path; it and every
+ * other argument are copied. */
+
+/* Shares npaths (>= 1) files through the node: shared runs for each. */
+PN_EXTERN PN_MUST_CHECK int pn_ctl_add(uv_loop_t *loop, const char *control, const struct pn_ctl_events *ev,
+				       const char *const *paths, size_t npaths, pn_ctl **out);
+/* Searches the network through the node: hit runs for each answer. query:
+ * 1 to PN_QUERY_MAX bytes of valid UTF-8 (else PN_EINVAL). */
+PN_EXTERN PN_MUST_CHECK int pn_ctl_search(uv_loop_t *loop, const char *control, const struct pn_ctl_events *ev,
+					  const char *query, pn_ctl **out);
+/* Has the node download cid: progress, then got. path: where the file goes,
+ * relative to cwd unless absolute; NULL: the content's name in cwd. cwd: an
+ * absolute path (else PN_EINVAL). flags: PN_GET_OVERWRITE (replace an
+ * existing file), PN_GET_STREAM (path is not used: the stream events say
+ * where the bytes are as they are verified). */
+PN_EXTERN PN_MUST_CHECK int pn_ctl_get(uv_loop_t *loop, const char *control, const struct pn_ctl_events *ev,
+				       const struct pn_cid *cid, const char *path, const char *cwd, unsigned flags,
+				       pn_ctl **out);
+/* Asks for the node's report: status runs once. */
+PN_EXTERN PN_MUST_CHECK int pn_ctl_status(uv_loop_t *loop, const char *control, const struct pn_ctl_events *ev,
+					  pn_ctl **out);
+/* Asks the node to stop (its program decides: see stop_requested). */
+PN_EXTERN PN_MUST_CHECK int pn_ctl_stop(uv_loop_t *loop, const char *control, const struct pn_ctl_events *ev,
+					pn_ctl **out);
+/* Ends the request: done follows with PN_ECANCELED, from the loop (callable
+ * from any of its callbacks). A download the node started goes on for its
+ * other clients, or stops when it has none. Nothing if done already ran. */
+PN_EXTERN void pn_ctl_cancel(pn_ctl *c);
 
 /* ---------------------------------------------------------------- the server
  *
@@ -611,5 +687,43 @@ PN_EXTERN void pn_directory_status(const pn_directory *d, struct pn_directory_st
 PN_EXTERN uint16_t pn_node_http_port(const pn_node *n);
 PN_EXTERN uint16_t pn_server_http_port(const pn_server *s);
 PN_EXTERN uint16_t pn_directory_http_port(const pn_directory *d);
+
+/* ----------------------------------------------------------------- output
+ *
+ * The JSON a program prints for what the functions above hand out: the
+ * very text of `peernet ... --json`, so that scripts read one format. Each
+ * renders one JSON value on one line, without spaces or a newline, into a
+ * new NUL-terminated string *out that the caller releases with free(); 0,
+ * or PN_EINVAL (a NULL argument) or PN_ENOMEM, with *out NULL.
+ *
+ * Names and paths on disk are any bytes while JSON is UTF-8. One rule
+ * carries them: a text field "x" is always a JSON string; when its bytes
+ * are not valid UTF-8, each byte that is not part of valid UTF-8 is U+FFFD
+ * in "x", and "x_hex" holds the exact bytes in lower-case hex. The control
+ * socket follows the same rule, so a control client gets the exact bytes. */
+
+/* {"id","name","size"}: a file shared (add) or listed (ls). */
+PN_EXTERN PN_MUST_CHECK int pn_share_json(const struct pn_share_info *s, char **out);
+/* {"id","name","size","bytes_sent"}: a file put on a server. */
+PN_EXTERN PN_MUST_CHECK int pn_put_json(const struct pn_put_info *f, char **out);
+/* {"id","name","size","providers"}: a search hit. */
+PN_EXTERN PN_MUST_CHECK int pn_search_hit_json(const struct pn_search_hit *h, char **out);
+/* The outcome of a node's download: {"id","ok":true,"name","path","size",
+ * "bytes_downloaded","bytes_resumed","seconds","peers"} when r is not NULL,
+ * else {"id","ok":false,"error":why}. */
+PN_EXTERN PN_MUST_CHECK int pn_download_json(const struct pn_cid *cid, const struct pn_download_result *r,
+					     const char *why, char **out);
+/* The outcome of a client's get from a server: err PN_OK gives
+ * {"id","ok":true,"name","path","size","bytes_downloaded","bytes_resumed",
+ * "seconds","mib_per_s"}, an error {"id","ok":false,"error":why,
+ * "bytes_downloaded","bytes_resumed"}. */
+PN_EXTERN PN_MUST_CHECK int pn_transfer_json(const struct pn_cid *cid, int err, const char *why,
+					     const struct pn_transfer_result *r, char **out);
+/* The report as one JSON object: the document of `peernet status --json`
+ * and of a status page's /api/status. */
+PN_EXTERN PN_MUST_CHECK int pn_node_report_json(const struct pn_node_report *r, char **out);
+/* The report as `peernet status` prints it for people: lines, each ending
+ * in a newline; names as pn_text_utf8 makes them. */
+PN_EXTERN PN_MUST_CHECK int pn_node_report_text(const struct pn_node_report *r, char **out);
 
 #endif

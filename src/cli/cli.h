@@ -1,22 +1,18 @@
 /* Command-line front end: one file per command.
  *
  * src/cli/ is a client of the library like any other program: it includes
- * <peernet.h>, <uv.h> and, for its --json output and the node's control
- * socket, <jansson.h>; never a header of src/ (the Makefile compiles it
- * without PN_INTERNAL and without -Isrc, so such an include fails the build).
- *
- * JSON: the control socket speaks JSON lines and --json prints JSON, with
- * jansson, the library's own JSON library. Text that may not be UTF-8
- * (names, paths) follows the one rule the node follows, through the public
- * pn_json_text/pn_json_set_text/pn_json_get_text of peernet.h, so the CLI
- * never holds a second copy of it. */
+ * <peernet.h>, <uv.h> and libc/POSIX headers, never a header of src/ nor
+ * jansson's (the Makefile compiles it without PN_INTERNAL, without -Isrc
+ * and without jansson's flags, and `make test` checks every include line
+ * with tools/check-cli-includes.sh). The node's control socket is reached
+ * through pn_ctl_*, and --json output is text the library renders
+ * (pn_*_json), so the CLI never reads or writes JSON itself. */
 #ifndef PN_CLI_H
 #define PN_CLI_H
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <jansson.h>
 #include <uv.h>
 #include <peernet.h>
 
@@ -45,15 +41,19 @@ void cli_run_until_signal(uv_loop_t *loop, void *handle, void (*close)(void *han
 void cli_err(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prints a usage error plus "try 'peernet CMD --help'" and returns PN_EXIT_USAGE. */
 int cli_usage_err(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Prints v on stdout as one line of JSON and releases it. 0, or -1 with an
- * error line on stderr (v NULL: memory ran out while building it). */
-int cli_json_print(const char *cmd, json_t *v);
-/* obj with obj[key] set to the text s by pn_json_set_text; NULL (obj
- * released) when obj is NULL or memory ran out, so that calls chain. */
-json_t *cli_json_with_text(json_t *obj, const char *key, const char *s);
-/* obj with the fields of more (released) added after its own; NULL (both
- * released) when either is NULL or memory ran out. */
-json_t *cli_json_merge(json_t *obj, json_t *more);
+/* Prints text (one JSON value, released) on stdout as one line. 0, or -1
+ * with an error line on stderr (text NULL: memory ran out while making it). */
+int cli_json_print(const char *cmd, char *text);
+/* A JSON array printed once complete: the JSON text of each item, in order. */
+struct cli_json_list {
+	char *text;                 /* "[item,item" so far; NULL before the first */
+	size_t len, cap;
+	bool oom;                   /* an item was lost: the list is not printed */
+};
+/* Appends item (a JSON value, released; NULL: memory ran out making it). */
+void cli_json_list_add(struct cli_json_list *l, char *item);
+/* Prints the list as one line ("[]" when empty) and frees it: as cli_json_print. */
+int cli_json_list_print(const char *cmd, struct cli_json_list *l);
 /* Parses seconds (integer or decimal) into milliseconds; false if malformed or out of range. */
 bool cli_parse_seconds(const char *s, uint32_t *ms);
 /* Parses a positive integer within [min, max]. */

@@ -2,7 +2,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,8 +51,7 @@ struct client_args {
 	const char *output;
 	bool force;
 	int progress; /* -1 auto, 0 off, 1 on */
-	json_t *items;      /* --json: what put or ls has found so far */
-	bool json_oom;      /* an item could not be added */
+	struct cli_json_list items; /* --json: what put or ls has found so far */
 	struct progress_bar bar;
 	uv_loop_t loop;
 	/* what done said */
@@ -236,11 +234,8 @@ static void put_print(void *ud, pn_transfer *t, const struct pn_put_info *f)
 	char id[PN_CID_STR_LEN + 1];
 	pn_cid_format(&f->cid, id);
 	if (a->json) {
-		json_t *o = cli_json_with_text(json_pack("{s:s}", "id", id), "name", f->name);
-		o = cli_json_merge(o, json_pack("{s:I,s:I}", "size", (json_int_t)f->cid.size, "bytes_sent",
-						(json_int_t)f->bytes_sent));
-		if (!o || json_array_append_new(a->items, o) != 0)
-			a->json_oom = true;
+		char *item;
+		cli_json_list_add(&a->items, pn_put_json(f, &item) == PN_OK ? item : NULL);
 		return;
 	}
 	printf("%s  %s\n", id, f->name);
@@ -255,26 +250,14 @@ int cmd_put(int argc, char **argv)
 		return r;
 	if (optind >= argc)
 		return cli_usage_err("put", "no FILE given");
-	if (a.json && !(a.items = json_array())) {
-		cli_err("put", "out of memory");
+	if (loop_start(&a) != 0)
 		return PN_EXIT_FAIL;
-	}
-	if (loop_start(&a) != 0) {
-		json_decref(a.items);
-		return PN_EXIT_FAIL;
-	}
 	a.ev.stored = put_print;
 	r = loop_run(&a, pn_client_put(&a.loop, &a.cfg, &a.ev, (const char *const *)(argv + optind),
 				       (size_t)(argc - optind), NULL));
 	/* The array even after a failure: what was stored is listed. */
-	if (a.json) {
-		if (a.json_oom) {
-			json_decref(a.items);
-			a.items = NULL;
-		}
-		if (cli_json_print("put", a.items) != 0 && r == 0)
-			return PN_EXIT_FAIL;
-	}
+	if (a.json && cli_json_list_print("put", &a.items) != 0 && r == 0)
+		return PN_EXIT_FAIL;
 	if (r != 0) {
 		cli_err("put", "%s", a.why);
 		return PN_EXIT_FAIL;
@@ -321,30 +304,16 @@ int cmd_get(int argc, char **argv)
 		if (a.stdout_errno) /* the transfer was cancelled for it */
 			snprintf(a.why, sizeof a.why, "writing to standard output: %s", strerror(a.stdout_errno));
 		cli_err("get", "%s", a.why);
-		if (a.json) {
-			char id[PN_CID_STR_LEN + 1];
-			pn_cid_format(&cid, id);
-			json_t *o = cli_json_with_text(json_pack("{s:s,s:b}", "id", id, "ok", 0), "error", a.why);
-			o = cli_json_merge(o, json_pack("{s:I,s:I}", "bytes_downloaded", (json_int_t)a.bytes_downloaded,
-							"bytes_resumed", (json_int_t)a.bytes_resumed));
-			cli_json_print("get", o);
-		}
-		return PN_EXIT_FAIL;
 	}
 	if (a.json) {
-		char id[PN_CID_STR_LEN + 1];
-		pn_cid_format(&cid, id);
-		double mibs = a.seconds > 0 ? (double)a.bytes_downloaded / a.seconds / 1048576.0 : 0;
-		json_t *o = json_pack("{s:s,s:b}", "id", id, "ok", 1);
-		o = cli_json_with_text(cli_json_with_text(o, "name", a.name), "path", a.path);
-		o = cli_json_merge(o, json_pack("{s:I,s:I,s:I,s:f,s:f}", "size", (json_int_t)cid.size, "bytes_downloaded",
-						(json_int_t)a.bytes_downloaded, "bytes_resumed",
-						(json_int_t)a.bytes_resumed, "seconds", round(a.seconds * 1000) / 1000,
-						"mib_per_s", round(mibs * 10) / 10));
-		if (cli_json_print("get", o) != 0)
+		struct pn_transfer_result res = {.cid = cid, .name = a.name, .path = a.path,
+						 .bytes_downloaded = a.bytes_downloaded,
+						 .bytes_resumed = a.bytes_resumed, .seconds = a.seconds};
+		char *text;
+		if (cli_json_print("get", pn_transfer_json(&cid, r, a.why, &res, &text) == PN_OK ? text : NULL) != 0)
 			return PN_EXIT_FAIL;
 	}
-	return PN_EXIT_OK;
+	return r != 0 ? PN_EXIT_FAIL : PN_EXIT_OK;
 }
 
 static void ls_print(void *ud, pn_transfer *t, const struct pn_cid *cid, const char *name)
@@ -352,11 +321,10 @@ static void ls_print(void *ud, pn_transfer *t, const struct pn_cid *cid, const c
 	struct client_args *a = ud;
 	char id[PN_CID_STR_LEN + 1];
 	pn_cid_format(cid, id);
-	if (a->items) {
-		json_t *o = cli_json_with_text(json_pack("{s:s}", "id", id), "name", name);
-		o = cli_json_merge(o, json_pack("{s:I}", "size", (json_int_t)cid->size));
-		if (!o || json_array_append_new(a->items, o) != 0)
-			a->json_oom = true;
+	if (a->json) {
+		struct pn_share_info entry = {.cid = *cid, .name = name};
+		char *item;
+		cli_json_list_add(&a->items, pn_share_json(&entry, &item) == PN_OK ? item : NULL);
 	} else {
 		char size[16];
 		pn_format_bytes(cid->size, size);
@@ -372,25 +340,13 @@ int cmd_ls(int argc, char **argv)
 		return r;
 	if (optind < argc)
 		return cli_usage_err("ls", "unexpected argument '%s'", argv[optind]);
-	if (a.json && !(a.items = json_array())) {
-		cli_err("ls", "out of memory");
+	if (loop_start(&a) != 0)
 		return PN_EXIT_FAIL;
-	}
-	if (loop_start(&a) != 0) {
-		json_decref(a.items);
-		return PN_EXIT_FAIL;
-	}
 	a.ev.entry = ls_print;
 	r = loop_run(&a, pn_client_ls(&a.loop, &a.cfg, &a.ev, NULL));
 	/* The array even after a failure: what was listed before it. */
-	if (a.json) {
-		if (a.json_oom) {
-			json_decref(a.items);
-			a.items = NULL;
-		}
-		if (cli_json_print("ls", a.items) != 0 && r == 0)
-			return PN_EXIT_FAIL;
-	}
+	if (a.json && cli_json_list_print("ls", &a.items) != 0 && r == 0)
+		return PN_EXIT_FAIL;
 	if (r != 0) {
 		cli_err("ls", "%s", a.why);
 		return PN_EXIT_FAIL;

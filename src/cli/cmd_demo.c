@@ -49,7 +49,6 @@
 #define ARGS_BUF 8192
 #define ID_MAX 128
 #define ADDR_MAX 64
-#define STATUS_MAX (128 * 1024)
 #define WRITE_BLOCK (1 << 20)
 
 enum model { M_CS, M_DIR, M_FLOOD, NMODELS };
@@ -276,23 +275,20 @@ static bool node_dir(const struct demo *d, int model, int i, char *out)
 	return path_fmt(out, "%s/%s/node-%d", d->root, model ? "flood" : "dir", i);
 }
 
-/* `status --json` of a node (buf of n bytes holds its text), or NULL. The
- * caller releases it (json_decref). */
-static json_t *node_status(const struct demo *d, int model, int i, char *buf, size_t n)
+/* The control socket of a node under the root into out; false if it does not fit. */
+static bool node_control(const struct demo *d, int model, int i, char *out)
 {
 	char dir[PATH_MAX];
-	struct args a = {0};
-	int rc;
-	if (!node_dir(d, model, i, dir))
-		return NULL;
-	arg(&a, "peernet");
-	arg(&a, "status");
-	arg(&a, "--data");
-	arg(&a, "%s/data", dir);
-	arg(&a, "--json");
-	if (a.overflow || demo_run(dir, CMD_TIMEOUT_MS, a.v, &rc, NULL, buf, n, NULL, 0) != DEMO_OK || rc != 0)
-		return NULL;
-	return demo_json(buf);
+	return node_dir(d, model, i, dir) && path_fmt(out, "%s/data/%s", dir, PN_CONTROL_SOCKET);
+}
+
+/* A node's report, through its control socket. DEMO_OK or DEMO_FAIL. */
+static int node_status(const struct demo *d, int model, int i, struct demo_status *out)
+{
+	char control[PATH_MAX];
+	if (!node_control(d, model, i, control))
+		return DEMO_FAIL;
+	return demo_node_status(control, out, CMD_TIMEOUT_MS);
 }
 
 /* ---- live progress ---- */
@@ -568,15 +564,12 @@ static int start_nodes(struct demo *d, int model)
 /* Waits until every node is registered (directory) or has a neighbour (flood). */
 static int wait_ready(struct demo *d, int model)
 {
-	char *buf = malloc(STATUS_MAX);
+	struct demo_status *st = malloc(sizeof *st);
 	double deadline = demo_now() + READY_TIMEOUT_MS / 1000.0;
 	int ret = DEMO_TIMEOUT, i = 0;
-	while (buf && i <= d->n) {
-		uint64_t nb = 0;
-		json_t *doc = node_status(d, model, i, buf, STATUS_MAX);
-		bool ready = model == 0 ? json_is_true(json_object_get(json_object_get(doc, "directory"), "connected"))
-					: demo_json_u64(doc, &nb, "flood", "neighbors", (char *)NULL) && nb > 0;
-		json_decref(doc);
+	while (st && i <= d->n) {
+		bool ready = node_status(d, model, i, st) == DEMO_OK &&
+			     (model == 0 ? st->status.discovery_ready : st->flood_on && st->status.neighbors > 0);
 		if (ready) {
 			i++;
 			continue;
@@ -593,23 +586,21 @@ static int wait_ready(struct demo *d, int model)
 		}
 		usleep(READY_POLL_US);
 	}
-	if (buf && i > d->n)
+	if (st && i > d->n)
 		ret = DEMO_OK;
-	free(buf);
+	free(st);
 	return ret;
 }
 
 /* The content IDs of the seed's two files, from its status. */
 static int seed_ids(struct demo *d, int model)
 {
-	char *buf = malloc(STATUS_MAX);
+	struct demo_status *st = malloc(sizeof *st);
 	bool big = false, small = false;
-	json_t *doc = buf ? node_status(d, model, 0, buf, STATUS_MAX) : NULL;
-	json_t *shares = json_object_get(doc, "shares");
-	for (size_t k = 0; k < json_array_size(shares); k++) {
-		const json_t *e = json_array_get(shares, k);
-		const char *name = demo_json_str(e, "name"), *id = demo_json_str(e, "id");
-		if (!name || !id || strlen(id) >= ID_MAX)
+	size_t nshares = st && node_status(d, model, 0, st) == DEMO_OK ? st->nshares : 0;
+	for (size_t k = 0; k < nshares; k++) {
+		const char *name = st->shares[k].name, *id = st->shares[k].id;
+		if (strlen(id) >= ID_MAX)
 			continue;
 		if (!strcmp(name, BIG_NAME)) {
 			big = true;
@@ -621,8 +612,7 @@ static int seed_ids(struct demo *d, int model)
 			snprintf(d->small_id, sizeof d->small_id, "%s", id);
 		}
 	}
-	json_decref(doc);
-	free(buf);
+	free(st);
 	if (!big || !small) {
 		fprintf(stderr, "peernet demo: the seed's status does not list %s and %s\n", BIG_NAME, SMALL_NAME);
 		return DEMO_FAIL;
@@ -654,32 +644,28 @@ out:
 static void p2p_totals(struct demo *d, int model, enum model m)
 {
 	struct result *r = &d->r[m];
-	char *buf = malloc(STATUS_MAX);
+	struct demo_status *st = malloc(sizeof *st);
 	uint64_t msgs = 0, lookups = 0, started = 0;
-	bool ok = buf != NULL;
+	bool ok = st != NULL;
 	for (int i = 0; ok && i <= d->n; i++) {
-		uint64_t a = 0, b = 0, c = 0, q = 0;
-		json_t *doc = node_status(d, model, i, buf, STATUS_MAX);
-		if (!doc) {
+		if (node_status(d, model, i, st) != DEMO_OK) {
 			ok = false;
 			break;
 		}
-		demo_json_u64(doc, &c, "totals", "lookups", (char *)NULL);
-		if (i == 0 && demo_json_u64(doc, &r->origin_sent, "totals", "bytes_uploaded", (char *)NULL))
+		if (i == 0) {
+			r->origin_sent = st->status.bytes_up;
 			r->origin_ok = true;
-		if (model == 0) {
-			ok = demo_json_u64(doc, &a, "totals", "lookup_messages", (char *)NULL);
-		} else {
-			ok = demo_json_u64(doc, &a, "flood", "queries_sent", (char *)NULL) &&
-			     demo_json_u64(doc, &b, "flood", "hits_sent", (char *)NULL);
-			demo_json_u64(doc, &q, "flood", "queries_started", (char *)NULL);
 		}
-		json_decref(doc);
-		msgs += a + b;
-		lookups += c;
-		started += q;
+		if (model == 0) {
+			msgs += st->status.lookup_msgs;
+		} else {
+			ok = st->flood_on;
+			msgs += st->flood.queries_sent + st->flood.hits_sent;
+			started += st->flood.queries_started;
+		}
+		lookups += st->status.lookups;
 	}
-	free(buf);
+	free(st);
 	if (!ok) {
 		fprintf(stderr, "peernet demo: could not read every node's look-up counters\n");
 		return;
@@ -815,35 +801,22 @@ static int run_gone(struct demo *d)
 	} else {
 		printf("  (one node only: nothing to kill but the seed or the asker)\n");
 	}
-	memset(&a, 0, sizeof a);
-	if (!node_dir(d, 1, asker, cwd) || !path_fmt(out, "%s/%s", cwd, SMALL_NAME))
+	char control[PATH_MAX];
+	if (!node_dir(d, 1, asker, cwd) || !path_fmt(out, "%s/%s", cwd, SMALL_NAME) ||
+	    !node_control(d, 1, asker, control))
 		return DEMO_FAIL;
-	arg(&a, "peernet");
-	arg(&a, "search");
-	arg(&a, "--data");
-	arg(&a, "%s/data", cwd);
-	arg(&a, "--json");
-	arg(&a, SMALL_WORD);
-	char *buf = malloc(STATUS_MAX);
-	double s1 = 0;
-	int rc = -1, w = buf ? demo_run(cwd, GONE_TIMEOUT_MS, a.v, &rc, &s1, buf, STATUS_MAX, r->gone_err,
-					sizeof r->gone_err)
-			     : DEMO_FAIL;
-	if (w == DEMO_INTR) {
-		free(buf);
-		return DEMO_INTR;
-	}
-	char id[ID_MAX] = "";
+	/* the search runs in this process, as `peernet search` would run it */
+	double t0 = demo_now();
 	bool found = false;
-	json_t *doc = w == DEMO_OK && rc == 0 ? demo_json(buf) : NULL;
-	for (size_t k = 0; !found && k < json_array_size(doc); k++) {
-		const char *e_id = demo_json_str(json_array_get(doc, k), "id");
-		found = e_id && !strcmp(e_id, d->small_id);
-	}
+	int w = demo_search(control, SMALL_WORD, d->small_id, GONE_TIMEOUT_MS, &found, r->gone_err, sizeof r->gone_err);
+	double s1 = demo_now() - t0;
+	int rc = w == DEMO_OK ? 0 : 1;
+	if (stop_now())
+		return DEMO_INTR;
+	char id[ID_MAX] = "";
+	found = found && w == DEMO_OK;
 	if (found)
 		snprintf(id, sizeof id, "%s", d->small_id);
-	json_decref(doc);
-	free(buf);
 	printf("  %-16s search '%s' from node %d: exit %d after %.2f s, %s\n", model_name[M_FLOOD], SMALL_WORD, asker,
 	       rc, s1, found ? "found it" : "NOT FOUND");
 	snprintf(r->gone_what, sizeof r->gone_what, "get of %s", SMALL_NAME);

@@ -484,173 +484,6 @@ int cmd_directory(int argc, char **argv)
 
 /* ---------------------------------------------------------------- control client */
 
-/* The node's replies come one JSON object a line (node/node_ctl.c). */
-struct ctl_conn {
-	int fd;
-	char buf[PN_CONTROL_REPLY_MAX];
-	size_t len, off;
-};
-
-/* Finds the control socket: --control, else --data DIR/control.sock, else the default data dir. */
-static void control_path(const char *control, const char *data, char *out, size_t len)
-{
-	if (control) {
-		snprintf(out, len, "%s", control);
-		return;
-	}
-	char dir[PATH_MAX];
-	if (data)
-		snprintf(dir, sizeof dir, "%s", data);
-	else
-		pn_default_data_dir(dir, sizeof dir);
-	if (snprintf(out, len, "%s/%s", dir, PN_CONTROL_SOCKET) >= (int)len)
-		out[0] = 0; /* ctl_open then reports it */
-}
-
-static int write_all(int fd, const char *p, size_t len)
-{
-	size_t off = 0;
-	while (off < len) {
-		ssize_t w = write(fd, p + off, len - off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		off += (size_t)w;
-	}
-	return 0;
-}
-
-/* Connects to the node's control socket and sends req (released) as one
- * line. The connection (the caller frees it with ctl_close), or NULL after
- * an error line. */
-static struct ctl_conn *ctl_open(const char *cmd, const char *data, const char *control, json_t *req)
-{
-	char path[PATH_MAX];
-	char *text = req ? json_dumps(req, PN_JSON_FLAGS) : NULL;
-	json_decref(req);
-	if (!text) {
-		cli_err(cmd, "out of memory");
-		return NULL;
-	}
-	if (strlen(text) >= PN_CONTROL_REQUEST_MAX) {
-		cli_err(cmd, "the request is longer than the node takes (%d bytes); give fewer paths at once",
-			PN_CONTROL_REQUEST_MAX - 1);
-		free(text);
-		return NULL;
-	}
-	control_path(control, data, path, sizeof path);
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
-	struct ctl_conn *cc = NULL;
-	if (strlen(path) >= sizeof sun.sun_path || !path[0]) {
-		cli_err(cmd, "control socket path too long: %s", path);
-		goto fail;
-	}
-	strcpy(sun.sun_path, path);
-	cc = malloc(sizeof *cc);
-	if (!cc) {
-		cli_err(cmd, "out of memory");
-		goto fail;
-	}
-	cc->len = cc->off = 0;
-	cc->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (cc->fd < 0 || connect(cc->fd, (struct sockaddr *)&sun, sizeof sun) != 0) {
-		cli_err(cmd, "no node is running at %s (%s); start one with 'peernet node', or name it with --data DIR or --control PATH",
-			path, strerror(errno));
-		goto fail;
-	}
-	/* A node that answers at once (too many connections) may close before reading: its answer still comes. */
-	(void)(write_all(cc->fd, text, strlen(text)) == 0 && write_all(cc->fd, "\n", 1) == 0);
-	free(text);
-	return cc;
-fail:
-	if (cc && cc->fd >= 0)
-		close(cc->fd);
-	free(cc);
-	free(text);
-	return NULL;
-}
-
-static void ctl_close(struct ctl_conn *cc)
-{
-	close(cc->fd);
-	free(cc);
-}
-
-/* Next reply line (NUL-terminated, without the newline), or NULL at EOF or
- * past PN_CONTROL_REPLY_MAX. */
-static char *ctl_line(struct ctl_conn *cc)
-{
-	for (;;) {
-		char *nl = memchr(cc->buf + cc->off, '\n', cc->len - cc->off);
-		if (nl) {
-			*nl = 0;
-			char *line = cc->buf + cc->off;
-			cc->off = (size_t)(nl - cc->buf) + 1;
-			return line;
-		}
-		if (cc->off) {
-			memmove(cc->buf, cc->buf + cc->off, cc->len - cc->off);
-			cc->len -= cc->off;
-			cc->off = 0;
-		}
-		if (cc->len >= sizeof cc->buf - 1)
-			return NULL;
-		ssize_t r = read(cc->fd, cc->buf + cc->len, sizeof cc->buf - 1 - cc->len);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return NULL;
-		cc->len += (size_t)r;
-	}
-}
-
-/* The next reply, a JSON object whose "reply" string goes to *type; NULL
- * when the node closed the connection (or sent what is not a reply). */
-static json_t *ctl_next(struct ctl_conn *cc, const char **type)
-{
-	char *line = ctl_line(cc);
-	json_error_t jerr;
-	json_t *r = line ? json_loads(line, JSON_REJECT_DUPLICATES, &jerr) : NULL;
-	*type = json_string_value(json_object_get(r, "reply"));
-	if (!*type) {
-		json_decref(r);
-		return NULL;
-	}
-	return r;
-}
-
-/* Ends an answer whose last reply is r (released): 0 on "ok"; else -1 with
- * the node's message, or a line saying the answer was cut. */
-static int ctl_end(const char *cmd, json_t *r, const char *type)
-{
-	int ret = -1;
-	char msg[1024];
-	if (!r)
-		cli_err(cmd, "the node closed the control connection without answering (did it stop?)");
-	else if (!strcmp(type, "ok"))
-		ret = 0;
-	else if (!strcmp(type, "err") && pn_json_get_text(r, "error", msg, sizeof msg) != PN_EINVAL)
-		cli_err(cmd, "%s", msg);
-	else
-		cli_err(cmd, "unexpected answer from the node");
-	json_decref(r);
-	return ret;
-}
-
-/* v's string field key, or "" (borrowed from v). */
-static const char *str_field(const json_t *v, const char *key)
-{
-	const char *s = json_string_value(json_object_get(v, key));
-	return s ? s : "";
-}
-
-static uint64_t u64_field(const json_t *v, const char *key)
-{
-	json_int_t n = json_integer_value(json_object_get(v, key));
-	return n > 0 ? (uint64_t)n : 0;
-}
-
 struct ctl_args {
 	const char *data, *control;
 	bool json;
@@ -703,16 +536,91 @@ static const char search_help[] = "usage: peernet search [OPTIONS] WORDS...\n\nK
 static const char status_help[] = "usage: peernet status [OPTIONS]\n\nThe running node's ID, address, discovery mode, peers, shares, transfers and totals.\n\n" CTL_OPTS;
 static const char stop_help[] = "usage: peernet stop [OPTIONS]\n\nStops the running node.\n\n" CTL_OPTS;
 
-/* A request path: the string when it is UTF-8, else {"path","path_hex"} (node_ctl.c). */
-static json_t *path_value(const char *path)
+/* One request to the running node (pn_ctl_*), on a loop of its own. */
+struct ctl_run {
+	const char *cmd;
+	struct ctl_args *args;
+	uv_loop_t loop;
+	char path[PATH_MAX + 32];   /* the control socket */
+	int err;
+	char why[4096 + 256];
+	struct cli_json_list items; /* add, search --json */
+	size_t count;               /* search: hits */
+	/* get */
+	struct pn_cid cid;
+	const char *label;          /* the bar's label until the content's name is known */
+	bool to_stdout, progress, bar_on, failed;
+	struct progress_bar bar;
+	int stream_fd;              /* -o -: the node's partial download, -1 until its first stream event */
+	uint64_t streamed;          /* bytes written to standard output */
+};
+
+static void ctl_done(void *ud, pn_ctl *c, int err, const char *why)
 {
-	bool exact;
-	json_t *v = pn_json_text(path, strlen(path), &exact);
-	if (v && !exact) {
-		json_decref(v);
-		v = cli_json_with_text(json_object(), "path", path);
+	struct ctl_run *run = ud;
+	run->err = err;
+	snprintf(run->why, sizeof run->why, "%s", why);
+}
+
+/* Finds the control socket (--control, else --data DIR/control.sock, else
+ * the default data dir's) and sets up the loop. 0, or -1 after an error line. */
+static int ctl_begin(struct ctl_run *run, const char *cmd, struct ctl_args *a)
+{
+	memset(run, 0, sizeof *run);
+	run->cmd = cmd;
+	run->args = a;
+	run->stream_fd = -1;
+	if (a->control) {
+		snprintf(run->path, sizeof run->path, "%s", a->control);
+	} else {
+		char dir[PATH_MAX];
+		if (a->data)
+			snprintf(dir, sizeof dir, "%s", a->data);
+		else
+			pn_default_data_dir(dir, sizeof dir);
+		snprintf(run->path, sizeof run->path, "%s/%s", dir, PN_CONTROL_SOCKET);
 	}
-	return v;
+	if (uv_loop_init(&run->loop) != 0) {
+		cli_err(cmd, "cannot create an event loop");
+		return -1;
+	}
+	return 0;
+}
+
+/* Runs the request that starting returned r for to its end. 0 when the node
+ * said ok, else -1 after the error line. */
+static int ctl_end(struct ctl_run *run, int r)
+{
+	if (r == PN_ETOOBIG)
+		cli_err(run->cmd, "the request is longer than the node takes (%d bytes); give fewer paths at once",
+			PN_CONTROL_REQUEST_MAX - 1);
+	else if (r != PN_OK)
+		cli_err(run->cmd, "%s", pn_strerror(r));
+	else
+		uv_run(&run->loop, UV_RUN_DEFAULT);
+	if (uv_loop_close(&run->loop) != 0)
+		cli_err(run->cmd, "internal: handles left open at exit");
+	if (r != PN_OK)
+		return -1;
+	if (run->err == PN_ECONNREFUSED)
+		cli_err(run->cmd, "%s; start one with 'peernet node', or name it with --data DIR or --control PATH",
+			run->why);
+	else if (run->err != PN_OK && !run->failed)
+		cli_err(run->cmd, "%s", run->why);
+	return run->err == PN_OK && !run->failed ? 0 : -1;
+}
+
+static void add_shared(void *ud, pn_ctl *c, const struct pn_share_info *f)
+{
+	struct ctl_run *run = ud;
+	if (run->args->json) {
+		char *item;
+		cli_json_list_add(&run->items, pn_share_json(f, &item) == PN_OK ? item : NULL);
+		return;
+	}
+	char id[PN_CID_STR_LEN + 1], name[3 * PN_NAME_MAX + 1];
+	pn_cid_format(&f->cid, id);
+	printf("%s  %s\n", id, pn_text_utf8(f->name, strlen(f->name), name, sizeof name));
 }
 
 int cmd_add(int argc, char **argv)
@@ -723,42 +631,51 @@ int cmd_add(int argc, char **argv)
 		return r;
 	if (optind >= argc)
 		return cli_usage_err("add", "no PATH given");
-	json_t *paths = json_array();
-	for (int i = optind; paths && i < argc; i++) {
-		char abs[PATH_MAX];
-		if (!realpath(argv[i], abs)) {
-			char shown[PATH_MAX];
-			cli_err("add", "cannot share %s: %s", pn_text_escape(argv[i], strlen(argv[i]), shown, sizeof shown),
-				strerror(errno));
-			json_decref(paths);
-			return PN_EXIT_FAIL;
-		}
-		json_t *p = path_value(abs);
-		if (!p || json_array_append_new(paths, p) != 0) {
-			json_decref(paths);
-			paths = NULL;
-		}
-	}
-	json_t *req = paths ? json_pack("{s:s,s:o}", "cmd", "add", "paths", paths) : NULL;
-	struct ctl_conn *cc = ctl_open("add", a.data, a.control, req);
-	if (!cc)
+	size_t n = (size_t)(argc - optind);
+	char **paths = calloc(n, sizeof *paths);
+	if (!paths) {
+		cli_err("add", "out of memory");
 		return PN_EXIT_FAIL;
-	json_t *out = a.json ? json_array() : NULL, *rep;
-	const char *type;
-	while ((rep = ctl_next(cc, &type)) && !strcmp(type, "file")) {
-		if (out) {
-			json_object_del(rep, "reply"); /* id, name, size: as the node sends them */
-			json_array_append(out, rep);
-		} else if (!a.json) {
-			printf("%s  %s\n", str_field(rep, "id"), str_field(rep, "name"));
-		}
-		json_decref(rep);
 	}
-	r = ctl_end("add", rep, type);
-	if (a.json && cli_json_print("add", out) != 0)
+	int rc = PN_EXIT_FAIL;
+	for (size_t i = 0; i < n; i++) {
+		const char *arg = argv[optind + (int)i];
+		if (!(paths[i] = realpath(arg, NULL))) {
+			char shown[PATH_MAX];
+			cli_err("add", "cannot share %s: %s", pn_text_escape(arg, strlen(arg), shown, sizeof shown),
+				strerror(errno));
+			goto out;
+		}
+	}
+	struct ctl_run run;
+	if (ctl_begin(&run, "add", &a) != 0)
+		goto out;
+	struct pn_ctl_events ev = {.ud = &run, .shared = add_shared, .done = ctl_done};
+	r = ctl_end(&run, pn_ctl_add(&run.loop, run.path, &ev, (const char *const *)paths, n, NULL));
+	if (a.json && cli_json_list_print("add", &run.items) != 0)
 		r = -1;
-	ctl_close(cc);
-	return r ? PN_EXIT_FAIL : PN_EXIT_OK;
+	rc = r ? PN_EXIT_FAIL : PN_EXIT_OK;
+out:
+	for (size_t i = 0; i < n; i++)
+		free(paths[i]);
+	free(paths);
+	return rc;
+}
+
+static void search_hit(void *ud, pn_ctl *c, const struct pn_search_hit *h)
+{
+	struct ctl_run *run = ud;
+	run->count++;
+	if (run->args->json) {
+		char *item;
+		cli_json_list_add(&run->items, pn_search_hit_json(h, &item) == PN_OK ? item : NULL);
+		return;
+	}
+	char id[PN_CID_STR_LEN + 1], size[16];
+	pn_cid_format(&h->cid, id);
+	pn_format_bytes(h->cid.size, size);
+	printf("%s  %10s  %3llu peer%s  %.*s\n", id, size, (unsigned long long)h->providers, h->providers == 1 ? " " : "s",
+	       (int)h->name_len, h->name);
 }
 
 int cmd_search(int argc, char **argv)
@@ -776,92 +693,40 @@ int cmd_search(int argc, char **argv)
 		if (len > PN_QUERY_MAX)
 			return cli_usage_err("search", "the query is longer than %d bytes", PN_QUERY_MAX);
 	}
-	bool exact;
-	json_t *q = pn_json_text(query, len, &exact);
-	if (q && !exact) {
-		json_decref(q);
+	if (!query[0])
+		return cli_usage_err("search", "no WORDS given");
+	struct ctl_run run;
+	if (ctl_begin(&run, "search", &a) != 0)
+		return PN_EXIT_FAIL;
+	struct pn_ctl_events ev = {.ud = &run, .hit = search_hit, .done = ctl_done};
+	r = pn_ctl_search(&run.loop, run.path, &ev, query, NULL);
+	if (r == PN_EINVAL) {
+		uv_loop_close(&run.loop);
 		return cli_usage_err("search", "the query is not valid UTF-8");
 	}
-	struct ctl_conn *cc = ctl_open("search", a.data, a.control, q ? json_pack("{s:s,s:o}", "cmd", "search", "query", q) : NULL);
-	if (!cc)
-		return PN_EXIT_FAIL;
-	json_t *out = a.json ? json_array() : NULL, *rep;
-	const char *type;
-	int n = 0;
-	while ((rep = ctl_next(cc, &type)) && !strcmp(type, "result")) {
-		if (out) {
-			json_object_del(rep, "reply"); /* id, name, size, providers */
-			json_array_append(out, rep);
-		} else if (!a.json) {
-			char size[16];
-			uint64_t providers = u64_field(rep, "providers");
-			pn_format_bytes(u64_field(rep, "size"), size);
-			printf("%s  %10s  %3llu peer%s  %s\n", str_field(rep, "id"), size, (unsigned long long)providers,
-			       providers == 1 ? " " : "s", str_field(rep, "name"));
-		}
-		json_decref(rep);
-		n++;
-	}
-	r = ctl_end("search", rep, type);
-	if (a.json && cli_json_print("search", out) != 0)
+	r = ctl_end(&run, r);
+	if (a.json && cli_json_list_print("search", &run.items) != 0)
 		r = -1;
-	if (r == 0 && n == 0 && !a.json)
+	if (r == 0 && run.count == 0 && !a.json)
 		fprintf(stderr, "peernet search: nothing on the network matches '%s'\n", query);
-	ctl_close(cc);
 	return r ? PN_EXIT_FAIL : PN_EXIT_OK;
 }
 
-/* `peernet status` for people, from the status document (node/ctl_status.c). */
-static void print_status_text(const json_t *s)
+static void status_report(void *ud, pn_ctl *c, const struct pn_node_report *rep)
 {
-	const json_t *dir = json_object_get(s, "directory"), *flood = json_object_get(s, "flood");
-	const json_t *peers = json_object_get(s, "peers"), *shares = json_object_get(s, "shares");
-	const json_t *transfers = json_object_get(s, "transfers"), *totals = json_object_get(s, "totals");
-	printf("node       %s\n", str_field(s, "node_id"));
-	printf("listening  %s, discovery %s\n", str_field(s, "listen"), str_field(s, "discovery"));
-	if (dir) {
-		uint64_t refused = u64_field(dir, "refused_shares");
-		printf("directory  %s, %s%s\n", str_field(dir, "address"),
-		       json_is_true(json_object_get(dir, "connected")) ? "registered" : "unreachable, retrying",
-		       refused ? "; it refused to register some shares (its limits): others cannot find them" : "");
-		if (refused)
-			printf("           %llu shares not registered\n", (unsigned long long)refused);
+	struct ctl_run *run = ud;
+	char *text;
+	if (run->args->json) {
+		cli_json_print(run->cmd, pn_node_report_json(rep, &text) == PN_OK ? text : NULL);
+	} else if (pn_node_report_text(rep, &text) == PN_OK) {
+		fputs(text, stdout);
+		free(text);
+	} else {
+		cli_err(run->cmd, "out of memory");
 	}
-	if (flood)
-		printf("flood      %llu neighbours, %llu queries sent, %llu received, %llu duplicates dropped\n",
-		       (unsigned long long)u64_field(flood, "neighbors"), (unsigned long long)u64_field(flood, "queries_sent"),
-		       (unsigned long long)u64_field(flood, "queries_received"),
-		       (unsigned long long)u64_field(flood, "duplicates_dropped"));
-	printf("peers      %zu\n", json_array_size(peers));
-	for (size_t i = 0; i < json_array_size(peers); i++) {
-		const json_t *p = json_array_get(peers, i);
-		bool out = !strcmp(str_field(p, "direction"), "out");
-		printf("  %.16s  %-22s %s  sent %llu  received %llu%s%s\n", str_field(p, "id"), str_field(p, "address"),
-		       out ? "out" : "in ", (unsigned long long)u64_field(p, "bytes_to"),
-		       (unsigned long long)u64_field(p, "bytes_from"),
-		       json_is_true(json_object_get(p, "we_choke")) ? "" : "  (unchoked)",
-		       json_is_true(json_object_get(p, "seed_server")) ? "  (seed server)" : "");
-	}
-	uint64_t total = u64_field(s, "shares_total");
-	printf("shares     %llu\n", (unsigned long long)total);
-	for (size_t i = 0; i < json_array_size(shares); i++) {
-		const json_t *o = json_array_get(shares, i);
-		printf("  %s  %llu  %s\n", str_field(o, "id"), (unsigned long long)u64_field(o, "size"), str_field(o, "name"));
-	}
-	if (total > json_array_size(shares))
-		printf("  ... and %llu more\n", (unsigned long long)(total - json_array_size(shares)));
-	printf("transfers  %zu\n", json_array_size(transfers));
-	for (size_t i = 0; i < json_array_size(transfers); i++) {
-		const json_t *d = json_array_get(transfers, i);
-		printf("  %s  %llu/%llu chunks  %s\n", str_field(d, "id"), (unsigned long long)u64_field(d, "chunks_have"),
-		       (unsigned long long)u64_field(d, "chunks"), str_field(d, "name"));
-	}
-	printf("totals     uploaded %llu bytes, downloaded %llu bytes, %llu look-ups\n",
-	       (unsigned long long)u64_field(totals, "bytes_uploaded"),
-	       (unsigned long long)u64_field(totals, "bytes_downloaded"), (unsigned long long)u64_field(totals, "lookups"));
 }
 
-/* status and stop: a request without arguments; status prints its document. */
+/* status and stop: a request without arguments; status prints the report. */
 static int simple_ctl(const char *cmd, const char *help, int argc, char **argv)
 {
 	struct ctl_args a;
@@ -870,22 +735,13 @@ static int simple_ctl(const char *cmd, const char *help, int argc, char **argv)
 		return r;
 	if (optind < argc)
 		return cli_usage_err(cmd, "unexpected argument '%s'", argv[optind]);
-	struct ctl_conn *cc = ctl_open(cmd, a.data, a.control, json_pack("{s:s}", "cmd", cmd));
-	if (!cc)
+	struct ctl_run run;
+	if (ctl_begin(&run, cmd, &a) != 0)
 		return PN_EXIT_FAIL;
-	json_t *rep;
-	const char *type;
-	while ((rep = ctl_next(cc, &type)) && !strcmp(type, "status")) {
-		json_t *s = json_object_get(rep, "status");
-		if (a.json)
-			cli_json_print(cmd, json_incref(s));
-		else if (json_is_object(s))
-			print_status_text(s);
-		json_decref(rep);
-	}
-	r = ctl_end(cmd, rep, type);
-	ctl_close(cc);
-	return r ? PN_EXIT_FAIL : PN_EXIT_OK;
+	struct pn_ctl_events ev = {.ud = &run, .status = status_report, .done = ctl_done};
+	r = !strcmp(cmd, "status") ? pn_ctl_status(&run.loop, run.path, &ev, NULL)
+				   : pn_ctl_stop(&run.loop, run.path, &ev, NULL);
+	return ctl_end(&run, r) ? PN_EXIT_FAIL : PN_EXIT_OK;
 }
 
 int cmd_status(int argc, char **argv)
@@ -924,21 +780,16 @@ static int cat_file(const char *path)
 }
 
 /* get -o - through the node: the node says how far the content is verified
- * in its partial download ("stream" replies) and the bytes go to standard
+ * in its partial download (stream events) and the bytes go to standard
  * output in order while the download runs, read from that file through one
- * descriptor (which still reads the same data once it is moved into place). */
-struct out_stream {
-	int fd;              /* the partial download, -1 until the first stream reply */
-	uint64_t done;       /* bytes written to standard output */
-};
-
-/* Copies [s->done, upto) of the open file to standard output. */
-static int stream_to(struct out_stream *s, uint64_t upto)
+ * descriptor (which still reads the same data once it is moved into place).
+ * Copies [run->streamed, upto) to standard output: 0, or -1 with an error line. */
+static int stream_to(struct ctl_run *run, uint64_t upto)
 {
 	char buf[65536];
-	while (s->done < upto) {
-		size_t want = upto - s->done < sizeof buf ? (size_t)(upto - s->done) : sizeof buf;
-		ssize_t k = pread(s->fd, buf, want, (off_t)s->done);
+	while (run->streamed < upto) {
+		size_t want = upto - run->streamed < sizeof buf ? (size_t)(upto - run->streamed) : sizeof buf;
+		ssize_t k = pread(run->stream_fd, buf, want, (off_t)run->streamed);
 		if (k <= 0) {
 			cli_err("get", "reading the download: %s", k < 0 ? strerror(errno) : "it is shorter than the node said");
 			return -1;
@@ -947,27 +798,86 @@ static int stream_to(struct out_stream *s, uint64_t upto)
 			cli_err("get", "writing to standard output: %s", strerror(errno));
 			return -1;
 		}
-		s->done += (uint64_t)k;
+		run->streamed += (uint64_t)k;
 	}
 	return 0;
 }
 
-static int stream_reply(struct out_stream *s, json_t *rep)
+/* The command failed on its side (the line is printed): the request ends. */
+static void get_fail(struct ctl_run *run, pn_ctl *c)
 {
-	char path[PATH_MAX];
-	if (pn_json_get_text(rep, "path", path, sizeof path) != PN_OK) {
-		cli_err("get", "unexpected answer from the node");
-		return -1;
-	}
-	if (s->fd < 0 && (s->fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-		char shown[PATH_MAX];
-		cli_err("get", "cannot read %s: %s", pn_text_escape(path, strlen(path), shown, sizeof shown), strerror(errno));
-		return -1;
-	}
-	return stream_to(s, u64_field(rep, "upto"));
+	run->failed = true;
+	pn_ctl_cancel(c);
 }
 
-/* get through the node: progress lines, then the result. */
+static void get_stream(void *ud, pn_ctl *c, const char *path, uint64_t upto)
+{
+	struct ctl_run *run = ud;
+	if (run->failed)
+		return;
+	if (!run->to_stdout) {
+		cli_err("get", "unexpected answer from the node");
+		get_fail(run, c);
+		return;
+	}
+	if (run->stream_fd < 0 && (run->stream_fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+		char shown[PATH_MAX];
+		cli_err("get", "cannot read %s: %s", pn_text_escape(path, strlen(path), shown, sizeof shown), strerror(errno));
+		get_fail(run, c);
+		return;
+	}
+	if (stream_to(run, upto) != 0)
+		get_fail(run, c);
+}
+
+static void get_progress(void *ud, pn_ctl *c, const struct pn_progress *p)
+{
+	struct ctl_run *run = ud;
+	if (!run->progress || run->failed)
+		return;
+	uv_update_time(&run->loop);
+	uint64_t now = uv_now(&run->loop);
+	if (!run->bar_on) {
+		pn_progress_init(&run->bar, *p->name ? p->name : run->label, p->total, p->have, now);
+		run->bar_on = true;
+	}
+	run->bar.done = p->have;
+	pn_progress_draw(&run->bar, now);
+}
+
+static void get_got(void *ud, pn_ctl *c, const struct pn_download_result *r)
+{
+	struct ctl_run *run = ud;
+	if (run->failed)
+		return;
+	if (run->bar_on) {
+		run->bar.done = run->bar.total;
+		pn_progress_done(&run->bar);
+		run->bar_on = false;
+	}
+	if (run->to_stdout && (run->stream_fd >= 0 ? stream_to(run, r->cid.size) : cat_file(r->path)) != 0) {
+		get_fail(run, c);
+		return;
+	}
+	if (run->args->json) {
+		char *text;
+		cli_json_print("get", pn_download_json(&run->cid, r, NULL, &text) == PN_OK ? text : NULL);
+	}
+}
+
+static void get_done(void *ud, pn_ctl *c, int err, const char *why)
+{
+	struct ctl_run *run = ud;
+	ctl_done(ud, c, err, why);
+	if (run->bar_on && err != PN_OK)
+		pn_progress_clear(&run->bar);
+	if (err == PN_EREMOTE && run->args->json) {
+		char *text;
+		cli_json_print("get", pn_download_json(&run->cid, NULL, why, &text) == PN_OK ? text : NULL);
+	}
+}
+
+/* get through the node: progress, then the result. */
 int cmd_get_node(int argc, char **argv)
 {
 	static const char help[] =
@@ -1000,88 +910,18 @@ int cmd_get_node(int argc, char **argv)
 		cli_err("get", "cannot read the current directory: %s", strerror(errno));
 		return PN_EXIT_FAIL;
 	}
-	bool progress = a.progress < 0 ? (!a.json && isatty(STDOUT_FILENO) && isatty(STDERR_FILENO)) : a.progress;
-	json_t *req = json_pack("{s:s,s:s}", "cmd", "get", "id", argv[optind]);
-	req = cli_json_with_text(cli_json_with_text(req, "out", a.output ? a.output : ""), "cwd", cwd);
-	req = cli_json_merge(req, json_pack("{s:b}", "force", a.force));
-	struct ctl_conn *cc = ctl_open("get", a.data, a.control, req);
-	if (!cc)
+	struct ctl_run run;
+	if (ctl_begin(&run, "get", &a) != 0)
 		return PN_EXIT_FAIL;
-	struct progress_bar bar;
-	bool bar_on = false;
-	int rc = PN_EXIT_FAIL;
-	json_t *rep;
-	const char *type;
-	struct out_stream os = {.fd = -1};
-	while ((rep = ctl_next(cc, &type)) &&
-	       (!strcmp(type, "progress") || !strcmp(type, "got") || !strcmp(type, "stream"))) {
-		if (!strcmp(type, "stream")) {
-			int bad = !to_stdout || stream_reply(&os, rep) != 0;
-			json_decref(rep);
-			if (bad) {
-				if (!to_stdout)
-					cli_err("get", "unexpected answer from the node");
-				if (os.fd >= 0)
-					close(os.fd);
-				ctl_close(cc);
-				return PN_EXIT_FAIL;
-			}
-			continue;
-		}
-		if (!strcmp(type, "progress")) {
-			if (progress) {
-				struct timespec ts;
-				clock_gettime(CLOCK_MONOTONIC, &ts);
-				uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-				const char *name = str_field(rep, "name");
-				if (!bar_on) {
-					pn_progress_init(&bar, *name ? name : argv[optind], u64_field(rep, "total"),
-							 u64_field(rep, "have"), now);
-					bar_on = true;
-				}
-				bar.done = u64_field(rep, "have");
-				pn_progress_draw(&bar, now);
-			}
-			json_decref(rep);
-			continue;
-		}
-		if (bar_on) {
-			bar.done = bar.total;
-			pn_progress_done(&bar);
-			bar_on = false;
-		}
-		char path[PATH_MAX];
-		if (pn_json_get_text(rep, "path", path, sizeof path) != PN_OK) {
-			cli_err("get", "unexpected answer from the node");
-			json_decref(rep);
-			ctl_close(cc);
-			return PN_EXIT_FAIL;
-		}
-		if (to_stdout && (os.fd >= 0 ? stream_to(&os, u64_field(rep, "size")) : cat_file(path)) != 0) {
-			json_decref(rep);
-			if (os.fd >= 0)
-				close(os.fd);
-			ctl_close(cc);
-			return PN_EXIT_FAIL;
-		}
-		if (a.json) {
-			json_object_del(rep, "reply"); /* name, path, size, bytes_downloaded, ..., peers */
-			json_object_del(rep, "id");
-			cli_json_print("get", cli_json_merge(json_pack("{s:s,s:b}", "id", argv[optind], "ok", 1), json_incref(rep)));
-		}
-		json_decref(rep);
-	}
-	if (bar_on && rep && strcmp(type, "ok"))
-		pn_progress_clear(&bar);
-	if (rep && !strcmp(type, "err") && a.json) {
-		json_t *o = json_pack("{s:s,s:b,s:O?}", "id", argv[optind], "ok", 0, "error", json_object_get(rep, "error"));
-		if (o && json_object_get(rep, "error_hex"))
-			json_object_set(o, "error_hex", json_object_get(rep, "error_hex"));
-		cli_json_print("get", o);
-	}
-	rc = ctl_end("get", rep, type) == 0 ? PN_EXIT_OK : PN_EXIT_FAIL;
-	if (os.fd >= 0)
-		close(os.fd);
-	ctl_close(cc);
-	return rc;
+	run.cid = cid;
+	run.label = argv[optind];
+	run.to_stdout = to_stdout;
+	run.progress = a.progress < 0 ? (!a.json && isatty(STDOUT_FILENO) && isatty(STDERR_FILENO)) : a.progress;
+	struct pn_ctl_events ev = {.ud = &run, .progress = get_progress, .stream = get_stream, .got = get_got,
+				   .done = get_done};
+	unsigned flags = (a.force ? PN_GET_OVERWRITE : 0) | (to_stdout ? PN_GET_STREAM : 0);
+	r = ctl_end(&run, pn_ctl_get(&run.loop, run.path, &ev, &cid, to_stdout ? NULL : a.output, cwd, flags, NULL));
+	if (run.stream_fd >= 0)
+		close(run.stream_fd);
+	return r ? PN_EXIT_FAIL : PN_EXIT_OK;
 }

@@ -1,10 +1,9 @@
-/* peernet demo: children, downloads and reading JSON, shared by
+/* peernet demo: children, downloads and reading nodes, shared by
  * cmd_demo.c (the story), demo_proc.c (the child processes) and demo_get.c
  * (the downloads, in this process). */
 #ifndef PN_CLI_DEMO_H
 #define PN_CLI_DEMO_H
 
-#include <jansson.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -39,8 +38,8 @@ struct demo_child {
 };
 
 /* One download of a distribution, on the demo's own loop: progress comes
- * from the library (pn_client_get's events) or from the node's JSON replies
- * on its control socket, never from a progress bar. */
+ * from the library (pn_client_get's events, or pn_ctl_get's for a node),
+ * never from a progress bar. */
 struct demo_get {
 	bool running;               /* not ended yet */
 	bool ok;                    /* ended with the file in place */
@@ -49,12 +48,7 @@ struct demo_get {
 	char err[DEMO_ERR_MAX];     /* why it failed: one line, escaped for a terminal */
 	/* private to demo_get.c */
 	pn_transfer *transfer;      /* from the server, until its done */
-	uv_pipe_t pipe;             /* through a node: its control socket */
-	uv_connect_t connect;
-	uv_write_t write;
-	bool pipe_open, got;
-	char *req, *line;
-	size_t line_len;
+	pn_ctl *ctl;                /* through a node, until its done */
 };
 
 /* Starts downloading id from the server (HOST:PORT) into path through
@@ -106,12 +100,25 @@ void demo_fmt_bytes(double bytes, char *out, size_t n);
 /* Removes a tree (no symlinks followed). */
 void demo_rmtree(const char *path);
 
-/* text as one JSON document (jansson), or NULL if it is not one. The
- * caller releases it (json_decref). */
-json_t *demo_json(const char *text);
-/* doc[key][key]... (a NULL key ends the path) as an unsigned integer. */
-bool demo_json_u64(const json_t *doc, uint64_t *out, ...);
-/* doc[key] if it is a string, else NULL; borrowed from doc. */
-const char *demo_json_str(const json_t *doc, const char *key);
+/* What the demo reads of a node's report (pn_ctl_status). */
+#define DEMO_STATUS_SHARES 16
+struct demo_status {
+	struct pn_node_status status;
+	bool flood_on;
+	struct pn_flood_info flood;
+	struct {
+		char id[PN_CID_STR_LEN + 1];
+		char name[DEMO_NAME_MAX];
+	} shares[DEMO_STATUS_SHARES]; /* the first shares whose names fit */
+	size_t nshares;
+};
+/* The report of the node whose control socket is at control, asked on a
+ * loop of its own within timeout_ms. DEMO_OK or DEMO_FAIL. */
+int demo_node_status(const char *control, struct demo_status *out, int timeout_ms);
+/* Searches the network through that node for query: *found tells whether
+ * want_id was among the hits. DEMO_OK, DEMO_TIMEOUT or DEMO_FAIL, with err
+ * the node's answer (escaped for a terminal) when it failed. */
+int demo_search(const char *control, const char *query, const char *want_id, int timeout_ms, bool *found,
+		char *err, size_t errsz);
 
 #endif

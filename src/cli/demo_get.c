@@ -1,14 +1,14 @@
 /* peernet demo: the downloads of a distribution, run in this process on one
  * loop, their progress from the library and never from another process's
  * standard error. From the server: pn_client_get, progress from its events.
- * Through a node: the "get" request of its control socket (JSON lines, see
- * src/node/node_ctl.c), progress from the node's "progress" replies. */
+ * Through a node: pn_ctl_get on its control socket, progress from its
+ * events. And what the demo reads of a node: its report (pn_ctl_status) and
+ * a search (pn_ctl_search). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "demo.h"
 
-#define REPLY_MAX (64 * 1024) /* a get's replies are short; a longer line ends the get */
 
 static void get_end(struct demo_get *g, bool ok, const char *why)
 {
@@ -59,164 +59,159 @@ int demo_get_server(uv_loop_t *loop, struct demo_get *g, const char *server, con
 
 /* ---- through a node ---- */
 
-static void pipe_closed(uv_handle_t *h)
+static void node_progress(void *ud, pn_ctl *c, const struct pn_progress *p)
 {
-	struct demo_get *g = h->data;
-	free(g->line);
-	free(g->req); /* never written: the connection failed */
-	g->line = g->req = NULL;
-	g->pipe_open = false;
+	struct demo_get *g = ud;
+	g->have = p->have;
+	g->total = p->total;
 }
 
-static void pipe_close(struct demo_get *g)
+static void node_done(void *ud, pn_ctl *c, int err, const char *why)
 {
-	if (g->pipe_open && !uv_is_closing((uv_handle_t *)&g->pipe))
-		uv_close((uv_handle_t *)&g->pipe, pipe_closed);
-}
-
-/* One reply line of the node (untrusted: any bytes). */
-static void take_reply(struct demo_get *g, const char *line, size_t len)
-{
-	json_error_t jerr;
-	json_t *rep = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
-	const char *type = json_string_value(json_object_get(rep, "reply"));
-	char msg[DEMO_ERR_MAX];
-	if (!type) {
-		get_end(g, false, "unexpected answer from the node");
-	} else if (!strcmp(type, "progress")) {
-		json_int_t have = json_integer_value(json_object_get(rep, "have"));
-		json_int_t total = json_integer_value(json_object_get(rep, "total"));
-		g->have = have > 0 ? (uint64_t)have : 0;
-		g->total = total > 0 ? (uint64_t)total : 0;
-	} else if (!strcmp(type, "got")) {
-		g->got = true;
-	} else if (!strcmp(type, "ok")) {
-		get_end(g, g->got, "the node ended without saying where the file is");
-	} else if (!strcmp(type, "err")) {
-		int r = pn_json_get_text(rep, "error", msg, sizeof msg);
-		get_end(g, false, r == PN_EINVAL ? "unexpected answer from the node" : msg);
-	} else {
-		get_end(g, false, "unexpected answer from the node");
-	}
-	json_decref(rep);
-}
-
-static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-	struct demo_get *g = h->data;
-	buf->base = g->line + g->line_len;
-	buf->len = REPLY_MAX - g->line_len;
-}
-
-static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
-{
-	struct demo_get *g = s->data;
-	if (n < 0) {
-		get_end(g, false, "the node closed the control connection without answering (did it stop?)");
-		pipe_close(g);
-		return;
-	}
-	g->line_len += (size_t)n;
-	char *nl;
-	while (g->running && (nl = memchr(g->line, '\n', g->line_len))) {
-		size_t len = (size_t)(nl - g->line);
-		take_reply(g, g->line, len);
-		memmove(g->line, nl + 1, g->line_len - len - 1);
-		g->line_len -= len + 1;
-	}
-	if (g->running && g->line_len == REPLY_MAX)
-		get_end(g, false, "a reply of the node is longer than the demo reads");
-	if (!g->running)
-		pipe_close(g);
-}
-
-static void write_cb(uv_write_t *w, int status)
-{
-	struct demo_get *g = w->data;
-	free(g->req);
-	g->req = NULL;
-	/* a node that refuses at once may close before reading: its answer still comes */
-}
-
-static void connect_cb(uv_connect_t *c, int status)
-{
-	struct demo_get *g = c->data;
-	if (status < 0) {
-		char why[DEMO_ERR_MAX];
-		snprintf(why, sizeof why, "no node at its control socket (%s)", uv_strerror(status));
-		get_end(g, false, why);
-		pipe_close(g);
-		return;
-	}
-	if (!g->running) { /* cancelled meanwhile */
-		pipe_close(g);
-		return;
-	}
-	uv_buf_t b = uv_buf_init(g->req, (unsigned)strlen(g->req));
-	g->write.data = g;
-	if (uv_write(&g->write, (uv_stream_t *)&g->pipe, &b, 1, write_cb) != 0 ||
-	    uv_read_start((uv_stream_t *)&g->pipe, alloc_cb, read_cb) != 0) {
-		get_end(g, false, "cannot talk to the node's control socket");
-		pipe_close(g);
-	}
-}
-
-/* {"cmd":"get","id":ID,"out":PATH,"cwd":CWD,"force":false} and a newline,
- * malloc'd; NULL when out of memory. */
-static char *get_request(const char *id, const char *path, const char *cwd)
-{
-	json_t *req = json_pack("{s:s,s:s}", "cmd", "get", "id", id);
-	if (req && (pn_json_set_text(req, "out", path) != PN_OK || pn_json_set_text(req, "cwd", cwd) != PN_OK ||
-		    json_object_set_new(req, "force", json_false()) != 0)) {
-		json_decref(req);
-		req = NULL;
-	}
-	char *text = req ? json_dumps(req, PN_JSON_FLAGS) : NULL;
-	json_decref(req);
-	char *line = text ? malloc(strlen(text) + 2) : NULL;
-	if (line)
-		sprintf(line, "%s\n", text);
-	free(text);
-	return line;
+	struct demo_get *g = ud;
+	g->ctl = NULL;
+	get_end(g, err == PN_OK, why[0] ? why : pn_strerror(err));
 }
 
 int demo_get_node(uv_loop_t *loop, struct demo_get *g, const char *control, const char *id, const char *path,
 		  const char *cwd)
 {
+	struct pn_ctl_events ev = {.ud = g, .progress = node_progress, .done = node_done};
+	struct pn_cid cid;
 	memset(g, 0, sizeof *g);
 	g->running = true;
-	g->req = get_request(id, path, cwd);
-	g->line = malloc(REPLY_MAX);
-	if (!g->req || !g->line || strlen(g->req) > PN_CONTROL_REQUEST_MAX) {
-		get_end(g, false, g->req && g->line ? "the request is too long" : "out of memory");
-		goto fail;
+	if (pn_cid_parse(id, &cid) != PN_OK) {
+		get_end(g, false, "not a content ID");
+		return DEMO_FAIL;
 	}
-	if (uv_pipe_init(loop, &g->pipe, 0) != 0) {
-		get_end(g, false, "cannot open a control connection");
-		goto fail;
+	int r = pn_ctl_get(loop, control, &ev, &cid, path, cwd, 0, &g->ctl);
+	if (r != PN_OK) {
+		get_end(g, false, pn_strerror(r));
+		return DEMO_FAIL;
 	}
-	g->pipe_open = true;
-	g->pipe.data = g->connect.data = g;
-	uv_pipe_connect(&g->connect, &g->pipe, control, connect_cb);
 	return DEMO_OK;
-fail:
-	free(g->req);
-	free(g->line);
-	g->req = g->line = NULL;
-	return DEMO_FAIL;
 }
 
 void demo_get_cancel(struct demo_get *g)
 {
-	if (g->transfer) {
+	if (g->transfer)
 		pn_transfer_cancel(g->transfer); /* done follows from the loop */
-		return;
-	}
-	get_end(g, false, "cancelled");
-	pipe_close(g);
+	else if (g->ctl)
+		pn_ctl_cancel(g->ctl);       /* likewise */
+	else
+		get_end(g, false, "cancelled");
 }
 
 bool demo_get_busy(const struct demo_get *g)
 {
-	return g->running || g->transfer || g->pipe_open;
+	return g->running || g->transfer || g->ctl;
+}
+
+/* ---- a node's report and a search, through its control socket ---- */
+
+/* One request on a loop of its own, bounded by timeout_ms. */
+struct ctl_call {
+	uv_loop_t loop;
+	uv_timer_t timer;
+	pn_ctl *ctl;
+	int err;
+	char why[DEMO_ERR_MAX];
+	struct demo_status *status;
+	const char *want_id;
+	bool found;
+};
+
+static void call_timeout(uv_timer_t *t)
+{
+	struct ctl_call *call = t->data;
+	if (call->ctl)
+		pn_ctl_cancel(call->ctl);
+}
+
+static void call_done(void *ud, pn_ctl *c, int err, const char *why)
+{
+	struct ctl_call *call = ud;
+	call->ctl = NULL;
+	call->err = err;
+	pn_text_escape(why, strlen(why), call->why, sizeof call->why);
+	uv_close((uv_handle_t *)&call->timer, NULL);
+}
+
+static void call_status(void *ud, pn_ctl *c, const struct pn_node_report *r)
+{
+	struct demo_status *st = ((struct ctl_call *)ud)->status;
+	st->status = r->status;
+	st->flood_on = r->flood_on;
+	st->flood = r->flood;
+	st->nshares = 0;
+	for (size_t i = 0; i < r->nshares && st->nshares < DEMO_STATUS_SHARES; i++) {
+		if (strlen(r->shares[i].name) >= sizeof st->shares[0].name)
+			continue;
+		pn_cid_format(&r->shares[i].cid, st->shares[st->nshares].id);
+		strcpy(st->shares[st->nshares].name, r->shares[i].name);
+		st->nshares++;
+	}
+}
+
+static void call_hit(void *ud, pn_ctl *c, const struct pn_search_hit *h)
+{
+	struct ctl_call *call = ud;
+	char id[PN_CID_STR_LEN + 1];
+	pn_cid_format(&h->cid, id);
+	call->found |= !strcmp(id, call->want_id);
+}
+
+/* Runs the request that starting returned r for to its end. */
+static int call_run(struct ctl_call *call, int r, int timeout_ms)
+{
+	if (r == PN_OK) {
+		call->timer.data = call;
+		uv_timer_start(&call->timer, call_timeout, (uint64_t)timeout_ms, 0);
+		uv_run(&call->loop, UV_RUN_DEFAULT);
+	} else {
+		uv_close((uv_handle_t *)&call->timer, NULL);
+		uv_run(&call->loop, UV_RUN_DEFAULT);
+		call->err = r;
+		snprintf(call->why, sizeof call->why, "%s", pn_strerror(r));
+	}
+	uv_loop_close(&call->loop);
+	return call->err;
+}
+
+static int call_init(struct ctl_call *call)
+{
+	memset(call, 0, sizeof *call);
+	if (uv_loop_init(&call->loop) != 0)
+		return -1;
+	uv_timer_init(&call->loop, &call->timer);
+	return 0;
+}
+
+int demo_node_status(const char *control, struct demo_status *out, int timeout_ms)
+{
+	struct ctl_call call;
+	memset(out, 0, sizeof *out);
+	if (call_init(&call) != 0)
+		return DEMO_FAIL;
+	call.status = out;
+	struct pn_ctl_events ev = {.ud = &call, .status = call_status, .done = call_done};
+	return call_run(&call, pn_ctl_status(&call.loop, control, &ev, &call.ctl), timeout_ms) == PN_OK ? DEMO_OK
+													: DEMO_FAIL;
+}
+
+int demo_search(const char *control, const char *query, const char *want_id, int timeout_ms, bool *found,
+		char *err, size_t errsz)
+{
+	struct ctl_call call;
+	*found = false;
+	if (call_init(&call) != 0) {
+		snprintf(err, errsz, "cannot create an event loop");
+		return DEMO_FAIL;
+	}
+	call.want_id = want_id;
+	struct pn_ctl_events ev = {.ud = &call, .hit = call_hit, .done = call_done};
+	int r = call_run(&call, pn_ctl_search(&call.loop, control, &ev, query, &call.ctl), timeout_ms);
+	snprintf(err, errsz, "%s", call.why);
+	*found = call.found;
+	return r == PN_OK ? DEMO_OK : r == PN_ECANCELED ? DEMO_TIMEOUT : DEMO_FAIL;
 }

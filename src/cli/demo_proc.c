@@ -6,7 +6,6 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -417,31 +416,4 @@ static int rm_one(const char *path, const struct stat *st, int type, struct FTW 
 void demo_rmtree(const char *path)
 {
 	nftw(path, rm_one, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
-}
-
-/* ---- JSON: what status, search and get print ---- */
-
-json_t *demo_json(const char *text)
-{
-	json_error_t err;
-	return json_loads(text, JSON_REJECT_DUPLICATES, &err);
-}
-
-bool demo_json_u64(const json_t *doc, uint64_t *out, ...)
-{
-	va_list ap;
-	va_start(ap, out);
-	const char *key;
-	while (doc && (key = va_arg(ap, const char *)))
-		doc = json_object_get(doc, key);
-	va_end(ap);
-	if (!json_is_integer(doc) || json_integer_value(doc) < 0)
-		return false;
-	*out = (uint64_t)json_integer_value(doc);
-	return true;
-}
-
-const char *demo_json_str(const json_t *doc, const char *key)
-{
-	return json_string_value(json_object_get(doc, key));
 }

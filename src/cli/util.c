@@ -26,37 +26,59 @@ int cli_usage_err(const char *cmd, const char *fmt, ...)
 	return PN_EXIT_USAGE;
 }
 
-int cli_json_print(const char *cmd, json_t *v)
+int cli_json_print(const char *cmd, char *text)
 {
-	char *s = v ? json_dumps(v, PN_JSON_FLAGS) : NULL;
-	json_decref(v);
-	if (!s) {
+	if (!text) {
 		cli_err(cmd, "out of memory writing the JSON output");
 		return -1;
 	}
-	int r = puts(s) == EOF || fflush(stdout) != 0 ? -1 : 0;
-	free(s);
+	int r = puts(text) == EOF || fflush(stdout) != 0 ? -1 : 0;
+	free(text);
 	return r;
 }
 
-json_t *cli_json_with_text(json_t *obj, const char *key, const char *s)
+void cli_json_list_add(struct cli_json_list *l, char *item)
 {
-	if (obj && pn_json_set_text(obj, key, s) != PN_OK) {
-		json_decref(obj);
-		return NULL;
+	size_t n = item ? strlen(item) : 0;
+	if (!item || l->oom) {
+		l->oom = true;
+		free(item);
+		return;
 	}
-	return obj;
+	if (l->len + n + 3 > l->cap) { /* the separator, then "]" and a NUL at the end */
+		size_t cap = (l->len + n + 3) * 2;
+		char *text = realloc(l->text, cap);
+		if (!text) {
+			l->oom = true;
+			free(item);
+			return;
+		}
+		l->text = text;
+		l->cap = cap;
+	}
+	char sep = l->len ? ',' : '[';
+	l->text[l->len++] = sep;
+	memcpy(l->text + l->len, item, n);
+	l->len += n;
+	free(item);
 }
 
-json_t *cli_json_merge(json_t *obj, json_t *more)
+int cli_json_list_print(const char *cmd, struct cli_json_list *l)
 {
-	if (obj && more && json_object_update(obj, more) == 0) {
-		json_decref(more);
-		return obj;
+	char *text = NULL;
+	if (!l->oom)
+		text = l->text ? l->text : malloc(3);
+	if (text) {
+		size_t len = l->text ? l->len : 0;
+		if (!l->text)
+			text[len++] = '[';
+		text[len++] = ']';
+		text[len] = '\0';
+	} else {
+		free(l->text);
 	}
-	json_decref(obj);
-	json_decref(more);
-	return NULL;
+	memset(l, 0, sizeof *l);
+	return cli_json_print(cmd, text);
 }
 
 bool cli_parse_seconds(const char *s, uint32_t *ms)

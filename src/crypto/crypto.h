@@ -61,6 +61,69 @@ void pn_identity_free(struct pn_identity *id);
 
 /* pn_node_id_format and pn_node_id_parse: peernet.h. */
 
+/* ---- the DHT's keys and signatures (dht_sign.c; docs/PROTOCOL.md, "DHT
+ * datagrams"). The datagram layout is src/wire/dht_wire.h's. ---- */
+
+struct pn_dht_msg;
+struct pn_dht_record;
+
+#define PN_DHT_WORD_MIN 2  /* shorter words are not published */
+/* Publishable words of one name: a 255-byte name has at most 85 words of 2
+ * bytes or more (each followed by a separator but the last). */
+#define PN_DHT_WORDS_MAX 85
+
+/* Key of a content ID: SHA-256("peernet-dht-cid" || cid), cid in its 40-byte
+ * wire form. 0, or PN_ENOMEM (key is then not a key). */
+PN_MUST_CHECK int pn_dht_key_of_cid(const uint8_t cid[PN_CID_BYTES], uint8_t key[PN_HASH_BYTES]);
+
+/* Key of a keyword: SHA-256("peernet-dht-word" || word), the word with its
+ * ASCII letters lower-cased. word is PN_DHT_WORD_MIN..PN_NAME_MAX bytes that
+ * are all word bytes (pn_word_byte), else PN_EINVAL. 0, PN_EINVAL, PN_ENOMEM. */
+PN_MUST_CHECK int pn_dht_key_of_word(const char *word, size_t len, uint8_t key[PN_HASH_BYTES]);
+
+/* One word of a name: name[off .. off + len). */
+struct pn_dht_word {
+	uint16_t off;
+	uint16_t len;
+};
+
+/* Splits name (len <= PN_NAME_MAX bytes) into its distinct words of
+ * PN_DHT_WORD_MIN bytes or more, split as search splits (pn_word_byte) and
+ * compared ASCII case-insensitively; the first spelling of a word is kept,
+ * in order of first appearance. Writes at most max and returns how many. */
+size_t pn_dht_name_words(const char *name, size_t len, struct pn_dht_word *out, size_t max);
+
+/* Signs a datagram that pn_dht_encode wrote (len bytes, the last 64 the
+ * signature's place): writes id's raw public key as sender_key, then id's
+ * Ed25519 signature over dgram[0 .. len - 64) into the last 64 bytes.
+ * 0, or PN_EINVAL (len out of range, id not Ed25519), PN_ENOMEM. */
+PN_MUST_CHECK int pn_dht_sign_dgram(const struct pn_identity *id, uint8_t *dgram, size_t len);
+
+/* Checks a datagram that pn_dht_decode read from dgram (len bytes) into m:
+ * m->sig must be sender_key's Ed25519 signature over the m->signed_len
+ * bytes before it. On success writes the sender's node ID, SHA-256 of
+ * sender_key, to sender_id. 0, or PN_EPEERID (bad signature, or a key that
+ * is not a valid Ed25519 point), PN_EINVAL (m was not decoded from dgram),
+ * PN_ENOMEM. */
+PN_MUST_CHECK int pn_dht_verify_dgram(const uint8_t *dgram, size_t len, const struct pn_dht_msg *m,
+				      uint8_t sender_id[PN_ID_BYTES]);
+
+/* Signs record r for key: sets r->publisher to id's raw public key and
+ * r->sig to the signature over pn_dht_record_signed_bytes(r, key). r's
+ * other fields must already be set. 0, PN_EINVAL, PN_ENOMEM. */
+PN_MUST_CHECK int pn_dht_record_sign(const struct pn_identity *id, const uint8_t key[PN_HASH_BYTES],
+				     struct pn_dht_record *r);
+
+/* Checks r->sig against r->publisher over pn_dht_record_signed_bytes(r,
+ * key). 0, PN_EPEERID (bad signature), PN_ENOMEM. */
+PN_MUST_CHECK int pn_dht_record_verify(const struct pn_dht_record *r, const uint8_t key[PN_HASH_BYTES]);
+
+/* Whether key is the key r belongs under: for a PROVIDER record the key of
+ * its cid, for a KEYWORD record the key of one of the words of its name
+ * (pn_dht_name_words). 0 if it is, PN_EINVAL if not (or r is malformed),
+ * PN_ENOMEM. */
+PN_MUST_CHECK int pn_dht_record_key_check(const struct pn_dht_record *r, const uint8_t key[PN_HASH_BYTES]);
+
 /* ---- TLS ---- */
 
 struct pn_tls_ctx; /* a context, opaque */

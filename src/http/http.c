@@ -257,7 +257,7 @@ static enum MHD_Result answer(struct MHD_Connection *c, unsigned code, const cha
 /* Queues v (released) as JSON. */
 static enum MHD_Result answer_json(struct MHD_Connection *c, unsigned code, json_t *v, const char *allow)
 {
-	char *text = v ? json_dumps(v, PN_JSON_FLAGS) : NULL;
+	char *text = v ? json_dumps(v, PN__JSON_FLAGS) : NULL;
 	json_decref(v);
 	if (!text) {
 		static char oom[] = "{\"error\":\"out of memory\"}";
@@ -268,13 +268,13 @@ static enum MHD_Result answer_json(struct MHD_Connection *c, unsigned code, json
 
 static enum MHD_Result answer_error(struct MHD_Connection *c, unsigned code, const char *why)
 {
-	return answer_json(c, code, pn_json_with_text(json_object(), "error", why), NULL);
+	return answer_json(c, code, pn__json_with_text(json_object(), "error", why), NULL);
 }
 
 /* 405 with the methods the path takes. */
 static enum MHD_Result answer_not_allowed(struct MHD_Connection *c, const char *allow, const char *why)
 {
-	return answer_json(c, MHD_HTTP_METHOD_NOT_ALLOWED, pn_json_with_text(json_object(), "error", why), allow);
+	return answer_json(c, MHD_HTTP_METHOD_NOT_ALLOWED, pn__json_with_text(json_object(), "error", why), allow);
 }
 
 static json_t *history_json(const struct http_server *hs)

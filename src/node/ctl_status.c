@@ -10,12 +10,6 @@
 #include "store/store.h"
 #include "util/json.h"
 
-/* Appends item (released) to arr; false if either is NULL or memory ran out. */
-static bool append(json_t *arr, json_t *item)
-{
-	return arr && item && json_array_append_new(arr, item) == 0;
-}
-
 /* The address bound: the --listen host with the port the system chose. */
 static void bound_addr(const struct ctl_status *st, char *out, size_t cap)
 {
@@ -25,98 +19,98 @@ static void bound_addr(const struct ctl_status *st, char *out, size_t cap)
 		snprintf(colon, cap - (size_t)(colon - out), ":%u", st->port);
 }
 
-static json_t *peer_json(const struct ctl_peer_status *p)
+static enum pn_discovery discovery_of(const char *name)
 {
-	char pid[PN_NODE_ID_STR_LEN + 1];
-	pn_node_id_format(p->id, pid);
-	json_t *o = pn_json_with_text(json_pack("{s:s}", "id", pid), "address", p->addr);
-	o = pn_json_merge(o, json_pack("{s:s,s:b,s:b,s:b,s:b,s:I,s:I}", "direction", p->outgoing ? "out" : "in",
-				  "neighbor", p->neighbor, "seed_server", p->seed_server, "choking_us",
-				  p->peer_choking, "we_choke", p->am_choking, "bytes_to", (json_int_t)p->bytes_to,
-				  "bytes_from", (json_int_t)p->bytes_from));
-	return pn_json_merge(o, json_pack("{s:I,s:I}", "rate_to", (json_int_t)p->rate_to, "rate_from",
-					  (json_int_t)p->rate_from));
-}
-
-static json_t *share_json(const struct store_object *o)
-{
-	char id[PN_CID_STR_LEN + 1];
-	pn_cid_format(&o->cid, id);
-	json_t *j = pn_json_with_text(json_pack("{s:s}", "id", id), "name", o->name);
-	return pn_json_merge(j, json_pack("{s:I}", "size", (json_int_t)o->cid.size));
-}
-
-static json_t *transfer_json(const struct ctl_transfer_status *d)
-{
-	char id[PN_CID_STR_LEN + 1];
-	pn_cid_format(&d->cid, id);
-	json_t *j = pn_json_with_text(json_pack("{s:s}", "id", id), "name", d->name);
-	return pn_json_merge(j, json_pack("{s:I,s:I,s:I,s:I}", "size", (json_int_t)d->cid.size, "chunks",
-				  (json_int_t)d->chunks, "chunks_have", (json_int_t)d->have, "bytes_downloaded",
-				  (json_int_t)d->bytes_down));
+	if (!name)
+		return 0;
+	if (!strcmp(name, "directory"))
+		return PN_DISCOVERY_DIRECTORY;
+	if (!strcmp(name, "flood"))
+		return PN_DISCOVERY_FLOOD;
+	return !strcmp(name, "dht") ? PN_DISCOVERY_DHT : 0;
 }
 
 json_t *ctl_status_json(const struct ctl_status *st, const struct store *store, size_t max_shares)
 {
-	char idhex[PN_NODE_ID_STR_LEN + 1], bound[PN_ADDR_STR_MAX + 8];
-	pn_node_id_format(st->node_id, idhex);
+	char bound[PN_ADDR_STR_MAX + 8];
+	size_t ns = store ? store_count(store) : 0, nshown = ns < max_shares ? ns : max_shares;
+	struct pn_peer_info *peers = calloc(st->npeers ? st->npeers : 1, sizeof *peers);
+	struct pn_share_info *shares = calloc(nshown ? nshown : 1, sizeof *shares);
+	struct pn_progress *transfers = calloc(st->ntransfers ? st->ntransfers : 1, sizeof *transfers);
+	json_t *doc = NULL;
+	if (!peers || !shares || !transfers)
+		goto out;
 	bound_addr(st, bound, sizeof bound);
-	json_t *s = pn_json_with_text(json_pack("{s:s}", "node_id", idhex), "listen", bound);
-	s = pn_json_merge(s, json_pack("{s:I,s:s}", "port", (json_int_t)st->port, "discovery",
-			       st->discovery ? st->discovery : "?"));
-	if (s && st->directory) {
-		json_t *d = pn_json_with_text(json_object(), "address", st->directory);
-		d = pn_json_merge(d, json_pack("{s:b,s:I}", "connected", st->directory_registered, "refused_shares",
-				       (json_int_t)st->directory_refused));
-		if (json_object_set_new(s, "directory", d) != 0) {
-			json_decref(s);
-			s = NULL;
-		}
+	struct pn_node_report r = {
+		.status = {
+			.port = st->port,
+			.discovery = discovery_of(st->discovery),
+			.discovery_ready = st->directory_registered,
+			.directory_refused = st->directory_refused,
+			.peers = st->npeers,
+			.neighbors = st->flood_neighbors,
+			.downloads = st->ntransfers,
+			.shares = ns,
+			.bytes_up = st->bytes_up,
+			.bytes_down = st->bytes_down,
+			.wire_up = st->wire_up,
+			.wire_down = st->wire_down,
+			.lookups = st->lookups,
+			.lookup_msgs = st->lookup_msgs,
+			.rate_up = st->rate_up,
+			.rate_down = st->rate_down,
+		},
+		.listen = bound,
+		.directory = st->directory,
+		.flood_on = st->flood,
+		.flood = {
+			.queries_started = st->flood_stats.queries_started,
+			.queries_sent = st->flood_stats.queries_sent,
+			.queries_received = st->flood_stats.queries_received,
+			.duplicates_dropped = st->flood_stats.duplicates_dropped,
+			.rate_limited = st->flood_stats.rate_limited,
+			.hits_sent = st->flood_stats.hits_sent,
+			.hits_received = st->flood_stats.hits_received,
+		},
+		.peers = peers,
+		.npeers = st->npeers,
+		.shares = shares,
+		.nshares = nshown,
+		.transfers = transfers,
+		.ntransfers = st->ntransfers,
+	};
+	memcpy(r.status.node_id, st->node_id, PN_ID_BYTES);
+	for (size_t i = 0; i < st->npeers; i++) {
+		const struct ctl_peer_status *p = &st->peers[i];
+		struct pn_peer_info *pi = &peers[i];
+		memcpy(pi->id, p->id, PN_ID_BYTES);
+		snprintf(pi->addr, sizeof pi->addr, "%s", p->addr);
+		pi->outgoing = p->outgoing;
+		pi->neighbor = p->neighbor;
+		pi->seed_server = p->seed_server;
+		pi->peer_choking = p->peer_choking;
+		pi->am_choking = p->am_choking;
+		pi->bytes_to = p->bytes_to;
+		pi->bytes_from = p->bytes_from;
+		pi->rate_to = p->rate_to;
+		pi->rate_from = p->rate_from;
 	}
-	if (s && st->flood) {
-		const struct flood_stats *fs = &st->flood_stats;
-		s = pn_json_merge(s, json_pack("{s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}}", "flood", "neighbors",
-				       (json_int_t)st->flood_neighbors, "queries_started", (json_int_t)fs->queries_started,
-				       "queries_sent", (json_int_t)fs->queries_sent, "queries_received",
-				       (json_int_t)fs->queries_received, "duplicates_dropped",
-				       (json_int_t)fs->duplicates_dropped, "rate_limited", (json_int_t)fs->rate_limited,
-				       "hits_sent", (json_int_t)fs->hits_sent, "hits_received", (json_int_t)fs->hits_received));
+	for (size_t i = 0; i < nshown; i++) {
+		const struct store_object *o = store_at(store, i);
+		shares[i] = (struct pn_share_info){.cid = o->cid, .name = o->name};
 	}
-	json_t *peers = json_array(), *shares = json_array(), *transfers = json_array();
-	bool ok = s && peers && shares && transfers;
-	for (size_t i = 0; ok && i < st->npeers; i++)
-		ok = append(peers, peer_json(&st->peers[i]));
-	size_t ns = store ? store_count(store) : 0;
-	for (size_t i = 0; ok && i < ns && i < max_shares; i++)
-		ok = append(shares, share_json(store_at(store, i)));
-	for (size_t i = 0; ok && i < st->ntransfers; i++)
-		ok = append(transfers, transfer_json(&st->transfers[i]));
-	json_t *totals = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "bytes_uploaded", (json_int_t)st->bytes_up,
-				   "bytes_downloaded", (json_int_t)st->bytes_down, "wire_bytes_sent",
-				   (json_int_t)st->wire_up, "wire_bytes_received", (json_int_t)st->wire_down, "lookups",
-				   (json_int_t)st->lookups, "lookup_messages", (json_int_t)st->lookup_msgs);
-	json_t *rates = json_pack("{s:I,s:I}", "upload", (json_int_t)st->rate_up, "download", (json_int_t)st->rate_down);
-	if (!ok || !totals || !rates) {
-		json_decref(rates);
-		json_decref(s);
-		json_decref(peers);
-		json_decref(shares);
-		json_decref(transfers);
-		json_decref(totals);
-		return NULL;
+	for (size_t i = 0; i < st->ntransfers; i++) {
+		const struct ctl_transfer_status *d = &st->transfers[i];
+		transfers[i] = (struct pn_progress){.cid = d->cid, .name = d->name, .total = d->cid.size,
+						    .chunks = d->chunks, .chunks_have = d->have,
+						    .bytes_downloaded = d->bytes_down};
 	}
-	/* Each set takes its value, on failure too. */
-	int bad = json_object_set_new(s, "peers", peers);
-	bad |= json_object_set_new(s, "shares", shares);
-	bad |= json_object_set_new(s, "shares_total", json_integer((json_int_t)ns));
-	bad |= json_object_set_new(s, "transfers", transfers);
-	bad |= json_object_set_new(s, "totals", totals);
-	bad |= json_object_set_new(s, "rates", rates);
-	if (bad) {
-		json_decref(s);
-		return NULL;
-	}
-	return s;
+	doc = pn__node_report_value(&r);
+out:
+	free(peers);
+	free(shares);
+	free(transfers);
+	return doc;
 }
 
 json_t *ctl_status_document(void (*status_cb)(void *ud, struct ctl_status *out), void *ud,

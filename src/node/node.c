@@ -1344,7 +1344,8 @@ static void report_progress(struct pn_node *n)
 		if (!d->part || !engine_download_info(n->engine, &d->cid, &info))
 			continue;
 		struct pn_progress pr = {.cid = d->cid, .name = d->name, .have = info.bytes_have, .total = d->cid.size,
-					 .peers = info.peers};
+					 .peers = info.peers, .chunks = info.nchunks, .chunks_have = info.have,
+					 .bytes_downloaded = info.bytes_down};
 		for (struct pn_download *w = d->waiters; w; w = w->next)
 			if (w->ops && w->ops->progress && !w->canceled)
 				w->ops->progress(w, &pr);
@@ -2440,7 +2441,9 @@ size_t pn_node_downloads(const pn_node *n, struct pn_progress *out, size_t max)
 			continue;
 		if (count < max)
 			out[count] = (struct pn_progress){.cid = d->cid, .name = d->name, .have = info.bytes_have,
-							  .total = d->cid.size, .peers = info.peers};
+							  .total = d->cid.size, .peers = info.peers,
+							  .chunks = info.nchunks, .chunks_have = info.have,
+							  .bytes_downloaded = info.bytes_down};
 		count++;
 	}
 	return count;

@@ -132,7 +132,7 @@ static void ctl_write_cb(uv_write_t *req, int status)
  * stopped reading, closes the connection: the client then sees no "ok". */
 static void ctl_send(struct ctl_client *cc, json_t *v)
 {
-	char *text = v && !cc->closing ? json_dumps(v, PN_JSON_FLAGS) : NULL;
+	char *text = v && !cc->closing ? json_dumps(v, PN__JSON_FLAGS) : NULL;
 	json_decref(v);
 	if (cc->closing)
 		return;
@@ -172,7 +172,7 @@ void ctl_finish(struct ctl_client *cc, const char *err_fmt, ...)
 		va_start(ap, err_fmt);
 		vsnprintf(msg, sizeof msg, err_fmt, ap);
 		va_end(ap);
-		ctl_send(cc, pn_json_with_text(json_pack("{s:s}", "reply", "err"), "error", msg));
+		ctl_send(cc, pn__json_with_text(json_pack("{s:s}", "reply", "err"), "error", msg));
 	} else {
 		ctl_send(cc, json_pack("{s:s}", "reply", "ok"));
 	}
@@ -194,7 +194,7 @@ void ctl_result(struct ctl_client *cc, const struct pn_cid *cid, uint32_t provid
 	char id[PN_CID_STR_LEN + 1];
 	pn_cid_format(cid, id);
 	ctl_send(cc, json_pack("{s:s,s:s,s:o,s:I,s:I}", "reply", "result", "id", id, "name",
-			       pn_json_text(name, name_len, NULL), "size", (json_int_t)cid->size, "providers",
+			       pn__json_text(name, name_len, NULL), "size", (json_int_t)cid->size, "providers",
 			       (json_int_t)providers));
 }
 
@@ -202,13 +202,13 @@ void ctl_progress(struct ctl_client *cc, uint64_t have, uint64_t total, uint32_t
 {
 	json_t *o = json_pack("{s:s,s:I,s:I,s:I}", "reply", "progress", "have", (json_int_t)have, "total",
 			      (json_int_t)total, "peers", (json_int_t)peers);
-	ctl_send(cc, pn_json_with_text(o, "name", name));
+	ctl_send(cc, pn__json_with_text(o, "name", name));
 }
 
 void ctl_stream(struct ctl_client *cc, const char *path, uint64_t upto)
 {
 	json_t *o = json_pack("{s:s,s:I}", "reply", "stream", "upto", (json_int_t)upto);
-	ctl_send(cc, pn_json_with_text(o, "path", path));
+	ctl_send(cc, pn__json_with_text(o, "path", path));
 }
 
 void ctl_got(struct ctl_client *cc, const struct pn_cid *cid, const char *name, const char *path, uint64_t down,
@@ -216,8 +216,8 @@ void ctl_got(struct ctl_client *cc, const struct pn_cid *cid, const char *name, 
 {
 	char id[PN_CID_STR_LEN + 1];
 	pn_cid_format(cid, id);
-	json_t *o = pn_json_with_text(pn_json_with_text(json_pack("{s:s,s:s}", "reply", "got", "id", id), "name", name), "path", path);
-	ctl_send(cc, pn_json_merge(o, json_pack("{s:I,s:I,s:I,s:f,s:I}", "size", (json_int_t)cid->size, "bytes_downloaded",
+	json_t *o = pn__json_with_text(pn__json_with_text(json_pack("{s:s,s:s}", "reply", "got", "id", id), "name", name), "path", path);
+	ctl_send(cc, pn__json_merge(o, json_pack("{s:I,s:I,s:I,s:f,s:I}", "size", (json_int_t)cid->size, "bytes_downloaded",
 					(json_int_t)down, "bytes_resumed", (json_int_t)resumed, "seconds",
 					round(secs * 1000) / 1000, "peers", (json_int_t)peers)));
 }
@@ -225,7 +225,7 @@ void ctl_got(struct ctl_client *cc, const struct pn_cid *cid, const char *name, 
 static void do_status(struct ctl_server *cs, struct ctl_client *cc)
 {
 	json_t *doc = ctl_status_document(cs->ops.status_cb, cs->ops.ud, cs->store);
-	char *text = doc ? json_dumps(doc, PN_JSON_FLAGS) : NULL;
+	char *text = doc ? json_dumps(doc, PN__JSON_FLAGS) : NULL;
 	size_t len = text ? strlen(text) : 0;
 	free(text);
 	if (!doc) {
@@ -245,11 +245,11 @@ static int path_arg(const json_t *v, char *out, size_t cap)
 {
 	if (json_is_string(v)) {
 		json_t *wrap = json_pack("{s:O}", "path", v);
-		int r = wrap ? pn_json_get_text(wrap, "path", out, cap) : PN_ENOMEM;
+		int r = wrap ? pn__json_get_text(wrap, "path", out, cap) : PN_ENOMEM;
 		json_decref(wrap);
 		return r;
 	}
-	return json_is_object(v) ? pn_json_get_text(v, "path", out, cap) : PN_EINVAL;
+	return json_is_object(v) ? pn__json_get_text(v, "path", out, cap) : PN_EINVAL;
 }
 
 static void do_add(struct ctl_server *cs, struct ctl_client *cc, const json_t *req)
@@ -277,8 +277,8 @@ static void do_add(struct ctl_server *cs, struct ctl_client *cc, const json_t *r
 		}
 		char id[PN_CID_STR_LEN + 1];
 		pn_cid_format(&o->cid, id);
-		json_t *f = pn_json_with_text(json_pack("{s:s,s:s}", "reply", "file", "id", id), "name", o->name);
-		ctl_send(cc, pn_json_merge(f, json_pack("{s:I}", "size", (json_int_t)o->cid.size)));
+		json_t *f = pn__json_with_text(json_pack("{s:s,s:s}", "reply", "file", "id", id), "name", o->name);
+		ctl_send(cc, pn__json_merge(f, json_pack("{s:I}", "size", (json_int_t)o->cid.size)));
 	}
 	ctl_finish(cc, NULL);
 }
@@ -307,8 +307,8 @@ static void do_get(struct ctl_server *cs, struct ctl_client *cc, const json_t *r
 		ctl_finish(cc, "get: \"force\" must be true or false");
 		return;
 	}
-	if ((json_object_get(req, "out") && pn_json_get_text(req, "out", want, sizeof want) != PN_OK) ||
-	    pn_json_get_text(req, "cwd", cwd, sizeof cwd) != PN_OK || cwd[0] != '/') {
+	if ((json_object_get(req, "out") && pn__json_get_text(req, "out", want, sizeof want) != PN_OK) ||
+	    pn__json_get_text(req, "cwd", cwd, sizeof cwd) != PN_OK || cwd[0] != '/') {
 		ctl_finish(cc, "get: \"out\" must be a path and \"cwd\" an absolute path, each under %d bytes", CTL_PATH_MAX);
 		return;
 	}

@@ -76,6 +76,10 @@ json_t *ctl_status_json(const struct ctl_status *st, const struct store *store, 
 json_t *ctl_status_document(void (*status_cb)(void *ud, struct ctl_status *out), void *ud,
 			    const struct store *store);
 
+/* The report (peernet.h) as a JSON object: what pn_node_report_json
+ * writes. A new reference, or NULL (out of memory). In ctl_render.c. */
+json_t *pn__node_report_value(const struct pn_node_report *r);
+
 struct ctl_get_request {
 	struct pn_cid cid;
 	const char *out_path;        /* "": CWD/name of the content */

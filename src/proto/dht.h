@@ -36,8 +36,10 @@
  *  - Abuse: requests are rate-limited per sender address (opts.rate_per_s,
  *    burst 2x); a reply must come from the ID the request went to (when
  *    known) and with the request's txid, else it is ignored; contacts in
- *    replies that are invalid, this node, or not closer than the replier
- *    (for a look-up) are counted and skipped, never followed.
+ *    replies that are invalid, this node, or the replier itself are
+ *    counted and skipped, never followed. (Contacts farther from the key
+ *    than the replier are kept: near the key most of a node's k closest
+ *    are farther than itself, and skipping them loses true closest nodes.)
  *
  * Trust: the driver hands the core only datagrams whose signature it checked
  * and whose sender ID it derived from the sender's key (SHA-256), and only

@@ -24,6 +24,9 @@ const char *pn_strerror(int err)
 	case PN_ENOTSUP: return "not supported";
 	case PN_EACCES: return "permission denied";
 	case PN_ELINK: return "a symbolic link is in the way (peernet does not follow it)";
+	case PN_ECANCELED: return "cancelled";
+	case PN_EBUSY: return "busy (not in a state that allows this)";
+	case PN_EREMOTE: return "the other side refused the request";
 	default: return "unknown error";
 	}
 }

@@ -9,7 +9,7 @@
 #define REPLACEMENT "\xef\xbf\xbd"      /* U+FFFD in UTF-8 */
 #define REPLACEMENT_LEN 3
 
-json_t *pn_json_text(const char *s, size_t len, bool *exact)
+json_t *pn__json_text(const char *s, size_t len, bool *exact)
 {
 	size_t bad = 0;
 	for (size_t i = 0; i < len;) {
@@ -43,7 +43,7 @@ json_t *pn_json_text(const char *s, size_t len, bool *exact)
 	return v;
 }
 
-int pn_json_set_text(json_t *obj, const char *key, const char *s)
+int pn__json_set_text(json_t *obj, const char *key, const char *s)
 {
 	static const char hex[] = "0123456789abcdef";
 	char hkey[JSON_KEY_MAX];
@@ -51,7 +51,7 @@ int pn_json_set_text(json_t *obj, const char *key, const char *s)
 	bool exact;
 	if (snprintf(hkey, sizeof hkey, "%s_hex", key) >= (int)sizeof hkey)
 		return PN_EINVAL;
-	if (json_object_set_new(obj, key, pn_json_text(s, len, &exact)) != 0)
+	if (json_object_set_new(obj, key, pn__json_text(s, len, &exact)) != 0)
 		return PN_ENOMEM;
 	if (exact)
 		return PN_OK;
@@ -67,16 +67,16 @@ int pn_json_set_text(json_t *obj, const char *key, const char *s)
 	return r;
 }
 
-json_t *pn_json_with_text(json_t *obj, const char *key, const char *s)
+json_t *pn__json_with_text(json_t *obj, const char *key, const char *s)
 {
-	if (obj && pn_json_set_text(obj, key, s) != PN_OK) {
+	if (obj && pn__json_set_text(obj, key, s) != PN_OK) {
 		json_decref(obj);
 		return NULL;
 	}
 	return obj;
 }
 
-json_t *pn_json_merge(json_t *obj, json_t *more)
+json_t *pn__json_merge(json_t *obj, json_t *more)
 {
 	if (obj && more && json_object_update(obj, more) == 0) {
 		json_decref(more);
@@ -98,7 +98,7 @@ static int hex_digit(char c)
 	return -1;
 }
 
-int pn_json_get_text(const json_t *obj, const char *key, char *out, size_t cap)
+int pn__json_get_text(const json_t *obj, const char *key, char *out, size_t cap)
 {
 	char hkey[JSON_KEY_MAX];
 	if (cap == 0)
@@ -137,4 +137,11 @@ int pn_json_get_text(const json_t *obj, const char *key, char *out, size_t cap)
 		return PN_ETOOBIG;
 	memcpy(out, json_string_value(v), n + 1);
 	return PN_OK;
+}
+
+char *pn__json_dump(json_t *v)
+{
+	char *s = v ? json_dumps(v, PN__JSON_FLAGS) : NULL;
+	json_decref(v);
+	return s;
 }

@@ -1,4 +1,5 @@
 /* Text rules: valid names, keyword matching (see text.h). */
+#include <string.h>
 #include "util/buf.h"
 #include "util/text.h"
 
@@ -182,4 +183,25 @@ bool pn_keywords_match(const char *name, size_t name_len, const char *query, siz
 		any = true;
 	}
 	return any;
+}
+
+char *pn_text_utf8(const char *s, size_t len, char *out, size_t cap)
+{
+	static const char replacement[] = "\xef\xbf\xbd"; /* U+FFFD */
+	size_t o = 0;
+
+	if (!cap)
+		return out;
+	for (size_t i = 0; i < len;) {
+		size_t n = pn_utf8_seq_len(s + i, len - i);
+		const char *piece = n ? s + i : replacement;
+		size_t plen = n ? n : sizeof replacement - 1;
+		if (o + plen >= cap)
+			break;
+		memcpy(out + o, piece, plen);
+		o += plen;
+		i += n ? n : 1;
+	}
+	out[o] = '\0';
+	return out;
 }

@@ -144,12 +144,16 @@ PN_MUST_CHECK int pn_dht_decode(const uint8_t *dgram, size_t len, struct pn_dht_
  * signature: the caller signs out[0 .. *len - 64) and writes the signature
  * into the last 64 bytes. NODES and VALUES carry as many of m's contacts and
  * records, in order, as fit in PN_DHT_DGRAM_MAX (the rest are left out, and
- * n_nodes/n_records of the datagram say how many went). 0, or PN_EINVAL if a
+ * n_nodes/n_records of the datagram say how many went); in VALUES the
+ * records are fitted first and the contacts take the room left, so that a
+ * full list of contacts never crowds out every record. 0, or PN_EINVAL if a
  * field is out of range (anything pn_dht_decode would reject). */
 PN_MUST_CHECK int pn_dht_encode(const struct pn_dht_msg *m, uint8_t out[PN_DHT_DGRAM_MAX], size_t *len);
 
-/* Bytes of an address, a contact and a record on the wire. */
+/* Bytes of an address, a contact and a record on the wire (an address of
+ * a family other than 4 or 6 counts 0). */
 size_t pn_dht_addr_wire_len(const struct pn_dht_addr *a);
+size_t pn_dht_contact_wire_len(const struct pn_dht_contact *c);
 size_t pn_dht_record_wire_len(const struct pn_dht_record *r, bool with_addr);
 
 /* Valid endpoint: family 4 or 6, port not 0. */

@@ -1,8 +1,7 @@
-/* The helpers peernet.h gives a program for its user's words and for JSON
- * text, used the way the CLI uses them: only <peernet.h> and <jansson.h>. */
+/* The helpers peernet.h gives a program for its user's words and for text
+ * on a terminal, used the way the CLI uses them: only <peernet.h>. */
 #include <criterion/criterion.h>
 #include <string.h>
-#include <jansson.h>
 #include <peernet.h>
 
 Test(api_input, address_check)
@@ -53,31 +52,14 @@ Test(api_input, escape_for_one_line)
 	cr_assert_str_eq(pn_text_escape("abcdef", 6, out, 4), "abc", "cut to cap, NUL-terminated");
 }
 
-Test(api_input, json_text_rule_round_trip)
+Test(api_input, text_as_utf8)
 {
-	static const char bad[] = "r\xe9sum\xe9.txt"; /* Latin-1, not UTF-8 */
-	char back[64];
-	bool exact = true;
-	json_t *obj = json_object();
+	char out[64];
 
-	cr_assert_eq(pn_json_set_text(obj, "name", "ok.txt"), PN_OK);
-	cr_assert_eq(pn_json_set_text(obj, "path", bad), PN_OK);
-	cr_assert_str_eq(json_string_value(json_object_get(obj, "name")), "ok.txt");
-	cr_assert_null(json_object_get(obj, "name_hex"));
-	cr_assert_str_eq(json_string_value(json_object_get(obj, "path")), "r\xef\xbf\xbdsum\xef\xbf\xbd.txt");
-	cr_assert_str_eq(json_string_value(json_object_get(obj, "path_hex")), "72e973756de92e747874");
-	cr_assert_eq(pn_json_get_text(obj, "path", back, sizeof back), PN_OK);
-	cr_assert_str_eq(back, bad, "the exact bytes come back");
-	cr_assert_eq(pn_json_get_text(obj, "none", back, sizeof back), PN_EINVAL);
-	cr_assert_eq(pn_json_get_text(obj, "path", back, 5), PN_ETOOBIG);
-
-	json_t *s = pn_json_text(bad, strlen(bad), &exact);
-	cr_assert_not_null(s);
-	cr_assert(!exact);
-	json_decref(s);
-	char *text = json_dumps(obj, PN_JSON_FLAGS);
-	cr_assert_not_null(text);
-	cr_assert_null(strchr(text, ' '), "PN_JSON_FLAGS writes compact JSON: %s", text);
-	free(text);
-	json_decref(obj);
+	cr_assert_str_eq(pn_text_utf8("ok.txt", 6, out, sizeof out), "ok.txt");
+	cr_assert_str_eq(pn_text_utf8("r\xe9sum\xe9", 6, out, sizeof out), "r\xef\xbf\xbdsum\xef\xbf\xbd");
+	cr_assert_str_eq(pn_text_utf8("a\nb", 3, out, sizeof out), "a\nb", "control characters are valid UTF-8");
+	cr_assert_str_eq(pn_text_utf8("ab\xff", 3, out, 5), "ab", "cut before a U+FFFD that does not fit");
+	cr_assert_str_eq(pn_text_utf8("caf\xc3\xa9", 5, out, 5), "caf", "cut at a character boundary");
+	cr_assert_str_eq(pn_text_utf8("x", 1, out, 1), "");
 }

@@ -197,7 +197,7 @@ Test(ctl_status, shares_cut_and_texts_not_utf8)
 	cr_assert_str_eq(json_string_value(field(doc, "listen", JSON_STRING)), "h\xef\xbf\xbd:7072");
 	cr_assert_str_eq(json_string_value(field(doc, "listen_hex", JSON_STRING)), "68ff3a37303732");
 	/* Written and read back: valid JSON with the address's quote and newline intact. */
-	char *text = json_dumps(doc, PN_JSON_FLAGS);
+	char *text = json_dumps(doc, PN__JSON_FLAGS);
 	cr_assert_not_null(text);
 	cr_assert_null(strchr(text, '\n'), "one line");
 	json_error_t e;

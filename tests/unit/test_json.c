@@ -9,7 +9,7 @@
 /* obj serialized the way the program writes it; freed by the caller. */
 static char *dump(const json_t *obj)
 {
-	char *s = json_dumps(obj, PN_JSON_FLAGS);
+	char *s = json_dumps(obj, PN__JSON_FLAGS);
 	cr_assert_not_null(s);
 	return s;
 }
@@ -17,7 +17,7 @@ static char *dump(const json_t *obj)
 static void round_trip(const char *text, const char *want_json)
 {
 	json_t *o = json_object();
-	cr_assert_eq(pn_json_set_text(o, "name", text), PN_OK);
+	cr_assert_eq(pn__json_set_text(o, "name", text), PN_OK);
 	char *s = dump(o);
 	cr_assert_str_eq(s, want_json, "%s", text);
 	/* What was written parses back to the same bytes. */
@@ -25,7 +25,7 @@ static void round_trip(const char *text, const char *want_json)
 	json_t *back = json_loads(s, 0, &e);
 	cr_assert_not_null(back, "%s: %s", s, e.text);
 	char out[256];
-	cr_assert_eq(pn_json_get_text(back, "name", out, sizeof out), PN_OK);
+	cr_assert_eq(pn__json_get_text(back, "name", out, sizeof out), PN_OK);
 	cr_assert_str_eq(out, text);
 	json_decref(back);
 	free(s);
@@ -58,11 +58,11 @@ Test(json, invalid_utf8_gets_replacement_and_hex)
 Test(json, text_value_reports_exactness)
 {
 	bool exact = false;
-	json_t *v = pn_json_text("ok", 2, &exact);
+	json_t *v = pn__json_text("ok", 2, &exact);
 	cr_assert(exact);
 	cr_assert_str_eq(json_string_value(v), "ok");
 	json_decref(v);
-	v = pn_json_text("\x80", 1, &exact);
+	v = pn__json_text("\x80", 1, &exact);
 	cr_assert_not(exact);
 	cr_assert_str_eq(json_string_value(v), "\xef\xbf\xbd");
 	json_decref(v);
@@ -73,7 +73,7 @@ static int get_from(const char *doc, char *out, size_t cap)
 	json_error_t e;
 	json_t *o = json_loads(doc, 0, &e);
 	cr_assert_not_null(o, "%s: %s", doc, e.text);
-	int r = pn_json_get_text(o, "path", out, cap);
+	int r = pn__json_get_text(o, "path", out, cap);
 	json_decref(o);
 	return r;
 }
@@ -108,7 +108,7 @@ Test(json, get_text_bounds)
 	/* jansson refuses \u0000 in a string unless asked; a loaded NUL is refused here too. */
 	json_t *o = json_object();
 	json_object_set_new(o, "path", json_stringn("a\0b", 3));
-	cr_assert_eq(pn_json_get_text(o, "path", out, sizeof out), PN_EINVAL);
+	cr_assert_eq(pn__json_get_text(o, "path", out, sizeof out), PN_EINVAL);
 	json_decref(o);
 }
 
