@@ -221,6 +221,19 @@ def plot_series(by_copies):
     return out
 
 
+def shown_options():
+    """The script's options that change the figures (not --bin, --out, --svg)."""
+    out, skip = [], False
+    for x in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif x in ("--bin", "--out", "--svg"):
+            skip = True
+        elif not x.startswith(("--bin=", "--out=", "--svg=")):
+            out.append(x)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bin", help="a built dht-sim (default: make build/dht-sim)")
@@ -289,7 +302,7 @@ def main():
     w("# The DHT at scale: the Kademlia core in the simulator")
     w("")
     w(f"Generated {datetime.date.today().isoformat()} at commit {git_head()} by "
-      f"`{shlex.join(['python3', 'bench/dht_sim.py'] + [x for x in sys.argv[1:] if not x.startswith(('/', '--bin', 'build/'))])}` "
+      f"`{shlex.join(['python3', 'bench/dht_sim.py'] + shown_options())}` "
       f"({wall:.0f} s on one core of {cpu_model()}); each row's command is listed at the end.")
     w("")
     w("The simulator (`sim/dht_sim.c`, `build/dht-sim`) runs N nodes in one process, each with its own "
