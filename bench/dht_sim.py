@@ -240,6 +240,8 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "dht-sim.md"))
     ap.add_argument("--svg", default=os.path.join(ROOT, "bench", "lookup-messages.svg"))
     ap.add_argument("--sizes", default="1000,10000,100000", help="N of the sweep against N")
+    ap.add_argument("--popular-sizes", default="1000,10000,100000",
+                    help="N of the sweep with popular items (1%% of N hold each)")
     ap.add_argument("--flood-sizes", default="1000,10000,100000", help="N at which flooding runs beside")
     ap.add_argument("--churn-sizes", default="10000", help="N of the sweep against churn")
     ap.add_argument("--churns", default="0.1,0.5", help="churn per hour beside 0")
@@ -255,7 +257,9 @@ def main():
         binary = os.path.join(ROOT, "build", "dht-sim")
     if a.quick:
         a.sizes, a.flood_sizes, a.churn_sizes, a.lookups, a.flood_queries = "1000,2000", "1000,2000", "1000", 200, 50
+        a.popular_sizes = a.sizes
     sizes = [int(x) for x in a.sizes.split(",")]
+    popular_sizes = {int(x) for x in a.popular_sizes.split(",") if x}
     flood_sizes = {int(x) for x in a.flood_sizes.split(",") if x}
     churn_sizes = [int(x) for x in a.churn_sizes.split(",") if x]
     churns = [float(x) for x in a.churns.split(",") if x]
@@ -267,6 +271,8 @@ def main():
     for copies in ("1%", "1"):
         rows = []
         for n in sizes:
+            if copies.endswith("%") and n not in popular_sizes:
+                continue
             args = ["--nodes", str(n), "--copies", copies] + common
             if n in flood_sizes:
                 args.append("--flood")
