@@ -387,14 +387,16 @@ def main():
         w("")
         w("### 8. Why look-ups fail: the same look-ups with fuller routing tables, rare items")
         w("")
-        w("Every look-up that failed without churn above asked the 20 closest contacts it knew and all of "
-          "them answered, with no record and no contact closer to the key than their own group: a group of "
-          "nodes near one another whose tables hold nobody in the key's part of the ID space (their bucket "
-          "towards it is empty), so the look-up ends at a dead end while the 20 nodes that store the record "
-          "are alive. A node fills its far buckets only through traffic that happens to reach it and through "
-          "bucket refresh, an hour after it joined; it does not refresh them when it joins (Kademlia's join, "
-          "section 2.3 of the paper, does). With tables past their first refresh, or a refresh every 10 "
-          "minutes, the same look-ups fail no more:")
+        w("The look-ups that failed at N = 10,000 without churn were traced (seed 20261204): each ended "
+          "with no timeout after 20-27 requests, all answered, while the 20 nodes that store the record were "
+          "alive. Followed message by message, one asked 20 contacts that all sit near one another (rank "
+          "about 1,250 of 10,000 by distance to the key); each answered with contacts of that same group "
+          "only, so the 20 closest the look-up had seen had all answered and it ended, at a dead end: those "
+          "nodes' tables hold nobody in the key's part of the ID space (their bucket towards it is empty). A "
+          "node fills its far buckets only through traffic that happens to reach it and through bucket "
+          "refresh, an hour after it joined; it does not refresh them when it joins (Kademlia's join, "
+          "section 2.3 of the paper, does). The same look-ups with tables past their first refresh, and with "
+          "a refresh every 10 minutes:")
         w("")
         table_dht(w, diag_rows, "N, churn per hour, change",
                   lambda r: f"{r['nodes']}, {100 * r['churn_per_hour']:g}%, {r['why']}")
