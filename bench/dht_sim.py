@@ -206,14 +206,13 @@ def svg_by_hand(series, path, title):
 def plot_series(by_copies):
     """(label, xs, ys, colour, style) per mode, from the N sweeps: solid for
     popular items, dashed for single copies."""
-    out = []
+    all_ns = sorted({r["nodes"] for _, rows in by_copies for r in rows})
+    out = [("directory (computed): 2", all_ns, [2] * len(all_ns), "#7f7f7f", "solid")]
     styles = [("solid", "popular"), ("dashed", "single copy")]
     for (copies, rows), (style, what) in zip(by_copies, styles):
         if not rows:
             continue
         ns = [r["nodes"] for r in rows]
-        if style == "solid":
-            out.append(("directory (computed): 2", ns, [2] * len(ns), "#7f7f7f", "solid"))
         if all("flood" in r for r in rows):
             out.append((f"flooding, {what}", ns, [r["flood"]["msgs_mean"] for r in rows], "#d62728", style))
             out.append((f"expanding ring, {what}", ns, [r["ring"]["msgs_mean"] for r in rows], "#ff7f0e", style))
