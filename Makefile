@@ -61,7 +61,7 @@ DEPS_INSTALL := $(DEPS_BUILD) scdoc
 .PHONY: all test cli-includes unit fuzz-smoke integration conformance demo bench fuzz clean deps-build deps-test deps-bench asan sim-faults sim-faults-test
 .PHONY: shared man install uninstall deps-install FORCE
 
-all: deps-build $(BUILD)/peernet $(BUILD)/libpeernet.a $(BUILD)/libpeernet.so
+all: deps-build $(BUILD)/peernet $(BUILD)/libpeernet.a $(BUILD)/libpeernet.so $(BUILD)/dht-sim
 
 deps-build:
 	@sh tools/ensure-deps.sh $(DEPS_BUILD)
@@ -179,6 +179,12 @@ SWARM_SIM_SRCS := sim/swarm_sim.c sim/swarm_main.c
 $(BUILD)/swarm-sim: $(SWARM_SIM_SRCS) sim/swarm_sim.h $(LIB_OBJS) $(BUILD)/libpeernet.a
 	$(CC) $(CPPFLAGS) $(DEPCFLAGS) $(CFLAGS) -o $@ $(SWARM_SIM_SRCS) $(BUILD)/libpeernet.a $(LDLIBS)
 
+# The DHT simulator: the Kademlia core (src/proto/dht.c) at 1,000-100,000
+# nodes, beside the flood core (sim.c) on the same items.
+DHT_SIM_SRCS := sim/dht_sim.c sim/dht_main.c sim/sim.c
+$(BUILD)/dht-sim: $(DHT_SIM_SRCS) sim/dht_sim.h sim/sim.h $(LIB_OBJS) $(BUILD)/libpeernet.a
+	$(CC) $(CPPFLAGS) $(DEPCFLAGS) $(CFLAGS) -o $@ $(DHT_SIM_SRCS) $(BUILD)/libpeernet.a $(LDLIBS)
+
 # The fault simulator: one swarm per seed with faults drawn from the seed,
 # every engine invariant checked after every step. make sim-faults SEEDS=1000;
 # a failing seed replays with build/fault-sim --seed N --diag.
@@ -197,7 +203,7 @@ sim-faults: deps-build $(BUILD)/fault-sim
 sim-faults-test: deps-test $(BUILD)/asan/fault-sim
 	$(BUILD)/asan/fault-sim --seeds $(TEST_SEEDS) --quiet
 
-bench: deps-bench $(BUILD)/peernet $(BUILD)/idle-clients
+bench: deps-bench $(BUILD)/peernet $(BUILD)/idle-clients $(BUILD)/dht-sim
 	$(PYTHON) bench/bench.py --bin $(abspath $(BUILD)/peernet) --out bench/RESULTS.md
 
 # ---------------------------------------------------------------- shared library, man pages, install

@@ -22,6 +22,9 @@ Measures, in one run:
      full, hostile peers (netns_faults.py; needs root);
   i. bounds under abuse: a serve under stalled-handshake floods, a directory
      under a registration flood, their memory (abuse.py);
+  j. the DHT in the simulator: the real Kademlia core at N = 1,000 .. 100,000
+     and under churn, beside flooding, the expanding ring and the directory on
+     the same items (dht_sim.py, which also draws bench/lookup-messages.svg);
   idle. wake-ups per second of an idle server, directory and node.
 
 `--only a,idle` runs some sections only (default: all of them). One section
@@ -674,7 +677,7 @@ def med(xs):
 
 # ---------------------------------------------------------------- main
 
-SECTIONS = ("a", "b", "c", "d", "idle", "e", "f", "g", "h", "i")
+SECTIONS = ("a", "b", "c", "d", "idle", "e", "f", "g", "h", "i", "j")
 # Sections run only when --only names them, never by default: "fuzz" runs
 # bench/fuzz_campaign.py (every fuzz target in turn, --fuzz-seconds each: an
 # hour or more) and puts its table in the results.
@@ -1034,6 +1037,20 @@ def main():
             with open(md) as f:
                 R["abuse"] = f.read()
 
+        # ---- j: the DHT in the simulator (the real Kademlia core, virtual time)
+        if "j" in sel:
+            here = os.path.dirname(os.path.abspath(__file__))
+            print("bench: dht_sim.py")
+            cmd = [sys.executable, os.path.join(here, "dht_sim.py"),
+                   "--bin", os.path.join(os.path.dirname(binary), "dht-sim"),
+                   "--out", os.path.join(here, "dht-sim.md"),
+                   "--svg", os.path.join(os.path.dirname(os.path.abspath(args.out)), "lookup-messages.svg")]
+            r = subprocess.run(cmd, timeout=7200, stdout=subprocess.DEVNULL)
+            if r.returncode != 0:
+                raise BenchError(f"dht_sim.py failed with exit {r.returncode}")
+            with open(os.path.join(here, "dht-sim.md")) as f:
+                R["dht_sim"] = f.read()
+
         # ---- fuzz (opt-in): the fuzzing campaign, one target at a time under nice 19
         if "fuzz" in sel:
             here = os.path.dirname(os.path.abspath(__file__))
@@ -1171,6 +1188,14 @@ def render(R, args):
         w("Also written on its own as `bench/swarm-sim.md` (`python3 bench/swarm_sim.py`).")
         w("")
         w("\n".join(("#" + line) if line.startswith("#") else line for line in R["swarm_sim"].splitlines()))
+    if R.get("dht_sim"):
+        head, _, rest = R["dht_sim"].rstrip("\n").partition("\n")
+        w("")
+        w(head)
+        w("")
+        w("Also written on its own as `bench/dht-sim.md` (`python3 bench/dht_sim.py`); the plot is "
+          "`bench/lookup-messages.svg`.")
+        w(rest)
     # Sections that a script of their own also writes as a page: its title, where, the rest.
     for key, page, script in (("netns_faults", "netns-faults.md", "netns_faults.py"), ("abuse", "abuse.md", "abuse.py")):
         if R.get(key):
