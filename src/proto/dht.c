@@ -695,6 +695,28 @@ void dht_unannounce(struct dht *d, const uint8_t key[PN_DHT_KEY_BYTES], uint8_t 
 		dht__announce_drop(d, (uint32_t)at);
 }
 
+/* A node look-up of a random ID in bucket i's range: the first i bits of
+ * this node's ID, bit i flipped, random after. */
+static void refresh_bucket(struct dht *d, unsigned i, uint64_t now)
+{
+	uint8_t target[IDB];
+
+	for (size_t j = 0; j < IDB; j += 8) {
+		uint64_t r = pn_prng_next(&d->prng);
+
+		memcpy(target + j, &r, 8);
+	}
+	for (unsigned bit = 0; bit <= i; bit++) {
+		uint8_t mask = (uint8_t)(0x80 >> (bit % 8));
+		bool one = (d->o.id[bit / 8] & mask) != 0;
+
+		if (bit == i)
+			one = !one;
+		target[bit / 8] = (uint8_t)(one ? target[bit / 8] | mask : target[bit / 8] & ~mask);
+	}
+	dht__lookup_start(d, DHT_LOOKUP_NODES, target, 0, LK_REFRESH, now);
+}
+
 void dht_tick(struct dht *d, uint64_t now)
 {
 	gc(d);
@@ -707,25 +729,18 @@ void dht_tick(struct dht *d, uint64_t now)
 		if (!b || add_sat(b->touched, d->o.refresh_ms) > now)
 			continue;
 		b->touched = now;
-		if (d->n_internal >= MAX_INTERNAL)
-			continue;
-		uint8_t target[IDB];
+		if (d->n_internal < MAX_INTERNAL)
+			refresh_bucket(d, i, now);
+	}
+	while (d->jr_next < d->jr_end && d->n_internal < JOIN_REFRESH_SLOTS) {
+		unsigned i = d->jr_next++;
+		struct bucket *b = d->buckets[i];
 
-		for (size_t j = 0; j < IDB; j += 8) {
-			uint64_t r = pn_prng_next(&d->prng);
-
-			memcpy(target + j, &r, 8);
-		}
-		/* Keep the first i bits of our ID, flip bit i, random after. */
-		for (unsigned bit = 0; bit <= i; bit++) {
-			uint8_t mask = (uint8_t)(0x80 >> (bit % 8));
-			bool one = (d->o.id[bit / 8] & mask) != 0;
-
-			if (bit == i)
-				one = !one;
-			target[bit / 8] = (uint8_t)(one ? target[bit / 8] | mask : target[bit / 8] & ~mask);
-		}
-		dht__lookup_start(d, DHT_LOOKUP_NODES, target, 0, LK_REFRESH, now);
+		if (b && b->n >= DHT_K)
+			continue; /* full: nothing to learn */
+		if (b)
+			b->touched = now;
+		refresh_bucket(d, i, now);
 	}
 	if (now >= d->rec_sweep)
 		dht__records_sweep(d, now);
@@ -743,6 +758,8 @@ uint64_t dht_next_wakeup(const struct dht *d)
 		if (d->buckets[i])
 			w = min64(w, add_sat(d->buckets[i]->touched, d->o.refresh_ms));
 	w = min64(w, d->rec_sweep);
+	if (d->jr_next < d->jr_end && d->n_internal < JOIN_REFRESH_SLOTS)
+		w = 0; /* refreshes after a join wait for a free slot only */
 	if (d->nann)
 		w = min64(w, d->ann_next);
 	return w;

@@ -26,7 +26,9 @@
  *    are the largest depth it sent a request to (for a value look-up, the
  *    depth at which the first record came back, in rounds_to_first).
  *  - Buckets not touched by any look-up or contact for opts.refresh_ms are
- *    refreshed by a node look-up of a random ID in their range.
+ *    refreshed by a node look-up of a random ID in their range; after the
+ *    join look-up, every bucket farther than the closest neighbour that is
+ *    not full is refreshed at once (the paper, section 2.3).
  *  - Storage: a node stores a record only for a key it is close to (fewer
  *    than DHT_K contacts in its table are closer to the key than itself),
  *    only with a write token it gave the sender within opts.token_ms, and

@@ -36,6 +36,7 @@
 #define RATE_PROBE 4
 #define MAX_INTERNAL 16               /* join, refresh and announce look-ups */
 #define LOOKUP_SLOTS (DHT_MAX_LOOKUPS + MAX_INTERNAL)
+#define JOIN_REFRESH_SLOTS 8          /* of MAX_INTERNAL, the rest stays for announces */
 #define SHORTLIST (3 * DHT_K)         /* candidates kept per look-up */
 #define SEEN_MAX 4096                 /* distinct records remembered per look-up */
 #define RPC_BITS 12
@@ -171,6 +172,9 @@ struct dht {
 	struct bucket *buckets[DHT_BITS];
 	size_t table_n;
 	bool joined;
+	/* After a join look-up: buckets jr_next .. jr_end-1 (farther than
+	 * the closest neighbour) still to refresh (Kademlia, section 2.3). */
+	uint16_t jr_next, jr_end;
 
 	struct rpc *rpcs;
 	uint32_t rpc_cap, rpc_used, rpc_hint;

@@ -60,6 +60,18 @@ static void lookup_finish(struct dht *d, struct lookup *lk, uint64_t now)
 	d->stats.lookups_done++;
 	if (lk->purpose == LK_USER)
 		d->n_finished++;
+	if (lk->purpose == LK_JOIN) {
+		/* Refresh every bucket farther away than the closest neighbour:
+		 * a new node learns the far parts of the ID space now, not an
+		 * hour later (look-ups from it would end in its neighbourhood). */
+		unsigned deepest = 0;
+
+		for (unsigned i = 0; i < DHT_BITS; i++)
+			if (d->buckets[i] && d->buckets[i]->n)
+				deepest = i;
+		d->jr_next = 0;
+		d->jr_end = (uint16_t)deepest;
+	}
 	if (lk->purpose == LK_ANNOUNCE && lk->ann) {
 		struct announce *a = lk->ann;
 
