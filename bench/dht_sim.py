@@ -384,18 +384,14 @@ def main():
           f"| {'yes' if d['msgs_median'] <= GOAL_MSGS else 'no'} |")
     if diag_rows:
         w("")
-        w("### 8. Why look-ups fail: the same look-ups with fuller routing tables, rare items")
+        w("### 8. Table upkeep: the same look-ups with fuller routing tables, rare items")
         w("")
-        w("The look-ups that failed at N = 10,000 without churn were traced (seed 20261204): each ended "
-          "with no timeout after 20-27 requests, all answered, while the 20 nodes that store the record were "
-          "alive. Followed message by message, one asked 20 contacts that all sit near one another (rank "
-          "about 1,250 of 10,000 by distance to the key); each answered with contacts of that same group "
-          "only, so the 20 closest the look-up had seen had all answered and it ended, at a dead end: those "
-          "nodes' tables hold nobody in the key's part of the ID space (their bucket towards it is empty). A "
-          "node fills its far buckets only through traffic that happens to reach it and through bucket "
-          "refresh, an hour after it joined; it does not refresh them when it joins (Kademlia's join, "
-          "section 2.3 of the paper, does). The same look-ups with tables past their first refresh, and with "
-          "a refresh every 10 minutes:")
+        w("Right after its join look-up a node refreshes every bucket farther than its closest neighbour "
+          "that is not full (Kademlia, section 2.3 of the paper); after that, a bucket is refreshed when no "
+          "look-up or contact touched it for an hour. Look-ups that fail without timeouts end at a dead end: "
+          "the 20 closest nodes they saw all answered, but none knew anybody nearer the key. The same "
+          "look-ups with tables past their first hourly refresh, and with a refresh every 10 minutes, show "
+          "what more upkeep buys and what it costs:")
         w("")
         table_dht(w, diag_rows, "N, churn per hour, change",
                   lambda r: f"{r['nodes']}, {100 * r['churn_per_hour']:g}%, {r['why']}")
