@@ -245,6 +245,7 @@ def main():
     ap.add_argument("--flood-sizes", default="1000,10000,100000", help="N at which flooding runs beside")
     ap.add_argument("--churn-sizes", default="10000", help="N of the sweep against churn")
     ap.add_argument("--churns", default="0.1,0.5", help="churn per hour beside 0")
+    ap.add_argument("--losses", default="0.01,0.05", help="message loss rates run at the first churn rate")
     ap.add_argument("--lookups", type=int, default=1000)
     ap.add_argument("--flood-queries", type=int, default=200)
     ap.add_argument("--seed", type=int, default=SEED)
@@ -263,6 +264,7 @@ def main():
     flood_sizes = {int(x) for x in a.flood_sizes.split(",") if x}
     churn_sizes = [int(x) for x in a.churn_sizes.split(",") if x]
     churns = [float(x) for x in a.churns.split(",") if x]
+    losses = [float(x) for x in a.losses.split(",") if x]
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     common = ["--seed", str(a.seed), "--lookups", str(a.lookups), "--flood-queries", str(a.flood_queries)]
 
@@ -284,6 +286,9 @@ def main():
         churn_rows += base
         for c in churns:
             churn_rows += run_one(binary, ["--nodes", str(n), "--copies", "1", "--churn-per-hour", str(c)] + common, log)
+        for loss in losses:
+            churn_rows += run_one(binary, ["--nodes", str(n), "--copies", "1", "--churn-per-hour", str(churns[0] if churns else 0),
+                                           "--loss", str(loss)] + common, log)
     # Why look-ups fail: the same runs with routing tables past their first
     # bucket refresh (settle longer than the cores' 1 h refresh), and with the
     # refresh every 10 minutes.
@@ -355,10 +360,11 @@ def main():
         w("")
         table_side(w, rows)
     w("")
-    w(f"### 5. Against churn (nodes leaving and as many joining per hour, share of N), rare items")
+    w(f"### 5. Against churn (nodes leaving and as many joining per hour, share of N) and message loss "
+      "(each message lost at random at the stated rate), rare items")
     w("")
-    table_dht(w, churn_rows, "N, churn per hour",
-              lambda r: f"{r['nodes']}, {100 * r['churn_per_hour']:g}%")
+    table_dht(w, churn_rows, "N, churn per hour, loss",
+              lambda r: f"{r['nodes']}, {100 * r['churn_per_hour']:g}%, {100 * r.get('loss', 0):g}%")
     w("")
     w("### 6. What the network carried (every message, look-ups, joins, pings, announcements, refreshes)")
     w("")
@@ -367,7 +373,8 @@ def main():
 
     # The goals of issue 13 at N = 10,000.
     g = [r for r in sweeps[1][1] if r["nodes"] == GOAL_N]
-    gc = [r for r in churn_rows if r["nodes"] == GOAL_N and abs(r["churn_per_hour"] - 0.1) < 1e-9]
+    gc = [r for r in churn_rows if r["nodes"] == GOAL_N and abs(r["churn_per_hour"] - 0.1) < 1e-9
+          and not r.get("loss")]
     if g:
         d = g[0]["dht"]
         w("")
