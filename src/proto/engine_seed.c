@@ -4,7 +4,6 @@
 #include <string.h>
 #define PN_PROTO_ENGINE_IMPL
 #include "proto/engine_int.h"
-#include "proto/prng.h"
 
 
 static struct seed *seed_get(struct engine *e, const struct pn_cid *cid)
@@ -52,16 +51,17 @@ static uint32_t seed_outstanding(const struct seed *s, const struct pcid *pc)
 	return count;
 }
 
-/* Announces one more chunk to pc: the least announced that it lacks, from a
- * random start so ties spread. Once every chunk has left the source, a second
- * copy goes only to a downloader with nothing else of ours to fetch while the
- * uplink would otherwise idle. false if none. */
+/* Announces one more chunk to pc: the least announced that it lacks, the
+ * lowest index among equals. The announce counts already spread downloaders
+ * over different chunks; the order among equals is the one a reader of the
+ * stream needs (get -o -: chunk 0 first, not wherever a random start fell).
+ * Once every chunk has left the source, a second copy goes only to a
+ * downloader with nothing else of ours to fetch while the uplink would
+ * otherwise idle. false if none. */
 static bool seed_reveal(struct engine *e, struct seed *s, struct pcid *pc, uint32_t *index)
 {
 	uint32_t best = UINT32_MAX, best_count = UINT32_MAX;
-	uint32_t start = pn_prng_below(&e->prng, s->nchunks);
-	for (uint32_t k = 0; k < s->nchunks; k++) {
-		uint32_t i = (start + k) % s->nchunks;
+	for (uint32_t i = 0; i < s->nchunks; i++) {
 		if (bit(pc->revealed, i) || bit(pc->bitmap, i))
 			continue;
 		if (s->announced[i] < best_count) {

@@ -673,6 +673,29 @@ Test(engine, super_seeding_shows_each_downloader_its_own_chunks)
 	h_free();
 }
 
+/* A reader of the stream (get -o -) from a super-seeding node: the seed's
+ * reveals follow the index among equally announced chunks, and the reader's
+ * stream window asks in order, so the chunks leave the seed from chunk 0 up
+ * and the reader's output never waits for the last chunk to start. */
+Test(engine, super_seeding_seed_feeds_a_stream_reader_in_order)
+{
+	h_init(16 * PN_CHUNK_SIZE);
+	int seed = add_node(ENGINE_NODE, true, 1);
+	int dl = add_node(ENGINE_NODE, false, 2);
+	uint32_t key = h_connect(dl, seed);
+	run(NULL);
+	cr_assert_eq(engine_want(H.n[dl].e, &H.cid, NULL, NULL, NULL, H.now), PN_OK);
+	engine_set_streaming(H.n[dl].e, &H.cid, true);
+	engine_peer_offer(H.n[dl].e, key, &H.cid, H.now);
+	run(NULL);
+	advance(20000);
+	assert_has_content(dl);
+	cr_assert_eq(H.n[seed].chunks_sent, 16, "one copy of each chunk");
+	for (uint32_t i = 0; i < 16; i++)
+		cr_assert_eq(H.n[seed].sent_log[i], i, "chunk %u left the seed as #%u", H.n[seed].sent_log[i], i);
+	h_free();
+}
+
 Test(engine, swarm_of_five_finishes_with_the_seed_sending_about_one_copy)
 {
 	h_init(48 * PN_CHUNK_SIZE);
