@@ -1284,6 +1284,28 @@ def render_a(R, args, w, F):
       f"{med([r['wall'] for r in R['tls']]) / gib:.2f} s, nginx HTTP+curl "
       f"{med([r['wall'] for r in R['curl']]) / gib:.2f} s.")
     w("")
+    # Both ends run on this machine: with every CPU busy, the CPU cost per
+    # byte alone caps the rate, whatever the overlap.
+    cores = R.get("cpus") or os.cpu_count() or 1
+    size_mib = size / MIB
+    cap_pn, cap_tl = size_mib * cores / cpu_pn, size_mib * cores / cpu_tl
+    need = cores * med([r["wall"] for r in R["tls"]]) / gib
+    F.update(cap_pn=cap_pn, cap_tl=cap_tl, cores=cores, cpu_pn_gib=cpu_pn / gib, need_gib=need)
+    line = (f"Machine bound: client and server share this machine's {cores} CPUs, so at its measured CPU cost "
+            f"per GiB peernet cannot move more than {cores} / {cpu_pn / gib:.2f} s per GiB = **{cap_pn:.0f} "
+            f"MiB/s** ({cap_pn / med(tl_rates):.2f}x nginx HTTPS in this run), however well the work overlaps; "
+            f"measured: {med(pn_rates) / cap_pn * 100:.0f}% of it. nginx HTTPS+curl would be capped at "
+            f"{cap_tl:.0f} MiB/s and reach {med(tl_rates) / cap_tl * 100:.0f}% of that. "
+            f"To match nginx HTTPS here, peernet could spend at most {need:.2f} CPU s per GiB, client and "
+            f"server together, with both CPUs busy all the time; it spends {cpu_pn / gib:.2f} s")
+    sha = R.get("speed_sha_256k")
+    if sha:
+        line += (f", of which verifying the chunks with SHA-256 alone takes {1024 / sha:.2f} s "
+                 f"(1 GiB at {sha:.0f} MiB/s, section b) — work nginx and curl do not do; the rest (TLS at both "
+                 f"ends, sockets, the file write) costs peernet {cpu_pn / gib - 1024 / sha:.2f} s against "
+                 f"{cpu_tl / gib:.2f} s for nginx HTTPS+curl")
+    w(line + ".")
+    w("")
 
     def busy(runs, key):
         return med([(r["user"] + r["sys"] if key == "client" else r["server_cpu"]) / r["wall"] * 100
@@ -1475,6 +1497,12 @@ def analysis(R, F):
         if cb:
             line += (f" peernet reaches {pn / cb * 100:.0f}% of the one-core bound set by AES-GCM plus "
                      f"SHA-256 ({cb:.0f} MiB/s).")
+        if F.get("cap_pn"):
+            cap = F["cap_pn"] / tl
+            line += (f" With both ends on {F['cores']} CPUs, peernet's CPU cost ({F['cpu_pn_gib']:.2f} s per GiB) "
+                     f"caps it at {F['cap_pn']:.0f} MiB/s = {cap:.2f}x nginx HTTPS "
+                     f"({'below' if cap < PN_GOAL_TLS else 'above'} the {PN_GOAL_TLS:.1f}x goal); the goal needs "
+                     f"≤ {F['need_gib']:.2f} CPU s per GiB for both ends, SHA-256 included.")
         out.append(line)
     if R.get("perf_ok"):
         xfer = R["perf_xfer"]
