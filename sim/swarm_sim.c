@@ -1159,7 +1159,7 @@ static void on_found(struct ssim *s, struct snode *n)
 	rearm(s, n->idx);
 	uint64_t since_start = n->find_sent_us - n->start_us;
 	uint64_t every = (since_start < (uint64_t)s->p.early_ms * 1000 ? s->p.refind_early_ms : s->p.refind_ms) * 1000ull;
-	uint64_t next = n->find_sent_us + every + 1000; /* node.c: last_find_ms + period + 1 */
+	uint64_t next = n->find_sent_us + every + 1000; /* node_get.c: last_find_ms + period + 1 */
 	push(s, next > s->now ? next : s->now, EV_FIND, n->idx, n->find_gen);
 }
 
@@ -1173,7 +1173,7 @@ static struct engine *engine_for(struct ssim *s, struct snode *n)
 	o.seed = mix64(s->p.seed ^ SS_STREAM_ENGINE, n->idx);
 	o.store = &store_ops;
 	o.store_ud = n;
-	/* node.c: under a cap a chunk is handed out only when nothing waits
+	/* node_api.c: under a cap a chunk is handed out only when nothing waits
 	 * behind it and its debt is paid; a fast cap keeps 100 ms ahead */
 	if (n->up_rate)
 		o.backlog_max = n->up_rate / 10 > PN_CHUNK_SIZE ? n->up_rate / 10 : 1;
@@ -1181,8 +1181,8 @@ static struct engine *engine_for(struct ssim *s, struct snode *n)
 	o.upload_slots = s->p.upload_slots;
 	o.inflight_node = s->p.inflight_node;
 	o.request_move_ms = s->p.move_ms;
-	o.rechoke_ms = SWARM_SIM_RECHOKE_MS;       /* node.c's NODE_RECHOKE_MS */
-	o.optimistic_ms = SWARM_SIM_OPTIMISTIC_MS; /* node.c's NODE_OPTIMISTIC_MS */
+	o.rechoke_ms = SWARM_SIM_RECHOKE_MS;       /* node_api.c's NODE_RECHOKE_MS */
+	o.optimistic_ms = SWARM_SIM_OPTIMISTIC_MS; /* node_api.c's NODE_OPTIMISTIC_MS */
 	struct engine *e = engine_new(&o, now_ms(s));
 	if (!e)
 		s->oom = true;
