@@ -21,8 +21,8 @@
  * for a capped connection) and writable again below 256 KiB.
  *
  * Time is kept in microseconds; the engines see milliseconds. Events sit in
- * a binary heap ordered by (time, sequence number), so a run is the same on
- * every machine.
+ * the event queue (evq.h), ordered by (time, sequence number), so a run is
+ * the same on every machine.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -36,6 +36,7 @@
 #include "store/store.h"
 #include "util/buf.h"
 #include "wire/wire.h"
+#include "evq.h"
 #include "swarm_sim.h"
 
 #define SS_NEVER UINT64_MAX
@@ -55,6 +56,8 @@
 #define SS_LEAVE_SPAN_PCT 80
 #define SS_PROGRESS_US 1000000u         /* --progress: a line per virtual second */
 #define SS_SAME_MS_TICKS 100000         /* ticks at one millisecond that mean a busy loop */
+#define SS_EVQ_FIRST 4096               /* events the queue first makes room for */
+#define SS_EVQ_MAX (1u << 27)           /* events queued at most (4 GiB) */
 
 /* Independent random streams: a change in one part does not move the others. */
 #define SS_STREAM_IDS 0x696473u
@@ -87,13 +90,6 @@ enum ev_kind {
 };
 
 enum fault_kind { FAULT_RESET = 1, FAULT_STALL, FAULT_CRASH, FAULT_SEED_CRASH, FAULT_PARTITION, FAULT_DIR_RESTART };
-
-struct ev {
-	uint64_t at;
-	uint64_t seq;
-	uint32_t kind;
-	uint32_t a, b;
-};
 
 /* A message on its way: queued at the sender's shaper, then in flight. */
 struct smsg {
@@ -181,9 +177,7 @@ struct ssim {
 	struct swarm_sim_params p;
 	struct swarm_sim_result *r;
 	uint64_t now;           /* microseconds */
-	struct ev *heap;
-	size_t nheap, heap_cap;
-	uint64_t seq;
+	struct evq evq;
 	struct snode *nodes;
 	uint32_t nnodes;        /* seed, downloaders, malicious */
 	uint32_t ndown;         /* downloaders: nodes 1..ndown */
@@ -211,56 +205,13 @@ struct ssim {
 	bool oom;
 };
 
-/* ------------------------------------------------------------ event heap */
+/* ------------------------------------------------------------ event queue */
 
-static bool ev_before(const struct ev *a, const struct ev *b)
-{
-	return a->at < b->at || (a->at == b->at && a->seq < b->seq);
-}
-
+/* Queues an event, never in the past; a failure stops the run (s->oom). */
 static void push(struct ssim *s, uint64_t at, uint32_t kind, uint32_t a, uint32_t b)
 {
-	if (s->nheap == s->heap_cap) {
-		size_t cap = s->heap_cap ? 2 * s->heap_cap : 4096;
-		struct ev *h = realloc(s->heap, cap * sizeof(*h));
-		if (!h) {
-			s->oom = true;
-			return;
-		}
-		s->heap = h;
-		s->heap_cap = cap;
-	}
-	struct ev e = { .at = at < s->now ? s->now : at, .seq = s->seq++, .kind = kind, .a = a, .b = b };
-	size_t i = s->nheap++;
-	while (i > 0) {
-		size_t up = (i - 1) / 2;
-		if (!ev_before(&e, &s->heap[up]))
-			break;
-		s->heap[i] = s->heap[up];
-		i = up;
-	}
-	s->heap[i] = e;
-}
-
-static struct ev pop(struct ssim *s)
-{
-	struct ev top = s->heap[0];
-	struct ev last = s->heap[--s->nheap];
-	size_t i = 0;
-	for (;;) {
-		size_t c = 2 * i + 1;
-		if (c >= s->nheap)
-			break;
-		if (c + 1 < s->nheap && ev_before(&s->heap[c + 1], &s->heap[c]))
-			c++;
-		if (!ev_before(&s->heap[c], &last))
-			break;
-		s->heap[i] = s->heap[c];
-		i = c;
-	}
-	if (s->nheap)
-		s->heap[i] = last;
-	return top;
+	if (evq_push(&s->evq, at < s->now ? s->now : at, kind, a, b) != 0)
+		s->oom = true;
 }
 
 /* ------------------------------------------------------------ helpers */
@@ -1002,7 +953,7 @@ static void rearm(struct ssim *s, uint32_t node)
 
 /* ------------------------------------------------------------ events */
 
-static void on_tick(struct ssim *s, const struct ev *ev)
+static void on_tick(struct ssim *s, const struct evq_ev *ev)
 {
 	struct snode *n = &s->nodes[ev->a];
 	if (!n->e || ev->at != n->tick_at)
@@ -1058,7 +1009,7 @@ static void deliver_one(struct ssim *s, uint32_t link, int side, struct smsg *m)
 	rearm(s, to->idx);
 }
 
-static void on_deliver(struct ssim *s, const struct ev *ev)
+static void on_deliver(struct ssim *s, const struct evq_ev *ev)
 {
 	uint32_t link = ev->a;
 	int side = (int)ev->b;
@@ -1079,7 +1030,7 @@ static void on_deliver(struct ssim *s, const struct ev *ev)
 	}
 }
 
-static void on_connect(struct ssim *s, const struct ev *ev)
+static void on_connect(struct ssim *s, const struct evq_ev *ev)
 {
 	uint32_t k = ev->a;
 	struct slink *l = &s->links[k];
@@ -1122,7 +1073,7 @@ static void on_connect(struct ssim *s, const struct ev *ev)
 	}
 }
 
-static void on_fin(struct ssim *s, const struct ev *ev)
+static void on_fin(struct ssim *s, const struct evq_ev *ev)
 {
 	struct slink *l = &s->links[ev->a];
 	int side = (int)ev->b;
@@ -1638,7 +1589,7 @@ static void teardown(struct ssim *s)
 		dir_free(s->dir);
 	free(s->nodes);
 	free(s->links);
-	free(s->heap);
+	evq_free(&s->evq);
 	free(s->hashes);
 	free(s->dummy);
 	free(s->seed_sent);
@@ -1746,7 +1697,7 @@ static void summarise(struct ssim *s)
 	r->end_s = s->now / 1e6;
 	r->links = s->dials;
 	r->link_slots = s->nlinks;
-	r->heap_peak = s->heap_cap;
+	r->heap_peak = s->evq.cap;
 	digest = mix64(digest, r->msgs);
 	digest = mix64(digest, r->wire_bytes);
 	digest = mix64(digest, r->events);
@@ -1758,6 +1709,7 @@ int swarm_sim_run(const struct swarm_sim_params *params, struct swarm_sim_result
 	struct ssim sim;
 	struct ssim *s = &sim;
 	memset(s, 0, sizeof(*s));
+	evq_init(&s->evq, SS_EVQ_FIRST, SS_EVQ_MAX);
 	s->free_links = SS_NONE;
 	memset(out, 0, sizeof(*out));
 	s->p = *params;
@@ -1768,12 +1720,12 @@ int swarm_sim_run(const struct swarm_sim_params *params, struct swarm_sim_result
 		return PN_EINVAL;
 	int rc = setup(s);
 	uint64_t max_us = s->p.max_time_ms * 1000;
-	while (rc == PN_OK && s->nheap && !s->oom) {
-		if (s->heap[0].at > max_us || out->events >= s->p.max_events) {
+	while (rc == PN_OK && evq_len(&s->evq) && !s->oom) {
+		if (evq_next_at(&s->evq) > max_us || out->events >= s->p.max_events) {
 			out->capped = true;
 			break;
 		}
-		if (s->alive_downloading && s->heap[0].at > s->last_progress_us + s->p.stall_stop_ms * 1000) {
+		if (s->alive_downloading && evq_next_at(&s->evq) > s->last_progress_us + s->p.stall_stop_ms * 1000) {
 			out->stalled = true;
 			break;
 		}
@@ -1785,7 +1737,7 @@ int swarm_sim_run(const struct swarm_sim_params *params, struct swarm_sim_result
 			if (started_all)
 				break;
 		}
-		struct ev ev = pop(s);
+		struct evq_ev ev = evq_pop(&s->evq);
 		if (s->p.progress && ev.at / SS_PROGRESS_US != s->now / SS_PROGRESS_US) {
 			uint32_t done = 0;
 			for (uint32_t i = 1; i <= s->ndown; i++)
