@@ -170,30 +170,30 @@ $(BUILD)/idle-clients: bench/idle_clients.c $(BUILD)/libpeernet.a
 	$(CC) $(CPPFLAGS) $(DEPCFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libpeernet.a $(LDLIBS)
 
 # The flood simulator: sim/ drives the sans-I/O cores with virtual time.
-SIM_SRCS := sim/sim.c sim/flood_sim.c
+SIM_SRCS := sim/evq.c sim/sim.c sim/flood_sim.c
 $(BUILD)/flood-sim: $(SIM_SRCS) $(wildcard sim/*.h) $(LIB_OBJS) $(BUILD)/libpeernet.a
 	$(CC) $(CPPFLAGS) $(DEPCFLAGS) $(CFLAGS) -o $@ $(SIM_SRCS) $(BUILD)/libpeernet.a $(LDLIBS)
 
 # The swarm simulator: the peer engine (src/proto/engine.c) with a bandwidth model.
-SWARM_SIM_SRCS := sim/swarm_sim.c sim/swarm_main.c
-$(BUILD)/swarm-sim: $(SWARM_SIM_SRCS) sim/swarm_sim.h $(LIB_OBJS) $(BUILD)/libpeernet.a
+SWARM_SIM_SRCS := sim/evq.c sim/swarm_sim.c sim/swarm_fault.c sim/swarm_report.c sim/swarm_main.c
+$(BUILD)/swarm-sim: $(SWARM_SIM_SRCS) sim/evq.h sim/swarm_sim.h sim/swarm_sim_int.h $(LIB_OBJS) $(BUILD)/libpeernet.a
 	$(CC) $(CPPFLAGS) $(DEPCFLAGS) $(CFLAGS) -o $@ $(SWARM_SIM_SRCS) $(BUILD)/libpeernet.a $(LDLIBS)
 
 # The DHT simulator: the Kademlia core (src/proto/dht.c) at 1,000-100,000
 # nodes, beside the flood core (sim.c) on the same items.
-DHT_SIM_SRCS := sim/dht_sim.c sim/dht_main.c sim/sim.c
-$(BUILD)/dht-sim: $(DHT_SIM_SRCS) sim/dht_sim.h sim/sim.h $(LIB_OBJS) $(BUILD)/libpeernet.a
+DHT_SIM_SRCS := sim/evq.c sim/dht_sim.c sim/dht_main.c sim/sim.c
+$(BUILD)/dht-sim: $(DHT_SIM_SRCS) sim/evq.h sim/dht_sim.h sim/sim.h $(LIB_OBJS) $(BUILD)/libpeernet.a
 	$(CC) $(CPPFLAGS) $(DEPCFLAGS) $(CFLAGS) -o $@ $(DHT_SIM_SRCS) $(BUILD)/libpeernet.a $(LDLIBS)
 
 # The fault simulator: one swarm per seed with faults drawn from the seed,
 # every engine invariant checked after every step. make sim-faults SEEDS=1000;
 # a failing seed replays with build/fault-sim --seed N --diag.
 SEEDS ?= 1000
-FAULT_SIM_SRCS := sim/swarm_sim.c sim/sim.c sim/fault_main.c
-$(BUILD)/fault-sim: $(FAULT_SIM_SRCS) sim/swarm_sim.h sim/sim.h $(LIB_OBJS) $(BUILD)/libpeernet.a
+FAULT_SIM_SRCS := sim/evq.c sim/swarm_sim.c sim/swarm_fault.c sim/swarm_report.c sim/sim.c sim/fault_main.c
+$(BUILD)/fault-sim: $(FAULT_SIM_SRCS) sim/evq.h sim/swarm_sim.h sim/swarm_sim_int.h sim/sim.h $(LIB_OBJS) $(BUILD)/libpeernet.a
 	$(CC) $(CPPFLAGS) $(DEPCFLAGS) $(CFLAGS) -o $@ $(FAULT_SIM_SRCS) $(BUILD)/libpeernet.a $(LDLIBS)
 # make test runs it under the sanitizers, on fewer seeds.
-$(BUILD)/asan/fault-sim: $(FAULT_SIM_SRCS) sim/swarm_sim.h sim/sim.h $(BUILD)/asan/libpeernet.a
+$(BUILD)/asan/fault-sim: $(FAULT_SIM_SRCS) sim/evq.h sim/swarm_sim.h sim/swarm_sim_int.h sim/sim.h $(BUILD)/asan/libpeernet.a
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(DEPCFLAGS) $(CFLAGS) $(SAN) -o $@ $(FAULT_SIM_SRCS) $(BUILD)/asan/libpeernet.a $(LDLIBS)
 

@@ -1,7 +1,7 @@
 /* The DHT simulator (see dht_sim.h and sim/README.md, "The DHT").
  *
- * Events sit in a binary heap ordered by (virtual ms, sequence number), so a
- * run is the same on every machine. A message is counted when a core asks to
+ * Events sit in the event queue (evq.h), ordered by (virtual ms, sequence
+ * number), so a run is the same on every machine. A message is counted when a core asks to
  * send it, whether or not the network then loses it or its addressee has
  * left. Messages are handed over as struct pn_dht_msg (deep-copied, since an
  * action's pointers die with the next call into the core), and encoded with
@@ -17,6 +17,7 @@
 #include "proto/prng.h"
 #include "wire/dht_wire.h"
 #include "dht_sim.h"
+#include "evq.h"
 
 #define DS_NEVER UINT64_MAX
 #define DS_NONE UINT32_MAX
@@ -27,6 +28,8 @@
 #define DS_MAX_TX 1024              /* requests of one look-up the driver follows */
 #define DS_DRAIN_MS 300000          /* after the window: look-ups still running may end */
 #define DS_PROGRESS_MS 60000
+#define DS_EVQ_FIRST 4096           /* events the queue first makes room for */
+#define DS_EVQ_MAX (1u << 27)       /* events queued at most (4 GiB) */
 #define DS_BOOT_PER_JOINER 2
 
 /* Independent streams: a change in loss does not move the items, etc. */
@@ -39,13 +42,6 @@
 #define DS_STREAM_LAT 0x6c6174u
 
 enum ev_kind { EV_MSG = 1, EV_TIMER, EV_JOIN, EV_ANNOUNCE, EV_LOOKUP, EV_LEAVE, EV_ARRIVE, EV_PROGRESS };
-
-struct ev {
-	uint64_t at;
-	uint64_t seq;
-	uint32_t kind;
-	uint32_t arg;
-};
 
 struct msg {
 	uint32_t from, to;
@@ -80,9 +76,8 @@ struct dsim {
 	uint32_t *live;           /* indices of live nodes */
 	uint32_t nlive;
 
-	struct ev *heap;
-	size_t nheap, heap_cap;
-	uint64_t seq, now, events;
+	struct evq evq;
+	uint64_t now, events;
 
 	struct msg *msgs;
 	uint32_t nmsgs, msgs_cap, free_msg;
@@ -201,62 +196,6 @@ static double unit(struct pn_prng *r)
 static uint64_t exp_ms(struct pn_prng *r, double per_ms)
 {
 	return (uint64_t)(-log(1.0 - unit(r)) / per_ms) + 1;
-}
-
-/* ---------------- event queue ---------------- */
-
-static bool ev_before(const struct ev *a, const struct ev *b)
-{
-	return a->at < b->at || (a->at == b->at && a->seq < b->seq);
-}
-
-static int heap_push(struct dsim *s, uint64_t at, uint32_t kind, uint32_t arg)
-{
-	if (s->nheap == s->heap_cap) {
-		size_t cap = s->heap_cap ? 2 * s->heap_cap : 4096;
-		struct ev *h = realloc(s->heap, cap * sizeof(*h));
-
-		if (!h)
-			return PN_ENOMEM;
-		s->heap = h;
-		s->heap_cap = cap;
-	}
-	struct ev e = { .at = at, .seq = s->seq++, .kind = kind, .arg = arg };
-	size_t i = s->nheap++;
-
-	while (i > 0) {
-		size_t up = (i - 1) / 2;
-
-		if (!ev_before(&e, &s->heap[up]))
-			break;
-		s->heap[i] = s->heap[up];
-		i = up;
-	}
-	s->heap[i] = e;
-	return 0;
-}
-
-static struct ev heap_pop(struct dsim *s)
-{
-	struct ev top = s->heap[0];
-	struct ev last = s->heap[--s->nheap];
-	size_t i = 0;
-
-	for (;;) {
-		size_t c = 2 * i + 1;
-
-		if (c >= s->nheap)
-			break;
-		if (c + 1 < s->nheap && ev_before(&s->heap[c + 1], &s->heap[c]))
-			c++;
-		if (!ev_before(&s->heap[c], &last))
-			break;
-		s->heap[i] = s->heap[c];
-		i = c;
-	}
-	if (s->nheap > 0)
-		s->heap[i] = last;
-	return top;
 }
 
 /* ---------------- nodes ---------------- */
@@ -528,7 +467,7 @@ static int send_msg(struct dsim *s, uint32_t from, const struct dht_action *a)
 	mm->m.sig = NULL;
 	rc = own_names(mm);
 	if (rc == 0)
-		rc = heap_push(s, s->now + latency(s, from, to), EV_MSG, slot);
+		rc = evq_push(&s->evq, s->now + latency(s, from, to), EV_MSG, slot, 0);
 	if (rc) {
 		msg_free(s, slot);
 		return rc;
@@ -584,7 +523,7 @@ static void schedule_timer(struct dsim *s, uint32_t idx)
 		return;
 	if (w < s->now || (w == s->now && nd->last_tick == s->now))
 		w = s->now + 1; /* never spin at one instant */
-	if (w < nd->timer_at && heap_push(s, w, EV_TIMER, idx) == 0)
+	if (w < nd->timer_at && evq_push(&s->evq, w, EV_TIMER, idx, 0) == 0)
 		nd->timer_at = w;
 }
 
@@ -744,12 +683,12 @@ static int churn_next(struct dsim *s, uint32_t kind)
 	double per_ms = s->p.churn_per_hour * s->p.nodes / 3600000.0;
 	uint64_t at = s->now + exp_ms(&s->churn, per_ms);
 
-	return at < s->window_end ? heap_push(s, at, kind, 0) : 0;
+	return at < s->window_end ? evq_push(&s->evq, at, kind, 0, 0) : 0;
 }
 
 static int step(struct dsim *s)
 {
-	struct ev e = heap_pop(s);
+	struct evq_ev e = evq_pop(&s->evq);
 	uint32_t idx;
 	int rc;
 
@@ -757,7 +696,7 @@ static int step(struct dsim *s)
 	s->events++;
 	switch (e.kind) {
 	case EV_MSG: {
-		struct msg *mm = &s->msgs[e.arg];
+		struct msg *mm = &s->msgs[e.a];
 		uint32_t to = mm->to;
 
 		rc = 0;
@@ -783,18 +722,18 @@ static int step(struct dsim *s)
 		} else {
 			s->r->to_dead++;
 		}
-		msg_free(s, e.arg);
+		msg_free(s, e.a);
 		return rc;
 	}
 	case EV_TIMER: {
-		struct node *nd = &s->nodes[e.arg];
+		struct node *nd = &s->nodes[e.a];
 
 		if (!nd->d || e.at != nd->timer_at)
 			return 0; /* gone, or superseded */
 		nd->timer_at = DS_NEVER;
 		nd->last_tick = s->now;
 		dht_tick(nd->d, s->now);
-		return drain(s, e.arg);
+		return drain(s, e.a);
 	}
 	case EV_JOIN:
 		rc = node_start(s, &idx);
@@ -802,9 +741,9 @@ static int step(struct dsim *s)
 			return rc; /* bootstrap nodes: see dht_sim_run */
 		return join(s, idx);
 	case EV_ANNOUNCE:
-		return announce(s, e.arg);
+		return announce(s, e.a);
 	case EV_LOOKUP:
-		return start_lookup(s, e.arg);
+		return start_lookup(s, e.a);
 	case EV_LEAVE:
 		rc = leave(s);
 		return rc ? rc : churn_next(s, EV_LEAVE);
@@ -816,8 +755,8 @@ static int step(struct dsim *s)
 		return rc ? rc : churn_next(s, EV_ARRIVE);
 	case EV_PROGRESS:
 		fprintf(stderr, "dht-sim: N=%u t=%" PRIu64 " s: %u live, %" PRIu64 " messages, %zu events queued\n",
-			s->p.nodes, s->now / 1000, s->nlive, s->r->msgs_total, s->nheap);
-		return s->nheap ? heap_push(s, s->now + DS_PROGRESS_MS, EV_PROGRESS, 0) : 0;
+			s->p.nodes, s->now / 1000, s->nlive, s->r->msgs_total, evq_len(&s->evq));
+		return evq_len(&s->evq) ? evq_push(&s->evq, s->now + DS_PROGRESS_MS, EV_PROGRESS, 0, 0) : 0;
 	}
 	return 0;
 }
@@ -1057,7 +996,7 @@ static void dsim_free(struct dsim *s)
 		free(s->msgs[i].names);
 	free(s->nodes);
 	free(s->live);
-	free(s->heap);
+	evq_free(&s->evq);
 	free(s->msgs);
 	free(s->tracks);
 	free(s->holders);
@@ -1069,7 +1008,7 @@ static void dsim_free(struct dsim *s)
 
 static int run_until(struct dsim *s, uint64_t until)
 {
-	while (s->nheap > 0 && s->heap[0].at <= until) {
+	while (evq_len(&s->evq) > 0 && evq_next_at(&s->evq) <= until) {
 		int rc = step(s);
 
 		if (rc)
@@ -1093,15 +1032,15 @@ static int plan(struct dsim *s)
 	for (uint32_t i = 0; i < s->p.nodes && rc == 0; i++) {
 		uint64_t at = i < s->p.bootstrap ? 0 : 1 + pn_prng_below(&when, (uint32_t)join_ms);
 
-		rc = heap_push(s, at, EV_JOIN, i);
+		rc = evq_push(&s->evq, at, EV_JOIN, i, 0);
 	}
 	for (uint32_t i = 0; i < s->p.items * s->p.copies && rc == 0; i++)
-		rc = heap_push(s, announce_at + pn_prng_below(&when, s->p.announce_s * 1000 + 1), EV_ANNOUNCE, i);
+		rc = evq_push(&s->evq, announce_at + pn_prng_below(&when, s->p.announce_s * 1000 + 1), EV_ANNOUNCE, i, 0);
 	/* the window opens once the announcements have had a minute to land */
 	s->window_start = announce_at + (uint64_t)s->p.announce_s * 1000 + 60000;
 	s->window_end = s->window_start + (uint64_t)s->p.window_s * 1000;
 	for (uint32_t i = 0; i < s->p.lookups && rc == 0; i++)
-		rc = heap_push(s, s->window_start + pn_prng_below(&when, s->p.window_s * 1000), EV_LOOKUP, i);
+		rc = evq_push(&s->evq, s->window_start + pn_prng_below(&when, s->p.window_s * 1000), EV_LOOKUP, i, 0);
 	if (rc == 0 && s->p.churn_per_hour > 0) {
 		s->now = s->window_start;
 		rc = churn_next(s, EV_LEAVE);
@@ -1110,7 +1049,7 @@ static int plan(struct dsim *s)
 		s->now = 0;
 	}
 	if (rc == 0 && s->p.progress)
-		rc = heap_push(s, DS_PROGRESS_MS, EV_PROGRESS, 0);
+		rc = evq_push(&s->evq, DS_PROGRESS_MS, EV_PROGRESS, 0, 0);
 	return rc;
 }
 
@@ -1128,6 +1067,7 @@ int dht_sim_run(const struct dht_sim_params *in, struct dht_sim_result *out, str
 	s.r = out;
 	s.free_msg = DS_NONE;
 	s.free_track = DS_NONE;
+	evq_init(&s.evq, DS_EVQ_FIRST, DS_EVQ_MAX);
 	pn_prng_seed(&s.net, p.seed ^ ((uint64_t)DS_STREAM_NET << 32));
 	pn_prng_seed(&s.churn, p.seed ^ ((uint64_t)DS_STREAM_CHURN << 32));
 	pn_prng_seed(&s.node_seeds, p.seed ^ ((uint64_t)DS_STREAM_NODE << 32));
@@ -1159,7 +1099,7 @@ int dht_sim_run(const struct dht_sim_params *in, struct dht_sim_result *out, str
 	if (rc == 0)
 		rc = run_until(&s, s.window_end);
 	s.msgs_at_end = out->msgs_total;
-	while (rc == 0 && s.lookups_pending > 0 && s.nheap > 0 && s.heap[0].at <= s.window_end + DS_DRAIN_MS)
+	while (rc == 0 && s.lookups_pending > 0 && evq_len(&s.evq) > 0 && evq_next_at(&s.evq) <= s.window_end + DS_DRAIN_MS)
 		rc = step(&s);
 	if (rc == 0)
 		rc = summarise(&s);

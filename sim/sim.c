@@ -1,8 +1,8 @@
 /* The simulator's engine (see sim.h): overlay, event queue, message delivery.
  *
- * Events sit in a binary heap ordered by (virtual time, sequence number), so
- * events at the same millisecond run in the order they were made and a run
- * is the same on every machine. A message is counted when a core asks to
+ * Events sit in the event queue (evq.h), ordered by (virtual time, sequence
+ * number), so events at the same millisecond run in the order they were made
+ * and a run is the same on every machine. A message is counted when a core asks to
  * send it, whether or not the network then loses it.
  */
 #include <math.h>
@@ -12,6 +12,7 @@
 #include "peernet.h"
 #include "proto/flood.h"
 #include "proto/prng.h"
+#include "evq.h"
 #include "sim.h"
 
 #define SIM_QUERY_GAP_MS 1000       /* idle time between two queries */
@@ -24,6 +25,8 @@
 #define SIM_PICK_TRIES 1000         /* random queriers tried per query */
 #define SIM_MAX_ANSWERS 16          /* LOCAL_QUERYs answered per drain */
 #define SIM_MAX_ACTIVE 1024         /* queries at once in a load run */
+#define SIM_EVQ_FIRST 1024          /* events the queue first makes room for */
+#define SIM_EVQ_MAX (1u << 26)      /* events queued at most (2 GiB) */
 
 /* Independent streams, so that e.g. the overlay does not change with loss. */
 #define SIM_STREAM_TOPO 0x746f706fu
@@ -32,14 +35,7 @@
 #define SIM_STREAM_NODE 0x6e6f6465u
 #define SIM_STREAM_QUERY 0x71756572u
 
-enum ev_kind { EV_MSG = 1, EV_TIMER, EV_START };
-
-struct ev {
-	uint64_t at;
-	uint64_t seq;
-	uint32_t kind;
-	uint32_t arg;   /* message slot, or node for a timer */
-};
+enum ev_kind { EV_MSG = 1, EV_TIMER, EV_START }; /* a: message slot, or node for a timer */
 
 struct msg {
 	uint32_t from, to;
@@ -81,9 +77,7 @@ struct sim {
 	struct node *nodes;
 	uint32_t *adj;         /* n * SIM_MAX_DEGREE */
 
-	struct ev *heap;
-	size_t nheap, heap_cap;
-	uint64_t seq;
+	struct evq evq;
 	uint64_t now;
 
 	struct msg *msgs;
@@ -109,62 +103,6 @@ struct sim {
 	uint64_t sent;         /* every message sent, for the cross-check */
 	uint64_t oversize;
 };
-
-/* ---------------- event queue ---------------- */
-
-static bool ev_before(const struct ev *a, const struct ev *b)
-{
-	return a->at < b->at || (a->at == b->at && a->seq < b->seq);
-}
-
-static int heap_push(struct sim *s, uint64_t at, uint32_t kind, uint32_t arg)
-{
-	if (s->nheap == s->heap_cap) {
-		size_t cap = s->heap_cap ? 2 * s->heap_cap : 1024;
-		struct ev *h = realloc(s->heap, cap * sizeof(*h));
-
-		if (!h)
-			return PN_ENOMEM;
-		s->heap = h;
-		s->heap_cap = cap;
-	}
-	struct ev e = { .at = at, .seq = s->seq++, .kind = kind, .arg = arg };
-	size_t i = s->nheap++;
-
-	while (i > 0) {
-		size_t up = (i - 1) / 2;
-
-		if (!ev_before(&e, &s->heap[up]))
-			break;
-		s->heap[i] = s->heap[up];
-		i = up;
-	}
-	s->heap[i] = e;
-	return 0;
-}
-
-static struct ev heap_pop(struct sim *s)
-{
-	struct ev top = s->heap[0];
-	struct ev last = s->heap[--s->nheap];
-	size_t i = 0;
-
-	for (;;) {
-		size_t c = 2 * i + 1;
-
-		if (c >= s->nheap)
-			break;
-		if (c + 1 < s->nheap && ev_before(&s->heap[c + 1], &s->heap[c]))
-			c++;
-		if (!ev_before(&s->heap[c], &last))
-			break;
-		s->heap[i] = s->heap[c];
-		i = c;
-	}
-	if (s->nheap > 0)
-		s->heap[i] = last;
-	return top;
-}
 
 /* ---------------- messages ---------------- */
 
@@ -245,7 +183,7 @@ static int send_msg(struct sim *s, uint32_t from, uint32_t to, const struct floo
 	m->q.data = NULL;
 	m->len = (uint16_t)len;
 	memcpy(m->data, data, len);
-	rc = heap_push(s, s->now + latency(s), EV_MSG, slot);
+	rc = evq_push(&s->evq, s->now + latency(s), EV_MSG, slot, 0);
 	if (rc) {
 		msg_free(s, slot);
 		return rc;
@@ -350,7 +288,7 @@ static void schedule_timer(struct sim *s, uint32_t id)
 		return;
 	if (w < s->now || (w == s->now && nd->last_tick == s->now))
 		w = s->now + 1; /* never spin at one instant */
-	if (w < nd->timer_at && heap_push(s, w, EV_TIMER, id) == 0)
+	if (w < nd->timer_at && evq_push(&s->evq, w, EV_TIMER, id, 0) == 0)
 		nd->timer_at = w;
 }
 
@@ -428,24 +366,24 @@ static int load_start(struct sim *s);
 
 static int step(struct sim *s)
 {
-	struct ev e = heap_pop(s);
+	struct evq_ev e = evq_pop(&s->evq);
 
 	s->now = e.at;
 	if (e.kind == EV_START)
 		return load_start(s);
 	if (e.kind == EV_TIMER) {
-		struct node *nd = &s->nodes[e.arg];
+		struct node *nd = &s->nodes[e.a];
 
 		if (e.at != nd->timer_at)
 			return 0; /* superseded */
 		nd->timer_at = SIM_NEVER;
 		nd->last_tick = s->now;
 		flood_tick(nd->f, s->now);
-		return drain(s, e.arg);
+		return drain(s, e.a);
 	}
-	struct msg m = s->msgs[e.arg];
+	struct msg m = s->msgs[e.a];
 
-	msg_free(s, e.arg);
+	msg_free(s, e.a);
 	s->inflight--;
 	struct flood *f = s->nodes[m.to].f;
 
@@ -461,7 +399,7 @@ static int step(struct sim *s)
 /* Runs every event due at or before `until`. */
 static int run_until(struct sim *s, uint64_t until)
 {
-	while (s->nheap > 0 && s->heap[0].at <= until) {
+	while (evq_len(&s->evq) > 0 && evq_next_at(&s->evq) <= until) {
 		int rc = step(s);
 
 		if (rc)
@@ -519,6 +457,7 @@ static struct sim *sim_alloc(const struct sim_params *p)
 		return NULL;
 	s->p = d;
 	s->n = d.nodes;
+	evq_init(&s->evq, SIM_EVQ_FIRST, SIM_EVQ_MAX);
 	s->free_msg = SIM_NONE;
 	s->words = (d.nodes + 63) / 64;
 	pn_prng_seed(&s->topo, d.seed ^ ((uint64_t)SIM_STREAM_TOPO << 32));
@@ -639,7 +578,7 @@ void sim_free(struct sim *s)
 			flood_free(s->nodes[i].f);
 	free(s->nodes);
 	free(s->adj);
-	free(s->heap);
+	evq_free(&s->evq);
 	free(s->msgs);
 	free(s->holds);
 	free(s);
@@ -738,9 +677,9 @@ int sim_query(struct sim *s, uint32_t from, uint32_t item, uint8_t ttl, bool rin
 	s->cur.handle = rc;
 	rc = drain(s, from);
 	while (rc == 0 && (!s->cur.done || s->inflight > 0)) {
-		if (s->nheap == 0 || s->now - s->cur.start > SIM_QUERY_LIMIT_MS) {
+		if (evq_len(&s->evq) == 0 || s->now - s->cur.start > SIM_QUERY_LIMIT_MS) {
 			fprintf(stderr, "flood-sim: query from node %u never finished (%s)\n", from,
-				s->nheap ? "time limit" : "no events left");
+				evq_len(&s->evq) ? "time limit" : "no events left");
 			return PN_ETIMEDOUT;
 		}
 		rc = step(s);
@@ -913,13 +852,13 @@ int sim_load_run(struct sim *s, double qps, uint32_t duration_ms, uint8_t ttl, b
 		t += -log(u) * 1000.0 / qps;
 		if (t >= duration_ms)
 			break;
-		rc = heap_push(s, t0 + (uint64_t)t, EV_START, 0);
+		rc = evq_push(&s->evq, t0 + (uint64_t)t, EV_START, 0, 0);
 		if (rc)
 			goto out;
 		s->load_pending++;
 	}
 	while (s->load_pending || s->nact || s->inflight) {
-		if (s->nheap == 0 || s->now - t0 > duration_ms + (uint64_t)SIM_QUERY_LIMIT_MS) {
+		if (evq_len(&s->evq) == 0 || s->now - t0 > duration_ms + (uint64_t)SIM_QUERY_LIMIT_MS) {
 			rc = PN_ETIMEDOUT;
 			goto out;
 		}

@@ -21,8 +21,11 @@
  * for a capped connection) and writable again below 256 KiB.
  *
  * Time is kept in microseconds; the engines see milliseconds. Events sit in
- * a binary heap ordered by (time, sequence number), so a run is the same on
- * every machine.
+ * the event queue (evq.h), ordered by (time, sequence number), so a run is
+ * the same on every machine.
+ *
+ * The types and the helpers the other files use are in swarm_sim_int.h; the
+ * faults are in swarm_fault.c, the results in swarm_report.c.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -36,241 +39,11 @@
 #include "store/store.h"
 #include "util/buf.h"
 #include "wire/wire.h"
-#include "swarm_sim.h"
-
-#define SS_NEVER UINT64_MAX
-#define SS_NONE UINT32_MAX
-#define SS_MIB (1024u * 1024u)
-#define SS_DEFAULT_SIZE (8ull * SS_MIB)
-#define SS_DEFAULT_RATE (2ull * SS_MIB)
-#define SS_DEFAULT_LAT_US 100
-#define SS_DEFAULT_SLOW_DIV 10
-#define SS_DEFAULT_MAX_EVENTS 4000000000ull
-#define SS_MIN_BURST (16u * 1024u)      /* the real bucket's smallest burst */
-#define SS_HANDSHAKE_TRIPS 4            /* one-way trips before a connection is up: TCP + TLS 1.3 */
-#define SS_SMALL_MSG 64                 /* frames up to this size are kept inline */
-#define SS_LISTEN_PORT 7070
-#define SS_NAME "file.bin"
-#define SS_LEAVE_MIN_PCT 10             /* a leaver goes after 10..90% of its chunks */
-#define SS_LEAVE_SPAN_PCT 80
-#define SS_PROGRESS_US 1000000u         /* --progress: a line per virtual second */
-#define SS_SAME_MS_TICKS 100000         /* ticks at one millisecond that mean a busy loop */
-
-/* Independent random streams: a change in one part does not move the others. */
-#define SS_STREAM_IDS 0x696473u
-#define SS_STREAM_NET 0x6e6574u
-#define SS_STREAM_WORK 0x776f726bu
-#define SS_STREAM_ENGINE 0x656e67u
-#define SS_STREAM_FAULT 0x666c74u
-
-#define SS_FAULT_WINDOW_MS 10000
-#define SS_FAULT_STALL_MS 2000
-#define SS_FAULT_DOWN_MS 3000
-#define SS_FAULT_PART_MS 5000
-#define SS_REREG_SPREAD_MS 1000  /* nodes find the directory back within this (node_dir.c backs off 0.5 s, doubling) */
-
-enum ev_kind {
-	EV_TICK = 1,  /* a: node */
-	EV_SHAPE,     /* a: node */
-	EV_DELIVER,   /* a: link, b: direction (sender's side) */
-	EV_CONNECT,   /* a: link */
-	EV_FIN,       /* a: link, b: the side that learns the connection is gone */
-	EV_FIND,      /* a: node: ask the directory */
-	EV_FOUND,     /* a: node: its answer arrives */
-	EV_START,     /* a: node starts its download */
-	EV_LEAVE,     /* a: node goes for good */
-	EV_FAULT,     /* a: enum fault_kind */
-	EV_RESTART,   /* a: node: a crashed node starts again */
-	EV_HEAL,      /* the partition ends */
-	EV_DIR_UP,    /* the restarted directory answers again */
-	EV_REREG,     /* a: node: registers (and offers) again at the directory */
-};
-
-enum fault_kind { FAULT_RESET = 1, FAULT_STALL, FAULT_CRASH, FAULT_SEED_CRASH, FAULT_PARTITION, FAULT_DIR_RESTART };
-
-struct ev {
-	uint64_t at;
-	uint64_t seq;
-	uint32_t kind;
-	uint32_t a, b;
-};
-
-/* A message on its way: queued at the sender's shaper, then in flight. */
-struct smsg {
-	struct smsg *next;
-	uint64_t arrive_us;
-	uint32_t size;          /* frame bytes on the wire */
-	bool is_chunk;
-	uint32_t req_id, index, len; /* CHUNK: modelled by size; the data is a shared dummy */
-	uint8_t *frame;         /* other types: the encoded frame (small or heap) */
-	uint8_t small[SS_SMALL_MSG];
-};
-
-/* One direction of a connection: from node[side] to node[1 - side]. */
-struct dirq {
-	struct smsg *head, *tail;   /* waiting for the sender's uplink */
-	uint64_t queued;            /* their bytes */
-	bool above_high;
-	bool active;                /* in the sender's round-robin ring */
-	uint32_t next_active;       /* link * 2 + side */
-	struct smsg *fhead, *ftail; /* released, arriving in order */
-	uint64_t last_arrive_us;
-	bool deliver_armed;
-};
-
-struct slink {
-	uint32_t node[2];  /* [0] dialled, [1] accepted */
-	uint32_t lat_us;
-	bool connected;    /* EV_CONNECT happened and both ends accepted */
-	bool in_use;       /* not on the free list */
-	uint32_t refs;     /* events queued that name this link */
-	uint32_t next_free;
-	bool open[2];      /* the engine at node[side] knows this connection */
-	struct dirq q[2];
-};
-
-enum node_state { NS_IDLE = 0, NS_DOWNLOADING, NS_DONE, NS_GONE };
-
-struct snode {
-	struct ssim *s;
-	uint32_t idx;
-	struct engine *e;
-	uint8_t id[PN_ID_BYTES];
-	char addr[24];
-	enum node_state state;
-	bool is_seed, malicious, holds_all;
-	bool leaver, leaving, finished;
-	uint32_t leave_at_have;
-	uint64_t up_rate, down_rate;
-	/* uplink shaper */
-	double tokens, burst;
-	uint64_t bucket_us;
-	double busy_until_us, idle_us; /* the uplink as a serial line at up_rate: its idle gaps */
-	bool shape_armed;
-	uint32_t ring_head, ring_tail; /* dirq ids, SS_NONE when empty */
-	uint64_t backlog;       /* bytes queued on all its connections, not yet released */
-	uint64_t down_busy_us;
-	/* connections */
-	uint32_t *links;
-	uint32_t nlinks, links_cap;
-	/* engine timer */
-	uint64_t tick_at;
-	uint64_t last_tick_ms;
-	uint32_t same_ms_ticks;
-	/* download */
-	uint8_t *have;          /* chunks written, bit per chunk */
-	uint32_t have_count;
-	uint64_t start_us, done_us;
-	uint64_t find_sent_us;
-	uint32_t dir_lat_us;
-	uint64_t up_chunk_bytes, down_chunk_bytes;
-	bool got_corrupt;
-	uint32_t corrupt_from;
-	/* faults */
-	bool crashed;           /* down: no engine, its chunks kept */
-	uint32_t find_gen;      /* look-up events of an earlier life carry an older one */
-	bool named;             /* knows the content's name: offers it at the directory */
-	bool hashed;            /* recorded the hash list (its partial state has it) */
-	uint64_t stall_until_us;/* its uplink sends nothing before this */
-	/* checks: a WRITE_CHUNK must name the chunk just delivered */
-	bool expect_chunk;
-	uint32_t expect_link, expect_index;
-};
-
-struct ssim {
-	struct swarm_sim_params p;
-	struct swarm_sim_result *r;
-	uint64_t now;           /* microseconds */
-	struct ev *heap;
-	size_t nheap, heap_cap;
-	uint64_t seq;
-	struct snode *nodes;
-	uint32_t nnodes;        /* seed, downloaders, malicious */
-	uint32_t ndown;         /* downloaders: nodes 1..ndown */
-	struct slink *links;
-	uint32_t nlinks, links_cap;   /* slots made; a closed link's slot is reused */
-	uint32_t free_links;          /* first free slot, SS_NONE */
-	uint64_t dials;
-	struct smsg *free_msgs;
-	struct dir *dir;
-	struct dir_provider *found;
-	struct pn_cid cid;
-	uint32_t nchunks;
-	uint8_t *hashes;
-	uint8_t *dummy;         /* PN_CHUNK_SIZE bytes: every CHUNK's data */
-	uint8_t *seed_sent;     /* per chunk: the seed has put it on the wire */
-	uint32_t seed_distinct; /* chunks the seed has sent at least once */
-	uint8_t *scratch;       /* encoding buffer */
-	size_t scratch_cap;
-	struct pn_prng net_rng, work_rng, fault_rng;
-	bool dir_down;          /* a restarted directory that does not answer yet */
-	bool partitioned;
-	uint8_t *group;         /* per node: its half while partitioned (the seed's is 0) */
-	uint32_t alive_downloading;
-	uint64_t last_progress_us; /* a chunk written, a node started or left */
-	bool oom;
-};
-
-/* ------------------------------------------------------------ event heap */
-
-static bool ev_before(const struct ev *a, const struct ev *b)
-{
-	return a->at < b->at || (a->at == b->at && a->seq < b->seq);
-}
-
-static void push(struct ssim *s, uint64_t at, uint32_t kind, uint32_t a, uint32_t b)
-{
-	if (s->nheap == s->heap_cap) {
-		size_t cap = s->heap_cap ? 2 * s->heap_cap : 4096;
-		struct ev *h = realloc(s->heap, cap * sizeof(*h));
-		if (!h) {
-			s->oom = true;
-			return;
-		}
-		s->heap = h;
-		s->heap_cap = cap;
-	}
-	struct ev e = { .at = at < s->now ? s->now : at, .seq = s->seq++, .kind = kind, .a = a, .b = b };
-	size_t i = s->nheap++;
-	while (i > 0) {
-		size_t up = (i - 1) / 2;
-		if (!ev_before(&e, &s->heap[up]))
-			break;
-		s->heap[i] = s->heap[up];
-		i = up;
-	}
-	s->heap[i] = e;
-}
-
-static struct ev pop(struct ssim *s)
-{
-	struct ev top = s->heap[0];
-	struct ev last = s->heap[--s->nheap];
-	size_t i = 0;
-	for (;;) {
-		size_t c = 2 * i + 1;
-		if (c >= s->nheap)
-			break;
-		if (c + 1 < s->nheap && ev_before(&s->heap[c + 1], &s->heap[c]))
-			c++;
-		if (!ev_before(&s->heap[c], &last))
-			break;
-		s->heap[i] = s->heap[c];
-		i = c;
-	}
-	if (s->nheap)
-		s->heap[i] = last;
-	return top;
-}
+#include "swarm_sim_int.h"
 
 /* ------------------------------------------------------------ helpers */
 
-static uint64_t now_ms(const struct ssim *s)
-{
-	return s->now / 1000;
-}
-
-static void oddity(struct ssim *s, uint32_t node, const char *what, uint64_t detail)
+void ssim_oddity(struct ssim *s, uint32_t node, const char *what, uint64_t detail)
 {
 	s->r->engine_oddities++;
 	if (s->p.diag && s->r->engine_oddities <= 20)
@@ -324,12 +97,6 @@ static void trace_action(const struct ssim *s, uint32_t node, const struct engin
 	fputc('\n', s->p.trace);
 }
 
-static void trace(const struct ssim *s, uint32_t node, const char *what, uint32_t arg)
-{
-	if (s->p.trace)
-		fprintf(s->p.trace, "%10.3f n%-5u %s %u\n", s->now / 1e3, node, what, arg);
-}
-
 static struct smsg *msg_new(struct ssim *s)
 {
 	struct smsg *m = s->free_msgs;
@@ -367,12 +134,6 @@ static uint32_t rand_between(struct pn_prng *rng, uint32_t lo, uint32_t hi)
 	return hi > lo ? lo + pn_prng_below(rng, hi - lo + 1) : lo;
 }
 
-static uint64_t mix64(uint64_t h, uint64_t v)
-{
-	h ^= v + PN_PRNG_GAMMA + (h << 6) + (h >> 2);
-	return h * 0xbf58476d1ce4e5b9ull;
-}
-
 /* ------------------------------------------------------------ the store */
 
 /* What a node holds outside its engine: the seed and the malicious nodes the
@@ -407,11 +168,6 @@ static uint64_t store_backlog(void *ud)
 
 static const struct engine_store_ops store_ops = { .lookup = store_lookup, .backlog = store_backlog };
 
-static bool has_chunk(const struct snode *n, uint32_t index)
-{
-	return n->holds_all || (n->have[index / 8] >> (7 - index % 8)) & 1;
-}
-
 /* ------------------------------------------------------------ links */
 
 static void link_list_add(struct ssim *s, struct snode *n, uint32_t link)
@@ -429,7 +185,7 @@ static void link_list_add(struct ssim *s, struct snode *n, uint32_t link)
 	n->links[n->nlinks++] = link;
 }
 
-static void link_list_remove(struct snode *n, uint32_t link)
+void ssim_link_list_remove(struct snode *n, uint32_t link)
 {
 	for (uint32_t i = 0; i < n->nlinks; i++)
 		if (n->links[i] == link) {
@@ -451,7 +207,7 @@ static void push_link(struct ssim *s, uint64_t at, uint32_t kind, uint32_t link,
  * both ends closed, no message queued or in flight, no event queued, not in
  * a shaper's ring. (The slot number is the engines' peer key, which may be
  * reused after engine_peer_closed.) */
-static void link_maybe_free(struct ssim *s, uint32_t k)
+void ssim_link_maybe_free(struct ssim *s, uint32_t k)
 {
 	struct slink *l = &s->links[k];
 	if (!l->in_use || l->refs || l->open[0] || l->open[1])
@@ -498,13 +254,8 @@ static uint32_t link_init(struct ssim *s, uint32_t k, uint32_t from, uint32_t to
 	return k;
 }
 
-static int side_of(const struct slink *l, uint32_t node)
-{
-	return l->node[0] == node ? 0 : 1;
-}
-
 /* Drops what node[side] had queued and not yet sent on this link. */
-static void drop_queue(struct ssim *s, struct slink *l, int side)
+void ssim_drop_queue(struct ssim *s, struct slink *l, int side)
 {
 	struct dirq *q = &l->q[side];
 	msgs_free_list(s, &q->head, &q->tail);
@@ -514,33 +265,18 @@ static void drop_queue(struct ssim *s, struct slink *l, int side)
 	/* A ring entry left behind finds the queue empty and is skipped. */
 }
 
-static void drain(struct ssim *s, uint32_t node);
-static void rearm(struct ssim *s, uint32_t node);
-
-/* The directory answers n: it is up, and on n's side of a partition. */
-static bool dir_reachable(const struct ssim *s, const struct snode *n)
-{
-	return !s->dir_down && !(s->partitioned && s->group[n->idx]);
-}
-
-/* Whether two nodes can reach each other now. */
-static bool path_open(const struct ssim *s, uint32_t a, uint32_t b)
-{
-	return !s->partitioned || s->group[a] == s->group[b];
-}
-
 /* node[side] is done with the connection (closed it, or left): its engine
  * forgets it (unless the node is gone) and the other end hears of it after
  * the latency, behind whatever was already on its way. */
-static void close_side(struct ssim *s, uint32_t link, int side, bool tell_engine)
+void ssim_close_side(struct ssim *s, uint32_t link, int side, bool tell_engine)
 {
 	struct slink *l = &s->links[link];
 	if (!l->open[side])
 		return;
 	struct snode *n = &s->nodes[l->node[side]];
 	l->open[side] = false;
-	drop_queue(s, l, side);
-	link_list_remove(n, link);
+	ssim_drop_queue(s, l, side);
+	ssim_link_list_remove(n, link);
 	if (tell_engine && n->e)
 		engine_peer_closed(n->e, link, now_ms(s));
 	int other = 1 - side;
@@ -550,7 +286,7 @@ static void close_side(struct ssim *s, uint32_t link, int side, bool tell_engine
 			at = l->q[side].last_arrive_us;
 		push_link(s, at, EV_FIN, link, (uint32_t)other);
 	}
-	link_maybe_free(s, link);
+	ssim_link_maybe_free(s, link);
 }
 
 /* ------------------------------------------------------------ uplink */
@@ -589,7 +325,7 @@ static uint32_t ring_pop(struct ssim *s, struct snode *n)
 	return qid;
 }
 
-static void arm_shape(struct ssim *s, struct snode *n)
+void ssim_arm_shape(struct ssim *s, struct snode *n)
 {
 	if (n->shape_armed || n->ring_head == SS_NONE)
 		return;
@@ -653,7 +389,7 @@ static void on_shape(struct ssim *s, struct snode *n)
 	if (n->state == NS_GONE)
 		return;
 	if (s->now < n->stall_until_us) { /* a stalled path: nothing leaves yet */
-		arm_shape(s, n);
+		ssim_arm_shape(s, n);
 		return;
 	}
 	bucket_refill(s, n);
@@ -664,7 +400,7 @@ static void on_shape(struct ssim *s, struct snode *n)
 		struct dirq *q = &s->links[link].q[side];
 		struct smsg *m = q->head;
 		if (!m) {
-			link_maybe_free(s, link); /* a closed link's ring entry */
+			ssim_link_maybe_free(s, link); /* a closed link's ring entry */
 			continue;
 		}
 		q->head = m->next;
@@ -698,12 +434,12 @@ static void on_shape(struct ssim *s, struct snode *n)
 			q->above_high = false;
 			if (n->e && s->links[link].open[side]) {
 				engine_peer_writable(n->e, link, now_ms(s));
-				drain(s, n->idx);
+				ssim_drain(s, n->idx);
 			}
 		}
 	}
-	arm_shape(s, n);
-	rearm(s, n->idx);
+	ssim_arm_shape(s, n);
+	ssim_rearm(s, n->idx);
 }
 
 static void enqueue(struct ssim *s, struct snode *n, uint32_t link, struct smsg *m)
@@ -744,7 +480,7 @@ static void enqueue(struct ssim *s, struct snode *n, uint32_t link, struct smsg 
 		ring_push(s, n, link * 2 + (uint32_t)side);
 	s->r->msgs++;
 	s->r->wire_bytes += m->size;
-	arm_shape(s, n);
+	ssim_arm_shape(s, n);
 }
 
 /* ------------------------------------------------------------ actions */
@@ -762,14 +498,14 @@ static bool link_usable(struct ssim *s, struct snode *n, uint32_t link)
 static void act_send(struct ssim *s, struct snode *n, const struct engine_action *a)
 {
 	if (!link_usable(s, n, a->peer)) {
-		oddity(s, n->idx, "SEND to a peer the driver has closed", a->peer);
+		ssim_oddity(s, n->idx, "SEND to a peer the driver has closed", a->peer);
 		return;
 	}
 	struct pn_writer w;
 	pn_wr_init(&w, s->scratch, s->scratch_cap);
 	int r = pn_msg_encode(&a->msg, &w);
 	if (r != PN_OK) {
-		oddity(s, n->idx, "SEND of a message that does not encode, type", a->msg.type);
+		ssim_oddity(s, n->idx, "SEND of a message that does not encode, type", a->msg.type);
 		return;
 	}
 	struct smsg *m = msg_new(s);
@@ -791,11 +527,11 @@ static void act_send_chunk(struct ssim *s, struct snode *n, const struct engine_
 	uint32_t len = pn_cid_chunk_len(&s->cid, a->index);
 	bool ok = memcmp(&a->cid, &s->cid, sizeof(a->cid)) == 0 && a->index < s->nchunks && has_chunk(n, a->index);
 	if (!link_usable(s, n, a->peer)) {
-		oddity(s, n->idx, "SEND_CHUNK to a peer the driver has closed", a->peer);
+		ssim_oddity(s, n->idx, "SEND_CHUNK to a peer the driver has closed", a->peer);
 		return;
 	}
 	if (!ok) {
-		oddity(s, n->idx, "SEND_CHUNK of a chunk the node does not hold", a->index);
+		ssim_oddity(s, n->idx, "SEND_CHUNK of a chunk the node does not hold", a->index);
 		engine_chunk_sent(n->e, a->peer, &a->cid, a->index, len, false, false, now_ms(s));
 		return;
 	}
@@ -818,14 +554,14 @@ static void act_write_chunk(struct ssim *s, struct snode *n, const struct engine
 {
 	if (memcmp(&a->cid, &s->cid, sizeof(a->cid)) != 0 || a->index >= s->nchunks ||
 	    a->len != pn_cid_chunk_len(&s->cid, a->index)) {
-		oddity(s, n->idx, "WRITE_CHUNK of a chunk that is not ours, index", a->index);
+		ssim_oddity(s, n->idx, "WRITE_CHUNK of a chunk that is not ours, index", a->index);
 		engine_chunk_written(n->e, a->peer, &a->cid, a->index, PN_EINVAL, now_ms(s));
 		return;
 	}
 	/* The engine hands over for verification only a chunk that just came,
 	 * from the connection it came on. */
 	if (!n->expect_chunk || a->peer != n->expect_link || a->index != n->expect_index)
-		oddity(s, n->idx, "WRITE_CHUNK of a chunk that did not just arrive, index", a->index);
+		ssim_oddity(s, n->idx, "WRITE_CHUNK of a chunk that did not just arrive, index", a->index);
 	n->expect_chunk = false;
 	int result = PN_OK;
 	if (link_usable(s, n, a->peer)) {
@@ -841,7 +577,7 @@ static void act_write_chunk(struct ssim *s, struct snode *n, const struct engine
 	}
 	if (result == PN_OK) {
 		if (has_chunk(n, a->index))
-			oddity(s, n->idx, "WRITE_CHUNK of a chunk already written", a->index);
+			ssim_oddity(s, n->idx, "WRITE_CHUNK of a chunk already written", a->index);
 		else {
 			n->have[a->index / 8] |= (uint8_t)(0x80u >> (a->index % 8));
 			n->have_count++;
@@ -861,11 +597,11 @@ static void act_dial(struct ssim *s, struct snode *n, const struct engine_action
 	if (strncmp(a->addr, "sim:", 4) == 0)
 		to = strtoul(a->addr + 4, &end, 10);
 	if (!end || *end || to >= s->nnodes || memcmp(s->nodes[to].id, a->id, PN_ID_BYTES) != 0) {
-		oddity(s, n->idx, "DIAL of an address the directory never gave", 0);
+		ssim_oddity(s, n->idx, "DIAL of an address the directory never gave", 0);
 		return;
 	}
 	if (to == n->idx) {
-		oddity(s, n->idx, "DIAL of itself", to);
+		ssim_oddity(s, n->idx, "DIAL of itself", to);
 		return;
 	}
 	if (n->nlinks >= s->p.max_peers) { /* like node_connect_provider: no dial beyond the cap */
@@ -878,8 +614,8 @@ static void act_dial(struct ssim *s, struct snode *n, const struct engine_action
 	int r = engine_peer_add(n->e, k, true, a->id, now_ms(s));
 	if (r != PN_OK) {
 		if (r != PN_EACCES && r != PN_EEXIST)
-			oddity(s, n->idx, "engine_peer_add (outgoing) failed", (uint64_t)-r);
-		link_maybe_free(s, k);
+			ssim_oddity(s, n->idx, "engine_peer_add (outgoing) failed", (uint64_t)-r);
+		ssim_link_maybe_free(s, k);
 		return;
 	}
 	s->links[k].open[0] = true;
@@ -891,11 +627,11 @@ static void act_dial(struct ssim *s, struct snode *n, const struct engine_action
 static void act_done(struct ssim *s, struct snode *n, const struct engine_action *a)
 {
 	if (memcmp(&a->cid, &s->cid, sizeof(a->cid)) != 0 || n->state != NS_DOWNLOADING) {
-		oddity(s, n->idx, "DONE for a download that is not running", n->state);
+		ssim_oddity(s, n->idx, "DONE for a download that is not running", n->state);
 		return;
 	}
 	if (n->have_count != s->nchunks)
-		oddity(s, n->idx, "DONE with chunks missing: held", n->have_count);
+		ssim_oddity(s, n->idx, "DONE with chunks missing: held", n->have_count);
 	n->state = NS_DONE;
 	n->finished = true;
 	n->holds_all = true;
@@ -903,7 +639,7 @@ static void act_done(struct ssim *s, struct snode *n, const struct engine_action
 	s->alive_downloading--;
 }
 
-static void drain(struct ssim *s, uint32_t node)
+void ssim_drain(struct ssim *s, uint32_t node)
 {
 	struct snode *n = &s->nodes[node];
 	struct engine_action a;
@@ -923,7 +659,7 @@ static void drain(struct ssim *s, uint32_t node)
 		case ENGINE_HASHES:
 			if (memcmp(&a.cid, &s->cid, sizeof(a.cid)) != 0 ||
 			    memcmp(a.data, s->hashes, (size_t)s->nchunks * PN_HASH_BYTES) != 0)
-				oddity(s, node, "HASHES that are not the file's", 0);
+				ssim_oddity(s, node, "HASHES that are not the file's", 0);
 			n->hashed = true;
 			engine_hashes_recorded(n->e, &a.cid, NULL, now_ms(s));
 			break;
@@ -934,7 +670,7 @@ static void drain(struct ssim *s, uint32_t node)
 			if (n->state == NS_DOWNLOADING && dir_reachable(s, n)) {
 				int r = dir_offer(s->dir, n->id, &s->cid, a.name, now_ms(s));
 				if (r != 0 && r != PN_ENOTFOUND)
-					oddity(s, node, "the directory refused an offer", (uint64_t)-r);
+					ssim_oddity(s, node, "the directory refused an offer", (uint64_t)-r);
 			}
 			break;
 		case ENGINE_DIAL:
@@ -942,7 +678,7 @@ static void drain(struct ssim *s, uint32_t node)
 			break;
 		case ENGINE_CLOSE:
 			if (link_usable(s, n, a.peer))
-				close_side(s, a.peer, side_of(&s->links[a.peer], node), true);
+				ssim_close_side(s, a.peer, side_of(&s->links[a.peer], node), true);
 			break;
 		case ENGINE_DONE:
 			act_done(s, n, &a);
@@ -958,25 +694,25 @@ static void drain(struct ssim *s, uint32_t node)
 		case ENGINE_PEER_READY:
 			break;
 		default:
-			oddity(s, node, "unknown action", a.type);
+			ssim_oddity(s, node, "unknown action", a.type);
 		}
 	}
 	if (!s->p.check || !n->e)
 		return;
 	const char *bad = engine_check(n->e);
 	if (bad)
-		oddity(s, node, bad, 0);
+		ssim_oddity(s, node, bad, 0);
 	struct engine_stats st;
 	engine_stats(n->e, &st);
 	if (st.peers != n->nlinks)
-		oddity(s, node, "the engine's peers are not the driver's connections: peers", st.peers);
+		ssim_oddity(s, node, "the engine's peers are not the driver's connections: peers", st.peers);
 	if (n->nlinks > s->p.max_peers)
-		oddity(s, node, "more connections than the cap", n->nlinks);
+		ssim_oddity(s, node, "more connections than the cap", n->nlinks);
 }
 
 /* Arms the node's engine timer at engine_next_wakeup (a stale earlier event
  * is recognised by its time and skipped). */
-static void rearm(struct ssim *s, uint32_t node)
+void ssim_rearm(struct ssim *s, uint32_t node)
 {
 	struct snode *n = &s->nodes[node];
 	if (!n->e)
@@ -1002,7 +738,7 @@ static void rearm(struct ssim *s, uint32_t node)
 
 /* ------------------------------------------------------------ events */
 
-static void on_tick(struct ssim *s, const struct ev *ev)
+static void on_tick(struct ssim *s, const struct evq_ev *ev)
 {
 	struct snode *n = &s->nodes[ev->a];
 	if (!n->e || ev->at != n->tick_at)
@@ -1011,15 +747,15 @@ static void on_tick(struct ssim *s, const struct ev *ev)
 	if (engine_next_wakeup(n->e) <= now_ms(s)) {
 		if (n->last_tick_ms == now_ms(s)) {
 			if (++n->same_ms_ticks == SS_SAME_MS_TICKS)
-				oddity(s, n->idx, "engine_next_wakeup stays at the current time after ticks", now_ms(s));
+				ssim_oddity(s, n->idx, "engine_next_wakeup stays at the current time after ticks", now_ms(s));
 		} else {
 			n->last_tick_ms = now_ms(s);
 			n->same_ms_ticks = 0;
 		}
 		engine_tick(n->e, now_ms(s));
 	}
-	drain(s, n->idx); /* also hands out uploads that waited for the backlog */
-	rearm(s, n->idx);
+	ssim_drain(s, n->idx); /* also hands out uploads that waited for the backlog */
+	ssim_rearm(s, n->idx);
 }
 
 static void deliver_one(struct ssim *s, uint32_t link, int side, struct smsg *m)
@@ -1039,7 +775,7 @@ static void deliver_one(struct ssim *s, uint32_t link, int side, struct smsg *m)
 		msg.u.chunk.len = m->len;
 		msg.u.chunk.data = s->dummy;
 	} else if (pn_msg_decode(m->frame + PN_FRAME_HDR, m->size - PN_FRAME_HDR, &msg) != PN_OK) {
-		oddity(s, to->idx, "a frame that does not decode, type", m->frame[PN_FRAME_HDR]);
+		ssim_oddity(s, to->idx, "a frame that does not decode, type", m->frame[PN_FRAME_HDR]);
 		return;
 	}
 	to->expect_chunk = m->is_chunk;
@@ -1049,16 +785,16 @@ static void deliver_one(struct ssim *s, uint32_t link, int side, struct smsg *m)
 	if (r < 0 && r != PN_ENOTSUP) {
 		/* The peer broke the protocol: the driver closes (the engine may have said why). */
 		s->r->protocol_closes++;
-		drain(s, to->idx);
+		ssim_drain(s, to->idx);
 		if (s->links[link].open[to_side])
-			close_side(s, link, to_side, true);
+			ssim_close_side(s, link, to_side, true);
 	}
-	drain(s, to->idx);
+	ssim_drain(s, to->idx);
 	to->expect_chunk = false;
-	rearm(s, to->idx);
+	ssim_rearm(s, to->idx);
 }
 
-static void on_deliver(struct ssim *s, const struct ev *ev)
+static void on_deliver(struct ssim *s, const struct evq_ev *ev)
 {
 	uint32_t link = ev->a;
 	int side = (int)ev->b;
@@ -1079,7 +815,7 @@ static void on_deliver(struct ssim *s, const struct ev *ev)
 	}
 }
 
-static void on_connect(struct ssim *s, const struct ev *ev)
+static void on_connect(struct ssim *s, const struct evq_ev *ev)
 {
 	uint32_t k = ev->a;
 	struct slink *l = &s->links[k];
@@ -1091,7 +827,7 @@ static void on_connect(struct ssim *s, const struct ev *ev)
 	if (ok) {
 		int r = engine_peer_add(b->e, k, false, NULL, now_ms(s));
 		if (r != PN_OK) {
-			oddity(s, b->idx, "engine_peer_add (incoming) failed", (uint64_t)-r);
+			ssim_oddity(s, b->idx, "engine_peer_add (incoming) failed", (uint64_t)-r);
 			ok = false;
 		}
 	}
@@ -1099,10 +835,10 @@ static void on_connect(struct ssim *s, const struct ev *ev)
 		trace(s, a->idx, "refused by", b->idx);
 		s->r->refused++;
 		l->open[0] = false;
-		link_list_remove(a, k);
+		ssim_link_list_remove(a, k);
 		engine_peer_closed(a->e, k, now_ms(s));
-		drain(s, a->idx);
-		rearm(s, a->idx);
+		ssim_drain(s, a->idx);
+		ssim_rearm(s, a->idx);
 		return;
 	}
 	if (s->p.trace)
@@ -1112,17 +848,17 @@ static void on_connect(struct ssim *s, const struct ev *ev)
 	link_list_add(s, b, k);
 	s->r->connects++;
 	engine_peer_established(b->e, k, a->id, 0, now_ms(s));
-	drain(s, b->idx);
-	rearm(s, b->idx);
+	ssim_drain(s, b->idx);
+	ssim_rearm(s, b->idx);
 	l = &s->links[k];
 	if (l->open[0] && a->e) {
 		engine_peer_established(a->e, k, b->id, 0, now_ms(s));
-		drain(s, a->idx);
-		rearm(s, a->idx);
+		ssim_drain(s, a->idx);
+		ssim_rearm(s, a->idx);
 	}
 }
 
-static void on_fin(struct ssim *s, const struct ev *ev)
+static void on_fin(struct ssim *s, const struct evq_ev *ev)
 {
 	struct slink *l = &s->links[ev->a];
 	int side = (int)ev->b;
@@ -1131,12 +867,12 @@ static void on_fin(struct ssim *s, const struct ev *ev)
 		return;
 	if (s->p.trace)
 		fprintf(s->p.trace, "%10.3f n%-5u link %u closed by n%u\n", s->now / 1e3, node, ev->a, l->node[1 - side]);
-	close_side(s, ev->a, side, true);
-	drain(s, node);
-	rearm(s, node);
+	ssim_close_side(s, ev->a, side, true);
+	ssim_drain(s, node);
+	ssim_rearm(s, node);
 }
 
-static void on_find(struct ssim *s, struct snode *n)
+void ssim_on_find(struct ssim *s, struct snode *n)
 {
 	if (n->state != NS_DOWNLOADING || n->leaving)
 		return;
@@ -1154,16 +890,16 @@ static void on_found(struct ssim *s, struct snode *n)
 	trace(s, n->idx, "directory answer: providers", (uint32_t)count);
 	for (size_t i = 0; i < count && n->e; i++) {
 		engine_provider(n->e, s->found[i].node_id, s->found[i].addr, &s->cid, now_ms(s));
-		drain(s, n->idx);
+		ssim_drain(s, n->idx);
 	}
-	rearm(s, n->idx);
+	ssim_rearm(s, n->idx);
 	uint64_t since_start = n->find_sent_us - n->start_us;
 	uint64_t every = (since_start < (uint64_t)s->p.early_ms * 1000 ? s->p.refind_early_ms : s->p.refind_ms) * 1000ull;
 	uint64_t next = n->find_sent_us + every + 1000; /* node_get.c: last_find_ms + period + 1 */
 	push(s, next > s->now ? next : s->now, EV_FIND, n->idx, n->find_gen);
 }
 
-static struct engine *engine_for(struct ssim *s, struct snode *n)
+struct engine *ssim_engine_for(struct ssim *s, struct snode *n)
 {
 	struct engine_opts o;
 	memset(&o, 0, sizeof(o));
@@ -1191,29 +927,29 @@ static struct engine *engine_for(struct ssim *s, struct snode *n)
 
 static void on_start(struct ssim *s, struct snode *n)
 {
-	n->e = engine_for(s, n);
+	n->e = ssim_engine_for(s, n);
 	if (!n->e)
 		return;
 	n->start_us = s->now;
 	s->last_progress_us = s->now;
 	trace(s, n->idx, "starts, up rate", (uint32_t)n->up_rate);
 	if (dir_reachable(s, n) && dir_register(s->dir, n->id, n->addr, now_ms(s)) != 0)
-		oddity(s, n->idx, "the directory refused a node", 0);
+		ssim_oddity(s, n->idx, "the directory refused a node", 0);
 	if (n->holds_all) {
 		n->state = NS_DONE;
 		n->named = true;
 		if (dir_reachable(s, n) && dir_offer(s->dir, n->id, &s->cid, SS_NAME, now_ms(s)) != 0)
-			oddity(s, n->idx, "the directory refused the seed's offer", 0);
+			ssim_oddity(s, n->idx, "the directory refused the seed's offer", 0);
 		return;
 	}
 	n->state = NS_DOWNLOADING;
 	s->alive_downloading++;
 	int r = engine_want(n->e, &s->cid, NULL, NULL, NULL, now_ms(s));
 	if (r != PN_OK)
-		oddity(s, n->idx, "engine_want failed", (uint64_t)-r);
-	drain(s, n->idx);
-	rearm(s, n->idx);
-	on_find(s, n);
+		ssim_oddity(s, n->idx, "engine_want failed", (uint64_t)-r);
+	ssim_drain(s, n->idx);
+	ssim_rearm(s, n->idx);
+	ssim_on_find(s, n);
 }
 
 static void on_leave(struct ssim *s, struct snode *n)
@@ -1231,248 +967,13 @@ static void on_leave(struct ssim *s, struct snode *n)
 	dir_unregister(s->dir, n->id);
 	while (n->nlinks) {
 		uint32_t link = n->links[n->nlinks - 1];
-		close_side(s, link, side_of(&s->links[link], n->idx), false);
+		ssim_close_side(s, link, side_of(&s->links[link], n->idx), false);
 	}
 	engine_free(n->e);
 	n->e = NULL;
-}
-
-/* ------------------------------------------------------------ faults */
-
-/* Both ends of connection k learn at once that it is gone (a reset): what
- * was queued or in flight is lost. */
-static void link_reset(struct ssim *s, uint32_t k)
-{
-	for (int side = 0; side < 2; side++) {
-		struct slink *l = &s->links[k];
-		if (!l->open[side])
-			continue;
-		uint32_t node = l->node[side];
-		l->open[side] = false;
-		drop_queue(s, l, side);
-		link_list_remove(&s->nodes[node], k);
-		if (s->nodes[node].e) {
-			engine_peer_closed(s->nodes[node].e, k, now_ms(s));
-			drain(s, node);
-			rearm(s, node);
-		}
-	}
-	link_maybe_free(s, k);
-}
-
-/* A random node index in [lo, hi] that pick() accepts, or SS_NONE. */
-static uint32_t pick_node(struct ssim *s, uint32_t lo, uint32_t hi, bool (*ok)(const struct snode *))
-{
-	uint32_t span = hi - lo + 1, at = pn_prng_below(&s->fault_rng, span);
-	for (uint32_t k = 0; k < span; k++) {
-		uint32_t i = lo + (at + k) % span;
-		if (ok(&s->nodes[i]))
-			return i;
-	}
-	return SS_NONE;
-}
-
-static bool is_running(const struct snode *n)
-{
-	return n->e && !n->crashed && n->state != NS_GONE && n->state != NS_IDLE;
-}
-
-static bool is_downloading(const struct snode *n)
-{
-	return is_running(n) && n->state == NS_DOWNLOADING && !n->leaving;
-}
-
-/* The node's process dies: its connections close (the kernel resets them;
- * the other ends learn after the latency), its engine and everything in
- * memory are gone; the chunks it wrote stay on disk. The directory keeps its
- * entry (a crashed node does not say goodbye). */
-static void crash(struct ssim *s, struct snode *n)
-{
-	trace(s, n->idx, "crashes, chunks", n->have_count);
-	while (n->nlinks) {
-		uint32_t link = n->links[n->nlinks - 1];
-		close_side(s, link, side_of(&s->links[link], n->idx), false);
-	}
-	engine_free(n->e);
-	n->e = NULL;
-	n->crashed = true;
-	n->find_gen++;
-	n->tick_at = SS_NEVER;
-	n->expect_chunk = false;
-	push(s, s->now + (uint64_t)s->p.faults.down_ms * 1000, EV_RESTART, n->idx, 0);
-}
-
-/* Registers n at the directory and offers what it holds, as node_dir.c does
- * on every (re)connection. */
-static void register_at_dir(struct ssim *s, struct snode *n)
-{
-	if (!n->e || n->crashed || n->state == NS_GONE || n->leaving || !dir_reachable(s, n))
-		return;
-	dir_unregister(s->dir, n->id);
-	if (dir_register(s->dir, n->id, n->addr, now_ms(s)) != 0) {
-		oddity(s, n->idx, "the directory refused a node", 0);
-		return;
-	}
-	if (n->named && dir_offer(s->dir, n->id, &s->cid, SS_NAME, now_ms(s)) != 0)
-		oddity(s, n->idx, "the directory refused an offer", 0);
-}
-
-/* The process starts again from its data directory: a fresh engine, the
- * download resumed from the chunks on disk with the hash list and name its
- * partial state recorded. */
-static void restart(struct ssim *s, struct snode *n)
-{
-	if (!n->crashed)
-		return;
-	n->crashed = false;
-	n->e = engine_for(s, n);
-	if (!n->e)
-		return;
-	s->r->restarts++;
-	trace(s, n->idx, "restarts, chunks", n->have_count);
-	s->last_progress_us = s->now;
-	register_at_dir(s, n);
-	if (n->state == NS_DOWNLOADING) {
-		int r = engine_want(n->e, &s->cid, n->named ? SS_NAME : NULL, n->hashed ? s->hashes : NULL,
-				    n->hashed ? n->have : NULL, now_ms(s));
-		if (r != PN_OK)
-			oddity(s, n->idx, "engine_want (resume) failed", (uint64_t)-r);
-		drain(s, n->idx);
-		rearm(s, n->idx);
-		on_find(s, n);
-	}
-}
-
-static void start_partition(struct ssim *s)
-{
-	if (s->partitioned)
-		return;
-	s->partitioned = true;
-	s->group[0] = 0;
-	for (uint32_t i = 1; i < s->nnodes; i++)
-		s->group[i] = (uint8_t)pn_prng_below(&s->fault_rng, 2);
-	trace(s, 0, "partition starts", 0);
-	for (uint32_t k = 0; k < s->nlinks; k++) {
-		struct slink *l = &s->links[k];
-		if (l->in_use && (l->open[0] || l->open[1]) && !path_open(s, l->node[0], l->node[1]))
-			link_reset(s, k);
-	}
-	push(s, s->now + (uint64_t)s->p.faults.part_ms * 1000, EV_HEAL, 0, 0);
-}
-
-/* Nodes come back to the directory one by one, as their reconnect timers fire. */
-static void rejoin_directory(struct ssim *s, bool only_far_side)
-{
-	for (uint32_t i = 0; i < s->nnodes; i++)
-		if (!only_far_side || s->group[i])
-			push(s, s->now + (uint64_t)pn_prng_below(&s->fault_rng, SS_REREG_SPREAD_MS) * 1000, EV_REREG, i, 0);
-}
-
-static void heal(struct ssim *s)
-{
-	if (!s->partitioned)
-		return;
-	trace(s, 0, "partition heals", 0);
-	rejoin_directory(s, true);
-	s->partitioned = false;
-	memset(s->group, 0, s->nnodes);
-}
-
-static void restart_directory(struct ssim *s)
-{
-	if (s->dir_down)
-		return;
-	struct dir_opts dopts = { .max_nodes = s->nnodes + 16, .max_results = s->p.dir_results,
-				  .node_timeout_ms = UINT32_MAX, .seed = pn_prng_next(&s->fault_rng) };
-	dir_free(s->dir);
-	s->dir = dir_new(&dopts);
-	if (!s->dir) {
-		s->oom = true;
-		return;
-	}
-	s->dir_down = true;
-	trace(s, 0, "directory restarts", 0);
-	push(s, s->now + (uint64_t)s->p.faults.down_ms * 1000, EV_DIR_UP, 0, 0);
-}
-
-static void on_fault(struct ssim *s, enum fault_kind kind)
-{
-	uint32_t i;
-	s->r->faults++;
-	switch (kind) {
-	case FAULT_RESET: {
-		uint32_t at = s->nlinks ? pn_prng_below(&s->fault_rng, s->nlinks) : 0;
-		for (uint32_t k = 0; k < s->nlinks; k++) {
-			uint32_t link = (at + k) % s->nlinks;
-			struct slink *l = &s->links[link];
-			if (l->in_use && l->connected && l->open[0] && l->open[1]) {
-				trace(s, l->node[0], "connection reset, link", link);
-				link_reset(s, link);
-				break;
-			}
-		}
-		break;
-	}
-	case FAULT_STALL:
-		if ((i = pick_node(s, 0, s->ndown, is_running)) != SS_NONE) {
-			trace(s, i, "uplink stalls, ms", s->p.faults.stall_ms);
-			s->nodes[i].stall_until_us = s->now + (uint64_t)s->p.faults.stall_ms * 1000;
-			arm_shape(s, &s->nodes[i]);
-		}
-		break;
-	case FAULT_CRASH:
-		if ((i = pick_node(s, 1, s->ndown, is_downloading)) != SS_NONE)
-			crash(s, &s->nodes[i]);
-		break;
-	case FAULT_SEED_CRASH:
-		if (is_running(&s->nodes[0]))
-			crash(s, &s->nodes[0]);
-		break;
-	case FAULT_PARTITION:
-		start_partition(s);
-		break;
-	case FAULT_DIR_RESTART:
-		restart_directory(s);
-		break;
-	}
-}
-
-/* Draws every fault's time and kind from the seed. */
-static void schedule_faults(struct ssim *s)
-{
-	const struct swarm_sim_faults *f = &s->p.faults;
-	struct { uint32_t count; enum fault_kind kind; } plan[] = {
-		{ f->resets, FAULT_RESET },         { f->stalls, FAULT_STALL },
-		{ f->crashes, FAULT_CRASH },        { f->partitions, FAULT_PARTITION },
-		{ f->dir_restarts, FAULT_DIR_RESTART },
-	};
-	for (size_t j = 0; j < sizeof(plan) / sizeof(plan[0]); j++)
-		for (uint32_t k = 0; k < plan[j].count; k++) {
-			enum fault_kind kind = plan[j].kind;
-			if (kind == FAULT_CRASH && k == 0 && f->seed_crash)
-				kind = FAULT_SEED_CRASH;
-			uint64_t at = (uint64_t)pn_prng_below(&s->fault_rng, f->window_ms + 1) * 1000;
-			push(s, at, EV_FAULT, kind, 0);
-		}
 }
 
 /* ------------------------------------------------------------ set-up */
-
-double swarm_sim_bound(const struct swarm_sim_params *p)
-{
-	double F = (double)(p->file_size ? p->file_size : SS_DEFAULT_SIZE);
-	double us = (double)(p->seed_up ? p->seed_up : SS_DEFAULT_RATE);
-	double u = (double)(p->node_up ? p->node_up : SS_DEFAULT_RATE);
-	uint32_t div = p->slow_div ? p->slow_div : SS_DEFAULT_SLOW_DIV;
-	uint32_t slow = (uint32_t)llround(p->slow_frac * p->nodes);
-	double sum = us + (double)(p->nodes - slow) * u + (double)slow * floor(u / div);
-	double b = F / us;
-	if (p->down && F / (double)p->down > b)
-		b = F / (double)p->down;
-	if ((double)p->nodes * F / sum > b)
-		b = (double)p->nodes * F / sum;
-	return b;
-}
 
 static void defaults(struct swarm_sim_params *p)
 {
@@ -1613,7 +1114,7 @@ static int setup(struct ssim *s)
 			at = (uint64_t)pn_prng_below(&s->work_rng, p->arrive_ms + 1) * 1000;
 		push(s, at, EV_START, i, 0);
 	}
-	schedule_faults(s);
+	ssim_schedule_faults(s);
 	return s->oom ? PN_ENOMEM : PN_OK;
 }
 
@@ -1638,7 +1139,7 @@ static void teardown(struct ssim *s)
 		dir_free(s->dir);
 	free(s->nodes);
 	free(s->links);
-	free(s->heap);
+	evq_free(&s->evq);
 	free(s->hashes);
 	free(s->dummy);
 	free(s->seed_sent);
@@ -1649,115 +1150,12 @@ static void teardown(struct ssim *s)
 
 /* ------------------------------------------------------------ the run */
 
-static void describe_stall(struct ssim *s)
-{
-	uint32_t shown = 0;
-	for (uint32_t i = 1; i <= s->ndown && shown < 10; i++) {
-		struct snode *n = &s->nodes[i];
-		if (n->state != NS_DOWNLOADING)
-			continue;
-		shown++;
-		struct engine_download_info info;
-		bool have_info = n->e && engine_download_info(n->e, &s->cid, &info);
-		fprintf(s->p.diag,
-			"swarm-sim: node %u not done at t=%.3f s: %u/%u chunks written, %u links, engine: %s%u/%u chunks, "
-			"%u providers, hashes %s, has providers %s, next wake-up %" PRIu64 " ms\n",
-			i, s->now / 1e6, n->have_count, s->nchunks, n->nlinks, have_info ? "" : "(no download) ",
-			have_info ? info.have : 0, have_info ? info.nchunks : 0, have_info ? info.peers : 0,
-			have_info && info.have_hashes ? "yes" : "no",
-			n->e && engine_download_has_providers(n->e, &s->cid) ? "yes" : "no",
-			n->e ? engine_next_wakeup(n->e) : 0);
-		for (uint32_t j = 0; j < n->nlinks && j < 4; j++) {
-			struct engine_peer_info pi;
-			uint32_t k = n->links[j];
-			struct slink *l = &s->links[k];
-			uint32_t other = l->node[1 - side_of(l, i)];
-			if (engine_peer_info(n->e, k, &pi))
-				fprintf(s->p.diag,
-					"swarm-sim:   link %u to node %u (%s): ready %d, am_choking %d, peer_choking %d, "
-					"upq %u, queued here %" PRIu64 " B, there %" PRIu64 " B\n",
-					k, other, other == 0 ? "seed" : s->nodes[other].state == NS_DONE ? "done" : "downloading",
-					pi.ready, pi.am_choking, pi.peer_choking, pi.upq, l->q[side_of(l, i)].queued,
-					l->q[1 - side_of(l, i)].queued);
-		}
-	}
-}
-
-static void summarise(struct ssim *s)
-{
-	struct swarm_sim_result *r = s->r;
-	double F = (double)s->cid.size;
-	double sum = 0, down = 0;
-	uint64_t digest = s->p.seed;
-	r->downloaders = s->ndown;
-	r->first_s = 0;
-	for (uint32_t i = 1; i <= s->ndown; i++) {
-		struct snode *n = &s->nodes[i];
-		bool done = n->finished;
-		if (!n->leaver)
-			r->stayers++;
-		if (done) {
-			double t = (double)(n->done_us - n->start_us) / 1e6;
-			r->finished++;
-			sum += t;
-			down += (double)n->down_chunk_bytes;
-			if (t > r->max_s)
-				r->max_s = t;
-			if (!r->first_s || n->done_us / 1e6 < r->first_s)
-				r->first_s = n->done_us / 1e6;
-			if (!n->leaver) {
-				r->stayers_finished++;
-				if (n->done_us / 1e6 > r->dist_s)
-					r->dist_s = n->done_us / 1e6;
-			}
-		}
-		digest = mix64(digest, n->done_us);
-		digest = mix64(digest, n->up_chunk_bytes);
-		if (n->got_corrupt && !n->malicious) {
-			r->corrupt_receivers++;
-			if (n->e && engine_is_banned(n->e, s->nodes[n->corrupt_from].id))
-				r->corrupt_bans++;
-		}
-	}
-	r->all_stayers_finished = r->stayers_finished == r->stayers;
-	for (uint32_t c = 0; c < s->nchunks; c++)
-		for (uint32_t i = 0; i < s->nnodes; i++)
-			if (s->nodes[i].state != NS_GONE && !s->nodes[i].malicious && has_chunk(&s->nodes[i], c)) {
-				r->chunks_held++;
-				break;
-			}
-	r->nchunks = s->nchunks;
-	r->mean_s = r->finished ? sum / r->finished : 0;
-	r->down_ratio = r->finished ? down / (r->finished * F) : 0;
-	r->source_copies = (double)s->nodes[0].up_chunk_bytes / F;
-	/* The seed's idle uplink until D (or until it left) */
-	double until = r->all_stayers_finished ? r->dist_s * 1e6 : (double)s->now;
-	struct snode *seed = &s->nodes[0];
-	if (seed->state == NS_GONE && seed->busy_until_us < until)
-		until = seed->busy_until_us;
-	r->seed_idle_s = (seed->idle_us + (until > seed->busy_until_us ? until - seed->busy_until_us : 0)) / 1e6;
-	double up_cap = 0, up_bytes = 0;
-	for (uint32_t i = 0; i <= s->ndown; i++) {
-		up_cap += (double)s->nodes[i].up_rate;
-		up_bytes += (double)s->nodes[i].up_chunk_bytes;
-	}
-	r->up_util = r->dist_s > 0 ? up_bytes / (up_cap * r->dist_s) : 0;
-	r->bound_s = swarm_sim_bound(&s->p);
-	r->end_s = s->now / 1e6;
-	r->links = s->dials;
-	r->link_slots = s->nlinks;
-	r->heap_peak = s->heap_cap;
-	digest = mix64(digest, r->msgs);
-	digest = mix64(digest, r->wire_bytes);
-	digest = mix64(digest, r->events);
-	r->digest = digest;
-}
-
 int swarm_sim_run(const struct swarm_sim_params *params, struct swarm_sim_result *out)
 {
 	struct ssim sim;
 	struct ssim *s = &sim;
 	memset(s, 0, sizeof(*s));
+	evq_init(&s->evq, SS_EVQ_FIRST, SS_EVQ_MAX);
 	s->free_links = SS_NONE;
 	memset(out, 0, sizeof(*out));
 	s->p = *params;
@@ -1768,12 +1166,12 @@ int swarm_sim_run(const struct swarm_sim_params *params, struct swarm_sim_result
 		return PN_EINVAL;
 	int rc = setup(s);
 	uint64_t max_us = s->p.max_time_ms * 1000;
-	while (rc == PN_OK && s->nheap && !s->oom) {
-		if (s->heap[0].at > max_us || out->events >= s->p.max_events) {
+	while (rc == PN_OK && evq_len(&s->evq) && !s->oom) {
+		if (evq_next_at(&s->evq) > max_us || out->events >= s->p.max_events) {
 			out->capped = true;
 			break;
 		}
-		if (s->alive_downloading && s->heap[0].at > s->last_progress_us + s->p.stall_stop_ms * 1000) {
+		if (s->alive_downloading && evq_next_at(&s->evq) > s->last_progress_us + s->p.stall_stop_ms * 1000) {
 			out->stalled = true;
 			break;
 		}
@@ -1785,7 +1183,7 @@ int swarm_sim_run(const struct swarm_sim_params *params, struct swarm_sim_result
 			if (started_all)
 				break;
 		}
-		struct ev ev = pop(s);
+		struct evq_ev ev = evq_pop(&s->evq);
 		if (s->p.progress && ev.at / SS_PROGRESS_US != s->now / SS_PROGRESS_US) {
 			uint32_t done = 0;
 			for (uint32_t i = 1; i <= s->ndown; i++)
@@ -1799,12 +1197,12 @@ int swarm_sim_run(const struct swarm_sim_params *params, struct swarm_sim_result
 		out->events++;
 		if (ev.kind == EV_FAULT || ev.kind == EV_HEAL || ev.kind == EV_DIR_UP) {
 			if (ev.kind == EV_FAULT)
-				on_fault(s, (enum fault_kind)ev.a);
+				ssim_on_fault(s, (enum fault_kind)ev.a);
 			else if (ev.kind == EV_HEAL)
-				heal(s);
+				ssim_heal(s);
 			else {
 				s->dir_down = false;
-				rejoin_directory(s, false);
+				ssim_rejoin_directory(s, false);
 			}
 			continue;
 		}
@@ -1829,23 +1227,23 @@ int swarm_sim_run(const struct swarm_sim_params *params, struct swarm_sim_result
 		}
 		if (ev.kind == EV_DELIVER || ev.kind == EV_CONNECT || ev.kind == EV_FIN) {
 			s->links[ev.a].refs--;
-			link_maybe_free(s, ev.a);
+			ssim_link_maybe_free(s, ev.a);
 			continue;
 		}
 		switch (ev.kind) {
 		case EV_FIND:
 			if (ev.b == n->find_gen)
-				on_find(s, n);
+				ssim_on_find(s, n);
 			break;
 		case EV_FOUND:
 			if (ev.b == n->find_gen)
 				on_found(s, n);
 			break;
 		case EV_RESTART:
-			restart(s, n);
+			ssim_restart(s, n);
 			break;
 		case EV_REREG:
-			register_at_dir(s, n);
+			ssim_register_at_dir(s, n);
 			break;
 		case EV_START:
 			on_start(s, n);
@@ -1857,9 +1255,9 @@ int swarm_sim_run(const struct swarm_sim_params *params, struct swarm_sim_result
 	}
 	if (s->oom)
 		rc = PN_ENOMEM;
-	summarise(s);
+	ssim_summarise(s);
 	if (s->p.diag && !out->all_stayers_finished)
-		describe_stall(s);
+		ssim_describe_stall(s);
 	teardown(s);
 	return rc;
 }

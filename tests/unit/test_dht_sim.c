@@ -4,6 +4,7 @@
  *
  * The simulator is not part of libpeernet, so it is compiled in here. */
 #include <criterion/criterion.h>
+#include "../../sim/evq.c"
 #include "../../sim/dht_sim.c"
 
 #define SMALL_N 300

@@ -3,6 +3,7 @@
  *
  * The simulator is not part of libpeernet, so its engine is compiled in here. */
 #include <criterion/criterion.h>
+#include "../../sim/evq.c"
 #include "../../sim/sim.c"
 
 #define LAT_MS 10       /* fixed latency: times are exact too */

@@ -2,9 +2,12 @@
  * swarm completes, a seed repeats a run exactly, a corrupting provider is
  * banned while the others finish, and the stayers finish when some leave.
  *
- * The simulator is not part of libpeernet, so it is compiled in here. */
+ * The simulator is not part of libpeernet, so its files are compiled in here. */
 #include <criterion/criterion.h>
+#include "../../sim/evq.c"
 #include "../../sim/swarm_sim.c"
+#include "../../sim/swarm_fault.c"
+#include "../../sim/swarm_report.c"
 
 #define SMALL_N 4
 #define SMALL_F (2u * 1024 * 1024)
