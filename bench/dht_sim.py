@@ -114,13 +114,15 @@ def table_side(w, rows):
 
 def table_health(w, rows, key):
     w("| run | messages network-wide | per live node per hour in the window | KiB network-wide | lost "
-      "| to departed nodes | joined | left | timeouts per look-up | stale-only look-ups "
+      "| to departed nodes | joined | joiners' bootstrap pinged again | left | timeouts per look-up "
+      "| stale-only look-ups "
       "| stores accepted / refused | rate-limited | unexpected replies | encode failed | events | virtual s |")
-    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         d = r["dht"]
         w(f"| {key(r)} | {d['msgs_total']} | {d['bg_msgs_per_node_hour']:.0f} | {d['bytes_total'] / 1024:.0f} "
-          f"| {d['lost']} | {d['to_dead']} | {d['joined']} | {d['left']} | {d['timeouts_mean']:.2f} "
+          f"| {d['lost']} | {d['to_dead']} | {d['joined']} | {d.get('rebootstraps', 0)} | {d['left']} "
+          f"| {d['timeouts_mean']:.2f} "
           f"| {d['stale_only']} | {d['stores_accepted']} / {d['stores_refused']} | {d['rate_limited']} "
           f"| {d['unexpected_replies']} | {d['encode_failed']} | {d['events']} | {d['virtual_s']:.0f} |")
 

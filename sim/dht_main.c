@@ -319,7 +319,7 @@ static int run_size(const struct opts *o, uint32_t n)
 	       "\"bytes_total\": %" PRIu64 ", \"bg_msgs_per_node_hour\": %.1f, \"lost\": %" PRIu64 ", "
 	       "\"to_dead\": %" PRIu64 ", \"encode_failed\": %" PRIu64 ", \"actions_dropped\": %" PRIu64 ", "
 	       "\"unexpected_replies\": %" PRIu64 ", \"rate_limited\": %" PRIu64 ", \"stores_accepted\": %" PRIu64
-	       ", \"stores_refused\": %" PRIu64 ", \"events\": %" PRIu64 ", \"virtual_s\": %.0f, "
+	       ", \"stores_refused\": %" PRIu64 ", \"rebootstraps\": %" PRIu64 ", \"events\": %" PRIu64 ", \"virtual_s\": %.0f, "
 	       "\"cpu_s\": %.1f, \"peak_rss_kb\": %ld}",
 	       r.counted, r.no_live_holder, r.done, r.success, r.counted ? (double)r.success / r.counted : 0,
 	       r.stale_only, r.rounds_median, r.rounds_p99, r.rounds_mean, r.msgs_median, r.msgs_p99, r.msgs_mean,
@@ -327,7 +327,7 @@ static int run_size(const struct opts *o, uint32_t n)
 	       r.timeouts_mean, r.table_mean, r.table_min, r.table_max, r.memory_mean, r.memory_max, r.records_mean,
 	       r.nodes_end, r.joined, r.left, r.msgs_total, r.bytes_total, r.bg_msgs_per_node_hour, r.lost,
 	       r.to_dead, r.encode_failed, r.actions_dropped, r.unexpected_replies, r.rate_limited,
-	       r.stores_accepted, r.stores_refused, r.events, r.virtual_s, dht_cpu, rss);
+	       r.stores_accepted, r.stores_refused, r.rebootstraps, r.events, r.virtual_s, dht_cpu, rss);
 	/* The directory as its model says: one round trip to one machine that
 	 * holds every registration, always a live provider while it is up,
 	 * nothing at all when it is down. Computed, not simulated. */

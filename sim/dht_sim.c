@@ -41,7 +41,7 @@
 #define DS_STREAM_NODE 0x6e6f6465u
 #define DS_STREAM_LAT 0x6c6174u
 
-enum ev_kind { EV_MSG = 1, EV_TIMER, EV_JOIN, EV_ANNOUNCE, EV_LOOKUP, EV_LEAVE, EV_ARRIVE, EV_PROGRESS };
+enum ev_kind { EV_MSG = 1, EV_TIMER, EV_JOIN, EV_ANNOUNCE, EV_LOOKUP, EV_LEAVE, EV_ARRIVE, EV_PROGRESS, EV_REBOOT };
 
 struct msg {
 	uint32_t from, to;
@@ -67,6 +67,9 @@ struct node {
 	uint64_t up_at;
 	uint32_t live_pos;
 	uint32_t tracks;          /* first track of this node, or DS_NONE */
+	uint32_t boot[DS_BOOT_PER_JOINER]; /* its bootstrap nodes, pinged again while its table is empty */
+	uint32_t nboot;
+	bool reboot_queued;       /* an EV_REBOOT is pending */
 };
 
 struct dsim {
@@ -550,9 +553,19 @@ static int drain(struct dsim *s, uint32_t idx)
 		if (rc)
 			return rc;
 	}
-	if (s->nodes[idx].d)
-		schedule_timer(s, idx);
-	return 0;
+	if (!s->nodes[idx].d)
+		return 0;
+	schedule_timer(s, idx);
+	/* As the node's driver: while the table is empty (every answer lost,
+	 * the bootstrap nodes gone, or every contact failed since), the
+	 * bootstrap nodes are pinged again every DHT_REBOOT_MS. */
+	struct node *nd = &s->nodes[idx];
+
+	if (nd->nboot && !nd->reboot_queued && dht_table_size(nd->d) == 0) {
+		rc = evq_push(&s->evq, s->now + DHT_REBOOT_MS, EV_REBOOT, idx, 0);
+		nd->reboot_queued = rc == 0;
+	}
+	return rc;
 }
 
 static void bootstrap_through(struct dsim *s, uint32_t idx, uint32_t through)
@@ -567,10 +580,13 @@ static void bootstrap_through(struct dsim *s, uint32_t idx, uint32_t through)
 static int join(struct dsim *s, uint32_t idx)
 {
 	uint32_t b = s->p.bootstrap, first = pn_prng_below(&s->churn, b);
+	struct node *nd = &s->nodes[idx];
 
-	bootstrap_through(s, idx, first);
+	nd->boot[nd->nboot++] = first;
 	if (b > 1 && DS_BOOT_PER_JOINER > 1)
-		bootstrap_through(s, idx, (first + 1 + pn_prng_below(&s->churn, b - 1)) % b);
+		nd->boot[nd->nboot++] = (first + 1 + pn_prng_below(&s->churn, b - 1)) % b;
+	for (uint32_t i = 0; i < nd->nboot; i++)
+		bootstrap_through(s, idx, nd->boot[i]);
 	return drain(s, idx);
 }
 
@@ -724,6 +740,17 @@ static int step(struct dsim *s)
 		}
 		msg_free(s, e.a);
 		return rc;
+	}
+	case EV_REBOOT: {
+		struct node *nd = &s->nodes[e.a];
+
+		nd->reboot_queued = false;
+		if (!nd->d || dht_table_size(nd->d) > 0)
+			return 0; /* gone, or has contacts again */
+		s->r->rebootstraps++;
+		for (uint32_t i = 0; i < nd->nboot; i++)
+			bootstrap_through(s, e.a, nd->boot[i]);
+		return drain(s, e.a);
 	}
 	case EV_TIMER: {
 		struct node *nd = &s->nodes[e.a];

@@ -92,6 +92,7 @@ struct dht_sim_result {
 	uint64_t lost, to_dead;   /* dropped by the network; sent to a node that had left */
 	uint64_t encode_failed;   /* pn_dht_encode refused a message the core made */
 	uint64_t actions_dropped, unexpected_replies, rate_limited, stores_refused, stores_accepted;
+	uint64_t rebootstraps;    /* a joiner's bootstrap nodes pinged again, its table still empty */
 	double bg_msgs_per_node_hour; /* every message over the window, per live node per hour */
 	uint64_t events;
 	double virtual_s;

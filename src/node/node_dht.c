@@ -708,7 +708,7 @@ static void bootstrap(struct dht_node *dn, uint64_t now)
 		}
 		dht_bootstrap(dn->core, &a, now);
 	}
-	dn->next_reboot_ms = now + DHT_NODE_REBOOT_MS + pn_prng_below(&dn->rng, DHT_NODE_REBOOT_MS / 5);
+	dn->next_reboot_ms = now + DHT_REBOOT_MS + pn_prng_below(&dn->rng, DHT_REBOOT_MS / 5);
 }
 
 /* A socket bound to the listener's address and port, dual-stack on "::".

@@ -35,7 +35,6 @@ struct dht_node;
 #define DHT_NODE_TABLE_FILE "dht-table"   /* in the data directory: "NODEID ADDR" per line */
 #define DHT_NODE_TABLE_MAX 256            /* contacts saved and reloaded, at most */
 #define DHT_NODE_SAVE_MS 10000            /* the table is written at most this often while it changes */
-#define DHT_NODE_REBOOT_MS 5000           /* with an empty table, the bootstrap nodes are pinged again this often */
 #define DHT_NODE_WORDS_MAX 16             /* words of one name published as KEYWORD records */
 #define DHT_NODE_OFFERS_MAX (DHT_MAX_ANNOUNCES / (1 + DHT_NODE_WORDS_MAX)) /* contents announced at once */
 #define DHT_NODE_FIND_WANT 20             /* providers that end a providers look-up early */

@@ -64,6 +64,8 @@
 #define DHT_ALPHA 3
 #define DHT_MAX_LOOKUPS 64       /* look-ups in flight started by this node */
 #define DHT_MAX_ANNOUNCES 65536  /* (key, record) pairs this node publishes */
+#define DHT_REBOOT_MS 5000       /* a driver whose table is empty calls dht_bootstrap again this often
+				  * (one ping each way may be lost; the node and the simulator alike) */
 
 struct dht_opts {
 	uint8_t id[PN_DHT_KEY_BYTES]; /* this node's ID */

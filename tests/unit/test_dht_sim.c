@@ -99,6 +99,21 @@ Test(dht_sim, loss_costs_timeouts_not_success)
 		      r.success, r.counted);
 }
 
+/* Under heavy loss both of a joiner's bootstrap pings (or their answers) are
+ * often lost; as the node's driver does, the simulator pings them again
+ * every DHT_REBOOT_MS while the table is empty, so no node stays alone. */
+Test(dht_sim, a_joiner_whose_bootstrap_answers_are_lost_tries_again)
+{
+	struct dht_sim_params p = small(6, 0);
+	struct dht_sim_result r;
+
+	p.loss = 0.3;
+	cr_assert_eq(dht_sim_run(&p, &r, NULL), 0);
+	cr_assert_gt(r.rebootstraps, 0, "at 30%% loss some joiner's first pings all failed");
+	cr_assert_gt(r.table_min, 0, "a node ended with an empty routing table");
+	cr_assert_eq(r.encode_failed, 0);
+}
+
 Test(dht_sim, a_seed_repeats_a_run)
 {
 	struct dht_sim_params p = small(4, 0.2);
