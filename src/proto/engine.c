@@ -144,15 +144,16 @@ static void ban_peer(struct engine *e, struct peer *p, const char *why)
 
 /* Queues a message. Its pointers must stay valid until it is handled: they
  * point into `owned` (freed after) or into state that outlives the drain. */
-static void send_msg(struct engine *e, struct peer *p, const struct pn_msg *m, void *owned)
+static bool send_msg(struct engine *e, struct peer *p, const struct pn_msg *m, void *owned)
 {
 	if (p->closing) {
 		free(owned);
-		return;
+		return false;
 	}
 	struct engine_action *a = push(e, ENGINE_SEND, p->key, owned);
 	if (a)
 		a->msg = *m;
+	return a != NULL;
 }
 
 void eng__send_cidref(struct engine *e, struct peer *p, enum pn_msg_type type, const struct pn_cid *cid,
@@ -246,7 +247,7 @@ static void send_bitfield(struct engine *e, struct peer *p, struct pcid *pc)
 	m.u.bitfield.nchunks = nchunks;
 	if (h.complete && (pc->revealed || eng__seed_start(e, p, pc))) {
 		m.u.bitfield.bitmap = pc->revealed; /* lives as long as the peer */
-		send_msg(e, p, &m, NULL);
+		pc->bitfield_sent = send_msg(e, p, &m, NULL);
 		return;
 	}
 	uint8_t *copy = h.complete ? bm_full(nchunks) : calloc(1, bm_len(nchunks));
@@ -255,12 +256,15 @@ static void send_bitfield(struct engine *e, struct peer *p, struct pcid *pc)
 	if (!h.complete && h.any && h.bitmap)
 		memcpy(copy, h.bitmap, bm_len(nchunks));
 	m.u.bitfield.bitmap = copy;
-	send_msg(e, p, &m, copy);
+	pc->bitfield_sent = send_msg(e, p, &m, copy);
 }
 
 /* INTERESTED / NOT_INTERESTED. With the first INTERESTED goes our BITFIELD
  * when we hold some chunks: a super-seeding provider must not show us chunks
- * we already have (a resumed download would wait on them for ever). */
+ * we already have (a resumed download would wait on them for ever). Once a
+ * peer has our BITFIELD, the HAVEs that every peer of the content gets keep
+ * it current: interest that comes back later sends none (in a 32-node swarm
+ * these repeats were one message in seven). */
 static void set_we_want(struct engine *e, struct peer *p, struct pcid *pc, bool want)
 {
 	if (!speaks_p2p(p) || pc->we_want == want)
@@ -268,7 +272,7 @@ static void set_we_want(struct engine *e, struct peer *p, struct pcid *pc, bool 
 	eng__send_cidref(e, p, want ? PN_MSG_INTERESTED : PN_MSG_NOT_INTERESTED, &pc->cid, 0);
 	pc->we_want = want;
 	struct download *d = want && !pc->they_want ? dl_get(e, &pc->cid) : NULL;
-	if (d && d->swarm && d->have_count > 0) {
+	if (d && d->swarm && d->have_count > 0 && !pc->bitfield_sent) {
 		uint8_t *copy = malloc(bm_len(d->nchunks));
 		if (!copy)
 			return;
@@ -277,7 +281,7 @@ static void set_we_want(struct engine *e, struct peer *p, struct pcid *pc, bool 
 		m.u.bitfield.cid = pc->cid;
 		m.u.bitfield.nchunks = d->nchunks;
 		m.u.bitfield.bitmap = copy;
-		send_msg(e, p, &m, copy);
+		pc->bitfield_sent = send_msg(e, p, &m, copy);
 	}
 }
 
@@ -609,7 +613,7 @@ static int on_interested(struct engine *e, struct peer *p, const struct pn_msg_c
 	if (!pc)
 		return interested ? PN_ELIMIT : PN_OK;
 	pc->they_want = interested;
-	if (interested && !pc->revealed)
+	if (interested && !pc->revealed && !pc->bitfield_sent)
 		send_bitfield(e, p, pc); /* may start super-seeding it */
 	update_their_interest(e, p);
 	if (!interested) {

@@ -26,6 +26,7 @@ struct pcid {                    /* what one connection knows of one content */
 	uint8_t *revealed;       /* super-seeding: chunks we have announced to them */
 	bool they_want;          /* they sent INTERESTED */
 	bool we_want;            /* we sent INTERESTED */
+	bool bitfield_sent;      /* they have our holdings: HAVEs keep them current */
 	bool in_swarm;
 	bool probed;             /* a server: META_REQ sent */
 	bool has_all;            /* a server that answered META */

@@ -735,6 +735,43 @@ Test(engine, swarm_of_five_finishes_with_the_seed_sending_about_one_copy)
 	h_free();
 }
 
+/* BITFIELD frames waiting in the harness's queue for node `to`. */
+static int queued_bitfields_to(int to)
+{
+	int count = 0;
+	for (size_t i = 0; i < H.qlen; i++) {
+		const struct hmsg *m = &H.q[(H.qhead + i) % H_MAX_MSGS];
+		if (m->to == to && m->len > PN_FRAME_HDR && m->frame[PN_FRAME_HDR] == PN_MSG_BITFIELD)
+			count++;
+	}
+	return count;
+}
+
+/* docs/PROTOCOL.md, Swarm, 2: a peer gets our BITFIELD once; interest that
+ * goes and comes back is not answered with another (the HAVEs kept it
+ * current), which spared one message in seven in a 32-node swarm. */
+Test(engine, interest_that_comes_back_gets_no_second_bitfield)
+{
+	h_init(6 * PN_CHUNK_SIZE);
+	h_no_super_seed = true;
+	int seed = add_node(ENGINE_NODE, true, 1);
+	int dl = add_node(ENGINE_NODE, false, 2);
+	uint32_t k = h_connect(dl, seed);
+	run(NULL);
+	struct pn_msg m = {.type = PN_MSG_INTERESTED};
+	m.u.cidref.cid = H.cid;
+	for (int round = 0; round < 3; round++) {
+		m.type = PN_MSG_INTERESTED;
+		cr_assert_eq(engine_on_msg(H.n[seed].e, k, &m, H.now), PN_OK);
+		drain(seed);
+		cr_assert_eq(queued_bitfields_to(dl), 1, "round %d: one BITFIELD in all", round);
+		m.type = PN_MSG_NOT_INTERESTED;
+		cr_assert_eq(engine_on_msg(H.n[seed].e, k, &m, H.now), PN_OK);
+		drain(seed);
+	}
+	h_free();
+}
+
 Test(engine, resume_fetches_only_missing_chunks)
 {
 	h_init(10 * PN_CHUNK_SIZE);
