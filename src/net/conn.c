@@ -26,6 +26,14 @@
 #define IN_BUF_KEEP (64 * 1024)  /* an idle connection keeps no buffer above this */
 #define SHAPE_TICK_MS 5
 #define SHAPED_HIGH_WATER (512u * 1024) /* a rate-capped connection congests sooner */
+/* A frame this small is gathered with the connection's other small frames
+ * into one TLS record, sealed and written once per loop turn (before the
+ * loop waits again) instead of a record and a write each: in a 32-node swarm
+ * every chunk a node verifies sends HAVE, INTERESTED, CHUNK_REQ... and the
+ * receiving process woke for each. Larger frames (chunks) go at once, after
+ * whatever was gathered before them. */
+#define BATCH_FRAME_MAX 2048
+#define BATCH_MAX (16u * 1024) /* one TLS record's worth of plaintext */
 /* After this many connections closed, the next sweep hands freed heap pages
  * back to the system (malloc_trim): a flood of short connections otherwise
  * leaves the process at its peak RSS. At most once per sweep. */
@@ -52,6 +60,8 @@ struct pn_net {
 	struct pn_bucket up, down;
 	uv_timer_t shape;
 	bool shape_armed;
+	uv_prepare_t flusher;           /* seals and writes gathered frames before the loop waits */
+	struct pn_conn *flush_head;     /* connections with gathered frames */
 	size_t shape_rr; /* round-robin position of the shaper */
 	uint64_t bytes_up, bytes_down; /* ciphertext bytes written / read, all connections */
 	void *data;
@@ -118,6 +128,10 @@ struct pn_conn {
 	bool sent_protocol_error;      /* an ERROR(PROTOCOL) frame went out: none is added at close */
 	bool evicted;                  /* closed by pn_net_evict_halfopen to make room */
 	struct write_req *shaped_head, *shaped_tail; /* waiting for upload tokens */
+	uint8_t *batch;                /* small frames gathered this loop turn (BATCH_MAX), or NULL */
+	size_t batch_len;
+	bool flush_listed;             /* in the net's flush list */
+	struct pn_conn *flush_next;
 	uint8_t expected_id[PN_ID_BYTES];
 	uint8_t peer_id[PN_ID_BYTES];
 	char peer_addr[PN_ADDR_STR_MAX];
@@ -398,6 +412,10 @@ int pn_net_new(uv_loop_t *loop, const struct pn_identity *id, const struct pn_ne
 	uv_timer_init(loop, &net->shape);
 	net->shape.data = net;
 	net->open_handles++;
+	uv_prepare_init(loop, &net->flusher);
+	net->flusher.data = net;
+	uv_unref((uv_handle_t *)&net->flusher); /* the connections keep the loop alive */
+	net->open_handles++;
 	pn_bucket_init(&net->up, 0, 0, uv_now(loop));
 	pn_bucket_init(&net->down, 0, 0, uv_now(loop));
 	*out = net;
@@ -432,6 +450,7 @@ void pn_net_close(struct pn_net *net)
 	if (net->listening)
 		uv_close((uv_handle_t *)&net->listener, net_handle_closed_cb);
 	uv_close((uv_handle_t *)&net->shape, net_handle_closed_cb);
+	uv_close((uv_handle_t *)&net->flusher, net_handle_closed_cb);
 	/* Connections still draining (a peer that does not read its last bytes)
 	 * get DRAIN_TIMEOUT_MS, then are cut: the sweep lives until the last is gone. */
 	if (net->nconns == 0)
@@ -512,6 +531,30 @@ static void conn_halfopen_over(struct pn_conn *c)
 		pn_addr_count_handshake_over(c->src);
 }
 
+/* Takes c out of the net's flush list. */
+static void flush_unlist(struct pn_conn *c)
+{
+	if (!c->flush_listed)
+		return;
+	struct pn_conn **pp = &c->net->flush_head;
+	while (*pp != c)
+		pp = &(*pp)->flush_next;
+	*pp = c->flush_next;
+	c->flush_next = NULL;
+	c->flush_listed = false;
+}
+
+/* Encrypts the frames c gathered, as one TLS record, into its pending
+ * ciphertext. */
+static int batch_seal(struct pn_conn *c)
+{
+	if (!c->batch_len)
+		return PN_OK;
+	int r = pn_tls_write(c->tls, c->batch, c->batch_len);
+	c->batch_len = 0;
+	return r;
+}
+
 static void tcp_closed_cb(uv_handle_t *h)
 {
 	struct pn_conn *c = h->data;
@@ -532,8 +575,10 @@ static void tcp_closed_cb(uv_handle_t *h)
 	}
 	if (c->cbs && c->cbs->close_cb)
 		c->cbs->close_cb(c, c->close_err);
+	flush_unlist(c);
 	pn_tls_free(c->tls);
 	free(c->in);
+	free(c->batch);
 	free(c);
 	if (net->closing && net->nconns == 0 && !uv_is_closing((uv_handle_t *)&net->sweep))
 		uv_close((uv_handle_t *)&net->sweep, net_handle_closed_cb);
@@ -569,6 +614,8 @@ void pn_conn_close(struct pn_conn *c, int err)
 		if (conn_closing(c))
 			return; /* the send failed and closed the connection */
 	}
+	if (was_established && batch_seal(c) != PN_OK)
+		was_established = false; /* nothing more can be written in order */
 	c->close_err = err;
 	c->closing_ms = uv_now(c->net->loop);
 	if (c->reading) {
@@ -819,6 +866,52 @@ void pn_net_bytes(const struct pn_net *net, uint64_t *up, uint64_t *down)
 	*down = net->bytes_down;
 }
 
+/* Before the loop waits: seals and writes what each listed connection
+ * gathered this turn. */
+static void flusher_cb(uv_prepare_t *h)
+{
+	struct pn_net *net = h->data;
+	while (net->flush_head) {
+		struct pn_conn *c = net->flush_head;
+		net->flush_head = c->flush_next;
+		c->flush_next = NULL;
+		c->flush_listed = false;
+		if (conn_closing(c))
+			continue; /* pn_conn_close sealed and wrote the batch */
+		int r = batch_seal(c);
+		free(c->batch);
+		c->batch = NULL;
+		if (r == PN_OK)
+			r = flush_out(c);
+		if (r != PN_OK)
+			pn_conn_close(c, r);
+	}
+	uv_prepare_stop(h);
+}
+
+/* Gathers a small frame for this loop turn's write. false if it must go
+ * now (no memory for the batch). */
+static bool batch_add(struct pn_conn *c, const void *a, size_t alen, const void *b, size_t blen, int *r)
+{
+	*r = PN_OK;
+	if (c->batch_len + alen + blen > BATCH_MAX && (*r = batch_seal(c)) != PN_OK)
+		return true;
+	if (!c->batch && !(c->batch = malloc(BATCH_MAX)))
+		return false;
+	memcpy(c->batch + c->batch_len, a, alen);
+	if (blen)
+		memcpy(c->batch + c->batch_len + alen, b, blen);
+	c->batch_len += alen + blen;
+	if (!c->flush_listed) {
+		struct pn_net *net = c->net;
+		c->flush_listed = true;
+		c->flush_next = net->flush_head;
+		net->flush_head = c;
+		uv_prepare_start(&net->flusher, flusher_cb);
+	}
+	return true;
+}
+
 int pn_conn_send2(struct pn_conn *c, const void *a, size_t alen, const void *b, size_t blen)
 {
 	if (c->state != CONN_ESTABLISHED)
@@ -828,8 +921,19 @@ int pn_conn_send2(struct pn_conn *c, const void *a, size_t alen, const void *b, 
 	if (alen >= PN_FRAME_HDR + 7 && head[PN_FRAME_HDR] == PN_MSG_ERROR &&
 	    ((unsigned)head[PN_FRAME_HDR + 5] << 8 | head[PN_FRAME_HDR + 6]) == PN_WERR_PROTOCOL)
 		c->sent_protocol_error = true;
+	int r;
+	if (alen + blen <= BATCH_FRAME_MAX && batch_add(c, a, alen, b, blen, &r)) {
+		if (r != PN_OK) {
+			pn_conn_close(c, r);
+			return r;
+		}
+		c->bytes_out += alen + blen;
+		return PN_OK;
+	}
+	r = batch_seal(c); /* what was gathered goes first */
 	pn_tls_reserve_out(c->tls, alen + blen);
-	int r = pn_tls_write(c->tls, a, alen);
+	if (r == PN_OK)
+		r = pn_tls_write(c->tls, a, alen);
 	if (r == PN_OK && blen)
 		r = pn_tls_write(c->tls, b, blen);
 	if (r == PN_OK)
@@ -1132,7 +1236,10 @@ static void process(struct pn_conn *c)
 			c->in_len += (size_t)n;
 		}
 		if (!conn_closing(c)) {
-			int r = flush_out(c);
+			/* The replies to these frames go in one write. */
+			int r = batch_seal(c);
+			if (r == PN_OK)
+				r = flush_out(c);
 			if (r != PN_OK)
 				pn_conn_close(c, r);
 		}

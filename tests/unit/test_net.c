@@ -1,5 +1,6 @@
 /* The libuv driver (src/net/conn.c): the connection lifecycle table, and real
  * TLS connections over loopback on a private loop, with the net's own logger. */
+#include <inttypes.h>
 #include <string.h>
 #include <unistd.h>
 #include <arpa/inet.h>
@@ -221,6 +222,7 @@ static void capture_cb(void *ud, enum pn_log_level level, const char *line)
 
 struct end {
 	int established, frames, closes, close_err, timeouts;
+	int out_of_order;        /* PINGs whose nonce went down */
 	uint64_t nonce;
 	struct pn_conn *conn;
 };
@@ -249,6 +251,7 @@ static int frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
 	cr_assert_eq(pn_msg_decode(body, len, &m), PN_OK);
 	cr_assert_eq(m.type, PN_MSG_PING);
 	e->frames++;
+	e->out_of_order += e->frames > 1 && m.u.ping.nonce < e->nonce;
 	e->nonce = m.u.ping.nonce;
 	return PN_OK;
 }
@@ -737,11 +740,14 @@ Test(net, under_a_cap_a_small_message_does_not_wait_behind_the_debt)
 	struct pn_msg m = {.type = PN_MSG_PING};
 	uint64_t up0, up1, up2, up3, down;
 	pn_net_bytes(T.client, &up0, &down);
-	/* Control messages go to the socket at once, debt or not (counted all the same). */
+	/* Control messages go to the socket in the same loop turn, debt or not
+	 * (counted all the same). */
 	cr_assert_eq(pn_conn_send_msg(c, &m), PN_OK);
+	uv_run(&T.loop, UV_RUN_NOWAIT);
 	pn_net_bytes(T.client, &up1, &down);
 	cr_assert_gt(up1, up0, "a PING waited for the shaper");
 	cr_assert_eq(pn_conn_send_msg(c, &m), PN_OK);
+	uv_run(&T.loop, UV_RUN_NOWAIT);
 	pn_net_bytes(T.client, &up2, &down);
 	cr_assert_gt(up2, up1, "a PING waited for the debt of the one before");
 	run_until(&T.s.frames, 2, "both PINGs");
@@ -749,7 +755,52 @@ Test(net, under_a_cap_a_small_message_does_not_wait_behind_the_debt)
 	static uint8_t big[4096];
 	cr_assert_eq(pn_conn_send(c, big, sizeof big), PN_OK);
 	cr_assert_eq(pn_conn_send_msg(c, &m), PN_OK);
+	uv_run(&T.loop, UV_RUN_NOWAIT);
 	pn_net_bytes(T.client, &up3, &down);
 	cr_assert_eq(up3, up2, "the large write or the PING behind it skipped the cap");
 	cr_assert_gt(pn_conn_queued(c), sizeof big);
+}
+
+/* Small frames sent in one loop turn go out as one TLS record in one write
+ * (TLS 1.3 adds 22 bytes per record: 5 of header, 1 of inner type, 16 of
+ * tag), in the order sent; a large frame goes after what was gathered
+ * before it. */
+Test(net, small_frames_of_one_turn_share_one_record)
+{
+	char addr[32];
+	struct pn_conn *c = NULL;
+
+	snprintf(addr, sizeof addr, "127.0.0.1:%u", T.port);
+	cr_assert_eq(pn_net_connect(T.client, addr, T.server_id.node_id, &test_cbs, &T.c, &c), PN_OK);
+	run_until(&T.c.established, 1, "the client's handshake");
+	run_until(&T.s.established, 1, "the server's handshake");
+	uint8_t frame[64];
+	struct pn_writer w;
+	pn_wr_init(&w, frame, sizeof frame);
+	struct pn_msg m = {.type = PN_MSG_PING};
+	cr_assert_eq(pn_msg_encode(&m, &w), PN_OK);
+	uint64_t up0, up1, down;
+	pn_net_bytes(T.client, &up0, &down);
+	for (uint64_t i = 1; i <= 10; i++) {
+		m.u.ping.nonce = i;
+		cr_assert_eq(pn_conn_send_msg(c, &m), PN_OK);
+	}
+	pn_net_bytes(T.client, &up1, &down);
+	cr_assert_eq(up1, up0, "nothing is written before the loop turns");
+	uv_run(&T.loop, UV_RUN_NOWAIT);
+	pn_net_bytes(T.client, &up1, &down);
+	cr_assert_eq(up1 - up0, 10 * w.len + 22, "ten PINGs of %zu bytes took %" PRIu64 " bytes", w.len, up1 - up0);
+	run_until(&T.s.frames, 10, "ten PINGs");
+	cr_assert_eq(T.s.nonce, 10);
+	cr_assert_eq(T.s.out_of_order, 0);
+	/* More than a record's worth in one turn: every frame arrives, in order. */
+	for (uint64_t i = 11; i <= 3000; i++) {
+		m.u.ping.nonce = i;
+		cr_assert_eq(pn_conn_send_msg(c, &m), PN_OK);
+	}
+	run_until(&T.s.frames, 3000, "3,000 PINGs");
+	cr_assert_eq(T.s.nonce, 3000);
+	cr_assert_eq(T.s.out_of_order, 0);
+	pn_conn_close(c, 0);
+	run_until(&T.c.closes, 1, "the close");
 }
