@@ -128,8 +128,11 @@ PN_MUST_CHECK int pn_addr_parse(const char *addr, struct sockaddr_storage *ss, b
 void pn_addr_format(const struct sockaddr *sa, char out[PN_ADDR_STR_MAX]);
 
 /* Sends one whole frame (length prefix included). The bytes are copied
- * (encrypted) before return. Returns PN_OK or an error (the connection is
- * then closing). Sending never blocks: check pn_conn_congested(). */
+ * before return. A small frame (up to 2 KiB) is gathered with the others of
+ * this loop turn and written, as one TLS record, before the loop waits again;
+ * a larger one is encrypted and written at once, after them. Returns PN_OK or
+ * an error (the connection is then closing). Sending never blocks: check
+ * pn_conn_congested(). */
 PN_MUST_CHECK int pn_conn_send(struct pn_conn *c, const void *frame, size_t len);
 /* Like pn_conn_send for a frame given in two pieces (header + data). */
 PN_MUST_CHECK int pn_conn_send2(struct pn_conn *c, const void *a, size_t alen, const void *b, size_t blen);
