@@ -37,7 +37,7 @@ static void begin_input(struct engine *e, uint64_t now)
 	}
 }
 
-static struct engine_action *push(struct engine *e, enum engine_action_type type, uint32_t peer, void *owned)
+struct engine_action *eng__push(struct engine *e, enum engine_action_type type, uint32_t peer, void *owned)
 {
 	if (e->qlen == e->qcap) {
 		uint32_t cap = e->qcap ? e->qcap * 2 : QUEUE_INITIAL;
@@ -67,7 +67,7 @@ static struct peer *peer_get(const struct engine *e, uint32_t k)
 	return pn_u32map_get(&e->peer_at, k, &i) ? e->peers[i] : NULL;
 }
 
-static struct download *dl_get(const struct engine *e, const struct pn_cid *cid)
+struct download *eng__dl_get(const struct engine *e, const struct pn_cid *cid)
 {
 	for (struct download *d = e->downloads; d; d = d->next)
 		if (cid_eq(&d->cid, cid))
@@ -101,7 +101,7 @@ static void close_peer(struct engine *e, struct peer *p, int err, const char *wh
 	if (p->closing)
 		return;
 	p->closing = true;
-	struct engine_action *a = push(e, ENGINE_CLOSE, p->key, NULL);
+	struct engine_action *a = eng__push(e, ENGINE_CLOSE, p->key, NULL);
 	if (a) {
 		a->err = err;
 		a->why = why;
@@ -130,27 +130,25 @@ static void ban_id(struct engine *e, const uint8_t id[PN_ID_BYTES])
 	}
 }
 
-static void send_error(struct engine *e, struct peer *p, uint32_t req_id, uint16_t code, const char *text);
-
 /* A provider of data that failed its hash: told why, cut off, and not
  * dialled again. */
-static void ban_peer(struct engine *e, struct peer *p, const char *why)
+void eng__ban_peer(struct engine *e, struct peer *p, const char *why)
 {
 	if (p->id_known)
 		ban_id(e, p->id);
-	send_error(e, p, 0, PN_WERR_CORRUPT, why);
+	eng__send_error(e, p, 0, PN_WERR_CORRUPT, why);
 	close_peer(e, p, PN_ECORRUPT, why, true);
 }
 
 /* Queues a message. Its pointers must stay valid until it is handled: they
  * point into `owned` (freed after) or into state that outlives the drain. */
-static bool send_msg(struct engine *e, struct peer *p, const struct pn_msg *m, void *owned)
+bool eng__send_msg(struct engine *e, struct peer *p, const struct pn_msg *m, void *owned)
 {
 	if (p->closing) {
 		free(owned);
 		return false;
 	}
-	struct engine_action *a = push(e, ENGINE_SEND, p->key, owned);
+	struct engine_action *a = eng__push(e, ENGINE_SEND, p->key, owned);
 	if (a)
 		a->msg = *m;
 	return a != NULL;
@@ -162,21 +160,21 @@ void eng__send_cidref(struct engine *e, struct peer *p, enum pn_msg_type type, c
 	struct pn_msg m = {.type = type};
 	m.u.cidref.cid = *cid;
 	m.u.cidref.index = index;
-	send_msg(e, p, &m, NULL);
+	eng__send_msg(e, p, &m, NULL);
 }
 
-static void send_error(struct engine *e, struct peer *p, uint32_t req_id, uint16_t code, const char *text)
+void eng__send_error(struct engine *e, struct peer *p, uint32_t req_id, uint16_t code, const char *text)
 {
 	struct pn_msg m = {.type = PN_MSG_ERROR};
 	m.u.error.req_id = req_id;
 	m.u.error.code = code;
 	m.u.error.text = text;
 	m.u.error.text_len = (uint16_t)strlen(text);
-	send_msg(e, p, &m, NULL);
+	eng__send_msg(e, p, &m, NULL);
 }
 
 /* A fresh request ID: never 0 (docs/PROTOCOL.md, Request IDs). */
-static uint32_t new_req(struct engine *e)
+uint32_t eng__new_req(struct engine *e)
 {
 	if (++e->next_req == 0)
 		e->next_req = 1;
@@ -185,9 +183,9 @@ static uint32_t new_req(struct engine *e)
 
 /* A protocol violation: ERROR(0, PROTOCOL, why), then the connection closes
  * (docs/PROTOCOL.md, Errors and closing). */
-static int violation(struct engine *e, struct peer *p, const char *why)
+int eng__violation(struct engine *e, struct peer *p, const char *why)
 {
-	send_error(e, p, 0, PN_WERR_PROTOCOL, why);
+	eng__send_error(e, p, 0, PN_WERR_PROTOCOL, why);
 	close_peer(e, p, PN_EPROTO, why, false);
 	return PN_EPROTO;
 }
@@ -200,19 +198,10 @@ static bool speaks_p2p(const struct peer *p)
 
 /* ------------------------------------------------------------ what we hold */
 
-/* Our view of cid for serving: from a download in progress, or the owner. */
-struct held {
-	bool any;
-	bool complete;
-	const char *name;
-	const uint8_t *hashes;   /* NULL: not known */
-	const uint8_t *bitmap;   /* NULL with complete: all */
-};
-
-static struct held hold_of(struct engine *e, const struct pn_cid *cid)
+struct held eng__hold_of(struct engine *e, const struct pn_cid *cid)
 {
 	struct held h = {0};
-	struct download *d = dl_get(e, cid);
+	struct download *d = eng__dl_get(e, cid);
 	if (d) {
 		h.any = d->hashes_done;
 		h.name = d->have_name ? d->name : "";
@@ -241,13 +230,13 @@ static bool held_chunk(const struct held *h, uint32_t index)
 static void send_bitfield(struct engine *e, struct peer *p, struct pcid *pc)
 {
 	uint32_t nchunks = pn_cid_chunks(&pc->cid);
-	struct held h = hold_of(e, &pc->cid);
+	struct held h = eng__hold_of(e, &pc->cid);
 	struct pn_msg m = {.type = PN_MSG_BITFIELD};
 	m.u.bitfield.cid = pc->cid;
 	m.u.bitfield.nchunks = nchunks;
 	if (h.complete && (pc->revealed || eng__seed_start(e, p, pc))) {
 		m.u.bitfield.bitmap = pc->revealed; /* lives as long as the peer */
-		pc->bitfield_sent = send_msg(e, p, &m, NULL);
+		pc->bitfield_sent = eng__send_msg(e, p, &m, NULL);
 		return;
 	}
 	uint8_t *copy = h.complete ? bm_full(nchunks) : calloc(1, bm_len(nchunks));
@@ -256,7 +245,7 @@ static void send_bitfield(struct engine *e, struct peer *p, struct pcid *pc)
 	if (!h.complete && h.any && h.bitmap)
 		memcpy(copy, h.bitmap, bm_len(nchunks));
 	m.u.bitfield.bitmap = copy;
-	pc->bitfield_sent = send_msg(e, p, &m, copy);
+	pc->bitfield_sent = eng__send_msg(e, p, &m, copy);
 }
 
 /* INTERESTED / NOT_INTERESTED. With the first INTERESTED goes our BITFIELD
@@ -271,7 +260,7 @@ static void set_we_want(struct engine *e, struct peer *p, struct pcid *pc, bool 
 		return;
 	eng__send_cidref(e, p, want ? PN_MSG_INTERESTED : PN_MSG_NOT_INTERESTED, &pc->cid, 0);
 	pc->we_want = want;
-	struct download *d = want && !pc->they_want ? dl_get(e, &pc->cid) : NULL;
+	struct download *d = want && !pc->they_want ? eng__dl_get(e, &pc->cid) : NULL;
 	if (d && d->swarm && d->have_count > 0 && !pc->bitfield_sent) {
 		uint8_t *copy = malloc(bm_len(d->nchunks));
 		if (!copy)
@@ -281,7 +270,7 @@ static void set_we_want(struct engine *e, struct peer *p, struct pcid *pc, bool 
 		m.u.bitfield.cid = pc->cid;
 		m.u.bitfield.nchunks = d->nchunks;
 		m.u.bitfield.bitmap = copy;
-		pc->bitfield_sent = send_msg(e, p, &m, copy);
+		pc->bitfield_sent = eng__send_msg(e, p, &m, copy);
 	}
 }
 
@@ -303,7 +292,7 @@ static void update_their_interest(struct engine *e, struct peer *p)
 			choker_interested(e->choker, p->key, false, e->now);
 		if (p->am_choking && !p->closing) {
 			struct pn_msg m = {.type = PN_MSG_UNCHOKE};
-			send_msg(e, p, &m, NULL);
+			eng__send_msg(e, p, &m, NULL);
 			p->am_choking = false;
 		}
 		p->seed_unchoked = true;
@@ -318,7 +307,7 @@ static void update_their_interest(struct engine *e, struct peer *p)
 		p->seed_unchoked = false;
 		if (!p->am_choking && !p->closing) {
 			struct pn_msg m = {.type = PN_MSG_CHOKE};
-			send_msg(e, p, &m, NULL);
+			eng__send_msg(e, p, &m, NULL);
 			p->am_choking = true;
 			eng__upq_clear(e, p);
 		}
@@ -340,19 +329,7 @@ static void update_our_interest(struct engine *e, struct download *d)
 
 /* ------------------------------------------------------------ downloads */
 
-static void dl_try_meta_and_hashes(struct engine *e, struct download *d, struct peer *p, struct pcid *pc);
-
-/* Whether p can give d's name and hash list. */
-static bool can_provide(const struct peer *p, const struct pcid *pc)
-{
-	if (!p->ready || p->closing || pc->absent)
-		return false;
-	if (p->role == PN_ROLE_SERVER)
-		return pc->has_all;
-	return pc->bitmap && bm_any(pc->bitmap, pn_cid_chunks(&pc->cid));
-}
-
-static void swarm_join(struct engine *e, struct download *d, struct peer *p, struct pcid *pc)
+void eng__swarm_join(struct engine *e, struct download *d, struct peer *p, struct pcid *pc)
 {
 	if (!d->swarm || pc->in_swarm || !p->ready || p->closing)
 		return;
@@ -407,49 +384,12 @@ static void dl_start_swarm(struct engine *e, struct download *d, const uint8_t *
 		struct pcid *pc = eng__pcid_get(p, &d->cid, false);
 		if (!pc)
 			continue;
-		swarm_join(e, d, p, pc);
+		eng__swarm_join(e, d, p, pc);
 		/* Fellow downloaders learn what we hold now. */
 		if (pc->they_want && speaks_p2p(p))
 			send_bitfield(e, p, pc);
 	}
 	update_our_interest(e, d);
-}
-
-/* Asks p for what d still needs before chunks: the name, then the hash list. */
-static void dl_try_meta_and_hashes(struct engine *e, struct download *d, struct peer *p, struct pcid *pc)
-{
-	if (d->done || !can_provide(p, pc))
-		return;
-	if (!d->have_name && !d->meta_req && !pc->probed) {
-		struct pn_msg m = {.type = PN_MSG_META_REQ};
-		m.u.ref.req_id = d->meta_req = new_req(e);
-		m.u.ref.cid = d->cid;
-		d->meta_peer = p->key;
-		send_msg(e, p, &m, NULL);
-	}
-	if (d->hashes_done || d->hash_peer)
-		return;
-	struct pn_msg m = {.type = PN_MSG_HASH_REQ};
-	d->hash_first = d->hashes_got;
-	d->hash_count = d->nchunks - d->hashes_got < PN_HASHES_MAX ? d->nchunks - d->hashes_got : PN_HASHES_MAX;
-	m.u.hash_req.req_id = d->hash_req = new_req(e);
-	m.u.hash_req.cid = d->cid;
-	m.u.hash_req.first = d->hash_first;
-	m.u.hash_req.count = d->hash_count;
-	d->hash_peer = p->key;
-	send_msg(e, p, &m, NULL);
-}
-
-/* Asks p META for pc's content: its answer says whether it holds it. */
-static void probe(struct engine *e, struct peer *p, struct pcid *pc)
-{
-	if (pc->probed || !p->ready || p->closing)
-		return;
-	struct pn_msg m = {.type = PN_MSG_META_REQ};
-	m.u.ref.req_id = pc->probe_req = new_req(e);
-	m.u.ref.cid = pc->cid;
-	pc->probed = true;
-	send_msg(e, p, &m, NULL);
 }
 
 /* Peer p became relevant to d: ask what is needed. A server, and any peer
@@ -460,23 +400,13 @@ static void dl_engage(struct engine *e, struct download *d, struct peer *p, stru
 	if (!p->ready || p->closing || d->done)
 		return;
 	if (p->role == PN_ROLE_SERVER || e->o.role == ENGINE_CLIENT)
-		probe(e, p, pc);
+		eng__probe(e, p, pc);
 	if (p->role != PN_ROLE_SERVER && !pc->in_swarm)
 		set_we_want(e, p, pc, true);
 	if (d->swarm)
-		swarm_join(e, d, p, pc);
+		eng__swarm_join(e, d, p, pc);
 	else
-		dl_try_meta_and_hashes(e, d, p, pc);
-}
-
-static void dl_find_hash_provider(struct engine *e, struct download *d)
-{
-	for (uint32_t i = 0; i < e->npeers && !d->hash_peer && !d->hashes_done; i++) {
-		struct peer *p = e->peers[i];
-		struct pcid *pc = eng__pcid_get(p, &d->cid, false);
-		if (pc)
-			dl_try_meta_and_hashes(e, d, p, pc);
-	}
+		eng__dl_try_meta_and_hashes(e, d, p, pc);
 }
 
 static void dl_free(struct engine *e, struct download *d)
@@ -509,7 +439,7 @@ static void dl_free(struct engine *e, struct download *d)
 
 static void dl_complete(struct engine *e, struct download *d)
 {
-	struct engine_action *a = push(e, ENGINE_DONE, 0, NULL);
+	struct engine_action *a = eng__push(e, ENGINE_DONE, 0, NULL);
 	if (a)
 		a->cid = d->cid;
 	for (uint32_t i = 0; i < e->npeers; i++) {
@@ -543,7 +473,7 @@ static bool role_ok(const struct engine *e, const struct peer *p, uint8_t role)
 static void peer_engage_all(struct engine *e, struct peer *p)
 {
 	for (uint32_t i = 0; i < p->ncids; i++) {
-		struct download *d = dl_get(e, &p->cids[i].cid);
+		struct download *d = eng__dl_get(e, &p->cids[i].cid);
 		if (d)
 			dl_engage(e, d, p, &p->cids[i]);
 	}
@@ -561,7 +491,7 @@ static int on_hello(struct engine *e, struct peer *p, const struct pn_msg_hello 
 {
 	if (!role_ok(e, p, h->role)) {
 		p->role = h->role;
-		send_error(e, p, 0, PN_WERR_PROTOCOL, "unexpected role");
+		eng__send_error(e, p, 0, PN_WERR_PROTOCOL, "unexpected role");
 		close_peer(e, p, PN_EPROTO, "unexpected role in HELLO", false);
 		return PN_EPROTO;
 	}
@@ -593,7 +523,7 @@ static int on_hello(struct engine *e, struct peer *p, const struct pn_msg_hello 
 			break;
 		}
 	}
-	struct engine_action *a = push(e, ENGINE_PEER_READY, p->key, NULL);
+	struct engine_action *a = eng__push(e, ENGINE_PEER_READY, p->key, NULL);
 	if (a) {
 		a->role = p->role;
 		a->listen_port = p->listen_port;
@@ -621,7 +551,7 @@ static int on_interested(struct engine *e, struct peer *p, const struct pn_msg_c
 			eng__seed_top_up(e, &m->cid);
 		return PN_OK;
 	}
-	struct download *d = dl_get(e, &m->cid);
+	struct download *d = eng__dl_get(e, &m->cid);
 	if (d) /* a fellow downloader: we may want what it has too */
 		dl_engage(e, d, p, pc);
 	return PN_OK;
@@ -639,19 +569,19 @@ static int on_bitfield(struct engine *e, struct peer *p, const struct pn_msg_bit
 	for (uint32_t i = 0; pc->revealed && i < m->nchunks; i++)
 		if (bit(pc->revealed, i) && bit(pc->bitmap, i))
 			eng__seed_on_have(e, p, pc, i);
-	struct download *d = dl_get(e, &m->cid);
+	struct download *d = eng__dl_get(e, &m->cid);
 	if (!d)
 		return PN_OK;
 	if (d->swarm) {
 		if (pc->in_swarm)
 			swarm_peer_bitfield(d->swarm, p->key, pc->bitmap, e->now);
 		else
-			swarm_join(e, d, p, pc);
+			eng__swarm_join(e, d, p, pc);
 		/* Only p's holdings changed, so only our interest in p can. */
 		if (pc->in_swarm)
 			set_we_want(e, p, pc, swarm_peer_wanted(d->swarm, p->key) > 0);
 	} else {
-		dl_try_meta_and_hashes(e, d, p, pc);
+		eng__dl_try_meta_and_hashes(e, d, p, pc);
 	}
 	return PN_OK;
 }
@@ -668,18 +598,18 @@ static int on_have(struct engine *e, struct peer *p, const struct pn_msg_cidref 
 	if (pc->revealed)
 		eng__seed_on_have(e, p, pc, m->index);
 	eng__seed_top_up(e, &m->cid);
-	struct download *d = dl_get(e, &m->cid);
+	struct download *d = eng__dl_get(e, &m->cid);
 	if (!d)
 		return PN_OK;
 	if (d->swarm) {
 		if (pc->in_swarm)
 			swarm_peer_have(d->swarm, p->key, m->index, e->now);
 		else
-			swarm_join(e, d, p, pc);
+			eng__swarm_join(e, d, p, pc);
 		if (!pc->we_want && swarm_peer_wanted(d->swarm, p->key) > 0)
 			set_we_want(e, p, pc, true);
 	} else {
-		dl_try_meta_and_hashes(e, d, p, pc);
+		eng__dl_try_meta_and_hashes(e, d, p, pc);
 	}
 	return PN_OK;
 }
@@ -698,69 +628,25 @@ static void on_choke(struct engine *e, struct peer *p, bool choked)
 	}
 }
 
-static int on_meta_req(struct engine *e, struct peer *p, const struct pn_msg_ref *q)
-{
-	struct held h = hold_of(e, &q->cid);
-	/* Held but nameless (a download whose META has not come, or an object
-	 * stored without a name): a download in progress does not know it yet;
-	 * what we hold in full goes by its printed content ID. */
-	char *printed = NULL; /* the action outlives this call: it owns the copy */
-	const char *name = h.name;
-	if (h.any && h.complete && name && !*name) {
-		if (!(printed = malloc(PN_CID_STR_LEN + 1)))
-			return PN_ENOMEM;
-		pn_cid_format(&q->cid, printed);
-		name = printed;
-	}
-	if (!name || !*name) {
-		send_error(e, p, q->req_id, PN_WERR_NOT_FOUND, "no such content");
-		return PN_OK;
-	}
-	struct pn_msg m = {.type = PN_MSG_META};
-	m.u.meta.req_id = q->req_id;
-	m.u.meta.cid = q->cid;
-	m.u.meta.name = name;
-	m.u.meta.name_len = (uint16_t)strlen(name);
-	send_msg(e, p, &m, printed);
-	return PN_OK;
-}
-
-static int on_hash_req(struct engine *e, struct peer *p, const struct pn_msg_hash_req *q)
-{
-	struct held h = hold_of(e, &q->cid);
-	if (!h.any || !h.hashes) {
-		send_error(e, p, q->req_id, PN_WERR_NOT_FOUND, "no hash list for this content");
-		return PN_OK;
-	}
-	struct pn_msg m = {.type = PN_MSG_HASHES};
-	m.u.hashes.req_id = q->req_id;
-	m.u.hashes.cid = q->cid;
-	m.u.hashes.first = q->first;
-	m.u.hashes.count = q->count;
-	m.u.hashes.hashes = h.hashes + (size_t)q->first * PN_HASH_BYTES;
-	send_msg(e, p, &m, NULL);
-	return PN_OK;
-}
-
 static int on_chunk_req(struct engine *e, struct peer *p, const struct pn_msg_ref *q)
 {
 	if (e->o.role == ENGINE_CLIENT) {
-		send_error(e, p, q->req_id, PN_WERR_NOT_FOUND, "a client serves nothing");
+		eng__send_error(e, p, q->req_id, PN_WERR_NOT_FOUND, "a client serves nothing");
 		return PN_OK;
 	}
 	if (p->am_choking)
 		return PN_OK; /* requests from a choked peer are dropped, as it was told */
-	struct held h = hold_of(e, &q->cid);
+	struct held h = eng__hold_of(e, &q->cid);
 	if (!held_chunk(&h, q->index)) {
-		send_error(e, p, q->req_id, PN_WERR_NOT_FOUND, "chunk not held");
+		eng__send_error(e, p, q->req_id, PN_WERR_NOT_FOUND, "chunk not held");
 		return PN_OK;
 	}
 	uint32_t max = e->o.role == ENGINE_SERVER ? ENGINE_UPQ_MAX_SERVER : ENGINE_UPQ_MAX;
 	for (uint32_t k = 0; k < p->upq_len; k++)
 		if (p->upq[(p->upq_head + k) % p->upq_cap].req_id == q->req_id)
-			return violation(e, p, "req_id of a request still open");
+			return eng__violation(e, p, "req_id of a request still open");
 	if (p->upq_len >= max) {
-		send_error(e, p, 0, PN_WERR_LIMIT, "too many chunk requests outstanding");
+		eng__send_error(e, p, 0, PN_WERR_LIMIT, "too many chunk requests outstanding");
 		close_peer(e, p, PN_ELIMIT, "too many chunk requests outstanding", false);
 		return PN_ELIMIT;
 	}
@@ -802,84 +688,9 @@ static void on_cancel(struct engine *e, struct peer *p, const struct pn_msg_ref 
 	}
 }
 
-static int on_meta(struct engine *e, struct peer *p, const struct pn_msg_meta *m)
-{
-	struct download *d = dl_get(e, &m->cid);
-	if (!d)
-		return PN_OK;
-	struct pcid *pc = eng__pcid_get(p, &m->cid, false);
-	bool answered = false;
-	if (pc && pc->probed && m->req_id == pc->probe_req) {
-		answered = true;
-		if (p->role == PN_ROLE_SERVER)
-			pc->has_all = true;
-	}
-	if (m->req_id == d->meta_req && d->meta_peer == p->key) {
-		answered = true;
-		d->meta_req = 0;
-	}
-	if (!answered)
-		return PN_OK;
-	if (!d->have_name) {
-		memcpy(d->name, m->name, m->name_len);
-		d->name[m->name_len] = 0;
-		d->have_name = true;
-		struct engine_action *a = push(e, ENGINE_NAME, p->key, NULL);
-		if (a) {
-			a->cid = d->cid;
-			a->name = d->name;
-		}
-	}
-	if (pc && p->role == PN_ROLE_SERVER) {
-		if (d->swarm)
-			swarm_join(e, d, p, pc);
-		else
-			dl_try_meta_and_hashes(e, d, p, pc);
-	}
-	return PN_OK;
-}
-
-static int on_hashes(struct engine *e, struct peer *p, const struct pn_msg_hashes *m)
-{
-	struct download *d = dl_get(e, &m->cid);
-	if (!d || m->req_id != d->hash_req || d->hash_peer != p->key)
-		return PN_OK;
-	if (m->first != d->hash_first || m->count != d->hash_count)
-		return violation(e, p, "a hash list page that was not asked for");
-	d->hash_req = 0;
-	memcpy(d->hashes + (size_t)m->first * PN_HASH_BYTES, m->hashes, (size_t)m->count * PN_HASH_BYTES);
-	d->hashes_got = m->first + m->count;
-	if (d->hashes_got < d->nchunks) {
-		d->hash_peer = 0;
-		struct pcid *pc = eng__pcid_get(p, &d->cid, false);
-		if (pc)
-			dl_try_meta_and_hashes(e, d, p, pc); /* the next page from the same peer */
-		return PN_OK;
-	}
-	uint8_t root[PN_HASH_BYTES];
-	d->hash_peer = 0;
-	if (store_tree_root(d->hashes, d->nchunks, root) != PN_OK) {
-		d->hashes_got = 0; /* out of memory: fetch it again later */
-		return PN_OK;
-	}
-	if (memcmp(root, d->cid.root, PN_HASH_BYTES)) {
-		d->hashes_got = 0;
-		ban_peer(e, p, "sent a hash list that does not match the content ID");
-		return PN_OK;
-	}
-	d->hashes_done = true;
-	struct engine_action *a = push(e, ENGINE_HASHES, p->key, NULL);
-	if (a) {
-		a->cid = d->cid;
-		a->data = d->hashes;
-		a->len = d->nchunks * PN_HASH_BYTES;
-	}
-	return PN_OK;
-}
-
 static int on_chunk(struct engine *e, struct peer *p, const struct pn_msg_chunk *m)
 {
-	struct download *d = dl_get(e, &m->cid);
+	struct download *d = eng__dl_get(e, &m->cid);
 	if (!d || !d->swarm)
 		return PN_OK; /* a late copy after completion or cancel */
 	if ((bit(d->have, m->index) || bit(d->writing, m->index)) &&
@@ -893,12 +704,12 @@ static int on_chunk(struct engine *e, struct peer *p, const struct pn_msg_chunk 
 	 * CHOKE crossing our request) is kept: it is verified like any other,
 	 * and asking for it again would fetch it twice. */
 	if (!swarm_requested(d->swarm, p->key, m->index) && !p->released) {
-		send_error(e, p, 0, PN_WERR_PROTOCOL, "a chunk that was not asked for");
+		eng__send_error(e, p, 0, PN_WERR_PROTOCOL, "a chunk that was not asked for");
 		close_peer(e, p, PN_EPROTO, "sent a chunk that was not asked for", false);
 		return PN_EPROTO;
 	}
 	bit_set(d->writing, m->index);
-	struct engine_action *a = push(e, ENGINE_WRITE_CHUNK, p->key, NULL);
+	struct engine_action *a = eng__push(e, ENGINE_WRITE_CHUNK, p->key, NULL);
 	if (a) {
 		a->cid = m->cid;
 		a->index = m->index;
@@ -920,17 +731,17 @@ static int on_error(struct engine *e, struct peer *p, const struct pn_msg_error 
 		if (er->req_id == d->hash_req && d->hash_peer == p->key) {
 			d->hash_req = 0;
 			d->hash_peer = 0; /* another peer may have the hash list */
-			dl_find_hash_provider(e, d);
+			eng__dl_find_hash_provider(e, d);
 		}
 		if ((probe || meta) && er->code == PN_WERR_NOT_FOUND) {
 			if (pc)
 				pc->absent = true;
-			struct engine_action *a = push(e, ENGINE_NOT_FOUND, p->key, NULL);
+			struct engine_action *a = eng__push(e, ENGINE_NOT_FOUND, p->key, NULL);
 			if (a)
 				a->cid = d->cid;
 		}
 	}
-	struct engine_action *a = push(e, ENGINE_PEER_ERROR, p->key, NULL);
+	struct engine_action *a = eng__push(e, ENGINE_PEER_ERROR, p->key, NULL);
 	if (a) {
 		a->req_id = er->req_id;
 		a->code = er->code;
@@ -952,7 +763,7 @@ int engine_on_msg(struct engine *e, uint32_t k, const struct pn_msg *m, uint64_t
 		return PN_OK;
 	if (!p->ready) {
 		if (m->type != PN_MSG_HELLO || !p->established) {
-			send_error(e, p, 0, PN_WERR_PROTOCOL, "expected HELLO");
+			eng__send_error(e, p, 0, PN_WERR_PROTOCOL, "expected HELLO");
 			close_peer(e, p, PN_EPROTO, "the first message was not HELLO", false);
 			return PN_EPROTO;
 		}
@@ -960,13 +771,13 @@ int engine_on_msg(struct engine *e, uint32_t k, const struct pn_msg *m, uint64_t
 	}
 	switch (m->type) {
 	case PN_MSG_HELLO:
-		send_error(e, p, 0, PN_WERR_PROTOCOL, "unexpected HELLO");
+		eng__send_error(e, p, 0, PN_WERR_PROTOCOL, "unexpected HELLO");
 		close_peer(e, p, PN_EPROTO, "unexpected second HELLO", false);
 		return PN_EPROTO;
 	case PN_MSG_PING: {
 		struct pn_msg pong = {.type = PN_MSG_PONG};
 		pong.u.ping.nonce = m->u.ping.nonce;
-		send_msg(e, p, &pong, NULL);
+		eng__send_msg(e, p, &pong, NULL);
 		return PN_OK;
 	}
 	case PN_MSG_PONG: return PN_OK;
@@ -975,14 +786,14 @@ int engine_on_msg(struct engine *e, uint32_t k, const struct pn_msg *m, uint64_t
 	case PN_MSG_HASH_REQ:
 	case PN_MSG_CHUNK_REQ:
 		if ((m->type == PN_MSG_HASH_REQ ? m->u.hash_req.req_id : m->u.ref.req_id) == 0)
-			return violation(e, p, "request with req_id 0");
+			return eng__violation(e, p, "request with req_id 0");
 		break;
 	default:
 		break;
 	}
 	switch (m->type) {
-	case PN_MSG_META_REQ: return on_meta_req(e, p, &m->u.ref);
-	case PN_MSG_HASH_REQ: return on_hash_req(e, p, &m->u.hash_req);
+	case PN_MSG_META_REQ: return eng__on_meta_req(e, p, &m->u.ref);
+	case PN_MSG_HASH_REQ: return eng__on_hash_req(e, p, &m->u.hash_req);
 	case PN_MSG_CHUNK_REQ: return on_chunk_req(e, p, &m->u.ref);
 	case PN_MSG_CANCEL: on_cancel(e, p, &m->u.ref); return PN_OK;
 	default: break;
@@ -996,8 +807,8 @@ int engine_on_msg(struct engine *e, uint32_t k, const struct pn_msg *m, uint64_t
 	case PN_MSG_HAVE: return on_have(e, p, &m->u.cidref);
 	case PN_MSG_CHOKE: on_choke(e, p, true); return PN_OK;
 	case PN_MSG_UNCHOKE: on_choke(e, p, false); return PN_OK;
-	case PN_MSG_META: return on_meta(e, p, &m->u.meta);
-	case PN_MSG_HASHES: return on_hashes(e, p, &m->u.hashes);
+	case PN_MSG_META: return eng__on_meta(e, p, &m->u.meta);
+	case PN_MSG_HASHES: return eng__on_hashes(e, p, &m->u.hashes);
 	case PN_MSG_CHUNK: return on_chunk(e, p, &m->u.chunk);
 	default: return PN_ENOTSUP;
 	}
@@ -1060,7 +871,7 @@ void engine_peer_established(struct engine *e, uint32_t k, const uint8_t id[PN_I
 											   : PN_ROLE_CLIENT;
 	m.u.hello.listen_port = e->o.listen_port;
 	m.u.hello.features = hello_features;
-	send_msg(e, p, &m, NULL);
+	eng__send_msg(e, p, &m, NULL);
 }
 
 void engine_peer_closed(struct engine *e, uint32_t k, uint64_t now)
@@ -1106,7 +917,7 @@ void engine_peer_closed(struct engine *e, uint32_t k, uint64_t now)
 	/* Others may now take over the hash list. */
 	for (struct download *d = e->downloads; d; d = d->next)
 		if (!d->hashes_done && !d->hash_peer)
-			dl_find_hash_provider(e, d);
+			eng__dl_find_hash_provider(e, d);
 }
 
 void engine_peer_offer(struct engine *e, uint32_t k, const struct pn_cid *cid, uint64_t now)
@@ -1116,7 +927,7 @@ void engine_peer_offer(struct engine *e, uint32_t k, const struct pn_cid *cid, u
 	if (!p || p->closing)
 		return;
 	struct pcid *pc = eng__pcid_get(p, cid, true);
-	struct download *d = dl_get(e, cid);
+	struct download *d = eng__dl_get(e, cid);
 	if (pc && d)
 		dl_engage(e, d, p, pc);
 }
@@ -1151,7 +962,7 @@ void engine_chunk_written(struct engine *e, uint32_t k, const struct pn_cid *cid
 			  uint64_t now)
 {
 	begin_input(e, now);
-	struct download *d = dl_get(e, cid);
+	struct download *d = eng__dl_get(e, cid);
 	if (!d || !d->swarm || index >= d->nchunks || !bit(d->writing, index))
 		return;
 	d->writing[index / 8] &= (uint8_t) ~(0x80 >> (index % 8));
@@ -1205,7 +1016,7 @@ int engine_want(struct engine *e, const struct pn_cid *cid, const char *name, co
 		return PN_ENOTSUP;
 	if (cid->size > PN_MAX_FILE_SIZE) /* no message could name it (fuzz_engine) */
 		return PN_EINVAL;
-	if (dl_get(e, cid))
+	if (eng__dl_get(e, cid))
 		return PN_EEXIST;
 	if (e->ndownloads >= ENGINE_MAX_DOWNLOADS)
 		return PN_ELIMIT;
@@ -1258,7 +1069,7 @@ int engine_want(struct engine *e, const struct pn_cid *cid, const char *name, co
 void engine_hashes_recorded(struct engine *e, const struct pn_cid *cid, const uint8_t *have, uint64_t now)
 {
 	begin_input(e, now);
-	struct download *d = dl_get(e, cid);
+	struct download *d = eng__dl_get(e, cid);
 	if (!d || !d->hashes_done || d->swarm)
 		return;
 	dl_start_swarm(e, d, have);
@@ -1274,11 +1085,11 @@ static void cancel_requests(struct engine *e, struct peer *p, struct download *d
 		return; /* nothing asked, or no memory: late chunks are dropped on arrival */
 	n = swarm_peer_requests(d->swarm, p->key, idx, n);
 	for (uint32_t i = 0; i < n; i++) {
-		struct engine_action *a = push(e, ENGINE_SEND, p->key, NULL);
+		struct engine_action *a = eng__push(e, ENGINE_SEND, p->key, NULL);
 		if (!a)
 			break;
 		a->msg.type = PN_MSG_CANCEL;
-		a->msg.u.ref.req_id = new_req(e);
+		a->msg.u.ref.req_id = eng__new_req(e);
 		a->msg.u.ref.cid = d->cid;
 		a->msg.u.ref.index = idx[i];
 		e->st.cancels_sent++;
@@ -1290,7 +1101,7 @@ static void cancel_requests(struct engine *e, struct peer *p, struct download *d
 void engine_unwant(struct engine *e, const struct pn_cid *cid, uint64_t now)
 {
 	begin_input(e, now);
-	struct download *d = dl_get(e, cid);
+	struct download *d = eng__dl_get(e, cid);
 	if (!d)
 		return;
 	for (uint32_t i = 0; i < e->npeers; i++) {
@@ -1317,13 +1128,13 @@ void engine_provider(struct engine *e, const uint8_t id[PN_ID_BYTES], const char
 		struct peer *p = e->peers[i];
 		if (p->id_known && !p->closing && !memcmp(p->id, id, PN_ID_BYTES) && (p->ready || p->outgoing)) {
 			struct pcid *pc = eng__pcid_get(p, cid, true);
-			struct download *d = dl_get(e, cid);
+			struct download *d = eng__dl_get(e, cid);
 			if (pc && d)
 				dl_engage(e, d, p, pc);
 			return;
 		}
 	}
-	struct engine_action *a = push(e, ENGINE_DIAL, 0, NULL);
+	struct engine_action *a = eng__push(e, ENGINE_DIAL, 0, NULL);
 	if (a) {
 		memcpy(a->id, id, PN_ID_BYTES);
 		snprintf(a->addr, sizeof a->addr, "%s", addr);
@@ -1333,12 +1144,12 @@ void engine_provider(struct engine *e, const uint8_t id[PN_ID_BYTES], const char
 
 bool engine_downloading(const struct engine *e, const struct pn_cid *cid)
 {
-	return dl_get(e, cid) != NULL;
+	return eng__dl_get(e, cid) != NULL;
 }
 
 bool engine_download_info(const struct engine *e, const struct pn_cid *cid, struct engine_download_info *out)
 {
-	const struct download *d = dl_get(e, cid);
+	const struct download *d = eng__dl_get(e, cid);
 	if (!d)
 		return false;
 	memset(out, 0, sizeof *out);
@@ -1393,7 +1204,7 @@ void engine_tick(struct engine *e, uint64_t now)
 		uint64_t due = (d->stall_at ? d->stall_at : d->last_chunk_ms) + stall_ms(e);
 		if (e->now >= due) {
 			d->stall_at = e->now;
-			struct engine_action *a = push(e, ENGINE_STALLED, 0, NULL);
+			struct engine_action *a = eng__push(e, ENGINE_STALLED, 0, NULL);
 			if (a)
 				a->cid = d->cid;
 		}
@@ -1466,7 +1277,7 @@ static bool pump_swarms(struct engine *e, struct engine_action *out)
 			if (!p || p->closing)
 				continue;
 			if (sa.type == SWARM_DROP_PEER) { /* ERROR(0, CORRUPT), then the close */
-				ban_peer(e, p, "sent a chunk that does not match its hash");
+				eng__ban_peer(e, p, "sent a chunk that does not match its hash");
 				if (pop_queued(e, out))
 					return true;
 				continue;
@@ -1475,7 +1286,7 @@ static bool pump_swarms(struct engine *e, struct engine_action *out)
 			out->type = ENGINE_SEND;
 			out->peer = p->key;
 			out->msg.type = sa.type == SWARM_REQUEST ? PN_MSG_CHUNK_REQ : PN_MSG_CANCEL;
-			out->msg.u.ref.req_id = new_req(e);
+			out->msg.u.ref.req_id = eng__new_req(e);
 			out->msg.u.ref.cid = d->cid;
 			out->msg.u.ref.index = sa.index;
 			if (sa.type == SWARM_CANCEL) {
@@ -1642,7 +1453,7 @@ bool engine_is_banned(const struct engine *e, const uint8_t id[PN_ID_BYTES])
 
 void engine_set_streaming(struct engine *e, const struct pn_cid *cid, bool on)
 {
-	struct download *d = dl_get(e, cid);
+	struct download *d = eng__dl_get(e, cid);
 	if (!d)
 		return;
 	d->streaming = on;

@@ -1,6 +1,8 @@
 /* Private to src/proto/engine*.c: the peer engine's state, shared by
- * engine.c (peers, messages, downloads, actions) and engine_seed.c (what a
- * source sends: super-seeding and the upload pump). Not part of any API. */
+ * engine.c (peers, messages, downloads, actions), engine_seed.c (what a
+ * source sends: super-seeding and the upload pump) and engine_meta.c (the
+ * name and hash list: META and HASHES served, and fetched by a download).
+ * Not part of any API. */
 #ifndef PN_PROTO_ENGINE_INT_H
 #define PN_PROTO_ENGINE_INT_H
 #ifndef PN_INTERNAL
@@ -148,10 +150,51 @@ static inline bool bm_any(const uint8_t *bm, uint32_t nchunks)
 /* A node serves with choking and super-seeding; a server serves everyone; a client no one. */
 static inline bool serves_p2p(const struct engine *e) { return e->o.role == ENGINE_NODE; }
 
+/* Our view of cid for serving: from a download in progress, or the owner. */
+struct held {
+	bool any;
+	bool complete;
+	const char *name;
+	const uint8_t *hashes;   /* NULL: not known */
+	const uint8_t *bitmap;   /* NULL with complete: all */
+};
+
 /* engine.c */
 struct pcid *eng__pcid_get(struct peer *p, const struct pn_cid *cid, bool create);
 void eng__send_cidref(struct engine *e, struct peer *p, enum pn_msg_type type, const struct pn_cid *cid,
 		      uint32_t index);
+/* Queues an action for peer (0: none); it owns `owned` (malloc'd or NULL) and
+ * frees it once handled. NULL when out of memory (owned is freed then). */
+struct engine_action *eng__push(struct engine *e, enum engine_action_type type, uint32_t peer, void *owned);
+/* Queues a message. Its pointers must stay valid until it is handled: they
+ * point into `owned` (freed after) or into state that outlives the drain. */
+bool eng__send_msg(struct engine *e, struct peer *p, const struct pn_msg *m, void *owned);
+void eng__send_error(struct engine *e, struct peer *p, uint32_t req_id, uint16_t code, const char *text);
+/* A fresh request ID: never 0. */
+uint32_t eng__new_req(struct engine *e);
+/* ERROR(0, PROTOCOL, why), then the close; returns PN_EPROTO. */
+int eng__violation(struct engine *e, struct peer *p, const char *why);
+/* A provider of data that failed its hash: told why, cut off, and not dialled again. */
+void eng__ban_peer(struct engine *e, struct peer *p, const char *why);
+/* Our download of cid, or NULL. */
+struct download *eng__dl_get(const struct engine *e, const struct pn_cid *cid);
+struct held eng__hold_of(struct engine *e, const struct pn_cid *cid);
+/* Adds p to d's swarm once it has started and p's holdings are known (a server: once it answered META). */
+void eng__swarm_join(struct engine *e, struct download *d, struct peer *p, struct pcid *pc);
+
+/* engine_meta.c */
+/* Asks p for what d still needs before chunks: the name, then the hash list. */
+void eng__dl_try_meta_and_hashes(struct engine *e, struct download *d, struct peer *p, struct pcid *pc);
+/* Asks p META for pc's content: its answer says whether it holds it. */
+void eng__probe(struct engine *e, struct peer *p, struct pcid *pc);
+/* Asks d's hash list of the first peer that can give it, unless a request is out or the list is complete. */
+void eng__dl_find_hash_provider(struct engine *e, struct download *d);
+/* META_REQ and HASH_REQ answered from what we hold; META and HASHES taken
+ * when they answer our requests. */
+int eng__on_meta_req(struct engine *e, struct peer *p, const struct pn_msg_ref *q);
+int eng__on_hash_req(struct engine *e, struct peer *p, const struct pn_msg_hash_req *q);
+int eng__on_meta(struct engine *e, struct peer *p, const struct pn_msg_meta *m);
+int eng__on_hashes(struct engine *e, struct peer *p, const struct pn_msg_hashes *m);
 
 /* engine_seed.c */
 /* Starts super-seeding pc's content to p: fills pc->revealed. false: show everything. */
