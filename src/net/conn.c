@@ -107,6 +107,9 @@ struct pn_conn {
 	void *data;
 	uint8_t *in;
 	size_t in_len, in_cap;
+	size_t frame_len;              /* while frame_cb runs on the frame at in + frame_off: its bytes */
+	size_t frame_off;
+	bool frame_taken;              /* pn_conn_take_frame took it: the rest was moved to a new in */
 	struct pn_addr_count *src;     /* accepted: the count of its source address */
 	size_t max_body;
 	uint64_t created_ms, last_rx_ms, last_tx_ms, closing_ms;
@@ -344,9 +347,16 @@ static void sweep_cb(uv_timer_t *t)
 				pn_conn_close(c, PN_ETIMEDOUT);
 			continue;
 		}
-		/* Quiet for a while: give back the TLS buffers a transfer grew. */
-		if (!c->queued && now - c->last_rx_ms > SWEEP_INTERVAL_MS && now - c->last_tx_ms > SWEEP_INTERVAL_MS)
+		/* Quiet for a while: give back the buffers a transfer grew (not
+		 * after every frame: a transfer would allocate one per chunk). */
+		if (!c->queued && now - c->last_rx_ms > SWEEP_INTERVAL_MS && now - c->last_tx_ms > SWEEP_INTERVAL_MS) {
 			pn_tls_trim(c->tls);
+			if (c->in_len == 0 && c->in_cap > IN_BUF_KEEP) {
+				free(c->in);
+				c->in = NULL;
+				c->in_cap = 0;
+			}
+		}
 		if (c->queued && net->opts.write_stall_timeout_ms &&
 		    now - c->last_tx_ms > net->opts.write_stall_timeout_ms) {
 			pn_conn_close(c, PN_ETIMEDOUT);
@@ -1123,7 +1133,18 @@ static bool deliver_frames(struct pn_conn *c)
 			break;
 		}
 		c->last_rx_ms = uv_now(c->net->loop);
+		c->frame_off = off;
+		c->frame_len = PN_FRAME_HDR + body_len;
 		r = c->cbs->frame_cb(c, p + PN_FRAME_HDR, body_len);
+		c->frame_len = 0;
+		bool taken = c->frame_taken;
+		c->frame_taken = false;
+		/* A taken frame is consumed whatever r says: c->in now holds what
+		 * followed it, from its start. */
+		if (taken) {
+			c->bytes_in += PN_FRAME_HDR + body_len;
+			off = 0;
+		}
 		if (r == PN_EAGAIN) {
 			c->paused = true;
 			if (c->reading) {
@@ -1138,8 +1159,10 @@ static bool deliver_frames(struct pn_conn *c)
 			go_on = false;
 			break;
 		}
-		c->bytes_in += PN_FRAME_HDR + body_len;
-		off += PN_FRAME_HDR + body_len;
+		if (!taken) {
+			c->bytes_in += PN_FRAME_HDR + body_len;
+			off += PN_FRAME_HDR + body_len;
+		}
 	}
 	if (conn_closing(c))
 		return false;
@@ -1147,12 +1170,31 @@ static bool deliver_frames(struct pn_conn *c)
 		memmove(c->in, c->in + off, c->in_len - off);
 		c->in_len -= off;
 	}
-	if (c->in_len == 0 && c->in_cap > IN_BUF_KEEP) {
-		free(c->in);
-		c->in = NULL;
-		c->in_cap = 0;
-	}
 	return go_on;
+}
+
+uint8_t *pn_conn_take_frame(struct pn_conn *c, const void *inside, uint8_t *spare, size_t spare_cap, size_t *cap)
+{
+	const uint8_t *q = inside;
+	if (!c->frame_len || c->frame_taken || c->frame_off != 0 || q < c->in || q >= c->in + c->frame_len)
+		return NULL;
+	size_t rest = c->in_len - c->frame_len;
+	if (spare && (spare_cap < rest || spare_cap < IN_BUF_MIN))
+		return NULL;
+	if (!spare) {
+		spare_cap = rest > IN_BUF_MIN ? rest : IN_BUF_MIN;
+		if (!(spare = malloc(spare_cap)))
+			return NULL;
+	}
+	if (rest)
+		memcpy(spare, c->in + c->frame_len, rest);
+	uint8_t *frame = c->in;
+	*cap = c->in_cap;
+	c->in = spare;
+	c->in_cap = spare_cap;
+	c->in_len = rest;
+	c->frame_taken = true;
+	return frame;
 }
 
 /* Makes room for more plaintext: enough for the frame being received. */

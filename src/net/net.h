@@ -136,6 +136,16 @@ void pn_addr_format(const struct sockaddr *sa, char out[PN_ADDR_STR_MAX]);
 PN_MUST_CHECK int pn_conn_send(struct pn_conn *c, const void *frame, size_t len);
 /* Like pn_conn_send for a frame given in two pieces (header + data). */
 PN_MUST_CHECK int pn_conn_send2(struct pn_conn *c, const void *a, size_t alen, const void *b, size_t blen);
+/* From frame_cb only: takes the plaintext buffer that holds the frame being
+ * delivered, so its bytes need not be copied (a CHUNK handed to a hashing
+ * thread). `inside` is a pointer into that frame (it stays valid: the memory
+ * is the caller's now; free() it). Possible only when the frame starts the
+ * buffer, which is the usual case for a large frame. The connection goes on
+ * with `spare` (spare_cap bytes, at least 16 KiB + 64, handed over; NULL: one
+ * is allocated), where what followed the frame is copied. Returns the buffer
+ * (*cap: its size), or NULL when it cannot be taken; `spare` is then still
+ * the caller's. */
+uint8_t *pn_conn_take_frame(struct pn_conn *c, const void *inside, uint8_t *spare, size_t spare_cap, size_t *cap);
 /* Encodes m into the net's scratch buffer and sends it. Returns PN_OK or an
  * error (logged once: an encode failure is a bug in the caller). A send that
  * fails closes the connection, and its close_cb reports why, so a caller with

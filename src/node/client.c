@@ -41,7 +41,10 @@ struct chunk_job {
 	uv_work_t work;
 	struct pn_transfer *t;
 	struct store_partial *part;   /* only store_partial_pwrite_chunk() is used off the loop */
-	uint8_t *buf;                 /* PN_CHUNK_SIZE; owned by the transfer, freed in transfer_end */
+	uint8_t *buf;                 /* buf_cap bytes, owned by the transfer, freed in transfer_end: a
+				       * CHUNK frame taken from the connection, or a copy of its data */
+	size_t buf_cap;
+	const uint8_t *data;          /* the chunk's bytes, in buf */
 	uint8_t hash[PN_HASH_BYTES];  /* expected */
 	struct pn_cid cid;
 	uint32_t peer, index, len;
@@ -397,11 +400,33 @@ static struct chunk_job *job_free(struct pn_transfer *t)
 		struct chunk_job *job = &t->jobs[i];
 		if (job->busy)
 			continue;
-		if (!job->buf && !(job->buf = malloc(PN_CHUNK_SIZE)))
-			return NULL;
 		return job;
 	}
 	return NULL;
+}
+
+/* Puts the chunk's bytes in job: the frame itself, taken from the
+ * connection (job's old buffer becomes the connection's), or a copy. */
+static bool job_take_data(struct pn_transfer *t, struct chunk_job *job, const uint8_t *data, uint32_t len)
+{
+	size_t cap;
+	uint8_t *frame = t->conn ? pn_conn_take_frame(t->conn, data, job->buf, job->buf_cap, &cap) : NULL;
+	if (frame) {
+		job->buf = frame;
+		job->buf_cap = cap;
+		job->data = data;
+		return true;
+	}
+	if (job->buf_cap < len || !job->buf) {
+		free(job->buf);
+		job->buf_cap = 0;
+		if (!(job->buf = malloc(PN_CHUNK_SIZE)))
+			return false;
+		job->buf_cap = PN_CHUNK_SIZE;
+	}
+	memcpy(job->buf, data, len);
+	job->data = job->buf;
+	return true;
 }
 
 /* On a pool thread: the hash check and the write, nothing that the loop
@@ -409,9 +434,9 @@ static struct chunk_job *job_free(struct pn_transfer *t)
 static void job_work_cb(uv_work_t *w)
 {
 	struct chunk_job *job = w->data;
-	job->result = store_chunk_check(job->hash, job->buf, job->len);
+	job->result = store_chunk_check(job->hash, job->data, job->len);
 	if (job->result == PN_OK)
-		job->result = store_partial_pwrite_chunk(job->part, job->index, job->buf, job->len);
+		job->result = store_partial_pwrite_chunk(job->part, job->index, job->data, job->len);
 }
 
 /* Back on the loop: record the chunk (its data is written: the bit may
@@ -451,9 +476,8 @@ static void get_on_write(struct pn_transfer *t, const struct engine_action *a)
 		job->peer = a->peer;
 		job->index = a->index;
 		job->len = a->len;
-		memcpy(job->buf, a->data, a->len);
 		const uint8_t *h = store_partial_hash(t->part, a->index);
-		if (h) {
+		if (h && job_take_data(t, job, a->data, a->len)) {
 			memcpy(job->hash, h, PN_HASH_BYTES);
 			job->work.data = job;
 			if (uv_queue_work(t->loop, &job->work, job_work_cb, job_done_cb) == 0) {

@@ -804,3 +804,81 @@ Test(net, small_frames_of_one_turn_share_one_record)
 	pn_conn_close(c, 0);
 	run_until(&T.c.closes, 1, "the close");
 }
+
+/* pn_conn_take_frame: a frame_cb that takes the buffer of every other frame
+ * gets the frame's own bytes (no copy), and the frames after it still come,
+ * all of them, in order. */
+static struct {
+	int frames, taken, refused;
+	uint64_t last_nonce;
+	bool out_of_order, bad_bytes;
+} TK;
+
+static int take_frame_cb(struct pn_conn *c, const uint8_t *body, size_t len)
+{
+	struct pn_msg m;
+	cr_assert_eq(pn_msg_decode(body, len, &m), PN_OK);
+	TK.out_of_order |= TK.frames > 0 && m.u.ping.nonce != TK.last_nonce + 1;
+	TK.last_nonce = m.u.ping.nonce;
+	TK.frames++;
+	uint8_t outside = 0;
+	size_t cap = 0;
+	if (pn_conn_take_frame(c, &outside, NULL, 0, &cap))
+		TK.refused = -1000; /* a pointer outside the frame must be refused */
+	if (m.u.ping.nonce % 2 == 0)
+		return PN_OK;
+	uint8_t *buf = pn_conn_take_frame(c, body + 1, NULL, 0, &cap);
+	if (!buf) {
+		TK.refused++;
+		return PN_OK;
+	}
+	TK.taken++;
+	/* The taken buffer holds this very frame: length prefix, then the body. */
+	TK.bad_bytes |= buf + PN_FRAME_HDR != body || cap < PN_FRAME_HDR + len || pn_get_u32(buf) != len;
+	/* A second take of the same frame is refused. */
+	if (pn_conn_take_frame(c, body + 1, NULL, 0, &cap))
+		TK.refused = -1000;
+	free(buf);
+	return PN_OK;
+}
+
+static const struct pn_conn_cbs take_cbs = {
+	.established_cb = established_cb,
+	.frame_cb = take_frame_cb,
+	.close_cb = close_cb,
+};
+
+static const struct pn_conn_cbs *take_accept_cb(struct pn_net *net, struct pn_conn *c)
+{
+	pn_conn_set_data(c, &T.s);
+	return &take_cbs;
+}
+
+Test(net, a_frame_handler_can_take_the_frames_buffer)
+{
+	memset(&TK, 0, sizeof TK);
+	pn_net_close(T.server);
+	cr_assert_eq(pn_net_new(&T.loop, &T.server_id, NULL, &T.server), PN_OK);
+	cr_assert_eq(pn_net_listen(T.server, "127.0.0.1:0", take_accept_cb, &T.port), PN_OK);
+	char addr[32];
+	struct pn_conn *c = NULL;
+	snprintf(addr, sizeof addr, "127.0.0.1:%u", T.port);
+	cr_assert_eq(pn_net_connect(T.client, addr, T.server_id.node_id, &test_cbs, &T.c, &c), PN_OK);
+	run_until(&T.c.established, 1, "the client's handshake");
+	run_until(&T.s.established, 1, "the server's handshake");
+	struct pn_msg m = {.type = PN_MSG_PING};
+	for (uint64_t i = 1; i <= 2000; i++) { /* several TLS records, many frames per read */
+		m.u.ping.nonce = i;
+		cr_assert_eq(pn_conn_send_msg(c, &m), PN_OK);
+	}
+	run_until(&TK.frames, 2000, "2,000 PINGs");
+	cr_assert_eq(TK.last_nonce, 2000);
+	cr_assert_not(TK.out_of_order, "a frame after a taken one came out of order");
+	cr_assert_not(TK.bad_bytes, "a taken buffer did not hold its frame");
+	cr_assert_geq(TK.refused, 0, "a take that must fail succeeded");
+	cr_assert_gt(TK.taken, 0, "no frame was taken");
+	cr_assert_eq(TK.taken + TK.refused, 1000);
+	cr_assert_eq(pn_conn_bytes_in(T.s.conn), pn_conn_bytes_out(c), "every byte counted once");
+	pn_conn_close(c, 0);
+	run_until(&T.c.closes, 1, "the close");
+}
