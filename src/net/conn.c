@@ -633,8 +633,10 @@ void pn_conn_close(struct pn_conn *c, int err)
 		c->reading = false;
 	}
 	/* A connection that was up gets close_notify and whatever is still
-	 * queued (an ERROR frame, say), unless it is the writes that stalled. */
-	if (was_established && err != PN_ETIMEDOUT && uv_is_writable((uv_stream_t *)&c->tcp)) {
+	 * queued (an ERROR frame, say), unless it is the writes that stalled (a
+	 * time-out with bytes still queued; an idle time-out has none, and its
+	 * ERROR saying why is in the batch). */
+	if (was_established && (err != PN_ETIMEDOUT || !c->queued) && uv_is_writable((uv_stream_t *)&c->tcp)) {
 		/* What the upload cap held back goes first, in order: the TLS records
 		 * that follow (close_notify) must not overtake it. */
 		while (c->shaped_head) {
