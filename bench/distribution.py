@@ -64,10 +64,10 @@ class Procs:
     def __init__(self):
         self.started = []
 
-    def spawn(self, argv, out_path=None, env=None):
+    def spawn(self, argv, out_path=None, env=None, stdin=subprocess.DEVNULL):
         out = open(out_path, "wb") if out_path else subprocess.DEVNULL
         try:
-            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            p = subprocess.Popen(argv, stdin=stdin, stdout=out, stderr=subprocess.STDOUT,
                                  start_new_session=True, env=env)
         finally:
             if out_path:
@@ -210,12 +210,22 @@ def parse_rate(s):
 # ---------------------------------------------------------------- one run
 
 def launch_clients(procs, argvs, outdir):
-    """Starts every client as fast as possible; returns (procs, launch time, time after the last spawn)."""
+    """Starts every client at once: each is spawned as a shell that waits at a shared barrier (reading a
+    pipe) and then execs the client, and the barrier opens when all are spawned. Spawned one after the
+    other, the last of 32 clients started ~0.4 s after the first, which D counted although no node had
+    been asked yet. Returns (procs, the moment the barrier opened, seconds the spawns took before it)."""
     ps = []
-    t0 = time.monotonic()
-    for i, argv in enumerate(argvs):
-        ps.append(procs.spawn(argv, out_path=os.path.join(outdir, f"client{i}.out")))
-    return ps, t0, time.monotonic()
+    r, w = os.pipe()
+    t_spawn = time.monotonic()
+    try:
+        for i, argv in enumerate(argvs):
+            ps.append(procs.spawn(["/bin/sh", "-c", 'read _ ; exec "$@"', "sh"] + list(argv),
+                                  out_path=os.path.join(outdir, f"client{i}.out"), stdin=r))
+    finally:
+        os.close(r)
+        t0 = time.monotonic()
+        os.close(w)  # every `read` ends (EOF): the clients exec together; their stdin stays at EOF
+    return ps, t0, t0 - t_spawn
 
 
 def wait_clients(ps, t0, timeout, on_tick=None):
@@ -290,7 +300,7 @@ def run_cs(binary, work, outdir, n, size, src, want, us, timeout, log):
             if c is not None:
                 samples.append((t, c))
 
-        ps, t0, t_spawned = launch_clients(procs, argvs, outdir)
+        ps, t0, spawn_s = launch_clients(procs, argvs, outdir)
         ends = wait_clients(ps, t0, timeout, tick)
         wall = max(e[0] for e in ends)
         srv_cpu = proc_cpu(srv.pid) - cpu0
@@ -302,7 +312,7 @@ def run_cs(binary, work, outdir, n, size, src, want, us, timeout, log):
         client_cpu = sum(c["cpu"] for c in clients)
         return {
             "n": n, "wall": wall, "self_max": max(c["seconds"] for c in clients),
-            "first": min(c["end"] for c in clients), "spawn_s": t_spawned - t0,
+            "first": min(c["end"] for c in clients), "spawn_s": spawn_s,
             "clients": [{"end": c["end"], "seconds": c["seconds"]} for c in clients],
             "server_cpu": srv_cpu, "client_cpu": client_cpu, "cpu_total": srv_cpu + client_cpu,
             "server_wire_sent": srv_sent,
@@ -419,7 +429,7 @@ def run_p2p(binary, work, outdir, n, size, src, want, us, u, timeout, log):
             row["unchoked_by"] = [sum(1 for q in s.get("peers", []) if not q.get("choking_us")) for s in sts]
             timeline.append(row)
 
-        ps, t0, t_spawned = launch_clients(procs, argvs, outdir)
+        ps, t0, spawn_s = launch_clients(procs, argvs, outdir)
         ends = wait_clients(ps, t0, timeout, tick)
         wall = max(e[0] for e in ends)
         tick(wall)
@@ -462,7 +472,7 @@ def run_p2p(binary, work, outdir, n, size, src, want, us, u, timeout, log):
             "stalled_nodes": sum(1 for x in stall if x >= 2.0),
             "seed_idle_tail": max(0.0, wall - seed_last) if ups else None,
             "n": n, "wall": wall, "self_max": max(c["seconds"] for c in clients),
-            "first": min(c["end"] for c in clients), "spawn_s": t_spawned - t0, "setup_s": setup_s,
+            "first": min(c["end"] for c in clients), "spawn_s": spawn_s, "setup_s": setup_s,
             "clients": [{"end": c["end"], "seconds": c["seconds"], "peers": c["peers"]} for c in clients],
             "seed_up": d_up[0], "seed_wire": d_wire[0], "nodes_up": sum(d_up[1:]),
             "nodes_down": sum(d_down[1:]), "nodes_wire_in": sum(d_wire_in[1:]),
@@ -767,7 +777,8 @@ def render(R, svg_rel="distribution.svg", plot_tool=None):
       f"`peernet node --up-rate`), every peer-to-peer node at u = {fmt_rate(u)} (`--up-rate`); no download "
       "caps anywhere, so d_min = ∞ and the F/d_min terms of the bounds drop out. Bounds (Kurose and Ross): "
       "D_cs = max(N·F/u_s, F/d_min) = N·F/u_s; D_p2p = max(F/u_s, F/d_min, N·F/(u_s + N·u)). "
-      "D measured = from launching the N clients at once to the exit of the last one "
+      "D measured = from starting the N clients at once (spawned first, each waiting at a shared barrier, "
+      "then released together) to the exit of the last one "
       "(the largest of the clients' own `seconds` beside it); peer-to-peer: the median of "
       f"{R.get('p2p_runs', 1)} runs per N (every run in the last column; the details below are the median "
       "run's), as one run's D moves by several percent with the shared host's load; client-server: one run "
