@@ -17,6 +17,7 @@
 #include <openssl/x509.h>
 #include "crypto/crypto.h"
 #include "crypto/internal.h"
+#include "util/text.h"
 
 #define ED25519_PUBKEY_BYTES 32
 #define IDENTITY_MAX_FILE 16384          /* a PKCS#8 Ed25519 PEM is ~120 bytes */
@@ -430,17 +431,6 @@ void pn_node_id_format(const uint8_t id[PN_ID_BYTES], char out[PN_NODE_ID_STR_LE
 	out[PN_NODE_ID_STR_LEN] = '\0';
 }
 
-static int hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 int pn_node_id_parse(const char *s, uint8_t out[PN_ID_BYTES])
 {
 	uint8_t id[PN_ID_BYTES];
@@ -448,8 +438,8 @@ int pn_node_id_parse(const char *s, uint8_t out[PN_ID_BYTES])
 	if (!s)
 		return PN_EINVAL;
 	for (size_t i = 0; i < PN_ID_BYTES; i++) {
-		int hi = hex_value(s[2 * i]);
-		int lo = hi < 0 ? -1 : hex_value(s[2 * i + 1]);
+		int hi = pn_hex_value(s[2 * i]);
+		int lo = hi < 0 ? -1 : pn_hex_value(s[2 * i + 1]);
 		if (hi < 0 || lo < 0)
 			return PN_EINVAL;
 		id[i] = (uint8_t)(hi << 4 | lo);

@@ -87,17 +87,6 @@ json_t *pn__json_merge(json_t *obj, json_t *more)
 	return NULL;
 }
 
-static int hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 int pn__json_get_text(const json_t *obj, const char *key, char *out, size_t cap)
 {
 	char hkey[JSON_KEY_MAX];
@@ -117,7 +106,7 @@ int pn__json_get_text(const json_t *obj, const char *key, char *out, size_t cap)
 		if (n / 2 >= cap)
 			return PN_ETOOBIG;
 		for (size_t i = 0; i < n; i += 2) {
-			int hi = hex_digit(t[i]), lo = hex_digit(t[i + 1]);
+			int hi = pn_hex_value(t[i]), lo = pn_hex_value(t[i + 1]);
 			if (hi < 0 || lo < 0 || (hi | lo) == 0) {
 				out[0] = 0;
 				return PN_EINVAL;

@@ -28,6 +28,18 @@ bool pn_name_valid(const char *name, size_t len);
 
 /* pn_text_escape (a name or path for a one-line message): peernet.h. */
 
+/* The value of a hex digit (either case), or -1. */
+static inline int pn_hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
 /* ---- keywords ----
  * A name and a query are split into words on every byte that is not an
  * ASCII letter or digit or a byte >= 0x80 (so UTF-8 stays inside words);
