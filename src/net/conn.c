@@ -96,6 +96,17 @@ static void write_req_free(struct write_req *w)
 	free(w);
 }
 
+/* The look-up of a host name that pn_net_connect_from dials, on libuv's
+ * thread pool. Apart from the connection, because it may outlive it: a
+ * connection closed while its name resolves detaches itself (req.data =
+ * NULL) and resolve_cb frees what is left. */
+struct resolve {
+	uv_getaddrinfo_t req;           /* first: resolve_cb is handed &req. data: the connection, or NULL */
+	struct sockaddr_storage source; /* the local address to bind, if has_source */
+	bool has_source;
+	uint16_t port;
+};
+
 struct pn_conn {
 	struct pn_net *net;
 	struct pn_conn *prev, *next;
@@ -103,6 +114,7 @@ struct pn_conn {
 	uv_connect_t connect_req;
 	uv_shutdown_t shutdown_req;
 	struct pn_tls *tls;
+	struct resolve *resolve;       /* RESOLVING: the look-up of the host name dialled */
 	const struct pn_conn_cbs *cbs;
 	void *data;
 	uint8_t *in;
@@ -190,15 +202,23 @@ void pn_net_opts_default(struct pn_net_opts *o)
 
 /* ---- addresses ---- */
 
-int pn_addr_parse(const char *addr, struct sockaddr_storage *ss, bool allow_empty_host)
+static void sockaddr_set_port(struct sockaddr_storage *ss, uint16_t port)
 {
-	char host[256];
+	if (ss->ss_family == AF_INET)
+		((struct sockaddr_in *)ss)->sin_port = htons(port);
+	else
+		((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
+}
+
+int pn_addr_split(const char *addr, bool allow_empty_host, char host[PN_ADDR_HOST_MAX], uint16_t *port,
+		  struct sockaddr_storage *ss)
+{
 	const char *port_str;
 	if (!addr || !*addr)
 		return PN_EINVAL;
 	if (addr[0] == '[') {
 		const char *end = strchr(addr, ']');
-		if (!end || end[1] != ':' || (size_t)(end - addr - 1) >= sizeof host)
+		if (!end || end[1] != ':' || (size_t)(end - addr - 1) >= PN_ADDR_HOST_MAX)
 			return PN_EINVAL;
 		memcpy(host, addr + 1, (size_t)(end - addr - 1));
 		host[end - addr - 1] = 0;
@@ -209,7 +229,7 @@ int pn_addr_parse(const char *addr, struct sockaddr_storage *ss, bool allow_empt
 			host[0] = 0;
 			port_str = addr;
 		} else {
-			if (strchr(addr, ':') != colon || (size_t)(colon - addr) >= sizeof host)
+			if (strchr(addr, ':') != colon || (size_t)(colon - addr) >= PN_ADDR_HOST_MAX)
 				return PN_EINVAL;
 			memcpy(host, addr, (size_t)(colon - addr));
 			host[colon - addr] = 0;
@@ -218,41 +238,61 @@ int pn_addr_parse(const char *addr, struct sockaddr_storage *ss, bool allow_empt
 	}
 	if (!*port_str || strlen(port_str) > 5)
 		return PN_EINVAL;
-	unsigned long port = 0;
+	unsigned long port_num = 0;
 	for (const char *p = port_str; *p; p++) {
 		if (*p < '0' || *p > '9')
 			return PN_EINVAL;
-		port = port * 10 + (unsigned long)(*p - '0');
+		port_num = port_num * 10 + (unsigned long)(*p - '0');
 	}
-	if (port > 65535)
+	if (port_num > 65535)
 		return PN_EINVAL;
+	*port = (uint16_t)port_num;
 	if (!host[0]) {
 		if (!allow_empty_host)
 			return PN_EINVAL;
 		strcpy(host, "0.0.0.0");
 	}
-	memset(ss, 0, sizeof *ss);
-	struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
-	if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+	struct sockaddr_storage lit;
+	memset(&lit, 0, sizeof lit);
+	struct sockaddr_in *v4 = (struct sockaddr_in *)&lit;
+	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&lit;
+	if (inet_pton(AF_INET, host, &v4->sin_addr) == 1)
 		v4->sin_family = AF_INET;
-		v4->sin_port = htons((uint16_t)port);
-		return PN_OK;
-	}
-	if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+	else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1)
 		v6->sin6_family = AF_INET6;
-		v6->sin6_port = htons((uint16_t)port);
-		return PN_OK;
-	}
+	else
+		return PN_EAGAIN;
+	sockaddr_set_port(&lit, *port);
+	*ss = lit;
+	return PN_OK;
+}
+
+int pn_addr_parse_numeric(const char *addr, struct sockaddr_storage *ss, bool allow_empty_host)
+{
+	char host[PN_ADDR_HOST_MAX];
+	uint16_t port;
+	int r = pn_addr_split(addr, allow_empty_host, host, &port, ss);
+	return r == PN_EAGAIN ? PN_EINVAL : r;
+}
+
+int pn_addr_parse(const char *addr, struct sockaddr_storage *ss, bool allow_empty_host)
+{
+	char host[PN_ADDR_HOST_MAX];
+	uint16_t port;
+	int r = pn_addr_split(addr, allow_empty_host, host, &port, ss);
+	if (r != PN_EAGAIN)
+		return r;
 	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
 	struct addrinfo *res = NULL;
 	if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res)
 		return PN_ENOTFOUND;
+	if (res->ai_addrlen > sizeof *ss) {
+		freeaddrinfo(res);
+		return PN_ENOTFOUND;
+	}
+	memset(ss, 0, sizeof *ss);
 	memcpy(ss, res->ai_addr, res->ai_addrlen);
-	if (ss->ss_family == AF_INET)
-		v4->sin_port = htons((uint16_t)port);
-	else
-		v6->sin6_port = htons((uint16_t)port);
+	sockaddr_set_port(ss, port);
 	freeaddrinfo(res);
 	return PN_OK;
 }
@@ -486,15 +526,16 @@ static int bind_device(struct pn_net *net, uv_handle_t *h)
 	return PN_OK;
 }
 
-static struct pn_conn *conn_new(struct pn_net *net, bool is_server)
+/* A new connection in its first state: HANDSHAKING for an accepted one (its
+ * TCP is up already), CONNECTING or RESOLVING for one this end dials. */
+static struct pn_conn *conn_new(struct pn_net *net, bool is_server, enum conn_state first)
 {
 	struct pn_conn *c = calloc(1, sizeof *c);
 	if (!c)
 		return NULL;
 	c->net = net;
 	c->is_server = is_server;
-	/* An accepted connection's TCP is up already. */
-	c->state = is_server ? CONN_HANDSHAKING : CONN_CONNECTING;
+	c->state = first;
 	c->max_body = PN_FRAME_MAX;
 	c->created_ms = c->last_rx_ms = c->last_tx_ms = uv_now(net->loop);
 	uv_tcp_init(net->loop, &c->tcp);
@@ -600,6 +641,12 @@ static void conn_finish_close(struct pn_conn *c)
 {
 	if (c->state >= CONN_CLOSING)
 		return;
+	if (c->resolve) {
+		/* The look-up goes on without the connection: resolve_cb frees it. */
+		c->resolve->req.data = NULL;
+		(void)uv_cancel((uv_req_t *)&c->resolve->req);
+		c->resolve = NULL;
+	}
 	conn_halfopen_over(c); /* uv_close gives the descriptor back now */
 	conn_set_state(c, CONN_CLOSING);
 	uv_close((uv_handle_t *)&c->tcp, tcp_closed_cb);
@@ -1000,6 +1047,7 @@ const char *pn_conn_peer_addr(const struct pn_conn *c) { return c->peer_addr; }
 const char *pn_conn_tls_error(const struct pn_conn *c) { return c->tls ? pn_tls_last_error(c->tls) : "no error"; }
 const uint8_t *pn_conn_peer_id(const struct pn_conn *c) { return c->peer_id; }
 bool pn_conn_is_established(const struct pn_conn *c) { return c->state == CONN_ESTABLISHED; }
+enum conn_state pn__conn_state(const struct pn_conn *c) { return c->state; }
 bool pn_conn_evicted(const struct pn_conn *c) { return c->evicted; }
 
 int pn_conn_local_ip(const struct pn_conn *c, char out[PN_ADDR_STR_MAX])
@@ -1233,7 +1281,7 @@ static void process(struct pn_conn *c)
 	c->processing = true;
 	do {
 		c->reprocess = false;
-		if (conn_closing(c) || !c->tls)
+		if (conn_closing(c) || !c->tls || c->state == CONN_RESOLVING)
 			break;
 		if (c->state < CONN_ESTABLISHED) {
 			int r = pn_tls_handshake(c->tls);
@@ -1344,7 +1392,7 @@ static void connection_cb(uv_stream_t *server, int status)
 	struct pn_net *net = server->data;
 	if (status < 0 || net->closing)
 		return;
-	struct pn_conn *c = conn_new(net, true);
+	struct pn_conn *c = conn_new(net, true, CONN_HANDSHAKING);
 	if (!c)
 		return;
 	if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
@@ -1455,13 +1503,80 @@ int pn_net_connect(struct pn_net *net, const char *addr, const uint8_t *expected
 	return pn_net_connect_from(net, NULL, addr, expected_id, cbs, data, out);
 }
 
+/* Opens c's socket toward ss, bound to the net's interface and to source
+ * (NULL: any), and starts the TCP connect: connect_cb follows. Returns PN_OK
+ * or the error; c is then the caller's to close. */
+static int conn_dial(struct pn_conn *c, const struct sockaddr_storage *ss, const struct sockaddr_storage *source)
+{
+	struct pn_net *net = c->net;
+	if (net->opts.bind_interface[0]) {
+		/* The socket must exist before connect to carry the option. */
+		uv_os_sock_t sock = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (sock < 0 || uv_tcp_open(&c->tcp, sock) != 0) {
+			if (sock >= 0)
+				close(sock);
+			return PN_EIO;
+		}
+		int r = bind_device(net, (uv_handle_t *)&c->tcp);
+		if (r != PN_OK)
+			return r;
+	}
+	if (source && uv_tcp_bind(&c->tcp, (const struct sockaddr *)source, 0) != 0)
+		return PN_EINVAL;
+	pn_addr_format((const struct sockaddr *)ss, c->peer_addr);
+	c->connect_req.data = c;
+	if (uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)ss, connect_cb) != 0)
+		return PN_ECONNREFUSED;
+	return PN_OK;
+}
+
+/* The host name of a RESOLVING connection looked up (or the look-up
+ * cancelled): dial its first address, or close with PN_ENOTFOUND, what
+ * pn_addr_parse says of a name that does not resolve. */
+static void resolve_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+	struct resolve *rs = (struct resolve *)req;
+	struct pn_conn *c = req->data;
+	struct sockaddr_storage ss;
+	bool found = status == 0 && res && res->ai_addrlen <= sizeof ss;
+	if (found) {
+		memset(&ss, 0, sizeof ss);
+		memcpy(&ss, res->ai_addr, res->ai_addrlen);
+		sockaddr_set_port(&ss, rs->port);
+	}
+	uv_freeaddrinfo(res);
+	if (!c) { /* closed while it resolved */
+		free(rs);
+		return;
+	}
+	c->resolve = NULL;
+	if (!found) {
+		free(rs);
+		pn_conn_close(c, PN_ENOTFOUND);
+		return;
+	}
+	conn_set_state(c, CONN_CONNECTING);
+	int r = conn_dial(c, &ss, rs->has_source ? &rs->source : NULL);
+	free(rs);
+	if (r != PN_OK)
+		pn_conn_close(c, r);
+}
+
+/* A numeric address is dialled at once; a host name is looked up with
+ * uv_getaddrinfo (the loop does not wait for DNS): the connection is
+ * returned RESOLVING, and a name that does not resolve closes it with
+ * PN_ENOTFOUND through close_cb. An error returned leaves nothing behind
+ * (close_cb does not run). */
 int pn_net_connect_from(struct pn_net *net, const char *source_ip, const char *addr, const uint8_t *expected_id,
 			const struct pn_conn_cbs *cbs, void *data, struct pn_conn **out)
 {
 	struct sockaddr_storage ss, src;
-	int r = pn_addr_parse(addr, &ss, false);
-	if (r != PN_OK)
+	char host[PN_ADDR_HOST_MAX];
+	uint16_t port;
+	int r = pn_addr_split(addr, false, host, &port, &ss);
+	if (r != PN_OK && r != PN_EAGAIN)
 		return r;
+	bool numeric = r == PN_OK;
 	if (source_ip) {
 		memset(&src, 0, sizeof src);
 		struct sockaddr_in *v4 = (struct sockaddr_in *)&src;
@@ -1473,49 +1588,51 @@ int pn_net_connect_from(struct pn_net *net, const char *source_ip, const char *a
 		else
 			return PN_EINVAL;
 	}
-	struct pn_conn *c = conn_new(net, false);
+	struct pn_conn *c = conn_new(net, false, numeric ? CONN_CONNECTING : CONN_RESOLVING);
 	if (!c)
 		return PN_ENOMEM;
-	if (net->opts.bind_interface[0]) {
-		/* The socket must exist before connect to carry the option. */
-		uv_os_sock_t sock = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (sock < 0 || uv_tcp_open(&c->tcp, sock) != 0) {
-			if (sock >= 0)
-				close(sock);
-			conn_finish_close(c);
-			return PN_EIO;
-		}
-		r = bind_device(net, (uv_handle_t *)&c->tcp);
-		if (r != PN_OK) {
-			conn_finish_close(c);
-			return r;
-		}
-	}
-	if (source_ip && uv_tcp_bind(&c->tcp, (struct sockaddr *)&src, 0) != 0) {
-		conn_finish_close(c);
-		return PN_EINVAL;
-	}
 	c->cbs = cbs;
 	c->data = data;
-	pn_addr_format((struct sockaddr *)&ss, c->peer_addr);
 	if (expected_id) {
 		c->has_expected = true;
 		memcpy(c->expected_id, expected_id, PN_ID_BYTES);
 	}
 	c->tls = pn_tls_new(net->ctx_client, false, expected_id);
 	if (!c->tls) {
-		c->close_err = PN_ETLS;
-		conn_finish_close(c);
-		return PN_ETLS;
+		r = PN_ETLS;
+		goto fail;
 	}
-	c->connect_req.data = c;
-	r = uv_tcp_connect(&c->connect_req, &c->tcp, (struct sockaddr *)&ss, connect_cb);
-	if (r != 0) {
-		c->close_err = PN_ECONNREFUSED;
-		c->cbs = NULL;
-		conn_finish_close(c);
-		return PN_ECONNREFUSED;
+	if (numeric) {
+		r = conn_dial(c, &ss, source_ip ? &src : NULL);
+		if (r != PN_OK)
+			goto fail;
+		*out = c;
+		return PN_OK;
+	}
+	struct resolve *rs = calloc(1, sizeof *rs);
+	if (!rs) {
+		r = PN_ENOMEM;
+		goto fail;
+	}
+	rs->port = port;
+	rs->has_source = source_ip != NULL;
+	if (source_ip)
+		rs->source = src;
+	rs->req.data = c;
+	snprintf(c->peer_addr, sizeof c->peer_addr, "%s", addr); /* the name, until it resolves */
+	/* With a source address, only addresses of its family can be reached from it. */
+	struct addrinfo hints = {.ai_family = source_ip ? src.ss_family : AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+	if (uv_getaddrinfo(net->loop, &rs->req, resolve_cb, host, NULL, &hints) != 0) {
+		free(rs);
+		pn_conn_close(c, PN_ENOTFOUND); /* close_cb follows, from the loop */
+	} else {
+		c->resolve = rs;
 	}
 	*out = c;
 	return PN_OK;
+fail:
+	c->close_err = r;
+	c->cbs = NULL; /* nothing is left for the caller: close_cb does not run */
+	conn_finish_close(c);
+	return r;
 }

@@ -12,13 +12,15 @@
 /* A connection's lifecycle. Every change goes through conn_set_state, which
  * asserts that it is in this table:
  *
- *   CONNECTING  -> HANDSHAKING | CLOSING
+ *   RESOLVING   -> CONNECTING | CLOSING      (a host name: uv_getaddrinfo under way)
+ *   CONNECTING  -> HANDSHAKING | CLOSING     (a numeric address starts here)
  *   HANDSHAKING -> ESTABLISHED | CLOSING     (an accepted connection starts here)
  *   ESTABLISHED -> DRAINING | CLOSING        (only an established connection drains)
  *   DRAINING    -> CLOSING
  *   CLOSING     -> CLOSED
  */
 enum conn_state {
+	CONN_RESOLVING,   /* dialling a host name: its address is being looked up off the loop */
 	CONN_CONNECTING,  /* dialling: the TCP connect is in flight */
 	CONN_HANDSHAKING, /* TCP up, the TLS handshake under way */
 	CONN_ESTABLISHED, /* TLS up and the peer's identity checked: frames flow */
@@ -30,6 +32,7 @@ enum conn_state {
 
 #define CONN_TO(s) (1u << (s))
 static const uint8_t conn_next[CONN_NSTATES] = {
+	[CONN_RESOLVING] = CONN_TO(CONN_CONNECTING) | CONN_TO(CONN_CLOSING),
 	[CONN_CONNECTING] = CONN_TO(CONN_HANDSHAKING) | CONN_TO(CONN_CLOSING),
 	[CONN_HANDSHAKING] = CONN_TO(CONN_ESTABLISHED) | CONN_TO(CONN_CLOSING),
 	[CONN_ESTABLISHED] = CONN_TO(CONN_DRAINING) | CONN_TO(CONN_CLOSING),
@@ -43,5 +46,9 @@ static inline bool conn_transition_ok(enum conn_state from, enum conn_state to)
 {
 	return from < CONN_NSTATES && to < CONN_NSTATES && (conn_next[from] & CONN_TO(to));
 }
+
+struct pn_conn;
+/* A connection's state now: for tests. */
+enum conn_state pn__conn_state(const struct pn_conn *c);
 
 #endif

@@ -113,7 +113,9 @@ PN_MUST_CHECK int pn_net_listen(struct pn_net *net, const char *addr, pn_accept_
 				uint16_t *bound_port);
 
 /* Starts a connection to addr. If expected_id is not NULL the peer must have
- * that node ID. established_cb or close_cb follows. */
+ * that node ID. established_cb or close_cb follows. A host name is looked up
+ * without blocking the loop; one that does not resolve ends in close_cb with
+ * PN_ENOTFOUND. An error returned leaves nothing (close_cb does not run). */
 PN_MUST_CHECK int pn_net_connect(struct pn_net *net, const char *addr, const uint8_t *expected_id,
 				 const struct pn_conn_cbs *cbs, void *data, struct pn_conn **out);
 /* Like pn_net_connect from the local address source_ip ("127.0.5.5", "::1";
@@ -123,8 +125,20 @@ PN_MUST_CHECK int pn_net_connect_from(struct pn_net *net, const char *source_ip,
 				      const uint8_t *expected_id, const struct pn_conn_cbs *cbs, void *data,
 				      struct pn_conn **out);
 
-/* Parses "host:port" (with [v6] brackets) into a socket address, resolving host. */
+/* Parses "host:port" (with [v6] brackets) into a socket address, resolving
+ * host with a blocking getaddrinfo (PN_ENOTFOUND if it does not resolve):
+ * for start-up only (a listen address), never on a running loop. */
 PN_MUST_CHECK int pn_addr_parse(const char *addr, struct sockaddr_storage *ss, bool allow_empty_host);
+/* Splits addr ("host:port", "[v6]:port", ":port" or "port") into host and
+ * port, without a look-up. PN_OK with *ss set when host is an IP literal (or
+ * empty, as 0.0.0.0, and allowed); PN_EAGAIN when host is a name to look up
+ * (host and *port set, *ss untouched: uv_getaddrinfo it); PN_EINVAL when addr
+ * is not an address. */
+#define PN_ADDR_HOST_MAX 256
+PN_MUST_CHECK int pn_addr_split(const char *addr, bool allow_empty_host, char host[PN_ADDR_HOST_MAX], uint16_t *port,
+				struct sockaddr_storage *ss);
+/* Like pn_addr_parse for an IP literal only: a host name is PN_EINVAL. Never blocks. */
+PN_MUST_CHECK int pn_addr_parse_numeric(const char *addr, struct sockaddr_storage *ss, bool allow_empty_host);
 void pn_addr_format(const struct sockaddr *sa, char out[PN_ADDR_STR_MAX]);
 
 /* Sends one whole frame (length prefix included). The bytes are copied

@@ -1033,6 +1033,9 @@ static void close_cb(struct pn_conn *c, int err)
 	}
 	const char *srv = server_name(t);
 	switch (err) {
+	case PN_ENOTFOUND: /* the server's host name did not resolve (pn_net_connect looks it up off the loop) */
+		fail(t, err, "cannot resolve the server address '%s'", t->cfg.server);
+		break;
 	case PN_ECONNREFUSED:
 		fail(t, err, "cannot connect to %s: connection refused or unreachable; is `peernet serve` running there?%s",
 		     srv, partial_hint(t));

@@ -369,8 +369,16 @@ void node__peer_close_cb(struct pn_conn *c, int err)
 {
 	struct peer *p = pn_conn_data(c);
 	struct pn_node *n = p->node;
-	if (err && err != PN_ECLOSED && err != PN_ECORRUPT && err != PN_EPROTO && !pn_conn_evicted(c))
+	if (err == PN_ENOTFOUND && p->outgoing && !p->hello) {
+		/* A dialled host name that did not resolve (looked up off the loop):
+		 * said as when the look-up blocked the dial. */
+		if (p->seed_server)
+			PN_LOGI(&n->log, "cannot dial seed server %s", p->addr);
+		else
+			PN_LOGI(&n->log, "cannot dial %s: %s", p->addr, pn_strerror(err));
+	} else if (err && err != PN_ECLOSED && err != PN_ECORRUPT && err != PN_EPROTO && !pn_conn_evicted(c)) {
 		PN_LOGI(&n->log, "%s: peer connection closed: %s", p->addr, pn_strerror(err));
+	}
 	if (p->hello && n->state == NODE_STARTED)
 		tell_peer(n, p, false);
 	engine_peer_closed(n->engine, p->key, node_now(n));

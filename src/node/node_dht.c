@@ -1,4 +1,5 @@
 /* Finding data through the Kademlia DHT. See node_dht.h. */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -77,13 +78,23 @@ struct sent_find {
 	uint64_t sent_ms;
 };
 
+/* The look-up of one bootstrap node's host name, on libuv's thread pool. */
+struct boot_lookup {
+	uv_getaddrinfo_t req;        /* first: bootstrap_resolved_cb is handed &req. data: the dht_node */
+	size_t index;                /* in bootstrap */
+	uint16_t port;
+};
+
 struct dht_node {
 	struct dht_node_opts o;
 	char **bootstrap;            /* owned copies of o.bootstrap */
+	struct boot_lookup **boot_lookups; /* per bootstrap name: its look-up under way, or NULL */
+	size_t nboot_lookups;        /* those under way: the close waits for them */
 	char *data_dir;
 	struct dht *core;
 	uv_udp_t udp;
 	bool udp_open, v6sock, stopped;
+	bool closing, close_reported; /* dht_node_close ran / closed_cb ran */
 	void (*closed_cb)(void *ud);
 	void *closed_ud;
 	struct pn_prng rng;
@@ -311,7 +322,7 @@ static void table_load(struct dht_node *dn, uint64_t now)
 		struct sockaddr_storage ss;
 		if (sscanf(line, "%65s %63s", idhex, at) != 2 || pn_node_id_parse(idhex, c.id) != PN_OK ||
 		    !pn_addr_text_valid(at, strlen(at), false) || (at[0] != '[' && !(at[0] >= '0' && at[0] <= '9')) ||
-		    pn_addr_parse(at, &ss, false) != PN_OK || !addr_of_sockaddr((struct sockaddr *)&ss, &c.addr) ||
+		    pn_addr_parse_numeric(at, &ss, false) != PN_OK || !addr_of_sockaddr((struct sockaddr *)&ss, &c.addr) ||
 		    !memcmp(c.id, dn->o.id->node_id, PN_ID_BYTES))
 			continue;
 		dht_add_contact(dn->core, &c, now);
@@ -696,13 +707,86 @@ static void recv_cb(uv_udp_t *u, ssize_t nread, const uv_buf_t *buf, const struc
 
 /* ---- set-up and tear-down ---- */
 
-/* Pings every bootstrap node (host names resolved now). */
+static void maybe_closed(struct dht_node *dn);
+
+/* A bootstrap node's host name looked up (or the look-up cancelled by
+ * dht_node_stop): it is pinged, unless the node stopped meanwhile. */
+static void bootstrap_resolved_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+	struct boot_lookup *bl = (struct boot_lookup *)req;
+	struct dht_node *dn = req->data;
+	struct pn_dht_addr a;
+	bool found = false;
+	if (status == 0 && res) {
+		/* The port is not looked up: the one given is put in before the check. */
+		struct sockaddr_storage ss;
+		if (res->ai_addrlen <= sizeof ss) {
+			memset(&ss, 0, sizeof ss);
+			memcpy(&ss, res->ai_addr, res->ai_addrlen);
+			if (ss.ss_family == AF_INET)
+				((struct sockaddr_in *)&ss)->sin_port = htons(bl->port);
+			else if (ss.ss_family == AF_INET6)
+				((struct sockaddr_in6 *)&ss)->sin6_port = htons(bl->port);
+			found = addr_of_sockaddr((struct sockaddr *)&ss, &a);
+		}
+	}
+	uv_freeaddrinfo(res);
+	dn->boot_lookups[bl->index] = NULL;
+	dn->nboot_lookups--;
+	if (dn->stopped) {
+		free(bl);
+		maybe_closed(dn);
+		return;
+	}
+	if (!found) {
+		PN_LOGI(dn->o.log, "dht: cannot resolve the bootstrap node %s", dn->bootstrap[bl->index]);
+	} else {
+		uint64_t now = uv_now(dn->o.loop);
+		dht_bootstrap(dn->core, &a, now);
+		pump(dn, now);
+	}
+	free(bl);
+}
+
+/* Starts the look-up of bootstrap node i's host name, unless one is under way. */
+static void bootstrap_resolve(struct dht_node *dn, size_t i, const char *host, uint16_t port)
+{
+	if (dn->boot_lookups[i])
+		return;
+	struct boot_lookup *bl = calloc(1, sizeof *bl);
+	if (!bl) {
+		PN_LOGI(dn->o.log, "dht: cannot resolve the bootstrap node %s", dn->bootstrap[i]);
+		return;
+	}
+	bl->index = i;
+	bl->port = port;
+	bl->req.data = dn;
+	/* An IPv4 socket reaches IPv4 addresses only. */
+	struct addrinfo hints = {.ai_family = dn->v6sock ? AF_UNSPEC : AF_INET, .ai_socktype = SOCK_DGRAM};
+	if (uv_getaddrinfo(dn->o.loop, &bl->req, bootstrap_resolved_cb, host, NULL, &hints) != 0) {
+		free(bl);
+		PN_LOGI(dn->o.log, "dht: cannot resolve the bootstrap node %s", dn->bootstrap[i]);
+		return;
+	}
+	dn->boot_lookups[i] = bl;
+	dn->nboot_lookups++;
+}
+
+/* Pings every bootstrap node: an IP address now, a host name once
+ * uv_getaddrinfo has looked it up (the loop does not wait for DNS). */
 static void bootstrap(struct dht_node *dn, uint64_t now)
 {
 	for (size_t i = 0; i < dn->o.nbootstrap; i++) {
 		struct sockaddr_storage ss;
 		struct pn_dht_addr a;
-		if (pn_addr_parse(dn->bootstrap[i], &ss, false) != PN_OK || !addr_of_sockaddr((struct sockaddr *)&ss, &a)) {
+		char host[PN_ADDR_HOST_MAX];
+		uint16_t port;
+		int r = pn_addr_split(dn->bootstrap[i], false, host, &port, &ss);
+		if (r == PN_EAGAIN) {
+			bootstrap_resolve(dn, i, host, port);
+			continue;
+		}
+		if (r != PN_OK || !addr_of_sockaddr((struct sockaddr *)&ss, &a)) {
 			PN_LOGI(dn->o.log, "dht: cannot resolve the bootstrap node %s", dn->bootstrap[i]);
 			continue;
 		}
@@ -756,6 +840,7 @@ static void free_strings(struct dht_node *dn)
 	for (size_t i = 0; dn->bootstrap && i < dn->o.nbootstrap; i++)
 		free(dn->bootstrap[i]);
 	free(dn->bootstrap);
+	free(dn->boot_lookups);
 	free(dn->data_dir);
 }
 
@@ -769,7 +854,8 @@ int dht_node_new(const struct dht_node_opts *opts, uint64_t now, struct dht_node
 	}
 	dn->o = *opts;
 	bool oom = (opts->data_dir && !(dn->data_dir = strdup(opts->data_dir))) ||
-		   (opts->nbootstrap && !(dn->bootstrap = calloc(opts->nbootstrap, sizeof *dn->bootstrap)));
+		   (opts->nbootstrap && !(dn->bootstrap = calloc(opts->nbootstrap, sizeof *dn->bootstrap))) ||
+		   (opts->nbootstrap && !(dn->boot_lookups = calloc(opts->nbootstrap, sizeof *dn->boot_lookups)));
 	for (size_t i = 0; !oom && i < opts->nbootstrap; i++)
 		oom = !(dn->bootstrap[i] = strdup(opts->bootstrap[i]));
 	dn->o.data_dir = dn->data_dir;
@@ -832,14 +918,28 @@ void dht_node_stop(struct dht_node *dn)
 	dn->stopped = true;
 	if (dn->udp_open)
 		uv_udp_recv_stop(&dn->udp);
+	/* Look-ups not started yet are cancelled; the others end unheeded.
+	 * Each reports to bootstrap_resolved_cb either way. */
+	for (size_t i = 0; i < dn->o.nbootstrap; i++)
+		if (dn->boot_lookups[i])
+			(void)uv_cancel((uv_req_t *)&dn->boot_lookups[i]->req);
+}
+
+/* Once the socket is closed and no look-up is under way: closed_cb, once. */
+static void maybe_closed(struct dht_node *dn)
+{
+	if (!dn->closing || dn->close_reported || dn->udp_open || dn->nboot_lookups)
+		return;
+	dn->close_reported = true;
+	if (dn->closed_cb)
+		dn->closed_cb(dn->closed_ud);
 }
 
 static void udp_closed_cb(uv_handle_t *h)
 {
 	struct dht_node *dn = h->data;
 	dn->udp_open = false;
-	if (dn->closed_cb)
-		dn->closed_cb(dn->closed_ud);
+	maybe_closed(dn);
 }
 
 void dht_node_close(struct dht_node *dn, void (*closed)(void *ud), void *ud)
@@ -847,6 +947,7 @@ void dht_node_close(struct dht_node *dn, void (*closed)(void *ud), void *ud)
 	dht_node_stop(dn);
 	dn->closed_cb = closed;
 	dn->closed_ud = ud;
+	dn->closing = true;
 	uv_close((uv_handle_t *)&dn->udp, udp_closed_cb);
 }
 
@@ -854,6 +955,7 @@ void dht_node_free(struct dht_node *dn)
 {
 	if (!dn)
 		return;
+	assert(dn->nboot_lookups == 0 && "dht_node_free before the close callback");
 	drop_lookups(dn);
 	dht_free(dn->core);
 	free(dn->offers);

@@ -48,7 +48,7 @@ struct dht_node_opts {
 	const char *bind_interface;   /* SO_BINDTODEVICE; NULL: any */
 	const char *data_dir;         /* DATA/dht-table is read and written here; NULL: nowhere */
 	const struct pn_identity *id; /* signs datagrams and records; borrowed, outlives the dht_node */
-	const char *const *bootstrap; /* nbootstrap "host:port" (names are resolved) to join through */
+	const char *const *bootstrap; /* nbootstrap "host:port" (names are looked up off the loop) to join through */
 	size_t nbootstrap;
 	uint64_t seed;                /* the core's txids, tokens and refresh targets; jitter */
 	const struct pn_logger *log;  /* borrowed; NULL: silent */
@@ -63,10 +63,12 @@ struct dht_node_opts {
  * CAP_NET_RAW), PN_EIO, PN_ENOMEM. */
 PN_MUST_CHECK int dht_node_new(const struct dht_node_opts *opts, uint64_t now, struct dht_node **out, char *why,
 			       size_t whylen);
-/* Saves DATA/dht-table, drops every look-up and search (no event follows)
- * and sends nothing more. */
+/* Saves DATA/dht-table, drops every look-up and search (no event follows),
+ * cancels the look-ups of bootstrap host names and sends nothing more. */
 void dht_node_stop(struct dht_node *dn);
-/* Closes the socket; closed(ud) runs from the loop once it is closed. */
+/* Closes the socket and cancels the look-ups of bootstrap host names;
+ * closed(ud) runs from the loop once the socket is closed and every look-up
+ * has reported. */
 void dht_node_close(struct dht_node *dn, void (*closed)(void *ud), void *ud);
 /* After the close callback (or for NULL): frees everything. */
 void dht_node_free(struct dht_node *dn);

@@ -17,12 +17,14 @@
 Test(conn_state, allowed_transitions)
 {
 	/* The paths a connection takes. */
+	cr_assert(conn_transition_ok(CONN_RESOLVING, CONN_CONNECTING));
 	cr_assert(conn_transition_ok(CONN_CONNECTING, CONN_HANDSHAKING));
 	cr_assert(conn_transition_ok(CONN_HANDSHAKING, CONN_ESTABLISHED));
 	cr_assert(conn_transition_ok(CONN_ESTABLISHED, CONN_DRAINING));
 	cr_assert(conn_transition_ok(CONN_DRAINING, CONN_CLOSING));
 	cr_assert(conn_transition_ok(CONN_CLOSING, CONN_CLOSED));
 	/* Failing or closing early skips the drain. */
+	cr_assert(conn_transition_ok(CONN_RESOLVING, CONN_CLOSING));
 	cr_assert(conn_transition_ok(CONN_CONNECTING, CONN_CLOSING));
 	cr_assert(conn_transition_ok(CONN_HANDSHAKING, CONN_CLOSING));
 	cr_assert(conn_transition_ok(CONN_ESTABLISHED, CONN_CLOSING));
@@ -35,7 +37,7 @@ Test(conn_state, everything_else_is_refused)
 	for (int from = 0; from < CONN_NSTATES; from++)
 		for (int to = 0; to < CONN_NSTATES; to++)
 			allowed += conn_transition_ok((enum conn_state)from, (enum conn_state)to);
-	cr_assert_eq(allowed, 8, "exactly the eight changes above");
+	cr_assert_eq(allowed, 10, "exactly the ten changes above");
 	/* Never backwards, never to itself, nothing after CLOSED. */
 	for (int s = 0; s < CONN_NSTATES; s++) {
 		cr_assert_not(conn_transition_ok((enum conn_state)s, (enum conn_state)s));
@@ -44,6 +46,7 @@ Test(conn_state, everything_else_is_refused)
 			cr_assert_not(conn_transition_ok((enum conn_state)s, (enum conn_state)earlier));
 	}
 	cr_assert_not(conn_transition_ok(CONN_CONNECTING, CONN_ESTABLISHED), "no TLS, no establishment");
+	cr_assert_not(conn_transition_ok(CONN_RESOLVING, CONN_HANDSHAKING), "no address, no TCP");
 	cr_assert_not(conn_transition_ok(CONN_HANDSHAKING, CONN_DRAINING), "only an established connection drains");
 	cr_assert_not(conn_transition_ok(CONN_NSTATES, CONN_CLOSED));
 	cr_assert_not(conn_transition_ok(CONN_CLOSING, CONN_NSTATES));
@@ -881,4 +884,141 @@ Test(net, a_frame_handler_can_take_the_frames_buffer)
 	cr_assert_eq(pn_conn_bytes_in(T.s.conn), pn_conn_bytes_out(c), "every byte counted once");
 	pn_conn_close(c, 0);
 	run_until(&T.c.closes, 1, "the close");
+}
+
+/* ---- host names: looked up off the loop ---- */
+
+/* A name that getaddrinfo refuses on this machine, before any query leaves
+ * it (an empty label cannot be put in a DNS packet), and fast. */
+#define UNRESOLVABLE_HOST "bad..name.invalid"
+
+Test(net, a_literal_address_dials_at_once)
+{
+	char addr[32];
+	struct pn_conn *c = NULL;
+
+	snprintf(addr, sizeof addr, "127.0.0.1:%u", T.port);
+	cr_assert_eq(pn_net_connect(T.client, addr, T.server_id.node_id, &test_cbs, &T.c, &c), PN_OK);
+	cr_assert_eq(pn__conn_state(c), CONN_CONNECTING, "no look-up for a literal");
+	cr_assert_str_eq(pn_conn_peer_addr(c), addr);
+	run_until(&T.c.established, 1, "the client's handshake");
+}
+
+Test(net, a_host_name_resolves_without_blocking_the_call)
+{
+	struct pn_net *srv;
+	uint16_t port;
+	char addr[64];
+	struct pn_conn *c = NULL;
+
+	/* A listener on what "localhost" resolves to first, whichever family. */
+	cr_assert_eq(pn_net_new(&T.loop, &T.server_id, NULL, &srv), PN_OK);
+	cr_assert_eq(pn_net_listen(srv, "localhost:0", accept_cb, &port), PN_OK);
+	snprintf(addr, sizeof addr, "localhost:%u", port);
+	cr_assert_eq(pn_net_connect(T.client, addr, T.server_id.node_id, &test_cbs, &T.c, &c), PN_OK);
+	cr_assert_eq(pn__conn_state(c), CONN_RESOLVING, "returned before the name is looked up");
+	cr_assert_str_eq(pn_conn_peer_addr(c), addr, "the name, until it resolves");
+	cr_assert_eq(pn_conn_send(c, "x", 1), PN_ECLOSED, "nothing is sent before TLS is up");
+	run_until(&T.c.established, 1, "the client's handshake");
+	run_until(&T.s.established, 1, "the server's handshake");
+	cr_assert_eq(T.c.closes, 0);
+	cr_assert_neq(strcmp(pn_conn_peer_addr(c), addr), 0, "the address it reached: %s", pn_conn_peer_addr(c));
+	cr_assert_arr_eq(pn_conn_peer_id(c), T.server_id.node_id, PN_ID_BYTES);
+	pn_net_close(srv);
+}
+
+Test(net, a_host_name_from_a_chosen_source)
+{
+	char addr[32];
+	struct pn_conn *c = NULL;
+
+	/* T.server listens on 127.0.0.1: from an IPv4 source, localhost is looked up as IPv4. */
+	snprintf(addr, sizeof addr, "localhost:%u", T.port);
+	cr_assert_eq(pn_net_connect_from(T.client, "127.0.9.9", addr, T.server_id.node_id, &test_cbs, &T.c, &c),
+		     PN_OK);
+	cr_assert_eq(pn__conn_state(c), CONN_RESOLVING);
+	run_until(&T.s.established, 1, "the server's handshake");
+	cr_assert_eq(strncmp(pn_conn_peer_addr(T.s.conn), "127.0.9.9:", 10), 0, "%s", pn_conn_peer_addr(T.s.conn));
+}
+
+Test(net, closing_while_the_name_resolves)
+{
+	char addr[32];
+	struct pn_conn *c = NULL;
+
+	snprintf(addr, sizeof addr, "localhost:%u", T.port);
+	cr_assert_eq(pn_net_connect(T.client, addr, NULL, &test_cbs, &T.c, &c), PN_OK);
+	cr_assert_eq(pn__conn_state(c), CONN_RESOLVING);
+	pn_conn_close(c, 0);
+	pn_conn_close(c, PN_EIO); /* again: ignored */
+	cr_assert_eq(T.c.closes, 0, "close_cb runs from the loop, not from pn_conn_close");
+	run_until(&T.c.closes, 1, "the client's close");
+	cr_assert_eq(T.c.close_err, 0);
+	cr_assert_eq(T.c.established, 0);
+	cr_assert_eq(pn_net_conn_count(T.client), 0);
+	/* Whatever the look-up does now (cancelled or finished), it touches nothing:
+	 * teardown runs the loop until it has reported, under ASan. */
+}
+
+static int net_closed;
+
+static void net_closed_cb(void *ud)
+{
+	net_closed++;
+}
+
+Test(net, closing_the_net_while_names_resolve)
+{
+	struct pn_net *client;
+	struct end ends[3];
+	char addr[64];
+	struct pn_conn *c = NULL;
+
+	memset(ends, 0, sizeof ends);
+	net_closed = 0;
+	cr_assert_eq(pn_net_new(&T.loop, &T.client_id, NULL, &client), PN_OK);
+	snprintf(addr, sizeof addr, "localhost:%u", T.port);
+	cr_assert_eq(pn_net_connect(client, addr, NULL, &test_cbs, &ends[0], &c), PN_OK);
+	cr_assert_eq(pn_net_connect(client, addr, NULL, &test_cbs, &ends[1], &c), PN_OK);
+	snprintf(addr, sizeof addr, UNRESOLVABLE_HOST ":%u", T.port);
+	cr_assert_eq(pn_net_connect(client, addr, NULL, &test_cbs, &ends[2], &c), PN_OK);
+	pn_net_close_cb(client, net_closed_cb, NULL);
+	run_until(&net_closed, 1, "the net to be freed");
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(ends[i].closes, 1, "connection %d: close_cb once", i);
+		cr_assert_eq(ends[i].close_err, 0, "connection %d: closed by the net, not by its look-up", i);
+		cr_assert_eq(ends[i].established, 0);
+	}
+}
+
+Test(net, a_name_that_does_not_resolve_closes_with_not_found)
+{
+	char addr[64];
+	struct pn_conn *c = NULL;
+	struct sockaddr_storage ss;
+
+	snprintf(addr, sizeof addr, UNRESOLVABLE_HOST ":%u", T.port);
+	cr_assert_eq(pn_addr_parse(addr, &ss, false), PN_ENOTFOUND, "what the blocking path says");
+	cr_assert_eq(pn_net_connect(T.client, addr, NULL, &test_cbs, &T.c, &c), PN_OK);
+	cr_assert_eq(pn__conn_state(c), CONN_RESOLVING);
+	cr_assert_eq(T.c.closes, 0, "never closed from inside pn_net_connect");
+	run_until(&T.c.closes, 1, "the client's close");
+	cr_assert_eq(T.c.close_err, PN_ENOTFOUND);
+	cr_assert_eq(T.c.established, 0);
+	cr_assert_eq(pn_net_conn_count(T.client), 0);
+}
+
+Test(net, numeric_parsing_never_looks_a_name_up)
+{
+	struct sockaddr_storage ss;
+
+	cr_assert_eq(pn_addr_parse_numeric("127.0.0.1:80", &ss, false), PN_OK);
+	cr_assert_eq(ss.ss_family, AF_INET);
+	cr_assert_eq(pn_addr_parse_numeric("[::1]:80", &ss, false), PN_OK);
+	cr_assert_eq(ss.ss_family, AF_INET6);
+	cr_assert_eq(pn_addr_parse_numeric(":80", &ss, true), PN_OK);
+	cr_assert_eq(pn_addr_parse_numeric("localhost:80", &ss, false), PN_EINVAL);
+	cr_assert_eq(pn_addr_parse_numeric("127.0.0.1:99999", &ss, false), PN_EINVAL);
+	cr_assert_eq(pn_net_connect(T.client, "localhost:99999", NULL, &test_cbs, &T.c, &(struct pn_conn *){NULL}),
+		     PN_EINVAL, "a bad port is refused at once, name or not");
 }

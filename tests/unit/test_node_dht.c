@@ -4,7 +4,8 @@
  * through a bootstrap node, a search by keyword and a providers look-up
  * with the provider's address, whole words only, junk datagrams counted and
  * dropped (and their sender not heard for a while), withdrawing, DATA/dht-table written and used to rejoin without
- * a bootstrap node, and a UDP port already taken. */
+ * a bootstrap node, a UDP port already taken, and bootstrap nodes given by
+ * host name (looked up off the loop). */
 #include <ftw.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -34,6 +35,7 @@ struct events {
 	int searches_done;
 	const char *search_why;
 	int log_lines;
+	char last_log[256];
 };
 
 struct tnode {
@@ -55,7 +57,9 @@ static int closed;
 
 static void log_cb(void *ud, enum pn_log_level level, const char *line)
 {
-	((struct events *)ud)->log_lines++;
+	struct events *e = ud;
+	e->log_lines++;
+	snprintf(e->last_log, sizeof e->last_log, "%s", line);
 }
 
 static void providers_cb(void *ud, const struct pn_cid *cid, const struct discovery_provider *p, size_t n,
@@ -171,8 +175,12 @@ static void stop(int i)
 	uv_timer_stop(&t->timer);
 	int was = closed;
 	dht_node_close(t->dn, closed_cb, NULL);
-	for (int k = 0; k < 1000 && closed == was; k++)
+	/* The close waits for the look-ups of bootstrap names too (bounded). */
+	for (int k = 0; k < WAIT_MS && closed == was; k++) {
 		uv_run(&loop, UV_RUN_NOWAIT);
+		if (closed == was)
+			usleep(1000);
+	}
 	cr_assert_eq(closed, was + 1, "the socket closes from the loop");
 	dht_node_free(t->dn);
 	t->dn = NULL;
@@ -405,4 +413,73 @@ Test(node_dht, a_udp_port_in_use_is_refused_with_a_reason)
 	cr_assert_eq(start(1, NULL, 0, tn[0].port, why, sizeof why), PN_EEXIST);
 	cr_assert_null(tn[1].dn);
 	cr_assert(strstr(why, "address already in use"), "%s", why);
+}
+
+/* A name that getaddrinfo refuses on this machine before any query leaves it
+ * (an empty label cannot be put in a DNS packet), and fast. */
+#define UNRESOLVABLE_HOST "bad..name.invalid"
+
+static int ready_flag(int i)
+{
+	return tn[i].dn && dht_node_ready(tn[i].dn);
+}
+
+Test(node_dht, a_bootstrap_node_given_by_host_name_is_looked_up_and_pinged)
+{
+	char why[256], boot0[64];
+	cr_assert_eq(start(0, NULL, 0, 0, why, sizeof why), PN_OK, "%s", why);
+	snprintf(boot0, sizeof boot0, "localhost:%u", tn[0].port);
+	const char *boot[] = {boot0};
+	cr_assert_eq(start(1, boot, 1, 0, why, sizeof why), PN_OK, "%s", why);
+	cr_assert_not(dht_node_ready(tn[1].dn), "dht_node_new does not wait for the name");
+	int ready = 0;
+	for (int k = 0; k < WAIT_MS / 5 && !ready; k++) {
+		uv_run(&loop, UV_RUN_NOWAIT);
+		usleep(5000);
+		ready = ready_flag(0) && ready_flag(1);
+	}
+	cr_assert(ready, "joined through localhost");
+	cr_assert_eq(tn[1].ev.log_lines, 0, "%s", tn[1].ev.last_log);
+}
+
+Test(node_dht, a_bootstrap_name_that_does_not_resolve_is_logged)
+{
+	char why[256], boot0[64];
+	snprintf(boot0, sizeof boot0, UNRESOLVABLE_HOST ":%u", free_port());
+	const char *boot[] = {boot0};
+	cr_assert_eq(start(0, boot, 1, 0, why, sizeof why), PN_OK, "%s", why);
+	cr_assert_eq(tn[0].ev.log_lines, 0, "the look-up reports later, from the loop");
+	cr_assert(run_until(&tn[0].ev.log_lines), "the failure is logged");
+	char want[128];
+	snprintf(want, sizeof want, "dht: cannot resolve the bootstrap node %s", boot0);
+	cr_assert(strstr(tn[0].ev.last_log, want), "%s", tn[0].ev.last_log);
+	cr_assert_not(dht_node_ready(tn[0].dn));
+}
+
+Test(node_dht, closing_while_bootstrap_names_resolve)
+{
+	char why[256], boot0[64], boot1[64];
+	snprintf(boot0, sizeof boot0, "localhost:%u", free_port());
+	snprintf(boot1, sizeof boot1, UNRESOLVABLE_HOST ":%u", free_port());
+	const char *boot[] = {boot0, boot1, "127.0.0.1:9"};
+	cr_assert_eq(start(0, boot, 3, 0, why, sizeof why), PN_OK, "%s", why);
+	cr_assert_eq(start(1, boot, 3, 0, why, sizeof why), PN_OK, "%s", why);
+	/* Both closed at once, before the loop runs again: the look-ups are
+	 * cancelled or end unheeded, and each close callback waits for them. */
+	for (int i = 0; i < 2; i++) {
+		tn[i].timer_on = false;
+		uv_timer_stop(&tn[i].timer);
+		dht_node_close(tn[i].dn, closed_cb, NULL);
+	}
+	for (int k = 0; k < WAIT_MS && closed < 2; k++) {
+		uv_run(&loop, UV_RUN_NOWAIT);
+		if (closed < 2)
+			usleep(1000);
+	}
+	cr_assert_eq(closed, 2, "each node's close callback, once");
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(tn[i].ev.log_lines, 0, "a stopped node logs no failed look-up: %s", tn[i].ev.last_log);
+		dht_node_free(tn[i].dn);
+		tn[i].dn = NULL;
+	}
 }
