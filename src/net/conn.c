@@ -23,7 +23,7 @@
 #define SWEEP_JITTER_MS 200
 #define DRAIN_TIMEOUT_MS 5000
 #define IN_BUF_MIN (16 * 1024 + 64)
-#define IN_BUF_KEEP (64 * 1024)  /* an idle connection keeps no buffer above this */
+#define IN_BUF_KEEP (64 * 1024)  /* a connection the sweep finds quiet keeps no read buffer above this */
 #define SHAPE_TICK_MS 5
 #define SHAPED_HIGH_WATER (512u * 1024) /* a rate-capped connection congests sooner */
 /* A frame this small is gathered with the connection's other small frames
