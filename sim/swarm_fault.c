@@ -63,6 +63,7 @@ static void crash(struct ssim *s, struct snode *n)
 	n->e = NULL;
 	n->crashed = true;
 	n->find_gen++;
+	n->finding = false;
 	n->tick_at = SS_NEVER;
 	n->expect_chunk = false;
 	push(s, s->now + (uint64_t)s->p.faults.down_ms * 1000, EV_RESTART, n->idx, 0);

@@ -355,6 +355,9 @@ int main(int argc, char **argv)
 			if (r.protocol_closes && !p.malicious)
 				fprintf(stderr, "swarm-sim: N = %u, seed %" PRIu64 ": honest engines closed %" PRIu64
 					" connections for a protocol error\n", p.nodes, p.seed, r.protocol_closes);
+			if (diag)
+				fprintf(stderr, "swarm-sim: N = %u, seed %" PRIu64 ": %" PRIu64 " connections dialled, %" PRIu64
+					" accepted, D %.3f s\n", p.nodes, p.seed, r.links, r.connects, r.dist_s);
 			if (!r.all_stayers_finished)
 				status = 1;
 			row_add(&row, &r);

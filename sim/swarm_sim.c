@@ -671,6 +671,10 @@ void ssim_drain(struct ssim *s, uint32_t node)
 				int r = dir_offer(s->dir, n->id, &s->cid, a.name, now_ms(s));
 				if (r != 0 && r != PN_ENOTFOUND)
 					ssim_oddity(s, node, "the directory refused an offer", (uint64_t)-r);
+				if (r == 0 && !n->finding) { /* node_get.c: node__find_after_offer */
+					n->find_gen++;
+					ssim_on_find(s, n);
+				}
 			}
 			break;
 		case ENGINE_DIAL:
@@ -877,12 +881,14 @@ void ssim_on_find(struct ssim *s, struct snode *n)
 	if (n->state != NS_DOWNLOADING || n->leaving)
 		return;
 	n->find_sent_us = s->now;
+	n->finding = true;
 	s->r->dir_finds++;
 	push(s, s->now + 2ull * n->dir_lat_us, EV_FOUND, n->idx, n->find_gen);
 }
 
 static void on_found(struct ssim *s, struct snode *n)
 {
+	n->finding = false;
 	if (n->state != NS_DOWNLOADING || n->leaving || !n->e)
 		return;
 	uint32_t total = 0;

@@ -141,6 +141,7 @@ struct snode {
 	uint32_t have_count;
 	uint64_t start_us, done_us;
 	uint64_t find_sent_us;
+	bool finding;           /* a look-up is out (its EV_FOUND pending) */
 	uint32_t dir_lat_us;
 	uint64_t up_chunk_bytes, down_chunk_bytes;
 	bool got_corrupt;

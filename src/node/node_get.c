@@ -535,6 +535,29 @@ uint64_t node__download_refind_at(struct pn_node *n, const struct download *d)
 	return d->last_find_ms + period + 1;
 }
 
+/* Our offer of d has just gone to the directory: ask it at once, not at the
+ * next period. The answer holds the downloaders that offered before us and
+ * we dial them now; those that offer after us find and dial us the same way.
+ * At the next period each pair is then already connected, where otherwise
+ * both of a pair, started together, learnt of each other at the same re-ask
+ * and dialled each other (two TLS handshakes, one connection kept). */
+void node__find_after_offer(struct pn_node *n, struct download *d)
+{
+	if (d->finding || !dir_client_ready(n->dir))
+		return;
+	struct pn_cid cid = d->cid;
+	if (pn_log_enabled(&n->log, PN_LOG_DEBUG)) {
+		char id[PN_CID_STR_LEN + 1];
+		pn_cid_format(&cid, id);
+		PN_LOGD(&n->log, "%s offered: asking the directory for the providers that offered before us", id);
+	}
+	d->last_find_ms = node_now(n);
+	d->finding = true;
+	d->looked_up = true;
+	if (dir_client_find(n->dir, &cid) != PN_OK && (d = node__download_find(n, &cid)))
+		d->finding = false;
+}
+
 /* Asks discovery again for the providers of downloads that need more. A
  * look-up's answer may end a download, so each is looked up afresh. */
 void node__refind(struct pn_node *n, uint64_t now)

@@ -218,6 +218,7 @@ void node__download_complete(struct download *d);
 void node__report_progress(struct pn_node *n);
 bool node__waiters_want_progress(const struct pn_node *n);
 uint64_t node__download_refind_at(struct pn_node *n, const struct download *d);
+void node__find_after_offer(struct pn_node *n, struct download *d);
 void node__refind(struct pn_node *n, uint64_t now);
 
 #endif
