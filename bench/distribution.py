@@ -7,13 +7,16 @@ One source distributes a file of F bytes to N nodes, for N = 1, 2, 4, 8, 16, 32:
       `peernet get --server` clients start at once (every node fetches from
       the source alone). Lower bound D_cs = max(N*F/u_s, F/d_min).
   peer-to-peer:  a directory, a seed `peernet node --up-rate u_s --share FILE`
-      and N `peernet node --up-rate u`; N `peernet get` (through each node's
-      control socket) start at once. Lower bound
+      and N `peernet node --up-rate u`; the N downloads start at once, each
+      by the request `peernet get` sends on its node's control socket (sent
+      from here: see ctl_gets; --p2p-start cli launches N `peernet get`
+      processes instead, and make bench shows one such run beside). Lower bound
       D_p2p = max(F/u_s, F/d_min, N*F/(u_s + N*u))  (Kurose and Ross).
 
 No download caps are set in either model, so d_min is infinite and the F/d_min
-terms drop out. D is measured from the launch of the N clients to the exit of
-the last one, and also as the largest of the clients' own "seconds".
+terms drop out. D is measured from the start of the N downloads (client
+processes released from a barrier; get requests sent) to the last one's end
+(exit; "got" answer), and also as the largest of the downloads' own "seconds".
 
 Used by bench.py (measure(), render(), plot()), or alone:
 
@@ -29,6 +32,7 @@ import hashlib
 import json
 import os
 import resource
+import selectors
 import shutil
 import signal
 import socket
@@ -41,7 +45,7 @@ MIB = 1024 * 1024
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 5.0
-P2P_RUNS = 3             # peer-to-peer runs per N; the median is reported
+P2P_RUNS = 5             # peer-to-peer runs per N; the median is reported
 SAMPLE_S = 0.25          # status / CPU sampling period during a run
 
 DEFAULT_NS = (1, 2, 4, 8, 16, 32)
@@ -228,6 +232,66 @@ def launch_clients(procs, argvs, outdir):
     return ps, t0, t0 - t_spawn
 
 
+
+def ctl_gets(socks, cid, outs, cwd, timeout, on_tick=None):
+    """Starts the N downloads through the nodes' control sockets at once, the request `peernet get`
+    sends ({"cmd":"get",...}, node_ctl.c), without N processes: on one 2-core host their launch
+    (~20 ms of CPU each, 0.7 s at N = 32) fell inside D, at the moment the swarm forms, a cost the
+    modelled swarm (a node per machine) does not have. Every socket is connected before t0; D runs
+    from the first request to the last "got". Returns (t0, per node (end from t0, the "got" reply))."""
+    sel = selectors.DefaultSelector()
+    conns = []
+    try:
+        for i, path in enumerate(socks):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            conns.append(s)
+            s.connect(path)
+        t0 = time.monotonic()
+        for i, s in enumerate(conns):
+            s.sendall((json.dumps({"cmd": "get", "id": cid, "out": outs[i], "cwd": cwd, "force": True})
+                       + "\n").encode())
+            s.setblocking(False)
+            sel.register(s, selectors.EVENT_READ, i)
+        bufs = [b""] * len(conns)
+        got = [None] * len(conns)
+        ended = set()
+        deadline = t0 + timeout
+        next_tick = t0 + SAMPLE_S  # the first status reads a tick after the start, not amid the requests
+        while len(ended) < len(conns):
+            now = time.monotonic()
+            if now > deadline:
+                raise DistError(f"{len(conns) - len(ended)} of {len(conns)} downloads did not finish "
+                                f"within {timeout:.0f} s")
+            if on_tick and now >= next_tick:
+                on_tick(now - t0)
+                next_tick = time.monotonic() + SAMPLE_S
+            for key, _ in sel.select(timeout=min(SAMPLE_S, max(0.0, next_tick - time.monotonic()))):
+                i = key.data
+                data = key.fileobj.recv(65536)
+                t = time.monotonic() - t0
+                if not data:
+                    raise DistError(f"node {i + 1} closed its control connection before answering the get")
+                bufs[i] += data
+                while b"\n" in bufs[i]:
+                    line, bufs[i] = bufs[i].split(b"\n", 1)
+                    reply = json.loads(line)
+                    kind = reply.get("reply")
+                    if kind == "got":
+                        got[i] = (t, reply)
+                    elif kind == "err":
+                        raise DistError(f"node {i + 1}: get failed: {reply.get('error')}")
+                    elif kind == "ok":
+                        if got[i] is None:
+                            raise DistError(f"node {i + 1}: get ended without a result")
+                        ended.add(i)
+                        sel.unregister(key.fileobj)
+        return t0, got
+    finally:
+        sel.close()
+        for s in conns:
+            s.close()
+
+
 def wait_clients(ps, t0, timeout, on_tick=None):
     """Reaps the clients (bounded); returns per client (exit time from t0, status, user+sys CPU s)."""
     done = {}
@@ -339,7 +403,7 @@ def peak_rate(samples, window=1.0):
     return best
 
 
-def run_p2p(binary, work, outdir, n, size, src, want, us, u, timeout, log):
+def run_p2p(binary, work, outdir, n, size, src, want, us, u, timeout, log, start="ctl"):
     """One peer-to-peer run: directory, seed and n nodes; returns its figures."""
     procs = Procs()
     base = tempfile.mkdtemp(prefix=f"p2p-{n}-", dir=work)  # every run of an N has its own
@@ -429,15 +493,28 @@ def run_p2p(binary, work, outdir, n, size, src, want, us, u, timeout, log):
             row["unchoked_by"] = [sum(1 for q in s.get("peers", []) if not q.get("choking_us")) for s in sts]
             timeline.append(row)
 
-        ps, t0, spawn_s = launch_clients(procs, argvs, outdir)
-        ends = wait_clients(ps, t0, timeout, tick)
-        wall = max(e[0] for e in ends)
+        if start == "cli":
+            ps, t0, spawn_s = launch_clients(procs, argvs, outdir)
+            ends = wait_clients(ps, t0, timeout, tick)
+        else:
+            t0, got = ctl_gets(socks[1:], cid, outs, outdir, timeout, tick)
+            spawn_s = 0.0
+        wall = max(e[0] for e in (ends if start == "cli" else got))
         tick(wall)
         cpu_long = sum((proc_cpu(p.pid) or 0.0) - (cpu0[p.pid] or 0.0) for p in long_running)
         j1 = machine_jiffies()
         self1 = resource.getrusage(resource.RUSAGE_SELF)
         st1 = [ctl_status(s)["totals"] for s in socks]
-        clients = client_results(ps, ends, outdir, outs, want)
+        if start == "cli":
+            clients = client_results(ps, ends, outdir, outs, want)
+        else:
+            clients = []
+            for i, (t_end, js) in enumerate(got):
+                if sha256_file(outs[i]) != want:
+                    raise DistError(f"node {i + 1} delivered wrong bytes ({outs[i]})")
+                clients.append({"end": t_end, "cpu": 0.0, "seconds": float(js["seconds"]),
+                                "bytes": int(js.get("bytes_downloaded", 0)), "peers": js.get("peers")})
+                os.unlink(outs[i])
         # Stop nodes first (they say goodbye to the directory), then the directory.
         procs.stop_all([seed] + [p for _, p in nodes])
         procs.stop_all()
@@ -502,7 +579,7 @@ def bound_p2p(n, size, us, u, dmin=None):
 
 
 def measure(binary, ns=DEFAULT_NS, size=8 * MIB, us=2 * MIB, u=2 * MIB, log=print, keep_timeline=True,
-            models=("cs", "p2p"), p2p_runs=P2P_RUNS):
+            models=("cs", "p2p"), p2p_runs=P2P_RUNS, p2p_start="ctl", cli_compare=True):
     """Runs both models for every N; returns a dict of figures (render() and plot() take it).
     Peer-to-peer runs p2p_runs times per N (fresh processes each time) and keeps the median run: on
     2 shared cores one run's D moves by several percent with the host's load. Client-server runs
@@ -513,6 +590,7 @@ def measure(binary, ns=DEFAULT_NS, size=8 * MIB, us=2 * MIB, u=2 * MIB, log=prin
     outdir = tempfile.mkdtemp(prefix="peernet-dist-out-", dir=shm)
     t_start = time.monotonic()
     R = {"size": size, "us": us, "u": u, "ns": list(ns), "cs": [], "p2p": [], "p2p_runs": p2p_runs,
+         "p2p_start": p2p_start,
          "cpus": os.cpu_count() or 1, "load_start": open("/proc/loadavg").read().split()[:3]}
     try:
         src = os.path.join(work, "file.bin")
@@ -531,7 +609,7 @@ def measure(binary, ns=DEFAULT_NS, size=8 * MIB, us=2 * MIB, u=2 * MIB, log=prin
             for k in range(max(1, p2p_runs)):
                 log(f"distribution: peer-to-peer  N={n:<2} (bound {b:6.2f} s), run {k + 1} of {max(1, p2p_runs)} ...")
                 r = run_p2p(binary, work, outdir, n, size, src, want, us, u, timeout=max(90.0, 10 * b + 60),
-                            log=log)
+                            log=log, start=p2p_start)
                 r["bound"] = b
                 if not keep_timeline:
                     r.pop("timeline", None)
@@ -542,6 +620,18 @@ def measure(binary, ns=DEFAULT_NS, size=8 * MIB, us=2 * MIB, u=2 * MIB, log=prin
             r = sorted(runs, key=lambda x: x["wall"])[(len(runs) - 1) // 2]  # the median (lower, if even)
             r["runs_wall"] = [x["wall"] for x in runs]
             R["p2p"].append(r)
+        if "p2p" in models and p2p_start == "ctl" and cli_compare and ns:
+            # The same run with N `peernet get` processes, once at the largest N: what their launch costs.
+            n = max(ns)
+            b = bound_p2p(n, size, us, u)
+            log(f"distribution: peer-to-peer  N={n:<2} (bound {b:6.2f} s), with {n} `peernet get` processes ...")
+            r = run_p2p(binary, work, outdir, n, size, src, want, us, u, timeout=max(90.0, 10 * b + 60),
+                        log=log, start="cli")
+            R["p2p_cli"] = {"n": n, "wall": r["wall"], "self_max": r["self_max"], "bound": b,
+                            "client_cpu": r["client_cpu"], "cpu_total": r["cpu_total"],
+                            "peak_cores": r["peak_cores"]}
+            log(f"    D = {r['wall']:6.2f} s (clients' own max {r['self_max']:6.2f} s) = {r['wall'] / b:.2f}x "
+                f"bound; the clients used {r['client_cpu']:.2f} CPU s")
         R["elapsed"] = time.monotonic() - t_start
         R["load_end"] = open("/proc/loadavg").read().split()[:3]
         return R
@@ -693,7 +783,7 @@ def analysis(R):
         out.append(f"* **CPU: not the limit on average, but at moments.** Every process of a run together used "
                    f"{min(cores):.2f} to {max(cores):.2f} cores on average of the machine's {R['cpus']}, but the "
                    f"busiest 1-s stretch (N = {peak_n}) took {peak:.2f}: the start of a large peer-to-peer run "
-                   "(N `peernet get` processes launched at once, every node connecting to every other, a TLS "
+                   "(N downloads starting at once, every node connecting to every other, a TLS "
                    "handshake each) fills the machine, and a node that waits for a core is late with its "
                    "requests, HAVEs and chunks. The simulator (section g) charges no CPU, which is one reason "
                    "its D is lower at the largest N.")
@@ -777,9 +867,16 @@ def render(R, svg_rel="distribution.svg", plot_tool=None):
       f"`peernet node --up-rate`), every peer-to-peer node at u = {fmt_rate(u)} (`--up-rate`); no download "
       "caps anywhere, so d_min = ∞ and the F/d_min terms of the bounds drop out. Bounds (Kurose and Ross): "
       "D_cs = max(N·F/u_s, F/d_min) = N·F/u_s; D_p2p = max(F/u_s, F/d_min, N·F/(u_s + N·u)). "
-      "D measured = from starting the N clients at once (spawned first, each waiting at a shared barrier, "
-      "then released together) to the exit of the last one "
-      "(the largest of the clients' own `seconds` beside it); peer-to-peer: the median of "
+      "D measured = client-server: from starting the N clients at once (spawned first, each waiting at a "
+      "shared barrier, then released together) to the exit of the last one; peer-to-peer: from sending the "
+      "N get requests at once, each on its node's control socket (the line `peernet get` sends; the sockets "
+      "connected beforehand) to the last node's answer that its file is written"
+      + (" (the bench sends them itself: N `peernet get` processes launched at once used "
+         f"{R['p2p_cli']['client_cpu']:.2f} CPU s at N = {R['p2p_cli']['n']}, inside D and at the moment the "
+         "swarm forms, a cost the modelled swarm of one node per machine does not have; that run gave "
+         f"D = {R['p2p_cli']['wall']:.2f} s, {R['p2p_cli']['wall'] / R['p2p_cli']['bound']:.2f}x)"
+         if R.get("p2p_cli") else "") +
+      "; the largest of the downloads' own `seconds` beside D. Peer-to-peer: the median of "
       f"{R.get('p2p_runs', 1)} runs per N (every run in the last column; the details below are the median "
       "run's), as one run's D moves by several percent with the shared host's load; client-server: one run "
       "per N (the server's cap decides its D). Each run is a fresh set of processes "
@@ -792,7 +889,7 @@ def render(R, svg_rel="distribution.svg", plot_tool=None):
     w(f"Plot: [{svg_rel}]({svg_rel})" + (f" (drawn with {plot_tool})." if plot_tool else "."))
     w("")
     w("| N | D_cs measured (s) | clients' own max | D_cs bound (s) | ratio | "
-      "D_p2p measured (s) | clients' own max | D_p2p bound (s) | ratio | seed uploaded / F | server sent (CS) / F | "
+      "D_p2p measured (s) | downloads' own max | D_p2p bound (s) | ratio | seed uploaded / F | server sent (CS) / F | "
       "D_p2p of every run (s) |")
     w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     p2p = {r["n"]: r for r in R["p2p"]}
@@ -878,7 +975,7 @@ def render(R, svg_rel="distribution.svg", plot_tool=None):
       f"--port-file $W/seed/port --up-rate {int(us)} --share $W/file.bin")
     w(f"peernet node --listen 127.0.0.1:0 --data $W/nI --discovery directory --directory 127.0.0.1:DPORT "
       f"--port-file $W/nI/port --up-rate {int(u)}      # x N")
-    w("peernet get --data $W/nI CID -o $OUT/p2pI.bin --json --no-progress -f                # x N, at once")
+    w('{"cmd":"get","id":CID,"out":"$OUT/p2pI.bin","cwd":"$OUT","force":true}   # x N, at once: on $W/nI/control.sock')
     w("```")
     w("")
     w("### Analysis")
@@ -903,6 +1000,11 @@ def main():
     ap.add_argument("--json", default=None, help="write every figure here")
     ap.add_argument("--models", default="cs,p2p", help="cs, p2p or both (diagnostics)")
     ap.add_argument("--p2p-runs", type=int, default=P2P_RUNS, help="peer-to-peer runs per N (the median is kept)")
+    ap.add_argument("--no-cli-compare", action="store_true",
+                    help="skip the extra run at the largest N with `peernet get` processes")
+    ap.add_argument("--p2p-start", choices=("ctl", "cli"), default="ctl",
+                    help="start the peer-to-peer downloads through the control sockets (ctl) or with N "
+                         "`peernet get` processes (cli)")
     args = ap.parse_args()
     ns = [int(x) for x in args.ns.split(",")] if args.ns else (QUICK_NS if args.quick else DEFAULT_NS)
 
@@ -912,7 +1014,8 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
     try:
         R = measure(args.bin, ns=ns, size=int(args.size_mib * MIB), us=parse_rate(args.source_rate),
-                    u=parse_rate(args.node_rate), models=args.models.split(","), p2p_runs=args.p2p_runs)
+                    u=parse_rate(args.node_rate), models=args.models.split(","), p2p_runs=args.p2p_runs,
+                    p2p_start=args.p2p_start, cli_compare=not args.no_cli_compare)
     except (KeyboardInterrupt, Interrupted) as e:
         print(f"\ndistribution: interrupted ({str(e) or 'Ctrl-C'})", file=sys.stderr)
         return 130
