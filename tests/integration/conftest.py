@@ -281,6 +281,16 @@ def server(server_factory):
     return server_factory()
 
 
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory):
+    """(cert path, key path) of an Ed25519 identity for hand-made peers (pnwire.FakeServer)."""
+    import pnwire
+    c = pnwire.make_ed25519_cert(str(tmp_path_factory.mktemp("cert")))
+    if c is None:
+        pytest.skip("openssl cannot make an Ed25519 certificate")
+    return c
+
+
 @pytest.fixture
 def procs():
     """Popen objects registered here are stopped by PID at teardown."""

@@ -12,14 +12,6 @@ from conftest import CHUNK, assert_one_error_line, cid_str, error_lines, make_fi
     state_chunks_done
 
 
-@pytest.fixture(scope="module")
-def cert(tmp_path_factory):
-    c = w.make_ed25519_cert(str(tmp_path_factory.mktemp("cert")))
-    if c is None:
-        pytest.skip("openssl cannot make an Ed25519 certificate")
-    return c
-
-
 @pytest.fixture
 def content(server, workdir, cert):
     """A 5-chunk file on the real server, its ID, and its hash list as the server sends it."""

@@ -9,7 +9,6 @@ import os
 import struct
 import subprocess
 
-import pytest
 
 import pnwire as w
 from conftest import cid_str, poll, stop_pid
@@ -19,14 +18,6 @@ DIR_REGISTER, DIR_OK, DIR_OFFER, DIR_FIND, DIR_PROVIDERS = 0x50, 0x51, 0x52, 0x5
 T_PING, T_PONG, T_INTERESTED, T_BITFIELD = 0x03, 0x04, 0x40, 0x42
 HELLO_DIRECTORY = bytes([0x01, 0x01, 0x04, 0, 0, 0, 0, 0, 0])
 HELLO_NODE = bytes([0x01, 0x01, 0x03, 0, 0, 0, 0, 0, 0])
-
-
-@pytest.fixture(scope="module")
-def cert(tmp_path_factory):
-    c = w.make_ed25519_cert(str(tmp_path_factory.mktemp("cert")))
-    if c is None:
-        pytest.skip("openssl cannot make an Ed25519 certificate")
-    return c
 
 
 def node_id_of(key_path):
