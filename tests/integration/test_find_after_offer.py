@@ -9,7 +9,6 @@ import os
 import struct
 import subprocess
 
-
 import pnwire as w
 from conftest import cid_str, poll, stop_pid
 from p2p import Node
