@@ -799,8 +799,9 @@ def analysis(R):
         refind = src_constant("NODE_REFIND_MS")
         if relay:
             late = refind and max(relay) >= 0.75 * refind / 1000
-            out.append(f"  * *Swarm formation:* the first node-to-node chunk came {min(relay):.2f}–"
-                       f"{max(relay):.2f} s after the gets started (N ≥ 2); until then the seed alone served "
+            out.append(f"  * *Swarm formation:* the first node-to-node chunk had come by the status read at "
+                       f"{min(relay):.2f}–{max(relay):.2f} s after the gets started (N ≥ 2; reads every "
+                       f"{SAMPLE_S:g} s, the first at {SAMPLE_S:g} s); until then the seed alone served "
                        f"every node, like a server, and had sent {min(before):.2f}–{max(before):.2f} copies "
                        "of F by then."
                        + (f" That is the directory re-find: a node learns of other downloaders only from "
