@@ -232,7 +232,6 @@ def launch_clients(procs, argvs, outdir):
     return ps, t0, t0 - t_spawn
 
 
-
 def ctl_gets(socks, cid, outs, cwd, timeout, on_tick=None):
     """Starts the N downloads through the nodes' control sockets at once, the request `peernet get`
     sends ({"cmd":"get",...}, node_ctl.c), without N processes: on one 2-core host their launch
@@ -242,7 +241,7 @@ def ctl_gets(socks, cid, outs, cwd, timeout, on_tick=None):
     sel = selectors.DefaultSelector()
     conns = []
     try:
-        for i, path in enumerate(socks):
+        for path in socks:
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             conns.append(s)
             s.connect(path)
@@ -329,12 +328,17 @@ def client_results(ps, ends, outdir, outs, want):
                 break
         if js is None or not js.get("ok", True):
             raise DistError(f"client {i} printed no result: {text.strip()[-300:]}")
-        if sha256_file(outs[i]) != want:
-            raise DistError(f"client {i} delivered wrong bytes ({outs[i]})")
-        res.append({"end": t_end, "cpu": cpu, "seconds": float(js["seconds"]),
-                    "bytes": int(js.get("bytes_downloaded", 0)), "peers": js.get("peers")})
-        os.unlink(outs[i])
+        res.append(delivered(f"client {i}", outs[i], want, t_end, cpu, js))
     return res
+
+
+def delivered(who, path, want, t_end, cpu, js):
+    """One download's figures from its JSON result, once its file is checked (and removed)."""
+    if sha256_file(path) != want:
+        raise DistError(f"{who} delivered wrong bytes ({path})")
+    os.unlink(path)
+    return {"end": t_end, "cpu": cpu, "seconds": float(js["seconds"]),
+            "bytes": int(js.get("bytes_downloaded", 0)), "peers": js.get("peers")}
 
 
 def run_cs(binary, work, outdir, n, size, src, want, us, timeout, log):
@@ -508,13 +512,8 @@ def run_p2p(binary, work, outdir, n, size, src, want, us, u, timeout, log, start
         if start == "cli":
             clients = client_results(ps, ends, outdir, outs, want)
         else:
-            clients = []
-            for i, (t_end, js) in enumerate(got):
-                if sha256_file(outs[i]) != want:
-                    raise DistError(f"node {i + 1} delivered wrong bytes ({outs[i]})")
-                clients.append({"end": t_end, "cpu": 0.0, "seconds": float(js["seconds"]),
-                                "bytes": int(js.get("bytes_downloaded", 0)), "peers": js.get("peers")})
-                os.unlink(outs[i])
+            clients = [delivered(f"node {i + 1}", outs[i], want, t_end, 0.0, js)
+                       for i, (t_end, js) in enumerate(got)]
         # Stop nodes first (they say goodbye to the directory), then the directory.
         procs.stop_all([seed] + [p for _, p in nodes])
         procs.stop_all()

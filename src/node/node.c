@@ -274,8 +274,7 @@ static void node_pump(struct pn_node *n)
 					dir_client_offer(n->dir, &d->cid, d->name);
 				if (n->dht)
 					(void)dht_node_offer(n->dht, &d->cid, d->name, node_now(n));
-				if (n->dir && !n->flood && !n->dht)
-					node__find_after_offer(n, d);
+				node__find_after_offer(n, d);
 			}
 			break;
 		case ENGINE_DIAL:

@@ -535,6 +535,17 @@ uint64_t node__download_refind_at(struct pn_node *n, const struct download *d)
 	return d->last_find_ms + period + 1;
 }
 
+/* Sends a directory look-up for d now. */
+static void dir_find_now(struct pn_node *n, struct download *d, uint64_t now)
+{
+	struct pn_cid cid = d->cid;
+	d->last_find_ms = now;
+	d->finding = true;
+	d->looked_up = true;
+	if (dir_client_find(n->dir, &cid) != PN_OK && (d = node__download_find(n, &cid)))
+		d->finding = false;
+}
+
 /* Our offer of d has just gone to the directory: ask it at once, not at the
  * next period. The answer holds the downloaders that offered before us and
  * we dial them now; those that offer after us find and dial us the same way.
@@ -543,19 +554,14 @@ uint64_t node__download_refind_at(struct pn_node *n, const struct download *d)
  * and dialled each other (two TLS handshakes, one connection kept). */
 void node__find_after_offer(struct pn_node *n, struct download *d)
 {
-	if (d->finding || !dir_client_ready(n->dir))
+	if (n->flood || n->dht || !n->dir || d->finding || !dir_client_ready(n->dir))
 		return;
-	struct pn_cid cid = d->cid;
 	if (pn_log_enabled(&n->log, PN_LOG_DEBUG)) {
 		char id[PN_CID_STR_LEN + 1];
-		pn_cid_format(&cid, id);
+		pn_cid_format(&d->cid, id);
 		PN_LOGD(&n->log, "%s offered: asking the directory for the providers that offered before us", id);
 	}
-	d->last_find_ms = node_now(n);
-	d->finding = true;
-	d->looked_up = true;
-	if (dir_client_find(n->dir, &cid) != PN_OK && (d = node__download_find(n, &cid)))
-		d->finding = false;
+	dir_find_now(n, d, node_now(n));
 }
 
 /* Asks discovery again for the providers of downloads that need more. A
@@ -603,11 +609,7 @@ void node__refind(struct pn_node *n, uint64_t now)
 		} else if (n->dir && now - d->last_find_ms > (early ? NODE_REFIND_EARLY_MS : NODE_REFIND_MS) &&
 			   dir_client_ready(n->dir)) {
 			/* Early in a download ask often: fellow downloaders register as they start. */
-			d->last_find_ms = now;
-			d->finding = true;
-			d->looked_up = true;
-			if (dir_client_find(n->dir, &due[i]) != PN_OK && (d = node__download_find(n, &due[i])))
-				d->finding = false;
+			dir_find_now(n, d, now);
 		}
 	}
 }
